@@ -1,0 +1,292 @@
+"""Stack configuration as validated models: parsed and checked before any resource is declared.
+
+Keys live in two namespaces, as `pulumi config set` writes them: `gcp:project`, `gcp:region`, `gcp:zone` for
+the provider, and `pilot-fleet:<key>` for everything else (structured values for the rendezvous, the network,
+the swarm hosts; `pulumi config set --path 'pilot-fleet:swarmHosts[0].targetAgents' 3000` edits one field).
+Every problem is reported with the key that holds it, all at once, as a FleetConfigError.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from fleet import pilot
+from fleet.machine_types import lookup, machine_types
+from fleet.memory_budget import MemoryBudget
+
+GCP_KEYS = ("project", "region", "zone")
+GCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
+
+
+class FleetConfigError(Exception):
+    """Configuration that cannot be deployed; `problems` holds one line per offending key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"not a CIDR range: {value!r} ({exc})") from None
+
+
+def _gce_name(value: str) -> str:
+    if not GCE_NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid Compute Engine name (lowercase letters, digits, hyphens; 1-63)")
+    return value
+
+
+def _zone(value: str) -> str:
+    if not ZONE.match(value):
+        raise ValueError(f"{value!r} is not a zone name such as us-central1-a")
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+GceName = Annotated[str, AfterValidator(_gce_name)]
+Zone = Annotated[str, AfterValidator(_zone)]
+Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class GcpSettings(Model):
+    project: str = Field(min_length=6, max_length=30)
+    region: str = Field(min_length=1)
+    zone: Zone
+
+
+class NetworkConfig(Model):
+    name: GceName = "pilot-fleet"
+    # existing: true uses a network (and subnet) that already exist, by name, instead of creating them.
+    existing: bool = False
+    subnet_name: GceName | None = None
+    subnet_cidr: Cidr = "10.20.0.0/20"
+
+
+class RendezvousPorts(Model):
+    registry: Port = pilot.REGISTRY_PORT
+    beacon: Port = pilot.BEACON_PORT
+    dashboard: Port = pilot.DASHBOARD_PORT
+
+
+class RendezvousConfig(Model):
+    name: GceName = "pilot-rendezvous"
+    machine_type: str = "e2-standard-4"
+    zone: Zone | None = None
+    disk_gb: int = Field(default=20, ge=10)
+    store_disk_gb: int = Field(default=10, ge=10)
+    ports: RendezvousPorts = RendezvousPorts()
+    # Where agents register from: a public rendezvous serves agents anywhere on the Pilot network.
+    agent_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
+    # Who may open the dashboard and JSON API (3000/tcp). Default: only through IAP TCP forwarding.
+    operator_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
+    new_registrations_per_minute: int = Field(default=pilot.NEW_REGISTRATIONS_PER_MINUTE, ge=1)
+
+
+class AgentSettings(Model):
+    """Per-host agent settings; `agentDefaults` sets them for all swarm hosts, a host may override each."""
+
+    spawn_parallelism: int = Field(default=pilot.DEFAULT_SPAWN_PARALLELISM, ge=1, le=pilot.MAX_SPAWN_PARALLELISM)
+    round_delay_seconds: float = Field(default=pilot.DEFAULT_ROUND_DELAY_SECONDS, ge=0)
+    base_udp_port: Port = pilot.DEFAULT_BASE_UDP_PORT
+    gogc: int = Field(default=100, ge=10, le=1000)
+    agent_memory_mb: float = Field(default=pilot.DEFAULT_AGENT_MEMORY_MB, gt=0)
+    # Where peers reach this host's agent tunnel ports from.
+    peer_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
+
+
+class SwarmHostConfig(AgentSettings):
+    name: GceName
+    machine_type: str
+    zone: Zone | None = None
+    target_agents: int = Field(gt=0)
+    disk_gb: int = Field(default=20, ge=10)
+
+    @property
+    def last_udp_port(self) -> int:
+        return self.base_udp_port + self.target_agents - 1
+
+
+class MemoryPolicy(Model):
+    os_reserve_mb: int = Field(default=pilot.DEFAULT_OS_RESERVE_MB, ge=0)
+    headroom_percent: float = Field(default=pilot.DEFAULT_HEADROOM_PERCENT, ge=0)
+
+
+class FleetConfig(Model):
+    gcp: GcpSettings
+    pilot_version: str = Field(default=pilot.PILOT_VERSION, pattern=r"^\d+\.\d+\.\d+$")
+    network: NetworkConfig = NetworkConfig()
+    rendezvous: RendezvousConfig = RendezvousConfig()
+    agent_defaults: AgentSettings = AgentSettings()
+    memory: MemoryPolicy = MemoryPolicy()
+    swarm_hosts: list[SwarmHostConfig] = Field(default_factory=list)
+    ssh_source_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
+    alert_threshold: float = Field(default=pilot.DEFAULT_ALERT_THRESHOLD, gt=0, le=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_agent_defaults(cls, data: Any) -> Any:
+        """Each swarm host starts from agentDefaults; its own keys win."""
+        if not isinstance(data, dict):
+            return data
+        defaults = data.get("agentDefaults")
+        hosts = data.get("swarmHosts")
+        if isinstance(defaults, dict) and isinstance(hosts, list):
+            data = dict(data)
+            data["swarmHosts"] = [{**defaults, **h} if isinstance(h, dict) else h for h in hosts]
+        return data
+
+    def zone_of(self, host_zone: str | None) -> str:
+        return host_zone or self.gcp.zone
+
+    @property
+    def expected_agents(self) -> int:
+        return sum(h.target_agents for h in self.swarm_hosts)
+
+    def budget(self, host: SwarmHostConfig) -> MemoryBudget:
+        machine = lookup(host.machine_type)
+        if machine is None:
+            raise KeyError(host.machine_type)
+        return MemoryBudget(machine.memory_mb, self.memory.os_reserve_mb, host.agent_memory_mb,
+                            self.memory.headroom_percent)
+
+
+def key_name(loc: tuple[int | str, ...]) -> str:
+    """('swarmHosts', 2, 'targetAgents') -> 'pilot-fleet:swarmHosts[2].targetAgents'."""
+    if loc and loc[0] == "gcp":
+        return "gcp:" + ".".join(str(p) for p in loc[1:])
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return f"{pilot.PROJECT_NAME}:{text}" if text else pilot.PROJECT_NAME
+
+
+def _pydantic_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the configuration reference in README.md)"
+        elif err["type"] == "missing":
+            message = "required but not set"
+        problems.append(f"{key_name(loc)}: {message}")
+    return problems
+
+
+def _semantic_problems(cfg: FleetConfig) -> list[str]:
+    problems: list[str] = []
+
+    def unknown_machine(key: str, name: str) -> str:
+        close = difflib.get_close_matches(name, machine_types(), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        return f"{key}: unknown machine type {name!r} ({hint}known types: fleet/data/machine_types.yaml)"
+    region = cfg.gcp.region
+
+    def check_zone(key: str, zone: str) -> None:
+        if not zone.startswith(region + "-"):
+            problems.append(f"{key}: zone {zone} is not in region {region} (gcp:region)")
+
+    check_zone("gcp:zone", cfg.gcp.zone)
+    if cfg.rendezvous.zone:
+        check_zone(key_name(("rendezvous", "zone")), cfg.rendezvous.zone)
+    if lookup(cfg.rendezvous.machine_type) is None:
+        problems.append(unknown_machine(key_name(("rendezvous", "machineType")), cfg.rendezvous.machine_type))
+    ports = cfg.rendezvous.ports
+    if ports.registry == ports.dashboard:  # both TCP; the beacon is UDP and may share a number
+        problems.append(f"{key_name(('rendezvous', 'ports'))}: registry and dashboard cannot share TCP port "
+                        f"{ports.registry}")
+
+    seen: dict[str, str] = {cfg.rendezvous.name: key_name(("rendezvous", "name"))}
+    reserved = {ports.registry: "registry", ports.beacon: "beacon", ports.dashboard: "dashboard"}
+    eph_lo, eph_hi = pilot.EPHEMERAL_PORT_RANGE
+    for i, host in enumerate(cfg.swarm_hosts):
+        where = key_name(("swarmHosts", i))
+        if host.name in seen:
+            problems.append(f"{where}.name: duplicate name {host.name!r} (also {seen[host.name]})")
+        seen[host.name] = f"{where}.name"
+        if host.zone:
+            check_zone(f"{where}.zone", host.zone)
+        machine = lookup(host.machine_type)
+        if machine is None:
+            problems.append(unknown_machine(f"{where}.machineType", host.machine_type))
+        else:
+            budget = cfg.budget(host)
+            if not budget.fits(host.target_agents):
+                why = budget.explain(host.target_agents, machine.name)
+                problems.append(f"{where}.targetAgents ({host.name}): {why}")
+        first, last = host.base_udp_port, host.last_udp_port
+        span = f"UDP ports {first}-{last} ({host.target_agents} agents from baseUdpPort {first})"
+        if last > pilot.MAX_PORT:
+            problems.append(f"{where}.baseUdpPort ({host.name}): {span} run past {pilot.MAX_PORT}")
+        for port, what in reserved.items():
+            if first <= port <= last:
+                problems.append(f"{where}.baseUdpPort ({host.name}): {span} include the rendezvous {what} port {port}")
+        if first <= eph_hi and last >= eph_lo:
+            problems.append(f"{where}.baseUdpPort ({host.name}): {span} overlap the kernel's ephemeral port range "
+                            f"{eph_lo}-{eph_hi}")
+    return problems
+
+
+def parse_fleet_config(raw: Mapping[str, Any]) -> FleetConfig:
+    """Validate a raw config mapping ({"gcp": {...}, "<fleet key>": ...}); raise FleetConfigError."""
+    try:
+        cfg = FleetConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise FleetConfigError(_pydantic_problems(exc)) from None
+    problems = _semantic_problems(cfg)
+    if problems:
+        raise FleetConfigError(problems)
+    return cfg
+
+
+def raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn flat Pulumi config ({"gcp:zone": "...", "pilot-fleet:swarmHosts": "[...]"}) into parse input.
+
+    Values arrive as strings (structured values JSON-encoded), as the Pulumi engine hands them to programs.
+    Keys of other namespaces are ignored; `gcp:region` defaults to the region of `gcp:zone`.
+    """
+    raw: dict[str, Any] = {"gcp": {}}
+    prefix = pilot.PROJECT_NAME + ":"
+    for key, value in flat.items():
+        if key.startswith("gcp:") and key[4:] in GCP_KEYS:
+            raw["gcp"][key[4:]] = value
+        elif key.startswith(prefix):
+            raw[key[len(prefix):]] = _decode(value)
+    zone = raw["gcp"].get("zone")
+    if "region" not in raw["gcp"] and isinstance(zone, str) and "-" in zone:
+        raw["gcp"]["region"] = zone.rsplit("-", 1)[0]
+    return raw
+
+
+def _decode(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def load_from_pulumi() -> FleetConfig:
+    """Read the running stack's configuration (inside `pulumi up`, `preview` or the offline plan)."""
+    from pulumi.runtime import config as runtime_config
+
+    flat = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return parse_fleet_config(raw_from_flat(flat))

@@ -1,0 +1,79 @@
+"""The one way the fleet declares a VM: hardened, labelled, role and target in `pilot-*` metadata, no script keys."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+
+from fleet import pilot
+from fleet.service_account import SCOPES
+
+# Compute Engine keys every fleet VM carries: OS Login instead of metadata SSH keys, no serial console,
+# guest attributes on so the supervisor can publish target/running/restarts.
+HARDENING_METADATA = {
+    pilot.MetadataKey.OS_LOGIN: "TRUE",
+    pilot.MetadataKey.BLOCK_PROJECT_SSH_KEYS: "TRUE",
+    pilot.MetadataKey.SERIAL_PORT: "FALSE",
+    pilot.MetadataKey.GUEST_ATTRIBUTES: "TRUE",
+}
+
+
+@dataclass
+class FleetVm:
+    name: str
+    machine_type: str
+    zone: str
+    project: str
+    subnetwork: pulumi.Input[str]
+    service_account_email: pulumi.Input[str]
+    metadata: Mapping[str, pulumi.Input[str]]
+    labels: Mapping[str, str]
+    tags: Sequence[str]
+    disk_gb: int
+    nat_ip: pulumi.Input[str] | None = None
+    attached_disks: list[gcp.compute.InstanceAttachedDiskArgs] = field(default_factory=list)
+
+    def declare(self, parent: pulumi.Resource) -> gcp.compute.Instance:
+        forbidden = set(self.metadata) & set(pilot.SCRIPT_METADATA_KEYS)
+        if forbidden:  # the project-level script is the only one; see policies/ no-instance-startup-scripts
+            raise ValueError(f"{self.name}: instance metadata must not carry {sorted(forbidden)}")
+        return gcp.compute.Instance(
+            self.name,
+            name=self.name,
+            project=self.project,
+            zone=self.zone,
+            machine_type=self.machine_type,
+            boot_disk=gcp.compute.InstanceBootDiskArgs(
+                initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
+                    image=pilot.BOOT_IMAGE, size=self.disk_gb, type="pd-balanced"),
+            ),
+            attached_disks=self.attached_disks or None,
+            network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
+                subnetwork=self.subnetwork,
+                access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=self.nat_ip)],
+            )],
+            metadata={**HARDENING_METADATA, **self.metadata},
+            labels=dict(self.labels),
+            tags=list(self.tags),
+            service_account=gcp.compute.InstanceServiceAccountArgs(email=self.service_account_email,
+                                                                   scopes=list(SCOPES)),
+            shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
+                enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
+            allow_stopping_for_update=True,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+
+
+def internal_ip(instance: gcp.compute.Instance) -> pulumi.Output[str]:
+    return instance.network_interfaces.apply(lambda nics: nics[0].network_ip or "")
+
+
+def external_ip(instance: gcp.compute.Instance) -> pulumi.Output[str]:
+    def first_nat_ip(nics: list[gcp.compute.outputs.InstanceNetworkInterface]) -> str:
+        configs = nics[0].access_configs or []
+        return (configs[0].nat_ip or "") if configs else ""
+
+    return instance.network_interfaces.apply(first_nat_ip)

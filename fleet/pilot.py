@@ -1,0 +1,75 @@
+"""Facts about Pilot Protocol and Compute Engine that the fleet is built against (see shared/PILOT_FACTS.md).
+
+Every port, metadata key and default range is named here once; the stack, the startup script renderer,
+the policy pack and the post-deploy check all read them from this module.
+"""
+
+from __future__ import annotations
+
+PROJECT_NAME = "pilot-fleet"
+PILOT_VERSION = "1.18.0"
+
+# The rendezvous process: registry (TCP), beacon (UDP), dashboard and JSON API (TCP).
+REGISTRY_PORT = 9000
+BEACON_PORT = 9001
+DASHBOARD_PORT = 3000
+STATS_PATH = "/api/stats"
+
+# Registry rate limit for NEW identities per source IP (token bucket: burst 10, one token every 6 s).
+NEW_REGISTRATIONS_PER_MINUTE = 10
+
+# Agents: one UDP tunnel port each, base + index.
+DEFAULT_BASE_UDP_PORT = 10000
+# Linux default net.ipv4.ip_local_port_range; agent ports must stay out of it.
+EPHEMERAL_PORT_RANGE = (32768, 60999)
+MAX_PORT = 65535
+
+# Memory budget (seed fleet): ~3 GB for the OS, ~60% headroom over the agents' idle memory for connection bursts.
+DEFAULT_OS_RESERVE_MB = 3072
+DEFAULT_HEADROOM_PERCENT = 60
+# The seed fleet's operational figure per idle agent; 1.18.0 measured 13.1-13.4 MB RSS (see README).
+DEFAULT_AGENT_MEMORY_MB = 10.0
+# OS threads per daemon (7-8 measured): each counts against pid_max and TasksMax.
+THREADS_PER_AGENT = 8
+
+# Spawn pacing (seed: 10-20 concurrent starts per round, ~3 s between rounds; 50 at once overloads the registry).
+DEFAULT_SPAWN_PARALLELISM = 10
+MAX_SPAWN_PARALLELISM = 20
+DEFAULT_ROUND_DELAY_SECONDS = 3.0
+
+# Monitoring: alert when online agents fall below this share of the expected total.
+DEFAULT_ALERT_THRESHOLD = 0.95
+
+# Google's ranges: IAP TCP forwarding (SSH and the dashboard reach hosts through it).
+IAP_RANGE = "35.235.240.0/20"
+
+BOOT_IMAGE = "debian-cloud/debian-12"
+
+# Instance metadata keys the fleet sets on every VM; the startup script reads exactly these.
+class MetadataKey:
+    ROLE = "pilot-role"
+    AGENT_TARGET = "pilot-agent-target"
+    REGISTRY = "pilot-registry"
+    BEACON = "pilot-beacon"
+    BASE_UDP_PORT = "pilot-base-udp-port"
+    SPAWN_PARALLELISM = "pilot-spawn-parallelism"
+    ROUND_DELAY_SECONDS = "pilot-round-delay-seconds"
+    NEW_REGISTRATIONS_PER_MINUTE = "pilot-new-registrations-per-minute"
+    GOGC = "pilot-gogc"
+    VERSION = "pilot-version"
+    STORE_DEVICE = "pilot-store-device"
+    # Compute Engine's own keys, set for hardening and for the supervisor's status reports.
+    GUEST_ATTRIBUTES = "enable-guest-attributes"
+    OS_LOGIN = "enable-oslogin"
+    BLOCK_PROJECT_SSH_KEYS = "block-project-ssh-keys"
+    SERIAL_PORT = "serial-port-enable"
+    STARTUP_SCRIPT = "startup-script"
+
+
+ROLE_RENDEZVOUS = "rendezvous"
+ROLE_SWARM = "swarm"
+
+# Instance-level metadata keys that run scripts; any of them bypasses or doubles the project-level script.
+SCRIPT_METADATA_KEYS = ("startup-script", "startup-script-url", "user-data", "user-data-encoding")
+SCRIPT_METADATA_PREFIXES = ("shutdown-script", "sysprep-specialize-script-")
+SCRIPT_METADATA_PATTERN = r"^windows-.*-script-.*$"

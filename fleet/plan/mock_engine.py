@@ -1,0 +1,215 @@
+"""Runs a real Pulumi Python program in-process under the SDK's mock engine and captures what it declares.
+
+The program talks to `pulumi.runtime.set_mocks`' MockMonitor exactly as it would talk to the engine's resource
+monitor; a thin subclass records every RegisterResource request (type, name, URN, the camelCase properties as
+they go over the wire, parent, provider, dependencies, options) and the stack's RegisterResourceOutputs.
+Values only the cloud knows (IDs, addresses, e-mails) are stand-ins from FleetMocks, marked as such.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from fleet.plan.stack_files import PulumiProject
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+# Stand-in addresses come from TEST-NET-3 (RFC 5737) so nobody mistakes them for real ones.
+MOCK_EXTERNAL_NET = "203.0.113"
+MOCK_INTERNAL_NET = "10.20.0"
+
+
+class ProgramError(Exception):
+    """The program itself failed (bad config, an exception, a RunError); the message is the program's."""
+
+
+@dataclass
+class PlannedResource:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None
+    provider: str | None
+    dependencies: list[str]
+    options: dict[str, Any]
+    properties: struct_pb2.Struct  # as sent on the wire: unknowns and secrets keep their markers
+    inputs: dict[str, Any]  # plain JSON form of `properties`
+
+    def to_json(self) -> dict[str, Any]:
+        return {"urn": self.urn, "type": self.type, "name": self.name, "inputs": self.inputs,
+                "parent": self.parent, "custom": self.custom, "provider": self.provider,
+                "dependencies": self.dependencies, "options": self.options}
+
+
+@dataclass
+class Plan:
+    project: str
+    stack: str
+    resources: list[PlannedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "project": self.project,
+                "resources": [r.to_json() for r in sorted(self.resources, key=lambda r: r.urn)],
+                "outputs": self.outputs}
+
+
+def _integral(value: Any) -> Any:
+    """Struct numbers are doubles on the wire; show 9500, not 9500.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _struct_to_json(struct: struct_pb2.Struct) -> dict[str, Any]:
+    result: dict[str, Any] = _integral(json_format.MessageToDict(struct))
+    return result
+
+
+class FleetMocks:
+    """Answers for the cloud: a stable fake ID and the computed attributes programs read back."""
+
+    def __init__(self, gcp_project: str) -> None:
+        self.project = gcp_project
+        self._external = 10
+        self._internal = 10
+
+    def _next_external(self) -> str:
+        self._external += 1
+        return f"{MOCK_EXTERNAL_NET}.{self._external}"
+
+    def _next_internal(self) -> str:
+        self._internal += 1
+        return f"{MOCK_INTERNAL_NET}.{self._internal}"
+
+    def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        project = state.get("project") or self.project
+        name = state.get("name") or args.name
+        typ = args.typ
+        resource_id = f"mock-{name}"
+        if typ == "gcp:compute/network:Network":
+            resource_id = f"projects/{project}/global/networks/{name}"
+        elif typ == "gcp:compute/subnetwork:Subnetwork":
+            resource_id = f"projects/{project}/regions/{state.get('region')}/subnetworks/{name}"
+        elif typ == "gcp:compute/address:Address":
+            state.setdefault("address", self._next_external())
+        elif typ == "gcp:compute/disk:Disk":
+            resource_id = f"projects/{project}/zones/{state.get('zone')}/disks/{name}"
+        elif typ == "gcp:serviceaccount/account:Account":
+            state["email"] = f"{state.get('accountId')}@{project}.iam.gserviceaccount.com"
+        elif typ == "gcp:compute/instance:Instance":
+            nics = []
+            for nic in state.get("networkInterfaces") or []:
+                nic = dict(nic)
+                nic["networkIp"] = self._next_internal()
+                nic["accessConfigs"] = [{**ac, "natIp": ac.get("natIp") or self._next_external()}
+                                        for ac in nic.get("accessConfigs") or []]
+                nics.append(nic)
+            state["networkInterfaces"] = nics
+        state.setdefault("selfLink", f"https://www.googleapis.com/compute/v1/{resource_id}")
+        return resource_id, state
+
+    def call(self, args: Any) -> tuple[dict[str, Any], None]:
+        return {}, None
+
+
+def _make_monitor(mocks: FleetMocks, plan: Plan) -> Any:
+    from pulumi.runtime import mocks as pulumi_mocks
+
+    class Adapter(pulumi_mocks.Mocks):
+        def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+            return mocks.new_resource(args)
+
+        def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], None]:
+            return mocks.call(args)
+
+    class CaptureMonitor(pulumi_mocks.MockMonitor):
+        stack_urn = ""
+
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method's name)
+            response = super().RegisterResource(request)
+            if request.type == STACK_TYPE:
+                self.stack_urn = response.urn
+                return response
+            properties = struct_pb2.Struct()
+            properties.CopyFrom(request.object)
+            options = {
+                "protect": request.protect if request.HasField("protect") else False,
+                "deleteBeforeReplace": request.deleteBeforeReplace,
+                "ignoreChanges": list(request.ignoreChanges),
+                "replaceOnChanges": list(request.replaceOnChanges),
+                "retainOnDelete": request.retainOnDelete if request.HasField("retainOnDelete") else False,
+                "additionalSecretOutputs": list(request.additionalSecretOutputs),
+            }
+            plan.resources.append(PlannedResource(
+                urn=response.urn, type=request.type, name=request.name, custom=request.custom,
+                parent=(request.parent if request.parent and request.parent != self.stack_urn else None),
+                provider=request.provider or None, dependencies=list(request.dependencies),
+                options=options, properties=properties, inputs=_struct_to_json(properties)))
+            return response
+
+        def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+            if request.urn == self.stack_urn:
+                plan.outputs = _struct_to_json(request.outputs)
+            return super().RegisterResourceOutputs(request)
+
+    return Adapter(), CaptureMonitor(Adapter())
+
+
+@contextmanager
+def _program_context(directory: Path) -> Iterator[None]:
+    """cwd and sys.path as the Pulumi language host sets them: the program directory first."""
+    old_cwd, old_path = Path.cwd(), list(sys.path)
+    os.chdir(directory)
+    sys.path.insert(0, str(directory))
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
+
+
+def plan_program(project: PulumiProject, stack: str, gcp_project: str) -> Plan:
+    """Run the project's program once under mocks (preview semantics) and return what it declared."""
+    import pulumi
+    from pulumi.runtime import settings
+    from pulumi.runtime import stack as runtime_stack
+    from pulumi.runtime.config import set_all_config
+    from pulumi.runtime.sync_await import _sync_await
+
+    plan = Plan(project=project.name, stack=stack)
+    adapter, monitor = _make_monitor(FleetMocks(gcp_project), plan)
+    set_all_config(dict(project.config), project.secret_keys)
+    pulumi.runtime.set_mocks(adapter, project=project.name, stack=stack, preview=True, monitor=monitor)
+    # set_mocks registers and closes a root stack of its own; replace it with one that runs the program
+    # and registers its exports at the end, as the language host does.
+    settings.set_root_resource(None)  # type: ignore[arg-type]
+
+    def program() -> None:
+        runpy.run_path(str(project.main), run_name="__main__")
+
+    try:
+        with _program_context(project.directory):
+            _sync_await(runtime_stack.run_in_stack(program))
+    except pulumi.RunError as exc:
+        raise ProgramError(str(exc)) from None
+    except Exception as exc:
+        raise ProgramError(f"{type(exc).__name__}: {exc}") from exc
+    return plan

@@ -1,0 +1,82 @@
+"""Wires the fleet together from a validated FleetConfig, and exports the monitoring outputs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from fleet import pilot
+from fleet.config import FleetConfig
+from fleet.network import FleetNetwork
+from fleet.rendezvous import Rendezvous
+from fleet.service_account import FleetServiceAccount
+from fleet.startup_script import ProjectStartupScript
+from fleet.swarm_host import SwarmHost
+
+OUTPUTS_SCHEMA_VERSION = 1
+
+
+@dataclass
+class Fleet:
+    cfg: FleetConfig
+    rendezvous: Rendezvous
+    swarm_hosts: list[SwarmHost]
+
+
+def fleet_labels(cfg: FleetConfig) -> dict[str, str]:
+    return {"app": pilot.PROJECT_NAME, "stack": pulumi.get_stack(), "managed-by": "pulumi", **cfg.labels}
+
+
+def build_fleet(cfg: FleetConfig) -> Fleet:
+    labels = fleet_labels(cfg)
+    project = cfg.gcp.project
+    ProjectStartupScript(project)
+    network = FleetNetwork(cfg)
+    rendezvous_sa = FleetServiceAccount("pilot-rendezvous-vm", project)
+    swarm_sa = FleetServiceAccount("pilot-swarm-vm", project)
+    rendezvous = Rendezvous(cfg, network, rendezvous_sa.email, labels)
+    hosts = [SwarmHost(cfg, host, network, rendezvous, swarm_sa.email, labels) for host in cfg.swarm_hosts]
+    return Fleet(cfg, rendezvous, hosts)
+
+
+def fleet_outputs(fleet: Fleet) -> dict[str, Any]:
+    """The stack outputs monitoring consumes; the schema is documented in README.md and versioned."""
+    cfg, rv = fleet.cfg, fleet.rendezvous
+    ports = cfg.rendezvous.ports
+    expected = cfg.expected_agents
+    hosts: list[Any] = [{
+        "name": cfg.rendezvous.name, "role": pilot.ROLE_RENDEZVOUS, "zone": rv.zone,
+        "machineType": cfg.rendezvous.machine_type, "internalIp": rv.internal_ip, "externalIp": rv.external_ip,
+        "targetAgents": 0,
+    }]
+    for spec, host in zip(cfg.swarm_hosts, fleet.swarm_hosts, strict=True):
+        hosts.append({
+            "name": spec.name, "role": pilot.ROLE_SWARM, "zone": host.zone, "machineType": spec.machine_type,
+            "internalIp": host.internal_ip, "externalIp": host.external_ip, "targetAgents": spec.target_agents,
+            "udpPorts": f"{spec.base_udp_port}-{spec.last_udp_port}",
+        })
+    return {
+        "schemaVersion": OUTPUTS_SCHEMA_VERSION,
+        "rendezvousIp": rv.external_ip,
+        "registryEndpoint": rv.endpoint(ports.registry),
+        "beaconEndpoint": rv.endpoint(ports.beacon),
+        "dashboardUrl": rv.external_ip.apply(lambda ip: f"http://{ip}:{ports.dashboard}/"),
+        "statsUrl": rv.external_ip.apply(lambda ip: f"http://{ip}:{ports.dashboard}{pilot.STATS_PATH}"),
+        "expectedAgents": expected,
+        "expectedAgentsByHost": {h.name: h.target_agents for h in cfg.swarm_hosts},
+        "alertThreshold": cfg.alert_threshold,
+        "alertMinOnline": _min_online(expected, cfg.alert_threshold),
+        "hosts": hosts,
+    }
+
+
+def _min_online(expected: int, threshold: float) -> int:
+    return math.ceil(round(expected * threshold, 6))  # rounded first: 9500 x 0.95 is 9025, not 9026
+
+
+def export_outputs(fleet: Fleet) -> None:
+    for name, value in fleet_outputs(fleet).items():
+        pulumi.export(name, value)

@@ -1,0 +1,53 @@
+"""Shared fixtures: plans of the shipped stacks (run once per session) and throwaway copies of the program."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "fleet", "startup")
+
+
+def run_fleet(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleet", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def planned(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, Any]]:
+    cache: dict[str, dict[str, Any]] = {}
+
+    def plan(stack: str) -> dict[str, Any]:
+        if stack not in cache:
+            out = tmp_path_factory.mktemp("plan") / f"{stack}.json"
+            result = run_fleet("plan", "--stack", stack, "--json", str(out))
+            assert result.returncode == 0, result.stderr
+            cache[stack] = json.loads(out.read_text())
+        return cache[stack]
+
+    return plan
+
+
+def load_stack_config(stack: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+
+
+@pytest.fixture
+def program_with_stack(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    """A copy of this program (linked, not copied) with one extra stack file, Pulumi.test.yaml."""
+
+    def make(config: dict[str, Any]) -> Path:
+        for name in PROGRAM_FILES:
+            (tmp_path / name).symlink_to(REPO / name)
+        (tmp_path / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
+        return tmp_path
+
+    return make

@@ -1,0 +1,119 @@
+"""Configuration: the shipped stacks parse; every bad input is one clear problem naming its key."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
+from fleet.plan.stack_files import load_project, wire_value
+from tests.conftest import REPO, load_stack_config
+
+
+def parse_stack(stack: str):
+    return parse_fleet_config(raw_from_flat(load_project(REPO, stack).config))
+
+
+def problems_for(config: dict[str, Any]) -> list[str]:
+    with pytest.raises(FleetConfigError) as excinfo:
+        parse_fleet_config(raw_from_flat({k: wire_value(v) for k, v in config.items()}))
+    return excinfo.value.problems
+
+
+def prod_with(path: str, value: Any) -> dict[str, Any]:
+    """The prod config with one field changed; path like 'pilot-fleet:swarmHosts.2.targetAgents'."""
+    config = copy.deepcopy(load_stack_config("prod"))
+    key, *rest = path.split(".")
+    if not rest:
+        config[key] = value
+        return config
+    node = config[key]
+    for part in rest[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    last = rest[-1]
+    node[int(last) if isinstance(node, list) else last] = value
+    return config
+
+
+def test_prod_reproduces_the_seed_fleet() -> None:
+    cfg = parse_stack("prod")
+    assert cfg.rendezvous.name == "pilot-rendezvous"
+    assert cfg.gcp.zone == "us-central1-a"
+    assert [(h.name, h.machine_type, h.target_agents) for h in cfg.swarm_hosts] == [
+        ("swarm-1", "e2-standard-16", 3000), ("swarm-2", "n2d-highcpu-128", 5000), ("swarm-3", "e2-standard-8", 1500)]
+    assert cfg.expected_agents == 9500
+    assert cfg.swarm_hosts[2].gogc == 50  # the memory-tight host
+
+
+def test_agent_defaults_apply_unless_a_host_overrides() -> None:
+    cfg = parse_stack("prod")
+    assert [h.spawn_parallelism for h in cfg.swarm_hosts] == [10, 20, 10]
+    assert {h.base_udp_port for h in cfg.swarm_hosts} == {10000}
+
+
+def test_dev_stack_is_small() -> None:
+    cfg = parse_stack("dev")
+    assert cfg.expected_agents == 200 and len(cfg.swarm_hosts) == 1
+
+
+def test_seed_memory_incident_is_rejected() -> None:
+    # 2,000 agents on a 32 GB VM went to swap in the seed fleet; 1,500 is what it runs.
+    [problem] = problems_for(prod_with("pilot-fleet:swarmHosts.2.targetAgents", 2000))
+    assert problem.startswith("pilot-fleet:swarmHosts[2].targetAgents (swarm-3):")
+    assert "29,696 MB" in problem and "e2-standard-8" in problem and "at most 1,856 agents" in problem
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    ("pilot-fleet:swarmHosts.0.machineType", "e2-standard-99",
+     "pilot-fleet:swarmHosts[0].machineType: unknown machine type 'e2-standard-99'"),
+    ("pilot-fleet:rendezvous.machineType", "n9-mega-1",
+     "pilot-fleet:rendezvous.machineType: unknown machine type 'n9-mega-1'"),
+    ("pilot-fleet:swarmHosts.1.baseUdpPort", 62000,
+     "pilot-fleet:swarmHosts[1].baseUdpPort (swarm-2): UDP ports 62000-66999 (5000 agents from baseUdpPort 62000) "
+     "run past 65535"),
+    ("pilot-fleet:swarmHosts.2.baseUdpPort", 8000,
+     "pilot-fleet:swarmHosts[2].baseUdpPort (swarm-3): UDP ports 8000-9499 (1500 agents from baseUdpPort 8000) "
+     "include the rendezvous registry port 9000"),
+    ("pilot-fleet:swarmHosts.2.baseUdpPort", 2000,
+     "include the rendezvous dashboard port 3000"),
+    ("pilot-fleet:swarmHosts.0.baseUdpPort", 30000,
+     "overlap the kernel's ephemeral port range 32768-60999"),
+    ("pilot-fleet:swarmHosts.1.name", "swarm-1",
+     "pilot-fleet:swarmHosts[1].name: duplicate name 'swarm-1' (also pilot-fleet:swarmHosts[0].name)"),
+    ("pilot-fleet:swarmHosts.0.name", "pilot-rendezvous",
+     "duplicate name 'pilot-rendezvous' (also pilot-fleet:rendezvous.name)"),
+    ("pilot-fleet:swarmHosts.0.targetAgents", -5,
+     "pilot-fleet:swarmHosts[0].targetAgents: Input should be greater than 0"),
+    ("pilot-fleet:swarmHosts.0.roundDelaySeconds", -1,
+     "pilot-fleet:swarmHosts[0].roundDelaySeconds: Input should be greater than or equal to 0"),
+    ("pilot-fleet:swarmHosts.0.spawnParallelism", 50,
+     "pilot-fleet:swarmHosts[0].spawnParallelism: Input should be less than or equal to 20"),
+    ("pilot-fleet:memory.osReserveMb", -1, "pilot-fleet:memory.osReserveMb: Input should be greater than or equal"),
+    ("pilot-fleet:swarmHosts.0.targetAgnets", 3000, "pilot-fleet:swarmHosts[0].targetAgnets: unknown key"),
+    ("pilot-fleet:rendezvous.operatorRanges", ["0.0.0.0/33"], "pilot-fleet:rendezvous.operatorRanges[0]: not a CIDR"),
+    ("pilot-fleet:swarmHosts.0.name", "Swarm_1", "is not a valid Compute Engine name"),
+    ("pilot-fleet:swarmHosts.0.zone", "europe-west1-b",
+     "pilot-fleet:swarmHosts[0].zone: zone europe-west1-b is not in region us-central1 (gcp:region)"),
+    ("pilot-fleet:alertThreshold", 1.5, "pilot-fleet:alertThreshold: Input should be less than or equal to 1"),
+    ("pilot-fleet:rendezvous.ports.dashboard", 9000,
+     "pilot-fleet:rendezvous.ports: registry and dashboard cannot share TCP port 9000"),
+])
+def test_bad_input_names_the_key_and_the_reason(path: str, value: Any, expected: str) -> None:
+    problems = problems_for(prod_with(path, value))
+    assert any(expected in p for p in problems), problems
+
+
+def test_missing_project_is_reported() -> None:
+    config = load_stack_config("prod")
+    del config["gcp:project"]
+    assert "gcp:project: required but not set" in problems_for(config)
+
+
+def test_region_defaults_to_the_zone_region() -> None:
+    config = load_stack_config("dev")
+    del config["gcp:region"]
+    cfg = parse_fleet_config(raw_from_flat({k: wire_value(v)
+                                            for k, v in config.items()}))
+    assert cfg.gcp.region == "us-central1"

@@ -1,0 +1,54 @@
+"""`python -m fleet plan`: exit codes and messages for bad stacks and bad projects, never a traceback."""
+
+from __future__ import annotations
+
+import copy
+
+from tests.conftest import REPO, load_stack_config, run_fleet
+
+
+def assert_clean_error(result, *needles: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ")
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+    assert "Plan of stack" not in result.stdout  # nothing half-printed
+
+
+def test_target_too_large_for_its_machine_exits_2_naming_host_and_budget(program_with_stack) -> None:
+    config = copy.deepcopy(load_stack_config("prod"))
+    config["pilot-fleet:swarmHosts"][0]["targetAgents"] = 6000
+    result = run_fleet("plan", "--stack", "test", "--program", str(program_with_stack(config)))
+    assert_clean_error(result, "swarmHosts[0].targetAgents (swarm-1)", "e2-standard-16",
+                       "65,536 MB - 3,072 MB OS reserve = 62,464 MB", "at most 3,904 agents")
+
+
+def test_unknown_stack_lists_the_stacks_there() -> None:
+    assert_clean_error(run_fleet("plan", "--stack", "staging"), "no stack file Pulumi.staging.yaml",
+                       "stacks here: dev, prod")
+
+
+def test_not_a_project_directory(tmp_path) -> None:
+    assert_clean_error(run_fleet("plan", "--program", str(tmp_path)), "no Pulumi.yaml")
+
+
+def test_broken_stack_yaml(program_with_stack) -> None:
+    program = program_with_stack({})
+    (program / "Pulumi.test.yaml").write_text("config: [unclosed\n")
+    assert_clean_error(run_fleet("plan", "--stack", "test", "--program", str(program)), "not valid YAML")
+
+
+def test_program_exception_is_one_line(tmp_path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: broken\nruntime: python\n")
+    (tmp_path / "Pulumi.x.yaml").write_text("config: {}\n")
+    (tmp_path / "__main__.py").write_text("raise ValueError('no network configured')\n")
+    assert_clean_error(run_fleet("plan", "--stack", "x", "--program", str(tmp_path)),
+                       "ValueError: no network configured")
+
+
+def test_json_written_where_asked(tmp_path) -> None:
+    result = run_fleet("plan", "--stack", "dev", "--json", str(tmp_path / "p.json"))
+    assert result.returncode == 0 and (tmp_path / "p.json").read_text().startswith("{")
+    assert "Outputs:" in result.stdout and "gcp:compute:Instance" in result.stdout
+    assert str(REPO) not in result.stdout

@@ -1,0 +1,138 @@
+"""The prod stack planned through the Pulumi SDK's mock engine: the seed fleet, resource by resource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fleet import pilot
+from fleet.startup_script import SCRIPT_PATH
+
+INSTANCE = "gcp:compute/instance:Instance"
+FIREWALL = "gcp:compute/firewall:Firewall"
+ITEM = "gcp:compute/projectMetadataItem:ProjectMetadataItem"
+
+
+def of_type(plan: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in plan["resources"] if r["type"] == type_}
+
+
+@pytest.fixture(scope="module")
+def prod(planned) -> dict[str, Any]:
+    return planned("prod")
+
+
+def test_four_instances_with_the_seed_machine_types_and_zone(prod) -> None:
+    instances = of_type(prod, INSTANCE)
+    assert {n: r["inputs"]["machineType"] for n, r in instances.items()} == {
+        "pilot-rendezvous": "e2-standard-4", "swarm-1": "e2-standard-16", "swarm-2": "n2d-highcpu-128",
+        "swarm-3": "e2-standard-8"}
+    assert {r["inputs"]["zone"] for r in instances.values()} == {"us-central1-a"}
+
+
+def test_targets_are_instance_attributes_summing_to_9500(prod) -> None:
+    instances = of_type(prod, INSTANCE)
+    md = {n: r["inputs"]["metadata"] for n, r in instances.items()}
+    assert md["pilot-rendezvous"]["pilot-role"] == "rendezvous"
+    swarm = {n: m for n, m in md.items() if m["pilot-role"] == "swarm"}
+    assert sum(int(m["pilot-agent-target"]) for m in swarm.values()) == 9500
+    rendezvous_ip = prod["outputs"]["rendezvousIp"]
+    for m in swarm.values():
+        assert m["pilot-registry"] == f"{rendezvous_ip}:9000" and m["pilot-beacon"] == f"{rendezvous_ip}:9001"
+        assert m["pilot-version"] == pilot.PILOT_VERSION
+
+
+def test_no_instance_carries_a_script_key(prod) -> None:
+    for name, res in of_type(prod, INSTANCE).items():
+        inputs = res["inputs"]
+        assert "metadataStartupScript" not in inputs, name
+        keys = set(inputs["metadata"])
+        assert not keys & set(pilot.SCRIPT_METADATA_KEYS), (name, keys)
+        assert not any(k.startswith(pilot.SCRIPT_METADATA_PREFIXES) for k in keys), (name, keys)
+
+
+def test_exactly_one_project_startup_script_item_and_no_project_metadata(prod) -> None:
+    items = [r for r in prod["resources"] if r["type"] == ITEM]
+    assert [i["inputs"]["key"] for i in items] == ["startup-script"]
+    assert items[0]["inputs"]["value"] == SCRIPT_PATH.read_text()
+    assert not [r for r in prod["resources"] if r["type"] == "gcp:compute/projectMetadata:ProjectMetadata"]
+
+
+def rule(prod, name: str) -> tuple[list[str], list[str], list[str]]:
+    fw = of_type(prod, FIREWALL)[name]["inputs"]
+    ports = [f"{p}/{a['protocol']}" for a in fw["allows"] for p in a["ports"]]
+    return ports, fw["sourceRanges"], fw["targetTags"]
+
+
+def test_rendezvous_firewall_rules_and_ranges(prod) -> None:
+    assert rule(prod, "pilot-rendezvous-allow-registry") == (["9000/tcp"], ["0.0.0.0/0"], ["pilot-rendezvous"])
+    assert rule(prod, "pilot-rendezvous-allow-beacon") == (["9001/udp"], ["0.0.0.0/0"], ["pilot-rendezvous"])
+    # the dashboard is never open to the world: operators come through IAP
+    assert rule(prod, "pilot-rendezvous-allow-dashboard") == (["3000/tcp"], [pilot.IAP_RANGE], ["pilot-rendezvous"])
+    assert rule(prod, "pilot-fleet-allow-ssh") == (["22/tcp"], [pilot.IAP_RANGE], ["pilot-fleet"])
+
+
+def test_each_swarm_host_opens_exactly_its_agent_udp_range(prod) -> None:
+    assert rule(prod, "swarm-1-allow-agents")[0] == ["10000-12999/udp"]
+    assert rule(prod, "swarm-2-allow-agents")[0] == ["10000-14999/udp"]
+    assert rule(prod, "swarm-3-allow-agents") == (["10000-11499/udp"], ["0.0.0.0/0"], ["pilot-swarm-swarm-3"])
+    tags = {n: r["inputs"]["tags"] for n, r in of_type(prod, INSTANCE).items()}
+    assert tags["swarm-3"] == ["pilot-fleet", "pilot-swarm-swarm-3"]
+
+
+def test_instances_are_hardened(prod) -> None:
+    accounts = {r["inputs"]["accountId"] for r in prod["resources"]
+                if r["type"] == "gcp:serviceaccount/account:Account"}
+    assert accounts == {"pilot-rendezvous-vm", "pilot-swarm-vm"}
+    for name, res in of_type(prod, INSTANCE).items():
+        i = res["inputs"]
+        assert i["shieldedInstanceConfig"] == {"enableIntegrityMonitoring": True, "enableSecureBoot": True,
+                                               "enableVtpm": True}, name
+        assert i["serviceAccount"]["email"].startswith("pilot-"), name
+        assert not [s for s in i["serviceAccount"]["scopes"] if s.endswith("cloud-platform")], name
+        md = i["metadata"]
+        assert (md["enable-oslogin"], md["block-project-ssh-keys"], md["serial-port-enable"]) == ("TRUE", "TRUE",
+                                                                                                  "FALSE")
+        assert i["bootDisk"]["initializeParams"]["image"] == "debian-cloud/debian-12"
+        assert i["labels"]["app"] == "pilot-fleet" and i["labels"]["stack"] == "prod"
+
+
+def test_rendezvous_has_static_ip_and_durable_store(prod) -> None:
+    address = of_type(prod, "gcp:compute/address:Address")["pilot-rendezvous-ip"]["inputs"]
+    assert address["addressType"] == "EXTERNAL"
+    rendezvous = of_type(prod, INSTANCE)["pilot-rendezvous"]["inputs"]
+    assert rendezvous["networkInterfaces"][0]["accessConfigs"][0]["natIp"] == prod["outputs"]["rendezvousIp"]
+    [disk] = rendezvous["attachedDisks"]
+    assert disk["deviceName"] == rendezvous["metadata"]["pilot-store-device"] == "pilot-store"
+
+
+def test_components_parent_their_resources(prod) -> None:
+    by_urn = {r["urn"]: r for r in prod["resources"]}
+    instance = of_type(prod, INSTANCE)["swarm-2"]
+    assert by_urn[instance["parent"]]["type"] == "pilot-fleet:fleet:SwarmHost"
+    assert of_type(prod, FIREWALL)["pilot-rendezvous-allow-beacon"]["parent"] == \
+        of_type(prod, "pilot-fleet:fleet:Rendezvous")["pilot-rendezvous"]["urn"]
+
+
+def test_outputs_schema(prod) -> None:
+    out = prod["outputs"]
+    ip = out["rendezvousIp"]
+    assert out["schemaVersion"] == 1
+    assert out["registryEndpoint"] == f"{ip}:9000" and out["beaconEndpoint"] == f"{ip}:9001"
+    assert out["statsUrl"] == f"http://{ip}:3000/api/stats" and out["dashboardUrl"] == f"http://{ip}:3000/"
+    assert out["expectedAgents"] == 9500
+    assert out["expectedAgentsByHost"] == {"swarm-1": 3000, "swarm-2": 5000, "swarm-3": 1500}
+    assert out["alertThreshold"] == 0.95 and out["alertMinOnline"] == 9025
+    hosts = {h["name"]: h for h in out["hosts"]}
+    assert set(hosts) == {"pilot-rendezvous", "swarm-1", "swarm-2", "swarm-3"}
+    assert hosts["swarm-2"] == {"name": "swarm-2", "role": "swarm", "zone": "us-central1-a",
+                                "machineType": "n2d-highcpu-128", "targetAgents": 5000, "udpPorts": "10000-14999",
+                                "internalIp": hosts["swarm-2"]["internalIp"],
+                                "externalIp": hosts["swarm-2"]["externalIp"]}
+    assert all(h["internalIp"] and h["externalIp"] for h in hosts.values())
+
+
+def test_dev_stack_plans(planned) -> None:
+    dev = planned("dev")
+    assert len(of_type(dev, INSTANCE)) == 2 and dev["outputs"]["expectedAgents"] == 200
