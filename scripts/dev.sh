@@ -5,7 +5,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-venv="${PILOT_FLEET_VENV:-.venv}"
+venv="$(realpath -m "${PILOT_FLEET_VENV:-.venv}")"
 
 setup() {
   if [[ ! -x "${venv}/bin/python" ]]; then
@@ -30,6 +30,9 @@ case "${job}" in
     ;;
   test)
     setup
+    # the tests call the tools the virtualenv installed (shellcheck, ruff) by name
+    PATH="${venv}/bin:${PATH}"
+    export PATH
     "${venv}/bin/ruff" check .
     exec "${venv}/bin/python" -m pytest "$@"
     ;;
