@@ -1,0 +1,212 @@
+"""Runs a Pulumi policy pack the way the engine does, without the Pulumi CLI.
+
+The pack is started as its own process (`python -u <pack>/__main__.py` in the pack directory), which prints the
+port of its Analyzer gRPC server. Over that channel this module calls GetAnalyzerInfo, Configure (each policy's
+enforcement level and its config, with the schema's defaults filled in), Analyze for every planned resource and
+AnalyzeStack for the whole plan, using the `pulumi.runtime.proto` messages the engine uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+from google.protobuf import empty_pb2, struct_pb2
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+from fleet.plan.mock_engine import Plan, PlannedResource
+
+ENFORCEMENT_NAMES = {analyzer_pb2.ADVISORY: "advisory", analyzer_pb2.MANDATORY: "mandatory",
+                     analyzer_pb2.DISABLED: "disabled", analyzer_pb2.REMEDIATE: "remediate"}
+ENFORCEMENT_LEVELS = {name: level for level, name in ENFORCEMENT_NAMES.items()}
+STARTUP_TIMEOUT_SECONDS = 60
+CALL_TIMEOUT_SECONDS = 60
+
+
+class PolicyPackError(Exception):
+    """The pack could not be started, configured or asked; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    enforcement: str
+    urn: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"policy": self.policy, "enforcement": self.enforcement, "urn": self.urn, "message": self.message}
+
+
+@dataclass
+class PolicyReport:
+    pack: str
+    version: str
+    directory: Path
+    policies: dict[str, str]  # name -> enforcement level
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def mandatory(self) -> list[Violation]:
+        return [v for v in self.violations if v.enforcement == "mandatory"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pack": self.pack, "version": self.version, "policies": self.policies,
+                "violations": [v.to_json() for v in self.violations]}
+
+
+def pack_version(directory: Path) -> str:
+    try:
+        meta = yaml.safe_load((directory / "PulumiPolicy.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PolicyPackError(f"{directory}: cannot read PulumiPolicy.yaml ({exc})") from None
+    if meta.get("runtime") != "python":
+        raise PolicyPackError(f"{directory}/PulumiPolicy.yaml: runtime must be python")
+    return str(meta.get("version", "0.0.1"))
+
+
+@contextmanager
+def running_pack(directory: Path) -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
+    """Start the pack process, yield a stub connected to its analyzer, stop it afterwards."""
+    main = directory / "__main__.py"
+    if not main.is_file():
+        raise PolicyPackError(f"{directory}: no __main__.py (not a Python policy pack)")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-u", str(main)], cwd=directory, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        port = _read_port(proc)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=STARTUP_TIMEOUT_SECONDS)
+            except grpc.FutureTimeoutError:
+                raise PolicyPackError(f"{directory}: analyzer on port {port} did not answer") from None
+            yield analyzer_pb2_grpc.AnalyzerStub(channel)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def _read_port(proc: subprocess.Popen[bytes]) -> int:
+    assert proc.stdout is not None and proc.stderr is not None
+    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_SECONDS)
+    line = proc.stdout.readline().decode().strip() if ready else ""
+    if line.isdigit():
+        return int(line)
+    proc.kill()
+    stderr = proc.stderr.read().decode(errors="replace").strip().splitlines()
+    detail = stderr[-1] if stderr else (f"printed {line!r}" if line else "printed no port")
+    raise PolicyPackError(f"policy pack did not start: {detail}")
+
+
+def _configure(stub: analyzer_pb2_grpc.AnalyzerStub, info: analyzer_pb2.AnalyzerInfo,
+               overrides: Mapping[str, Any]) -> dict[str, str]:
+    """Send each policy's level and config (schema defaults, then overrides), as the CLI does; return levels."""
+    levels: dict[str, str] = {}
+    request = analyzer_pb2.ConfigureAnalyzerRequest()
+    for policy in info.policies:
+        override = overrides.get(policy.name, {})
+        if isinstance(override, str):
+            override = {"enforcementLevel": override}
+        level_name = override.get("enforcementLevel", ENFORCEMENT_NAMES[policy.enforcementLevel])
+        if level_name not in ENFORCEMENT_LEVELS:
+            raise PolicyPackError(f"policy config for {policy.name}: unknown enforcementLevel {level_name!r}")
+        properties = {key: schema["default"] for key, schema in
+                      _struct_dict(policy.configSchema.properties).items() if "default" in schema}
+        unknown = set(override) - set(properties) - {"enforcementLevel"}
+        if unknown:
+            raise PolicyPackError(f"policy config for {policy.name}: unknown key(s) {', '.join(sorted(unknown))}")
+        properties.update({k: v for k, v in override.items() if k != "enforcementLevel"})
+        config = request.policyConfig[policy.name]
+        config.enforcementLevel = ENFORCEMENT_LEVELS[level_name]
+        config.properties.update(properties)
+        levels[policy.name] = level_name
+    unknown_policies = set(overrides) - set(levels) - {"all"}
+    if unknown_policies:
+        raise PolicyPackError(f"policy config names unknown policies: {', '.join(sorted(unknown_policies))}")
+    stub.Configure(request, timeout=CALL_TIMEOUT_SECONDS)
+    return levels
+
+
+def _struct_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    from google.protobuf import json_format
+
+    result: dict[str, Any] = json_format.MessageToDict(struct)
+    return result
+
+
+def _options(res: PlannedResource) -> analyzer_pb2.AnalyzerResourceOptions:
+    opts = res.options
+    return analyzer_pb2.AnalyzerResourceOptions(
+        protect=bool(opts.get("protect")), ignoreChanges=opts.get("ignoreChanges", []),
+        deleteBeforeReplace=bool(opts.get("deleteBeforeReplace")),
+        deleteBeforeReplaceDefined=bool(opts.get("deleteBeforeReplace")),
+        additionalSecretOutputs=opts.get("additionalSecretOutputs", []), parent=res.parent or "")
+
+
+def analyze(plan: Plan, directory: Path, overrides: Mapping[str, Any] | None = None) -> PolicyReport:
+    """Check every resource of `plan` against the pack in `directory`."""
+    directory = directory.resolve()
+    version = pack_version(directory)
+    try:
+        with running_pack(directory) as stub:
+            info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=CALL_TIMEOUT_SECONDS)
+            report = PolicyReport(pack=info.name, version=version, directory=directory, policies={})
+            report.policies = _configure(stub, info, overrides or {})
+            levels = report.policies
+            resources = [r for r in plan.resources if r.custom]
+            for res in resources:
+                response = stub.Analyze(analyzer_pb2.AnalyzeRequest(
+                    type=res.type, properties=res.properties, urn=res.urn, name=res.name, options=_options(res)),
+                    timeout=CALL_TIMEOUT_SECONDS)
+                report.violations += _violations(response, res.urn, levels)
+            stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
+                analyzer_pb2.AnalyzerResource(type=r.type, properties=r.properties, urn=r.urn, name=r.name,
+                                              options=_options(r), parent=r.parent or "",
+                                              dependencies=r.dependencies)
+                for r in resources]), timeout=CALL_TIMEOUT_SECONDS)
+            report.violations += _violations(stack, "", levels)
+    except grpc.RpcError as exc:
+        raise PolicyPackError(f"policy pack {directory} failed: {exc.details()}") from None  # type: ignore[attr-defined]
+    return report
+
+
+def _violations(response: analyzer_pb2.AnalyzeResponse, default_urn: str,
+                levels: Mapping[str, str]) -> list[Violation]:
+    found = []
+    for d in response.diagnostics:
+        enforcement = ENFORCEMENT_NAMES.get(d.enforcementLevel, "advisory")
+        if d.policyName in levels and levels[d.policyName] == "remediate":
+            enforcement = "mandatory"
+        found.append(Violation(d.policyName, enforcement, d.urn or default_urn, d.message))
+    return found
+
+
+def load_overrides(path: Path | None) -> dict[str, Any]:
+    """Policy config in the CLI's `--policy-pack-config` JSON shape: {"policy-name": {"key": value}}."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PolicyPackError(f"{path}: cannot read policy config ({exc})") from None
+    if not isinstance(data, dict):
+        raise PolicyPackError(f"{path}: policy config must be a JSON object keyed by policy name")
+    return data

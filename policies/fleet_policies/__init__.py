@@ -1,0 +1,1 @@
+"""pilot-fleet policy rules, importable without starting a policy pack server."""

@@ -1,0 +1,110 @@
+"""Advisory hardening rules (scanner equivalents in the descriptions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+from fleet import pilot
+
+from .gce import FIREWALL, VM_TYPES, allowed, opens_to_world, truthy
+
+ADVISORY = EnforcementLevel.ADVISORY
+
+
+def _vm_rule(name: str, description: str,
+             check: Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]) -> ResourceValidationPolicy:
+    """A rule on every VM-like resource: `check(props, metadata)` returns the problem or None."""
+
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if args.resource_type not in VM_TYPES:
+            return
+        problem = check(args.props, args.props.get("metadata") or {})
+        if problem:
+            report_violation(f"{args.name}: {problem}", None)
+
+    return ResourceValidationPolicy(name=name, description=description, validate=validate,
+                                    enforcement_level=ADVISORY)
+
+
+def _shielded(props: Mapping[str, Any], _md: Mapping[str, Any]) -> str | None:
+    cfg = props.get("shieldedInstanceConfig") or {}
+    off = [k for k in ("enableSecureBoot", "enableVtpm", "enableIntegrityMonitoring") if not cfg.get(k)]
+    return f"shielded VM settings off: {', '.join(off)}" if off else None
+
+
+def _service_account(props: Mapping[str, Any], _md: Mapping[str, Any]) -> str | None:
+    email = str((props.get("serviceAccount") or {}).get("email") or "")
+    if not email or email.endswith("-compute@developer.gserviceaccount.com"):
+        return "runs as the default compute service account; give it a dedicated least-privilege account"
+    return None
+
+
+def _scopes(props: Mapping[str, Any], _md: Mapping[str, Any]) -> str | None:
+    scopes = (props.get("serviceAccount") or {}).get("scopes") or []
+    if any(str(s).rstrip("/").endswith("cloud-platform") for s in scopes):
+        return "has the cloud-platform scope (full access to all Cloud APIs)"
+    return None
+
+
+def _block_project_keys(_props: Mapping[str, Any], md: Mapping[str, Any]) -> str | None:
+    return None if truthy(md.get(pilot.MetadataKey.BLOCK_PROJECT_SSH_KEYS)) else \
+        "accepts project-wide SSH keys (set block-project-ssh-keys: TRUE)"
+
+
+def _os_login(_props: Mapping[str, Any], md: Mapping[str, Any]) -> str | None:
+    return None if truthy(md.get(pilot.MetadataKey.OS_LOGIN)) else "OS Login is not enabled (enable-oslogin: TRUE)"
+
+
+def _serial_port(_props: Mapping[str, Any], md: Mapping[str, Any]) -> str | None:
+    return "serial port access is enabled" if truthy(md.get(pilot.MetadataKey.SERIAL_PORT)) else None
+
+
+shielded_vm = _vm_rule("shielded-vm", "VMs use Shielded VM: secure boot, vTPM, integrity monitoring (CKV_GCP_39).",
+                       _shielded)
+no_default_service_account = _vm_rule(
+    "no-default-service-account", "VMs do not run as the default compute service account (CKV_GCP_30).",
+    _service_account)
+no_cloud_platform_scope = _vm_rule(
+    "no-cloud-platform-scope", "VMs are not given the cloud-platform scope (CKV_GCP_31).", _scopes)
+block_project_ssh_keys = _vm_rule(
+    "block-project-ssh-keys", "VMs block project-wide SSH keys (CKV_GCP_32).", _block_project_keys)
+os_login = _vm_rule("os-login", "VMs use OS Login (CKV_GCP_33).", _os_login)
+serial_port_off = _vm_rule("serial-port-off", "VMs keep the serial port off (CKV_GCP_35).", _serial_port)
+
+
+def _firewall_rule(name: str, description: str, ports: Callable[[Mapping[str, Any]], list[int]],
+                   config_schema: PolicyConfigSchema | None = None) -> ResourceValidationPolicy:
+    """A rule on firewalls: none of `ports(config)` (TCP) may be open to the whole internet."""
+
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if args.resource_type != FIREWALL or not opens_to_world(args.props.get("sourceRanges")):
+            return
+        if str(args.props.get("direction") or "INGRESS").upper() != "INGRESS":
+            return
+        for port in ports(args.get_config() or {}):
+            if allowed(args.props, "tcp", port, port):
+                report_violation(f"{args.name} opens {port}/tcp to the whole internet.", None)
+
+    return ResourceValidationPolicy(name=name, description=description, validate=validate,
+                                    enforcement_level=ADVISORY, config_schema=config_schema)
+
+
+dashboard_not_public = _firewall_rule(
+    "dashboard-not-public", "The rendezvous dashboard and JSON API (3000/tcp) are not open to 0.0.0.0/0.",
+    lambda config: [int(config.get("dashboardPort", pilot.DASHBOARD_PORT))],
+    PolicyConfigSchema(properties={"dashboardPort": {"type": "integer", "default": pilot.DASHBOARD_PORT}}))
+no_public_ssh_rdp = _firewall_rule(
+    "no-public-ssh-rdp", "SSH (22) and RDP (3389) are not open to 0.0.0.0/0 (CKV_GCP_2, CKV_GCP_3).",
+    lambda _config: [22, 3389])
+
+ADVISORY_POLICIES = [dashboard_not_public, no_public_ssh_rdp, shielded_vm, no_default_service_account,
+                     no_cloud_platform_scope, block_project_ssh_keys, os_login, serial_port_off]

@@ -1,0 +1,21 @@
+"""Every rule of the pilot-fleet policy pack, in one list (imported by __main__ and by the tests)."""
+
+from __future__ import annotations
+
+from pulumi_policy import Policy
+
+from .capacity import agents_fit_memory
+from .hardening import ADVISORY_POLICIES
+from .reachability import pilot_ports_open
+from .startup_scripts import no_instance_startup_scripts, one_project_startup_script, startup_script_guarded
+
+PACK_NAME = "pilot-fleet-policies"
+
+MANDATORY_POLICIES: list[Policy] = [
+    no_instance_startup_scripts,
+    one_project_startup_script,
+    startup_script_guarded,
+    agents_fit_memory,
+    pilot_ports_open,
+]
+POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES]

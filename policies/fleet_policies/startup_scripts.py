@@ -1,0 +1,108 @@
+"""The boot path's rules: one project-level startup script, guarded and tuned; none on any VM."""
+
+from __future__ import annotations
+
+import re
+
+from pulumi_policy import (
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from fleet import pilot
+
+from .gce import NESTED_METADATA, PROJECT_METADATA, PROJECT_METADATA_ITEM, VM_TYPES, metadata_of, script_keys
+
+# What the boot path relies on, as code (comments are stripped before looking):
+# the lock and the once-per-boot marker that stop a second fleet on reboot, the kernel tuning the seed's
+# limits incidents called for, and the limits on the unit that owns the agents.
+GUARD_REQUIREMENTS = {
+    "a lock against concurrent runs (flock)": r"\bflock\b",
+    "a once-per-boot marker keyed on the boot id": r"boot_id",
+    "kernel.pid_max tuning": r"kernel\.pid_max",
+    "fs.file-max tuning": r"fs\.file-max",
+    "fs.nr_open tuning": r"fs\.nr_open",
+    "socket buffer tuning (net.core.rmem_max)": r"net\.core\.rmem_max",
+    "socket buffer tuning (net.core.wmem_max)": r"net\.core\.wmem_max",
+    "UDP memory tuning (net.ipv4.udp_mem)": r"net\.ipv4\.udp_mem",
+    "reserved agent ports (net.ipv4.ip_local_reserved_ports)": r"net\.ipv4\.ip_local_reserved_ports",
+    "TasksMax on the unit that owns the agents": r"TasksMax=",
+    "LimitNOFILE on the unit that owns the agents": r"LimitNOFILE=",
+    "strict mode (set -euo pipefail)": r"set -euo pipefail",
+}
+
+
+def _instance_scripts(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type in VM_TYPES and args.props.get("metadataStartupScript"):
+        report_violation(
+            f"{args.name} sets metadataStartupScript: an instance-level startup script disables the fleet's "
+            "project-level script on this VM. Put boot logic in startup/ (the one project-level script).", None)
+    keys = script_keys(metadata_of(args.resource_type, args.props))
+    if keys:
+        where = "metadata" if args.resource_type in VM_TYPES else ".".join(NESTED_METADATA[args.resource_type])
+        report_violation(
+            f"{args.name} carries script metadata key(s) {', '.join(keys)} in {where}: on Compute Engine an "
+            "instance-level startup-script bypasses the project-level one, user-data runs cloud-init beside it "
+            "(the seed fleet's ghost script spawned 500 extra agents). Remove them.", None)
+
+
+no_instance_startup_scripts = ResourceValidationPolicy(
+    name="no-instance-startup-scripts",
+    description="No VM, instance template, MIG or per-instance config may carry a startup, shutdown or "
+                "user-data script: the fleet's only boot script is the project-level `startup-script`.",
+    validate=_instance_scripts,
+)
+
+
+def _one_project_script(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    items = [r for r in args.resources if r.resource_type == PROJECT_METADATA_ITEM
+             and r.props.get("key") == pilot.MetadataKey.STARTUP_SCRIPT]
+    for r in args.resources:
+        if r.resource_type == PROJECT_METADATA:
+            report_violation(
+                f"{r.name} is a gcp.compute.ProjectMetadata resource: it owns the whole project metadata and "
+                "deletes every key it does not declare (SSH keys, OS Login settings, other teams' keys). Use one "
+                "gcp.compute.ProjectMetadataItem per key.", r.urn)
+    if not items:
+        report_violation("No ProjectMetadataItem with key 'startup-script': the hosts would boot without the "
+                         "fleet's boot path (no tuning, no supervisor).", None)
+    for extra in items[1:]:
+        report_violation(f"{extra.name} is a second project-level 'startup-script' item ({len(items)} in all): "
+                         "exactly one may exist, or deploys fight over the value.", extra.urn)
+
+
+one_project_startup_script = StackValidationPolicy(
+    name="one-project-startup-script",
+    description="Exactly one ProjectMetadataItem with key `startup-script`, and no ProjectMetadata resource.",
+    validate=_one_project_script,
+)
+
+
+def code_of(script: str) -> str:
+    """The script without comment lines, so a requirement mentioned only in a comment does not count."""
+    return "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
+
+
+def missing_guards(script: str) -> list[str]:
+    code = code_of(script)
+    return [what for what, pattern in GUARD_REQUIREMENTS.items() if not re.search(pattern, code)]
+
+
+def _guarded(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != PROJECT_METADATA_ITEM or args.props.get("key") != pilot.MetadataKey.STARTUP_SCRIPT:
+        return
+    missing = missing_guards(str(args.props.get("value") or ""))
+    if missing:
+        report_violation(f"The project startup-script lacks: {'; '.join(missing)}. Without them a reboot can "
+                         "spawn a second fleet or hit the PID, file and socket limits the seed fleet hit.", None)
+
+
+startup_script_guarded = ResourceValidationPolicy(
+    name="startup-script-guarded",
+    description="The project startup-script carries the idempotency guard (flock, once per boot) and the "
+                "kernel and unit limit tuning the fleet relies on.",
+    validate=_guarded,
+)
