@@ -12,7 +12,7 @@ setup() {
     python3 -m venv "${venv}"
   fi
   local want have
-  want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+  want="$(cat requirements.txt requirements-dev.txt policies/requirements.txt | sha256sum | cut -d" " -f1)"
   have="$(cat "${venv}/.requirements-sha256" 2>/dev/null || true)"
   if [[ "${want}" != "${have}" ]]; then
     "${venv}/bin/python" -m pip install --quiet --upgrade pip

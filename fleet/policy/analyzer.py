@@ -162,27 +162,31 @@ def _options(res: PlannedResource) -> analyzer_pb2.AnalyzerResourceOptions:
 
 
 def analyze(plan: Plan, directory: Path, overrides: Mapping[str, Any] | None = None) -> PolicyReport:
-    """Check every resource of `plan` against the pack in `directory`."""
+    """Check every resource of `plan` against the pack in `directory` (started and stopped here)."""
     directory = directory.resolve()
     version = pack_version(directory)
+    with running_pack(directory) as stub:
+        return analyze_with(stub, plan, directory, version, overrides or {})
+
+
+def analyze_with(stub: analyzer_pb2_grpc.AnalyzerStub, plan: Plan, directory: Path, version: str,
+                 overrides: Mapping[str, Any]) -> PolicyReport:
+    """The engine's conversation with a running analyzer: info, configure, each resource, the whole stack."""
     try:
-        with running_pack(directory) as stub:
-            info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=CALL_TIMEOUT_SECONDS)
-            report = PolicyReport(pack=info.name, version=version, directory=directory, policies={})
-            report.policies = _configure(stub, info, overrides or {})
-            levels = report.policies
-            resources = [r for r in plan.resources if r.custom]
-            for res in resources:
-                response = stub.Analyze(analyzer_pb2.AnalyzeRequest(
-                    type=res.type, properties=res.properties, urn=res.urn, name=res.name, options=_options(res)),
-                    timeout=CALL_TIMEOUT_SECONDS)
-                report.violations += _violations(response, res.urn, levels)
-            stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
-                analyzer_pb2.AnalyzerResource(type=r.type, properties=r.properties, urn=r.urn, name=r.name,
-                                              options=_options(r), parent=r.parent or "",
-                                              dependencies=r.dependencies)
-                for r in resources]), timeout=CALL_TIMEOUT_SECONDS)
-            report.violations += _violations(stack, "", levels)
+        info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=CALL_TIMEOUT_SECONDS)
+        levels = _configure(stub, info, overrides)
+        report = PolicyReport(pack=info.name, version=version, directory=directory, policies=levels)
+        resources = [r for r in plan.resources if r.custom]
+        for res in resources:
+            response = stub.Analyze(analyzer_pb2.AnalyzeRequest(
+                type=res.type, properties=res.properties, urn=res.urn, name=res.name, options=_options(res)),
+                timeout=CALL_TIMEOUT_SECONDS)
+            report.violations += _violations(response, res.urn, levels)
+        stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
+            analyzer_pb2.AnalyzerResource(type=r.type, properties=r.properties, urn=r.urn, name=r.name,
+                                          options=_options(r), parent=r.parent or "", dependencies=r.dependencies)
+            for r in resources]), timeout=CALL_TIMEOUT_SECONDS)
+        report.violations += _violations(stack, "", levels)
     except grpc.RpcError as exc:
         raise PolicyPackError(f"policy pack {directory} failed: {exc.details()}") from None  # type: ignore[attr-defined]
     return report
