@@ -25,5 +25,5 @@ def render_policy(report: PolicyReport) -> str:
     for level in ORDER:
         for v in sorted((v for v in report.violations if v.enforcement == level), key=lambda v: (v.policy, v.urn)):
             lines.append(f"        - [{level}]  {v.policy}  ({_where(v.urn)})")
-            lines.append(f"          {v.message}")
+            lines += [f"          {line}" for line in v.message.splitlines()]
     return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""The pack as reviewers use it: its analyzer's info, the shipped stacks, and bad programs rejected by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from google.protobuf import empty_pb2
+
+from fleet.policy.analyzer import running_pack
+from tests.conftest import REPO, run_fleet
+from tests.policy_harness import PACK_DIR
+
+MANDATORY = {"no-instance-startup-scripts", "one-project-startup-script", "startup-script-guarded",
+             "agents-fit-memory", "pilot-ports-open"}
+ADVISORY = {"dashboard-not-public", "no-public-ssh-rdp", "shielded-vm", "no-default-service-account",
+            "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off"}
+
+
+def test_analyzer_info_lists_every_rule_with_its_level() -> None:
+    with running_pack(PACK_DIR) as stub:
+        info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+    levels = {p.name: p.enforcementLevel for p in info.policies}
+    assert info.name == "pilot-fleet-policies"
+    assert {n for n, level in levels.items() if level == 1} == MANDATORY  # MANDATORY
+    assert {n for n, level in levels.items() if level == 0} == ADVISORY  # ADVISORY
+    schema = {p.name: set(p.configSchema.properties) for p in info.policies}
+    assert schema["agents-fit-memory"] == {"agentMemoryMb", "headroomPercent", "osReserveMb"}
+
+
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_shipped_stacks_have_no_mandatory_violations(stack: str, tmp_path) -> None:
+    out = tmp_path / "plan.json"
+    result = run_fleet("plan", "--stack", stack, "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 mandatory" in result.stdout
+    policy = json.loads(out.read_text())["policy"]
+    assert [v for v in policy["violations"] if v["enforcement"] == "mandatory"] == []
+    assert set(policy["policies"]) == MANDATORY | ADVISORY
+
+
+@pytest.mark.parametrize(("scenario", "policy", "resource"), [
+    ("instance_startup_script", "no-instance-startup-scripts", "gcp:compute:Instance: ghost"),
+    ("template_startup_url", "no-instance-startup-scripts", "gcp:compute:InstanceTemplate: swarm-template"),
+    ("project_metadata", "one-project-startup-script", "gcp:compute:ProjectMetadata: project-metadata"),
+    ("swarm_over_budget", "agents-fit-memory", "gcp:compute:Instance: swarm-3"),
+])
+def test_scenario_programs_are_rejected_by_name(scenario: str, policy: str, resource: str, tmp_path) -> None:
+    out = tmp_path / "plan.json"
+    result = run_fleet("plan", "--program", str(REPO / "tests" / "scenarios" / scenario), "--stack", "test",
+                       "--json", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"- [mandatory]  {policy}  ({resource})" in result.stdout
+    violations = json.loads(out.read_text())["policy"]["violations"]
+    assert any(v["policy"] == policy and v["enforcement"] == "mandatory" and v["urn"].endswith(resource.split(": ")[1])
+               for v in violations)
+
+
+def test_policy_command_and_config_file(tmp_path) -> None:
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"agents-fit-memory": {"agentMemoryMb": 13.4}}))
+    result = run_fleet("policy", "--stack", "prod", "--policy-config", str(config))
+    assert result.returncode == 1
+    assert "- [mandatory]  agents-fit-memory  (gcp:compute:Instance: swarm-3)" in result.stdout
+    assert "Plan of stack" not in result.stdout
+
+
+def test_bad_policy_config_is_one_clear_error(tmp_path) -> None:
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"agents-fit-memory": {"agentMemoryMB": 13.4}}))
+    result = run_fleet("policy", "--stack", "dev", "--policy-config", str(config))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "policy config for agents-fit-memory: unknown key(s) agentMemoryMB" in result.stderr
