@@ -30,6 +30,14 @@ def test_actionlint_catches_a_broken_workflow(tmp_path) -> None:
     assert result.returncode == 1 and "bad.yml:6" in result.stdout
 
 
+def test_malformed_yaml_is_reported_not_crashed(tmp_path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - name: a `b: c`: d\n")
+    result = actionlint(bad, *WORKFLOWS)
+    assert result.returncode == 1 and "bad.yml: actionlint could not check this file" in result.stdout
+    assert result.stdout.count("\n") == 1  # the good workflows after it are still checked, and pass
+
+
 def test_jobs_run_the_shipped_commands() -> None:
     workflow = yaml.safe_load((REPO / ".github/workflows/pull-request.yml").read_text())
     offline = "\n".join(step.get("run", "") for step in workflow["jobs"]["offline"]["steps"])
