@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 import yaml
-from google.protobuf import empty_pb2, struct_pb2
+from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from fleet.plan.mock_engine import Plan, PlannedResource
@@ -146,8 +146,6 @@ def _configure(stub: analyzer_pb2_grpc.AnalyzerStub, info: analyzer_pb2.Analyzer
 
 
 def _struct_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    from google.protobuf import json_format
-
     result: dict[str, Any] = json_format.MessageToDict(struct)
     return result
 
