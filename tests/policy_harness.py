@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-from pathlib import Path
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -37,7 +36,7 @@ def resources_from_plan(plan_json: dict[str, Any]) -> list[dict[str, Any]]:
     return [copy.deepcopy(r) for r in plan_json["resources"] if r["custom"]]
 
 
-def planned(resources: list[dict[str, Any]]) -> Plan:
+def plan_of(resources: list[dict[str, Any]]) -> Plan:
     plan = Plan(project="pilot-fleet", stack="test")
     for r in resources:
         struct = struct_pb2.Struct()
@@ -51,7 +50,7 @@ def planned(resources: list[dict[str, Any]]) -> Plan:
 
 def over_grpc(stub: Any, resources: list[dict[str, Any]],
               overrides: dict[str, Any] | None = None) -> set[tuple[str, str]]:
-    report = analyze_with(stub, planned(resources), PACK_DIR, "test", overrides or {})
+    report = analyze_with(stub, plan_of(resources), PACK_DIR, "test", overrides or {})
     return {(v.policy, v.urn.rsplit("::", 1)[-1] if v.urn else "stack") for v in report.violations}
 
 
@@ -75,7 +74,3 @@ def directly(resources: list[dict[str, Any]], config: dict[str, Any] | None = No
 
             policy.validate(StackValidationArgs(policy_resources, config.get(policy.name)), report)
     return found
-
-
-def pack_dir() -> Path:
-    return PACK_DIR

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 from fleet import pilot
 from fleet.memory_budget import MemoryBudget
 
+from .config import ConfigSpec, config_for, config_schema
 from .gce import INSTANCE, INSTANCE_FROM_TEMPLATE, INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE, machine_memory_mb
 
-DEFAULTS: dict[str, Any] = {
-    "agentMemoryMb": pilot.DEFAULT_AGENT_MEMORY_MB,
-    "headroomPercent": pilot.DEFAULT_HEADROOM_PERCENT,
-    "osReserveMb": pilot.DEFAULT_OS_RESERVE_MB,
+CONFIG: ConfigSpec = {
+    "agentMemoryMb": ("number", pilot.DEFAULT_AGENT_MEMORY_MB),
+    "headroomPercent": ("number", pilot.DEFAULT_HEADROOM_PERCENT),
+    "osReserveMb": ("integer", pilot.DEFAULT_OS_RESERVE_MB),
 }
 
 
@@ -37,7 +36,7 @@ def _fits(args: ResourceValidationArgs, report_violation: ReportViolation) -> No
         report_violation(f"{args.name}: machine type {machine_type!r} is not in the fleet's machine-type table "
                          "(fleet/data/machine_types.yaml); its memory cannot be checked.", None)
         return
-    config = {**DEFAULTS, **(args.get_config() or {})}
+    config = config_for(args.get_config(), CONFIG)
     budget = MemoryBudget(memory, int(config["osReserveMb"]), float(config["agentMemoryMb"]),
                           float(config["headroomPercent"]))
     if not budget.fits(target):
@@ -50,9 +49,5 @@ agents_fit_memory = ResourceValidationPolicy(
     description="Each swarm host's agent target x per-agent memory, with headroom, fits its machine's memory "
                 "minus the OS reserve.",
     validate=_fits,
-    config_schema=PolicyConfigSchema(properties={
-        "agentMemoryMb": {"type": "number", "default": DEFAULTS["agentMemoryMb"]},
-        "headroomPercent": {"type": "number", "default": DEFAULTS["headroomPercent"]},
-        "osReserveMb": {"type": "integer", "default": DEFAULTS["osReserveMb"]},
-    }),
+    config_schema=config_schema(CONFIG),
 )

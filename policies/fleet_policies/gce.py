@@ -80,7 +80,7 @@ def networks(ranges: Any) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
 def covers(sources: Sequence[Any], wanted: Any) -> bool:
-    """Whether the union of `sources` contains the network `wanted` (checked one source at a time)."""
+    """Whether one of the ranges in `sources` contains the network `wanted` (no union of several)."""
     target = ipaddress.ip_network(str(wanted), strict=False)
     return any(target.version == s.version and target.subnet_of(s) for s in networks(sources))  # type: ignore[arg-type]
 
@@ -110,9 +110,13 @@ def allowed(rule: Mapping[str, Any], protocol: str, first: int, last: int) -> bo
     return False
 
 
+def is_ingress(rule: Mapping[str, Any]) -> bool:
+    return str(rule.get("direction") or "INGRESS").upper() == "INGRESS"
+
+
 def applies_to(rule: Mapping[str, Any], tags: Sequence[str]) -> bool:
     """An enabled INGRESS rule with no target tags applies to every VM; else to VMs sharing a tag."""
-    if truthy(rule.get("disabled", False)) or str(rule.get("direction") or "INGRESS").upper() != "INGRESS":
+    if truthy(rule.get("disabled", False)) or not is_ingress(rule):
         return False
     targets = list(rule.get("targetTags") or [])
     if rule.get("targetServiceAccounts"):

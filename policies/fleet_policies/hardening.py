@@ -7,7 +7,6 @@ from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
-    PolicyConfigSchema,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -15,7 +14,8 @@ from pulumi_policy import (
 
 from fleet import pilot
 
-from .gce import FIREWALL, VM_TYPES, allowed, opens_to_world, truthy
+from .config import ConfigSpec, config_for, config_schema
+from .gce import FIREWALL, VM_TYPES, allowed, is_ingress, opens_to_world, truthy
 
 ADVISORY = EnforcementLevel.ADVISORY
 
@@ -82,26 +82,27 @@ serial_port_off = _vm_rule("serial-port-off", "VMs keep the serial port off (CKV
 
 
 def _firewall_rule(name: str, description: str, ports: Callable[[Mapping[str, Any]], list[int]],
-                   config_schema: PolicyConfigSchema | None = None) -> ResourceValidationPolicy:
+                   config: ConfigSpec | None = None) -> ResourceValidationPolicy:
     """A rule on firewalls: none of `ports(config)` (TCP) may be open to the whole internet."""
 
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         if args.resource_type != FIREWALL or not opens_to_world(args.props.get("sourceRanges")):
             return
-        if str(args.props.get("direction") or "INGRESS").upper() != "INGRESS":
+        if not is_ingress(args.props):
             return
-        for port in ports(args.get_config() or {}):
+        for port in ports(config_for(args.get_config(), config or {})):
             if allowed(args.props, "tcp", port, port):
                 report_violation(f"{args.name} opens {port}/tcp to the whole internet.", None)
 
     return ResourceValidationPolicy(name=name, description=description, validate=validate,
-                                    enforcement_level=ADVISORY, config_schema=config_schema)
+                                    enforcement_level=ADVISORY,
+                                    config_schema=config_schema(config) if config else None)
 
 
 dashboard_not_public = _firewall_rule(
     "dashboard-not-public", "The rendezvous dashboard and JSON API (3000/tcp) are not open to 0.0.0.0/0.",
-    lambda config: [int(config.get("dashboardPort", pilot.DASHBOARD_PORT))],
-    PolicyConfigSchema(properties={"dashboardPort": {"type": "integer", "default": pilot.DASHBOARD_PORT}}))
+    lambda config: [int(config["dashboardPort"])],
+    {"dashboardPort": ("integer", pilot.DASHBOARD_PORT)})
 no_public_ssh_rdp = _firewall_rule(
     "no-public-ssh-rdp", "SSH (22) and RDP (3389) are not open to 0.0.0.0/0 (CKV_GCP_2, CKV_GCP_3).",
     lambda _config: [22, 3389])

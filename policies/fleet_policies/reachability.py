@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pulumi_policy import PolicyConfigSchema, ReportViolation, StackValidationArgs, StackValidationPolicy
+from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from fleet import pilot
 
+from .config import ConfigSpec, config_for, config_schema
 from .gce import FIREWALL, VM_TYPES, allowed, applies_to, covers
 
-DEFAULTS: dict[str, Any] = {
-    "agentSourceRanges": ["0.0.0.0/0"],
-    "peerSourceRanges": ["0.0.0.0/0"],
-    "registryPort": pilot.REGISTRY_PORT,
-    "beaconPort": pilot.BEACON_PORT,
+CONFIG: ConfigSpec = {
+    "agentSourceRanges": ("array", ["0.0.0.0/0"]),
+    "peerSourceRanges": ("array", ["0.0.0.0/0"]),
+    "registryPort": ("integer", pilot.REGISTRY_PORT),
+    "beaconPort": ("integer", pilot.BEACON_PORT),
 }
 
 
@@ -28,7 +29,7 @@ def _uncovered(rules: Sequence[Mapping[str, Any]], tags: Sequence[str], protocol
 
 
 def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    config = {**DEFAULTS, **(args.get_config() or {})}
+    config = config_for(args.get_config(), CONFIG)
     rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
     for vm in args.resources:
         if vm.resource_type not in VM_TYPES:
@@ -63,10 +64,5 @@ pilot_ports_open = StackValidationPolicy(
     description="The rendezvous is reachable on its registry (TCP) and beacon (UDP) ports from the agents' "
                 "ranges, and each swarm host's agent UDP range is open to its peers.",
     validate=_ports_open,
-    config_schema=PolicyConfigSchema(properties={
-        "agentSourceRanges": {"type": "array", "items": {"type": "string"}, "default": DEFAULTS["agentSourceRanges"]},
-        "peerSourceRanges": {"type": "array", "items": {"type": "string"}, "default": DEFAULTS["peerSourceRanges"]},
-        "registryPort": {"type": "integer", "default": DEFAULTS["registryPort"]},
-        "beaconPort": {"type": "integer", "default": DEFAULTS["beaconPort"]},
-    }),
+    config_schema=config_schema(CONFIG),
 )
