@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ echo "systemctl $*" >>"${SANDBOX}/calls.log"
 class MetadataServer:
     attributes: dict[str, str]
     guest_attributes: dict[str, str] = field(default_factory=dict)
+    guest_attribute_writes: list[tuple[float, str]] = field(default_factory=list)
     url: str = ""
 
     @contextmanager
@@ -88,8 +90,9 @@ class MetadataServer:
                 if path is None:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
-                server.guest_attributes[path.removeprefix("instance/guest-attributes/")] = \
-                    self.rfile.read(length).decode()
+                key = path.removeprefix("instance/guest-attributes/")
+                server.guest_attributes[key] = self.rfile.read(length).decode()
+                server.guest_attribute_writes.append((time.monotonic(), key))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

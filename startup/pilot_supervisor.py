@@ -1,0 +1,439 @@
+#!/usr/bin/env python3
+"""pilot-fleet agent supervisor: keeps exactly `target` pilot-daemon processes running on this host.
+
+It runs as its own systemd unit (pilot-agents.service), so the agents live in that unit's cgroup with its limits,
+never in the startup script's. Standard library only: it runs on the image's python3.
+
+Every tick it
+  * reaps exited children and lists the running agents ONCE (a single /proc scan; one probe per agent would be
+    thousands of calls), so agents it did not start itself (a crashed supervisor's) are seen and counted too;
+  * stops agents above the target (highest index first) and never starts more than the gap to the target;
+  * starts missing agents in paced rounds (`spawn_parallelism` per round, `round_delay_seconds` apart). An agent
+    whose identity the registry already knows re-registers freely; one with a fresh identity takes a token from a
+    bucket mirroring the registry's per-IP limit (`new_registrations_per_minute`, burst `new_registration_burst`);
+  * restarts agents that exited (refused registration, crash, watchdog) after an exponential backoff;
+  * writes a status file, serves a health endpoint, and publishes target / running / restarts as guest attributes
+    no more often than `guest_attribute_interval_seconds` (Compute Engine allows 10 writes a minute per VM).
+
+On SIGTERM it stops the agents in paced batches (mass deregistration floods the registry), then kills what is left
+after a grace period.
+
+Each agent `i` has UDP port base + i, socket `<run_dir>/agents/<i>.sock` and a durable directory
+`<state_dir>/agents/<i>/` holding its `-identity`, so a reboot re-registers the same identities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fcntl
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+REGISTERED_MARKER = "registered"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    target: int
+    daemon: str
+    registry: str
+    beacon: str
+    base_udp_port: int
+    state_dir: str
+    run_dir: str
+    hostname_prefix: str = ""
+    endpoint_ip: str = ""
+    gogc: int = 0
+    spawn_parallelism: int = 10
+    round_delay_seconds: float = 3.0
+    new_registrations_per_minute: float = 10.0
+    new_registration_burst: int = 10
+    tick_seconds: float = 1.0
+    settle_seconds: float = 10.0
+    backoff_initial_seconds: float = 5.0
+    backoff_max_seconds: float = 300.0
+    stop_batch: int = 100
+    stop_batch_delay_seconds: float = 1.0
+    stop_grace_seconds: float = 30.0
+    guest_attributes_url: str = ""
+    guest_attribute_interval_seconds: float = 60.0
+    health_address: str = ""
+    health_port: int = 0
+    health_threshold: float = 0.95
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"pilot-supervisor: cannot read config {path}: {exc}") from None
+        if not isinstance(raw, dict):
+            raise SystemExit(f"pilot-supervisor: config {path} is not a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(fields))
+        missing = sorted(n for n, f in fields.items()
+                         if f.default is dataclasses.MISSING and n not in raw)
+        if unknown or missing:
+            raise SystemExit(f"pilot-supervisor: config {path}: unknown keys {unknown}, missing keys {missing}")
+        config = cls(**raw)
+        if config.target < 0 or config.spawn_parallelism < 1 or config.stop_batch < 1:
+            raise SystemExit(f"pilot-supervisor: config {path}: target >= 0, spawn_parallelism >= 1 and "
+                             "stop_batch >= 1 are required")
+        return config
+
+    @property
+    def stop_budget_seconds(self) -> float:
+        """Longest a paced stop of `target` agents takes: what the unit's TimeoutStopSec must allow."""
+        return math.ceil(self.target / self.stop_batch) * self.stop_batch_delay_seconds + self.stop_grace_seconds
+
+
+def log(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}, sort_keys=True), flush=True)
+
+
+def agent_socket(config: Config, index: int) -> Path:
+    return Path(config.run_dir) / "agents" / f"{index}.sock"
+
+
+def agent_dir(config: Config, index: int) -> Path:
+    return Path(config.state_dir) / "agents" / str(index)
+
+
+def daemon_argv(config: Config, index: int) -> list[str]:
+    """The one place that decides how an agent is started (the contract test checks it against the binary)."""
+    port = config.base_udp_port + index
+    argv = [config.daemon,
+            "-registry", config.registry,
+            "-beacon", config.beacon,
+            "-listen", f":{port}",
+            "-socket", str(agent_socket(config, index)),
+            "-identity", str(agent_dir(config, index) / "identity.json"),
+            "-log-format", "json",
+            "-log-level", "warn",
+            "-log-max-size", "1",
+            "-log-max-backups", "1",
+            "-telemetry-url", "",
+            "-motd-feed-url", ""]
+    if config.endpoint_ip:
+        argv += ["-endpoint", f"{config.endpoint_ip}:{port}"]
+    if config.hostname_prefix:
+        argv += ["-hostname", f"{config.hostname_prefix}-{index}"[:63].rstrip("-")]
+    return argv
+
+
+def list_agents(config: Config) -> dict[int, list[int]]:
+    """One scan of /proc: agent index -> pids of processes started with `-socket <run_dir>/agents/<index>.sock`.
+
+    The socket path, private to this host's run directory, identifies an agent whatever started it."""
+    sockets = Path(config.run_dir) / "agents"
+    prefix = f"{sockets}/"
+    found: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            continue
+        if b"-socket\0" not in raw:
+            continue
+        args = raw.decode(errors="replace").split("\0")
+        try:
+            sock = args[args.index("-socket") + 1]
+        except (ValueError, IndexError):
+            continue
+        name = sock.removeprefix(prefix).removesuffix(".sock")
+        if sock.startswith(prefix) and name.isdigit():
+            found.setdefault(int(name), []).append(int(entry.name))
+    return found
+
+
+class TokenBucket:
+    def __init__(self, per_minute: float, burst: int, now: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(max(burst, 1))
+        self.tokens = self.capacity
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclasses.dataclass
+class AgentState:
+    started_at: float = 0.0
+    failures: int = 0
+    not_before: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        now = time.monotonic()
+        self.bucket = TokenBucket(config.new_registrations_per_minute, config.new_registration_burst, now)
+        self.agents: dict[int, AgentState] = {}
+        self.children: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
+        self.running: dict[int, list[int]] = {}
+        self.restarts = 0
+        self.next_round = 0.0
+        self.stopping = threading.Event()
+        self.published: dict[str, str] = {}
+        self.next_publish = 0.0
+
+    # -- one tick -------------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = time.monotonic()
+        self.reap(now)
+        self.running = self.listing()
+        self.trim()
+        self.mark_registered(now)
+        if not self.stopping.is_set():
+            self.start_round(now)
+        self.report(now)
+
+    def listing(self) -> dict[int, list[int]]:
+        running = list_agents(self.config)
+        for pid, (index, proc) in self.children.items():  # started, not yet reaped: counts even if mid-exec
+            if proc.poll() is None and pid not in running.get(index, []):
+                running.setdefault(index, []).append(pid)
+        return running
+
+    def reap(self, now: float) -> None:
+        for pid, (index, proc) in list(self.children.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del self.children[pid]
+            state = self.agents.setdefault(index, AgentState())
+            lived = now - state.started_at
+            state.failures = 0 if lived >= self.config.settle_seconds else state.failures + 1
+            delay = 0.0 if state.failures == 0 else min(
+                self.config.backoff_max_seconds,
+                self.config.backoff_initial_seconds * 2 ** (state.failures - 1))
+            state.not_before = now + delay
+            if not self.stopping.is_set():
+                self.restarts += 1
+                log("agent-exited", index=index, pid=pid, code=code, lived_seconds=round(lived, 1),
+                    restart_in_seconds=round(delay, 1))
+
+    def trim(self) -> None:
+        """Above target (target lowered, or agents left by someone else): stop the highest indices."""
+        surplus: list[int] = []
+        for index, pids in self.running.items():
+            surplus += pids[1:]  # two daemons on one socket: keep one
+            if index >= self.config.target:
+                surplus.append(pids[0])
+        for pid in surplus[: self.config.stop_batch]:
+            log("agent-surplus", pid=pid)
+            _signal(pid, signal.SIGTERM)
+
+    def mark_registered(self, now: float) -> None:
+        for index in self.running:
+            state = self.agents.get(index)
+            if state and state.started_at and now - state.started_at >= self.config.settle_seconds:
+                marker = agent_dir(self.config, index) / REGISTERED_MARKER
+                if not marker.exists():
+                    marker.touch()
+
+    def start_round(self, now: float) -> None:
+        if now < self.next_round:
+            return
+        missing = [i for i in range(self.config.target)
+                   if i not in self.running and now >= self.agents.get(i, AgentState()).not_before]
+        # known identities first: the registry does not rate-limit re-registration
+        missing.sort(key=lambda i: (not (agent_dir(self.config, i) / REGISTERED_MARKER).exists(), i))
+        started = 0
+        for index in missing:
+            if started >= self.config.spawn_parallelism:
+                break
+            fresh = not (agent_dir(self.config, index) / REGISTERED_MARKER).exists()
+            if fresh and not self.bucket.take(now):
+                break  # the remaining ones are fresh too (sorted)
+            self.spawn(index, now, fresh)
+            started += 1
+        if started:
+            self.next_round = now + self.config.round_delay_seconds
+
+    def spawn(self, index: int, now: float, fresh: bool) -> None:
+        home = agent_dir(self.config, index)
+        home.mkdir(parents=True, exist_ok=True)
+        agent_socket(self.config, index).parent.mkdir(parents=True, exist_ok=True)
+        agent_socket(self.config, index).unlink(missing_ok=True)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home)}
+        if self.config.gogc:
+            env["GOGC"] = str(self.config.gogc)
+        with open(home / "daemon.log", "ab") as out:
+            proc = subprocess.Popen(daemon_argv(self.config, index), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=home, close_fds=True)
+        self.children[proc.pid] = (index, proc)
+        self.agents.setdefault(index, AgentState()).started_at = now
+        self.running.setdefault(index, []).append(proc.pid)
+        log("agent-started", index=index, pid=proc.pid, fresh_identity=fresh)
+
+    # -- reporting ------------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        running = sum(1 for i in self.running if i < self.config.target)
+        return {"target": self.config.target, "running": running, "restarts": self.restarts,
+                "stopping": self.stopping.is_set(), "updated": time.time()}
+
+    def healthy(self) -> bool:
+        status = self.status()
+        return status["running"] >= math.ceil(status["target"] * self.config.health_threshold)
+
+    def report(self, now: float, force: bool = False) -> None:
+        status = self.status()
+        path = Path(self.config.run_dir) / "status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, sort_keys=True) + "\n")
+        tmp.replace(path)
+        if not self.config.guest_attributes_url or (now < self.next_publish and not force):
+            return
+        self.next_publish = now + self.config.guest_attribute_interval_seconds
+        for key in ("target", "running", "restarts"):
+            value = str(status[key])
+            if self.published.get(key) != value and put_guest_attribute(self.config, f"agents-{key}", value):
+                self.published[key] = value
+
+    # -- stop -----------------------------------------------------------------------------------------------
+    def stop_all(self) -> None:
+        self.stopping.set()
+        now = time.monotonic()
+        self.reap(now)
+        pids = [pid for _, pids in sorted(self.listing().items(), reverse=True) for pid in pids]
+        log("stopping", agents=len(pids), batch=self.config.stop_batch)
+        for offset in range(0, len(pids), self.config.stop_batch):
+            for pid in pids[offset:offset + self.config.stop_batch]:
+                _signal(pid, signal.SIGTERM)
+            time.sleep(self.config.stop_batch_delay_seconds)
+            self.reap(time.monotonic())
+        deadline = time.monotonic() + self.config.stop_grace_seconds
+        while time.monotonic() < deadline:
+            self.reap(time.monotonic())
+            if not self.listing():
+                break
+            time.sleep(0.2)
+        left = [pid for pids in self.listing().values() for pid in pids]
+        for pid in left:
+            _signal(pid, signal.SIGKILL)
+        for _, proc in list(self.children.values()):
+            proc.wait()
+        self.children.clear()
+        self.running = {}
+        log("stopped", killed_after_grace=len(left))
+        self.report(time.monotonic(), force=True)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def put_guest_attribute(config: Config, key: str, value: str) -> bool:
+    request = urllib.request.Request(f"{config.guest_attributes_url.rstrip('/')}/{key}", data=value.encode(),
+                                     method="PUT", headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=3):
+            return True
+    except OSError as exc:
+        log("guest-attribute-failed", key=key, error=str(exc))
+        return False
+
+
+def serve_health(supervisor: Supervisor) -> ThreadingHTTPServer | None:
+    config = supervisor.config
+    if not config.health_port:
+        return None
+
+    class Health(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] not in ("/healthz", "/status"):
+                self.send_error(404)
+                return
+            ok = self.path.startswith("/status") or supervisor.healthy()
+            body = (json.dumps(supervisor.status(), sort_keys=True) + "\n").encode()
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer((config.health_address, config.health_port), Health)
+    threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
+    return server
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / "supervisor.lock", "w")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"pilot-supervisor: another supervisor holds {run_dir / 'supervisor.lock'}") from None
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def run(config: Config) -> int:
+    with locked(Path(config.run_dir)):
+        supervisor = Supervisor(config)
+        signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: supervisor.stopping.set())
+        health = serve_health(supervisor)
+        log("supervising", target=config.target, daemon=config.daemon, base_udp_port=config.base_udp_port)
+        while not supervisor.stopping.is_set():
+            supervisor.tick()
+            supervisor.stopping.wait(config.tick_seconds)
+        supervisor.stop_all()
+        if health:
+            health.shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pilot-supervisor", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "supervise the agents until SIGTERM"),
+                       ("argv", "print the command line of agent INDEX (for operators and the contract test)"),
+                       ("stop-budget", "print the seconds a paced stop may take")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", type=Path, required=True)
+        if name == "argv":
+            cmd.add_argument("index", type=int)
+    args = parser.parse_args(argv)
+    config = Config.load(args.config)
+    if args.command == "argv":
+        print(json.dumps(daemon_argv(config, args.index)))
+        return 0
+    if args.command == "stop-budget":
+        print(math.ceil(config.stop_budget_seconds))
+        return 0
+    return run(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Runs startup/pilot_supervisor.py for real against the stand-in daemon, in a private directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SUPERVISOR = REPO / "startup" / "pilot_supervisor.py"
+STANDIN = Path(__file__).resolve().parent / "standin_daemon.py"
+
+
+def _load_supervisor() -> ModuleType:
+    """startup/pilot_supervisor.py is a standalone program for the VMs, not part of a package: load it by path."""
+    spec = importlib.util.spec_from_file_location("pilot_supervisor", SUPERVISOR)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pilot_supervisor"] = module  # dataclasses look the module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+supervisor_module = _load_supervisor()
+
+# Fast figures for tests: rounds of 3 every 0.3 s, 10 new identities a second after a burst of 4.
+FAST = {"tick_seconds": 0.1, "settle_seconds": 0.6, "spawn_parallelism": 3, "round_delay_seconds": 0.3,
+        "new_registrations_per_minute": 600, "new_registration_burst": 4, "backoff_initial_seconds": 0.4,
+        "backoff_max_seconds": 3.0, "stop_batch": 4, "stop_batch_delay_seconds": 0.4, "stop_grace_seconds": 3.0}
+
+
+def free_udp_ports(count: int) -> int:
+    """A base port with `count` consecutive free UDP ports on loopback."""
+    for base in range(21000 + (os.getpid() % 200) * 50, 60000, count + 7):
+        held = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError("no free UDP port range")
+
+
+@dataclass
+class Event:
+    at: float
+    kind: str
+    index: int
+    detail: str
+
+
+@dataclass
+class Supervised:
+    base: Path
+    config: dict[str, Any]
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.config["state_dir"])
+
+    def start(self, **changes: Any) -> None:
+        self.config.update(changes)
+        path = self.base / "supervisor.json"
+        path.write_text(json.dumps(self.config))
+        self.proc = subprocess.Popen([sys.executable, str(SUPERVISOR), "run", "--config", str(path)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+
+    def status(self) -> dict[str, Any]:
+        path = Path(self.config["run_dir"]) / "status.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def events(self) -> list[Event]:
+        log = self.state_dir / "standin" / "events.log"
+        out = []
+        for line in (log.read_text().splitlines() if log.exists() else []):
+            at, kind, index, *rest = line.split()
+            out.append(Event(float(at), kind, int(index), " ".join(rest)))
+        return out
+
+    def wait_for(self, what: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not what():
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(f"supervisor exited {self.proc.returncode}: {self.proc.stdout.read()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; status {self.status()}")
+            time.sleep(0.05)
+
+    def terminate(self, timeout: float = 30.0) -> str:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=timeout)
+        return out
+
+    def crash(self) -> None:
+        """SIGKILL the supervisor alone: its agents live on, as after a supervisor crash."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.communicate(timeout=10)
+
+
+def max_concurrent(events: list[Event]) -> int:
+    """Most agents alive at once, from start/stop events and the process listing the test also samples."""
+    alive, most = 0, 0
+    for event in sorted(events, key=lambda e: e.at):
+        if event.kind == "start":
+            alive += 1
+        elif event.kind == "stop":
+            alive -= 1
+        most = max(most, alive)
+    return most
+
+
+@contextmanager
+def supervised(base: Path, target: int, **overrides: Any) -> Iterator[Supervised]:
+    port = free_udp_ports(target + 8)
+    config = {"target": target, "daemon": str(STANDIN), "registry": "127.0.0.1:9", "beacon": "127.0.0.1:9",
+              "base_udp_port": port, "state_dir": str(base / "state"), "run_dir": str(base / "run"),
+              **FAST, **overrides}
+    box = Supervised(base, config)
+    try:
+        yield box
+    finally:
+        if box.proc and box.proc.poll() is None:
+            with suppress(subprocess.TimeoutExpired):
+                box.terminate(timeout=30)
+        sockets = f"{base / 'run'}/agents/"
+        for pid in os.listdir("/proc"):  # anything left (a crashed supervisor's agents) goes too
+            if pid.isdigit():
+                with suppress(OSError):
+                    if sockets.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        os.kill(int(pid), signal.SIGKILL)

@@ -1,0 +1,171 @@
+"""The agent supervisor, run for real against the stand-in daemon with fast test figures (tests/supervisor_harness)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.boot_sandbox import MetadataServer
+from tests.supervisor_harness import FAST, SUPERVISOR, Supervised, max_concurrent, supervised, supervisor_module
+
+
+def _list(box: Supervised) -> dict[int, list[int]]:
+    """The supervisor's own one-scan listing: agent index -> pids."""
+    return supervisor_module.list_agents(supervisor_module.Config(**box.config))
+
+
+def test_reaches_target_in_paced_rounds_and_never_exceeds_it(tmp_path: Path) -> None:
+    target = 14
+    with supervised(tmp_path, target) as box:
+        box.start()
+        seen = 0
+        deadline = time.monotonic() + 30
+        while box.status().get("running") != target:  # sample the process listing while it ramps up
+            seen = max(seen, sum(len(pids) for pids in _list(box).values()))
+            assert time.monotonic() < deadline, box.status()
+            time.sleep(0.02)
+        time.sleep(1.0)  # a few more ticks at target: nothing more may start
+        starts = [e for e in box.events() if e.kind == "start"]
+        assert len(starts) == target and {e.index for e in starts} == set(range(target))
+        assert seen <= target and max_concurrent(box.events()) == target
+        # rounds: never more than spawn_parallelism starts within one round delay
+        times = sorted(e.at for e in starts)
+        for i, at in enumerate(times):
+            assert sum(1 for t in times[i:] if t - at < FAST["round_delay_seconds"] * 0.9) <= 3
+        # fresh identities: a burst of 4, then 10 a second at most (the stand-in registry's allowance)
+        for i, at in enumerate(times):
+            assert i + 1 <= 4 + (at - times[0]) * 10 + 1
+        box.wait_for(lambda: all((box.state_dir / "agents" / str(i) / "registered").exists()
+                                 for i in range(target)))
+        status = box.status()
+        assert (status["target"], status["running"], status["restarts"]) == (target, target, 0)
+
+
+def test_exited_agents_restart_with_backoff(tmp_path: Path) -> None:
+    with supervised(tmp_path, 4) as box:
+        (box.state_dir / "standin").mkdir(parents=True)
+        (box.state_dir / "standin" / "fail-2").write_text("3")  # three refused registrations in a row
+        box.start()
+        box.wait_for(lambda: (box.state_dir / "agents" / "2" / "registered").exists())
+        assert box.status()["running"] == 4
+        refused = [e.at for e in box.events() if e.kind == "refused" and e.index == 2]
+        assert len(refused) == 3
+        gaps = [b - a for a, b in itertools.pairwise(refused)]
+        assert gaps[0] >= 0.35 and gaps[1] >= 0.75 and gaps[1] > gaps[0] * 1.5, gaps  # 0.4 s, then 0.8 s
+        crashed = _list(box)[1][0]
+        subprocess.run(["kill", "-KILL", str(crashed)], check=True)  # a crash: no clean stop
+        box.wait_for(lambda: _list(box).get(1, [crashed]) != [crashed] and box.status().get("running") == 4)
+        assert box.status()["restarts"] == 4
+
+
+def test_reboot_reuses_identities_without_waiting_for_registration_tokens(tmp_path: Path) -> None:
+    with supervised(tmp_path, 9) as box:
+        box.start()
+        box.wait_for(lambda: all((box.state_dir / "agents" / str(i) / "registered").exists() for i in range(9)))
+        box.terminate()
+        first = len(box.events())
+        # after the "reboot" the registry allows 1 new identity a minute: only known ones can come back quickly
+        box.start(new_registrations_per_minute=1, new_registration_burst=1)
+        box.wait_for(lambda: len([e for e in box.events()[first:] if e.kind == "start"]) == 9, timeout=10)
+        assert box.status()["running"] == 9
+        again = [e for e in box.events()[first:] if e.kind == "start"]
+        assert len(again) == 9 and all(e.detail.startswith("known") for e in again)
+        identities = {(box.state_dir / "agents" / str(i) / "identity.json").read_text() for i in range(9)}
+        assert len(identities) == 9
+
+
+def test_stop_terminates_in_paced_batches(tmp_path: Path) -> None:
+    with supervised(tmp_path, 10) as box:
+        box.start()
+        box.wait_for(lambda: len([e for e in box.events() if e.kind == "start"]) == 10)
+        stopping_at = time.time()
+        output = box.terminate()
+        assert box.proc is not None and box.proc.returncode == 0, output
+        stops = sorted(e.at for e in box.events() if e.kind == "stop")
+        assert len(stops) == 10 and not _list(box)
+        batches = [[stops[0]]]
+        for at in stops[1:]:
+            (batches[-1].append(at) if at - batches[-1][-1] < 0.2 else batches.append([at]))
+        assert [len(b) for b in batches] == [4, 4, 2], batches
+        assert all(b[0] - a[-1] >= 0.3 for a, b in itertools.pairwise(batches))
+        assert stops[0] - stopping_at < 1.0
+        assert box.status()["running"] == 0 and '"event": "stopped"' in output
+
+
+def test_a_new_supervisor_counts_agents_it_did_not_start_and_trims_to_target(tmp_path: Path) -> None:
+    with supervised(tmp_path, 8) as box:
+        box.start()
+        box.wait_for(lambda: len([e for e in box.events() if e.kind == "start"]) == 8)
+        box.crash()  # the agents outlive their supervisor
+        assert len(_list(box)) == 8
+        before = len(box.events())
+        box.start(target=5)
+        box.wait_for(lambda: len(_list(box)) == 5 and box.status().get("running") == 5)
+        time.sleep(0.5)
+        later = box.events()[before:]
+        assert not [e for e in later if e.kind == "start"]  # nothing new: it adopted what was running
+        assert sorted(e.index for e in later if e.kind == "stop") == [5, 6, 7]
+
+
+def test_a_second_supervisor_on_the_same_host_refuses_to_run(tmp_path: Path) -> None:
+    with supervised(tmp_path, 2) as box:
+        box.start()
+        box.wait_for(lambda: box.status().get("running") == 2)
+        second = subprocess.run([sys.executable, str(SUPERVISOR), "run", "--config",
+                                 str(tmp_path / "supervisor.json")], capture_output=True, text=True, timeout=20)
+        assert second.returncode == 1 and "another supervisor holds" in second.stderr
+        assert len(_list(box)) == 2
+
+
+def test_health_endpoint_and_guest_attributes_within_the_write_limit(tmp_path: Path) -> None:
+    with MetadataServer({}).serving() as metadata, supervised(
+            tmp_path, 6, health_address="127.0.0.1", health_port=_free_tcp_port(),
+            health_threshold=1.0, guest_attributes_url=f"{metadata.url}/instance/guest-attributes/pilot",
+            guest_attribute_interval_seconds=1.0, new_registration_burst=1,
+            new_registrations_per_minute=120) as box:
+        box.start()
+        url = f"http://127.0.0.1:{box.config['health_port']}/healthz"
+        box.wait_for(lambda: _http_status(url) == 503)
+        box.wait_for(lambda: box.status().get("running") == 6)
+        box.wait_for(lambda: _http_status(url) == 200)
+        box.wait_for(lambda: metadata.guest_attributes.get("pilot/agents-running") == "6", timeout=5)
+        assert metadata.guest_attributes["pilot/agents-target"] == "6"
+        writes = [at for at, _ in metadata.guest_attribute_writes]
+        for at in writes:  # at most 3 keys per 1 s interval (60 s in production: 3 of the 10 a minute allowed)
+            assert sum(1 for t in writes if at <= t < at + 0.95) <= 3
+
+
+def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "supervisor.json"
+    path.write_text(json.dumps({"target": 3, "daemon": "x", "colour": "red"}))
+    result = subprocess.run([sys.executable, str(SUPERVISOR), "run", "--config", str(path)],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"pilot-supervisor: config {path}: unknown keys ['colour'], missing keys "
+        "['base_udp_port', 'beacon', 'registry', 'run_dir', 'state_dir']"]
+
+
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
