@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from fleet import pilot
 from fleet.machine_types import lookup, machine_types
 from fleet.memory_budget import MemoryBudget
+from fleet.pilot_releases import known_versions
 
 GCP_KEYS = ("project", "region", "zone")
 GCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -84,6 +85,11 @@ class RendezvousPorts(Model):
     dashboard: Port = pilot.DASHBOARD_PORT
 
 
+class RendezvousRelease(Model):
+    url: str = Field(pattern=r"^https://\S+$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class RendezvousConfig(Model):
     name: GceName = "pilot-rendezvous"
     machine_type: str = "e2-standard-4"
@@ -96,6 +102,9 @@ class RendezvousConfig(Model):
     # Who may open the dashboard and JSON API (3000/tcp). Default: only through IAP TCP forwarding.
     operator_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
     new_registrations_per_minute: int = Field(default=pilot.NEW_REGISTRATIONS_PER_MINUTE, ge=1)
+    # The rendezvous binary is not on PyPI: a release URL and its sha256. Without it the VM is tuned and its store
+    # disk mounted, but the startup script stops with a clear error instead of running a rendezvous.
+    release: RendezvousRelease | None = None
 
 
 class AgentSettings(Model):
@@ -204,6 +213,9 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
             problems.append(f"{key}: zone {zone} is not in region {region} (gcp:region)")
 
     check_zone("gcp:zone", cfg.gcp.zone)
+    if cfg.pilot_version not in known_versions():
+        problems.append(f"{key_name(('pilotVersion',))}: no pilot-daemon wheel known for {cfg.pilot_version} "
+                        f"(known: {', '.join(known_versions())}; add its wheels to fleet/data/pilot_releases.yaml)")
     if cfg.rendezvous.zone:
         check_zone(key_name(("rendezvous", "zone")), cfg.rendezvous.zone)
     if lookup(cfg.rendezvous.machine_type) is None:

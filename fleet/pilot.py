@@ -37,6 +37,10 @@ DEFAULT_SPAWN_PARALLELISM = 10
 MAX_SPAWN_PARALLELISM = 20
 DEFAULT_ROUND_DELAY_SECONDS = 3.0
 
+# The supervisor's health endpoint on every swarm host (GET /healthz: 200 when running >= target x threshold).
+SUPERVISOR_HEALTH_PORT = 8081
+SUPERVISOR_HEALTH_PATH = "/healthz"
+
 # Monitoring: alert when online agents fall below this share of the expected total.
 DEFAULT_ALERT_THRESHOLD = 0.95
 
@@ -58,6 +62,13 @@ class MetadataKey:
     GOGC = "pilot-gogc"
     VERSION = "pilot-version"
     STORE_DEVICE = "pilot-store-device"
+    REGISTRY_PORT = "pilot-registry-port"
+    BEACON_PORT = "pilot-beacon-port"
+    DASHBOARD_PORT = "pilot-dashboard-port"
+    RENDEZVOUS_URL = "pilot-rendezvous-url"
+    RENDEZVOUS_SHA256 = "pilot-rendezvous-sha256"
+    HEALTH_PORT = "pilot-health-port"
+    HEALTH_THRESHOLD = "pilot-health-threshold"
     # Compute Engine's own keys, set for hardening and for the supervisor's status reports.
     GUEST_ATTRIBUTES = "enable-guest-attributes"
     OS_LOGIN = "enable-oslogin"

@@ -37,6 +37,8 @@ class SwarmHost(pulumi.ComponentResource):
                 pilot.MetadataKey.ROUND_DELAY_SECONDS: f"{host.round_delay_seconds:g}",
                 pilot.MetadataKey.NEW_REGISTRATIONS_PER_MINUTE: str(cfg.rendezvous.new_registrations_per_minute),
                 pilot.MetadataKey.GOGC: str(host.gogc),
+                pilot.MetadataKey.HEALTH_PORT: str(pilot.SUPERVISOR_HEALTH_PORT),
+                pilot.MetadataKey.HEALTH_THRESHOLD: f"{cfg.alert_threshold:g}",
             },
             labels={**labels, "role": pilot.ROLE_SWARM}, tags=[FLEET_TAG, swarm_tag(host.name)],
             disk_gb=host.disk_gb,

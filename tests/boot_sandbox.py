@@ -6,16 +6,31 @@ that record what they were asked into files under the sandbox.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import signal
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from fleet.startup_script import SCRIPT_PATH
+import pytest
+
+from fleet import pilot
+from fleet.pilot_releases import Wheel, wheels
+from fleet.startup_script import render_startup_script
+from tests.supervisor_harness import STANDIN
+
+REPO = Path(__file__).resolve().parent.parent
+WHEEL_CACHE = REPO / ".cache" / "wheels"
+PYPI_FILES = "https://files.pythonhosted.org"
 
 PREFIX = "/computeMetadata/v1/"
 
@@ -41,18 +56,76 @@ case "${args[0]}" in
 esac
 """
 
+# A stand-in for systemd: `start` runs the unit file's ExecStart= detached (its own session, output to a log),
+# `stop` sends SIGTERM and waits, as systemd's KillMode=mixed does for the main process.
 SYSTEMCTL_STUB = r"""#!/bin/bash
 set -euo pipefail
 echo "systemctl $*" >>"${SANDBOX}/calls.log"
+units="${SANDBOX}/units"
+mkdir -p "${units}"
+args=()
+for arg in "$@"; do [[ "${arg}" == --* ]] || args+=("${arg}"); done
+verb="${args[0]:-}" unit="${args[1]:-}"
+pidfile="${units}/${unit}.pid"
+alive() {
+  [[ -f "${pidfile}" ]] || return 1
+  local state
+  state="$(awk '{print $3}' "/proc/$(cat "${pidfile}")/stat" 2>/dev/null || true)"
+  [[ -n "${state}" && "${state}" != Z ]]
+}
+start() {
+  alive && return 0
+  local exec_start
+  exec_start="$(sed -n 's/^ExecStart=//p' "${PILOT_ROOT}/etc/systemd/system/${unit}" 2>/dev/null || true)"
+  [[ -n "${exec_start}" ]] || { echo "Unit ${unit} not found." >&2; exit 5; }
+  # like systemd: a new session, no inherited descriptors (the startup script's lock on fd 9 stays with it)
+  python3 -c 'import subprocess, sys
+proc = subprocess.Popen(["bash", "-c", "exec " + sys.argv[1]], start_new_session=True, close_fds=True,
+                        stdin=subprocess.DEVNULL, stdout=open(sys.argv[2], "ab"), stderr=subprocess.STDOUT)
+print(proc.pid)' "${exec_start}" "${units}/${unit}.log" >"${pidfile}" 9>&-
+}
+stop() {
+  alive || return 0
+  local pid
+  pid="$(cat "${pidfile}")"
+  kill -TERM "${pid}"
+  while alive; do sleep 0.1; done
+  rm -f "${pidfile}"
+}
+case "${verb}" in
+  start) start ;;
+  stop) stop ;;
+  restart) stop; start ;;
+  is-active) alive ;;
+  daemon-reload | enable) ;;
+  *) exit 1 ;;
+esac
+"""
+
+# The store disk's tools for the rendezvous role: they record what they were asked and change nothing.
+RECORDING_STUB = r"""#!/bin/bash
+echo "$(basename "$0") $*" >>"${SANDBOX}/calls.log"
+[[ "$(basename "$0")" == mountpoint ]] && exit 1
+[[ "$(basename "$0")" == blkid ]] && [[ ! -e "${SANDBOX}/formatted" ]] && exit 2
+[[ "$(basename "$0")" == mkfs.ext4 ]] && touch "${SANDBOX}/formatted"
+exit 0
 """
 
 
 @dataclass
 class MetadataServer:
+    """Compute Engine's metadata server on loopback: instance attributes, a few instance values, guest-attribute
+    writes, and plain files (wheels, release binaries) under any other path, as a download host."""
+
     attributes: dict[str, str]
+    instance: dict[str, str] = field(default_factory=lambda: {"name": "swarm-test-1"})
+    files: dict[str, Path] = field(default_factory=dict)
+    project: dict[str, str] = field(default_factory=dict)
+    address: tuple[str, int] = ("127.0.0.1", 0)
     guest_attributes: dict[str, str] = field(default_factory=dict)
     guest_attribute_writes: list[tuple[float, str]] = field(default_factory=list)
     url: str = ""
+    base_url: str = ""
 
     @contextmanager
     def serving(self) -> Iterator[MetadataServer]:
@@ -69,13 +142,28 @@ class MetadataServer:
                 return self.path[len(PREFIX):]
 
             def do_GET(self) -> None:
+                if self.path in server.files:
+                    data = server.files[self.path].read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 path = self._path()
                 if path is None:
                     return
-                if path == "instance/attributes/":
-                    body = "".join(f"{k}\n" for k in server.attributes)
+                path, _, query = path.partition("?")
+                listings = {"instance/attributes/": server.attributes, "project/attributes/": server.project}
+                if path in listings and "recursive=true" in query:  # what google_metadata_script_runner asks
+                    body = json.dumps(listings[path])
+                elif path in listings:
+                    body = "".join(f"{k}\n" for k in listings[path])
+                elif path.startswith("instance/") and path[9:] in server.instance:
+                    body = server.instance[path[9:]]
                 elif path.startswith("instance/attributes/") and path[20:] in server.attributes:
                     body = server.attributes[path[20:]]
+                elif path.startswith("project/attributes/") and path[19:] in server.project:
+                    body = server.project[path[19:]]
                 else:
                     self.send_error(404)
                     return
@@ -97,8 +185,10 @@ class MetadataServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{httpd.server_address[1]}{PREFIX.rstrip('/')}"
+        httpd = ThreadingHTTPServer(self.address, Handler)
+        host, port = httpd.server_address[:2]
+        self.base_url = f"http://{host}" if port == 80 else f"http://{host}:{port}"
+        self.url = f"{self.base_url}{PREFIX.rstrip('/')}"
         thread = threading.Thread(target=httpd.serve_forever, daemon=True)
         thread.start()
         try:
@@ -108,8 +198,24 @@ class MetadataServer:
             httpd.server_close()
 
 
+def cached_wheel(arch: str = platform.machine()) -> tuple[Wheel, Path]:
+    """The pinned pilotprotocol wheel, downloaded by scripts/dev.sh into .cache/wheels (tests never download)."""
+    wheel = next((w for w in wheels() if w.version == pilot.PILOT_VERSION and w.arch == arch), None)
+    if wheel is None:
+        pytest.fail(f"no pilotprotocol {pilot.PILOT_VERSION} wheel for {arch} in fleet/data/pilot_releases.yaml")
+    path = WHEEL_CACHE / wheel.filename
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `bash scripts/dev.sh test`, which downloads it")
+    return wheel, path
+
+
 @dataclass
 class BootSandbox:
+    """A VM's root under `base/root`, stub system commands on PATH, the rendered startup script.
+
+    The supervisor the script starts (through the stand-in systemctl) runs the stand-in daemon; `shutdown()`
+    stops it and anything it left."""
+
     base: Path
     metadata: MetadataServer
     boot_id: str = "boot-1"
@@ -118,29 +224,58 @@ class BootSandbox:
     def root(self) -> Path:
         return self.base / "root"
 
+    @property
+    def script(self) -> Path:
+        return self.base / "startup-script"
+
     def prepare(self) -> None:
         stubs = self.base / "stubs"
         stubs.mkdir(parents=True, exist_ok=True)
-        for name, body in (("sysctl", SYSCTL_STUB), ("systemctl", SYSTEMCTL_STUB)):
+        bodies = {"sysctl": SYSCTL_STUB, "systemctl": SYSTEMCTL_STUB,
+                  **dict.fromkeys(("blkid", "mkfs.ext4", "mount", "mountpoint"), RECORDING_STUB)}
+        for name, body in bodies.items():
             (stubs / name).write_text(body)
             (stubs / name).chmod(0o755)
         self.root.mkdir(exist_ok=True)
+        self.script.write_text(render_startup_script())
+        wheel, path = cached_wheel()
+        self.metadata.files[wheel.url.removeprefix(PYPI_FILES)] = path
 
     def env(self, **extra: str) -> dict[str, str]:
         boot_file = self.base / "boot_id"
         if not boot_file.exists() or boot_file.read_text() != self.boot_id + "\n":  # rewriting races readers
             boot_file.write_text(self.boot_id + "\n")
-        return {"PATH": f"{self.base / 'stubs'}:/usr/bin:/bin", "SANDBOX": str(self.base),
-                "PILOT_ROOT": str(self.root), "PILOT_METADATA_URL": self.metadata.url,
-                "PILOT_BOOT_ID_FILE": str(self.base / "boot_id"), **extra}
+        env = {"PATH": f"{self.base / 'stubs'}:/usr/sbin:/usr/bin:/sbin:/bin", "SANDBOX": str(self.base),
+               "PILOT_ROOT": str(self.root), "PILOT_BOOT_ID_FILE": str(self.base / "boot_id"),
+               "PILOT_WHEEL_BASE_URL": self.metadata.base_url, "PILOT_DAEMON_BIN": str(STANDIN), **extra}
+        if self.metadata.url:  # empty: the script's own default, the link-local metadata server
+            env["PILOT_METADATA_URL"] = self.metadata.url
+        return env
 
-    def run(self, script: Path = SCRIPT_PATH, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", str(script)], env=self.env(**extra), capture_output=True, text=True,
-                              timeout=60, check=False)
+    def run(self, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(self.script)], env=self.env(**extra), capture_output=True, text=True,
+                              timeout=120, check=False)
 
-    def start(self, script: Path = SCRIPT_PATH) -> subprocess.Popen[str]:
-        return subprocess.Popen(["bash", str(script)], env=self.env(), stdout=subprocess.PIPE,
+    def start(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(["bash", str(self.script)], env=self.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
+
+    def systemctl(self, *args: str) -> int:
+        return subprocess.run([str(self.base / "stubs" / "systemctl"), *args], env=self.env(),
+                              timeout=60, check=False).returncode
+
+    def supervisor_status(self) -> dict[str, Any]:
+        path = self.root / "run/pilot-fleet/status.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def agent_starts(self) -> list[str]:
+        log = self.root / "var/lib/pilot-fleet/standin/events.log"
+        return [line for line in (log.read_text().splitlines() if log.exists() else []) if " start " in line]
+
+    def shutdown(self) -> None:
+        for pidfile in (self.base / "units").glob("*.pid"):
+            self.systemctl("stop", pidfile.name.removesuffix(".pid"))
+        kill_agents_under(self.root)
 
     def calls(self) -> list[str]:
         log = self.base / "calls.log"
@@ -150,3 +285,37 @@ class BootSandbox:
         state = self.base / "sysctl.state"
         lines = state.read_text().splitlines() if state.exists() else []
         return dict(line.split(" = ", 1) for line in lines)
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def kill_agents_under(root: Path) -> None:
+    """SIGKILL every process whose command line names a path under `root` (agents a test left behind)."""
+    marker = str(root).encode()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            with suppress(OSError):
+                if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(int(pid), signal.SIGKILL)
+
+
+def serve_forever(spec_path: Path) -> None:
+    """Serve a metadata server described by a JSON file until killed (run inside a test's network namespace)."""
+    spec = json.loads(spec_path.read_text())
+    server = MetadataServer(spec["attributes"], instance=spec["instance"], project=spec["project"],
+                            files={k: Path(v) for k, v in spec["files"].items()},
+                            address=(spec["host"], spec["port"]))
+    with server.serving():
+        print("serving", flush=True)
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_forever(Path(sys.argv[1]))

@@ -24,6 +24,7 @@ def main() -> int:
     for flag in ("registry", "beacon", "listen", "socket", "identity", "log-format", "log-level", "log-max-size",
                  "log-max-backups", "telemetry-url", "motd-feed-url", "endpoint", "hostname"):
         parser.add_argument(f"-{flag}")
+    parser.add_argument("-no-skillinject", action="store_true")
     args = parser.parse_args()
     identity = Path(args.identity)
     index = identity.parent.name

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.boot_sandbox import BootSandbox, MetadataServer
+from fleet import pilot
+from tests.boot_sandbox import BootSandbox, MetadataServer, free_tcp_port
+from tests.supervisor_harness import free_udp_ports
 
-SWARM = {"pilot-role": "swarm", "pilot-agent-target": "3000", "pilot-base-udp-port": "10000",
-         "pilot-registry": "203.0.113.11:9000", "enable-oslogin": "TRUE"}
+SWARM = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-agent-target": "3000",
+         "pilot-base-udp-port": "10000", "pilot-registry": "203.0.113.11:9000", "pilot-beacon": "203.0.113.11:9001",
+         "pilot-health-port": str(free_tcp_port()), "enable-oslogin": "TRUE"}
+RENDEZVOUS = {"pilot-role": "rendezvous", "pilot-version": pilot.PILOT_VERSION, "pilot-registry-port": "9000",
+              "pilot-beacon-port": "9001", "pilot-dashboard-port": "3000"}
 
 
 @pytest.fixture
@@ -18,7 +27,10 @@ def sandbox(tmp_path, request) -> Iterator[BootSandbox]:
     with MetadataServer(attributes).serving() as server:
         box = BootSandbox(tmp_path, server)
         box.prepare()
-        yield box
+        try:
+            yield box
+        finally:
+            box.shutdown()
 
 
 def test_swarm_host_is_tuned_and_verified(sandbox) -> None:
@@ -105,9 +117,139 @@ def test_tuning_that_does_not_take_effect_fails_the_boot(sandbox) -> None:
     assert "kernel tuning did not take effect" in result.stderr
 
 
-@pytest.mark.parametrize("sandbox", [{"pilot-role": "rendezvous"}], indirect=True)
-def test_rendezvous_is_tuned_without_agent_ports(sandbox) -> None:
+FAKE_RENDEZVOUS = "#!/bin/bash\necho \"$*\" >\"${SANDBOX}/rendezvous.args\"\nexec sleep 300\n"
+
+
+def _with_release(box: BootSandbox, body: str = FAKE_RENDEZVOUS) -> None:
+    binary = box.base / "release-rendezvous"
+    binary.write_text(body)
+    box.metadata.files["/releases/pilot-rendezvous"] = binary
+    box.metadata.attributes["pilot-rendezvous-url"] = f"{box.metadata.base_url}/releases/pilot-rendezvous"
+    box.metadata.attributes["pilot-rendezvous-sha256"] = hashlib.sha256(FAKE_RENDEZVOUS.encode()).hexdigest()
+    device = box.root / "dev/disk/by-id/google-pilot-store"
+    device.parent.mkdir(parents=True)
+    device.write_text("")
+
+
+@pytest.mark.parametrize("sandbox", [RENDEZVOUS], indirect=True)
+def test_rendezvous_gets_its_store_disk_checked_binary_and_unit(sandbox) -> None:
+    _with_release(sandbox)
     result = sandbox.run()
     assert result.returncode == 0, result.stderr
     conf = (sandbox.root / "etc/sysctl.d/60-pilot-fleet.conf").read_text()
     assert "kernel.pid_max = 4194304" in conf and "ip_local_reserved_ports" not in conf
+    device, store = sandbox.root / "dev/disk/by-id/google-pilot-store", sandbox.root / "var/lib/pilot-rendezvous"
+    assert f"mkfs.ext4 -q -L pilot-store {device}" in sandbox.calls()
+    assert f"mount -o discard,defaults {device} {store}" in sandbox.calls()
+    unit = (sandbox.root / "etc/systemd/system/pilot-rendezvous.service").read_text()
+    assert "LimitNOFILE=1048576" in unit and "TasksMax=infinity" in unit
+    args = (sandbox.base / "rendezvous.args").read_text().split()
+    assert args == ["-registry-addr", ":9000", "-beacon-addr", ":9001", "-http", ":3000",
+                    "-store", f"{store}/registry.json", "-log-format", "json"]
+    # a reboot finds a formatted disk: it is mounted, never formatted again
+    sandbox.boot_id = "boot-2"
+    assert sandbox.run().returncode == 0
+    assert sum(c.startswith("mkfs.ext4") for c in sandbox.calls()) == 1
+
+
+@pytest.mark.parametrize("sandbox", [RENDEZVOUS], indirect=True)
+def test_rendezvous_release_with_a_wrong_checksum_is_not_installed(sandbox) -> None:
+    _with_release(sandbox, FAKE_RENDEZVOUS + "# tampered\n")
+    result = sandbox.run()
+    assert result.returncode == 1 and "sha256 mismatch for http://127.0.0.1:" in result.stderr
+    assert not (sandbox.root / "opt/pilot-fleet/bin/pilot-rendezvous").exists()
+    assert not list((sandbox.root / "run/pilot-fleet").glob("startup-done.*"))  # the next run tries again
+
+
+@pytest.mark.parametrize("sandbox", [RENDEZVOUS], indirect=True)
+def test_rendezvous_without_a_release_says_which_setting_is_missing(sandbox) -> None:
+    result = sandbox.run()
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "pilot-fleet startup: ERROR: instance attribute pilot-rendezvous-url is missing: "
+        "set pilot-fleet:rendezvous.release (url, sha256)"]
+    assert not (sandbox.root / "etc").exists()
+
+
+def _small_swarm(target: int = 5) -> dict[str, str]:
+    return {**SWARM, "pilot-agent-target": str(target), "pilot-base-udp-port": str(free_udp_ports(target + 4)),
+            "pilot-spawn-parallelism": "2", "pilot-round-delay-seconds": "0.2"}
+
+
+def _wait(what: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sandbox", [_small_swarm()], indirect=True)
+def test_swarm_boot_installs_pilot_and_the_supervisor_reaches_the_target(sandbox) -> None:
+    result = sandbox.run()
+    assert result.returncode == 0, result.stderr
+    installed = sandbox.root / "opt/pilot-fleet/bin/pilot-daemon"
+    assert subprocess.run([str(installed), "-version"], capture_output=True, text=True,
+                          check=True).stdout.strip() == pilot.PILOT_VERSION
+    assert f"installed pilot-daemon {pilot.PILOT_VERSION}" in result.stderr
+    config = json.loads((sandbox.root / "etc/pilot-fleet/supervisor.json").read_text())
+    assert (config["target"], config["registry"], config["beacon"]) == (5, "203.0.113.11:9000", "203.0.113.11:9001")
+    assert config["hostname_prefix"] == "swarm-test-1" and config["spawn_parallelism"] == 2
+    unit = (sandbox.root / "etc/systemd/system/pilot-agents.service").read_text()
+    assert "KillMode=mixed" in unit and f"--config {sandbox.root}/etc/pilot-fleet/supervisor.json" in unit
+    assert "systemctl enable --quiet pilot-agents.service" in sandbox.calls()
+    _wait(lambda: len(sandbox.agent_starts()) == 5 and sandbox.supervisor_status().get("running") == 5)
+    lint = subprocess.run(["shellcheck", str(sandbox.root / "usr/local/sbin/pilot-fleet-agents")],
+                          capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout
+
+
+@pytest.mark.parametrize("sandbox", [_small_swarm()], indirect=True)
+def test_concurrent_and_repeated_runs_never_add_agents(sandbox) -> None:
+    procs = [sandbox.start() for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    assert sandbox.run().returncode == 0
+    _wait(lambda: len(sandbox.agent_starts()) == 5)
+    time.sleep(1.0)
+    assert len(sandbox.agent_starts()) == 5 and sandbox.supervisor_status()["running"] == 5
+    assert sandbox.calls().count("systemctl start pilot-agents.service") == 1
+
+
+@pytest.mark.parametrize("sandbox", [_small_swarm()], indirect=True)
+def test_reboot_brings_back_the_same_identities(sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    _wait(lambda: all((sandbox.root / f"var/lib/pilot-fleet/agents/{i}/registered").exists() for i in range(5)))
+    assert sandbox.systemctl("stop", "pilot-agents.service") == 0  # what shutdown does: a paced stop
+    assert sandbox.supervisor_status()["running"] == 0
+    sandbox.boot_id = "boot-2"
+    result = sandbox.run()
+    assert result.returncode == 0 and "pilot-daemon 1.18.0 already installed" in result.stderr
+    _wait(lambda: len(sandbox.agent_starts()) == 10)
+    assert all(" known " in line for line in sandbox.agent_starts()[5:])
+
+
+@pytest.mark.parametrize("sandbox", [_small_swarm(3)], indirect=True)
+def test_held_agents_stay_stopped_across_a_reboot(sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    _wait(lambda: len(sandbox.agent_starts()) == 3)
+    tool = subprocess.run([str(sandbox.root / "usr/local/sbin/pilot-fleet-agents"), "stop", "--hold"],
+                          env=sandbox.env(), capture_output=True, text=True, timeout=60, check=False)
+    assert tool.returncode == 0 and "detached from this session" in tool.stdout
+    assert "systemctl stop --no-block pilot-agents.service" in sandbox.calls()
+    _wait(lambda: sandbox.supervisor_status().get("running") == 0)
+    sandbox.boot_id = "boot-2"
+    result = sandbox.run()
+    assert result.returncode == 0 and "agents are held" in result.stderr
+    time.sleep(0.5)
+    assert len(sandbox.agent_starts()) == 3
+
+
+@pytest.mark.parametrize("sandbox", [_small_swarm()], indirect=True)
+def test_a_wheel_that_fails_its_checksum_is_not_installed(sandbox, tmp_path) -> None:
+    tampered = tmp_path / "tampered.whl"
+    tampered.write_bytes(b"PK not the wheel")
+    for path in list(sandbox.metadata.files):
+        sandbox.metadata.files[path] = tampered
+    result = sandbox.run()
+    assert result.returncode == 1 and "sha256 mismatch for http://127.0.0.1:" in result.stderr
+    assert not (sandbox.root / "opt/pilot-fleet/bin/pilot-daemon").exists()
+    assert "systemctl start pilot-agents.service" not in sandbox.calls()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from fleet import pilot
-from fleet.startup_script import SCRIPT_PATH
+from fleet.startup_script import render_startup_script
 
 INSTANCE = "gcp:compute/instance:Instance"
 FIREWALL = "gcp:compute/firewall:Firewall"
@@ -55,7 +55,7 @@ def test_no_instance_carries_a_script_key(prod) -> None:
 def test_exactly_one_project_startup_script_item_and_no_project_metadata(prod) -> None:
     items = [r for r in prod["resources"] if r["type"] == ITEM]
     assert [i["inputs"]["key"] for i in items] == ["startup-script"]
-    assert items[0]["inputs"]["value"] == SCRIPT_PATH.read_text()
+    assert items[0]["inputs"]["value"] == render_startup_script()
     assert not [r for r in prod["resources"] if r["type"] == "gcp:compute/projectMetadata:ProjectMetadata"]
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.startup_script import METADATA_VALUE_LIMIT, SCRIPT_PATH, render_startup_script
+from fleet.pilot_releases import wheels
+from fleet.startup_script import METADATA_VALUE_LIMIT, SCRIPT_PATH, SUPERVISOR_PATH, render_startup_script
 
 REPO = Path(__file__).resolve().parent.parent
 SHELL_SCRIPTS = sorted([*REPO.glob("startup/*.sh"), REPO / "scripts" / "dev.sh", REPO / ".ci" / "run"])
@@ -21,11 +22,37 @@ def test_shellcheck_and_bash_n(script: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
-def test_rendered_script_is_the_file_and_fits_metadata() -> None:
+def test_rendered_script_fits_metadata_and_passes_shellcheck(tmp_path: Path) -> None:
     body = render_startup_script()
-    assert body == SCRIPT_PATH.read_text()
     assert len(body.encode()) < METADATA_VALUE_LIMIT
     assert body.startswith("#!/bin/bash\n") and "set -euo pipefail" in body
+    assert SUPERVISOR_PATH.read_text() in body  # the supervisor travels inside the one metadata value
+    for wheel in wheels():
+        assert f'"{wheel.version} {wheel.arch}") echo "{wheel.url} {wheel.sha256}" ;;' in body
+    rendered = tmp_path / "startup-script"
+    rendered.write_text(body)
+    subprocess.run(["bash", "-n", str(rendered)], check=True)
+    result = subprocess.run(["shellcheck", "--severity=style", str(rendered)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_supervisor_unpacked_from_the_script_is_the_file(tmp_path: Path) -> None:
+    """Running the rendered script's heredoc gives back startup/pilot_supervisor.py byte for byte."""
+    rendered = tmp_path / "startup-script"
+    rendered.write_text(render_startup_script().replace('main "$@"\n', "supervisor_program\n"))
+    out = subprocess.run(["bash", str(rendered)], capture_output=True, text=True, check=True).stdout
+    assert out == SUPERVISOR_PATH.read_text()
+
+
+def test_rendering_refuses_a_script_without_its_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet import startup_script
+
+    broken = tmp_path / "startup.sh"
+    broken.write_text(SCRIPT_PATH.read_text().replace("# @pilot-supervisor", ""))
+    monkeypatch.setattr(startup_script, "SCRIPT_PATH", broken)
+    with pytest.raises(ValueError, match="must each appear once"):
+        startup_script.render_startup_script()
 
 
 def test_script_reads_only_the_fleets_metadata_keys() -> None:
@@ -34,9 +61,20 @@ def test_script_reads_only_the_fleets_metadata_keys() -> None:
 
     from fleet import pilot
 
-    read = set(re.findall(r"attribute (pilot-[a-z-]+)", SCRIPT_PATH.read_text()))
+    read = set(re.findall(r"attribute (pilot-[a-z0-9-]+)", SCRIPT_PATH.read_text()))
     known = {v for k, v in vars(pilot.MetadataKey).items() if k.isupper()}
     assert read and read <= known, read - known
+
+
+def test_every_pilot_key_the_stack_sets_is_read_by_the_script(planned) -> None:
+    import re
+
+    read = set(re.findall(r"attribute (pilot-[a-z0-9-]+)", SCRIPT_PATH.read_text()))
+    for stack in ("prod", "dev"):
+        for resource in planned(stack)["resources"]:
+            metadata = resource["inputs"].get("metadata") or {}
+            unread = {k for k in metadata if k.startswith("pilot-")} - read
+            assert not unread, f"{stack} {resource['name']} sets {unread}, which startup.sh never reads"
 
 
 def test_script_and_policy_agree_on_script_keys() -> None:

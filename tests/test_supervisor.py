@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.boot_sandbox import MetadataServer
+from tests.boot_sandbox import MetadataServer, free_tcp_port
 from tests.supervisor_harness import FAST, SUPERVISOR, Supervised, max_concurrent, supervised, supervisor_module
 
 
@@ -125,7 +125,7 @@ def test_a_second_supervisor_on_the_same_host_refuses_to_run(tmp_path: Path) -> 
 
 def test_health_endpoint_and_guest_attributes_within_the_write_limit(tmp_path: Path) -> None:
     with MetadataServer({}).serving() as metadata, supervised(
-            tmp_path, 6, health_address="127.0.0.1", health_port=_free_tcp_port(),
+            tmp_path, 6, health_address="127.0.0.1", health_port=free_tcp_port(),
             health_threshold=1.0, guest_attributes_url=f"{metadata.url}/instance/guest-attributes/pilot",
             guest_attribute_interval_seconds=1.0, new_registration_burst=1,
             new_registrations_per_minute=120) as box:
@@ -150,14 +150,6 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"pilot-supervisor: config {path}: unknown keys ['colour'], missing keys "
         "['base_udp_port', 'beacon', 'registry', 'run_dir', 'state_dir']"]
-
-
-def _free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _http_status(url: str) -> int:
