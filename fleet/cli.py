@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fleet import pilot
+from fleet.verify.outputs import OutputsError
+
+if TYPE_CHECKING:
+    from fleet.verify.check import Report, Target
+    from fleet.verify.outputs import StackOutputs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -62,6 +71,96 @@ def _plan_and_check(args: argparse.Namespace, *, show_plan: bool, check_policy: 
     return EXIT_FINDINGS if report and report.mandatory else EXIT_OK
 
 
+def _load_outputs(args: argparse.Namespace) -> StackOutputs | None:
+    """--outputs FILE / '-' (stdin), --stack NAME (Automation API), stdin when piped; None when not given."""
+    from fleet.verify.outputs import outputs_from_stack, parse_outputs
+
+    piped = args.outputs is None and args.stack is None and not sys.stdin.isatty() and not (
+        getattr(args, "stats_url", None) and getattr(args, "expected", None) is not None)
+    if args.outputs == "-" or piped:
+        text = sys.stdin.read()
+        if piped and not text.strip():
+            return None  # nothing was piped in (cron, CI): fall through to "nothing to check"
+        return parse_outputs(text, "stdin")
+    if args.outputs:
+        try:
+            text = Path(args.outputs).read_text()
+        except OSError as exc:
+            raise OutputsError(f"cannot read {args.outputs}: {exc.strerror}") from None
+        return parse_outputs(text, args.outputs)
+    if args.stack:
+        return outputs_from_stack(args.stack, str(Path(args.program)))
+    return None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from fleet.verify.check import Target, check
+    from fleet.verify.report import render_html, render_table, render_watch_line
+
+    try:
+        outputs = _load_outputs(args)
+    except OutputsError as exc:
+        return fail(str(exc))
+    if outputs is None:
+        if not (args.stats_url and args.expected is not None):
+            return fail("nothing to check: give --outputs FILE (or pipe `pulumi stack output --json`), "
+                        "--stack NAME, or both --stats-url and --expected")
+        target = Target(args.stats_url, args.expected, args.threshold or pilot.DEFAULT_ALERT_THRESHOLD)
+    else:
+        target = Target.from_outputs(outputs, args.stats_url, args.expected, args.threshold)
+    if args.watch is not None:
+        return _watch(target, args, render_watch_line)
+    report = check(target, args.wait, args.interval, per_host=not args.no_per_host)
+    print(json.dumps(report.to_json(), indent=2) if args.json else render_table(report))
+    if args.html:
+        try:
+            Path(args.html).write_text(render_html(report))
+        except OSError as exc:
+            return fail(f"cannot write {args.html}: {exc.strerror}")
+    return report.exit_code
+
+
+def _watch(target: Target, args: argparse.Namespace, line: Callable[[Report], str]) -> int:
+    """The seed's health loop done properly: one line per change of verdict or count, until interrupted."""
+    from fleet.verify.check import check_once
+
+    last: tuple[str, int | None] | None = None
+    code, checks = 0, 0
+    try:
+        while args.checks is None or checks < args.checks:
+            report = check_once(target, time.monotonic() + min(args.watch, 10.0) + 0.5,
+                                per_host=not args.no_per_host)
+            checks += 1
+            code = report.exit_code
+            state = (report.verdict, report.count.online if report.count else None)
+            if state != last:
+                print(json.dumps(report.to_json()) if args.json else line(report), flush=True)
+                last = state
+            if args.checks is None or checks < args.checks:
+                time.sleep(args.watch)
+    except KeyboardInterrupt:
+        pass
+    return code
+
+
+def cmd_monitoring(args: argparse.Namespace) -> int:
+    from fleet.verify.monitoring import MonitoringError, write_monitoring
+
+    try:
+        outputs = _load_outputs(args)
+    except OutputsError as exc:
+        return fail(str(exc))
+    if outputs is None:
+        return fail("give --outputs FILE (or pipe `pulumi stack output --json`) or --stack NAME")
+    try:
+        written = write_monitoring(outputs, Path(args.out))
+    except MonitoringError as exc:
+        return fail(str(exc))
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fleet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,7 +177,54 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--no-policy", action="store_true", help="plan only; do not run the policy pack")
     plan.set_defaults(func=cmd_plan)
     policy.set_defaults(func=cmd_policy)
+
+    verify = sub.add_parser("verify", help="check that the fleet reached its agent counts (exit 0 ok, 1 degraded, "
+                                           "2 could not check)")
+    monitoring = sub.add_parser("monitoring", help="write Prometheus service discovery and alert rules from the "
+                                                   "stack outputs")
+    for p in (verify, monitoring):
+        p.add_argument("--outputs", metavar="FILE", help="stack outputs JSON (`pulumi stack output --json`, or a "
+                                                         "plan written by `plan --json`); '-' reads stdin")
+        p.add_argument("--stack", help="read the outputs of this stack through the Pulumi Automation API")
+        p.add_argument("--program", default=str(REPO_ROOT), help="Pulumi project directory for --stack")
+    verify.add_argument("--stats-url", help="rendezvous stats URL (default: the outputs' statsUrl)")
+    verify.add_argument("--expected", type=int, help="expected agents (default: the outputs' expectedAgents)")
+    verify.add_argument("--threshold", type=_share, help="share of expected agents that must be online "
+                                                         "(default: the outputs' alertThreshold, else 0.95)")
+    verify.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
+                        help="keep checking until ok or this deadline (default 0: one check, up to 10 s of retries)")
+    verify.add_argument("--interval", type=_seconds, default=10.0, metavar="SECONDS",
+                        help="pause between checks while waiting (default 10)")
+    verify.add_argument("--watch", type=_seconds, metavar="SECONDS",
+                        help="check every SECONDS and print a line per change, until interrupted")
+    verify.add_argument("--checks", type=int, metavar="N", help="with --watch: stop after N checks")
+    verify.add_argument("--json", action="store_true", help="print a machine-readable report")
+    verify.add_argument("--html", metavar="FILE", help="also write a one-page HTML report with a bar chart")
+    verify.add_argument("--no-per-host", action="store_true", help="skip the per-host guest attributes")
+    verify.set_defaults(func=cmd_verify)
+    monitoring.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
+    monitoring.set_defaults(func=cmd_monitoring)
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds cannot be negative")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a share in (0, 1]")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

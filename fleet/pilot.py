@@ -6,6 +6,8 @@ the policy pack and the post-deploy check all read them from this module.
 
 from __future__ import annotations
 
+import math
+
 PROJECT_NAME = "pilot-fleet"
 PILOT_VERSION = "1.18.0"
 
@@ -41,8 +43,17 @@ DEFAULT_ROUND_DELAY_SECONDS = 3.0
 SUPERVISOR_HEALTH_PORT = 8081
 SUPERVISOR_HEALTH_PATH = "/healthz"
 
+# The stack outputs' schema (README "Stack outputs"): fields may be added within a version, never renamed.
+OUTPUTS_SCHEMA_VERSION = 1
+
 # Monitoring: alert when online agents fall below this share of the expected total.
 DEFAULT_ALERT_THRESHOLD = 0.95
+
+
+def min_online(expected: int, threshold: float) -> int:
+    """Fewest online agents that still count as healthy: ceil(expected x threshold)."""
+    return math.ceil(round(expected * threshold, 6))  # rounded first: 9500 x 0.95 is 9025, not 9026
+
 
 # Google's ranges: IAP TCP forwarding (SSH and the dashboard reach hosts through it).
 IAP_RANGE = "35.235.240.0/20"

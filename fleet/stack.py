@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +14,6 @@ from fleet.rendezvous import Rendezvous
 from fleet.service_account import FleetServiceAccount
 from fleet.startup_script import ProjectStartupScript
 from fleet.swarm_host import SwarmHost
-
-OUTPUTS_SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -59,7 +56,8 @@ def fleet_outputs(fleet: Fleet) -> dict[str, Any]:
             "udpPorts": f"{spec.base_udp_port}-{spec.last_udp_port}",
         })
     return {
-        "schemaVersion": OUTPUTS_SCHEMA_VERSION,
+        "schemaVersion": pilot.OUTPUTS_SCHEMA_VERSION,
+        "project": cfg.gcp.project,
         "rendezvousIp": rv.external_ip,
         "registryEndpoint": rv.endpoint(ports.registry),
         "beaconEndpoint": rv.endpoint(ports.beacon),
@@ -68,13 +66,9 @@ def fleet_outputs(fleet: Fleet) -> dict[str, Any]:
         "expectedAgents": expected,
         "expectedAgentsByHost": {h.name: h.target_agents for h in cfg.swarm_hosts},
         "alertThreshold": cfg.alert_threshold,
-        "alertMinOnline": _min_online(expected, cfg.alert_threshold),
+        "alertMinOnline": pilot.min_online(expected, cfg.alert_threshold),
         "hosts": hosts,
     }
-
-
-def _min_online(expected: int, threshold: float) -> int:
-    return math.ceil(round(expected * threshold, 6))  # rounded first: 9500 x 0.95 is 9025, not 9026
 
 
 def export_outputs(fleet: Fleet) -> None:

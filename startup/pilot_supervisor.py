@@ -260,8 +260,10 @@ class Supervisor:
     def start_round(self, now: float) -> None:
         if now < self.next_round:
             return
+        unreaped = {index for index, _ in self.children.values()}  # exited since reap(): backoff comes first
         missing = [i for i in range(self.config.target)
-                   if i not in self.running and now >= self.agents.get(i, AgentState()).not_before]
+                   if i not in self.running and i not in unreaped
+                   and now >= self.agents.get(i, AgentState()).not_before]
         # known identities first: the registry does not rate-limit re-registration
         missing.sort(key=lambda i: (not (agent_dir(self.config, i) / REGISTERED_MARKER).exists(), i))
         started = 0
@@ -361,6 +363,35 @@ def put_guest_attribute(config: Config, key: str, value: str) -> bool:
         return False
 
 
+def metrics(supervisor: Supervisor) -> str:
+    """Prometheus text: the supervisor's counts, the agents' total RSS, the host's memory (read per scrape)."""
+    status = supervisor.status()
+    page = os.sysconf("SC_PAGE_SIZE")
+    rss = 0
+    for pids in list(supervisor.running.values()):
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/statm") as handle:
+                    rss += int(handle.read().split()[1]) * page
+            except (OSError, ValueError, IndexError):
+                continue
+    meminfo: dict[str, int] = {}
+    with suppress(OSError), open("/proc/meminfo") as handle:
+        for line in handle:
+            name, _, rest = line.partition(":")
+            meminfo[name] = int(rest.split()[0]) * 1024
+    samples = [
+        ("pilot_agents_target", "gauge", "agents this host should run", status["target"]),
+        ("pilot_agents_running", "gauge", "agents running on this host", status["running"]),
+        ("pilot_agents_restarts_total", "counter", "agent exits the supervisor restarted", status["restarts"]),
+        ("pilot_agents_rss_bytes", "gauge", "resident memory of all agents on this host", rss),
+        ("pilot_host_memory_available_bytes", "gauge", "MemAvailable", meminfo.get("MemAvailable", 0)),
+        ("pilot_host_memory_total_bytes", "gauge", "MemTotal", meminfo.get("MemTotal", 0)),
+    ]
+    return "".join(f"# HELP {name} {text}\n# TYPE {name} {kind}\n{name} {value}\n"
+                   for name, kind, text, value in samples)
+
+
 def serve_health(supervisor: Supervisor) -> ThreadingHTTPServer | None:
     config = supervisor.config
     if not config.health_port:
@@ -371,13 +402,19 @@ def serve_health(supervisor: Supervisor) -> ThreadingHTTPServer | None:
             pass
 
         def do_GET(self) -> None:
+            if self.path.split("?")[0] == "/metrics":
+                self.reply(200, metrics(supervisor).encode(), "text/plain; version=0.0.4")
+                return
             if self.path.split("?")[0] not in ("/healthz", "/status"):
                 self.send_error(404)
                 return
             ok = self.path.startswith("/status") or supervisor.healthy()
-            body = (json.dumps(supervisor.status(), sort_keys=True) + "\n").encode()
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Type", "application/json")
+            self.reply(200 if ok else 503, (json.dumps(supervisor.status(), sort_keys=True) + "\n").encode(),
+                       "application/json")
+
+        def reply(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -136,6 +136,12 @@ def test_health_endpoint_and_guest_attributes_within_the_write_limit(tmp_path: P
         box.wait_for(lambda: _http_status(url) == 200)
         box.wait_for(lambda: metadata.guest_attributes.get("pilot/agents-running") == "6", timeout=5)
         assert metadata.guest_attributes["pilot/agents-target"] == "6"
+        with urllib.request.urlopen(url.replace("/healthz", "/metrics"), timeout=5) as response:
+            samples = dict(line.split() for line in response.read().decode().splitlines()
+                           if line and not line.startswith("#"))
+        assert samples["pilot_agents_target"] == samples["pilot_agents_running"] == "6"
+        assert int(samples["pilot_agents_rss_bytes"]) > 6 * 1_000_000  # six live processes' resident memory
+        assert 0 < int(samples["pilot_host_memory_available_bytes"]) < int(samples["pilot_host_memory_total_bytes"])
         writes = [at for at, _ in metadata.guest_attribute_writes]
         for at in writes:  # at most 3 keys per 1 s interval (60 s in production: 3 of the 10 a minute allowed)
             assert sum(1 for t in writes if at <= t < at + 0.95) <= 3

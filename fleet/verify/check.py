@@ -1,0 +1,110 @@
+"""One post-deploy check: the fleet total from the rendezvous, per-host figures when credentials allow, a verdict."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fleet import pilot
+from fleet.verify.guest_attributes import HostReport, NoCredentialsError, read_hosts
+from fleet.verify.outputs import StackOutputs
+from fleet.verify.stats import FleetCount, Poller, StatsError
+
+OK, DEGRADED, FAILED = "ok", "degraded", "failed"
+EXIT_CODES = {OK: 0, DEGRADED: 1, FAILED: 2}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to check against: from the stack outputs, or given on the command line."""
+
+    stats_url: str
+    expected: int
+    threshold: float
+    project: str | None = None
+    hosts: tuple[tuple[str, str, int], ...] = ()  # (name, zone, target) of swarm hosts
+
+    @property
+    def min_online(self) -> int:
+        return pilot.min_online(self.expected, self.threshold)
+
+    @classmethod
+    def from_outputs(cls, outputs: StackOutputs, stats_url: str | None = None, expected: int | None = None,
+                     threshold: float | None = None) -> Target:
+        return cls(stats_url or outputs.stats_url,
+                   outputs.expected_agents if expected is None else expected,
+                   outputs.alert_threshold if threshold is None else threshold,
+                   outputs.project,
+                   tuple((h.name, h.zone, h.target_agents) for h in outputs.swarm_hosts))
+
+
+@dataclass
+class Report:
+    verdict: str
+    message: str
+    target: Target
+    count: FleetCount | None = None
+    hosts: list[HostReport] = field(default_factory=list)
+    per_host: str = "not requested"
+    checked_at: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict, "exitCode": self.exit_code, "message": self.message,
+            "checkedAt": self.checked_at, "statsUrl": self.target.stats_url,
+            "expected": self.target.expected, "threshold": self.target.threshold,
+            "minOnline": self.target.min_online,
+            "online": self.count.online if self.count else None,
+            "total": self.count.total if self.count else None,
+            "responseShape": self.count.shape if self.count else None,
+            "perHost": self.per_host,
+            "hosts": [{**asdict(h), "ratio": h.ratio} for h in self.hosts],
+        }
+
+
+def judge(target: Target, count: FleetCount) -> tuple[str, str]:
+    online, need = count.online, target.min_online
+    if online >= need:
+        return OK, (f"{online:,} of {target.expected:,} agents online (>= {need:,}, threshold "
+                    f"{target.threshold:g}; {count.shape} stats shape)")
+    return DEGRADED, (f"{online:,} of {target.expected:,} agents online, below {need:,} (threshold "
+                      f"{target.threshold:g}; {count.shape} stats shape)")
+
+
+def check_once(target: Target, deadline: float, per_host: bool = True) -> Report:
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        count = Poller(target.stats_url).fetch(deadline)
+    except StatsError as exc:
+        return Report(FAILED, f"could not check: {exc}", target, checked_at=now)
+    verdict, message = judge(target, count)
+    report = Report(verdict, message, target, count, checked_at=now)
+    if per_host and target.hosts and target.project:
+        try:
+            report.hosts = read_hosts(target.project, list(target.hosts))
+            report.per_host = "guest attributes"
+        except NoCredentialsError as exc:
+            report.per_host = f"skipped: no Google credentials ({exc})"
+    elif per_host and target.hosts:
+        report.per_host = "skipped: the outputs name no project"
+    return report
+
+
+def check(target: Target, wait: float, interval: float, per_host: bool = True) -> Report:
+    """Check until the verdict is ok or `wait` seconds have passed; the last check's report.
+
+    Every request is bounded by the overall deadline; with `wait` 0 one check gets up to 10 s of retries."""
+    start = time.monotonic()
+    deadline = start + (wait if wait > 0 else 10.0)
+    while True:
+        report = check_once(target, deadline, per_host)
+        remaining = deadline - time.monotonic()
+        if report.verdict == OK or wait <= 0 or remaining <= interval:
+            return report
+        time.sleep(interval)

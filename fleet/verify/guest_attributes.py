@@ -1,0 +1,87 @@
+"""Per-host figures the supervisors publish as guest attributes, read through the Compute Engine API
+(`instances.getGuestAttributes`, namespace `pilot/`), so a shortfall is attributed to a host."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import requests
+
+COMPUTE_API = "https://compute.googleapis.com/compute/v1"
+# Seams for a local stand-in of the API (tests) or a proxy: both honoured only when set.
+API_ENV = "PILOT_FLEET_COMPUTE_API"
+TOKEN_ENV = "PILOT_FLEET_ACCESS_TOKEN"
+SCOPE = "https://www.googleapis.com/auth/compute.readonly"
+
+
+class NoCredentialsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class HostReport:
+    name: str
+    target: int
+    running: int | None = None
+    restarts: int | None = None
+    bypassed_script: str | None = None
+    error: str | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.running is None or not self.target:
+            return None
+        return self.running / self.target
+
+
+def access_token() -> str:
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        return token
+    try:
+        import google.auth
+        import google.auth.transport.requests
+        from google.auth.exceptions import GoogleAuthError
+    except ImportError as exc:
+        raise NoCredentialsError(f"google-auth is not installed ({exc})") from None
+    try:
+        credentials, _ = google.auth.default(scopes=[SCOPE])
+        credentials.refresh(google.auth.transport.requests.Request())
+    except GoogleAuthError as exc:
+        raise NoCredentialsError(str(exc).splitlines()[0]) from None
+    return str(credentials.token)
+
+
+def read_host(session: requests.Session, api: str, token: str, project: str, zone: str, name: str,
+              target: int, timeout: float) -> HostReport:
+    url = f"{api}/projects/{project}/zones/{zone}/instances/{name}/getGuestAttributes"
+    try:
+        response = session.get(url, params={"queryPath": "pilot/"}, timeout=timeout,
+                               headers={"Authorization": f"Bearer {token}"})
+    except requests.RequestException as exc:
+        return HostReport(name, target, error=f"Compute Engine API unreachable: {type(exc).__name__}")
+    if response.status_code == 404:
+        return HostReport(name, target, error="no guest attributes yet (the supervisor has not published)")
+    if response.status_code != 200:
+        return HostReport(name, target, error=f"getGuestAttributes answered HTTP {response.status_code}")
+    try:
+        items = response.json().get("queryValue", {}).get("items", [])
+        values = {i["key"]: str(i["value"]) for i in items if i.get("namespace", "pilot") == "pilot"}
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return HostReport(name, target, error="getGuestAttributes answered an unexpected document")
+
+    def number(key: str) -> int | None:
+        value = values.get(key, "")
+        return int(value) if value.isdigit() else None
+
+    return HostReport(name, target, running=number("agents-running"), restarts=number("agents-restarts"),
+                      bypassed_script=values.get("bypassed-startup-script"))
+
+
+def read_hosts(project: str, hosts: list[tuple[str, str, int]], timeout: float = 10.0) -> list[HostReport]:
+    """hosts: (name, zone, target). Raises NoCredentialsError when there are no credentials at all."""
+    token = access_token()
+    api = os.environ.get(API_ENV, COMPUTE_API).rstrip("/")
+    with requests.Session() as session:
+        return [read_host(session, api, token, project, zone, name, target, timeout) for name, zone, target in hosts]

@@ -1,0 +1,83 @@
+"""The stack outputs `verify` and `monitoring` read: `pulumi stack output --json`, a file, or the Automation API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from fleet import pilot
+
+
+class OutputsError(Exception):
+    """The outputs cannot be used; the message names the source and the field."""
+
+
+class _Model(BaseModel):
+    # fields may be added within a schema version: unknown ones are kept, not refused
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True)
+
+
+class HostOutput(_Model):
+    name: str
+    role: str
+    zone: str
+    machine_type: str = ""
+    internal_ip: str | None = None
+    external_ip: str | None = None
+    target_agents: int = Field(ge=0)
+    udp_ports: str | None = None
+
+
+class StackOutputs(_Model):
+    schema_version: int
+    project: str | None = None
+    stats_url: str = Field(min_length=1)
+    expected_agents: int = Field(ge=0)
+    expected_agents_by_host: dict[str, int] = Field(default_factory=dict)
+    alert_threshold: float = Field(default=pilot.DEFAULT_ALERT_THRESHOLD, gt=0, le=1)
+    alert_min_online: int | None = None
+    hosts: list[HostOutput] = Field(default_factory=list)
+
+    @property
+    def swarm_hosts(self) -> list[HostOutput]:
+        return [h for h in self.hosts if h.role == pilot.ROLE_SWARM]
+
+
+def parse_outputs(text: str, source: str) -> StackOutputs:
+    try:
+        raw: Any = json.loads(text)
+    except ValueError as exc:
+        raise OutputsError(f"{source}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(raw, dict) and "outputs" in raw and "resources" in raw:
+        raw = raw["outputs"]  # an offline plan written by `python -m fleet plan --json`
+    if not isinstance(raw, dict):
+        raise OutputsError(f"{source}: expected the JSON object `pulumi stack output --json` prints")
+    version = raw.get("schemaVersion")
+    if version != pilot.OUTPUTS_SCHEMA_VERSION:
+        raise OutputsError(f"{source}: schemaVersion is {version!r}; this check reads version "
+                           f"{pilot.OUTPUTS_SCHEMA_VERSION} (see 'Stack outputs' in README.md)")
+    try:
+        return StackOutputs.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise OutputsError(f"{source}: {where}: {err['msg']}") from None
+
+
+def outputs_from_stack(stack: str, work_dir: str) -> StackOutputs:
+    """Through the Automation API (needs the Pulumi CLI and a logged-in backend)."""
+    try:
+        from pulumi import automation
+    except ImportError as exc:  # pragma: no cover - pulumi is a requirement
+        raise OutputsError(f"the Pulumi Automation API is not available: {exc}") from None
+    try:
+        selected = automation.select_stack(stack_name=stack, work_dir=work_dir)
+        values = {k: v.value for k, v in selected.outputs().items()}
+    except Exception as exc:  # noqa: BLE001 - the Automation API raises many kinds; all mean "cannot read"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OutputsError(f"stack {stack!r}: cannot read its outputs through the Pulumi Automation API "
+                           f"(needs the pulumi CLI and `pulumi login`): {first}") from None
+    return parse_outputs(json.dumps(values), f"stack {stack!r}")
