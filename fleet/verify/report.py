@@ -19,7 +19,8 @@ def render_table(report: Report) -> str:
             if host.restarts:
                 note = f"{note}; {host.restarts} restarts".lstrip("; ")
             lines.append(f"{host.name:<24} {host.target:>8,} {running:>8} {ratio:>7}  {note}".rstrip())
-    lines.append(f"per host: {report.per_host}")
+    if report.count is not None:
+        lines.append(f"per host: {report.per_host}")
     return "\n".join(lines)
 
 

@@ -82,23 +82,25 @@ class Poller:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StatsError(f"{self.url}: gave up at the deadline; last: {last}")
+            response = None
             try:
                 response = session.get(self.url, timeout=(min(3.0, remaining), min(self.request_timeout, remaining)),
                                        headers={"Accept": "application/json"})
-                if response.status_code >= 500:
-                    last = f"HTTP {response.status_code}"
-                elif response.status_code != 200:
-                    raise StatsError(f"{self.url} answered HTTP {response.status_code}")
-                else:
-                    return parse_stats(response.content, self.url)
             except requests.Timeout:
                 last = "timed out"
             except requests.ConnectionError as exc:
                 last = f"cannot connect ({_reason(exc)})"
             except requests.RequestException as exc:
                 raise StatsError(f"{self.url}: {exc}") from None
-            except StatsError as exc:
-                last = str(exc)
+            if response is not None and response.status_code >= 500:
+                last = f"HTTP {response.status_code}"
+            elif response is not None and response.status_code != 200:  # a wrong URL does not heal by waiting
+                raise StatsError(f"{self.url} answered HTTP {response.status_code}")
+            elif response is not None:
+                try:
+                    return parse_stats(response.content, self.url)
+                except StatsError as exc:
+                    last = str(exc).removeprefix(f"{self.url} ")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StatsError(f"{self.url}: gave up at the deadline; last: {last}")

@@ -1,0 +1,107 @@
+"""Prometheus files from the stack outputs: file-based service discovery for the supervisors' and the rendezvous'
+metrics, and the seed fleet's alerts as rules carrying the outputs' thresholds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet import pilot
+from fleet.verify.outputs import StackOutputs
+
+AGENTS_SD = "pilot-agents.json"
+RENDEZVOUS_SD = "pilot-rendezvous.json"
+RULES = "pilot-fleet.rules.yml"
+SCRAPE_CONFIG = "prometheus-scrape.yml"
+# The seed's figures: fleet RSS growing faster than this per hour while the agent count is flat is a leak.
+RSS_GROWTH_BYTES_PER_HOUR = 100 * 1024 * 1024
+MIN_AVAILABLE_MEMORY_SHARE = 0.20
+
+
+class MonitoringError(Exception):
+    pass
+
+
+def service_discovery(outputs: StackOutputs) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    fleet = outputs.project or "pilot-fleet"
+    agents = [{"targets": [f"{h.internal_ip}:{pilot.SUPERVISOR_HEALTH_PORT}"],
+               "labels": {"pilot_fleet": fleet, "pilot_host": h.name, "pilot_zone": h.zone,
+                          "pilot_target_agents": str(h.target_agents)}}
+              for h in outputs.swarm_hosts if h.internal_ip]
+    # The rendezvous answers /metrics only from loopback: this target is for a Prometheus agent on that VM.
+    rendezvous = [{"targets": [f"127.0.0.1:{pilot.DASHBOARD_PORT}"],
+                   "labels": {"pilot_fleet": fleet, "pilot_host": h.name, "pilot_zone": h.zone}}
+                  for h in outputs.hosts if h.role == pilot.ROLE_RENDEZVOUS]
+    return agents, rendezvous
+
+
+def alert_rules(outputs: StackOutputs) -> dict[str, Any]:
+    fleet = outputs.project or "pilot-fleet"
+    sel = f'{{pilot_fleet="{fleet}"}}'
+    min_online = outputs.alert_min_online or pilot.min_online(outputs.expected_agents, outputs.alert_threshold)
+    return {"groups": [{"name": "pilot-fleet", "rules": [
+        {"alert": "PilotFleetAgentsBelowThreshold",
+         "expr": f"sum(pilot_agents_running{sel}) < {min_online}",
+         "for": "10m",
+         "labels": {"severity": "critical"},
+         "annotations": {
+             "summary": f"Fewer than {min_online} of {outputs.expected_agents} agents running "
+                        f"(threshold {outputs.alert_threshold:g})",
+             "description": "{{ $value }} agents running across the fleet's supervisors. "
+                            "Run `python -m fleet verify` for the registry's online count and the host at fault."}},
+        {"alert": "PilotHostBelowTarget",
+         "expr": f"pilot_agents_running{sel} < pilot_agents_target{sel}",
+         "for": "15m",
+         "labels": {"severity": "warning"},
+         "annotations": {"summary": "{{ $labels.pilot_host }} runs {{ $value }} agents, below its target "
+                                    "({{ $labels.pilot_target_agents }})"}},
+        {"alert": "PilotFleetRssGrowth",
+         "expr": (f"delta(sum(pilot_agents_rss_bytes{sel})[1h:5m]) > {RSS_GROWTH_BYTES_PER_HOUR} "
+                  f"and abs(delta(sum(pilot_agents_running{sel})[1h:5m])) < 1"),
+         "for": "5m",
+         "labels": {"severity": "warning"},
+         "annotations": {"summary": "Fleet agent RSS grew more than 100 MiB in an hour with a flat agent count",
+                         "description": "A leak, or connections piling up: check the busiest hosts' agents."}},
+        {"alert": "PilotHostMemoryLow",
+         "expr": (f"pilot_host_memory_available_bytes{sel} / pilot_host_memory_total_bytes{sel} "
+                  f"< {MIN_AVAILABLE_MEMORY_SHARE}"),
+         "for": "5m",
+         "labels": {"severity": "critical"},
+         "annotations": {"summary": "{{ $labels.pilot_host }} has less than 20% memory available "
+                                    "(the seed fleet swapped at this point)"}},
+    ]}]}
+
+
+def scrape_config(out: Path) -> dict[str, Any]:
+    return {"scrape_configs": [
+        {"job_name": "pilot-agents", "scrape_interval": "60s",
+         "file_sd_configs": [{"files": [str(out / AGENTS_SD)]}]},
+        {"job_name": "pilot-rendezvous", "scrape_interval": "60s",
+         "file_sd_configs": [{"files": [str(out / RENDEZVOUS_SD)]}]},
+    ], "rule_files": [str(out / RULES)]}
+
+
+def write_monitoring(outputs: StackOutputs, out: Path) -> list[Path]:
+    agents, rendezvous = service_discovery(outputs)
+    files = {
+        AGENTS_SD: json.dumps(agents, indent=2) + "\n",
+        RENDEZVOUS_SD: json.dumps(rendezvous, indent=2) + "\n",
+        RULES: "# Written by `python -m fleet monitoring` from the stack outputs; regenerate, do not edit.\n"
+               + yaml.safe_dump(alert_rules(outputs), sort_keys=False),
+        SCRAPE_CONFIG: "# Merge into prometheus.yml.\n" + yaml.safe_dump(scrape_config(out.resolve()),
+                                                                         sort_keys=False),
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in files.items():  # each file replaced whole: Prometheus never reads half a file
+            tmp = out / f".{name}.tmp"
+            tmp.write_text(text)
+            tmp.replace(out / name)
+            written.append(out / name)
+    except OSError as exc:
+        raise MonitoringError(f"cannot write to {out}: {exc.strerror}") from None
+    return written

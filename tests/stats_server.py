@@ -1,0 +1,79 @@
+"""A real HTTP server on loopback that answers scripted responses: the rendezvous' /api/stats and a stand-in of
+Compute Engine's getGuestAttributes. Never a mocked `requests`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b""
+    delay: float = 0.0
+
+    @classmethod
+    def stats(cls, **fields: Any) -> Answer:
+        return cls(200, json.dumps(fields).encode())
+
+
+@dataclass
+class StatsServer:
+    answers: list[Answer]
+    guest_attributes: dict[str, dict[str, str]] = field(default_factory=dict)  # instance -> key -> value
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (path, authorization)
+    url: str = ""
+    base: str = ""
+
+    def set(self, *answers: Answer) -> None:
+        self.answers[:] = list(answers)
+
+    @contextmanager
+    def serving(self) -> Iterator[StatsServer]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append((self.path, self.headers.get("Authorization", "")))
+                if "/getGuestAttributes" in self.path:
+                    name = self.path.split("/instances/")[1].split("/")[0]
+                    if name not in server.guest_attributes:
+                        return self.reply(Answer(404, b'{"error": {"code": 404}}'))
+                    items = [{"namespace": "pilot", "key": k, "value": v}
+                             for k, v in server.guest_attributes[name].items()]
+                    return self.reply(Answer(200, json.dumps({"queryPath": "pilot/",
+                                                              "queryValue": {"items": items}}).encode()))
+                answer = server.answers.pop(0) if len(server.answers) > 1 else server.answers[0]
+                time.sleep(answer.delay)
+                self.reply(answer)
+
+            def reply(self, answer: Answer) -> None:
+                try:
+                    self.send_response(answer.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        self.url = f"{self.base}/api/stats"
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            yield self
+        finally:
+            httpd.shutdown()
+            httpd.server_close()

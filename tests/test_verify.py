@@ -1,0 +1,181 @@
+"""`python -m fleet verify` against a real HTTP server on loopback (tests/stats_server.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.stats_server import Answer, StatsServer
+
+REAL = {"total_nodes": 10, "active_nodes": 10, "total_trust_links": 0, "total_requests": 5, "unique_tags": 0,
+        "task_executors": 0, "networks": [], "nodes": [], "edges": [], "uptime_secs": 60}
+LEGACY = {"total_agents": 9523, "total_networks": 47, "online_agents": 9401, "connections_active": 234}
+
+
+@pytest.fixture
+def server() -> Iterator[StatsServer]:
+    with StatsServer([Answer.stats(**REAL)]).serving() as running:
+        yield running
+
+
+def verify(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleet", "verify", *args], cwd=REPO, capture_output=True,
+                          text=True, input=stdin if stdin is not None else "", timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    return json.loads(result.stdout)
+
+
+def test_real_rendezvous_shape_ok(server: StatsServer) -> None:
+    result = verify("--stats-url", server.url, "--expected", "10", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = report(result)
+    assert (doc["verdict"], doc["online"], doc["total"], doc["responseShape"]) == ("ok", 10, 10, "rendezvous")
+
+
+def test_legacy_shape_is_accepted_and_named(server: StatsServer) -> None:
+    server.set(Answer.stats(**LEGACY))
+    result = verify("--stats-url", server.url, "--expected", "9500")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0] == ("OK: 9,401 of 9,500 agents online (>= 9,025, threshold 0.95; "
+                                             "legacy stats shape)")
+
+
+def test_count_below_threshold_is_degraded(server: StatsServer) -> None:
+    server.set(Answer.stats(**{**REAL, "active_nodes": 8}))
+    result = verify("--stats-url", server.url, "--expected", "10", "--json")
+    assert result.returncode == 1
+    doc = report(result)
+    assert (doc["verdict"], doc["online"], doc["minOnline"]) == ("degraded", 8, 10)
+
+
+def test_server_errors_then_success(server: StatsServer) -> None:
+    server.set(Answer(500, b"oops"), Answer(503, b""), Answer.stats(**REAL))
+    result = verify("--stats-url", server.url, "--expected", "10", "--json")
+    assert result.returncode == 0 and report(result)["verdict"] == "ok"
+    assert len([p for p, _ in server.requests if p == "/api/stats"]) == 3
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"<html>502 Bad Gateway</html>", "malformed JSON (Expecting value at line 1 column 1)"),
+    (b"", "an empty body"),
+    (b'{"active_nodes": "lots", "total_nodes": 3}', "field active_nodes: Input should be a valid integer"),
+    (b'{"hello": 1}', "neither active_nodes/total_nodes (rendezvous) nor online_agents/total_agents (legacy)"),
+])
+def test_garbage_is_one_clear_line_and_exit_2(server: StatsServer, body: bytes, reason: str) -> None:
+    server.set(Answer(200, body))
+    result = verify("--stats-url", server.url, "--expected", "10", "--wait", "1.5")
+    assert result.returncode == 2 and result.stderr == ""
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("FAILED: could not check: ") and reason in lines[0], lines
+
+
+def test_slow_server_and_the_deadline_is_honoured_to_within_a_second(server: StatsServer) -> None:
+    server.set(Answer(200, json.dumps(REAL).encode(), delay=30))
+    start = time.monotonic()
+    result = verify("--stats-url", server.url, "--expected", "10", "--wait", "3", "--json")
+    elapsed = time.monotonic() - start
+    assert result.returncode == 2 and "timed out" in report(result)["message"]
+    assert 3.0 <= elapsed < 4.0 + 1.5, elapsed  # + interpreter start-up, measured around the whole process
+
+
+def test_unreachable_url(tmp_path: Path) -> None:
+    result = verify("--stats-url", "http://127.0.0.1:9/api/stats", "--expected", "3", "--wait", "1")
+    assert result.returncode == 2 and "cannot connect (Connection refused)" in result.stdout
+
+
+def test_wait_polls_until_the_fleet_is_up(server: StatsServer) -> None:
+    server.set(Answer.stats(**{**REAL, "active_nodes": 2}), Answer.stats(**{**REAL, "active_nodes": 6}),
+               Answer.stats(**REAL))
+    result = verify("--stats-url", server.url, "--expected", "10", "--wait", "20", "--interval", "0.2", "--json")
+    assert result.returncode == 0 and report(result)["online"] == 10
+
+
+def _outputs(planned: Any, server: StatsServer, stack: str = "prod") -> dict[str, Any]:
+    outputs = dict(planned(stack)["outputs"])
+    outputs["statsUrl"] = server.url
+    return outputs
+
+
+def test_outputs_piped_in_give_expected_and_threshold(planned: Any, server: StatsServer) -> None:
+    server.set(Answer.stats(**{**REAL, "active_nodes": 9100, "total_nodes": 9500}))
+    result = verify("--no-per-host", "--json", stdin=json.dumps(_outputs(planned, server)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = report(result)
+    assert (doc["expected"], doc["threshold"], doc["minOnline"]) == (9500, 0.95, 9025)
+
+
+def test_overrides_win_over_the_outputs(planned: Any, server: StatsServer, tmp_path: Path) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(_outputs(planned, server)))
+    result = verify("--outputs", str(path), "--expected", "12", "--no-per-host", "--json")
+    assert result.returncode == 1 and report(result)["minOnline"] == 12  # 10 online of 12 x 0.95
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("not json", "stdin: not JSON (Expecting value at line 1)"),
+    ('{"schemaVersion": 2}',
+     "stdin: schemaVersion is 2; this check reads version 1 (see 'Stack outputs' in README.md)"),
+    ('{"schemaVersion": 1, "expectedAgents": 3}', "stdin: statsUrl: Field required"),
+])
+def test_bad_outputs_are_one_line_and_exit_2(text: str, message: str) -> None:
+    result = verify("--outputs", "-", stdin=text)
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {message}" and result.stdout == ""
+
+
+def test_nothing_to_check_says_what_to_give() -> None:
+    result = verify()
+    assert result.returncode == 2 and "nothing to check: give --outputs FILE" in result.stderr
+
+
+def test_shortfall_is_attributed_to_a_host_through_guest_attributes(planned: Any, server: StatsServer,
+                                                                    tmp_path: Path) -> None:
+    server.set(Answer.stats(**{**REAL, "active_nodes": 8100, "total_nodes": 9500}))
+    server.guest_attributes = {
+        "swarm-1": {"agents-target": "3000", "agents-running": "3000", "agents-restarts": "0"},
+        "swarm-2": {"agents-target": "5000", "agents-running": "3600", "agents-restarts": "41"},
+        "swarm-3": {"agents-target": "1500", "agents-running": "1500", "agents-restarts": "0",
+                    "bypassed-startup-script": "startup-script"},
+    }
+    env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
+    html = tmp_path / "report.html"
+    result = verify("--outputs", "-", "--html", str(html), stdin=json.dumps(_outputs(planned, server)), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[3:6]}
+    assert rows["swarm-2"].split()[1:4] == ["5,000", "3,600", "72.0%"] and "41 restarts" in rows["swarm-2"]
+    assert "BYPASSED STARTUP SCRIPT: startup-script" in rows["swarm-3"]
+    asked = [(p, auth) for p, auth in server.requests if "getGuestAttributes" in p]
+    assert len(asked) == 3 and all(auth == "Bearer test-token" for _, auth in asked)
+    assert asked[1][0] == ("/compute/v1/projects/pilot-fleet-prod/zones/us-central1-a/instances/swarm-2/"
+                           "getGuestAttributes?queryPath=pilot%2F")
+    page = html.read_text()
+    assert page.count("<rect") == 2 * 4 and "3,600 / 5,000" in page and "degraded" in page
+
+
+def test_without_credentials_per_host_is_skipped_not_fatal(planned: Any, server: StatsServer,
+                                                           tmp_path: Path) -> None:
+    env = {"NO_GCE_CHECK": "True", "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+           "GOOGLE_APPLICATION_CREDENTIALS": ""}
+    result = verify("--outputs", "-", "--expected", "10", stdin=json.dumps(_outputs(planned, server)), env=env)
+    assert result.returncode == 0
+    assert "per host: skipped: no Google credentials" in result.stdout
+
+
+def test_watch_prints_a_line_per_change(server: StatsServer) -> None:
+    server.set(*(Answer.stats(**{**REAL, "active_nodes": n}) for n in (10, 10, 7, 7, 10)))
+    result = verify("--stats-url", server.url, "--expected", "10", "--watch", "0.1", "--checks", "5")
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[1] for line in lines] == ["ok", "degraded", "ok"], lines
+    assert result.returncode == 0
