@@ -66,7 +66,7 @@ def _verify(*args: str) -> subprocess.CompletedProcess[str]:
 def test_real_daemons_register_and_verify_judges_the_count(rendezvous: tuple[str, str, str], daemon: Path,
                                                            tmp_path: Path) -> None:
     registry, beacon, stats = rendezvous
-    with supervised(tmp_path / "host", AGENTS, daemon=str(daemon), registry=registry, beacon=beacon,
+    with supervised(tmp_path, AGENTS, daemon=str(daemon), registry=registry, beacon=beacon,
                     settle_seconds=5.0, **{k: v for k, v in FAST.items() if k != "settle_seconds"}) as box:
         box.start()
         ok = _verify("--stats-url", stats, "--expected", str(AGENTS), "--wait", "120", "--interval", "2", "--json")
