@@ -90,6 +90,13 @@ class RendezvousRelease(Model):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class RendezvousStandby(Model):
+    """A hot standby (`-standby PRIMARY:9000`) in another zone, with its own store disk and static IP."""
+
+    zone: Zone
+    machine_type: str | None = None  # default: the primary's
+
+
 class RendezvousConfig(Model):
     name: GceName = "pilot-rendezvous"
     machine_type: str = "e2-standard-4"
@@ -105,6 +112,11 @@ class RendezvousConfig(Model):
     # The rendezvous binary is not on PyPI: a release URL and its sha256. Without it the VM is tuned and its store
     # disk mounted, but the startup script stops with a clear error instead of running a rendezvous.
     release: RendezvousRelease | None = None
+    standby: RendezvousStandby | None = None
+
+    @property
+    def standby_name(self) -> str:
+        return f"{self.name}-standby"
 
 
 class AgentSettings(Model):
@@ -131,6 +143,27 @@ class SwarmHostConfig(AgentSettings):
         return self.base_udp_port + self.target_agents - 1
 
 
+class SwarmPoolConfig(AgentSettings):
+    """Identical swarm VMs in a managed instance group: an instance template, autohealing, rolling updates."""
+
+    name: GceName
+    machine_type: str
+    zones: list[Zone] = Field(default_factory=list)  # empty: gcp:zone; more than one: a regional group
+    size: int = Field(ge=0, le=1000)
+    agents_per_vm: int = Field(gt=0)
+    disk_gb: int = Field(default=20, ge=10)
+    max_surge: int | None = Field(default=None, ge=0)  # default: one per zone
+    max_unavailable: int = Field(default=0, ge=0)
+
+    @property
+    def last_udp_port(self) -> int:
+        return self.base_udp_port + self.agents_per_vm - 1
+
+    @property
+    def target_agents(self) -> int:
+        return self.size * self.agents_per_vm
+
+
 class MemoryPolicy(Model):
     os_reserve_mb: int = Field(default=pilot.DEFAULT_OS_RESERVE_MB, ge=0)
     headroom_percent: float = Field(default=pilot.DEFAULT_HEADROOM_PERCENT, ge=0)
@@ -144,6 +177,7 @@ class FleetConfig(Model):
     agent_defaults: AgentSettings = AgentSettings()
     memory: MemoryPolicy = MemoryPolicy()
     swarm_hosts: list[SwarmHostConfig] = Field(default_factory=list)
+    swarm_pools: list[SwarmPoolConfig] = Field(default_factory=list)
     ssh_source_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
     alert_threshold: float = Field(default=pilot.DEFAULT_ALERT_THRESHOLD, gt=0, le=1)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -155,10 +189,12 @@ class FleetConfig(Model):
         if not isinstance(data, dict):
             return data
         defaults = data.get("agentDefaults")
-        hosts = data.get("swarmHosts")
-        if isinstance(defaults, dict) and isinstance(hosts, list):
-            data = dict(data)
-            data["swarmHosts"] = [{**defaults, **h} if isinstance(h, dict) else h for h in hosts]
+        if not isinstance(defaults, dict):
+            return data
+        data = dict(data)
+        for key in ("swarmHosts", "swarmPools"):
+            if isinstance(data.get(key), list):
+                data[key] = [{**defaults, **h} if isinstance(h, dict) else h for h in data[key]]
         return data
 
     def zone_of(self, host_zone: str | None) -> str:
@@ -166,9 +202,12 @@ class FleetConfig(Model):
 
     @property
     def expected_agents(self) -> int:
-        return sum(h.target_agents for h in self.swarm_hosts)
+        return sum(h.target_agents for h in self.swarm_hosts) + sum(p.target_agents for p in self.swarm_pools)
 
-    def budget(self, host: SwarmHostConfig) -> MemoryBudget:
+    def zones_of(self, pool: SwarmPoolConfig) -> list[str]:
+        return list(pool.zones) or [self.gcp.zone]
+
+    def budget(self, host: SwarmHostConfig | SwarmPoolConfig) -> MemoryBudget:
         machine = lookup(host.machine_type)
         if machine is None:
             raise KeyError(host.machine_type)
@@ -226,33 +265,63 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
                         f"{ports.registry}")
 
     seen: dict[str, str] = {cfg.rendezvous.name: key_name(("rendezvous", "name"))}
-    reserved = {ports.registry: "registry", ports.beacon: "beacon", ports.dashboard: "dashboard"}
+    if cfg.rendezvous.standby:
+        standby = cfg.rendezvous.standby
+        where = key_name(("rendezvous", "standby"))
+        seen[cfg.rendezvous.standby_name] = f"{where} (its VM)"
+        check_zone(f"{where}.zone", standby.zone)
+        if standby.zone == cfg.zone_of(cfg.rendezvous.zone):
+            problems.append(f"{where}.zone: the standby must be in another zone than the primary ({standby.zone})")
+        if standby.machine_type and lookup(standby.machine_type) is None:
+            problems.append(unknown_machine(f"{where}.machineType", standby.machine_type))
+    reserved = {ports.registry: "rendezvous registry", ports.beacon: "rendezvous beacon",
+                ports.dashboard: "rendezvous dashboard", pilot.SUPERVISOR_HEALTH_PORT: "supervisor health"}
     eph_lo, eph_hi = pilot.EPHEMERAL_PORT_RANGE
-    for i, host in enumerate(cfg.swarm_hosts):
-        where = key_name(("swarmHosts", i))
-        if host.name in seen:
-            problems.append(f"{where}.name: duplicate name {host.name!r} (also {seen[host.name]})")
-        seen[host.name] = f"{where}.name"
-        if host.zone:
-            check_zone(f"{where}.zone", host.zone)
-        machine = lookup(host.machine_type)
+
+    def check_agents(where: str, spec: SwarmHostConfig | SwarmPoolConfig, per_vm: int, target_key: str) -> None:
+        if spec.name in seen:
+            problems.append(f"{where}.name: duplicate name {spec.name!r} (also {seen[spec.name]})")
+        seen[spec.name] = f"{where}.name"
+        machine = lookup(spec.machine_type)
         if machine is None:
-            problems.append(unknown_machine(f"{where}.machineType", host.machine_type))
+            problems.append(unknown_machine(f"{where}.machineType", spec.machine_type))
         else:
-            budget = cfg.budget(host)
-            if not budget.fits(host.target_agents):
-                why = budget.explain(host.target_agents, machine.name)
-                problems.append(f"{where}.targetAgents ({host.name}): {why}")
-        first, last = host.base_udp_port, host.last_udp_port
-        span = f"UDP ports {first}-{last} ({host.target_agents} agents from baseUdpPort {first})"
+            budget = cfg.budget(spec)
+            if not budget.fits(per_vm):
+                problems.append(f"{where}.{target_key} ({spec.name}): {budget.explain(per_vm, machine.name)}")
+        first, last = spec.base_udp_port, spec.base_udp_port + per_vm - 1
+        span = f"UDP ports {first}-{last} ({per_vm} agents from baseUdpPort {first})"
         if last > pilot.MAX_PORT:
-            problems.append(f"{where}.baseUdpPort ({host.name}): {span} run past {pilot.MAX_PORT}")
+            problems.append(f"{where}.baseUdpPort ({spec.name}): {span} run past {pilot.MAX_PORT}")
         for port, what in reserved.items():
             if first <= port <= last:
-                problems.append(f"{where}.baseUdpPort ({host.name}): {span} include the rendezvous {what} port {port}")
+                problems.append(f"{where}.baseUdpPort ({spec.name}): {span} include the {what} port {port}")
         if first <= eph_hi and last >= eph_lo:
-            problems.append(f"{where}.baseUdpPort ({host.name}): {span} overlap the kernel's ephemeral port range "
+            problems.append(f"{where}.baseUdpPort ({spec.name}): {span} overlap the kernel's ephemeral port range "
                             f"{eph_lo}-{eph_hi}")
+
+    for i, host in enumerate(cfg.swarm_hosts):
+        where = key_name(("swarmHosts", i))
+        if host.zone:
+            check_zone(f"{where}.zone", host.zone)
+        check_agents(where, host, host.target_agents, "targetAgents")
+    for i, pool in enumerate(cfg.swarm_pools):
+        where = key_name(("swarmPools", i))
+        zones = cfg.zones_of(pool)
+        for zone in zones:
+            check_zone(f"{where}.zones", zone)
+        if len(set(zones)) != len(zones):
+            problems.append(f"{where}.zones ({pool.name}): a zone is listed twice")
+        check_agents(where, pool, pool.agents_per_vm, "agentsPerVm")
+        surge = len(zones) if pool.max_surge is None else pool.max_surge
+        if surge == 0 and pool.max_unavailable == 0:
+            problems.append(f"{where} ({pool.name}): maxSurge and maxUnavailable are both 0: a rolling update "
+                            "could never replace a VM")
+        if len(zones) > 1:
+            for key, value in (("maxSurge", surge), ("maxUnavailable", pool.max_unavailable)):
+                if 0 < value < len(zones):
+                    problems.append(f"{where}.{key} ({pool.name}): a regional group across {len(zones)} zones "
+                                    f"needs 0 or at least {len(zones)} (Compute Engine's rule), not {value}")
     return problems
 
 

@@ -36,10 +36,37 @@ class FleetVm:
     nat_ip: pulumi.Input[str] | None = None
     attached_disks: list[gcp.compute.InstanceAttachedDiskArgs] = field(default_factory=list)
 
-    def declare(self, parent: pulumi.Resource) -> gcp.compute.Instance:
+    def _checked_metadata(self) -> dict[str, pulumi.Input[str]]:
         forbidden = set(self.metadata) & set(pilot.SCRIPT_METADATA_KEYS)
         if forbidden:  # the project-level script is the only one; see policies/ no-instance-startup-scripts
             raise ValueError(f"{self.name}: instance metadata must not carry {sorted(forbidden)}")
+        return {**HARDENING_METADATA, **self.metadata}
+
+    def declare_template(self, parent: pulumi.Resource) -> gcp.compute.InstanceTemplate:
+        """The same VM as an instance template for a managed instance group. Templates are immutable: a change
+        makes a new one (auto-named from `name`), the group rolls over to it, then the old one is deleted."""
+        return gcp.compute.InstanceTemplate(
+            self.name,
+            name_prefix=f"{self.name}-",
+            project=self.project,
+            machine_type=self.machine_type,
+            disks=[gcp.compute.InstanceTemplateDiskArgs(source_image=pilot.BOOT_IMAGE, disk_size_gb=self.disk_gb,
+                                                        disk_type="pd-balanced", boot=True, auto_delete=True)],
+            # an external address per VM: the registry's new-identity limit is per source IP
+            network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
+                subnetwork=self.subnetwork,
+                access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()])],
+            metadata=self._checked_metadata(),
+            labels=dict(self.labels),
+            tags=list(self.tags),
+            service_account=gcp.compute.InstanceTemplateServiceAccountArgs(email=self.service_account_email,
+                                                                           scopes=list(SCOPES)),
+            shielded_instance_config=gcp.compute.InstanceTemplateShieldedInstanceConfigArgs(
+                enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+
+    def declare(self, parent: pulumi.Resource) -> gcp.compute.Instance:
         return gcp.compute.Instance(
             self.name,
             name=self.name,
@@ -55,7 +82,7 @@ class FleetVm:
                 subnetwork=self.subnetwork,
                 access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=self.nat_ip)],
             )],
-            metadata={**HARDENING_METADATA, **self.metadata},
+            metadata=self._checked_metadata(),
             labels=dict(self.labels),
             tags=list(self.tags),
             service_account=gcp.compute.InstanceServiceAccountArgs(email=self.service_account_email,

@@ -33,6 +33,11 @@ DEFAULT_HEADROOM_PERCENT = 60
 DEFAULT_AGENT_MEMORY_MB = 10.0
 # OS threads per daemon (7-8 measured): each counts against pid_max and TasksMax.
 THREADS_PER_AGENT = 8
+# Open file descriptors per idle daemon (15 measured with 1.18.0).
+FDS_PER_AGENT = 15
+# What the startup script sets (startup/startup.sh tune_kernel); the capacity planner's PID and fd ceilings.
+KERNEL_PID_MAX = 4194304
+KERNEL_FILE_MAX = 2097152
 
 # Spawn pacing (seed: 10-20 concurrent starts per round, ~3 s between rounds; 50 at once overloads the registry).
 DEFAULT_SPAWN_PARALLELISM = 10
@@ -55,8 +60,12 @@ def min_online(expected: int, threshold: float) -> int:
     return math.ceil(round(expected * threshold, 6))  # rounded first: 9500 x 0.95 is 9025, not 9026
 
 
-# Google's ranges: IAP TCP forwarding (SSH and the dashboard reach hosts through it).
+# Google's ranges: IAP TCP forwarding (SSH and the dashboard reach hosts through it), and the health checkers
+# that probe managed instance groups' VMs (cloud.google.com/load-balancing/docs/health-check-concepts).
 IAP_RANGE = "35.235.240.0/20"
+HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+# Autohealing waits this long after a VM boots before its health counts (Compute Engine's maximum is 3600 s).
+AUTOHEALING_INITIAL_DELAY_SECONDS = 1800
 
 BOOT_IMAGE = "debian-cloud/debian-12"
 
@@ -78,6 +87,7 @@ class MetadataKey:
     DASHBOARD_PORT = "pilot-dashboard-port"
     RENDEZVOUS_URL = "pilot-rendezvous-url"
     RENDEZVOUS_SHA256 = "pilot-rendezvous-sha256"
+    STANDBY_OF = "pilot-standby-of"
     HEALTH_PORT = "pilot-health-port"
     HEALTH_THRESHOLD = "pilot-health-threshold"
     # Compute Engine's own keys, set for hardening and for the supervisor's status reports.

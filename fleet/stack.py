@@ -14,6 +14,7 @@ from fleet.rendezvous import Rendezvous
 from fleet.service_account import FleetServiceAccount
 from fleet.startup_script import ProjectStartupScript
 from fleet.swarm_host import SwarmHost
+from fleet.swarm_pool import SwarmPool
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Fleet:
     cfg: FleetConfig
     rendezvous: Rendezvous
     swarm_hosts: list[SwarmHost]
+    swarm_pools: list[SwarmPool]
 
 
 def fleet_labels(cfg: FleetConfig) -> dict[str, str]:
@@ -36,7 +38,8 @@ def build_fleet(cfg: FleetConfig) -> Fleet:
     swarm_sa = FleetServiceAccount("pilot-swarm-vm", project)
     rendezvous = Rendezvous(cfg, network, rendezvous_sa.email, labels)
     hosts = [SwarmHost(cfg, host, network, rendezvous, swarm_sa.email, labels) for host in cfg.swarm_hosts]
-    return Fleet(cfg, rendezvous, hosts)
+    pools = [SwarmPool(cfg, pool, network, rendezvous, swarm_sa.email, labels) for pool in cfg.swarm_pools]
+    return Fleet(cfg, rendezvous, hosts, pools)
 
 
 def fleet_outputs(fleet: Fleet) -> dict[str, Any]:
@@ -49,6 +52,14 @@ def fleet_outputs(fleet: Fleet) -> dict[str, Any]:
         "machineType": cfg.rendezvous.machine_type, "internalIp": rv.internal_ip, "externalIp": rv.external_ip,
         "targetAgents": 0,
     }]
+    standby = rv.standby
+    if standby and cfg.rendezvous.standby:
+        hosts.append({
+            "name": standby.name, "role": pilot.ROLE_RENDEZVOUS, "zone": standby.zone,
+            "machineType": cfg.rendezvous.standby.machine_type or cfg.rendezvous.machine_type,
+            "internalIp": standby.internal_ip, "externalIp": standby.external_ip, "targetAgents": 0,
+            "standbyOf": cfg.rendezvous.name,
+        })
     for spec, host in zip(cfg.swarm_hosts, fleet.swarm_hosts, strict=True):
         hosts.append({
             "name": spec.name, "role": pilot.ROLE_SWARM, "zone": host.zone, "machineType": spec.machine_type,
@@ -59,15 +70,22 @@ def fleet_outputs(fleet: Fleet) -> dict[str, Any]:
         "schemaVersion": pilot.OUTPUTS_SCHEMA_VERSION,
         "project": cfg.gcp.project,
         "rendezvousIp": rv.external_ip,
+        "rendezvousStandbyIp": standby.external_ip if standby else None,
         "registryEndpoint": rv.endpoint(ports.registry),
         "beaconEndpoint": rv.endpoint(ports.beacon),
         "dashboardUrl": rv.external_ip.apply(lambda ip: f"http://{ip}:{ports.dashboard}/"),
         "statsUrl": rv.external_ip.apply(lambda ip: f"http://{ip}:{ports.dashboard}{pilot.STATS_PATH}"),
         "expectedAgents": expected,
         "expectedAgentsByHost": {h.name: h.target_agents for h in cfg.swarm_hosts},
+        "expectedAgentsByPool": {p.name: p.target_agents for p in cfg.swarm_pools},
         "alertThreshold": cfg.alert_threshold,
         "alertMinOnline": pilot.min_online(expected, cfg.alert_threshold),
         "hosts": hosts,
+        "pools": [{
+            "name": spec.name, "machineType": spec.machine_type, "zones": pool.zones, "size": spec.size,
+            "agentsPerVm": spec.agents_per_vm, "targetAgents": spec.target_agents,
+            "udpPorts": f"{spec.base_udp_port}-{spec.last_udp_port}", "instanceGroup": pool.instance_group,
+        } for spec, pool in zip(cfg.swarm_pools, fleet.swarm_pools, strict=True)],
     }
 
 

@@ -6,10 +6,44 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fleet import pilot
-from fleet.config import FleetConfig, SwarmHostConfig
+from fleet.config import AgentSettings, FleetConfig, SwarmHostConfig
 from fleet.instance import FleetVm, external_ip, internal_ip
 from fleet.network import FLEET_TAG, FleetNetwork, swarm_tag
 from fleet.rendezvous import Rendezvous
+
+
+def agent_metadata(cfg: FleetConfig, spec: AgentSettings, target: int,
+                   rendezvous: Rendezvous) -> dict[str, pulumi.Input[str]]:
+    """The `pilot-*` attributes a swarm VM boots from (startup/startup.sh reads exactly these)."""
+    ports = cfg.rendezvous.ports
+    return {
+        pilot.MetadataKey.ROLE: pilot.ROLE_SWARM,
+        pilot.MetadataKey.VERSION: cfg.pilot_version,
+        pilot.MetadataKey.AGENT_TARGET: str(target),
+        pilot.MetadataKey.REGISTRY: rendezvous.endpoint(ports.registry),
+        pilot.MetadataKey.BEACON: rendezvous.endpoint(ports.beacon),
+        pilot.MetadataKey.BASE_UDP_PORT: str(spec.base_udp_port),
+        pilot.MetadataKey.SPAWN_PARALLELISM: str(spec.spawn_parallelism),
+        pilot.MetadataKey.ROUND_DELAY_SECONDS: f"{spec.round_delay_seconds:g}",
+        pilot.MetadataKey.NEW_REGISTRATIONS_PER_MINUTE: str(cfg.rendezvous.new_registrations_per_minute),
+        pilot.MetadataKey.GOGC: str(spec.gogc),
+        pilot.MetadataKey.HEALTH_PORT: str(pilot.SUPERVISOR_HEALTH_PORT),
+        pilot.MetadataKey.HEALTH_THRESHOLD: f"{cfg.alert_threshold:g}",
+    }
+
+
+def agent_ports_firewall(name: str, cfg: FleetConfig, spec: AgentSettings, per_vm: int, tag: str,
+                         network: FleetNetwork, parent: pulumi.Resource) -> gcp.compute.Firewall:
+    """Exactly the VM's agents' UDP tunnel ports, from the peers' ranges."""
+    return gcp.compute.Firewall(
+        f"{name}-allow-agents", name=f"{name}-allow-agents", project=cfg.gcp.project,
+        network=network.network, direction="INGRESS",
+        description=f"Pilot tunnel ports of {name}'s {per_vm} agents per VM.",
+        allows=[gcp.compute.FirewallAllowArgs(protocol="udp",
+                                              ports=[f"{spec.base_udp_port}-{spec.base_udp_port + per_vm - 1}"])],
+        source_ranges=list(spec.peer_source_ranges), target_tags=[tag],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 class SwarmHost(pulumi.ComponentResource):
@@ -22,36 +56,14 @@ class SwarmHost(pulumi.ComponentResource):
         super().__init__("pilot-fleet:fleet:SwarmHost", host.name, None, opts)
         project = cfg.gcp.project
         self.zone = cfg.zone_of(host.zone)
-        ports = cfg.rendezvous.ports
         instance = FleetVm(
             name=host.name, machine_type=host.machine_type, zone=self.zone, project=project,
             subnetwork=network.subnetwork, service_account_email=service_account_email,
-            metadata={
-                pilot.MetadataKey.ROLE: pilot.ROLE_SWARM,
-                pilot.MetadataKey.VERSION: cfg.pilot_version,
-                pilot.MetadataKey.AGENT_TARGET: str(host.target_agents),
-                pilot.MetadataKey.REGISTRY: rendezvous.endpoint(ports.registry),
-                pilot.MetadataKey.BEACON: rendezvous.endpoint(ports.beacon),
-                pilot.MetadataKey.BASE_UDP_PORT: str(host.base_udp_port),
-                pilot.MetadataKey.SPAWN_PARALLELISM: str(host.spawn_parallelism),
-                pilot.MetadataKey.ROUND_DELAY_SECONDS: f"{host.round_delay_seconds:g}",
-                pilot.MetadataKey.NEW_REGISTRATIONS_PER_MINUTE: str(cfg.rendezvous.new_registrations_per_minute),
-                pilot.MetadataKey.GOGC: str(host.gogc),
-                pilot.MetadataKey.HEALTH_PORT: str(pilot.SUPERVISOR_HEALTH_PORT),
-                pilot.MetadataKey.HEALTH_THRESHOLD: f"{cfg.alert_threshold:g}",
-            },
+            metadata=agent_metadata(cfg, host, host.target_agents, rendezvous),
             labels={**labels, "role": pilot.ROLE_SWARM}, tags=[FLEET_TAG, swarm_tag(host.name)],
             disk_gb=host.disk_gb,
         ).declare(self)
-        gcp.compute.Firewall(
-            f"{host.name}-allow-agents", name=f"{host.name}-allow-agents", project=project,
-            network=network.network, direction="INGRESS",
-            description=f"Pilot tunnel ports of {host.name}'s {host.target_agents} agents.",
-            allows=[gcp.compute.FirewallAllowArgs(protocol="udp",
-                                                  ports=[f"{host.base_udp_port}-{host.last_udp_port}"])],
-            source_ranges=list(host.peer_source_ranges), target_tags=[swarm_tag(host.name)],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        agent_ports_firewall(host.name, cfg, host, host.target_agents, swarm_tag(host.name), network, self)
         self.external_ip = external_ip(instance)
         self.internal_ip = internal_ip(instance)
         self.register_outputs({"externalIp": self.external_ip, "internalIp": self.internal_ip})

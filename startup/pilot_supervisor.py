@@ -73,6 +73,9 @@ class Config:
     health_address: str = ""
     health_port: int = 0
     health_threshold: float = 0.95
+    # A managed instance group's autohealing must not recreate a VM that is still starting its agents at the
+    # registry's pace: /healthz is also 200 while the start-up is on schedule (see Supervisor.rampup_seconds).
+    healthy_during_rampup: bool = True
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -201,6 +204,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.published: dict[str, str] = {}
         self.next_publish = 0.0
+        self.started = now
 
     # -- one tick -------------------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -300,9 +304,20 @@ class Supervisor:
         return {"target": self.config.target, "running": running, "restarts": self.restarts,
                 "stopping": self.stopping.is_set(), "updated": time.time()}
 
+    @property
+    def rampup_seconds(self) -> float:
+        """How long a start-up of `target` fresh identities may take at this pacing, with 50% slack + 10 minutes."""
+        c = self.config
+        by_registry = max(0, c.target - c.new_registration_burst) * 60 / c.new_registrations_per_minute
+        by_rounds = math.ceil(c.target / c.spawn_parallelism) * c.round_delay_seconds
+        return max(by_registry, by_rounds) * 1.5 + 600
+
     def healthy(self) -> bool:
         status = self.status()
-        return status["running"] >= math.ceil(status["target"] * self.config.health_threshold)
+        if status["running"] >= math.ceil(status["target"] * self.config.health_threshold):
+            return True
+        ramping = time.monotonic() - self.started < self.rampup_seconds
+        return self.config.healthy_during_rampup and ramping and not self.stopping.is_set()
 
     def report(self, now: float, force: bool = False) -> None:
         status = self.status()

@@ -115,6 +115,11 @@ read_attributes() {
       die "instance attribute pilot-rendezvous-sha256 is missing: set pilot-fleet:rendezvous.release.sha256"
     require_match pilot-rendezvous-url "${rendezvous_url}" '^https?://[^[:space:]]+$' "an http(s) URL"
     require_match pilot-rendezvous-sha256 "${rendezvous_sha256}" '^[0-9a-f]{64}$' "a sha256"
+    # a hot standby replicates from the primary; an empty value (after a failover) makes it a primary
+    standby_of="$(optional_attribute pilot-standby-of "")"
+    if [[ -n "${standby_of}" ]]; then
+      require_match pilot-standby-of "${standby_of}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "HOST:PORT"
+    fi
     return 0
   fi
   target="$(attribute pilot-agent-target)" || die "instance attribute pilot-agent-target is missing"
@@ -389,7 +394,7 @@ Wants=network-online.target
 After=network-online.target
 
 [Service]
-ExecStart=${INSTALL_DIR}/bin/pilot-rendezvous -registry-addr :${registry_port} -beacon-addr :${beacon_port} -http :${dashboard_port} -store ${STORE_MOUNT}/registry.json -log-format json
+ExecStart=${INSTALL_DIR}/bin/pilot-rendezvous -registry-addr :${registry_port} -beacon-addr :${beacon_port} -http :${dashboard_port} -store ${STORE_MOUNT}/registry.json -log-format json${standby_of:+ -standby ${standby_of}}
 Restart=always
 RestartSec=5
 LimitNOFILE=${AGENT_NOFILE}
@@ -444,5 +449,5 @@ main() {
 
 role="" target="" base_port="" last_port="" pilot_version="" vm_name="" store_device="" registry_port=""
 beacon_port="" dashboard_port="" rendezvous_url="" rendezvous_sha256="" registry="" beacon="" parallelism=""
-round_delay="" new_per_minute="" gogc="" health_port="" health_threshold="" endpoint_ip=""
+round_delay="" new_per_minute="" gogc="" health_port="" health_threshold="" endpoint_ip="" standby_of=""
 main "$@"

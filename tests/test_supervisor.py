@@ -126,7 +126,8 @@ def test_a_second_supervisor_on_the_same_host_refuses_to_run(tmp_path: Path) -> 
 def test_health_endpoint_and_guest_attributes_within_the_write_limit(tmp_path: Path) -> None:
     with MetadataServer({}).serving() as metadata, supervised(
             tmp_path, 6, health_address="127.0.0.1", health_port=free_tcp_port(),
-            health_threshold=1.0, guest_attributes_url=f"{metadata.url}/instance/guest-attributes/pilot",
+            health_threshold=1.0, healthy_during_rampup=False,
+            guest_attributes_url=f"{metadata.url}/instance/guest-attributes/pilot",
             guest_attribute_interval_seconds=1.0, new_registration_burst=1,
             new_registrations_per_minute=120) as box:
         box.start()
@@ -167,3 +168,15 @@ def _http_status(url: str) -> int:
     except OSError:
         return 0
 
+
+
+def test_health_is_200_while_a_slow_start_up_is_on_schedule(tmp_path: Path) -> None:
+    """A MIG's autohealing must not recreate a VM whose agents are still starting at the registry's pace."""
+    with supervised(tmp_path, 40, health_address="127.0.0.1", health_port=free_tcp_port(),
+                    new_registrations_per_minute=6, new_registration_burst=2) as box:
+        box.start()
+        url = f"http://127.0.0.1:{box.config['health_port']}/healthz"
+        box.wait_for(lambda: box.status().get("running") == 2)
+        assert _http_status(url) == 200  # 2 of 40 running, but 38 more at 6 a minute are still on schedule
+        rampup = supervisor_module.Supervisor(supervisor_module.Config(**box.config)).rampup_seconds
+        assert rampup == 38 * 10 * 1.5 + 600

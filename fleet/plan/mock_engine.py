@@ -112,6 +112,20 @@ class FleetMocks:
             state.setdefault("address", self._next_external())
         elif typ == "gcp:compute/disk:Disk":
             resource_id = f"projects/{project}/zones/{state.get('zone')}/disks/{name}"
+        elif typ == "gcp:compute/instanceTemplate:InstanceTemplate":
+            name = f"{state.get('namePrefix') or args.name + '-'}00000000000000000000000001"
+            resource_id = f"projects/{project}/global/instanceTemplates/{name}"
+            state["name"] = name
+        elif typ == "gcp:compute/healthCheck:HealthCheck":
+            resource_id = f"projects/{project}/global/healthChecks/{name}"
+        elif typ == "gcp:compute/instanceGroupManager:InstanceGroupManager":
+            resource_id = f"projects/{project}/zones/{state.get('zone')}/instanceGroupManagers/{name}"
+            state.setdefault("instanceGroup", f"https://www.googleapis.com/compute/v1/{resource_id}".replace(
+                "instanceGroupManagers", "instanceGroups"))
+        elif typ == "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager":
+            resource_id = f"projects/{project}/regions/{state.get('region')}/instanceGroupManagers/{name}"
+            state.setdefault("instanceGroup", f"https://www.googleapis.com/compute/v1/{resource_id}".replace(
+                "instanceGroupManagers", "instanceGroups"))
         elif typ == "gcp:serviceaccount/account:Account":
             state["email"] = f"{state.get('accountId')}@{project}.iam.gserviceaccount.com"
         elif typ == "gcp:compute/instance:Instance":

@@ -1,0 +1,201 @@
+"""The capacity and cost planner: the cheapest mix of machine types for N agents, with per-VM targets, cost, and
+the limit that binds each VM (memory, PIDs, UDP ports, file descriptors, failure-domain share)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from fleet import pilot
+from fleet.config import FleetConfig
+from fleet.machine_types import MachineType, lookup, machine_types
+from fleet.memory_budget import MemoryBudget
+from fleet.prices import PriceTable, price_table
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    region: str = "us-central1"
+    agent_memory_mb: float = pilot.DEFAULT_AGENT_MEMORY_MB
+    headroom_percent: float = pilot.DEFAULT_HEADROOM_PERCENT
+    os_reserve_mb: int = pilot.DEFAULT_OS_RESERVE_MB
+    # An absolute reserve for a burst of connections on one VM (the seed: 800 connections x 4 MB).
+    burst_connections: int = 0
+    connection_mb: float = 4.0
+    # Failure domains: no VM may hold more than this share of all agents.
+    max_share: float = 0.10
+    base_udp_port: int = pilot.DEFAULT_BASE_UDP_PORT
+    new_registrations_per_minute: int = pilot.NEW_REGISTRATIONS_PER_MINUTE
+    # No measured CPU ceiling exists for idle agents (the seed ran about 190 per vCPU); 0 leaves CPU out.
+    max_agents_per_vcpu: int = 0
+
+    @property
+    def reserve_mb(self) -> int:
+        return self.os_reserve_mb + math.ceil(self.burst_connections * self.connection_mb)
+
+
+@dataclass(frozen=True)
+class VmCapacity:
+    machine: MachineType
+    agents: int
+    binding: str
+    limits: dict[str, int]
+
+
+def vm_capacity(machine: MachineType, a: Assumptions, share_cap: int | None = None) -> VmCapacity:
+    limits = {
+        "memory": MemoryBudget(machine.memory_mb, a.reserve_mb, a.agent_memory_mb, a.headroom_percent).max_agents(),
+        "PIDs": pilot.KERNEL_PID_MAX // pilot.THREADS_PER_AGENT,
+        # one UDP port each, base + index, kept below the kernel's ephemeral range
+        "UDP ports": max(pilot.EPHEMERAL_PORT_RANGE[0] - a.base_udp_port, 0),
+        "file descriptors": pilot.KERNEL_FILE_MAX // pilot.FDS_PER_AGENT,
+    }
+    if share_cap is not None:
+        limits["failure-domain share"] = share_cap
+    if a.max_agents_per_vcpu:
+        limits["vCPUs"] = machine.vcpus * a.max_agents_per_vcpu
+    binding = min(limits, key=lambda k: limits[k])
+    return VmCapacity(machine, limits[binding], binding, limits)
+
+
+@dataclass(frozen=True)
+class Line:
+    capacity: VmCapacity
+    count: int
+    agents_per_vm: int
+    monthly_per_vm: float
+
+    @property
+    def agents(self) -> int:
+        return self.count * self.agents_per_vm
+
+    @property
+    def monthly(self) -> float:
+        return self.count * self.monthly_per_vm
+
+
+@dataclass(frozen=True)
+class Fleet:
+    title: str
+    lines: list[Line]
+    requested: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def agents(self) -> int:
+        return sum(line.agents for line in self.lines)
+
+    @property
+    def vms(self) -> int:
+        return sum(line.count for line in self.lines)
+
+    @property
+    def monthly(self) -> float:
+        return sum(line.monthly for line in self.lines)
+
+    @property
+    def per_thousand(self) -> float:
+        return self.monthly / self.agents * 1000 if self.agents else 0.0
+
+
+class PlanningError(Exception):
+    pass
+
+
+def _candidates(a: Assumptions, share_cap: int, prices: PriceTable) -> list[tuple[VmCapacity, float]]:
+    found = []
+    for machine in machine_types().values():
+        monthly = prices.monthly(machine, a.region)
+        if monthly is None:
+            continue
+        cap = vm_capacity(machine, a, share_cap)
+        if cap.agents > 0:
+            found.append((cap, monthly))
+    return found
+
+
+def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> Fleet:
+    """Cheapest fleet: VMs of one type, or of one type plus one smaller VM for the remainder."""
+    if agents <= 0:
+        raise PlanningError("the number of agents must be positive")
+    if not 0 < a.max_share <= 1:
+        raise PlanningError("the failure-domain share must be in (0, 1]")
+    prices = prices or price_table()
+    prices.require_region(a.region)
+    share_cap = max(1, math.floor(agents * a.max_share))
+    candidates = _candidates(a, share_cap, prices)
+    if not candidates:
+        raise PlanningError("no priced machine type can hold a single agent with these figures")
+    best: tuple[float, int, list[tuple[VmCapacity, float, int, int]]] | None = None
+    for cap, monthly in candidates:
+        count = math.ceil(agents / cap.agents)
+        options = [[(cap, monthly, count, math.ceil(agents / count))]]
+        bulk, remainder = divmod(agents, cap.agents)
+        if bulk and remainder:
+            for other, other_monthly in candidates:
+                if other.agents >= remainder and other_monthly < monthly:
+                    options.append([(cap, monthly, bulk, cap.agents), (other, other_monthly, 1, remainder)])
+        for option in options:
+            cost = sum(m * n for _, m, n, _ in option)
+            vms = sum(n for _, _, n, _ in option)
+            if best is None or (round(cost, 6), vms) < (round(best[0], 6), best[1]):
+                best = (cost, vms, option)
+    assert best is not None
+    lines = [Line(cap, count, per_vm, monthly) for cap, monthly, count, per_vm in best[2]]
+    fleet = Fleet(f"recommended for {agents:,} agents", lines, agents)
+    return _with_notes(fleet, a)
+
+
+def _with_notes(fleet: Fleet, a: Assumptions) -> Fleet:
+    busiest = max(line.agents_per_vm for line in fleet.lines)
+    hours = busiest / a.new_registrations_per_minute / 60
+    fleet.notes.append(
+        f"first registration of {busiest:,} fresh identities on one VM at the registry's "
+        f"{a.new_registrations_per_minute} new per minute per source IP: {hours:.1f} h (re-registration after a "
+        "reboot is not limited)")
+    return fleet
+
+
+def from_stack(cfg: FleetConfig, stack: str, region: str | None = None, prices: PriceTable | None = None) -> Fleet:
+    """The same figures for an existing stack's swarm hosts and pools, with its own memory settings."""
+    prices = prices or price_table()
+    region = region or cfg.gcp.region
+    prices.require_region(region)
+    lines = []
+    for host in cfg.swarm_hosts:
+        lines.append(_stack_line(cfg, host.machine_type, host.agent_memory_mb, host.base_udp_port, 1,
+                                 host.target_agents, region, prices))
+    for pool in cfg.swarm_pools:
+        lines.append(_stack_line(cfg, pool.machine_type, pool.agent_memory_mb, pool.base_udp_port, pool.size,
+                                 pool.agents_per_vm, region, prices))
+    fleet = Fleet(f"stack {stack}", lines, cfg.expected_agents)
+    return _with_notes(fleet, Assumptions(new_registrations_per_minute=cfg.rendezvous.new_registrations_per_minute))
+
+
+def _stack_line(cfg: FleetConfig, machine_type: str, agent_mb: float, base_port: int, count: int, per_vm: int,
+                region: str, prices: PriceTable) -> Line:
+    machine = lookup(machine_type)
+    if machine is None:
+        raise PlanningError(f"machine type {machine_type!r} is not in fleet/data/machine_types.yaml")
+    monthly = prices.monthly(machine, region)
+    if monthly is None:
+        raise PlanningError(f"no price for {machine_type} in {region} (fleet/data/prices.yaml)")
+    a = Assumptions(region=region, agent_memory_mb=agent_mb, headroom_percent=cfg.memory.headroom_percent,
+                    os_reserve_mb=cfg.memory.os_reserve_mb, base_udp_port=base_port)
+    return Line(vm_capacity(machine, a), count, per_vm, monthly)
+
+
+def render(fleets: list[Fleet], currency: str = "$") -> str:
+    out = []
+    for fleet in fleets:
+        out.append(f"{fleet.title}: {fleet.agents:,} agents on {fleet.vms} VMs, {currency}{fleet.monthly:,.0f} a "
+                   f"month, {currency}{fleet.per_thousand:,.2f} per 1,000 agents a month")
+        out.append(f"  {'machine type':<18} {'VMs':>4} {'agents/VM':>10} {'ceiling':>8} {'binding limit':<21} "
+                   f"{'agents/vCPU':>11} {'$/month':>10}")
+        for line in fleet.lines:
+            cap = line.capacity
+            out.append(f"  {cap.machine.name:<18} {line.count:>4} {line.agents_per_vm:>10,} {cap.agents:>8,} "
+                       f"{cap.binding:<21} {line.agents_per_vm / cap.machine.vcpus:>11,.0f} {line.monthly:>10,.0f}")
+        out.extend(f"  note: {note}" for note in fleet.notes)
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
