@@ -146,7 +146,15 @@ def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> 
     return _with_notes(fleet, a)
 
 
+# The seed fleet ran about 190 agents per vCPU (3,000 on 16, 1,500 on 8); nothing measured goes beyond that.
+SEED_AGENTS_PER_VCPU = 190
+
+
 def _with_notes(fleet: Fleet, a: Assumptions) -> Fleet:
+    densest = max(line.agents_per_vm / line.capacity.machine.vcpus for line in fleet.lines)
+    if densest > SEED_AGENTS_PER_VCPU and not a.max_agents_per_vcpu:
+        fleet.notes.append(f"up to {densest:,.0f} agents per vCPU, above the seed's ~{SEED_AGENTS_PER_VCPU}: "
+                           "no CPU measurement backs that; --max-agents-per-vcpu caps it")
     busiest = max(line.agents_per_vm for line in fleet.lines)
     hours = busiest / a.new_registrations_per_minute / 60
     fleet.notes.append(

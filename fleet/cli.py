@@ -161,6 +161,41 @@ def cmd_monitoring(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from fleet.capacity import Assumptions, PlanningError, from_stack, recommend, render
+    from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
+    from fleet.plan.stack_files import ProjectError, load_project
+    from fleet.prices import PriceError, price_table
+    from fleet.scale_stack import StackWriteError, write_stack
+
+    assumptions = Assumptions(
+        region=args.region, agent_memory_mb=args.agent_memory_mb, headroom_percent=args.headroom,
+        os_reserve_mb=args.os_reserve_mb, burst_connections=args.burst_connections, connection_mb=args.connection_mb,
+        max_share=args.max_share, new_registrations_per_minute=args.new_registrations_per_minute,
+        max_agents_per_vcpu=args.max_agents_per_vcpu)
+    try:
+        fleets = [recommend(args.agents, assumptions)]
+        if args.compare_stack:
+            project = load_project(Path(args.program), args.compare_stack)
+            cfg = parse_fleet_config(raw_from_flat(project.config))
+            fleets.append(from_stack(cfg, args.compare_stack, args.region))
+    except (PlanningError, PriceError, ProjectError) as exc:
+        return fail(str(exc))
+    except FleetConfigError as exc:
+        return fail(f"stack {args.compare_stack!r}: " + "; ".join(exc.problems))
+    table = price_table()
+    print(render(fleets))
+    print(f"Prices: {args.region} on-demand, {table.date} (fleet/data/prices.yaml); "
+          f"{table.hours_per_month:g} hours a month; swarm VMs only (the rendezvous is extra).")
+    if args.write_stack:
+        try:
+            path = write_stack(Path(args.program), args.write_stack, fleets[0], assumptions, force=args.force)
+        except StackWriteError as exc:
+            return fail(str(exc))
+        print(f"\nWrote {path}: plan it with `python -m fleet plan --stack {args.write_stack}`")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fleet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,7 +239,47 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
     monitoring.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
     monitoring.set_defaults(func=cmd_monitoring)
+
+    from fleet.capacity import Assumptions
+
+    d = Assumptions()
+    capacity = sub.add_parser("capacity", help="the cheapest mix of machine types for N agents, with cost and the "
+                                               "limit that binds each VM")
+    capacity.add_argument("--agents", type=_positive, required=True, help="how many agents")
+    capacity.add_argument("--region", default=d.region, help=f"price region (default {d.region})")
+    capacity.add_argument("--headroom", type=float, default=d.headroom_percent, metavar="PERCENT",
+                          help=f"memory headroom over idle agents, percent (default {d.headroom_percent:g})")
+    capacity.add_argument("--agent-memory-mb", type=float, default=d.agent_memory_mb,
+                          help=f"idle memory per agent (default {d.agent_memory_mb:g}; 1.18.0 measured 13.4)")
+    capacity.add_argument("--os-reserve-mb", type=int, default=d.os_reserve_mb,
+                          help=f"memory kept for the OS (default {d.os_reserve_mb})")
+    capacity.add_argument("--burst-connections", type=int, default=d.burst_connections,
+                          help="simultaneous connections one VM must absorb on top of the headroom (seed: 800)")
+    capacity.add_argument("--connection-mb", type=float, default=d.connection_mb,
+                          help=f"memory per active connection (default {d.connection_mb:g})")
+    capacity.add_argument("--max-share", type=_share, default=d.max_share,
+                          help=f"largest share of all agents one VM may hold (default {d.max_share:g})")
+    capacity.add_argument("--max-agents-per-vcpu", type=int, default=d.max_agents_per_vcpu,
+                          help="a CPU ceiling, if you have measured one (default: none)")
+    capacity.add_argument("--new-registrations-per-minute", type=_positive,
+                          default=d.new_registrations_per_minute,
+                          help="the registry's new-identity limit per source IP (default 10)")
+    capacity.add_argument("--compare-stack", metavar="NAME", help="show the same figures for Pulumi.NAME.yaml")
+    capacity.add_argument("--program", default=str(REPO_ROOT), help="Pulumi project directory (stack files)")
+    capacity.add_argument("--write-stack", metavar="NAME", help="write the recommendation as Pulumi.NAME.yaml")
+    capacity.add_argument("--force", action="store_true", help="with --write-stack: replace an existing file")
+    capacity.set_defaults(func=cmd_capacity)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
 
 
 def _seconds(text: str) -> float:

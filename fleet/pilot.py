@@ -98,6 +98,9 @@ class MetadataKey:
     STARTUP_SCRIPT = "startup-script"
 
 
+# The label on a pool's VMs (from its instance template): Prometheus' gce_sd finds them by it.
+POOL_LABEL = "pilot-pool"
+
 ROLE_RENDEZVOUS = "rendezvous"
 ROLE_SWARM = "swarm"
 

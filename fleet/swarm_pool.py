@@ -13,8 +13,6 @@ from fleet.network import FLEET_TAG, FleetNetwork, swarm_tag
 from fleet.rendezvous import Rendezvous
 from fleet.swarm_host import agent_metadata, agent_ports_firewall
 
-POOL_LABEL = "pilot-pool"
-
 
 class SwarmPool(pulumi.ComponentResource):
     instance_group: pulumi.Output[str]
@@ -31,7 +29,7 @@ class SwarmPool(pulumi.ComponentResource):
             name=pool.name, machine_type=pool.machine_type, zone=self.zones[0], project=project,
             subnetwork=network.subnetwork, service_account_email=service_account_email,
             metadata=agent_metadata(cfg, pool, pool.agents_per_vm, rendezvous),
-            labels={**labels, "role": pilot.ROLE_SWARM, POOL_LABEL: pool.name}, tags=[FLEET_TAG, tag],
+            labels={**labels, "role": pilot.ROLE_SWARM, pilot.POOL_LABEL: pool.name}, tags=[FLEET_TAG, tag],
             disk_gb=pool.disk_gb,
         ).declare_template(self)
         agent_ports_firewall(pool.name, cfg, pool, pool.agents_per_vm, tag, network, self)

@@ -253,3 +253,18 @@ def test_a_wheel_that_fails_its_checksum_is_not_installed(sandbox, tmp_path) -> 
     assert result.returncode == 1 and "sha256 mismatch for http://127.0.0.1:" in result.stderr
     assert not (sandbox.root / "opt/pilot-fleet/bin/pilot-daemon").exists()
     assert "systemctl start pilot-agents.service" not in sandbox.calls()
+
+
+@pytest.mark.parametrize("sandbox", [{**RENDEZVOUS, "pilot-standby-of": "10.20.0.11:9000"}], indirect=True)
+def test_a_standby_rendezvous_replicates_and_an_emptied_attribute_promotes_it(sandbox) -> None:
+    _with_release(sandbox)
+    assert sandbox.run().returncode == 0
+    args = (sandbox.base / "rendezvous.args").read_text().split()
+    assert args[-2:] == ["-standby", "10.20.0.11:9000"]
+    # failover step 2: the operator empties pilot-standby-of and re-runs the boot path
+    sandbox.metadata.attributes["pilot-standby-of"] = ""
+    for marker in (sandbox.root / "run/pilot-fleet").glob("startup-done.*"):
+        marker.unlink()
+    result = sandbox.run()
+    assert result.returncode == 0 and "restarted pilot-rendezvous.service" in result.stderr
+    _wait(lambda: "-standby" not in (sandbox.base / "rendezvous.args").read_text())

@@ -125,3 +125,17 @@ def test_bad_outputs_and_unwritable_directory(tmp_path: Path, planned: Any) -> N
     blocker.write_text("")
     result = run_fleet("monitoring", "--outputs", str(good), "--out", str(blocker / "sub"))
     assert result.returncode == 2 and result.stderr.startswith(f"error: cannot write to {blocker / 'sub'}")
+
+
+def test_pools_are_found_by_their_label_and_the_config_passes_promtool(planned: Any, tmp_path: Path) -> None:
+    outputs = tmp_path / "scale.json"
+    outputs.write_text(json.dumps(planned("scale")["outputs"]))
+    result = run_fleet("monitoring", "--outputs", str(outputs), "--out", str(tmp_path / "m"))
+    assert result.returncode == 0, result.stderr
+    scrape = yaml.safe_load((tmp_path / "m/prometheus-scrape.yml").read_text())
+    pool = next(j for j in scrape["scrape_configs"] if j["job_name"] == "pilot-pool-scale-e2-highmem-8")
+    assert [c["zone"] for c in pool["gce_sd_configs"]] == ["us-central1-a", "us-central1-b", "us-central1-c"]
+    assert all(c["filter"] == 'labels.pilot-pool="scale-e2-highmem-8"' and c["port"] == 8081
+               for c in pool["gce_sd_configs"])
+    check = promtool("check", "config", str(tmp_path / "m/prometheus-scrape.yml"))
+    assert check.returncode == 0, check.stdout + check.stderr

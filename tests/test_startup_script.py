@@ -89,3 +89,11 @@ def test_script_and_policy_agree_on_script_keys() -> None:
               "shutdown-script-url", "sysprep-specialize-script-ps1", "windows-startup-script-cmd", "pilot-role",
               "enable-oslogin", "startup-scripts-note", "windows-keys"]
     assert sorted(k for k in sample if re.match(pattern, k)) == script_keys(dict.fromkeys(sample))
+
+
+def test_kernel_figures_in_the_script_are_the_planners() -> None:
+    from fleet import pilot
+
+    text = SCRIPT_PATH.read_text()
+    assert f"kernel.pid_max = {pilot.KERNEL_PID_MAX}\n" in text
+    assert f"fs.file-max = {pilot.KERNEL_FILE_MAX}\n" in text

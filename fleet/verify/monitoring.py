@@ -75,13 +75,30 @@ def alert_rules(outputs: StackOutputs) -> dict[str, Any]:
     ]}]}
 
 
-def scrape_config(out: Path) -> dict[str, Any]:
-    return {"scrape_configs": [
+def scrape_config(outputs: StackOutputs, out: Path) -> dict[str, Any]:
+    jobs: list[dict[str, Any]] = [
         {"job_name": "pilot-agents", "scrape_interval": "60s",
          "file_sd_configs": [{"files": [str(out / AGENTS_SD)]}]},
         {"job_name": "pilot-rendezvous", "scrape_interval": "60s",
          "file_sd_configs": [{"files": [str(out / RENDEZVOUS_SD)]}]},
-    ], "rule_files": [str(out / RULES)]}
+    ]
+    fleet = outputs.project or "pilot-fleet"
+    for pool in outputs.pools:
+        # a managed instance group's VMs come and go: Prometheus finds them by the template's pool label
+        jobs.append({
+            "job_name": f"pilot-pool-{pool.name}", "scrape_interval": "60s",
+            "gce_sd_configs": [{"project": fleet, "zone": zone, "port": pilot.SUPERVISOR_HEALTH_PORT,
+                                "filter": f'labels.{pilot.POOL_LABEL}="{pool.name}"'} for zone in pool.zones],
+            "relabel_configs": [
+                {"source_labels": ["__meta_gce_private_ip"], "target_label": "__address__",
+                 "replacement": f"$1:{pilot.SUPERVISOR_HEALTH_PORT}"},
+                {"source_labels": ["__meta_gce_instance_name"], "target_label": "pilot_host"},
+                {"source_labels": ["__meta_gce_zone"], "regex": ".*/zones/(.+)", "target_label": "pilot_zone"},
+                {"target_label": "pilot_fleet", "replacement": fleet},
+                {"target_label": "pilot_target_agents", "replacement": str(pool.agents_per_vm)},
+            ],
+        })
+    return {"scrape_configs": jobs, "rule_files": [str(out / RULES)]}
 
 
 def write_monitoring(outputs: StackOutputs, out: Path) -> list[Path]:
@@ -91,7 +108,7 @@ def write_monitoring(outputs: StackOutputs, out: Path) -> list[Path]:
         RENDEZVOUS_SD: json.dumps(rendezvous, indent=2) + "\n",
         RULES: "# Written by `python -m fleet monitoring` from the stack outputs; regenerate, do not edit.\n"
                + yaml.safe_dump(alert_rules(outputs), sort_keys=False),
-        SCRAPE_CONFIG: "# Merge into prometheus.yml.\n" + yaml.safe_dump(scrape_config(out.resolve()),
+        SCRAPE_CONFIG: "# Merge into prometheus.yml.\n" + yaml.safe_dump(scrape_config(outputs, out.resolve()),
                                                                          sort_keys=False),
     }
     try:

@@ -31,6 +31,15 @@ class HostOutput(_Model):
     udp_ports: str | None = None
 
 
+class PoolOutput(_Model):
+    name: str
+    machine_type: str = ""
+    zones: list[str] = Field(default_factory=list)
+    size: int = Field(ge=0)
+    agents_per_vm: int = Field(ge=0)
+    target_agents: int = Field(ge=0)
+
+
 class StackOutputs(_Model):
     schema_version: int
     project: str | None = None
@@ -40,6 +49,7 @@ class StackOutputs(_Model):
     alert_threshold: float = Field(default=pilot.DEFAULT_ALERT_THRESHOLD, gt=0, le=1)
     alert_min_online: int | None = None
     hosts: list[HostOutput] = Field(default_factory=list)
+    pools: list[PoolOutput] = Field(default_factory=list)
 
     @property
     def swarm_hosts(self) -> list[HostOutput]:

@@ -6,6 +6,7 @@ from pulumi_policy import Policy
 
 from .capacity import agents_fit_memory
 from .hardening import ADVISORY_POLICIES
+from .pools import pools_heal_safely
 from .reachability import pilot_ports_open
 from .startup_scripts import no_instance_startup_scripts, one_project_startup_script, startup_script_guarded
 
@@ -17,5 +18,6 @@ MANDATORY_POLICIES: list[Policy] = [
     startup_script_guarded,
     agents_fit_memory,
     pilot_ports_open,
+    pools_heal_safely,
 ]
 POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES]

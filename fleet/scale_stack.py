@@ -1,0 +1,72 @@
+"""`capacity --write-stack NAME`: the planner's recommendation as a stack file the program accepts."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet import pilot
+from fleet.capacity import Assumptions, Fleet
+from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
+
+STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+RENDEZVOUS_MACHINE = "e2-standard-8"  # the registry's state for 50,000 agents is a few MB; see SCALING.md
+
+
+class StackWriteError(Exception):
+    pass
+
+
+def stack_config(name: str, fleet: Fleet, a: Assumptions) -> dict[str, Any]:
+    region = a.region
+    zones = [f"{region}-{z}" for z in ("a", "b", "c")]
+    key = pilot.PROJECT_NAME
+    pools = [{
+        "name": f"{name}-{line.capacity.machine.name}",
+        "machineType": line.capacity.machine.name,
+        "zones": zones,
+        "size": line.count,
+        "agentsPerVm": line.agents_per_vm,
+    } for line in fleet.lines]
+    return {
+        "gcp:project": f"pilot-fleet-{name}",
+        "gcp:region": region,
+        "gcp:zone": zones[0],
+        f"{key}:network": {"name": f"pilot-fleet-{name}"},
+        f"{key}:rendezvous": {"name": f"pilot-rendezvous-{name}", "machineType": RENDEZVOUS_MACHINE,
+                              "standby": {"zone": zones[1]},
+                              "newRegistrationsPerMinute": a.new_registrations_per_minute},
+        f"{key}:agentDefaults": {"agentMemoryMb": a.agent_memory_mb, "baseUdpPort": a.base_udp_port},
+        f"{key}:memory": {"osReserveMb": a.reserve_mb, "headroomPercent": a.headroom_percent},
+        f"{key}:swarmPools": pools,
+    }
+
+
+def write_stack(program: Path, name: str, fleet: Fleet, a: Assumptions, force: bool = False) -> Path:
+    if not STACK_NAME.match(name):
+        raise StackWriteError(f"stack name {name!r}: use 1-16 lowercase letters, digits and hyphens, "
+                              "starting with a letter (it becomes part of resource names)")
+    path = program / f"Pulumi.{name}.yaml"
+    if path.exists() and not force:
+        raise StackWriteError(f"{path} exists; pass --force to replace it")
+    config = stack_config(name, fleet, a)
+    try:  # never write a stack the program would refuse
+        parse_fleet_config(raw_from_flat(config))
+    except FleetConfigError as exc:
+        raise StackWriteError(f"the recommendation does not make a valid stack: {'; '.join(exc.problems)}") from None
+    header = (f"# Written by `python -m fleet capacity --agents {fleet.requested} --write-stack {name}` on "
+              f"{datetime.now(UTC):%Y-%m-%d}: {fleet.agents:,} agents on {fleet.vms} VMs, "
+              f"${fleet.monthly:,.0f} a month ({a.region} on-demand, fleet/data/prices.yaml).\n"
+              "# gcp:project is a placeholder: `pulumi config set gcp:project YOUR_PROJECT`. The rendezvous needs\n"
+              "# `rendezvous.release` (url, sha256) before it can boot; see README.md.\n")
+    tmp = path.with_suffix(".yaml.tmp")
+    try:
+        tmp.write_text(header + yaml.safe_dump({"config": config}, sort_keys=False))
+        tmp.replace(path)
+    except OSError as exc:
+        raise StackWriteError(f"cannot write {path}: {exc.strerror}") from None
+    return path

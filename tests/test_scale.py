@@ -1,0 +1,192 @@
+"""Past three VMs: swarm pools on managed instance groups, the standby rendezvous and its failover, the capacity
+planner and the 50,000-agent stack it wrote."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleet import pilot
+from fleet.capacity import Assumptions, recommend, vm_capacity
+from fleet.machine_types import lookup
+from fleet.policy.analyzer import running_pack
+from tests.conftest import REPO, run_fleet
+from tests.policy_harness import PACK_DIR, directly, over_grpc, resources_from_plan
+
+REGION_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+FIREWALL = "gcp:compute/firewall:Firewall"
+INSTANCE = "gcp:compute/instance:Instance"
+POOL = "scale-e2-highmem-8"
+
+
+@pytest.fixture(scope="module")
+def scale(planned: Any) -> dict[str, Any]:
+    return planned("scale")
+
+
+def of_type(plan: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r["inputs"] for r in plan["resources"] if r["type"] == type_}
+
+
+def test_scale_stack_plans_with_no_mandatory_violation_and_50k_agents(scale: dict[str, Any]) -> None:
+    assert not [v for v in scale["policy"]["violations"] if v["enforcement"] == "mandatory"]
+    assert scale["outputs"]["expectedAgents"] >= 50_000
+    assert "pools-heal-safely" in scale["policy"]["policies"]
+
+
+def test_pool_is_a_template_and_a_regional_group_that_heals_on_the_supervisor(scale: dict[str, Any]) -> None:
+    template = next(iter(of_type(scale, TEMPLATE).values()))
+    assert template["namePrefix"] == f"{POOL}-"
+    md = template["metadata"]
+    assert md["pilot-role"] == "swarm" and md["pilot-agent-target"] == "3847"
+    assert not set(md) & {"startup-script", "startup-script-url", "user-data"}
+    assert template["shieldedInstanceConfig"]["enableSecureBoot"] is True
+    assert template["labels"]["pilot-pool"] == POOL
+    group = of_type(scale, REGION_MIG)[POOL]
+    assert group["distributionPolicyZones"] == ["us-central1-a", "us-central1-b", "us-central1-c"]
+    assert group["targetSize"] == 13 and group["baseInstanceName"] == POOL
+    assert group["autoHealingPolicies"]["initialDelaySec"] == pilot.AUTOHEALING_INITIAL_DELAY_SECONDS
+    assert group["autoHealingPolicies"]["healthCheck"].endswith(f"healthChecks/{POOL}-health")
+    assert group["updatePolicy"] == {"type": "PROACTIVE", "minimalAction": "REPLACE", "maxSurgeFixed": 3,
+                                     "maxUnavailableFixed": 0, "instanceRedistributionType": "PROACTIVE"}
+    health = of_type(scale, "gcp:compute/healthCheck:HealthCheck")[f"{POOL}-health"]
+    assert health["httpHealthCheck"] == {"port": 8081, "requestPath": "/healthz"}
+    rule = of_type(scale, FIREWALL)[f"{POOL}-allow-health-checks"]
+    assert rule["sourceRanges"] == ["35.191.0.0/16", "130.211.0.0/22"]
+    assert rule["allows"] == [{"protocol": "tcp", "ports": ["8081"]}] and rule["targetTags"] == template["tags"][1:]
+    assert of_type(scale, FIREWALL)[f"{POOL}-allow-agents"]["allows"][0]["ports"] == ["10000-13846"]
+
+
+def test_failover_steps_hold_on_the_plan(scale: dict[str, Any]) -> None:
+    """Each step of the failover procedure in SCALING.md relies on one fact of the plan."""
+    vms = of_type(scale, INSTANCE)
+    primary, standby = vms["pilot-rendezvous-scale"], vms["pilot-rendezvous-scale-standby"]
+    hosts = {h["name"]: h for h in scale["outputs"]["hosts"]}
+    # a hot standby in another zone, replicating from the primary's registry on the internal network
+    assert standby["zone"] != primary["zone"]
+    assert standby["metadata"]["pilot-standby-of"] == f"{hosts['pilot-rendezvous-scale']['internalIp']}:9000"
+    assert "pilot-standby-of" not in primary["metadata"]
+    replication = of_type(scale, FIREWALL)["pilot-rendezvous-scale-allow-standby"]
+    assert replication["sourceTags"] == ["pilot-rendezvous-standby"] and replication["allows"][0]["ports"] == ["9000"]
+    # its own durable store, so promotion keeps what it replicated
+    disks = of_type(scale, "gcp:compute/disk:Disk")
+    assert {"pilot-rendezvous-scale-store", "pilot-rendezvous-scale-standby-store"} <= set(disks)
+    assert standby["attachedDisks"][0]["deviceName"] == "pilot-store"
+    assert disks["pilot-rendezvous-scale-standby-store"]["zone"] == standby["zone"]
+    # step "move the IP": the primary's address is a reserved static address, not an ephemeral one
+    addresses = of_type(scale, "gcp:compute/address:Address")
+    assert addresses["pilot-rendezvous-scale-ip"]["addressType"] == "EXTERNAL"
+    assert primary["networkInterfaces"][0]["accessConfigs"][0]["natIp"] == scale["outputs"]["rendezvousIp"]
+    # after the move the same firewall rules admit agents: the standby carries the rendezvous tag
+    assert "pilot-rendezvous" in standby["tags"]
+    for what in ("registry", "beacon"):
+        assert of_type(scale, FIREWALL)[f"pilot-rendezvous-scale-allow-{what}"]["targetTags"] == ["pilot-rendezvous"]
+    # monitoring and operators find both
+    assert scale["outputs"]["rendezvousStandbyIp"] == hosts["pilot-rendezvous-scale-standby"]["externalIp"]
+    assert hosts["pilot-rendezvous-scale-standby"]["standbyOf"] == "pilot-rendezvous-scale"
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[Any]:
+    with running_pack(PACK_DIR) as analyzer:
+        yield analyzer
+
+
+def _changed(scale: dict[str, Any], change: Any) -> list[dict[str, Any]]:
+    resources = resources_from_plan(scale)
+    change(resources)
+    return resources
+
+
+def _group(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(r["inputs"] for r in resources if r["type"] == REGION_MIG)
+
+
+POOL_CASES = {
+    "no autohealing": (lambda rs: _group(rs).pop("autoHealingPolicies"), {("pools-heal-safely", POOL)}),
+    "autohealing after 60 s": (lambda rs: _group(rs)["autoHealingPolicies"].update(initialDelaySec=60),
+                               {("pools-heal-safely", POOL)}),
+    "every VM at once": (lambda rs: _group(rs)["updatePolicy"].update(maxUnavailableFixed=13),
+                         {("pools-heal-safely", POOL)}),
+    "health checkers shut out": (
+        lambda rs: rs.remove(next(r for r in rs if r["name"] == f"{POOL}-allow-health-checks")),
+        {("pools-heal-safely", POOL)}),
+    "template with a startup-script": (
+        lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["metadata"].update(
+            {"startup-script": "echo ghost"}),
+        {("no-instance-startup-scripts", POOL)}),
+    "template over its memory": (
+        lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["metadata"].update(
+            {"pilot-agent-target": "5000"}),
+        {("agents-fit-memory", POOL), ("pilot-ports-open", POOL)}),
+}
+
+
+def test_scale_baseline_is_compliant(stub: Any, scale: dict[str, Any]) -> None:
+    assert directly(resources_from_plan(scale)) == set() == over_grpc(stub, resources_from_plan(scale))
+
+
+@pytest.mark.parametrize("case", list(POOL_CASES))
+def test_pool_rules_one_change_each(stub: Any, scale: dict[str, Any], case: str) -> None:
+    change, expected = POOL_CASES[case]
+    resources = _changed(scale, change)
+    assert directly(copy.deepcopy(resources)) == expected
+    assert over_grpc(stub, resources) == expected
+
+
+def test_planner_binding_limits_and_cost() -> None:
+    a = Assumptions()
+    highmem16 = vm_capacity(lookup("e2-highmem-16"), a)  # type: ignore[arg-type]
+    assert (highmem16.agents, highmem16.binding) == (8000, "memory")  # (131,072 - 3,072) / (10 x 1.6)
+    assert highmem16.limits["UDP ports"] == 32768 - 10000
+    assert highmem16.limits["PIDs"] == 4194304 // 8 and highmem16.limits["file descriptors"] == 2097152 // 15
+    ports_bound = vm_capacity(lookup("n2-highmem-128"), a)  # type: ignore[arg-type]
+    assert ports_bound.binding == "UDP ports" and ports_bound.agents == 22768
+    fleet = recommend(50_000, a)
+    assert fleet.agents >= 50_000 and all(line.agents_per_vm <= 5_000 for line in fleet.lines)  # 10% share
+    assert fleet.per_thousand == pytest.approx(fleet.monthly / fleet.agents * 1000)
+    burst = recommend(50_000, Assumptions(burst_connections=800))  # the seed's burst: 800 x 4 MB more per VM
+    assert burst.lines[0].capacity.limits["memory"] < vm_capacity(burst.lines[0].capacity.machine, a).limits["memory"]
+    assert burst.monthly >= fleet.monthly
+
+
+def test_capacity_compare_prod_prints_both_costs_per_1000() -> None:
+    result = run_fleet("capacity", "--agents", "9500", "--compare-stack", "prod")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "per 1,000 agents a month" in line]
+    assert len(lines) == 2 and lines[0].startswith("recommended for 9,500 agents") and lines[1].startswith("stack prod")
+    assert "  n2d-highcpu-128       1      5,000" in result.stdout
+    assert "$3,501 a month, $368.55 per 1,000 agents" in lines[1]  # the seed: 391 + 2,914 + 196 a month
+
+
+def test_write_stack_writes_a_stack_the_program_plans(tmp_path: Path) -> None:
+    for name in ("Pulumi.yaml", "__main__.py", "fleet", "startup"):
+        (tmp_path / name).symlink_to(REPO / name)
+    result = run_fleet("capacity", "--agents", "20000", "--write-stack", "big", "--program", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "Pulumi.big.yaml").read_text())["config"]
+    assert config["pilot-fleet:swarmPools"][0]["size"] * config["pilot-fleet:swarmPools"][0]["agentsPerVm"] >= 20000
+    out = tmp_path / "plan.json"
+    planned = run_fleet("plan", "--program", str(tmp_path), "--stack", "big", "--json", str(out))
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert json.loads(out.read_text())["outputs"]["expectedAgents"] >= 20000
+    again = run_fleet("capacity", "--agents", "20000", "--write-stack", "big", "--program", str(tmp_path))
+    assert again.returncode == 2 and "exists; pass --force to replace it" in again.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--agents", "0"], "argument --agents: '0' must be positive"),
+    (["--agents", "100", "--region", "mars-east1"], "no prices for region 'mars-east1'"),
+    (["--agents", "100", "--compare-stack", "nosuch"], "Pulumi.nosuch.yaml"),
+    (["--agents", "100", "--write-stack", "Bad_Name"], "stack name 'Bad_Name'"),
+])
+def test_capacity_bad_input_is_one_line(args: list[str], message: str) -> None:
+    result = run_fleet("capacity", *args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
