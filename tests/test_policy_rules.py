@@ -88,9 +88,14 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
                             {("no-instance-startup-scripts", "pilot-rendezvous")}),
     "windows script": (metadata("swarm-1", windows_startup_script_ps1="x"),
                        {("no-instance-startup-scripts", "swarm-1")}),
+    # a swarm template is a pool's: health checkers must reach it too (pools-heal-safely), as tests/test_scale.py
+    # shows from a compliant pool
     "template startup-script-url": (template_of("swarm-1", "tmpl", startup_script_url="gs://b/x"),
-                                    {("no-instance-startup-scripts", "tmpl")}),
-    "MIG all-instances user-data": (add(MIG, "mig", {"allInstancesConfig": {"metadata": {"user-data": "x"}}}),
+                                    {("no-instance-startup-scripts", "tmpl"), ("pools-heal-safely", "tmpl")}),
+    "MIG all-instances user-data": (add(MIG, "mig", {"allInstancesConfig": {"metadata": {"user-data": "x"}},
+                                                     "targetSize": 2, "updatePolicy": {"maxUnavailableFixed": 0},
+                                                     "autoHealingPolicies": {"healthCheck": "hc",
+                                                                             "initialDelaySec": 1800}}),
                                     {("no-instance-startup-scripts", "mig")}),
     "ProjectMetadata resource": (add("gcp:compute/projectMetadata:ProjectMetadata", "all-keys",
                                      {"metadata": {"enable-oslogin": "TRUE"}}),
