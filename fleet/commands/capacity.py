@@ -1,0 +1,43 @@
+"""`capacity`: the planner's recommendation, the comparison with a stack, and --write-stack."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fleet.commands import EXIT_OK, fail
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from fleet.capacity import Assumptions, PlanningError, from_stack, recommend, render
+    from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
+    from fleet.plan.stack_files import ProjectError, load_project
+    from fleet.prices import PriceError, price_table
+    from fleet.scale_stack import StackWriteError, write_stack
+
+    assumptions = Assumptions(
+        region=args.region, agent_memory_mb=args.agent_memory_mb, headroom_percent=args.headroom,
+        os_reserve_mb=args.os_reserve_mb, burst_connections=args.burst_connections, connection_mb=args.connection_mb,
+        max_share=args.max_share, new_registrations_per_minute=args.new_registrations_per_minute,
+        max_agents_per_vcpu=args.max_agents_per_vcpu)
+    try:
+        fleets = [recommend(args.agents, assumptions)]
+        if args.compare_stack:
+            project = load_project(Path(args.program), args.compare_stack)
+            cfg = parse_fleet_config(raw_from_flat(project.config))
+            fleets.append(from_stack(cfg, args.compare_stack, args.region))
+    except (PlanningError, PriceError, ProjectError) as exc:
+        return fail(str(exc))
+    except FleetConfigError as exc:
+        return fail(f"stack {args.compare_stack!r}: " + "; ".join(exc.problems))
+    table = price_table()
+    print(render(fleets))
+    print(f"Prices: {args.region} on-demand, {table.date} (fleet/data/prices.yaml); "
+          f"{table.hours_per_month:g} hours a month; swarm VMs only (the rendezvous is extra).")
+    if args.write_stack:
+        try:
+            path = write_stack(Path(args.program), args.write_stack, fleets[0], assumptions, force=args.force)
+        except StackWriteError as exc:
+            return fail(str(exc))
+        print(f"\nWrote {path}: plan it with `python -m fleet plan --stack {args.write_stack}`")
+    return EXIT_OK

@@ -1,0 +1,54 @@
+"""`plan` and `policy`: the offline plan under the mock engine, and the policy pack's verdict on it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fleet.commands import EXIT_FINDINGS, EXIT_OK, fail
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    return _plan_and_check(args, show_plan=True, check_policy=not args.no_policy)
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    return _plan_and_check(args, show_plan=False, check_policy=True)
+
+
+def _plan_and_check(args: argparse.Namespace, *, show_plan: bool, check_policy: bool) -> int:
+    from fleet.plan.mock_engine import ProgramError, plan_program
+    from fleet.plan.report import render_plan
+    from fleet.plan.stack_files import ProjectError, load_project
+    from fleet.policy.analyzer import PolicyPackError, analyze, load_overrides
+    from fleet.policy.report import render_policy
+
+    try:
+        project = load_project(Path(args.program), args.stack)
+        overrides = load_overrides(Path(args.policy_config) if args.policy_config else None)
+    except (ProjectError, PolicyPackError) as exc:
+        return fail(str(exc))
+    try:
+        plan = plan_program(project, args.stack, project.config.get("gcp:project", "mock-project"))
+    except ProgramError as exc:
+        return fail(f"stack {args.stack!r} of {project.directory}: {exc}")
+    document = plan.to_json()
+    report = None
+    if check_policy:
+        try:
+            report = analyze(plan, Path(args.policy_pack), overrides)
+        except PolicyPackError as exc:
+            return fail(str(exc))
+        document["policy"] = report.to_json()
+    if show_plan:
+        print(render_plan(plan))
+    if report:
+        print(("\n" if show_plan else "") + render_policy(report))
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+        except OSError as exc:
+            return fail(f"cannot write {args.json}: {exc.strerror}")
+        print(f"\nPlan written to {args.json}")
+    return EXIT_FINDINGS if report and report.mandatory else EXIT_OK

@@ -1,0 +1,109 @@
+"""`verify` and `monitoring`: the post-deploy check and the Prometheus files, both from the stack outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fleet import pilot
+from fleet.commands import EXIT_OK, fail
+from fleet.verify.outputs import OutputsError
+
+if TYPE_CHECKING:
+    from fleet.verify.check import Report, Target
+    from fleet.verify.outputs import StackOutputs
+
+
+def _load_outputs(args: argparse.Namespace) -> StackOutputs | None:
+    """--outputs FILE / '-' (stdin), --stack NAME (Automation API), stdin when piped; None when not given."""
+    from fleet.verify.outputs import outputs_from_stack, parse_outputs
+
+    piped = args.outputs is None and args.stack is None and not sys.stdin.isatty() and not (
+        getattr(args, "stats_url", None) and getattr(args, "expected", None) is not None)
+    if args.outputs == "-" or piped:
+        text = sys.stdin.read()
+        if piped and not text.strip():
+            return None  # nothing was piped in (cron, CI): fall through to "nothing to check"
+        return parse_outputs(text, "stdin")
+    if args.outputs:
+        try:
+            text = Path(args.outputs).read_text()
+        except OSError as exc:
+            raise OutputsError(f"cannot read {args.outputs}: {exc.strerror}") from None
+        return parse_outputs(text, args.outputs)
+    if args.stack:
+        return outputs_from_stack(args.stack, str(Path(args.program)))
+    return None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from fleet.verify.check import Target, check
+    from fleet.verify.report import render_html, render_table, render_watch_line
+
+    try:
+        outputs = _load_outputs(args)
+    except OutputsError as exc:
+        return fail(str(exc))
+    if outputs is None:
+        if not (args.stats_url and args.expected is not None):
+            return fail("nothing to check: give --outputs FILE (or pipe `pulumi stack output --json`), "
+                        "--stack NAME, or both --stats-url and --expected")
+        target = Target(args.stats_url, args.expected, args.threshold or pilot.DEFAULT_ALERT_THRESHOLD)
+    else:
+        target = Target.from_outputs(outputs, args.stats_url, args.expected, args.threshold)
+    if args.watch is not None:
+        return _watch(target, args, render_watch_line)
+    report = check(target, args.wait, args.interval, per_host=not args.no_per_host)
+    print(json.dumps(report.to_json(), indent=2) if args.json else render_table(report))
+    if args.html:
+        try:
+            Path(args.html).write_text(render_html(report))
+        except OSError as exc:
+            return fail(f"cannot write {args.html}: {exc.strerror}")
+    return report.exit_code
+
+
+def _watch(target: Target, args: argparse.Namespace, line: Callable[[Report], str]) -> int:
+    """The seed's health loop done properly: one line per change of verdict or count, until interrupted."""
+    from fleet.verify.check import check_once
+
+    last: tuple[str, int | None] | None = None
+    code, checks = 0, 0
+    try:
+        while args.checks is None or checks < args.checks:
+            report = check_once(target, time.monotonic() + min(args.watch, 10.0) + 0.5,
+                                per_host=not args.no_per_host)
+            checks += 1
+            code = report.exit_code
+            state = (report.verdict, report.count.online if report.count else None)
+            if state != last:
+                print(json.dumps(report.to_json()) if args.json else line(report), flush=True)
+                last = state
+            if args.checks is None or checks < args.checks:
+                time.sleep(args.watch)
+    except KeyboardInterrupt:
+        pass
+    return code
+
+
+def cmd_monitoring(args: argparse.Namespace) -> int:
+    from fleet.verify.monitoring import MonitoringError, write_monitoring
+
+    try:
+        outputs = _load_outputs(args)
+    except OutputsError as exc:
+        return fail(str(exc))
+    if outputs is None:
+        return fail("give --outputs FILE (or pipe `pulumi stack output --json`) or --stack NAME")
+    try:
+        written = write_monitoring(outputs, Path(args.out))
+    except MonitoringError as exc:
+        return fail(str(exc))
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_OK
