@@ -205,6 +205,9 @@ class Supervisor:
         self.published: dict[str, str] = {}
         self.next_publish = 0.0
         self.started = now
+        # identities the registry knows, from the markers earlier runs left (read once; kept in step after)
+        self.known = {int(m.parent.name) for m in (Path(config.state_dir) / "agents").glob(f"*/{REGISTERED_MARKER}")
+                      if m.parent.name.isdigit()}
 
     # -- one tick -------------------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -254,12 +257,13 @@ class Supervisor:
             _signal(pid, signal.SIGTERM)
 
     def mark_registered(self, now: float) -> None:
+        """An agent alive `settle_seconds` after its start registered: its identity is known to the registry."""
         for index in self.running:
             state = self.agents.get(index)
-            if state and state.started_at and now - state.started_at >= self.config.settle_seconds:
-                marker = agent_dir(self.config, index) / REGISTERED_MARKER
-                if not marker.exists():
-                    marker.touch()
+            if index not in self.known and state and state.started_at and \
+                    now - state.started_at >= self.config.settle_seconds:
+                (agent_dir(self.config, index) / REGISTERED_MARKER).touch()
+                self.known.add(index)
 
     def start_round(self, now: float) -> None:
         if now < self.next_round:
@@ -269,12 +273,12 @@ class Supervisor:
                    if i not in self.running and i not in unreaped
                    and now >= self.agents.get(i, AgentState()).not_before]
         # known identities first: the registry does not rate-limit re-registration
-        missing.sort(key=lambda i: (not (agent_dir(self.config, i) / REGISTERED_MARKER).exists(), i))
+        missing.sort(key=lambda i: (i not in self.known, i))
         started = 0
         for index in missing:
             if started >= self.config.spawn_parallelism:
                 break
-            fresh = not (agent_dir(self.config, index) / REGISTERED_MARKER).exists()
+            fresh = index not in self.known
             if fresh and not self.bucket.take(now):
                 break  # the remaining ones are fresh too (sorted)
             self.spawn(index, now, fresh)
