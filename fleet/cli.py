@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from fleet.commands import REPO_ROOT
 from fleet.commands.capacity import cmd_capacity
 from fleet.commands.plan import cmd_plan, cmd_policy
 from fleet.commands.verify import cmd_monitoring, cmd_verify
+
+T = TypeVar("T", int, float)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,34 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
+def _number(cast: Callable[[str], T], what: str, ok: Callable[[T], bool], rule: str) -> Callable[[str], T]:
+    """An argparse type: `cast` the text, then check it, with one message naming the value and the rule."""
+
+    def parse(text: str) -> T:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} {rule}")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: seconds cannot be negative")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a share in (0, 1]")
-    return value
+_positive = _number(int, "a whole number", lambda v: v > 0, "must be positive")
+_seconds = _number(float, "a number of seconds", lambda v: v >= 0, "cannot be negative seconds")
+_share = _number(float, "a number", lambda v: 0 < v <= 1, "must be a share in (0, 1]")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
