@@ -223,7 +223,8 @@ class Supervisor:
     def listing(self) -> dict[int, list[int]]:
         running = list_agents(self.config)
         for pid, (index, proc) in self.children.items():  # started, not yet reaped: counts even if mid-exec
-            if proc.poll() is None and pid not in running.get(index, []):
+            # the scan already holds nearly every child: ask the kernel (waitpid) only about the others
+            if pid not in running.get(index, []) and proc.poll() is None:
                 running.setdefault(index, []).append(pid)
         return running
 
