@@ -75,7 +75,9 @@ class Line:
 
 
 @dataclass(frozen=True)
-class Fleet:
+class CostedFleet:
+    """Swarm VMs by machine type with their cost: a recommendation, or an existing stack's hosts and pools."""
+
     title: str
     lines: list[Line]
     requested: int
@@ -114,7 +116,7 @@ def _candidates(a: Assumptions, share_cap: int, prices: PriceTable) -> list[tupl
     return found
 
 
-def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> Fleet:
+def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> CostedFleet:
     """Cheapest fleet: VMs of one type, or of one type plus one smaller VM for the remainder."""
     if agents <= 0:
         raise PlanningError("the number of agents must be positive")
@@ -142,7 +144,7 @@ def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> 
                 best = (cost, vms, option)
     assert best is not None
     lines = [Line(cap, count, per_vm, monthly) for cap, monthly, count, per_vm in best[2]]
-    fleet = Fleet(f"recommended for {agents:,} agents", lines, agents)
+    fleet = CostedFleet(f"recommended for {agents:,} agents", lines, agents)
     return _with_notes(fleet, a)
 
 
@@ -150,7 +152,7 @@ def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> 
 SEED_AGENTS_PER_VCPU = 190
 
 
-def _with_notes(fleet: Fleet, a: Assumptions) -> Fleet:
+def _with_notes(fleet: CostedFleet, a: Assumptions) -> CostedFleet:
     densest = max(line.agents_per_vm / line.capacity.machine.vcpus for line in fleet.lines)
     if densest > SEED_AGENTS_PER_VCPU and not a.max_agents_per_vcpu:
         fleet.notes.append(f"up to {densest:,.0f} agents per vCPU, above the seed's ~{SEED_AGENTS_PER_VCPU}: "
@@ -164,7 +166,8 @@ def _with_notes(fleet: Fleet, a: Assumptions) -> Fleet:
     return fleet
 
 
-def from_stack(cfg: FleetConfig, stack: str, region: str | None = None, prices: PriceTable | None = None) -> Fleet:
+def from_stack(cfg: FleetConfig, stack: str, region: str | None = None,
+               prices: PriceTable | None = None) -> CostedFleet:
     """The same figures for an existing stack's swarm hosts and pools, with its own memory settings."""
     prices = prices or price_table()
     region = region or cfg.gcp.region
@@ -176,7 +179,7 @@ def from_stack(cfg: FleetConfig, stack: str, region: str | None = None, prices: 
     for pool in cfg.swarm_pools:
         lines.append(_stack_line(cfg, pool.machine_type, pool.agent_memory_mb, pool.base_udp_port, pool.size,
                                  pool.agents_per_vm, region, prices))
-    fleet = Fleet(f"stack {stack}", lines, cfg.expected_agents)
+    fleet = CostedFleet(f"stack {stack}", lines, cfg.expected_agents)
     return _with_notes(fleet, Assumptions(new_registrations_per_minute=cfg.rendezvous.new_registrations_per_minute))
 
 
@@ -193,7 +196,7 @@ def _stack_line(cfg: FleetConfig, machine_type: str, agent_mb: float, base_port:
     return Line(vm_capacity(machine, a), count, per_vm, monthly)
 
 
-def render(fleets: list[Fleet], currency: str = "$") -> str:
+def render(fleets: list[CostedFleet], currency: str = "$") -> str:
     out = []
     for fleet in fleets:
         out.append(f"{fleet.title}: {fleet.agents:,} agents on {fleet.vms} VMs, {currency}{fleet.monthly:,.0f} a "

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from fleet import pilot
-from fleet.capacity import Assumptions, Fleet
+from fleet.capacity import Assumptions, CostedFleet
 from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
 
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
@@ -21,7 +21,7 @@ class StackWriteError(Exception):
     pass
 
 
-def stack_config(name: str, fleet: Fleet, a: Assumptions) -> dict[str, Any]:
+def stack_config(name: str, fleet: CostedFleet, a: Assumptions) -> dict[str, Any]:
     region = a.region
     zones = [f"{region}-{z}" for z in ("a", "b", "c")]
     key = pilot.PROJECT_NAME
@@ -46,7 +46,7 @@ def stack_config(name: str, fleet: Fleet, a: Assumptions) -> dict[str, Any]:
     }
 
 
-def write_stack(program: Path, name: str, fleet: Fleet, a: Assumptions, force: bool = False) -> Path:
+def write_stack(program: Path, name: str, fleet: CostedFleet, a: Assumptions, force: bool = False) -> Path:
     if not STACK_NAME.match(name):
         raise StackWriteError(f"stack name {name!r}: use 1-16 lowercase letters, digits and hyphens, "
                               "starting with a letter (it becomes part of resource names)")
