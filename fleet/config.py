@@ -22,6 +22,7 @@ from fleet import pilot
 from fleet.machine_types import lookup, machine_types
 from fleet.memory_budget import MemoryBudget
 from fleet.pilot_releases import known_versions
+from fleet.rendezvous_build import build_table
 
 GCP_KEYS = ("project", "region", "zone")
 GCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -109,8 +110,10 @@ class RendezvousConfig(Model):
     # Who may open the dashboard and JSON API (3000/tcp). Default: only through IAP TCP forwarding.
     operator_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
     new_registrations_per_minute: int = Field(default=pilot.NEW_REGISTRATIONS_PER_MINUTE, ge=1)
-    # The rendezvous binary is not on PyPI: a release URL and its sha256. Without it the VM is tuned and its store
-    # disk mounted, but the startup script stops with a clear error instead of running a rendezvous.
+    # The rendezvous binary is not on PyPI. By default its host builds it at first boot from this pinned commit of
+    # the public source (fleet/data/rendezvous_build.yaml); a prebuilt release (url, sha256) wins when set.
+    # `source: null` (or "") builds nothing: then `release` is required.
+    source: str | None = Field(default_factory=lambda: build_table().default_source)
     release: RendezvousRelease | None = None
     standby: RendezvousStandby | None = None
 
@@ -259,6 +262,7 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
         check_zone(key_name(("rendezvous", "zone")), cfg.rendezvous.zone)
     if lookup(cfg.rendezvous.machine_type) is None:
         problems.append(unknown_machine(key_name(("rendezvous", "machineType")), cfg.rendezvous.machine_type))
+    problems += _install_source_problems(cfg.rendezvous)
     ports = cfg.rendezvous.ports
     if ports.registry == ports.dashboard:  # both TCP; the beacon is UDP and may share a number
         problems.append(f"{key_name(('rendezvous', 'ports'))}: registry and dashboard cannot share TCP port "
@@ -323,6 +327,19 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
                     problems.append(f"{where}.{key} ({pool.name}): a regional group across {len(zones)} zones "
                                     f"needs 0 or at least {len(zones)} (Compute Engine's rule), not {value}")
     return problems
+
+
+def _install_source_problems(rv: RendezvousConfig) -> list[str]:
+    """A rendezvous VM that has no binary to run would boot into nothing: refuse the stack instead."""
+    table = build_table()
+    known = ", ".join(sorted(table.sources))
+    if rv.source and rv.source not in table.sources:
+        return [f"{key_name(('rendezvous', 'source'))}: commit {rv.source!r} is not pinned in "
+                f"fleet/data/rendezvous_build.yaml (pinned: {known})"]
+    if not rv.source and rv.release is None:
+        return [f"{key_name(('rendezvous', 'source'))}: the rendezvous has no install source: set it to a pinned "
+                f"commit ({known}) or set {key_name(('rendezvous', 'release'))} (url, sha256 of a prebuilt binary)"]
+    return []
 
 
 def parse_fleet_config(raw: Mapping[str, Any]) -> FleetConfig:

@@ -8,11 +8,26 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fleet import pilot
-from fleet.config import FleetConfig
+from fleet.config import FleetConfig, RendezvousConfig
 from fleet.instance import FleetVm, internal_ip
 from fleet.network import FLEET_TAG, RENDEZVOUS_TAG, STANDBY_TAG, FleetNetwork
+from fleet.rendezvous_build import build_table
 
 STORE_DEVICE = "pilot-store"
+
+
+def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:
+    """Where the VM gets its rendezvous binary: the prebuilt release when set (it wins), else the pinned source.
+
+    Config validation guarantees one of the two."""
+    key = pilot.MetadataKey
+    if rv.release:
+        return {key.RENDEZVOUS_URL: rv.release.url, key.RENDEZVOUS_SHA256: rv.release.sha256}
+    if not rv.source:
+        return {}
+    source = build_table().sources[rv.source]
+    return {key.RENDEZVOUS_SOURCE_COMMIT: source.commit, key.RENDEZVOUS_SOURCE_URL: source.url,
+            key.RENDEZVOUS_SOURCE_DIGEST: source.tree_sha256, key.GO_VERSION: source.go}
 
 
 @dataclass
@@ -86,8 +101,7 @@ class Rendezvous(pulumi.ComponentResource):
                 pilot.MetadataKey.REGISTRY_PORT: str(rv.ports.registry),
                 pilot.MetadataKey.BEACON_PORT: str(rv.ports.beacon),
                 pilot.MetadataKey.DASHBOARD_PORT: str(rv.ports.dashboard),
-                **({pilot.MetadataKey.RENDEZVOUS_URL: rv.release.url,
-                    pilot.MetadataKey.RENDEZVOUS_SHA256: rv.release.sha256} if rv.release else {}),
+                **install_source_metadata(rv),
                 **extra,
             },
             labels={**labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[FLEET_TAG, *tags],

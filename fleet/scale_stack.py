@@ -12,6 +12,7 @@ import yaml
 from fleet import pilot
 from fleet.capacity import Assumptions, CostedFleet
 from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
+from fleet.rendezvous_build import build_table
 
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 RENDEZVOUS_MACHINE = "e2-standard-8"  # the registry's state for 50,000 agents is a few MB; see SCALING.md
@@ -38,6 +39,7 @@ def stack_config(name: str, fleet: CostedFleet, a: Assumptions) -> dict[str, Any
         "gcp:zone": zones[0],
         f"{key}:network": {"name": f"pilot-fleet-{name}"},
         f"{key}:rendezvous": {"name": f"pilot-rendezvous-{name}", "machineType": RENDEZVOUS_MACHINE,
+                              "source": build_table().default_source,
                               "standby": {"zone": zones[1]},
                               "newRegistrationsPerMinute": a.new_registrations_per_minute},
         f"{key}:agentDefaults": {"agentMemoryMb": a.agent_memory_mb, "baseUdpPort": a.base_udp_port},
@@ -61,8 +63,8 @@ def write_stack(program: Path, name: str, fleet: CostedFleet, a: Assumptions, fo
     header = (f"# Written by `python -m fleet capacity --agents {fleet.requested} --write-stack {name}` on "
               f"{datetime.now(UTC):%Y-%m-%d}: {fleet.agents:,} agents on {fleet.vms} VMs, "
               f"${fleet.monthly:,.0f} a month ({a.region} on-demand, fleet/data/prices.yaml).\n"
-              "# gcp:project is a placeholder: `pulumi config set gcp:project YOUR_PROJECT`. The rendezvous needs\n"
-              "# `rendezvous.release` (url, sha256) before it can boot; see README.md.\n")
+              "# gcp:project is a placeholder: `pulumi config set gcp:project YOUR_PROJECT`. The rendezvous builds\n"
+              "# from the pinned public source at its first boot (fleet/data/rendezvous_build.yaml); see README.md.\n")
     tmp = path.with_suffix(".yaml.tmp")
     try:
         tmp.write_text(header + yaml.safe_dump({"config": config}, sort_keys=False))

