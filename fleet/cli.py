@@ -9,6 +9,7 @@ from typing import TypeVar
 from fleet.commands import REPO_ROOT
 from fleet.commands.capacity import cmd_capacity
 from fleet.commands.plan import cmd_plan, cmd_policy
+from fleet.commands.rendezvous import cmd_rendezvous_digest
 from fleet.commands.verify import cmd_monitoring, cmd_verify
 
 T = TypeVar("T", int, float)
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     capacity.add_argument("--write-stack", metavar="NAME", help="write the recommendation as Pulumi.NAME.yaml")
     capacity.add_argument("--force", action="store_true", help="with --write-stack: replace an existing file")
     capacity.set_defaults(func=cmd_capacity)
+
+    digest = sub.add_parser("rendezvous-digest", help="print the content digest of a rendezvous source archive "
+                                                      "(`git archive` of a commit), to pin it in "
+                                                      "fleet/data/rendezvous_build.yaml")
+    digest.add_argument("archive", help="a .tar.gz with one top directory")
+    digest.set_defaults(func=cmd_rendezvous_digest)
     return parser
 
 

@@ -92,8 +92,10 @@ def tree_digest(archive: Path) -> str:
                     continue
                 rel = "./" + "/".join(path.parts[1:])
                 lines.append((rel.encode(), hashlib.sha256(handle.read()).hexdigest()))
-    except (OSError, tarfile.TarError) as exc:
-        raise ArchiveError(f"{archive}: not a readable tar archive ({exc})") from None
+    except OSError as exc:
+        raise ArchiveError(f"{archive}: cannot read it ({exc.strerror})") from None
+    except tarfile.TarError:
+        raise ArchiveError(f"{archive}: not a tar archive (gzip, bzip2, xz or plain)") from None
     if len(tops) != 1:
         raise ArchiveError(f"{archive}: expected one top directory, found {len(tops)}")
     text = "".join(f"{digest}  {path.decode()}\n" for path, digest in sorted(lines))

