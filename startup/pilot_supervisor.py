@@ -10,9 +10,10 @@ Every tick it
   * stops agents above the target (highest index first) and never starts more than the gap to the target;
   * starts missing agents in paced rounds (`spawn_parallelism` per round, `round_delay_seconds` apart), only while
     the registry accepts TCP connections: a daemon that cannot reach it exits, and its restart backoff would then
-    outlast the registry's arrival (one `pulumi up` boots the swarm hosts and their rendezvous at once). An agent
-    whose identity the registry already knows re-registers freely; one with a fresh identity takes a token from a
-    bucket mirroring the registry's per-IP limit (`new_registrations_per_minute`, burst `new_registration_burst`);
+    outlast the registry's arrival (one `pulumi up` boots the swarm hosts and their rendezvous at once). Starts
+    draw on a bucket mirroring the registry's per-IP limit (`new_registrations_per_minute`, burst
+    `new_registration_burst`) as the registry does: every registration takes a token when there is one, but only a
+    fresh identity is refused without (a known key re-registers anyway), so only fresh identities wait for tokens;
   * restarts agents that exited (refused registration, crash, watchdog) after an exponential backoff;
   * writes a status file, serves a health endpoint, and publishes target / running / restarts as guest attributes
     no more often than `guest_attribute_interval_seconds` (Compute Engine allows 10 writes a minute per VM).
@@ -298,7 +299,9 @@ class Supervisor:
             if started >= self.config.spawn_parallelism:
                 break
             fresh = index not in self.known
-            if fresh and not self.bucket.take(now):
+            # The registry takes a token for every registration it can (known keys too) and refuses only fresh
+            # ones without: a known identity spends a token when there is one, a fresh one waits for it.
+            if not self.bucket.take(now) and fresh:
                 break  # the remaining ones are fresh too (sorted)
             self.spawn(index, now, fresh)
             started += 1
