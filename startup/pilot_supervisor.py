@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 REGISTERED_MARKER = "registered"
+# What pilot-daemon logs when the registry refuses its registration (pkg/registry/server.go of the public source).
+REFUSALS = ("rate limited", "standby mode")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,9 @@ class Config:
     new_registrations_per_minute: float = 10.0
     new_registration_burst: int = 10
     tick_seconds: float = 1.0
+    # A full /proc scan (finds agents this supervisor did not start, and adopted ones that died) this often; in
+    # between, the agents it started are followed through waitpid alone (cheap at thousands of agents).
+    scan_seconds: float = 10.0
     settle_seconds: float = 10.0
     backoff_initial_seconds: float = 5.0
     backoff_max_seconds: float = 300.0
@@ -204,6 +209,7 @@ class AgentState:
     started_at: float = 0.0
     failures: int = 0
     not_before: float = 0.0
+    log_offset: int = 0  # where this start's output begins in daemon.log
 
 
 class Supervisor:
@@ -214,6 +220,9 @@ class Supervisor:
         self.agents: dict[int, AgentState] = {}
         self.children: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
         self.running: dict[int, list[int]] = {}
+        # What the health thread reads: an immutable copy of `running`, replaced whole after each tick. The main
+        # thread mutates `running` while it spawns; iterating it from another thread could see it change size.
+        self.view: dict[int, tuple[int, ...]] = {}
         self.restarts = 0
         self.next_round = 0.0
         self.stopping = threading.Event()
@@ -221,6 +230,10 @@ class Supervisor:
         self.next_publish = 0.0
         self.started = now
         self.registry_up: bool | None = None
+        self.next_scan = 0.0
+        # the registry refused registrations: no fresh identity starts before `fresh_not_before`
+        self.refusal_streak = 0
+        self.fresh_not_before = 0.0
         # identities the registry knows, from the markers earlier runs left (read once; kept in step after)
         self.known = {int(m.parent.name) for m in (Path(config.state_dir) / "agents").glob(f"*/{REGISTERED_MARKER}")
                       if m.parent.name.isdigit()}
@@ -229,27 +242,49 @@ class Supervisor:
     def tick(self) -> None:
         now = time.monotonic()
         self.reap(now)
-        self.running = self.listing()
+        if now >= self.next_scan:
+            self.running = self.listing()
+            self.next_scan = now + self.config.scan_seconds
         self.trim()
         self.mark_registered()
         if not self.stopping.is_set():
             self.start_round(now)
+        self.publish_view()
         self.report(now)
 
+    def publish_view(self) -> None:
+        self.view = {index: tuple(pids) for index, pids in self.running.items()}
+
     def listing(self) -> dict[int, list[int]]:
+        """One /proc scan, plus every child not yet reaped (mid-exec, or a zombie): it counts until reaped."""
         running = list_agents(self.config)
-        for pid, (index, proc) in self.children.items():  # started, not yet reaped: counts even if mid-exec
-            # the scan already holds nearly every child: ask the kernel (waitpid) only about the others
-            if pid not in running.get(index, []) and proc.poll() is None:
+        for pid, (index, _) in self.children.items():
+            if pid not in running.get(index, []):
                 running.setdefault(index, []).append(pid)
         return running
 
+    def exited_children(self) -> Iterator[tuple[int, int]]:
+        """(pid, exit status) of every child that exited since the last call: one waitpid per exit, not per agent."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            yield pid, os.waitstatus_to_exitcode(status)
+
     def reap(self, now: float) -> None:
-        for pid, (index, proc) in list(self.children.items()):
-            code = proc.poll()
-            if code is None:
+        for pid, code in self.exited_children():
+            if pid not in self.children:
                 continue
-            del self.children[pid]
+            index, proc = self.children.pop(pid)
+            proc.returncode = code  # reaped here: the Popen must not wait for it again
+            pids = self.running.get(index, [])
+            if pid in pids:
+                pids.remove(pid)
+                if not pids:
+                    del self.running[index]
             state = self.agents.setdefault(index, AgentState())
             lived = now - state.started_at
             state.failures = 0 if lived >= self.config.settle_seconds else state.failures + 1
@@ -257,10 +292,39 @@ class Supervisor:
                 self.config.backoff_max_seconds,
                 self.config.backoff_initial_seconds * 2 ** (state.failures - 1))
             state.not_before = now + delay
-            if not self.stopping.is_set():
-                self.restarts += 1
-                log("agent-exited", index=index, pid=pid, code=code, lived_seconds=round(lived, 1),
-                    restart_in_seconds=round(delay, 1))
+            if self.stopping.is_set():
+                continue
+            self.restarts += 1
+            refused = code != 0 and self.refused(index)
+            log("agent-exited", index=index, pid=pid, code=code, lived_seconds=round(lived, 1),
+                restart_in_seconds=round(delay, 1), **({"registry_refused": refused} if refused else {}))
+            if refused:
+                self.on_refusal(index, now)
+
+    def refused(self, index: int) -> str:
+        """Why the registry refused this agent's last start, from what that start logged; "" if it did not."""
+        state = self.agents.get(index, AgentState())
+        try:
+            with open(agent_dir(self.config, index) / "daemon.log", "rb") as handle:
+                end = handle.seek(0, os.SEEK_END)
+                handle.seek(max(state.log_offset, end - 4096))
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return next((reason for reason in REFUSALS if reason in text), "")
+
+    def on_refusal(self, index: int, now: float) -> None:
+        """The registry said no: our bucket was ahead of its own, or it forgot this identity (a lost store), or it
+        is a standby. Empty the bucket, hold fresh starts back as a host (doubling while refusals go on), and pace a
+        refused "known" identity as a fresh one from now on."""
+        self.bucket.tokens, self.bucket.stamp = 0.0, now
+        self.refusal_streak += 1
+        hold = min(self.config.backoff_max_seconds,
+                   60.0 / self.config.new_registrations_per_minute * 2 ** (self.refusal_streak - 1))
+        self.fresh_not_before = max(self.fresh_not_before, now + hold)
+        if index in self.known:
+            self.known.discard(index)
+            (agent_dir(self.config, index) / REGISTERED_MARKER).unlink(missing_ok=True)
 
     def trim(self) -> None:
         """Above target (target lowered, or agents left by someone else): stop the highest indices."""
@@ -281,6 +345,7 @@ class Supervisor:
             if index not in self.known and agent_socket(self.config, index).exists():
                 (agent_dir(self.config, index) / REGISTERED_MARKER).touch()
                 self.known.add(index)
+                self.refusal_streak = 0
 
     def start_round(self, now: float) -> None:
         if now < self.next_round:
@@ -299,14 +364,19 @@ class Supervisor:
             if started >= self.config.spawn_parallelism:
                 break
             fresh = index not in self.known
+            if fresh and now < self.fresh_not_before:
+                break  # held back after refusals; the remaining ones are fresh too (sorted)
             # The registry takes a token for every registration it can (known keys too) and refuses only fresh
             # ones without: a known identity spends a token when there is one, a fresh one waits for it.
             if not self.bucket.take(now) and fresh:
-                break  # the remaining ones are fresh too (sorted)
+                break
             self.spawn(index, now, fresh)
             started += 1
         if started:
-            self.next_round = now + self.config.round_delay_seconds
+            # rounds keep their cadence: the next is due a round delay after this one was due, not after it ran
+            late = now - self.next_round
+            base = self.next_round if 0 <= late < self.config.round_delay_seconds else now
+            self.next_round = base + self.config.round_delay_seconds
 
     def probe_registry(self) -> bool:
         """No agent starts while the registry is unreachable: no token is spent, no backoff piles up."""
@@ -325,16 +395,18 @@ class Supervisor:
         if self.config.gogc:
             env["GOGC"] = str(self.config.gogc)
         with open(home / "daemon.log", "ab") as out:
+            offset = out.tell()
             proc = subprocess.Popen(daemon_argv(self.config, index), stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, env=env, cwd=home, close_fds=True)
         self.children[proc.pid] = (index, proc)
-        self.agents.setdefault(index, AgentState()).started_at = now
+        state = self.agents.setdefault(index, AgentState())
+        state.started_at, state.log_offset = now, offset
         self.running.setdefault(index, []).append(proc.pid)
         log("agent-started", index=index, pid=proc.pid, fresh_identity=fresh)
 
     # -- reporting ------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        running = sum(1 for i in self.running if i < self.config.target)
+        running = sum(1 for i in self.view if i < self.config.target)
         return {"target": self.config.target, "running": running, "restarts": self.restarts,
                 "stopping": self.stopping.is_set(), "updated": time.time()}
 
@@ -392,6 +464,7 @@ class Supervisor:
             proc.wait()
         self.children.clear()
         self.running = {}
+        self.publish_view()
         log("stopped", killed_after_grace=len(left))
         self.report(time.monotonic(), force=True)
 
@@ -417,7 +490,7 @@ def metrics(supervisor: Supervisor) -> str:
     status = supervisor.status()
     page = os.sysconf("SC_PAGE_SIZE")
     rss = 0
-    for pids in list(supervisor.running.values()):
+    for pids in supervisor.view.values():
         for pid in pids:
             try:
                 with open(f"/proc/{pid}/statm") as handle:
@@ -496,7 +569,12 @@ def run(config: Config) -> int:
         log("supervising", target=config.target, daemon=config.daemon, base_udp_port=config.base_udp_port)
         while not supervisor.stopping.is_set():
             supervisor.tick()
-            supervisor.stopping.wait(config.tick_seconds)
+            now = time.monotonic()
+            # wake for the next tick, or for the next spawn round if it is due sooner
+            wake = now + config.tick_seconds
+            if now < supervisor.next_round < wake:
+                wake = supervisor.next_round
+            supervisor.stopping.wait(wake - now)
         supervisor.stop_all()
         if health:
             health.shutdown()

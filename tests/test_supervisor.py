@@ -180,3 +180,53 @@ def test_health_is_200_while_a_slow_start_up_is_on_schedule(tmp_path: Path) -> N
         assert _http_status(url) == 200  # 2 of 40 running, but 38 more at 6 a minute are still on schedule
         rampup = supervisor_module.Supervisor(supervisor_module.Config(**box.config)).rampup_seconds
         assert rampup == 38 * 10 * 1.5 + 600
+
+
+def _supervisor_log(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_no_agent_starts_while_the_registry_is_unreachable(tmp_path: Path) -> None:
+    from tests.supervisor_harness import registry_port
+
+    port = free_tcp_port()  # nothing listens there yet: connection refused, as before the rendezvous is up
+    with supervised(tmp_path, 8, registry=f"127.0.0.1:{port}") as box:
+        box.start()
+        time.sleep(1.5)  # five rounds' worth of time with the registry away
+        assert [e for e in box.events() if e.kind == "start"] == []
+        with registry_port("127.0.0.1", port):
+            came_up = time.time()
+            box.wait_for(lambda: len([e for e in box.events() if e.kind == "start"]) == 8)
+            starts = sorted(e.at for e in box.events() if e.kind == "start")
+        out = box.terminate()
+    # no token was spent while it was away: a full burst of 4 right away, then the bucket's 10 a second
+    assert len(starts) == 8 and starts[0] >= came_up - 0.05
+    assert sum(1 for at in starts if at - starts[0] < 0.25) >= 3
+    events = [entry["event"] for entry in _supervisor_log(out)]
+    assert events.index("registry-unreachable") < events.index("registry-reachable") < events.index("agent-started")
+
+
+def test_refusals_hold_fresh_starts_back_and_a_forgotten_identity_is_paced_as_fresh(tmp_path: Path) -> None:
+    with supervised(tmp_path, 6) as box:
+        box.start()
+        box.wait_for(lambda: all((box.state_dir / "agents" / str(i) / "registered").exists() for i in range(6)))
+        box.terminate()
+        # the registry lost its store: it refuses every identity once (it no longer knows them) before it takes it
+        for i in range(6):
+            (box.state_dir / "standin" / f"fail-{i}").write_text("1")
+        first = len(box.events())
+        box.start(new_registrations_per_minute=60, new_registration_burst=2)
+        box.wait_for(lambda: box.status().get("running") == 6
+                     and all((box.state_dir / "agents" / str(i) / "registered").exists() for i in range(6)),
+                     timeout=30)
+        out = box.terminate()
+    events = box.events()[first:]
+    refused = [e for e in events if e.kind == "refused"]
+    assert len(refused) == 6
+    log = _supervisor_log(out)
+    assert sum(1 for e in log if e.get("registry_refused") == "rate limited") == 6
+    # after its refusal each identity came back as a fresh one, at the bucket's pace: 2 at once, then 1 a second
+    again = [e for e in log if e["event"] == "agent-started"][6:]
+    assert len(again) == 6 and all(e["fresh_identity"] for e in again)
+    restarts = sorted(e.at for e in events if e.kind == "start")
+    assert restarts[-1] - refused[0].at >= 3.0, (restarts, refused[0].at)  # not all at once: paced
