@@ -150,6 +150,18 @@ def daemon_argv(config: Config, index: int) -> list[str]:
     return argv
 
 
+def daemon_env(config: Config, index: int) -> dict[str, str]:
+    """The one place that decides an agent's environment (the contract tests run the binary with it)."""
+    home = agent_dir(config, index)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home),
+           # pilot-daemon 1.18.0 fetches an app-store catalogue from raw.githubusercontent.com at start; a local
+           # file that does not exist keeps that off the network (catalogue apps fail closed, which a fleet wants)
+           "PILOT_APPSTORE_CATALOG_URL": f"file://{home}/app-catalogue-disabled.json"}
+    if config.gogc:
+        env["GOGC"] = str(config.gogc)
+    return env
+
+
 def list_agents(config: Config) -> dict[int, list[int]]:
     """One scan of /proc: agent index -> pids of processes started with `-socket <run_dir>/agents/<index>.sock`.
 
@@ -391,13 +403,11 @@ class Supervisor:
         home.mkdir(parents=True, exist_ok=True)
         agent_socket(self.config, index).parent.mkdir(parents=True, exist_ok=True)
         agent_socket(self.config, index).unlink(missing_ok=True)
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home)}
-        if self.config.gogc:
-            env["GOGC"] = str(self.config.gogc)
         with open(home / "daemon.log", "ab") as out:
             offset = out.tell()
             proc = subprocess.Popen(daemon_argv(self.config, index), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, env=env, cwd=home, close_fds=True)
+                                    stderr=subprocess.STDOUT, env=daemon_env(self.config, index), cwd=home,
+                                    close_fds=True)
         self.children[proc.pid] = (index, proc)
         state = self.agents.setdefault(index, AgentState())
         state.started_at, state.log_offset = now, offset

@@ -173,7 +173,7 @@ def _stop(box: Supervised, base: Path) -> None:
     if box.proc and box.proc.poll() is None:
         with suppress(subprocess.TimeoutExpired):
             box.terminate(timeout=30)
-    sockets = f"{base / 'run'}/agents/"
+    sockets = f"{box.config['run_dir']}/agents/"
     for pid in os.listdir("/proc"):  # anything left (a crashed supervisor's agents) goes too
         if pid.isdigit():
             with suppress(OSError):

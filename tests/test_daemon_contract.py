@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -60,7 +62,7 @@ def test_the_binary_starts_with_the_supervisors_argv(real_daemon: Path, tmp_path
     log = home / "daemon.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=home,
-                                env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+                                env=supervisor_module.daemon_env(config, 0))
     try:
         deadline = time.monotonic() + 20
         while "registry dial failed" not in log.read_text() and time.monotonic() < deadline:
@@ -73,3 +75,44 @@ def test_the_binary_starts_with_the_supervisors_argv(real_daemon: Path, tmp_path
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+# What pilot-daemon 1.18.0 reaches by default (read from its binary and seen in its log on a host without DNS).
+PUBLIC_HOSTS = ("raw.githubusercontent.com", "telemetry.pilotprotocol.network", "pilot-changelog", "pilot-skills",
+                "34.71.57.205", "beacon.pilotprotocol.network", "registry.pilotprotocol.network")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="a host without a network needs root")
+def test_the_daemon_reaches_no_public_host(real_daemon: Path, tmp_path: Path) -> None:
+    """The supervisor's exact argv and environment (the log level raised to debug, so that every attempt shows), in a
+    network namespace with loopback only: no DNS, no internet. Nothing in the log may name a public host."""
+    config = _config(real_daemon, tmp_path)
+    argv = supervisor_module.daemon_argv(config, 0)
+    argv[argv.index("-log-level") + 1] = "debug"
+    home = supervisor_module.agent_dir(config, 0)
+    home.mkdir(parents=True)
+    supervisor_module.agent_socket(config, 0).parent.mkdir(parents=True)
+    namespace = f"pilot-fleet-quiet-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", namespace], check=True)
+    log = home / "daemon.log"
+    try:
+        subprocess.run(["ip", "-n", namespace, "link", "set", "lo", "up"], check=True)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=home, env=supervisor_module.daemon_env(config, 0))
+        try:
+            deadline = time.monotonic() + 20  # its start-up calls are made by the time it dials the registry
+            while "registry dial failed" not in log.read_text() and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], check=False)
+    text = log.read_text()
+    assert "registry dial failed" in text
+    assert f"fetch catalogue from file://{home}/app-catalogue-disabled.json" in text  # the environment took effect
+    assert "trustedagents: runtime refresh disabled" in text
+    named = [host for host in PUBLIC_HOSTS if host in text]
+    assert not named, [line for line in text.splitlines() if any(host in line for host in named)]

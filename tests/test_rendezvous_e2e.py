@@ -1,51 +1,32 @@
-"""End to end with a real rendezvous: set PILOT_RENDEZVOUS_BIN to its binary (cmd/rendezvous of the Pilot Protocol
-Go repository; it is not on PyPI), otherwise these tests are skipped. Real pilot-daemons from the pinned wheel,
-started by the real supervisor, register on loopback; `fleet verify` then judges the count."""
+"""End to end with a real rendezvous (built from the pinned public source, tests/real_rendezvous.py): real
+pilot-daemons from the pinned wheel, started by the real supervisor, register on loopback; `fleet verify` then judges
+the count."""
 
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.boot_sandbox import cached_wheel, free_tcp_port
+from tests.boot_sandbox import cached_wheel
 from tests.conftest import REPO
+from tests.real_rendezvous import Rendezvous, rendezvous_on_loopback
 from tests.supervisor_harness import FAST, supervised
 
-RENDEZVOUS_BIN = os.environ.get("PILOT_RENDEZVOUS_BIN", "")
-pytestmark = pytest.mark.skipif(not RENDEZVOUS_BIN, reason="PILOT_RENDEZVOUS_BIN is not set")
 AGENTS = 3
 
 
 @pytest.fixture
-def rendezvous(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
-    registry, beacon, http = free_tcp_port(), free_tcp_port(), free_tcp_port()
-    proc = subprocess.Popen([RENDEZVOUS_BIN, "-registry-addr", f"127.0.0.1:{registry}", "-beacon-addr",
-                             f"127.0.0.1:{beacon}", "-http", f"127.0.0.1:{http}", "-store",
-                             str(tmp_path / "registry.json"), "-log-format", "json"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stats = f"http://127.0.0.1:{http}/api/stats"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(stats, timeout=2):
-                break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None, "the rendezvous did not come up"
-            time.sleep(0.2)
-    try:
-        yield f"127.0.0.1:{registry}", f"127.0.0.1:{beacon}", stats
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def rendezvous(tmp_path: Path) -> Iterator[Rendezvous]:
+    with rendezvous_on_loopback(tmp_path) as rv:
+        yield rv
 
 
 @pytest.fixture
@@ -63,10 +44,11 @@ def _verify(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=180, check=False)
 
 
-def test_real_daemons_register_and_verify_judges_the_count(rendezvous: tuple[str, str, str], daemon: Path,
+def test_real_daemons_register_and_verify_judges_the_count(rendezvous: Rendezvous, daemon: Path,
                                                            tmp_path: Path) -> None:
-    registry, beacon, stats = rendezvous
-    with supervised(tmp_path, AGENTS, daemon=str(daemon), registry=registry, beacon=beacon,
+    registry, beacon, stats = rendezvous.registry, rendezvous.beacon, rendezvous.stats_url
+    run_dir = tempfile.mkdtemp(prefix="pf-run-")  # short: the daemon's IPC socket path must fit sun_path
+    with supervised(tmp_path, AGENTS, daemon=str(daemon), registry=registry, beacon=beacon, run_dir=run_dir,
                     settle_seconds=5.0, **{k: v for k, v in FAST.items() if k != "settle_seconds"}) as box:
         box.start()
         ok = _verify("--stats-url", stats, "--expected", str(AGENTS), "--wait", "120", "--interval", "2", "--json")
@@ -76,3 +58,4 @@ def test_real_daemons_register_and_verify_judges_the_count(rendezvous: tuple[str
         assert box.status()["running"] == AGENTS
         short = _verify("--stats-url", stats, "--expected", str(AGENTS + 2), "--json")
         assert short.returncode == 1 and json.loads(short.stdout)["verdict"] == "degraded"
+    shutil.rmtree(run_dir, ignore_errors=True)

@@ -1,0 +1,96 @@
+"""The supervisor against a real rendezvous (built from the pinned public source, tests/real_rendezvous.py) and real
+pilot-daemons from the pinned wheel, on loopback: one host IP, so the registry's limit of 10 new identities a
+minute per IP applies to all of them. A registry that comes late, restarts, or loses its store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.boot_sandbox import cached_wheel
+from tests.real_rendezvous import rendezvous_on_loopback
+from tests.supervisor_harness import Supervised, supervised
+
+AGENTS = 12
+# The registry's floor for AGENTS fresh identities from one IP: 10 s for the first 10, then 6 s each.
+FLOOR = 10.0 + (AGENTS - 10) * 6.0
+# Production pacing (rounds of 10, 3 s apart; the registry's bucket), faster ticks for a short test.
+PACING = {"spawn_parallelism": 10, "round_delay_seconds": 3.0, "new_registrations_per_minute": 10,
+          "new_registration_burst": 10, "tick_seconds": 0.2, "settle_seconds": 10.0, "backoff_initial_seconds": 5.0,
+          "backoff_max_seconds": 60.0}
+
+
+@pytest.fixture
+def run_dir() -> Iterator[str]:
+    """A short run directory: the daemon's IPC socket path (and its temporary sibling) must fit sun_path."""
+    path = tempfile.mkdtemp(prefix="pf-run-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _, wheel = cached_wheel()
+    binary = tmp_path_factory.mktemp("daemon") / "pilot-daemon"
+    with zipfile.ZipFile(wheel) as archive:
+        binary.write_bytes(archive.read("pilotprotocol/bin/pilot-daemon"))
+    binary.chmod(0o755)
+    return binary
+
+
+def _registered(box: Supervised) -> int:
+    """Agents whose IPC socket exists: pilot-daemon opens it once the registry accepted it."""
+    return sum(1 for i in range(AGENTS) if (Path(box.config["run_dir"]) / "agents" / f"{i}.sock").exists())
+
+
+def _wait(what, timeout: float, message: str) -> float:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.1)
+    return time.monotonic()
+
+
+def test_a_registry_that_comes_60_s_late_is_met_at_its_own_pace(daemon: Path, tmp_path: Path, run_dir: str) -> None:
+    with rendezvous_on_loopback(tmp_path, start=False) as rv, \
+            supervised(tmp_path, AGENTS, daemon=str(daemon), registry=rv.registry, beacon=rv.beacon,
+                       run_dir=run_dir, **PACING) as box:
+        box.start()
+        time.sleep(60.0)  # the rendezvous' VM is still booting (building itself, in production)
+        assert _registered(box) == 0 and box.status()["running"] == 0  # nobody started against a closed port
+        rv.start()
+        up = time.monotonic()
+        done = _wait(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the host did not reach its target")
+        assert done - up <= 1.1 * FLOOR, (done - up, FLOOR)
+        assert rv.refusals() <= AGENTS // 10, rv.refusals()
+
+
+def test_a_registry_that_restarts_with_its_store_takes_everyone_back_without_refusals(daemon: Path,
+                                                                                       tmp_path: Path,
+                                                                                       run_dir: str) -> None:
+    with rendezvous_on_loopback(tmp_path) as rv, \
+            supervised(tmp_path, AGENTS, daemon=str(daemon), registry=rv.registry, beacon=rv.beacon,
+                       run_dir=run_dir, **PACING) as box:
+        box.start()
+        _wait(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the first boot did not reach the target")
+        refused = rv.refusals()
+        rv.stop()  # a restart of the rendezvous: its store (registry.json) stays
+        time.sleep(5.0)
+        rv.start()
+        _wait(lambda: box.status()["running"] == AGENTS and _registered(box) == AGENTS
+              and _nodes(rv) == AGENTS, 120, "the host did not come back")
+        assert rv.refusals() == refused
+
+
+def _nodes(rv) -> int:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    with urllib.request.urlopen(rv.stats_url, timeout=5) as response:
+        return int(json.loads(response.read())["total_nodes"])
