@@ -242,6 +242,8 @@ class Supervisor:
         self.next_publish = 0.0
         self.started = now
         self.registry_up: bool | None = None
+        self.ticks = 0
+        self.last_tick_seconds = 0.0
         self.next_scan = 0.0
         # the registry refused registrations: no fresh identity starts before `fresh_not_before`
         self.refusal_streak = 0
@@ -418,7 +420,8 @@ class Supervisor:
     def status(self) -> dict[str, Any]:
         running = sum(1 for i in self.view if i < self.config.target)
         return {"target": self.config.target, "running": running, "restarts": self.restarts,
-                "stopping": self.stopping.is_set(), "updated": time.time()}
+                "stopping": self.stopping.is_set(), "updated": time.time(), "ticks": self.ticks,
+                "tick_seconds": round(self.last_tick_seconds, 6)}
 
     @property
     def rampup_seconds(self) -> float:
@@ -519,6 +522,9 @@ def metrics(supervisor: Supervisor) -> str:
         ("pilot_agents_rss_bytes", "gauge", "resident memory of all agents on this host", rss),
         ("pilot_host_memory_available_bytes", "gauge", "MemAvailable", meminfo.get("MemAvailable", 0)),
         ("pilot_host_memory_total_bytes", "gauge", "MemTotal", meminfo.get("MemTotal", 0)),
+        ("pilot_supervisor_ticks_total", "counter", "supervisor ticks", supervisor.ticks),
+        ("pilot_supervisor_tick_seconds", "gauge", "how long the last tick took",
+         round(supervisor.last_tick_seconds, 6)),
     ]
     return "".join(f"# HELP {name} {text}\n# TYPE {name} {kind}\n{name} {value}\n"
                    for name, kind, text, value in samples)
@@ -578,8 +584,11 @@ def run(config: Config) -> int:
         health = serve_health(supervisor)
         log("supervising", target=config.target, daemon=config.daemon, base_udp_port=config.base_udp_port)
         while not supervisor.stopping.is_set():
+            began = time.monotonic()
             supervisor.tick()
             now = time.monotonic()
+            supervisor.ticks += 1
+            supervisor.last_tick_seconds = now - began
             # wake for the next tick, or for the next spawn round if it is due sooner
             wake = now + config.tick_seconds
             if now < supervisor.next_round < wake:
