@@ -114,7 +114,7 @@ class Config:
 
 
 def log(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, **fields}, sort_keys=True), flush=True)
+    print(json.dumps({"event": event, "time": round(time.time(), 3), **fields}, sort_keys=True), flush=True)
 
 
 def agent_socket(config: Config, index: int) -> Path:
@@ -387,10 +387,9 @@ class Supervisor:
             self.spawn(index, now, fresh)
             started += 1
         if started:
-            # rounds keep their cadence: the next is due a round delay after this one was due, not after it ran
-            late = now - self.next_round
-            base = self.next_round if 0 <= late < self.config.round_delay_seconds else now
-            self.next_round = base + self.config.round_delay_seconds
+            # the next round is due one delay after this one began; the loop wakes for it, so rounds no longer wait
+            # for the next whole tick (which made them drift by up to a tick each)
+            self.next_round = now + self.config.round_delay_seconds
 
     def probe_registry(self) -> bool:
         """No agent starts while the registry is unreachable: no token is spent, no backoff piles up."""
