@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--stack", help="read the outputs of this stack through the Pulumi Automation API")
         p.add_argument("--program", default=str(REPO_ROOT), help="Pulumi project directory for --stack")
     verify.add_argument("--stats-url", help="rendezvous stats URL (default: the outputs' statsUrl)")
-    verify.add_argument("--expected", type=int, help="expected agents (default: the outputs' expectedAgents)")
+    verify.add_argument("--expected", type=_positive, help="expected agents (default: the outputs' expectedAgents)")
+    verify.add_argument("--max-over", type=_count, metavar="N",
+                        help="more than N agents above the expected count is a finding (exit 1): a second set of "
+                             "agents after a reboot (default: more than expected is reported, not judged)")
     verify.add_argument("--threshold", type=_share, help="share of expected agents that must be online "
                                                          "(default: the outputs' alertThreshold, else 0.95)")
     verify.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
@@ -113,6 +116,7 @@ def _number(cast: Callable[[str], T], what: str, ok: Callable[[T], bool], rule: 
 
 
 _positive = _number(int, "a whole number", lambda v: v > 0, "must be positive")
+_count = _number(int, "a whole number", lambda v: v >= 0, "cannot be negative")
 _seconds = _number(float, "a number of seconds", lambda v: v >= 0, "cannot be negative seconds")
 _share = _number(float, "a number", lambda v: 0 < v <= 1, "must be a share in (0, 1]")
 

@@ -25,6 +25,8 @@ from fleet.pilot_releases import known_versions
 from fleet.rendezvous_build import build_table
 
 GCP_KEYS = ("project", "region", "zone")
+# Config namespaces this program reads: its own, the one provider it uses, and the engine's own.
+KNOWN_NAMESPACES = (pilot.PROJECT_NAME, "gcp", "pulumi")
 GCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
 
@@ -304,6 +306,9 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
             problems.append(f"{where}.baseUdpPort ({spec.name}): {span} overlap the kernel's ephemeral port range "
                             f"{eph_lo}-{eph_hi}")
 
+    if cfg.expected_agents == 0:
+        problems.append(f"{key_name(('swarmHosts',))}: the fleet has no agents: declare swarmHosts or swarmPools "
+                        "(a fleet of a rendezvous alone would plan green and verify nothing)")
     for i, host in enumerate(cfg.swarm_hosts):
         where = key_name(("swarmHosts", i))
         if host.zone:
@@ -358,8 +363,12 @@ def raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
     """Turn flat Pulumi config ({"gcp:zone": "...", "pilot-fleet:swarmHosts": "[...]"}) into parse input.
 
     Values arrive as strings (structured values JSON-encoded), as the Pulumi engine hands them to programs.
-    Keys of other namespaces are ignored; `gcp:region` defaults to the region of `gcp:zone`.
+    A key under any other namespace is an error (a typo such as `pilot-fleets:swarmHosts` would otherwise plan a
+    fleet without it); `gcp:region` defaults to the region of `gcp:zone`.
     """
+    unknown = [key for key in flat if key.partition(":")[0] not in KNOWN_NAMESPACES]
+    if unknown:
+        raise FleetConfigError([_unknown_namespace(key) for key in sorted(unknown)])
     raw: dict[str, Any] = {"gcp": {}}
     prefix = pilot.PROJECT_NAME + ":"
     for key, value in flat.items():
@@ -371,6 +380,14 @@ def raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
     if "region" not in raw["gcp"] and isinstance(zone, str) and "-" in zone:
         raw["gcp"]["region"] = zone.rsplit("-", 1)[0]
     return raw
+
+
+def _unknown_namespace(key: str) -> str:
+    namespace, _, rest = key.partition(":")
+    close = difflib.get_close_matches(namespace, KNOWN_NAMESPACES, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}:{rest}? " if close and rest else ""
+    return (f"{key}: unknown namespace {namespace!r} ({hint}this program reads "
+            f"{', '.join(n + ':*' for n in KNOWN_NAMESPACES)})")
 
 
 def _decode(value: Any) -> Any:

@@ -147,3 +147,24 @@ def test_the_rendezvous_builds_from_the_pinned_source_unless_a_release_is_set() 
 def test_a_rendezvous_that_could_not_install_is_a_config_error(source, problem) -> None:
     problems = problems_for(prod_with("pilot-fleet:rendezvous.source", source))
     assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+@pytest.mark.parametrize(("key", "problem"), [
+    ("pilot-fleets:swarmHosts", "pilot-fleets:swarmHosts: unknown namespace 'pilot-fleets' (did you mean "
+                                "pilot-fleet:swarmHosts? this program reads pilot-fleet:*, gcp:*, pulumi:*)"),
+    ("pilotfleet:alertThreshold", "pilotfleet:alertThreshold: unknown namespace 'pilotfleet' (did you mean "
+                                  "pilot-fleet:alertThreshold?"),
+    ("aws:region", "aws:region: unknown namespace 'aws' (this program reads"),
+])
+def test_a_key_under_an_unknown_namespace_is_an_error(key: str, problem: str) -> None:
+    config = load_stack_config("prod")
+    config[key] = config.pop("pilot-fleet:swarmHosts") if key.endswith("swarmHosts") else "0.5"
+    problems = problems_for(config)
+    assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+def test_a_fleet_without_agents_is_an_error() -> None:
+    config = load_stack_config("prod")
+    del config["pilot-fleet:swarmHosts"]
+    assert problems_for(config) == ["pilot-fleet:swarmHosts: the fleet has no agents: declare swarmHosts or "
+                                    "swarmPools (a fleet of a rendezvous alone would plan green and verify nothing)"]

@@ -179,3 +179,39 @@ def test_watch_prints_a_line_per_change(server: StatsServer) -> None:
     lines = result.stdout.strip().splitlines()
     assert [line.split()[1] for line in lines] == ["ok", "degraded", "ok"], lines
     assert result.returncode == 0
+
+
+@pytest.mark.parametrize("value", [True, "10", 10.0])
+def test_a_count_that_is_not_a_whole_number_is_malformed(server: StatsServer, value: Any) -> None:
+    server.set(Answer.stats(**{**REAL, "active_nodes": value}))
+    result = verify("--stats-url", server.url, "--expected", "1", "--json")
+    assert result.returncode == 2, result.stdout
+    doc = report(result)
+    assert doc["verdict"] == "failed" and "field active_nodes" in doc["message"] and "integer" in doc["message"]
+
+
+@pytest.mark.parametrize("expected", ["0", "-1"])
+def test_an_expected_count_below_one_is_refused(server: StatsServer, expected: str) -> None:
+    result = verify("--stats-url", server.url, "--expected", expected)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument --expected: '{expected}' must be positive" in result.stderr
+
+
+def test_more_agents_than_expected_is_reported_and_with_max_over_a_finding(server: StatsServer) -> None:
+    server.set(Answer.stats(**{**REAL, "active_nodes": 16, "total_nodes": 16}))
+    reported = verify("--stats-url", server.url, "--expected", "10", "--json")
+    assert reported.returncode == 0
+    assert report(reported)["overExpected"] == 6 and "6 more than expected" in report(reported)["message"]
+    within = verify("--stats-url", server.url, "--expected", "10", "--max-over", "6")
+    assert within.returncode == 0
+    judged = verify("--stats-url", server.url, "--expected", "10", "--max-over", "5", "--json")
+    assert judged.returncode == 1
+    doc = report(judged)
+    assert doc["verdict"] == "degraded" and "6 more than expected, above --max-over 5" in doc["message"]
+
+
+def test_outputs_that_expect_no_agents_cannot_be_verified(server: StatsServer, tmp_path: Path) -> None:
+    outputs = {"schemaVersion": 1, "statsUrl": server.url, "expectedAgents": 0, "alertThreshold": 0.95,
+               "hosts": [], "pools": [], "project": "p"}
+    result = verify("--outputs", "-", stdin=json.dumps(outputs))
+    assert result.returncode == 2 and "the fleet expects 0 agents" in result.stderr, result.stderr

@@ -53,9 +53,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not (args.stats_url and args.expected is not None):
             return fail("nothing to check: give --outputs FILE (or pipe `pulumi stack output --json`), "
                         "--stack NAME, or both --stats-url and --expected")
-        target = Target(args.stats_url, args.expected, args.threshold or pilot.DEFAULT_ALERT_THRESHOLD)
+        target = Target(args.stats_url, args.expected, args.threshold or pilot.DEFAULT_ALERT_THRESHOLD,
+                        max_over=args.max_over)
     else:
-        target = Target.from_outputs(outputs, args.stats_url, args.expected, args.threshold)
+        target = Target.from_outputs(outputs, args.stats_url, args.expected, args.threshold, args.max_over)
+    if target.expected < 1:
+        return fail(f"nothing to check: the fleet expects {target.expected} agents (expectedAgents in the outputs); "
+                    "a fleet without agents cannot be verified")
     if args.watch is not None:
         return _watch(target, args, render_watch_line)
     report = check(target, args.wait, args.interval, per_host=not args.no_per_host)

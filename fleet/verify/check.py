@@ -25,6 +25,9 @@ class Target:
     threshold: float
     project: str | None = None
     hosts: tuple[tuple[str, str, int], ...] = ()  # (name, zone, target) of swarm hosts
+    # More agents online than expected by more than this is a finding (a second fleet after a reboot); None: only
+    # reported.
+    max_over: int | None = None
 
     @property
     def min_online(self) -> int:
@@ -32,12 +35,12 @@ class Target:
 
     @classmethod
     def from_outputs(cls, outputs: StackOutputs, stats_url: str | None = None, expected: int | None = None,
-                     threshold: float | None = None) -> Target:
+                     threshold: float | None = None, max_over: int | None = None) -> Target:
         return cls(stats_url or outputs.stats_url,
                    outputs.expected_agents if expected is None else expected,
                    outputs.alert_threshold if threshold is None else threshold,
                    outputs.project,
-                   tuple((h.name, h.zone, h.target_agents) for h in outputs.swarm_hosts))
+                   tuple((h.name, h.zone, h.target_agents) for h in outputs.swarm_hosts), max_over)
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Report:
             "expected": self.target.expected, "threshold": self.target.threshold,
             "minOnline": self.target.min_online,
             "online": self.count.online if self.count else None,
+            "overExpected": max(0, self.count.online - self.target.expected) if self.count else None,
+            "maxOver": self.target.max_over,
             "total": self.count.total if self.count else None,
             "responseShape": self.count.shape if self.count else None,
             "perHost": self.per_host,
@@ -70,9 +75,14 @@ class Report:
 
 def judge(target: Target, count: FleetCount) -> tuple[str, str]:
     online, need = count.online, target.min_online
+    over = online - target.expected
+    if over > 0 and target.max_over is not None and over > target.max_over:
+        return DEGRADED, (f"{online:,} of {target.expected:,} agents online: {over:,} more than expected, above "
+                          f"--max-over {target.max_over:,} (a second set of agents? {count.shape} stats shape)")
     if online >= need:
+        surplus = f"; {over:,} more than expected" if over > 0 else ""
         return OK, (f"{online:,} of {target.expected:,} agents online (>= {need:,}, threshold "
-                    f"{target.threshold:g}; {count.shape} stats shape)")
+                    f"{target.threshold:g}{surplus}; {count.shape} stats shape)")
     return DEGRADED, (f"{online:,} of {target.expected:,} agents online, below {need:,} (threshold "
                       f"{target.threshold:g}; {count.shape} stats shape)")
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 # The real rendezvous (cmd/rendezvous); the shape the seed's operations blog shows (older or proxied).
 SHAPE_RENDEZVOUS = "rendezvous"
@@ -22,14 +22,15 @@ class _Stats(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+# Counts are whole JSON numbers: `true`, `"12"` or `12.0` are malformed answers, never 1, 12 agents.
 class RendezvousStats(_Stats):
-    total_nodes: int = Field(ge=0)
-    active_nodes: int = Field(ge=0)
+    total_nodes: StrictInt = Field(ge=0)
+    active_nodes: StrictInt = Field(ge=0)
 
 
 class LegacyStats(_Stats):
-    total_agents: int = Field(ge=0)
-    online_agents: int = Field(ge=0)
+    total_agents: StrictInt = Field(ge=0)
+    online_agents: StrictInt = Field(ge=0)
 
 
 @dataclass(frozen=True)
