@@ -47,8 +47,10 @@ from pathlib import Path
 from typing import Any
 
 REGISTERED_MARKER = "registered"
-# What pilot-daemon logs when the registry refuses its registration (pkg/registry/server.go of the public source).
-REFUSALS = ("rate limited", "standby mode")
+# What pilot-daemon 1.18.0 logs as it exits when the registry answered its registration with an error. It does not
+# pass the registry's reason on ("registry: request failed"; the rendezvous' own log says "registration rate
+# limited" or "standby mode"), so any refused registration counts. Unreachable registries log "registry dial".
+REFUSED_REGISTRATION = "daemon start: register:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,7 +318,7 @@ class Supervisor:
                 self.on_refusal(index, now)
 
     def refused(self, index: int) -> str:
-        """Why the registry refused this agent's last start, from what that start logged; "" if it did not."""
+        """The line in which this agent's last start said the registry refused it; "" if it did not."""
         state = self.agents.get(index, AgentState())
         try:
             with open(agent_dir(self.config, index) / "daemon.log", "rb") as handle:
@@ -325,7 +327,8 @@ class Supervisor:
                 text = handle.read().decode(errors="replace")
         except OSError:
             return ""
-        return next((reason for reason in REFUSALS if reason in text), "")
+        line = next((line for line in text.splitlines() if REFUSED_REGISTRATION in line), "")
+        return line[line.index(REFUSED_REGISTRATION):][:160].rstrip('"}') if line else ""
 
     def on_refusal(self, index: int, now: float) -> None:
         """The registry said no: our bucket was ahead of its own, or it forgot this identity (a lost store), or it

@@ -94,3 +94,32 @@ def _nodes(rv) -> int:  # type: ignore[no-untyped-def]
 
     with urllib.request.urlopen(rv.stats_url, timeout=5) as response:
         return int(json.loads(response.read())["total_nodes"])
+
+
+def test_a_registry_that_lost_its_store_is_re_paced_not_hammered(daemon: Path, tmp_path: Path,
+                                                                 run_dir: str) -> None:
+    """A failover to an empty store while the host restarts its agents: every identity the supervisor knows is new
+    to the registry again. The registry takes 10 at once; the supervisor reads the refusals of the rest from their
+    output, forgets those identities and starts them again at the registry's pace, not all at once."""
+    with rendezvous_on_loopback(tmp_path) as rv, \
+            supervised(tmp_path, AGENTS, daemon=str(daemon), registry=rv.registry, beacon=rv.beacon,
+                       run_dir=run_dir, **PACING) as box:
+        box.start()
+        _wait(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the first boot did not reach the target")
+        box.terminate()
+        rv.stop()
+        rv.store.unlink()  # the registry comes back empty
+        rv.start()
+        box.start()
+        restarted = time.monotonic()
+        _wait(lambda: _registered(box) == AGENTS and _nodes(rv) == AGENTS, 4 * FLOOR,
+              "the host did not get its agents registered again")
+        took = time.monotonic() - restarted
+        out = box.terminate()
+    log = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    noticed = [e for e in log if str(e.get("registry_refused", "")).startswith("daemon start: register:")]
+    refused = rv.refusals()
+    # the registry's burst took 10 and its refill maybe one more; the rest were refused, each refusal was noticed, and
+    # none was repeated in a storm
+    assert 1 <= refused <= AGENTS - 10 + 2 and len(noticed) == refused, (refused, noticed)
+    assert took <= 1.1 * FLOOR + 10.0, took  # the floor, plus the refused daemons' own start-up and exit

@@ -227,7 +227,7 @@ def test_refusals_hold_fresh_starts_back_and_a_forgotten_identity_is_paced_as_fr
     refused = [e for e in events if e.kind == "refused"]
     assert len(refused) == 6
     log = _supervisor_log(out)
-    assert sum(1 for e in log if e.get("registry_refused") == "rate limited") == 6
+    assert sum(1 for e in log if e.get("registry_refused") == "daemon start: register: rate limited") == 6
     # after its refusal each identity came back as a fresh one, at the bucket's pace: 2 at once, then 1 a second
     again = [e for e in log if e["event"] == "agent-started"][6:]
     assert len(again) == 6 and all(e["fresh_identity"] for e in again)
