@@ -5,8 +5,9 @@ It runs as its own systemd unit (pilot-agents.service), so the agents live in th
 never in the startup script's. Standard library only: it runs on the image's python3.
 
 Every tick it
-  * reaps exited children and lists the running agents ONCE (a single /proc scan; one probe per agent would be
-    thousands of calls), so agents it did not start itself (a crashed supervisor's) are seen and counted too;
+  * reaps exited children (one waitpid per exit) and, every `scan_seconds`, lists the running agents with a single
+    /proc scan (one probe per agent would be thousands of calls), so agents it did not start itself (a crashed
+    supervisor's) are seen and counted too;
   * stops agents above the target (highest index first) and never starts more than the gap to the target;
   * starts missing agents in paced rounds (`spawn_parallelism` per round, `round_delay_seconds` apart), only while
     the registry accepts TCP connections: a daemon that cannot reach it exits, and its restart backoff would then
