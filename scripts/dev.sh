@@ -80,6 +80,19 @@ setup_node_tools() {
   fi
 }
 
+# What `test` needs from the machine, said up front instead of failing mid-way.
+require_tools() {
+  local missing=() tool
+  for tool in "$@"; do
+    command -v "${tool}" >/dev/null || missing+=("${tool}")
+  done
+  if ((${#missing[@]} > 0)); then
+    echo "scripts/dev.sh: missing on this machine: ${missing[*]} (the tests need Python 3.11+ with venv, apt-get and" \
+      "dpkg-deb (Debian or Ubuntu), Node.js with npm, iproute2; and root for the namespace and container tests)" >&2
+    exit 2
+  fi
+}
+
 job="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "${job}" in
@@ -88,6 +101,7 @@ case "${job}" in
     exec "${venv}/bin/python" -m fleet plan "$@"
     ;;
   test)
+    require_tools python3 apt-get dpkg-deb node npm ip
     setup
     setup_node_tools
     fetch_pilot_wheel
