@@ -86,3 +86,15 @@ def test_rendezvous_digest_pins_the_fixture_and_refuses_a_non_archive(tmp_path) 
     bad.write_text("not an archive\n")
     refused = run_fleet("rendezvous-digest", str(bad))
     assert refused.returncode == 2 and refused.stderr == f"error: {bad}: not a tar archive (gzip, bzip2, xz or plain)\n"
+
+
+def test_the_same_stack_plans_byte_identically(tmp_path) -> None:
+    """Stand-in addresses come from resource names, not from the order the engine happens to register them in."""
+    texts, documents = [], []
+    for run in range(2):
+        out = tmp_path / f"plan-{run}.json"
+        result = run_fleet("plan", "--stack", "prod", "--json", str(out))
+        assert result.returncode == 0, result.stderr
+        texts.append(result.stdout.replace(str(out), "PLAN.json"))
+        documents.append(out.read_bytes())
+    assert texts[0] == texts[1] and documents[0] == documents[1]

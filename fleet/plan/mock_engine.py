@@ -8,6 +8,7 @@ Values only the cloud knows (IDs, addresses, e-mails) are stand-ins from FleetMo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import runpy
 import sys
@@ -25,6 +26,8 @@ STACK_TYPE = "pulumi:pulumi:Stack"
 # Stand-in addresses come from TEST-NET-3 (RFC 5737) so nobody mistakes them for real ones.
 MOCK_EXTERNAL_NET = "203.0.113"
 MOCK_INTERNAL_NET = "10.20.0"
+# Stand-in hosts .11 to .250 of those /24s.
+FIRST_HOST, ADDRESS_SLOTS = 11, 240
 
 
 class ProgramError(Exception):
@@ -87,16 +90,20 @@ class FleetMocks:
 
     def __init__(self, gcp_project: str) -> None:
         self.project = gcp_project
-        self._external = 10
-        self._internal = 10
+        self._taken: dict[str, set[int]] = {MOCK_EXTERNAL_NET: set(), MOCK_INTERNAL_NET: set()}
 
-    def _next_external(self) -> str:
-        self._external += 1
-        return f"{MOCK_EXTERNAL_NET}.{self._external}"
-
-    def _next_internal(self) -> str:
-        self._internal += 1
-        return f"{MOCK_INTERNAL_NET}.{self._internal}"
+    def _address(self, net: str, owner: str) -> str:
+        """A stand-in address derived from its owner's name, so the same stack plans the same addresses whatever
+        order the engine registers resources in (only two owners whose names hash alike depend on that order)."""
+        taken = self._taken[net]
+        if len(taken) >= ADDRESS_SLOTS:
+            raise ValueError(f"the offline plan has stand-in addresses for {ADDRESS_SLOTS} VMs at most in {net}.0/24; "
+                             "plan fleets past that with swarmPools")
+        slot = int(hashlib.sha256(owner.encode()).hexdigest(), 16) % ADDRESS_SLOTS
+        while slot in taken:
+            slot = (slot + 1) % ADDRESS_SLOTS
+        taken.add(slot)
+        return f"{net}.{FIRST_HOST + slot}"
 
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -109,7 +116,7 @@ class FleetMocks:
         elif typ == "gcp:compute/subnetwork:Subnetwork":
             resource_id = f"projects/{project}/regions/{state.get('region')}/subnetworks/{name}"
         elif typ == "gcp:compute/address:Address":
-            state.setdefault("address", self._next_external())
+            state.setdefault("address", self._address(MOCK_EXTERNAL_NET, name))
         elif typ == "gcp:compute/disk:Disk":
             resource_id = f"projects/{project}/zones/{state.get('zone')}/disks/{name}"
         elif typ == "gcp:compute/instanceTemplate:InstanceTemplate":
@@ -130,11 +137,12 @@ class FleetMocks:
             state["email"] = f"{state.get('accountId')}@{project}.iam.gserviceaccount.com"
         elif typ == "gcp:compute/instance:Instance":
             nics = []
-            for nic in state.get("networkInterfaces") or []:
+            for i, nic in enumerate(state.get("networkInterfaces") or []):
                 nic = dict(nic)
-                nic["networkIp"] = self._next_internal()
-                nic["accessConfigs"] = [{**ac, "natIp": ac.get("natIp") or self._next_external()}
-                                        for ac in nic.get("accessConfigs") or []]
+                nic["networkIp"] = self._address(MOCK_INTERNAL_NET, f"{name}/nic{i}")
+                nic["accessConfigs"] = [{**ac, "natIp": ac.get("natIp") or
+                                         self._address(MOCK_EXTERNAL_NET, f"{name}/nic{i}/access{j}")}
+                                        for j, ac in enumerate(nic.get("accessConfigs") or [])]
                 nics.append(nic)
             state["networkInterfaces"] = nics
         state.setdefault("selfLink", f"https://www.googleapis.com/compute/v1/{resource_id}")
@@ -175,7 +183,7 @@ def _make_monitor(mocks: FleetMocks, plan: Plan) -> Any:
             plan.resources.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name, custom=request.custom,
                 parent=(request.parent if request.parent and request.parent != self.stack_urn else None),
-                provider=request.provider or None, dependencies=list(request.dependencies),
+                provider=request.provider or None, dependencies=sorted(request.dependencies),
                 options=options, properties=properties, inputs=_struct_to_json(properties)))
             return response
 
