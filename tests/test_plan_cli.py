@@ -98,3 +98,18 @@ def test_the_same_stack_plans_byte_identically(tmp_path) -> None:
         texts.append(result.stdout.replace(str(out), "PLAN.json"))
         documents.append(out.read_bytes())
     assert texts[0] == texts[1] and documents[0] == documents[1]
+
+
+def test_pool_and_firewall_rows_show_their_key_inputs() -> None:
+    result = run_fleet("plan", "--stack", "scale", "--no-policy")
+    assert result.returncode == 0, result.stderr
+    rows = [row for line in result.stdout.splitlines() if line.startswith("  gcp:compute:")
+            for row in [line.split(None, 2)] if len(row) == 3]
+    by_type = {(kind.removeprefix("gcp:compute:"), name): inputs for kind, name, inputs in rows}
+    group = by_type[("RegionInstanceGroupManager", "scale-e2-highmem-8")]
+    assert group.startswith("size=13 zones=us-central1-a,us-central1-b,us-central1-c (13 x 3847 agents) "
+                            "autohealing after 1800 s, update maxSurge=3 maxUnavailable=0")
+    assert by_type[("InstanceTemplate", "scale-e2-highmem-8")] == "e2-highmem-8 agent-target=3847 role=swarm"
+    assert by_type[("HealthCheck", "scale-e2-highmem-8-health")] == "http :8081/healthz every 30 s"
+    assert by_type[("Firewall", "pilot-rendezvous-scale-allow-standby")] == (
+        "9000/tcp from tag:pilot-rendezvous-standby to pilot-rendezvous")

@@ -20,14 +20,25 @@ def short_type(type_: str) -> str:
 def key_inputs(res: PlannedResource) -> str:
     i = res.inputs
     kind = res.type.rsplit(":", 1)[-1]
-    if kind == "Instance":
+    if kind in ("Instance", "InstanceTemplate"):
         md = i.get("metadata") or {}
         pilot = " ".join(f"{k.removeprefix('pilot-')}={v}" for k, v in sorted(md.items())
                          if k in ("pilot-role", "pilot-agent-target"))
-        return f"{i.get('machineType')} {i.get('zone')} {pilot}{_rendezvous_binary(md)}"
+        where = "" if kind == "InstanceTemplate" else f" {i.get('zone')}"
+        return f"{i.get('machineType')}{where} {pilot}{_rendezvous_binary(md)}"
     if kind == "Firewall":
-        allows = ",".join(f"{p}/{a.get('protocol')}" for a in i.get("allows") or [] for p in a.get("ports") or ["*"])
-        return f"{allows} from {','.join(i.get('sourceRanges') or [])} to {','.join(i.get('targetTags') or [])}"
+        return _firewall(i)
+    if kind in ("InstanceGroupManager", "RegionInstanceGroupManager"):
+        zones = ",".join(i.get("distributionPolicyZones") or [str(i.get("zone") or "")])
+        heal = i.get("autoHealingPolicies") or {}
+        heal = heal[0] if isinstance(heal, list) and heal else heal
+        update = i.get("updatePolicy") or {}
+        return (f"size={i.get('targetSize')} zones={zones} ({i.get('description', '')}) autohealing after "
+                f"{heal.get('initialDelaySec')} s, update maxSurge={update.get('maxSurgeFixed')} "
+                f"maxUnavailable={update.get('maxUnavailableFixed')}")
+    if kind == "HealthCheck":
+        http = i.get("httpHealthCheck") or {}
+        return f"http :{http.get('port')}{http.get('requestPath', '')} every {i.get('checkIntervalSec')} s"
     if kind == "ProjectMetadataItem":
         return f"key={i.get('key')} ({len(str(i.get('value') or '')):,} bytes)"
     if kind == "Subnetwork":
@@ -41,6 +52,24 @@ def key_inputs(res: PlannedResource) -> str:
     if kind == "IAMMember":
         return str(i.get("role"))
     return ""
+
+
+def _firewall(i: dict[str, Any]) -> str:
+    """Ports, then every kind of source and target the rule names (an ingress rule with no source at all is
+    0.0.0.0/0 to Compute Engine; one with no target applies to every instance of the network)."""
+    rules = [("deny", r) for r in i.get("denies") or []] + [("", r) for r in i.get("allows") or []]
+    ports = ",".join(f"{verb + ' ' if verb else ''}{port}/{r.get('protocol')}"
+                     for verb, r in rules for port in r.get("ports") or ["*"])
+    sources = [*(i.get("sourceRanges") or []), *(f"tag:{t}" for t in i.get("sourceTags") or []),
+               *(f"sa:{a}" for a in i.get("sourceServiceAccounts") or [])]
+    targets = [*(i.get("targetTags") or []), *(f"sa:{a}" for a in i.get("targetServiceAccounts") or [])]
+    text = (f"{ports} from {','.join(sources) or '0.0.0.0/0 (no source given)'} "
+            f"to {','.join(targets) or 'every instance'}")
+    if i.get("direction") == "EGRESS":
+        text = f"egress {text}"
+    if i.get("priority") is not None:
+        text += f" priority {i['priority']}"
+    return text + (" DISABLED" if i.get("disabled") else "")
 
 
 def _rendezvous_binary(metadata: dict[str, Any]) -> str:
