@@ -63,7 +63,7 @@ def run_one(agents: int, standin: Path, base: Path) -> dict[str, float]:
                   "base_udp_port": free_udp_ports(agents), "state_dir": str(base / f"state-{agents}"),
                   "run_dir": str(run_dir), "spawn_parallelism": PARALLELISM, "round_delay_seconds": ROUND_DELAY,
                   "new_registrations_per_minute": 1e9, "new_registration_burst": agents,
-                  "health_address": "127.0.0.1", "health_port": health, "stop_batch": 500,
+                  "health_address": "127.0.0.1", "health_port": health, "health_threshold": 0.95, "stop_batch": 500,
                   "stop_batch_delay_seconds": 0.2}
         path = base / f"supervisor-{agents}.json"
         path.write_text(json.dumps(config))

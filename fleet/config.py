@@ -64,6 +64,15 @@ Zone = Annotated[str, AfterValidator(_zone)]
 Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT)]
 
 
+def _bounded(name: str) -> Any:
+    """A field with the bounds (and default) the VMs accept: fleet/pilot.py's AGENT_BOUNDS, the one table the
+    startup script is rendered from."""
+    bounds = pilot.AGENT_BOUNDS[name]
+    if bounds.default is None:
+        return Field(ge=bounds.low, le=bounds.high, description=bounds.why)
+    return Field(default=bounds.default, ge=bounds.low, le=bounds.high, description=bounds.why)
+
+
 class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
@@ -111,7 +120,7 @@ class RendezvousConfig(Model):
     agent_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
     # Who may open the dashboard and JSON API (3000/tcp). Default: only through IAP TCP forwarding.
     operator_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
-    new_registrations_per_minute: int = Field(default=pilot.NEW_REGISTRATIONS_PER_MINUTE, ge=1)
+    new_registrations_per_minute: int = _bounded("new_registrations_per_minute")
     # The rendezvous binary is not on PyPI. By default its host builds it at first boot from this pinned commit of
     # the public source (fleet/data/rendezvous_build.yaml); a prebuilt release (url, sha256) wins when set.
     # `source: null` (or "") builds nothing: then `release` is required.
@@ -127,10 +136,10 @@ class RendezvousConfig(Model):
 class AgentSettings(Model):
     """Per-host agent settings; `agentDefaults` sets them for all swarm hosts, a host may override each."""
 
-    spawn_parallelism: int = Field(default=pilot.DEFAULT_SPAWN_PARALLELISM, ge=1, le=pilot.MAX_SPAWN_PARALLELISM)
+    spawn_parallelism: int = _bounded("spawn_parallelism")
     round_delay_seconds: float = Field(default=pilot.DEFAULT_ROUND_DELAY_SECONDS, ge=0)
-    base_udp_port: Port = pilot.DEFAULT_BASE_UDP_PORT
-    gogc: int = Field(default=100, ge=10, le=1000)
+    base_udp_port: int = _bounded("base_udp_port")
+    gogc: int = _bounded("gogc")
     agent_memory_mb: float = Field(default=pilot.DEFAULT_AGENT_MEMORY_MB, gt=0)
     # Where peers reach this host's agent tunnel ports from.
     peer_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
@@ -140,7 +149,7 @@ class SwarmHostConfig(AgentSettings):
     name: GceName
     machine_type: str
     zone: Zone | None = None
-    target_agents: int = Field(gt=0)
+    target_agents: int = _bounded("target_agents")
     disk_gb: int = Field(default=20, ge=10)
 
     @property
@@ -155,7 +164,7 @@ class SwarmPoolConfig(AgentSettings):
     machine_type: str
     zones: list[Zone] = Field(default_factory=list)  # empty: gcp:zone; more than one: a regional group
     size: int = Field(ge=0, le=1000)
-    agents_per_vm: int = Field(gt=0)
+    agents_per_vm: int = _bounded("target_agents")
     disk_gb: int = Field(default=20, ge=10)
     max_surge: int | None = Field(default=None, ge=0)  # default: one per zone
     max_unavailable: int = Field(default=0, ge=0)

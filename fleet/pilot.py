@@ -7,6 +7,7 @@ the policy pack and the post-deploy check all read them from this module.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 PROJECT_NAME = "pilot-fleet"
 PILOT_VERSION = "1.18.0"
@@ -112,3 +113,48 @@ ROLE_SWARM = "swarm"
 SCRIPT_METADATA_KEYS = ("startup-script", "startup-script-url", "user-data", "user-data-encoding")
 SCRIPT_METADATA_PREFIXES = ("shutdown-script", "sysprep-specialize-script-")
 SCRIPT_METADATA_PATTERN = r"^windows-.*-script-.*$"
+
+
+@dataclass(frozen=True)
+class AttributeBounds:
+    """What a swarm VM accepts for one integer `pilot-*` attribute: config validation, the startup script (rendered
+    in) and the supervisor's config all take these, so a stack that plans is a stack whose VMs boot."""
+
+    attribute: str
+    low: int
+    high: int
+    default: int | None  # None: the stack always sets it
+    why: str
+
+
+# Agent ports start at or above this: ports below 1024 are privileged, and no agent runs as root's service there.
+MIN_AGENT_PORT = 1024
+
+AGENT_BOUNDS: dict[str, AttributeBounds] = {
+    "target_agents": AttributeBounds(
+        MetadataKey.AGENT_TARGET, 1, MAX_PORT - MIN_AGENT_PORT + 1, None,
+        "one UDP port per agent, all of them between 1024 and 65535"),
+    "base_udp_port": AttributeBounds(
+        MetadataKey.BASE_UDP_PORT, MIN_AGENT_PORT, MAX_PORT, DEFAULT_BASE_UDP_PORT,
+        "agent ports are base + index: not privileged, not past 65535"),
+    "spawn_parallelism": AttributeBounds(
+        MetadataKey.SPAWN_PARALLELISM, 1, MAX_SPAWN_PARALLELISM, DEFAULT_SPAWN_PARALLELISM,
+        "the seed fleet: 10-20 starts per round; 50 at once overloaded the registry"),
+    "new_registrations_per_minute": AttributeBounds(
+        MetadataKey.NEW_REGISTRATIONS_PER_MINUTE, 1, 1_000_000, NEW_REGISTRATIONS_PER_MINUTE,
+        "the registry's limit of new identities per source IP (10 in the public rendezvous)"),
+    "gogc": AttributeBounds(
+        MetadataKey.GOGC, 10, 1000, 100,
+        "Go's GC target percent: 50 on memory-tight VMs (seed), 100 is Go's default"),
+    "health_port": AttributeBounds(
+        MetadataKey.HEALTH_PORT, 1, MAX_PORT, SUPERVISOR_HEALTH_PORT,
+        "the supervisor's /healthz and /metrics"),
+}
+# The store disk's device name (the rendezvous attaches it so; the script finds /dev/disk/by-id/google-<name>).
+STORE_DEVICE = "pilot-store"
+# Defaults of the attributes that are not integers (their forms are checked where the script reads them).
+ATTRIBUTE_DEFAULTS: dict[str, str] = {
+    MetadataKey.ROUND_DELAY_SECONDS: f"{DEFAULT_ROUND_DELAY_SECONDS:g}",
+    MetadataKey.HEALTH_THRESHOLD: f"{DEFAULT_ALERT_THRESHOLD:g}",
+    MetadataKey.STORE_DEVICE: STORE_DEVICE,
+}

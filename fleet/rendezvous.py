@@ -13,7 +13,7 @@ from fleet.instance import FleetVm, internal_ip
 from fleet.network import FLEET_TAG, RENDEZVOUS_TAG, STANDBY_TAG, FleetNetwork
 from fleet.rendezvous_build import build_table
 
-STORE_DEVICE = "pilot-store"
+STORE_DEVICE = pilot.STORE_DEVICE
 
 
 def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:

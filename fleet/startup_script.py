@@ -17,6 +17,8 @@ SUPERVISOR_PATH = STARTUP_DIR / "pilot_supervisor.py"
 # startup.sh marks where the renderer inserts the release tables and the supervisor program.
 RELEASES_MARKER = "    # @pilot-releases\n"
 TOOLCHAINS_MARKER = "    # @go-toolchains\n"
+BOUNDS_MARKER = "    # @attribute-bounds\n"
+DEFAULTS_MARKER = "    # @attribute-defaults\n"
 SUPERVISOR_MARKER = "# @pilot-supervisor\n"
 SUPERVISOR_HEREDOC_END = "PILOT_SUPERVISOR_PY"
 # Compute Engine limits a metadata value to 256 KB.
@@ -28,7 +30,7 @@ def render_startup_script() -> str:
     supervisor inlined."""
     body = SCRIPT_PATH.read_text()
     supervisor = SUPERVISOR_PATH.read_text()
-    markers = (RELEASES_MARKER, TOOLCHAINS_MARKER, SUPERVISOR_MARKER)
+    markers = (RELEASES_MARKER, TOOLCHAINS_MARKER, BOUNDS_MARKER, DEFAULTS_MARKER, SUPERVISOR_MARKER)
     if any(body.count(marker) != 1 for marker in markers):
         raise ValueError(f"{SCRIPT_PATH}: the markers {', '.join(repr(m.strip()) for m in markers)} "
                          "must each appear once")
@@ -37,7 +39,11 @@ def render_startup_script() -> str:
     table = "".join(f'    "{w.version} {w.arch}") echo "{w.url} {w.sha256}" ;;\n' for w in wheels())
     toolchains = "".join(f'    "{t.version} {t.arch}") echo "{t.url} {t.sha256}" ;;\n'
                          for t in build_table().toolchains)
+    bounds = "".join(f'    {b.attribute}) echo "{b.low} {b.high} {"-" if b.default is None else b.default}" ;;\n'
+                     for b in pilot.AGENT_BOUNDS.values())
+    defaults = "".join(f'    {key}) echo "{value}" ;;\n' for key, value in pilot.ATTRIBUTE_DEFAULTS.items())
     body = body.replace(RELEASES_MARKER, table).replace(TOOLCHAINS_MARKER, toolchains)
+    body = body.replace(BOUNDS_MARKER, bounds).replace(DEFAULTS_MARKER, defaults)
     body = body.replace(SUPERVISOR_MARKER, supervisor)
     size = len(body.encode())
     if size > METADATA_VALUE_LIMIT:

@@ -63,12 +63,15 @@ class Config:
     base_udp_port: int
     state_dir: str
     run_dir: str
+    # The fleet's pacing facts come from the config the startup script writes (fleet/pilot.py renders their
+    # defaults and bounds into it): no default of their own here.
+    spawn_parallelism: int
+    round_delay_seconds: float
+    new_registrations_per_minute: float
+    health_threshold: float
     hostname_prefix: str = ""
     endpoint_ip: str = ""
     gogc: int = 0
-    spawn_parallelism: int = 10
-    round_delay_seconds: float = 3.0
-    new_registrations_per_minute: float = 10.0
     new_registration_burst: int = 10
     tick_seconds: float = 1.0
     # A full /proc scan (finds agents this supervisor did not start, and adopted ones that died) this often; in
@@ -85,7 +88,6 @@ class Config:
     guest_attribute_interval_seconds: float = 60.0
     health_address: str = ""
     health_port: int = 0
-    health_threshold: float = 0.95
     # A managed instance group's autohealing must not recreate a VM that is still starting its agents at the
     # registry's pace: /healthz is also 200 while the start-up is on schedule (see Supervisor.rampup_seconds).
     healthy_during_rampup: bool = True

@@ -88,6 +88,43 @@ optional_attribute() {
   attribute "$1" || printf '%s' "$2"
 }
 
+# "<low> <high> <default>" of an integer pilot-* attribute ("-": no default, the stack always sets it). The renderer
+# fills in fleet/pilot.py's AGENT_BOUNDS: config validation takes the same bounds, so what plans, boots.
+attribute_bounds() {
+  case "$1" in
+    # @attribute-bounds
+    *) return 1 ;;
+  esac
+}
+
+# The default of a non-integer attribute, from fleet/pilot.py's ATTRIBUTE_DEFAULTS (rendered in).
+attribute_default() {
+  case "$1" in
+    # @attribute-defaults
+    *) return 1 ;;
+  esac
+}
+
+# An integer attribute within its bounds, or its default when the stack left it unset and it has one.
+bounded_attribute() {
+  local name="$1" low high default value
+  read -r low high default < <(attribute_bounds "${name}") || die "this script has no bounds for ${name}"
+  if [[ "${default}" == - ]]; then
+    value="$(attribute "${name}")" || die "instance attribute ${name} is missing"
+  else
+    value="$(optional_attribute "${name}" "${default}")"
+  fi
+  require_int "${name}" "${value}" "${low}" "${high}"
+  printf '%s' "${value}"
+}
+
+# A non-integer attribute, or its rendered default.
+defaulted_attribute() {
+  local default
+  default="$(attribute_default "$1")" || die "this script has no default for $1"
+  optional_attribute "$1" "${default}"
+}
+
 require_match() {
   local name="$1" value="$2" pattern="$3" what="$4"
   [[ "${value}" =~ ${pattern} ]] || die "instance attribute ${name}='${value}' is not ${what}"
@@ -104,7 +141,7 @@ read_attributes() {
   vm_name="$(metadata instance/name 2>/dev/null || true)"
   [[ "${vm_name}" =~ ^[a-z][a-z0-9-]*$ ]] || vm_name=""
   if [[ "${role}" == rendezvous ]]; then
-    store_device="$(optional_attribute pilot-store-device pilot-store)"
+    store_device="$(defaulted_attribute pilot-store-device)"
     require_match pilot-store-device "${store_device}" '^[a-z0-9-]+$' "a device name"
     registry_port="$(attribute pilot-registry-port)" || die "instance attribute pilot-registry-port is missing"
     beacon_port="$(attribute pilot-beacon-port)" || die "instance attribute pilot-beacon-port is missing"
@@ -120,27 +157,21 @@ read_attributes() {
     fi
     return 0
   fi
-  target="$(attribute pilot-agent-target)" || die "instance attribute pilot-agent-target is missing"
-  base_port="$(attribute pilot-base-udp-port)" || die "instance attribute pilot-base-udp-port is missing"
-  require_int pilot-agent-target "${target}" 1 55000
-  require_int pilot-base-udp-port "${base_port}" 1024 65535
+  target="$(bounded_attribute pilot-agent-target)"
+  base_port="$(bounded_attribute pilot-base-udp-port)"
   last_port=$((base_port + target - 1))
   ((last_port <= 65535)) || die "agent ports ${base_port}-${last_port} run past 65535"
   registry="$(attribute pilot-registry)" || die "instance attribute pilot-registry is missing"
   beacon="$(attribute pilot-beacon)" || die "instance attribute pilot-beacon is missing"
   require_match pilot-registry "${registry}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "HOST:PORT"
   require_match pilot-beacon "${beacon}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "HOST:PORT"
-  parallelism="$(optional_attribute pilot-spawn-parallelism 10)"
-  require_int pilot-spawn-parallelism "${parallelism}" 1 20
-  round_delay="$(optional_attribute pilot-round-delay-seconds 3)"
+  parallelism="$(bounded_attribute pilot-spawn-parallelism)"
+  round_delay="$(defaulted_attribute pilot-round-delay-seconds)"
   require_match pilot-round-delay-seconds "${round_delay}" '^[0-9]+(\.[0-9]+)?$' "a number of seconds"
-  new_per_minute="$(optional_attribute pilot-new-registrations-per-minute 10)"
-  require_int pilot-new-registrations-per-minute "${new_per_minute}" 1 1000000
-  gogc="$(optional_attribute pilot-gogc 100)"
-  require_int pilot-gogc "${gogc}" 10 1000
-  health_port="$(optional_attribute pilot-health-port 8081)"
-  require_int pilot-health-port "${health_port}" 1 65535
-  health_threshold="$(optional_attribute pilot-health-threshold 0.95)"
+  new_per_minute="$(bounded_attribute pilot-new-registrations-per-minute)"
+  gogc="$(bounded_attribute pilot-gogc)"
+  health_port="$(bounded_attribute pilot-health-port)"
+  health_threshold="$(defaulted_attribute pilot-health-threshold)"
   require_match pilot-health-threshold "${health_threshold}" '^(0(\.[0-9]+)?|1(\.0+)?)$' "a share between 0 and 1"
   endpoint_ip="$(metadata instance/network-interfaces/0/access-configs/0/external-ip 2>/dev/null || true)"
   [[ "${endpoint_ip}" =~ ^[0-9.]+$ ]] || endpoint_ip=""
@@ -325,7 +356,11 @@ EOF
 # google-startup-scripts.service's. KillMode=mixed: SIGTERM reaches the supervisor alone, which stops the agents in
 # paced batches (100 a second, then 30 s grace); systemd kills whatever is left after TimeoutStopSec.
 agents_unit() {
-  local stop_seconds=$(((target + 99) / 100 + 30 + 60))
+  local stop_seconds
+  # the supervisor's own paced-stop budget (its batches, delay and grace), plus a minute of slack
+  stop_seconds="$(python3 "${INSTALL_DIR}/lib/pilot_supervisor.py" stop-budget --config "${SUPERVISOR_CONF}")" ||
+    die "the supervisor could not compute its stop budget from ${SUPERVISOR_CONF}"
+  stop_seconds=$((stop_seconds + 60))
   cat <<EOF
 [Unit]
 Description=pilot-fleet agents: keeps this host at its pilot-daemon target

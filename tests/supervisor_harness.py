@@ -37,6 +37,7 @@ supervisor_module = _load_supervisor()
 
 # Fast figures for tests: rounds of 3 every 0.3 s, 10 new identities a second after a burst of 4.
 FAST = {"tick_seconds": 0.1, "settle_seconds": 0.6, "spawn_parallelism": 3, "round_delay_seconds": 0.3,
+        "health_threshold": 0.95,
         "new_registrations_per_minute": 600, "new_registration_burst": 4, "backoff_initial_seconds": 0.4,
         "backoff_max_seconds": 3.0, "stop_batch": 4, "stop_batch_delay_seconds": 0.4, "stop_grace_seconds": 3.0}
 

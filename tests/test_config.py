@@ -85,7 +85,7 @@ def test_seed_memory_incident_is_rejected() -> None:
     ("pilot-fleet:swarmHosts.0.name", "pilot-rendezvous",
      "duplicate name 'pilot-rendezvous' (also pilot-fleet:rendezvous.name)"),
     ("pilot-fleet:swarmHosts.0.targetAgents", -5,
-     "pilot-fleet:swarmHosts[0].targetAgents: Input should be greater than 0"),
+     "pilot-fleet:swarmHosts[0].targetAgents: Input should be greater than or equal to 1"),
     ("pilot-fleet:swarmHosts.0.roundDelaySeconds", -1,
      "pilot-fleet:swarmHosts[0].roundDelaySeconds: Input should be greater than or equal to 0"),
     ("pilot-fleet:swarmHosts.0.spawnParallelism", 50,
@@ -168,3 +168,12 @@ def test_a_fleet_without_agents_is_an_error() -> None:
     del config["pilot-fleet:swarmHosts"]
     assert problems_for(config) == ["pilot-fleet:swarmHosts: the fleet has no agents: declare swarmHosts or "
                                     "swarmPools (a fleet of a rendezvous alone would plan green and verify nothing)"]
+
+
+def test_config_accepts_exactly_what_the_vms_accept() -> None:
+    """`baseUdpPort: 100` used to plan green and stop every swarm host at boot (the script refuses ports below 1024):
+    both now read fleet/pilot.py's AGENT_BOUNDS."""
+    problems = problems_for(prod_with("pilot-fleet:swarmHosts.0.baseUdpPort", 100))
+    assert problems == ["pilot-fleet:swarmHosts[0].baseUdpPort: Input should be greater than or equal to 1024"]
+    too_many = problems_for(prod_with("pilot-fleet:swarmHosts.1.spawnParallelism", 21))
+    assert too_many == ["pilot-fleet:swarmHosts[1].spawnParallelism: Input should be less than or equal to 20"]

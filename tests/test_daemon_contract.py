@@ -34,7 +34,8 @@ def _config(daemon: Path, base: Path) -> object:
     return supervisor_module.Config(
         target=1, daemon=str(daemon), registry="127.0.0.1:1", beacon="127.0.0.1:1",
         base_udp_port=free_udp_ports(1), state_dir=str(base / "state"), run_dir=str(base / "run"),
-        hostname_prefix="swarm-contract", endpoint_ip="127.0.0.1")
+        hostname_prefix="swarm-contract", endpoint_ip="127.0.0.1", spawn_parallelism=1, round_delay_seconds=3.0,
+        new_registrations_per_minute=10, health_threshold=0.95)
 
 
 def test_pinned_version_is_the_binarys(real_daemon: Path) -> None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from fleet import pilot
 from fleet.pilot_releases import wheels
 from fleet.startup_script import METADATA_VALUE_LIMIT, SCRIPT_PATH, SUPERVISOR_PATH, render_startup_script
+from tests.boot_sandbox import BootSandbox, MetadataServer, free_tcp_port
+from tests.supervisor_harness import free_udp_ports, registry_port
 
 REPO = Path(__file__).resolve().parent.parent
 SHELL_SCRIPTS = sorted([*REPO.glob("startup/*.sh"), REPO / "scripts" / "dev.sh", REPO / ".ci" / "run"])
@@ -97,3 +103,60 @@ def test_kernel_figures_in_the_script_are_the_planners() -> None:
     text = SCRIPT_PATH.read_text()
     assert f"kernel.pid_max = {pilot.KERNEL_PID_MAX}\n" in text
     assert f"fs.file-max = {pilot.KERNEL_FILE_MAX}\n" in text
+
+
+
+def changed_bounds() -> dict[str, pilot.AttributeBounds]:
+    """The shipped table with the spawn ceiling raised to 30 and GOGC's default moved to 77."""
+    bounds = dict(pilot.AGENT_BOUNDS)
+    bounds["spawn_parallelism"] = dataclasses.replace(bounds["spawn_parallelism"], high=30)
+    bounds["gogc"] = dataclasses.replace(bounds["gogc"], default=77)
+    return bounds
+
+
+CHANGED_FACTS = """
+from fleet import pilot
+from tests.test_startup_script import changed_bounds
+pilot.AGENT_BOUNDS = changed_bounds()
+"""
+
+
+def test_a_changed_fact_reaches_config_script_and_supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fleet/pilot.py's AGENT_BOUNDS is the one table: change a bound and a default there, and config validation,
+    the rendered script and the supervisor config it writes all follow (no copy of them anywhere else)."""
+    # config validation, in a fresh interpreter that changes the table before fleet.config builds its models
+    check = CHANGED_FACTS + """
+import json, sys
+from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
+from fleet.plan.stack_files import wire_value
+from tests.conftest import load_stack_config
+stack = load_stack_config("prod")
+results = []
+for parallelism in (25, 31):
+    stack["pilot-fleet:swarmHosts"][1]["spawnParallelism"] = parallelism
+    try:
+        cfg = parse_fleet_config(raw_from_flat({k: wire_value(v) for k, v in stack.items()}))
+        results.append([cfg.swarm_hosts[1].spawn_parallelism, cfg.swarm_hosts[0].gogc])
+    except FleetConfigError as exc:
+        results.append(exc.problems)
+print(json.dumps(results))
+"""
+    out = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
+    accepted, refused = json.loads(out.stdout)
+    assert accepted == [25, 77]
+    assert refused == ["pilot-fleet:swarmHosts[1].spawnParallelism: Input should be less than or equal to 30"]
+    # the rendered script and the supervisor config it writes: 25 accepted, gogc unset takes the new default
+    monkeypatch.setattr(pilot, "AGENT_BOUNDS", changed_bounds())
+    attributes = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-agent-target": "2",
+                  "pilot-base-udp-port": str(free_udp_ports(4)), "pilot-beacon": "127.0.0.1:9",
+                  "pilot-spawn-parallelism": "25", "pilot-health-port": str(free_tcp_port())}
+    with registry_port() as registry, MetadataServer({**attributes, "pilot-registry": registry}).serving() as md:
+        box = BootSandbox(tmp_path, md)
+        box.prepare()
+        try:
+            result = box.run()
+            assert result.returncode == 0, result.stderr
+            written = json.loads((box.root / "etc/pilot-fleet/supervisor.json").read_text())
+            assert written["spawn_parallelism"] == 25 and written["gogc"] == 77
+        finally:
+            box.shutdown()

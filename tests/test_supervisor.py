@@ -159,7 +159,8 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"pilot-supervisor: config {path}: unknown keys ['colour'], missing keys "
-        "['base_udp_port', 'beacon', 'registry', 'run_dir', 'state_dir']"]
+        "['base_udp_port', 'beacon', 'health_threshold', 'new_registrations_per_minute', 'registry', "
+        "'round_delay_seconds', 'run_dir', 'spawn_parallelism', 'state_dir']"]
 
 
 def _http_status(url: str) -> int:
