@@ -139,3 +139,13 @@ def test_pools_are_found_by_their_label_and_the_config_passes_promtool(planned: 
                for c in pool["gce_sd_configs"])
     check = promtool("check", "config", str(tmp_path / "m/prometheus-scrape.yml"))
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_rendezvous_target_follows_the_stacks_dashboard_port(planned: Any, tmp_path: Path) -> None:
+    outputs = dict(planned("prod")["outputs"])
+    outputs["statsUrl"] = outputs["statsUrl"].replace(":3000/", ":3100/")  # rendezvous.ports.dashboard: 3100
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs))
+    result = run_fleet("monitoring", "--outputs", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out" / "pilot-rendezvous.json").read_text())[0]["targets"] == ["127.0.0.1:3100"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -32,7 +33,9 @@ def service_discovery(outputs: StackOutputs) -> tuple[list[dict[str, Any]], list
                           "pilot_target_agents": str(h.target_agents)}}
               for h in outputs.swarm_hosts if h.internal_ip]
     # The rendezvous answers /metrics only from loopback: this target is for a Prometheus agent on that VM.
-    rendezvous = [{"targets": [f"127.0.0.1:{pilot.DASHBOARD_PORT}"],
+    # the stack's own dashboard port, from its statsUrl output (a stack may move it off 3000)
+    port = urlsplit(outputs.stats_url).port or pilot.DASHBOARD_PORT
+    rendezvous = [{"targets": [f"127.0.0.1:{port}"],
                    "labels": {"pilot_fleet": fleet, "pilot_host": h.name, "pilot_zone": h.zone}}
                   for h in outputs.hosts if h.role == pilot.ROLE_RENDEZVOUS]
     return agents, rendezvous
