@@ -1,5 +1,5 @@
 """A real HTTP server on loopback that answers scripted responses: the rendezvous' /api/stats and a stand-in of
-Compute Engine's getGuestAttributes. Never a mocked `requests`."""
+Compute Engine's getGuestAttributes and listManagedInstances. Never a mocked `requests`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class Answer:
 class StatsServer:
     answers: list[Answer]
     guest_attributes: dict[str, dict[str, str]] = field(default_factory=dict)  # instance -> key -> value
+    managed_instances: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # group -> (name, zone)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (path, authorization)
     url: str = ""
     base: str = ""
@@ -56,6 +57,15 @@ class StatsServer:
                 answer = server.answers.pop(0) if len(server.answers) > 1 else server.answers[0]
                 time.sleep(answer.delay)
                 self.reply(answer)
+
+            def do_POST(self) -> None:  # instanceGroupManagers.listManagedInstances
+                server.requests.append((self.path, self.headers.get("Authorization", "")))
+                if "/listManagedInstances" not in self.path:
+                    return self.reply(Answer(404, b'{"error": {"code": 404}}'))
+                manager = self.path.split("/instanceGroupManagers/")[1].split("/")[0]
+                listed = [{"instance": f"https://www.googleapis.com/compute/v1/projects/p/zones/{zone}/instances/{name}",
+                           "instanceStatus": "RUNNING"} for name, zone in server.managed_instances.get(manager, [])]
+                return self.reply(Answer(200, json.dumps({"managedInstances": listed}).encode()))
 
             def reply(self, answer: Answer) -> None:
                 try:

@@ -215,3 +215,29 @@ def test_outputs_that_expect_no_agents_cannot_be_verified(server: StatsServer, t
                "hosts": [], "pools": [], "project": "p"}
     result = verify("--outputs", "-", stdin=json.dumps(outputs))
     assert result.returncode == 2 and "the fleet expects 0 agents" in result.stderr, result.stderr
+
+
+def test_a_pool_shortfall_names_the_vm_and_its_zone(planned: Any, server: StatsServer) -> None:
+    """The 50,000-agent stack is one regional group: verify lists its VMs (listManagedInstances) and reads each one's
+    guest attributes, so the short one is named with its zone."""
+    outputs = _outputs(planned, server, "scale")
+    (pool,) = outputs["pools"]
+    per_vm = pool["agentsPerVm"]
+    server.set(Answer.stats(**{**REAL, "active_nodes": 12 * per_vm + 1000, "total_nodes": 13 * per_vm}))
+    zones = pool["zones"]
+    vms = [(f"{pool['name']}-{i:04x}", zones[i % len(zones)]) for i in range(pool["size"])]
+    server.managed_instances = {pool["name"]: vms}
+    server.guest_attributes = {name: {"agents-target": str(per_vm), "agents-running": str(per_vm)} for name, _ in vms}
+    short_vm, short_zone = vms[5]
+    server.guest_attributes[short_vm]["agents-running"] = "1000"
+    env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
+    result = verify("--outputs", "-", stdin=json.dumps(outputs), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith(pool["name"] + "-")}
+    assert len(rows) == pool["size"]
+    assert rows[short_vm].split()[1:4] == [f"{per_vm:,}", "1,000", f"{1000 / per_vm:.1%}"]
+    assert f"pool {pool['name']} in {short_zone}" in rows[short_vm]
+    assert "per host: guest attributes" in result.stdout
+    listed = [p for p, _ in server.requests if "listManagedInstances" in p]
+    assert listed == [f"/compute/v1/projects/pilot-fleet-scale/regions/us-central1/instanceGroupManagers/"
+                      f"{pool['name']}/listManagedInstances"]

@@ -25,6 +25,7 @@ class Target:
     threshold: float
     project: str | None = None
     hosts: tuple[tuple[str, str, int], ...] = ()  # (name, zone, target) of swarm hosts
+    pools: tuple[tuple[str, str, int], ...] = ()  # (name, instance group manager path, agents per VM)
     # More agents online than expected by more than this is a finding (a second fleet after a reboot); None: only
     # reported.
     max_over: int | None = None
@@ -40,7 +41,9 @@ class Target:
                    outputs.expected_agents if expected is None else expected,
                    outputs.alert_threshold if threshold is None else threshold,
                    outputs.project,
-                   tuple((h.name, h.zone, h.target_agents) for h in outputs.swarm_hosts), max_over)
+                   hosts=tuple((h.name, h.zone, h.target_agents) for h in outputs.swarm_hosts),
+                   pools=tuple((p.name, p.manager_path, p.agents_per_vm) for p in outputs.pools if p.manager_path),
+                   max_over=max_over)
 
 
 @dataclass
@@ -95,13 +98,13 @@ def check_once(target: Target, deadline: float, per_host: bool = True) -> Report
         return Report(FAILED, f"could not check: {exc}", target, checked_at=now)
     verdict, message = judge(target, count)
     report = Report(verdict, message, target, count, checked_at=now)
-    if per_host and target.hosts and target.project:
+    if per_host and (target.hosts or target.pools) and target.project:
         try:
-            report.hosts = read_hosts(target.project, list(target.hosts))
+            report.hosts = read_hosts(target.project, list(target.hosts), list(target.pools))
             report.per_host = "guest attributes"
         except NoCredentialsError as exc:
             report.per_host = f"skipped: no Google credentials ({exc})"
-    elif per_host and target.hosts:
+    elif per_host and (target.hosts or target.pools):
         report.per_host = "skipped: the outputs name no project"
     return report
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ class HostReport:
     restarts: int | None = None
     bypassed_script: str | None = None
     error: str | None = None
+    zone: str = ""
+    pool: str = ""  # the managed instance group a pool VM belongs to
 
     @property
     def ratio(self) -> float | None:
@@ -75,13 +78,52 @@ def read_host(session: requests.Session, api: str, token: str, project: str, zon
         value = values.get(key, "")
         return int(value) if value.isdigit() else None
 
-    return HostReport(name, target, running=number("agents-running"), restarts=number("agents-restarts"),
-                      bypassed_script=values.get("bypassed-startup-script"))
+    # a pool VM's own target is what its supervisor published (the template's agents per VM otherwise)
+    return HostReport(name, number("agents-target") or target, running=number("agents-running"),
+                      restarts=number("agents-restarts"), bypassed_script=values.get("bypassed-startup-script"),
+                      zone=zone)
 
 
-def read_hosts(project: str, hosts: list[tuple[str, str, int]], timeout: float = 10.0) -> list[HostReport]:
-    """hosts: (name, zone, target). Raises NoCredentialsError when there are no credentials at all."""
+def list_pool_instances(session: requests.Session, api: str, token: str, manager_path: str,
+                        timeout: float) -> list[tuple[str, str]] | str:
+    """(name, zone) of a managed instance group's VMs (instanceGroupManagers.listManagedInstances), or why not."""
+    instances: list[tuple[str, str]] = []
+    params: dict[str, str] = {}
+    while True:
+        try:
+            response = session.post(f"{api}/{manager_path}/listManagedInstances", params=params, timeout=timeout,
+                                    headers={"Authorization": f"Bearer {token}"})
+        except requests.RequestException as exc:
+            return f"Compute Engine API unreachable: {type(exc).__name__}"
+        if response.status_code != 200:
+            return f"listManagedInstances answered HTTP {response.status_code}"
+        try:
+            doc = response.json()
+            for item in doc.get("managedInstances", []):
+                parts = str(item["instance"]).split("/")
+                instances.append((parts[parts.index("instances") + 1], parts[parts.index("zones") + 1]))
+        except (ValueError, AttributeError, KeyError, TypeError, IndexError):
+            return "listManagedInstances answered an unexpected document"
+        if not doc.get("nextPageToken"):
+            return instances
+        params = {"pageToken": str(doc["nextPageToken"])}
+
+
+def read_hosts(project: str, hosts: list[tuple[str, str, int]], pools: list[tuple[str, str, int]] | None = None,
+               timeout: float = 10.0) -> list[HostReport]:
+    """hosts: (name, zone, target); pools: (name, manager path, agents per VM), each VM of which is read like a host.
+    Raises NoCredentialsError when there are no credentials at all."""
     token = access_token()
     api = os.environ.get(API_ENV, COMPUTE_API).rstrip("/")
     with requests.Session() as session:
-        return [read_host(session, api, token, project, zone, name, target, timeout) for name, zone, target in hosts]
+        reports = [read_host(session, api, token, project, zone, name, target, timeout)
+                   for name, zone, target in hosts]
+        for pool, manager_path, per_vm in pools or []:
+            listed = list_pool_instances(session, api, token, manager_path, timeout)
+            if isinstance(listed, str):
+                reports.append(HostReport(pool, per_vm, error=listed, pool=pool))
+                continue
+            for name, zone in listed:
+                report = read_host(session, api, token, project, zone, name, per_vm, timeout)
+                reports.append(dataclasses.replace(report, pool=pool))
+        return reports

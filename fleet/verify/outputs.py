@@ -38,6 +38,16 @@ class PoolOutput(_Model):
     size: int = Field(ge=0)
     agents_per_vm: int = Field(ge=0)
     target_agents: int = Field(ge=0)
+    # the group's instanceGroup URL (zones/Z/... for a zonal group, regions/R/... for a regional one)
+    instance_group: str | None = None
+
+    @property
+    def manager_path(self) -> str | None:
+        """projects/P/(zones/Z|regions/R)/instanceGroupManagers/NAME, from the instanceGroup URL."""
+        if not self.instance_group or "/projects/" not in self.instance_group:
+            return None
+        path = "projects/" + self.instance_group.split("/projects/", 1)[1]
+        return path.replace("/instanceGroups/", "/instanceGroupManagers/")
 
 
 class StackOutputs(_Model):
