@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -319,8 +319,6 @@ class Fleet:
     bridge_namespace: str
     base: Path
     plan: dict[str, Any]
-    samples: dict[str, int] = field(default_factory=dict)  # most agents seen at once per host (the sampler)
-    _sampling: threading.Event = field(default_factory=threading.Event)
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
