@@ -17,6 +17,7 @@ import pytest
 from tests.boot_sandbox import cached_wheel
 from tests.real_rendezvous import rendezvous_on_loopback
 from tests.supervisor_harness import Supervised, supervised
+from tests.vm_fleet import wait_for
 
 AGENTS = 12
 # The registry's floor for AGENTS fresh identities from one IP: 10 s for the first 10, then 6 s each.
@@ -50,14 +51,6 @@ def _registered(box: Supervised) -> int:
     return sum(1 for i in range(AGENTS) if (Path(box.config["run_dir"]) / "agents" / f"{i}.sock").exists())
 
 
-def _wait(what, timeout: float, message: str) -> float:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.1)
-    return time.monotonic()
-
-
 def test_a_registry_that_comes_60_s_late_is_met_at_its_own_pace(daemon: Path, tmp_path: Path, run_dir: str) -> None:
     with rendezvous_on_loopback(tmp_path, start=False) as rv, \
             supervised(tmp_path, AGENTS, daemon=str(daemon), registry=rv.registry, beacon=rv.beacon,
@@ -67,7 +60,7 @@ def test_a_registry_that_comes_60_s_late_is_met_at_its_own_pace(daemon: Path, tm
         assert _registered(box) == 0 and box.status()["running"] == 0  # nobody started against a closed port
         rv.start()
         up = time.monotonic()
-        done = _wait(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the host did not reach its target")
+        done = wait_for(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the host did not reach its target")
         assert done - up <= 1.1 * FLOOR, (done - up, FLOOR)
         assert rv.refusals() <= AGENTS // 10, rv.refusals()
 
@@ -79,12 +72,12 @@ def test_a_registry_that_restarts_with_its_store_takes_everyone_back_without_ref
             supervised(tmp_path, AGENTS, daemon=str(daemon), registry=rv.registry, beacon=rv.beacon,
                        run_dir=run_dir, **PACING) as box:
         box.start()
-        _wait(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the first boot did not reach the target")
+        wait_for(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the first boot did not reach the target")
         refused = rv.refusals()
         rv.stop()  # a restart of the rendezvous: its store (registry.json) stays
         time.sleep(5.0)
         rv.start()
-        _wait(lambda: box.status()["running"] == AGENTS and _registered(box) == AGENTS
+        wait_for(lambda: box.status()["running"] == AGENTS and _registered(box) == AGENTS
               and _nodes(rv) == AGENTS, 120, "the host did not come back")
         assert rv.refusals() == refused
 
@@ -105,7 +98,7 @@ def test_a_registry_that_lost_its_store_is_re_paced_not_hammered(daemon: Path, t
             supervised(tmp_path, AGENTS, daemon=str(daemon), registry=rv.registry, beacon=rv.beacon,
                        run_dir=run_dir, **PACING) as box:
         box.start()
-        _wait(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the first boot did not reach the target")
+        wait_for(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the first boot did not reach the target")
         box.terminate()
         before = rv.refusals()  # the first boot may have had its own (the supervisor's log of it is gone)
         rv.stop()
@@ -113,7 +106,7 @@ def test_a_registry_that_lost_its_store_is_re_paced_not_hammered(daemon: Path, t
         rv.start()
         box.start()
         restarted = time.monotonic()
-        _wait(lambda: _registered(box) == AGENTS and _nodes(rv) == AGENTS, 4 * FLOOR,
+        wait_for(lambda: _registered(box) == AGENTS and _nodes(rv) == AGENTS, 4 * FLOOR,
               "the host did not get its agents registered again")
         took = time.monotonic() - restarted
         out = box.terminate()
