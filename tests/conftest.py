@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +55,26 @@ def program_with_stack(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
         return tmp_path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def real_daemon(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real pilot-daemon binary from the pinned wheel (.cache/wheels), its sha256 checked against the pin."""
+    from tests.boot_sandbox import cached_wheel
+
+    wheel, path = cached_wheel()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == wheel.sha256, "the pinned sha256 does not match PyPI's"
+    target = tmp_path_factory.mktemp("pilot") / "pilot-daemon"
+    with zipfile.ZipFile(path) as archive:
+        target.write_bytes(archive.read("pilotprotocol/bin/pilot-daemon"))
+    target.chmod(0o755)
+    return target
+
+
+@pytest.fixture
+def short_run_dir() -> Iterator[str]:
+    """A run directory with a short path: the real daemon's IPC socket path (and its temporary sibling) must fit
+    sun_path, which pytest's (and its workers') temporary paths can exceed."""
+    path = tempfile.mkdtemp(prefix="pf-run-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from fleet import pilot
-from tests.boot_sandbox import cached_wheel
 from tests.supervisor_harness import free_udp_ports, supervisor_module
-
-
-@pytest.fixture(scope="module")
-def real_daemon(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wheel, path = cached_wheel()
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == wheel.sha256, "the pinned sha256 does not match PyPI's"
-    target = tmp_path_factory.mktemp("pilot") / "pilot-daemon"
-    with zipfile.ZipFile(path) as archive:
-        target.write_bytes(archive.read("pilotprotocol/bin/pilot-daemon"))
-    target.chmod(0o755)
-    return target
 
 
 def _config(daemon: Path, base: Path) -> object:

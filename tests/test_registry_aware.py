@@ -5,16 +5,9 @@ minute per IP applies to all of them. A registry that comes late, restarts, or l
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.boot_sandbox import cached_wheel
 from tests.real_rendezvous import rendezvous_on_loopback
 from tests.supervisor_harness import Supervised, supervised
 from tests.vm_fleet import wait_for
@@ -28,33 +21,16 @@ PACING = {"spawn_parallelism": 10, "round_delay_seconds": 3.0, "new_registration
           "backoff_max_seconds": 60.0}
 
 
-@pytest.fixture
-def run_dir() -> Iterator[str]:
-    """A short run directory: the daemon's IPC socket path (and its temporary sibling) must fit sun_path."""
-    path = tempfile.mkdtemp(prefix="pf-run-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _, wheel = cached_wheel()
-    binary = tmp_path_factory.mktemp("daemon") / "pilot-daemon"
-    with zipfile.ZipFile(wheel) as archive:
-        binary.write_bytes(archive.read("pilotprotocol/bin/pilot-daemon"))
-    binary.chmod(0o755)
-    return binary
-
-
 def _registered(box: Supervised) -> int:
     """Agents whose IPC socket exists: pilot-daemon opens it once the registry accepted it."""
     return sum(1 for i in range(AGENTS) if (Path(box.config["run_dir"]) / "agents" / f"{i}.sock").exists())
 
 
-def test_a_registry_that_comes_60_s_late_is_met_at_its_own_pace(daemon: Path, tmp_path: Path, run_dir: str) -> None:
+def test_a_registry_that_comes_60_s_late_is_met_at_its_own_pace(real_daemon: Path, tmp_path: Path,
+                                                                short_run_dir: str) -> None:
     with rendezvous_on_loopback(tmp_path, start=False) as rv, \
-            supervised(tmp_path, AGENTS, daemon=str(daemon), registry=rv.registry, beacon=rv.beacon,
-                       run_dir=run_dir, **PACING) as box:
+            supervised(tmp_path, AGENTS, daemon=str(real_daemon), registry=rv.registry, beacon=rv.beacon,
+                       run_dir=short_run_dir, **PACING) as box:
         box.start()
         time.sleep(60.0)  # the rendezvous' VM is still booting (building itself, in production)
         assert _registered(box) == 0 and box.status()["running"] == 0  # nobody started against a closed port
@@ -65,12 +41,12 @@ def test_a_registry_that_comes_60_s_late_is_met_at_its_own_pace(daemon: Path, tm
         assert rv.refusals() <= AGENTS // 10, rv.refusals()
 
 
-def test_a_registry_that_restarts_with_its_store_takes_everyone_back_without_refusals(daemon: Path,
+def test_a_registry_that_restarts_with_its_store_takes_everyone_back_without_refusals(real_daemon: Path,
                                                                                        tmp_path: Path,
-                                                                                       run_dir: str) -> None:
+                                                                                       short_run_dir: str) -> None:
     with rendezvous_on_loopback(tmp_path) as rv, \
-            supervised(tmp_path, AGENTS, daemon=str(daemon), registry=rv.registry, beacon=rv.beacon,
-                       run_dir=run_dir, **PACING) as box:
+            supervised(tmp_path, AGENTS, daemon=str(real_daemon), registry=rv.registry, beacon=rv.beacon,
+                       run_dir=short_run_dir, **PACING) as box:
         box.start()
         wait_for(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the first boot did not reach the target")
         refused = rv.refusals()
@@ -89,14 +65,14 @@ def _nodes(rv) -> int:  # type: ignore[no-untyped-def]
         return int(json.loads(response.read())["total_nodes"])
 
 
-def test_a_registry_that_lost_its_store_is_re_paced_not_hammered(daemon: Path, tmp_path: Path,
-                                                                 run_dir: str) -> None:
+def test_a_registry_that_lost_its_store_is_re_paced_not_hammered(real_daemon: Path, tmp_path: Path,
+                                                                 short_run_dir: str) -> None:
     """A failover to an empty store while the host restarts its agents: every identity the supervisor knows is new
     to the registry again. The registry takes 10 at once; the supervisor reads the refusals of the rest from their
     output, forgets those identities and starts them again at the registry's pace, not all at once."""
     with rendezvous_on_loopback(tmp_path) as rv, \
-            supervised(tmp_path, AGENTS, daemon=str(daemon), registry=rv.registry, beacon=rv.beacon,
-                       run_dir=run_dir, **PACING) as box:
+            supervised(tmp_path, AGENTS, daemon=str(real_daemon), registry=rv.registry, beacon=rv.beacon,
+                       run_dir=short_run_dir, **PACING) as box:
         box.start()
         wait_for(lambda: _registered(box) == AGENTS, 4 * FLOOR, "the first boot did not reach the target")
         box.terminate()

@@ -5,17 +5,13 @@ the count."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.boot_sandbox import cached_wheel
 from tests.conftest import REPO
 from tests.real_rendezvous import Rendezvous, rendezvous_on_loopback
 from tests.supervisor_harness import FAST, supervised
@@ -29,26 +25,16 @@ def rendezvous(tmp_path: Path) -> Iterator[Rendezvous]:
         yield rv
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Path:
-    _, wheel = cached_wheel()
-    binary = tmp_path / "pilot-daemon"
-    with zipfile.ZipFile(wheel) as archive:
-        binary.write_bytes(archive.read("pilotprotocol/bin/pilot-daemon"))
-    binary.chmod(0o755)
-    return binary
-
-
 def _verify(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fleet", "verify", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=180, check=False)
 
 
-def test_real_daemons_register_and_verify_judges_the_count(rendezvous: Rendezvous, daemon: Path,
-                                                           tmp_path: Path) -> None:
+def test_real_daemons_register_and_verify_judges_the_count(rendezvous: Rendezvous, real_daemon: Path,
+                                                           tmp_path: Path, short_run_dir: str) -> None:
     registry, beacon, stats = rendezvous.registry, rendezvous.beacon, rendezvous.stats_url
-    run_dir = tempfile.mkdtemp(prefix="pf-run-")  # short: the daemon's IPC socket path must fit sun_path
-    with supervised(tmp_path, AGENTS, daemon=str(daemon), registry=registry, beacon=beacon, run_dir=run_dir,
+    with supervised(tmp_path, AGENTS, daemon=str(real_daemon), registry=registry, beacon=beacon,
+                    run_dir=short_run_dir,
                     settle_seconds=5.0, **{k: v for k, v in FAST.items() if k != "settle_seconds"}) as box:
         box.start()
         ok = _verify("--stats-url", stats, "--expected", str(AGENTS), "--wait", "120", "--interval", "2", "--json")
@@ -58,4 +44,3 @@ def test_real_daemons_register_and_verify_judges_the_count(rendezvous: Rendezvou
         assert box.status()["running"] == AGENTS
         short = _verify("--stats-url", stats, "--expected", str(AGENTS + 2), "--json")
         assert short.returncode == 1 and json.loads(short.stdout)["verdict"] == "degraded"
-    shutil.rmtree(run_dir, ignore_errors=True)
