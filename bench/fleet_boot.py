@@ -29,19 +29,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.vm_fleet import Fleet, fleet_of, plan_stack, wait_for  # noqa: E402
+from tests.vm_fleet import fleet_of, plan_stack, wait_for  # noqa: E402
 
-REFUSED = "registration rate limited"
 BURST, SECONDS_PER_IDENTITY = 10, 6.0
 
 
 def registry_floor(agents: int) -> float:
     """Fastest a host IP can register `agents` fresh identities: 10 s for the first 10, then 6 s each."""
     return 10.0 + max(0, agents - BURST) * SECONDS_PER_IDENTITY
-
-
-def refusals(fleet: Fleet) -> int:
-    return fleet.rendezvous.journal("pilot-rendezvous.service").count(REFUSED)
 
 
 def main() -> int:
@@ -69,15 +64,15 @@ def main() -> int:
             wait_for(all_registered, 1200, "the swarm hosts did not reach their targets", poll=0.1)
             first_boot = max(done.values()) - answered
             floor = registry_floor(args.agents)
-            first_refused = refusals(fleet)
+            first_refused = fleet.refusals()
 
             host = fleet.swarm[-1]
             host.power_loss()
-            before = refusals(fleet)
+            before = fleet.refusals()
             host.boot()
             back = wait_for(lambda: host.registered_agents() == args.agents, 300, "no recovery", poll=0.05)
             recovery = back - host.booted_at
-            recovery_refused = refusals(fleet) - before
+            recovery_refused = fleet.refusals() - before
 
     hosts = len(done)
     print(f"whole-fleet boot of the dev stack: rendezvous + {hosts} swarm hosts x {args.agents} agents, all at once")

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from fleet.rendezvous_build import build_table, tree_digest
 from tests.boot_sandbox import SOURCE_FIXTURE, WHEEL_CACHE, free_tcp_port
+from tests.vm_fleet import REFUSED
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_CACHE = REPO / ".cache" / "rendezvous"
-REFUSED = "registration rate limited"
 
 
 def rendezvous_binary() -> Path:

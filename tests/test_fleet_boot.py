@@ -28,7 +28,6 @@ from tests.vm_fleet import Fleet, fleet_of, plan_stack, wait_for
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="system containers need root")
 
 TARGET = 20
-REFUSED = "registration rate limited"
 BOOT_DEADLINE = 240.0
 
 
@@ -44,10 +43,6 @@ def fleet(plan: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Ite
     (base / "plan.json").write_text(json.dumps(plan))
     with fleet_of(plan, base) as bed:
         yield bed
-
-
-def _refusals(fleet: Fleet) -> int:
-    return fleet.rendezvous.journal("pilot-rendezvous.service").count(REFUSED)
 
 
 def _at_target(fleet: Fleet) -> Callable[[], bool]:
@@ -85,7 +80,7 @@ def test_all_hosts_boot_at_once_and_reach_their_targets_registered(fleet: Fleet)
 
 
 def test_rerunning_the_startup_script_adds_nothing(fleet: Fleet) -> None:
-    refused = _refusals(fleet)
+    refused = fleet.refusals()
     before = {h.name: sorted(h.agent_pids()) for h in fleet.swarm}
     with fleet.sampling() as most:
         for host in fleet.swarm:
@@ -99,7 +94,7 @@ def test_rerunning_the_startup_script_adds_nothing(fleet: Fleet) -> None:
             assert all("already ran this boot" in out for out in outputs), outputs
         time.sleep(2.0)  # a second fleet would be starting by now: the supervisors' rounds are 3 s apart
     assert {h.name: sorted(h.agent_pids()) for h in fleet.swarm} == before
-    assert max(most.values()) == TARGET and _refusals(fleet) == refused
+    assert max(most.values()) == TARGET and fleet.refusals() == refused
     journal = fleet.swarm[0].journal("google-startup-scripts.service")
     assert journal.count("already ran this boot") >= 1
 
@@ -108,21 +103,21 @@ def test_a_killed_supervisor_is_restarted_by_systemd_and_never_overshoots(fleet:
     host = fleet.swarm[0]
     main_pid = host.run("systemctl", "show", "pilot-agents.service", "-p", "MainPID", "--value").stdout.strip()
     assert main_pid.isdigit() and main_pid != "0"
-    refused = _refusals(fleet)
+    refused = fleet.refusals()
     with fleet.sampling() as most:
         assert host.run("kill", "-KILL", main_pid).returncode == 0
         wait_for(lambda: host.run("systemctl", "show", "pilot-agents.service", "-p", "MainPID", "--value")
                  .stdout.strip() not in ("0", main_pid), 60, "systemd did not restart the supervisor")
         wait_for(_at_target(fleet), 90, "the host did not come back to its target")
     assert most[host.name] <= TARGET, most
-    assert _refusals(fleet) == refused
+    assert fleet.refusals() == refused
 
 
 def test_after_a_power_loss_the_host_comes_back_with_its_identities(fleet: Fleet) -> None:
     host = fleet.swarm[1]
     identities = host.identities()
     assert len(identities) == TARGET
-    refused = _refusals(fleet)
+    refused = fleet.refusals()
     host.power_loss()
     assert host.agent_pids() == []
     with fleet.sampling() as most:
@@ -132,7 +127,7 @@ def test_after_a_power_loss_the_host_comes_back_with_its_identities(fleet: Fleet
     assert host.identities() == identities  # same keys: re-registration, not new identities
     stats = fleet.stats()
     assert stats is not None and stats["total_nodes"] == 2 * TARGET  # no node was added
-    assert _refusals(fleet) == refused  # re-registration of known keys is never rate limited
+    assert fleet.refusals() == refused  # re-registration of known keys is never rate limited
     boot_log = host.journal("google-startup-scripts.service")
     assert "already installed" in boot_log, boot_log[-2000:]  # the boot disk kept pilot-daemon
 

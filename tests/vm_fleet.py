@@ -55,6 +55,8 @@ PACKAGES = ("systemd", "systemd-sysv", "dbus", "curl", "ca-certificates", "pytho
 METADATA_IP = "169.254.169.254"
 DAEMON = "/opt/pilot-fleet/bin/pilot-daemon"
 STORE_MOUNT = "/var/lib/pilot-rendezvous"
+# What the public rendezvous logs for each registration its rate limit refuses (pkg/registry/server.go).
+REFUSED = "registration rate limited"
 SYSCTL_STANDIN = SYSCTL_STUB.replace(
     "set -euo pipefail\n",
     "set -euo pipefail\n# test bed stand-in: /proc/sys is read-only in a container\n"
@@ -330,6 +332,10 @@ class Fleet:
     @property
     def swarm(self) -> list[Host]:
         return [h for h in self.hosts if h.role == pilot.ROLE_SWARM]
+
+    def refusals(self) -> int:
+        """Registrations the rendezvous refused so far (its journal, this boot)."""
+        return self.rendezvous.journal("pilot-rendezvous.service").count(REFUSED)
 
     def in_bridge(self, *argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.bridge_namespace, *argv], capture_output=True, text=True,
