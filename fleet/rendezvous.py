@@ -13,8 +13,6 @@ from fleet.instance import FleetVm, internal_ip
 from fleet.network import FLEET_TAG, RENDEZVOUS_TAG, STANDBY_TAG, FleetNetwork
 from fleet.rendezvous_build import build_table
 
-STORE_DEVICE = pilot.STORE_DEVICE
-
 
 def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:
     """Where the VM gets its rendezvous binary: the prebuilt release when set (it wins), else the pinned source.
@@ -96,7 +94,7 @@ class Rendezvous(pulumi.ComponentResource):
             metadata={
                 pilot.MetadataKey.ROLE: pilot.ROLE_RENDEZVOUS,
                 pilot.MetadataKey.VERSION: cfg.pilot_version,
-                pilot.MetadataKey.STORE_DEVICE: STORE_DEVICE,
+                pilot.MetadataKey.STORE_DEVICE: pilot.STORE_DEVICE,
                 pilot.MetadataKey.NEW_REGISTRATIONS_PER_MINUTE: str(rv.new_registrations_per_minute),
                 pilot.MetadataKey.REGISTRY_PORT: str(rv.ports.registry),
                 pilot.MetadataKey.BEACON_PORT: str(rv.ports.beacon),
@@ -106,7 +104,8 @@ class Rendezvous(pulumi.ComponentResource):
             },
             labels={**labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[FLEET_TAG, *tags],
             disk_gb=rv.disk_gb, nat_ip=address.address,
-            attached_disks=[gcp.compute.InstanceAttachedDiskArgs(source=store.self_link, device_name=STORE_DEVICE)],
+            attached_disks=[gcp.compute.InstanceAttachedDiskArgs(source=store.self_link,
+                                                                 device_name=pilot.STORE_DEVICE)],
         ).declare(self)
         return RendezvousVm(name, zone, address, instance)
 
