@@ -68,9 +68,10 @@ def _bounded(name: str) -> Any:
     """A field with the bounds (and default) the VMs accept: fleet/pilot.py's AGENT_BOUNDS, the one table the
     startup script is rendered from."""
     bounds = pilot.AGENT_BOUNDS[name]
+    low = {"gt" if bounds.low_open else "ge": bounds.low}
     if bounds.default is None:
-        return Field(ge=bounds.low, le=bounds.high, description=bounds.why)
-    return Field(default=bounds.default, ge=bounds.low, le=bounds.high, description=bounds.why)
+        return Field(le=bounds.high, description=bounds.why, **low)
+    return Field(default=bounds.default, le=bounds.high, description=bounds.why, **low)
 
 
 class Model(BaseModel):
@@ -137,7 +138,8 @@ class AgentSettings(Model):
     """Per-host agent settings; `agentDefaults` sets them for all swarm hosts, a host may override each."""
 
     spawn_parallelism: int = _bounded("spawn_parallelism")
-    round_delay_seconds: float = Field(default=pilot.DEFAULT_ROUND_DELAY_SECONDS, ge=0)
+    round_delay_seconds: float = _bounded("round_delay_seconds")
+    rollout_max_unavailable: float = _bounded("rollout_max_unavailable")
     base_udp_port: int = _bounded("base_udp_port")
     gogc: int = _bounded("gogc")
     agent_memory_mb: float = Field(default=pilot.DEFAULT_AGENT_MEMORY_MB, gt=0)
@@ -193,7 +195,7 @@ class FleetConfig(Model):
     swarm_hosts: list[SwarmHostConfig] = Field(default_factory=list)
     swarm_pools: list[SwarmPoolConfig] = Field(default_factory=list)
     ssh_source_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
-    alert_threshold: float = Field(default=pilot.DEFAULT_ALERT_THRESHOLD, gt=0, le=1)
+    alert_threshold: float = _bounded("health_threshold")
     labels: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -45,6 +45,9 @@ DEFAULT_SPAWN_PARALLELISM = 10
 MAX_SPAWN_PARALLELISM = 20
 DEFAULT_ROUND_DELAY_SECONDS = 3.0
 
+# A live rollout (new daemon version, GOGC, registry) restarts at most this share of a host's agents at once.
+DEFAULT_ROLLOUT_MAX_UNAVAILABLE = 0.1
+
 # The supervisor's health endpoint on every swarm host (GET /healthz: 200 when running >= target x threshold).
 SUPERVISOR_HEALTH_PORT = 8081
 SUPERVISOR_HEALTH_PATH = "/healthz"
@@ -95,6 +98,9 @@ class MetadataKey:
     STANDBY_OF = "pilot-standby-of"
     HEALTH_PORT = "pilot-health-port"
     HEALTH_THRESHOLD = "pilot-health-threshold"
+    # the version's wheels and optional flags (fleet/data/pilot_releases.yaml), as one JSON value
+    DAEMON_RELEASE = "pilot-daemon-release"
+    ROLLOUT_MAX_UNAVAILABLE = "pilot-rollout-max-unavailable"
     # Compute Engine's own keys, set for hardening and for the supervisor's status reports.
     GUEST_ATTRIBUTES = "enable-guest-attributes"
     OS_LOGIN = "enable-oslogin"
@@ -117,14 +123,17 @@ SCRIPT_METADATA_PATTERN = r"^windows-.*-script-.*$"
 
 @dataclass(frozen=True)
 class AttributeBounds:
-    """What a swarm VM accepts for one integer `pilot-*` attribute: config validation, the startup script (rendered
-    in) and the supervisor's config all take these, so a stack that plans is a stack whose VMs boot."""
+    """What a swarm VM accepts for one numeric `pilot-*` attribute: config validation and the supervisor (rendered
+    in; the startup script asks it) take these, at boot and on every live change, so a stack that plans is a stack
+    whose VMs boot and converge."""
 
     attribute: str
-    low: int
-    high: int
-    default: int | None  # None: the stack always sets it
+    low: float
+    high: float
+    default: float | None  # None: the stack always sets it
     why: str
+    whole: bool = True  # a whole number; else any decimal number
+    low_open: bool = False  # the low end itself is refused
 
 
 # Agent ports start at or above this: ports below 1024 are privileged, and no agent runs as root's service there.
@@ -149,12 +158,20 @@ AGENT_BOUNDS: dict[str, AttributeBounds] = {
     "health_port": AttributeBounds(
         MetadataKey.HEALTH_PORT, 1, MAX_PORT, SUPERVISOR_HEALTH_PORT,
         "the supervisor's /healthz and /metrics"),
+    "round_delay_seconds": AttributeBounds(
+        MetadataKey.ROUND_DELAY_SECONDS, 0, 3600, DEFAULT_ROUND_DELAY_SECONDS,
+        "seconds between spawn rounds (seed: ~3 s); more than an hour is a typo", whole=False),
+    "health_threshold": AttributeBounds(
+        MetadataKey.HEALTH_THRESHOLD, 0, 1, DEFAULT_ALERT_THRESHOLD,
+        "the share of the target that must run for /healthz to be 200", whole=False, low_open=True),
+    "rollout_max_unavailable": AttributeBounds(
+        MetadataKey.ROLLOUT_MAX_UNAVAILABLE, 0, 1, DEFAULT_ROLLOUT_MAX_UNAVAILABLE,
+        "the share of a host's agents a live rollout may restart at once (at least one)", whole=False,
+        low_open=True),
 }
 # The store disk's device name (the rendezvous attaches it so; the script finds /dev/disk/by-id/google-<name>).
 STORE_DEVICE = "pilot-store"
-# Defaults of the attributes that are not integers (their forms are checked where the script reads them).
+# Defaults of the attributes that are not numbers (their forms are checked where the script reads them).
 ATTRIBUTE_DEFAULTS: dict[str, str] = {
-    MetadataKey.ROUND_DELAY_SECONDS: f"{DEFAULT_ROUND_DELAY_SECONDS:g}",
-    MetadataKey.HEALTH_THRESHOLD: f"{DEFAULT_ALERT_THRESHOLD:g}",
     MetadataKey.STORE_DEVICE: STORE_DEVICE,
 }

@@ -9,16 +9,19 @@ from fleet import pilot
 from fleet.config import AgentSettings, FleetConfig, SwarmHostConfig
 from fleet.instance import FleetVm, external_ip, internal_ip
 from fleet.network import FLEET_TAG, FleetNetwork, swarm_tag
+from fleet.pilot_releases import releases
 from fleet.rendezvous import Rendezvous
 
 
 def agent_metadata(cfg: FleetConfig, spec: AgentSettings, target: int,
                    rendezvous: Rendezvous) -> dict[str, pulumi.Input[str]]:
-    """The `pilot-*` attributes a swarm VM boots from (startup/startup.sh reads exactly these)."""
+    """The `pilot-*` attributes a swarm VM boots from and its supervisor follows live (startup/pilot_supervisor.py's
+    `settings` reads exactly these)."""
     ports = cfg.rendezvous.ports
     return {
         pilot.MetadataKey.ROLE: pilot.ROLE_SWARM,
         pilot.MetadataKey.VERSION: cfg.pilot_version,
+        pilot.MetadataKey.DAEMON_RELEASE: releases()[cfg.pilot_version].attribute(),
         pilot.MetadataKey.AGENT_TARGET: str(target),
         pilot.MetadataKey.REGISTRY: rendezvous.endpoint(ports.registry),
         pilot.MetadataKey.BEACON: rendezvous.endpoint(ports.beacon),
@@ -29,6 +32,7 @@ def agent_metadata(cfg: FleetConfig, spec: AgentSettings, target: int,
         pilot.MetadataKey.GOGC: str(spec.gogc),
         pilot.MetadataKey.HEALTH_PORT: str(pilot.SUPERVISOR_HEALTH_PORT),
         pilot.MetadataKey.HEALTH_THRESHOLD: f"{cfg.alert_threshold:g}",
+        pilot.MetadataKey.ROLLOUT_MAX_UNAVAILABLE: f"{spec.rollout_max_unavailable:g}",
     }
 
 

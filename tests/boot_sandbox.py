@@ -6,6 +6,7 @@ that record what they were asked into files under the sandbox.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -129,10 +130,16 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+# Where a test changes a stand-in's instance attributes, as `pulumi up` changes a VM's metadata (not a GCE path).
+CONTROL_PATH = "/stand-in/attributes"
+
+
 @dataclass
 class MetadataServer:
-    """Compute Engine's metadata server on loopback: instance attributes, a few instance values, guest-attribute
-    writes, and plain files (wheels, release binaries) under any other path, as a download host."""
+    """Compute Engine's metadata server on loopback: instance attributes (with ETags and `wait_for_change`, as GCE
+    documents for watching metadata), a few instance values, guest-attribute writes, and plain files (wheels,
+    release binaries) under any other path, as a download host. `change()` (or a PUT of a JSON object to
+    CONTROL_PATH) changes attributes the way a metadata update does; a null value deletes one."""
 
     attributes: dict[str, str]
     instance: dict[str, str] = field(default_factory=lambda: {"name": "swarm-test-1"})
@@ -144,6 +151,28 @@ class MetadataServer:
     requested: list[str] = field(default_factory=list)
     url: str = ""
     base_url: str = ""
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def etag(self) -> str:
+        return hashlib.sha256(json.dumps(self.attributes, sort_keys=True).encode()).hexdigest()[:16]
+
+    def change(self, updates: dict[str, str | None]) -> None:
+        with self.changed:
+            for key, value in updates.items():
+                if value is None:
+                    self.attributes.pop(key, None)
+                else:
+                    self.attributes[key] = value
+            self.changed.notify_all()
+
+    def attributes_after(self, query: dict[str, str]) -> tuple[dict[str, str], str]:
+        """The attributes and their ETag; with wait_for_change, once they differ from last_etag (or at the
+        timeout, 60 s by default), as Compute Engine answers."""
+        with self.changed:
+            if query.get("wait_for_change") == "true":
+                last = query.get("last_etag", "")
+                self.changed.wait_for(lambda: self.etag() != last, timeout=float(query.get("timeout_sec", 60)))
+            return dict(self.attributes), self.etag()
 
     @contextmanager
     def serving(self) -> Iterator[MetadataServer]:
@@ -172,8 +201,13 @@ class MetadataServer:
                 if path is None:
                     return
                 path, _, query = path.partition("?")
+                params = dict(part.partition("=")[::2] for part in query.split("&") if part)
+                etag = ""
                 listings = {"instance/attributes/": server.attributes, "project/attributes/": server.project}
-                if path in listings and "recursive=true" in query:  # what google_metadata_script_runner asks
+                if path == "instance/attributes/" and params.get("recursive") == "true":
+                    attributes, etag = server.attributes_after(params)
+                    body = json.dumps(attributes)
+                elif path in listings and "recursive=true" in query:  # what google_metadata_script_runner asks
                     body = json.dumps(listings[path])
                 elif path in listings:
                     body = "".join(f"{k}\n" for k in listings[path])
@@ -190,11 +224,19 @@ class MetadataServer:
                     return
                 data = body.encode()
                 self.send_response(200)
+                if etag:
+                    self.send_header("ETag", etag)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
             def do_PUT(self) -> None:
+                if self.path == CONTROL_PATH:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    server.change(json.loads(self.rfile.read(length)))
+                    self.send_response(204)
+                    self.end_headers()
+                    return
                 path = self._path()
                 if path is None:
                     return
@@ -219,11 +261,11 @@ class MetadataServer:
             httpd.server_close()
 
 
-def cached_wheel(arch: str = platform.machine()) -> tuple[Wheel, Path]:
-    """The pinned pilotprotocol wheel, downloaded by scripts/dev.sh into .cache/wheels (tests never download)."""
-    wheel = next((w for w in wheels() if w.version == pilot.PILOT_VERSION and w.arch == arch), None)
+def cached_wheel(version: str = pilot.PILOT_VERSION, arch: str = platform.machine()) -> tuple[Wheel, Path]:
+    """A pinned pilotprotocol wheel, downloaded by scripts/dev.sh into .cache/wheels (tests never download)."""
+    wheel = next((w for w in wheels() if w.version == version and w.arch == arch), None)
     if wheel is None:
-        pytest.fail(f"no pilotprotocol {pilot.PILOT_VERSION} wheel for {arch} in fleet/data/pilot_releases.yaml")
+        pytest.fail(f"no pilotprotocol {version} wheel for {arch} in fleet/data/pilot_releases.yaml")
     path = WHEEL_CACHE / wheel.filename
     if not path.exists():
         pytest.fail(f"{path} is missing: run `bash scripts/dev.sh test`, which downloads it")

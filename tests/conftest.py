@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet import pilot
+
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "fleet", "startup")
 
@@ -59,12 +61,17 @@ def program_with_stack(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
 
 @pytest.fixture(scope="session")
 def real_daemon(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real pilot-daemon binary from the pinned wheel (.cache/wheels), its sha256 checked against the pin."""
+    """The real pilot-daemon binary of the fleet's version, from its pinned wheel (.cache/wheels), sha256-checked."""
+    return extract_daemon(pilot.PILOT_VERSION, tmp_path_factory.mktemp("pilot"))
+
+
+def extract_daemon(version: str, into: Path) -> Path:
+    """pilot-daemon VERSION from its wheel in .cache/wheels, the wheel's sha256 checked against the release table."""
     from tests.boot_sandbox import cached_wheel
 
-    wheel, path = cached_wheel()
+    wheel, path = cached_wheel(version)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == wheel.sha256, "the pinned sha256 does not match PyPI's"
-    target = tmp_path_factory.mktemp("pilot") / "pilot-daemon"
+    target = into / "pilot-daemon"
     with zipfile.ZipFile(path) as archive:
         target.write_bytes(archive.read("pilotprotocol/bin/pilot-daemon"))
     target.chmod(0o755)

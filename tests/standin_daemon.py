@@ -5,7 +5,8 @@ identity on first start, and can be told to fail.
 Control files live in `<state_dir>/standin/` (found from `-identity <state_dir>/agents/<i>/identity.json`):
   fail-<i>   holds a number N: the next N starts of agent i exit 1 as a refused registration does.
 Events (one line each, appended) go to `<state_dir>/standin/events.log`:
-  <unix time> start <i> fresh|known <pid>  |  <unix time> stop <i> <pid>
+  <unix time> start <i> fresh|known <pid> <version>  |  <unix time> stop <i> <pid>
+(<version>: $PILOT_STANDIN_VERSION, which the fake release wheels of the live-upgrade tests set, else "-").
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main() -> int:
     ipc = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     ipc.bind(args.socket)
     ipc.listen()
-    event("start", index, "fresh" if fresh else "known", os.getpid())
+    event("start", index, "fresh" if fresh else "known", os.getpid(), os.environ.get("PILOT_STANDIN_VERSION", "-"))
 
     def stop(*_: object) -> None:
         event("stop", index, os.getpid())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 import json
 import os
 import signal
@@ -18,18 +18,28 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from fleet.startup_script import SUPERVISOR_PATH, render_supervisor
+
 REPO = Path(__file__).resolve().parent.parent
-SUPERVISOR = REPO / "startup" / "pilot_supervisor.py"
 STANDIN = Path(__file__).resolve().parent / "standin_daemon.py"
+# The program as the VMs run it: startup/pilot_supervisor.py with the fleet's attribute rules rendered in. Written
+# once per test session under .cache (a content-addressed name), run from there.
+RENDERED = render_supervisor()
+_DIGEST = hashlib.sha256(RENDERED.encode()).hexdigest()[:16]
+SUPERVISOR = REPO / ".cache" / "supervisor" / f"pilot_supervisor-{_DIGEST}.py"
+if not SUPERVISOR.exists():
+    SUPERVISOR.parent.mkdir(parents=True, exist_ok=True)
+    _tmp = SUPERVISOR.with_name(f".{os.getpid()}.tmp")
+    _tmp.write_text(RENDERED)
+    _tmp.replace(SUPERVISOR)
 
 
 def _load_supervisor() -> ModuleType:
-    """startup/pilot_supervisor.py is a standalone program for the VMs, not part of a package: load it by path."""
-    spec = importlib.util.spec_from_file_location("pilot_supervisor", SUPERVISOR)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
+    """The rendered supervisor is a standalone program for the VMs, not part of a package: load it as a module."""
+    module = ModuleType("pilot_supervisor")
+    module.__file__ = str(SUPERVISOR_PATH)
     sys.modules["pilot_supervisor"] = module  # dataclasses look the module up while the class is built
-    spec.loader.exec_module(module)
+    exec(compile(RENDERED, str(SUPERVISOR_PATH), "exec"), module.__dict__)
     return module
 
 
@@ -37,7 +47,7 @@ supervisor_module = _load_supervisor()
 
 # Fast figures for tests: rounds of 3 every 0.3 s, 10 new identities a second after a burst of 4.
 FAST = {"tick_seconds": 0.1, "settle_seconds": 0.6, "spawn_parallelism": 3, "round_delay_seconds": 0.3,
-        "health_threshold": 0.95,
+        "health_threshold": 0.95, "rollout_max_unavailable": 0.25,
         "new_registrations_per_minute": 600, "new_registration_burst": 4, "backoff_initial_seconds": 0.4,
         "backoff_max_seconds": 3.0, "stop_batch": 4, "stop_batch_delay_seconds": 0.4, "stop_grace_seconds": 3.0}
 

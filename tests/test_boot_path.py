@@ -17,12 +17,14 @@ import pytest
 
 from fleet import pilot
 from fleet.config import RendezvousConfig
+from fleet.pilot_releases import releases
 from fleet.rendezvous import install_source_metadata
 from fleet.rendezvous_build import build_table
 from tests.boot_sandbox import SOURCE_FIXTURE, BootSandbox, MetadataServer, free_tcp_port, mirror_path
 from tests.supervisor_harness import free_udp_ports, registry_port
 
 SWARM = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-agent-target": "3000",
+         "pilot-daemon-release": releases()[pilot.PILOT_VERSION].attribute(),
          "pilot-base-udp-port": "10000", "pilot-registry": "203.0.113.11:9000", "pilot-beacon": "203.0.113.11:9001",
          "pilot-health-port": str(free_tcp_port()), "enable-oslogin": "TRUE"}
 RENDEZVOUS = {"pilot-role": "rendezvous", "pilot-version": pilot.PILOT_VERSION, "pilot-registry-port": "9000",
@@ -259,11 +261,14 @@ def _wait(what: Callable[[], bool], timeout: float = 20.0) -> None:
 def test_swarm_boot_installs_pilot_and_the_supervisor_reaches_the_target(sandbox) -> None:
     result = sandbox.run()
     assert result.returncode == 0, result.stderr
-    installed = sandbox.root / "opt/pilot-fleet/bin/pilot-daemon"
+    installed = sandbox.root / f"opt/pilot-fleet/versions/{pilot.PILOT_VERSION}/pilot-daemon"
     assert subprocess.run([str(installed), "-version"], capture_output=True, text=True,
                           check=True).stdout.strip() == pilot.PILOT_VERSION
-    assert f"installed pilot-daemon {pilot.PILOT_VERSION}" in result.stderr
+    assert f"pilot-daemon {pilot.PILOT_VERSION} installed and checked; supervisor config changed" in result.stderr
     config = json.loads((sandbox.root / "etc/pilot-fleet/supervisor.json").read_text())
+    # the version's optional flags come from its row of the release table, through pilot-daemon-release
+    assert config["version"] == pilot.PILOT_VERSION
+    assert config["daemon_flags"] == list(releases()[pilot.PILOT_VERSION].flags)
     expected = (5, sandbox.metadata.attributes["pilot-registry"], "203.0.113.11:9001")
     assert (config["target"], config["registry"], config["beacon"]) == expected
     assert config["hostname_prefix"] == "swarm-test-1" and config["spawn_parallelism"] == 2
@@ -295,7 +300,7 @@ def test_reboot_brings_back_the_same_identities(sandbox) -> None:
     assert sandbox.supervisor_status()["running"] == 0
     sandbox.boot_id = "boot-2"
     result = sandbox.run()
-    assert result.returncode == 0 and "pilot-daemon 1.18.0 already installed" in result.stderr
+    assert result.returncode == 0 and "installed and checked; supervisor config unchanged" in result.stderr
     _wait(lambda: len(sandbox.agent_starts()) == 10)
     assert all(" known " in line for line in sandbox.agent_starts()[5:])
 
@@ -324,7 +329,7 @@ def test_a_wheel_that_fails_its_checksum_is_not_installed(sandbox, tmp_path) -> 
         sandbox.metadata.files[path] = tampered
     result = sandbox.run()
     assert result.returncode == 1 and "sha256 mismatch for https://files.pythonhosted.org/" in result.stderr
-    assert not (sandbox.root / "opt/pilot-fleet/bin/pilot-daemon").exists()
+    assert not list((sandbox.root / "opt/pilot-fleet/versions").glob("*/pilot-daemon"))
     assert "systemctl start pilot-agents.service" not in sandbox.calls()
 
 

@@ -1,4 +1,5 @@
-"""The supervisor's command line against the real pilot-daemon from the pinned PyPI wheel (no stand-in here)."""
+"""The supervisor's command line against the real pilot-daemon from the pinned PyPI wheels (no stand-in here): every
+release in fleet/data/pilot_releases.yaml, each with its own flags."""
 
 from __future__ import annotations
 
@@ -13,30 +14,39 @@ from pathlib import Path
 import pytest
 
 from fleet import pilot
+from fleet.pilot_releases import known_versions, releases
+from tests.conftest import extract_daemon
 from tests.supervisor_harness import free_udp_ports, supervisor_module
 
 
-def _config(daemon: Path, base: Path) -> object:
+def _config(daemon: Path, base: Path, version: str = pilot.PILOT_VERSION) -> object:
     return supervisor_module.Config(
         target=1, daemon=str(daemon), registry="127.0.0.1:1", beacon="127.0.0.1:1",
         base_udp_port=free_udp_ports(1), state_dir=str(base / "state"), run_dir=str(base / "run"),
         hostname_prefix="swarm-contract", endpoint_ip="127.0.0.1", spawn_parallelism=1, round_delay_seconds=3.0,
-        new_registrations_per_minute=10, health_threshold=0.95)
+        new_registrations_per_minute=10, health_threshold=0.95, rollout_max_unavailable=0.1, version=version,
+        daemon_flags=releases()[version].flags)
 
 
-def test_pinned_version_is_the_binarys(real_daemon: Path) -> None:
-    out = subprocess.run([str(real_daemon), "-version"], capture_output=True, text=True, check=True, timeout=30)
-    assert out.stdout.strip() == pilot.PILOT_VERSION
-
-
-def test_every_flag_the_supervisor_passes_is_in_the_binarys_help(real_daemon: Path, tmp_path: Path) -> None:
-    helptext = subprocess.run([str(real_daemon), "-h"], capture_output=True, text=True, check=False,
-                              timeout=30).stderr
+@pytest.mark.parametrize("version", known_versions())
+def test_every_release_is_its_version_and_takes_every_flag_the_supervisor_passes(version: str,
+                                                                                  tmp_path: Path) -> None:
+    """Each release with its own row: `-version` says it, `-h` defines every flag passed, and the supervisor's own
+    contract check (what it runs before a live upgrade) finds nothing wrong."""
+    daemon = extract_daemon(version, tmp_path)
+    out = subprocess.run([str(daemon), "-version"], capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout.strip() == version
+    helptext = subprocess.run([str(daemon), "-h"], capture_output=True, text=True, check=False, timeout=30).stderr
     defined = set(re.findall(r"^\s+-([a-z0-9-]+)", helptext, flags=re.M))
-    argv = supervisor_module.daemon_argv(_config(real_daemon, tmp_path), 0)
+    argv = supervisor_module.daemon_argv(_config(daemon, tmp_path, version), 0)
     passed = {arg[1:] for arg in argv[1:] if arg.startswith("-")}
     assert passed and passed <= defined, passed - defined
     assert {"telemetry-url", "motd-feed-url", "no-skillinject", "identity", "socket", "listen"} <= passed
+    assert supervisor_module.contract_problems(daemon, version, list(releases()[version].flags)) == ""
+    other = next(v for v in known_versions() if v != version)
+    assert f"reports version {version!r}, not {other}" in supervisor_module.contract_problems(daemon, other, [])
+    assert "lacks the flags ['-no-such-flag']" in supervisor_module.contract_problems(daemon, version,
+                                                                                       ["-no-such-flag"])
 
 
 def test_the_binary_starts_with_the_supervisors_argv(real_daemon: Path, tmp_path: Path) -> None:

@@ -5,6 +5,10 @@ own google-startup-scripts.service runs the project's startup-script from the me
 builds itself from the pinned public source through the product's default path; the swarm hosts install the real
 pilot-daemon from the pinned wheel and their supervisors register them with that rendezvous.
 
+Day two follows on the same fleet, through metadata alone as `pulumi up` changes it: one swarm host's target goes
+20 -> 30 -> 15, the other (booted on pilotprotocol 1.17.0) is upgraded live to 1.18.0, then offered a wheel whose
+sha256 does not match; no unit restarts, no reboot, no SSH.
+
 Stand-ins (named in tests/vm_fleet.py): sysctl, the enforcement of TasksMax, the store disk, the internet.
 The tests run in file order on one fleet: each phase starts from the state the previous one left.
 """
@@ -17,18 +21,38 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.vm_fleet import Fleet, fleet_of, plan_stack, wait_for
+from fleet import pilot
+from fleet.pilot_releases import releases
+from tests.vm_fleet import Fleet, Host, fleet_of, plan_stack, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="system containers need root")
 
 TARGET = 20
 BOOT_DEADLINE = 240.0
+# The second swarm host boots on the release before the fleet's and is upgraded live (day two).
+OLD_VERSION, NEW_VERSION = "1.17.0", pilot.PILOT_VERSION
+# A rollout restarts at most this many agents of a host at once (rolloutMaxUnavailable's default of TARGET).
+BATCH = max(1, int(TARGET * pilot.DEFAULT_ROLLOUT_MAX_UNAVAILABLE))
+
+
+def release_metadata(version: str, tampered: bool = False) -> dict[str, str | None]:
+    """A VM's version attributes as the stack renders them; tampered: every wheel's sha256 wrong."""
+    value = releases()[version].attribute()
+    if tampered:
+        row = json.loads(value)
+        for wheel in row["wheels"].values():
+            wheel["sha256"] = "0" * 64
+        value = json.dumps(row)
+    return {pilot.MetadataKey.VERSION: version, pilot.MetadataKey.DAEMON_RELEASE: value}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +66,7 @@ def fleet(plan: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Ite
     base = tmp_path_factory.mktemp("fleet")
     (base / "plan.json").write_text(json.dumps(plan))
     with fleet_of(plan, base) as bed:
+        bed.swarm[1].change_metadata(release_metadata(OLD_VERSION))  # upgraded live at the end
         yield bed
 
 
@@ -77,6 +102,8 @@ def test_all_hosts_boot_at_once_and_reach_their_targets_registered(fleet: Fleet)
         assert status["running"] == TARGET and status["target"] == TARGET
         # every agent runs the binary itself (never the wheel's wrapper), one process each
         assert len(host.agent_pids()) == TARGET
+    assert set(fleet.swarm[0].agent_versions().values()) == {NEW_VERSION}
+    assert set(fleet.swarm[1].agent_versions().values()) == {OLD_VERSION}
 
 
 def test_rerunning_the_startup_script_adds_nothing(fleet: Fleet) -> None:
@@ -129,7 +156,8 @@ def test_after_a_power_loss_the_host_comes_back_with_its_identities(fleet: Fleet
     assert stats is not None and stats["total_nodes"] == 2 * TARGET  # no node was added
     assert fleet.refusals() == refused  # re-registration of known keys is never rate limited
     boot_log = host.journal("google-startup-scripts.service")
-    assert "already installed" in boot_log, boot_log[-2000:]  # the boot disk kept pilot-daemon
+    # the boot disk kept pilot-daemon and the supervisor's config
+    assert "installed and checked; supervisor config unchanged" in boot_log, boot_log[-2000:]
 
 
 def test_fleet_verify_says_ok_against_that_rendezvous(fleet: Fleet) -> None:
@@ -153,3 +181,79 @@ def test_the_rendezvous_is_not_built_again_on_the_same_store_disk(fleet: Fleet) 
     assert re.search(r"installed pilot-rendezvous built from [0-9a-f]{40}", boot_log)
     # its registry came back from the store disk: every agent is still known
     wait_for(lambda: (fleet.stats() or {}).get("total_nodes") == 2 * TARGET, 60, "the registry lost its nodes")
+
+
+UNIT_IDENTITY = ("MainPID", "NRestarts", "ExecMainStartTimestampMonotonic")
+
+
+def _agent_indices(host: Host) -> list[int]:
+    indices = []
+    for pid in host.agent_pids():
+        with suppress(OSError, ValueError):
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            indices.append(int(Path(args[args.index("-socket") + 1]).stem))
+    return sorted(indices)
+
+
+def test_a_changed_target_converges_live_with_no_unit_restart(fleet: Fleet) -> None:
+    host = fleet.swarm[0]
+    unit = host.unit("pilot-agents.service", *UNIT_IDENTITY)
+    with fleet.sampling() as most:
+        host.change_metadata({pilot.MetadataKey.AGENT_TARGET: "30"})
+        wait_for(lambda: host.registered_agents() == 30, 180, "the host did not grow to 30 registered agents")
+    assert most[host.name] == 30, most
+    with fleet.sampling() as most:
+        host.change_metadata({pilot.MetadataKey.AGENT_TARGET: "15"})
+        wait_for(lambda: len(host.agent_pids()) == 15 and host.status().get("running") == 15, 60,
+                 "the host did not shrink to 15 agents")
+    assert most[host.name] <= 30, most
+    assert _agent_indices(host) == list(range(15))  # the highest indices were stopped
+    assert host.unit("pilot-agents.service", *UNIT_IDENTITY) == unit  # the same supervisor, never restarted
+    journal = host.journal("pilot-agents.service")
+    assert '"changes": {"target": [20, 30]}' in journal and '"changes": {"target": [30, 15]}' in journal
+
+
+def test_a_new_daemon_version_rolls_over_live_keeping_every_identity(fleet: Fleet) -> None:
+    host = fleet.swarm[1]
+    identities, refused = host.identities(), fleet.refusals()
+    nodes = (fleet.stats() or {}).get("total_nodes")
+    unit = host.unit("pilot-agents.service", *UNIT_IDENTITY)
+    least = [TARGET]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            least[0] = min(least[0], host.registered_agents())
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        began = time.monotonic()
+        host.change_metadata(release_metadata(NEW_VERSION))
+        wait_for(lambda: host.status().get("rollout", {}).get("state") == "done"
+                 and set(host.agent_versions().values()) == {NEW_VERSION} and host.registered_agents() == TARGET,
+                 240, f"the host did not roll over to {NEW_VERSION}")
+        took = time.monotonic() - began
+    finally:
+        done.set()
+        sampler.join(timeout=10)
+    assert least[0] >= TARGET - BATCH, least  # registered throughout, but for one batch at a time
+    assert host.identities() == identities and fleet.refusals() == refused  # same keys: nothing to rate-limit
+    assert (fleet.stats() or {}).get("total_nodes") == nodes
+    assert host.unit("pilot-agents.service", *UNIT_IDENTITY) == unit
+    journal = host.journal("pilot-agents.service")
+    assert journal.count('"event": "rollout-batch"') == TARGET // BATCH, journal[-3000:]
+    assert f"version {OLD_VERSION} -> {NEW_VERSION}" in journal
+    print(f"rollout of {TARGET} agents {OLD_VERSION} -> {NEW_VERSION}: {took:.1f} s")
+
+
+def test_a_wheel_that_fails_its_sha256_is_refused_and_the_host_keeps_its_version(fleet: Fleet) -> None:
+    host = fleet.swarm[1]
+    running = host.agent_versions()
+    host.change_metadata(release_metadata(OLD_VERSION, tampered=True))
+    wait_for(lambda: host.status().get("rollout", {}).get("state") == "refused", 60,
+             "the supervisor did not refuse the tampered wheel")
+    assert "sha256 mismatch" in host.status()["rollout"]["reason"]
+    assert host.agent_versions() == running  # the same processes, still on the new version
+    assert host.registered_agents() == TARGET

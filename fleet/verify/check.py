@@ -12,8 +12,10 @@ from fleet.verify.guest_attributes import HostReport, NoCredentialsError, read_h
 from fleet.verify.outputs import StackOutputs
 from fleet.verify.stats import FleetCount, Poller, StatsError
 
-OK, DEGRADED, FAILED = "ok", "degraded", "failed"
-EXIT_CODES = {OK: 0, DEGRADED: 1, FAILED: 2}
+OK, DEGRADED, FAILED, CONVERGING = "ok", "degraded", "failed", "converging"
+# converging: below the threshold, but only by what hosts in the middle of a change (a rollout, a new target) have
+# not brought back yet; check again later (`--wait`).
+EXIT_CODES = {OK: 0, DEGRADED: 1, FAILED: 2, CONVERGING: 3}
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,18 @@ def judge(target: Target, count: FleetCount) -> tuple[str, str]:
                       f"{target.threshold:g}; {count.shape} stats shape)")
 
 
+def converging(target: Target, count: FleetCount, hosts: list[HostReport], message: str) -> tuple[str, str]:
+    """DEGRADED stays so unless hosts mid-change account for the whole shortfall."""
+    moving = [h for h in hosts if h.converging]
+    if not moving or count.online > target.expected:
+        return DEGRADED, message
+    pending = sum(max(0, max(h.planned, h.target) - (h.running or 0)) for h in moving)
+    if count.online + pending < target.min_online:
+        return DEGRADED, message
+    names = ", ".join(h.name for h in moving[:5]) + (" ..." if len(moving) > 5 else "")
+    return CONVERGING, f"{message}; {len(moving)} host(s) mid-change ({names}) account for the shortfall"
+
+
 def check_once(target: Target, deadline: float, per_host: bool = True) -> Report:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     try:
@@ -102,6 +116,8 @@ def check_once(target: Target, deadline: float, per_host: bool = True) -> Report
         try:
             report.hosts = read_hosts(target.project, list(target.hosts), list(target.pools))
             report.per_host = "guest attributes"
+            if verdict == DEGRADED:
+                report.verdict, report.message = converging(target, count, report.hosts, message)
         except NoCredentialsError as exc:
             report.per_host = f"skipped: no Google credentials ({exc})"
     elif per_host and (target.hosts or target.pools):

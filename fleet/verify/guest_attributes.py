@@ -30,6 +30,15 @@ class HostReport:
     error: str | None = None
     zone: str = ""
     pool: str = ""  # the managed instance group a pool VM belongs to
+    planned: int = 0  # the stack's target for this VM (`target` is what its supervisor says it now works toward)
+    rollout: str | None = None  # the supervisor's `rollout` guest attribute, e.g. "rolling 1200/3000: version ..."
+
+    @property
+    def converging(self) -> bool:
+        """Mid-change: rolling agents over (or back), or not yet at the stack's new target. Its shortfall is the
+        change in progress, not a fault."""
+        moving = bool(self.rollout) and self.rollout.split(" ", 1)[0].rstrip(":") in ("rolling", "reverting")
+        return moving or bool(self.planned and self.running is not None and self.target != self.planned)
 
     @property
     def ratio(self) -> float | None:
@@ -81,7 +90,7 @@ def read_host(session: requests.Session, api: str, token: str, project: str, zon
     # a pool VM's own target is what its supervisor published (the template's agents per VM otherwise)
     return HostReport(name, number("agents-target") or target, running=number("agents-running"),
                       restarts=number("agents-restarts"), bypassed_script=values.get("bypassed-startup-script"),
-                      zone=zone)
+                      zone=zone, planned=target, rollout=values.get("rollout"))
 
 
 def list_pool_instances(session: requests.Session, api: str, token: str, manager_path: str,

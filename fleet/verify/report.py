@@ -18,6 +18,10 @@ def render_table(report: Report) -> str:
             note = host.error or (f"BYPASSED STARTUP SCRIPT: {host.bypassed_script}" if host.bypassed_script else "")
             if host.restarts:
                 note = f"{note}; {host.restarts} restarts".lstrip("; ")
+            if host.rollout:  # mid-rollout (or how the last one ended): not a shortfall of its own
+                note = f"{note}; {host.rollout}".lstrip("; ")
+            if host.planned and host.target != host.planned and host.running is not None:
+                note = f"{note}; converging: stack target {host.planned:,}".lstrip("; ")
             if host.pool:  # a pool VM: say which group and zone, so a shortfall names the VM to look at
                 note = f"{note}; pool {host.pool} in {host.zone or '?'}".lstrip("; ")
             lines.append(f"{host.name:<24} {host.target:>8,} {running:>8} {ratio:>7}  {note}".rstrip())

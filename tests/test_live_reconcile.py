@@ -1,0 +1,222 @@
+"""Day two on one host: the supervisor follows its instance attributes live (target, version, GOGC), without a
+restart, never above the target, and refuses or rolls back what cannot run.
+
+The metadata server is the loopback stand-in (real HTTP, ETags and wait_for_change as Compute Engine answers them).
+The daemons are the stand-in daemon inside fake pilotprotocol wheels (a wrapper that answers -version and runs
+tests/standin_daemon.py): the point here is the supervisor's rollout logic, at test speed. The same rollout with
+the real 1.17.0 and 1.18.0 wheels under real systemd is in tests/test_fleet_boot.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.boot_sandbox import MIRROR_PATH, MetadataServer, mirror_path
+from tests.supervisor_harness import STANDIN, Event, Supervised, supervised, supervisor_module
+
+FLAGS = ["-telemetry-url", "-motd-feed-url", "-no-skillinject"]
+TARGET = 8
+
+
+def fake_wheel(base: Path, version: str, broken: bool = False) -> tuple[Path, str]:
+    """A pilotprotocol wheel whose pilot-daemon says VERSION and runs the stand-in (or, broken, exits at once as a
+    daemon the registry refused does)."""
+    run = ('echo \'{"msg":"daemon start: register: registry: request failed"}\'; exit 1' if broken else
+           f'PILOT_STANDIN_VERSION={version} exec {sys.executable} {STANDIN} "$@"')
+    script = (f'#!/bin/sh\nif [ "$1" = -version ]; then echo {version}; exit 0; fi\n'
+              f'if [ "$1" = -h ]; then exec {sys.executable} {STANDIN} -h; fi\n{run}\n')
+    path = base / f"pilotprotocol-{version}{'-broken' if broken else ''}.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        info = zipfile.ZipInfo("pilotprotocol/bin/pilot-daemon")
+        info.external_attr = 0o755 << 16
+        archive.writestr(info, script)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def release(version: str, wheel: tuple[Path, str]) -> str:
+    url = f"https://files.example.test/{wheel[0].name}"
+    return json.dumps({"version": version, "flags": FLAGS, "wheels": {os.uname().machine: {
+        "url": url, "sha256": wheel[1]}}})
+
+
+def attributes(registry: str, base_port: int, version: str, wheel: tuple[Path, str], **extra: str) -> dict[str, str]:
+    return {"pilot-role": "swarm", "pilot-version": version, "pilot-daemon-release": release(version, wheel),
+            "pilot-agent-target": str(TARGET), "pilot-registry": registry, "pilot-beacon": "127.0.0.1:9",
+            "pilot-base-udp-port": str(base_port), "pilot-spawn-parallelism": "3",
+            "pilot-round-delay-seconds": "0.3", "pilot-new-registrations-per-minute": "600", "pilot-gogc": "100",
+            "pilot-rollout-max-unavailable": "0.25", **extra}
+
+
+@contextmanager
+def live_host(tmp_path: Path, versions: dict[str, tuple[Path, str]]) -> Iterator[tuple[Supervised, MetadataServer]]:
+    """A supervisor on version 1.0.0 at TARGET agents, watching a metadata stand-in that serves every fake wheel."""
+    files = {mirror_path(f"https://files.example.test/{path.name}"): path for path, _ in versions.values()}
+    with MetadataServer({}, files=files).serving() as metadata, supervised(tmp_path, TARGET) as box:
+        os.environ["PILOT_DOWNLOAD_MIRROR"] = metadata.base_url + MIRROR_PATH  # inherited by the supervisor
+        try:
+            metadata.change(attributes(box.config["registry"], box.config["base_udp_port"], "1.0.0",
+                                       versions["1.0.0"]))
+            install = str(tmp_path / "opt")
+            wanted = supervisor_module.settings(metadata.attributes)
+            daemon = supervisor_module.install_daemon(install, "1.0.0", wanted["wheel_url"], wanted["wheel_sha256"],
+                                                      FLAGS)
+            box.config.update({k: v for k, v in wanted.items()}, daemon=str(daemon), install_dir=install,
+                              metadata_url=metadata.url, guest_attributes_url=f"{metadata.url}/instance/"
+                              "guest-attributes/pilot", guest_attribute_interval_seconds=0.2)
+            box.start()
+            box.wait_for(lambda: registered(box) == TARGET)
+            yield box, metadata
+        finally:
+            del os.environ["PILOT_DOWNLOAD_MIRROR"]
+
+
+def registered(box: Supervised) -> int:
+    sockets = Path(box.config["run_dir"]) / "agents"
+    return sum(1 for i in range(TARGET * 2) if (sockets / f"{i}.sock").exists())
+
+
+def alive(box: Supervised) -> dict[int, str]:
+    """Agent index -> version of its latest start, for agents not stopped since (from the stand-in's events)."""
+    out: dict[int, str] = {}
+    for event in box.events():
+        if event.kind == "start":
+            out[event.index] = event.detail.split()[-1]
+        elif event.kind == "stop":
+            out.pop(event.index, None)
+    return out
+
+
+def most_unavailable(events: list[Event], target: int) -> int:
+    """The most agents (of `target`, all up before the first event) down at once over these events."""
+    up = dict.fromkeys(range(target), True)
+    worst = 0
+    for event in events:
+        if event.index < target:
+            up[event.index] = event.kind == "start"
+        worst = max(worst, sum(1 for v in up.values() if not v))
+    return worst
+
+
+def supervisor_log(box: Supervised) -> list[dict[str, Any]]:
+    out = box.terminate()
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_a_changed_target_converges_live_and_never_overshoots(tmp_path: Path) -> None:
+    with live_host(tmp_path, {"1.0.0": fake_wheel(tmp_path, "1.0.0")}) as (box, metadata):
+        pid = box.proc.pid if box.proc else 0
+        metadata.change({"pilot-agent-target": "11"})
+        box.wait_for(lambda: box.status().get("running") == 11 and box.status().get("target") == 11)
+        metadata.change({"pilot-agent-target": "5"})
+        box.wait_for(lambda: box.status().get("running") == 5 and len(alive(box)) == 5)
+        assert sorted(alive(box)) == [0, 1, 2, 3, 4]  # the highest indices stopped
+        assert json.loads((tmp_path / "supervisor.json").read_text())["target"] == 5  # a restart keeps it
+        assert box.proc is not None and box.proc.pid == pid and box.proc.poll() is None
+        log = supervisor_log(box)
+    # never above the target of the moment: 11 at most while it was 11, and only stops after it became 5
+    starts = [e for e in box.events() if e.kind == "start"]
+    assert len(starts) == 11 and max(e.index for e in starts) == 10
+    changes = [e["changes"] for e in log if e["event"] == "reconciling"]
+    assert changes == [{"target": [TARGET, 11]}, {"target": [11, 5]}]
+
+
+def test_a_new_version_rolls_over_in_batches_with_the_same_identities(tmp_path: Path) -> None:
+    wheels = {"1.0.0": fake_wheel(tmp_path, "1.0.0"), "1.1.0": fake_wheel(tmp_path, "1.1.0")}
+    with live_host(tmp_path, wheels) as (box, metadata):
+        before = len(box.events())
+        metadata.change(attributes(box.config["registry"], box.config["base_udp_port"], "1.1.0", wheels["1.1.0"]))
+        box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "done", timeout=30)
+        assert alive(box) == dict.fromkeys(range(TARGET), "1.1.0")
+        assert registered(box) == TARGET
+        box.wait_for(lambda: metadata.guest_attributes.get("pilot/rollout", "").startswith("done 8/8: version"))
+        status = box.status()
+        config = json.loads((tmp_path / "supervisor.json").read_text())
+        events = box.events()[before:]
+        log = supervisor_log(box)
+    assert status["version"] == "1.1.0" and config["version"] == "1.1.0"
+    assert config["daemon"].endswith("/versions/1.1.0/pilot-daemon")
+    rolled = [e for e in events if e.kind == "start"]
+    assert len(rolled) == TARGET and all(e.detail.startswith("known") for e in rolled)  # identities kept
+    assert most_unavailable(events, TARGET) <= 2  # 25% of 8 at a time
+    batches = [e["agents"] for e in log if e["event"] == "rollout-batch"]
+    assert [len(b) for b in batches] == [2, 2, 2, 2]
+    assert status["restarts"] == 0  # a rollout's restarts are not failures
+
+
+def test_a_wheel_that_fails_its_sha256_is_refused_and_the_old_version_keeps_running(tmp_path: Path) -> None:
+    wheels = {"1.0.0": fake_wheel(tmp_path, "1.0.0"), "1.1.0": fake_wheel(tmp_path, "1.1.0")}
+    with live_host(tmp_path, wheels) as (box, metadata):
+        before = len(box.events())
+        tampered = (wheels["1.1.0"][0], "0" * 64)
+        metadata.change(attributes(box.config["registry"], box.config["base_udp_port"], "1.1.0", tampered))
+        box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "refused")
+        assert "sha256 mismatch" in box.status()["rollout"]["reason"]
+        assert box.status()["version"] == "1.0.0" and box.events()[before:] == []
+        assert not (tmp_path / "opt/versions/1.1.0/pilot-daemon").exists()
+        assert alive(box) == dict.fromkeys(range(TARGET), "1.0.0")
+        # an installed version is no exception: its binary is reused only for the wheel it came from
+        metadata.change(attributes(box.config["registry"], box.config["base_udp_port"], "1.0.0",
+                                   (wheels["1.0.0"][0], "1" * 64)))
+        box.wait_for(lambda: "1111111111" in box.status().get("rollout", {}).get("reason", ""))
+        assert box.events()[before:] == [] and box.status()["version"] == "1.0.0"
+
+
+def test_a_version_whose_agents_do_not_come_back_is_rolled_back(tmp_path: Path) -> None:
+    wheels = {"1.0.0": fake_wheel(tmp_path, "1.0.0"), "1.1.0": fake_wheel(tmp_path, "1.1.0", broken=True)}
+    with live_host(tmp_path, wheels) as (box, metadata):
+        before = len(box.events())
+        metadata.change(attributes(box.config["registry"], box.config["base_udp_port"], "1.1.0", wheels["1.1.0"]))
+        box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "failed", timeout=30)
+        box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "failed"
+                     and alive(box) == dict.fromkeys(range(TARGET), "1.0.0") and registered(box) == TARGET,
+                     timeout=30)
+        status = box.status()
+        assert "agent" in status["rollout"]["reason"] and "exited 1" in status["rollout"]["reason"]
+        assert status["version"] == "1.0.0"
+        assert json.loads((tmp_path / "supervisor.json").read_text())["version"] == "1.0.0"
+        # only the first batch ever stopped: the other six agents ran on untouched
+        events = box.events()[before:]
+        assert most_unavailable(events, TARGET) <= 2
+        assert len({e.index for e in events if e.kind == "stop"}) <= 2
+
+
+def test_gogc_rolls_like_a_version_and_pacing_applies_without_a_restart(tmp_path: Path) -> None:
+    with live_host(tmp_path, {"1.0.0": fake_wheel(tmp_path, "1.0.0")}) as (box, metadata):
+        before = len(box.events())
+        metadata.change({"pilot-spawn-parallelism": "2"})
+        box.wait_for(lambda: json.loads((tmp_path / "supervisor.json").read_text())["spawn_parallelism"] == 2)
+        assert box.events()[before:] == []  # pacing alone restarts nothing
+        metadata.change({"pilot-gogc": "50"})
+        box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "done", timeout=30)
+        pids = [int(e.detail.split()[1]) for e in box.events()[before:] if e.kind == "start"]
+        assert len(pids) == TARGET
+        assert all(b"GOGC=50" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in pids)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"pilot-agent-target": "many"}, "pilot-agent-target='many' is not a whole number"),
+    ({"pilot-spawn-parallelism": "50"}, "pilot-spawn-parallelism=50 is outside 1..20"),
+    ({"pilot-rollout-max-unavailable": "0"}, "pilot-rollout-max-unavailable=0 is outside above 0..1"),
+    ({"pilot-daemon-release": "{}"}, "pilot-daemon-release is not a release with a wheel"),
+])
+def test_attributes_the_boot_path_would_refuse_change_nothing_live(tmp_path: Path, change: dict[str, str],
+                                                                   problem: str) -> None:
+    with live_host(tmp_path, {"1.0.0": fake_wheel(tmp_path, "1.0.0")}) as (box, metadata):
+        before = len(box.events())
+        metadata.change(change)
+        box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "refused")
+        assert problem in box.status()["rollout"]["reason"]
+        assert box.events()[before:] == [] and box.status()["target"] == TARGET
+        # the boot path says the same, with the same function
+        with pytest.raises(supervisor_module.AttributesError, match=problem.replace("..", r"\.\.")):
+            supervisor_module.settings(metadata.attributes)
