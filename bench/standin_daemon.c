@@ -20,7 +20,41 @@ static void stop(int sig) {
     _exit(0);
 }
 
+/* The contract a live upgrade checks (bench/rollout.py installs it from fake wheels): `-version` prints the name
+ * of a directory above the binary (the supervisor installs versions as versions/<version>/pilot-daemon), and
+ * `-h` lists the flags it takes, as Go's flag package does. The staging directory the supervisor checks a new
+ * binary in lies below versions/<version>/, so the nearest directory named like a version is the answer. */
+static const char *FLAGS[] = {"registry", "beacon", "listen", "socket", "identity", "log-format", "log-level",
+                              "log-max-size", "log-max-backups", "endpoint", "hostname", "telemetry-url",
+                              "motd-feed-url", "no-skillinject", NULL};
+
+static int contract(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "-version") == 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s", argv[0]);
+        char *slash;
+        while ((slash = strrchr(path, '/')) != NULL) { /* the nearest directory named like 1.2.3 */
+            *slash = 0;
+            const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+            if (*name && strspn(name, "0123456789.") == strlen(name)) {
+                printf("%s\n", name);
+                return 0;
+            }
+        }
+        printf("unknown\n");
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "-h") == 0) {
+        fprintf(stderr, "Usage of pilot-daemon:\n");
+        for (int i = 0; FLAGS[i]; i++) fprintf(stderr, "  -%s string\n", FLAGS[i]);
+        return 0;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv) {
+    int answered = contract(argc, argv);
+    if (answered >= 0) return answered;
     const char *listen_arg = NULL;
     for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "-listen") == 0) listen_arg = argv[i + 1];

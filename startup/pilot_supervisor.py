@@ -46,6 +46,7 @@ import math
 import os
 import platform
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -537,6 +538,7 @@ class Supervisor:
         self.rollout: Rollout | None = None
         self.rolled: set[int] = set()  # pids a rollout stopped: their exit is no failure and waits for no backoff
         self.last_change: dict[str, Any] = {}  # the latest rollout's (or refused version's) outcome, for reports
+        self.wakeup_fd: int | None = None  # the write end of the main loop's wake-up pipe
 
     # -- one tick -------------------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -767,6 +769,13 @@ class Supervisor:
             log("version-installed", version=wanted["version"], daemon=daemon)
         with self.lock:
             self.pending = current.with_settings(wanted, daemon)
+        self.nudge()
+
+    def nudge(self) -> None:
+        """Wake the main loop now (a pending change, a child's exit) instead of at its next tick."""
+        if self.wakeup_fd is not None:
+            with suppress(BlockingIOError, OSError):
+                os.write(self.wakeup_fd, b"!")
 
     def take_pending(self, now: float) -> None:
         with self.lock:
@@ -1038,10 +1047,20 @@ def locked(run_dir: Path) -> Iterator[None]:
         handle.close()
 
 
+# However often children exit, at most this many ticks a second.
+MIN_TICK_GAP_SECONDS = 0.05
+
+
 def run(config: Config, config_path: Path) -> int:
     with locked(Path(config.run_dir)):
         supervisor = Supervisor(config)
         supervisor.config_path = config_path
+        # The loop sleeps in select() on a pipe that signals write to (set_wakeup_fd): an agent's exit (SIGCHLD)
+        # or a stop request wakes it at once, so a rollout batch goes on as soon as its agents are gone.
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        supervisor.wakeup_fd = wake_write
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so the wakeup fd is written
         signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: supervisor.stopping.set())
         health = serve_health(supervisor)
@@ -1055,11 +1074,19 @@ def run(config: Config, config_path: Path) -> int:
             now = time.monotonic()
             supervisor.ticks += 1
             supervisor.last_tick_seconds = now - began
-            # wake for the next tick, or for the next spawn round if it is due sooner
-            wake = now + config.tick_seconds
+            # wake for the next tick, or for the next spawn round if it is due sooner, or on a signal or a change
+            wake = now + supervisor.config.tick_seconds
             if now < supervisor.next_round < wake:
                 wake = supervisor.next_round
-            supervisor.stopping.wait(wake - now)
+            if not supervisor.stopping.is_set():
+                select.select([wake_read], [], [], max(0.0, wake - now))
+                with suppress(BlockingIOError):
+                    while os.read(wake_read, 4096):
+                        pass
+                gap = began + MIN_TICK_GAP_SECONDS - time.monotonic()
+                if gap > 0:
+                    time.sleep(gap)
+        signal.set_wakeup_fd(-1)
         supervisor.stop_all()
         if health:
             health.shutdown()
