@@ -787,6 +787,8 @@ class Supervisor:
                    if getattr(old, f.name) != getattr(new, f.name) and f.name not in ("wheel_url", "wheel_sha256")}
         self.config = new
         self.bucket.rate = new.new_registrations_per_minute / 60.0
+        if new.target > old.target:
+            self.started = now  # a raised target ramps up like a start-up: healthy while on schedule
         log("reconciling", changes=changed)
         if any(getattr(old, name) != getattr(new, name) for name in ROLLED_FIELDS):
             reason = (f"version {old.version} -> {new.version}" if old.version != new.version else
@@ -889,11 +891,18 @@ class Supervisor:
         return max(by_registry, by_rounds) * 1.5 + 600
 
     def healthy(self) -> bool:
+        """Running >= target x threshold; or, so that a group's autohealing does not recreate a VM that is doing
+        what it was asked, a start-up (or a raised target) still on schedule, or a rollout with no more than its
+        one batch down."""
         status = self.status()
         if status["running"] >= math.ceil(status["target"] * self.config.health_threshold):
             return True
+        if self.stopping.is_set():
+            return False
+        if self.rollout is not None and status["running"] >= status["target"] - self.batch_size:
+            return True
         ramping = time.monotonic() - self.started < self.rampup_seconds
-        return self.config.healthy_during_rampup and ramping and not self.stopping.is_set()
+        return self.config.healthy_during_rampup and ramping
 
     def report(self, now: float, force: bool = False) -> None:
         status = self.status()

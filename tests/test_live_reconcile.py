@@ -9,10 +9,12 @@ the real 1.17.0 and 1.18.0 wheels under real systemd is in tests/test_fleet_boot
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -220,3 +222,24 @@ def test_attributes_the_boot_path_would_refuse_change_nothing_live(tmp_path: Pat
         # the boot path says the same, with the same function
         with pytest.raises(supervisor_module.AttributesError, match=problem.replace("..", r"\.\.")):
             supervisor_module.settings(metadata.attributes)
+
+
+def test_health_stays_200_through_a_rollout_and_a_raised_target_on_schedule(tmp_path: Path) -> None:
+    """A group's autohealing (10 failed checks 30 s apart) must not recreate a VM that is rolling over one batch at a
+    time or starting the agents of a raised target at the registry's pace; it must when more than a batch is down."""
+    base = {"target": 100, "daemon": "x", "registry": "127.0.0.1:1", "beacon": "127.0.0.1:1", "base_udp_port": 20000,
+            "state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run"), "spawn_parallelism": 10,
+            "round_delay_seconds": 3.0, "new_registrations_per_minute": 10, "health_threshold": 0.95,
+            "rollout_max_unavailable": 0.1, "healthy_during_rampup": True}
+    supervisor = supervisor_module.Supervisor(supervisor_module.Config(**base))
+    supervisor.started -= 10 * supervisor.rampup_seconds  # long past its start-up
+    supervisor.view = {i: (1,) for i in range(90)}  # 90 of 100 running: below 95%
+    assert not supervisor.healthy()
+    supervisor.rollout = supervisor_module.Rollout("version 1.0.0 -> 1.1.0", supervisor.config)
+    assert supervisor.healthy()  # one batch (10) down
+    supervisor.view = {i: (1,) for i in range(89)}
+    assert not supervisor.healthy()  # more than a batch down: something is wrong
+    supervisor.rollout = None
+    supervisor.pending = dataclasses.replace(supervisor.config, target=200)
+    supervisor.take_pending(time.monotonic())
+    assert supervisor.config.target == 200 and supervisor.healthy()  # 100 more fresh ones on schedule
