@@ -22,8 +22,8 @@ def key_inputs(res: PlannedResource) -> str:
     kind = res.type.rsplit(":", 1)[-1]
     if kind in ("Instance", "InstanceTemplate"):
         md = i.get("metadata") or {}
-        pilot = " ".join(f"{k.removeprefix('pilot-')}={v}" for k, v in sorted(md.items())
-                         if k in ("pilot-role", "pilot-agent-target"))
+        shown = ("pilot-role", "pilot-agent-target") + (("pilot-version",) if md.get("pilot-role") == "swarm" else ())
+        pilot = " ".join(f"{k.removeprefix('pilot-')}={v}" for k, v in sorted(md.items()) if k in shown)
         where = "" if kind == "InstanceTemplate" else f" {i.get('zone')}"
         return f"{i.get('machineType')}{where} {pilot}{_rendezvous_binary(md)}"
     if kind == "Firewall":
