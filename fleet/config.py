@@ -153,6 +153,7 @@ class SwarmHostConfig(AgentSettings):
     zone: Zone | None = None
     target_agents: int = _bounded("target_agents")
     disk_gb: int = Field(default=20, ge=10)
+    state_disk_gb: int = Field(default=10, ge=10)  # the agents' identities: kilobytes each; 10 GB is the minimum
 
     @property
     def last_udp_port(self) -> int:
@@ -168,6 +169,7 @@ class SwarmPoolConfig(AgentSettings):
     size: int = Field(ge=0, le=1000)
     agents_per_vm: int = _bounded("target_agents")
     disk_gb: int = Field(default=20, ge=10)
+    state_disk_gb: int = Field(default=10, ge=10)
     max_surge: int | None = Field(default=None, ge=0)  # default: one per zone
     max_unavailable: int = Field(default=0, ge=0)
 

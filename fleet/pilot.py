@@ -86,6 +86,7 @@ class MetadataKey:
     GOGC = "pilot-gogc"
     VERSION = "pilot-version"
     STORE_DEVICE = "pilot-store-device"
+    STATE_DEVICE = "pilot-state-device"
     REGISTRY_PORT = "pilot-registry-port"
     BEACON_PORT = "pilot-beacon-port"
     DASHBOARD_PORT = "pilot-dashboard-port"
@@ -171,6 +172,10 @@ AGENT_BOUNDS: dict[str, AttributeBounds] = {
 }
 # The store disk's device name (the rendezvous attaches it so; the script finds /dev/disk/by-id/google-<name>).
 STORE_DEVICE = "pilot-store"
+# A swarm VM's agent state disk (identities, registration markers), mounted on /var/lib/pilot-fleet: it outlives the
+# VM (a recreated pool VM, a replaced host), so the agents come back as the identities the registry knows.
+STATE_DEVICE = "pilot-agents-state"
+STATE_DISK_TYPE = "pd-balanced"
 # Defaults of the attributes that are not numbers (their forms are checked where the script reads them).
 ATTRIBUTE_DEFAULTS: dict[str, str] = {
     MetadataKey.STORE_DEVICE: STORE_DEVICE,
