@@ -28,6 +28,8 @@ class Assumptions:
     new_registrations_per_minute: int = pilot.NEW_REGISTRATIONS_PER_MINUTE
     # No measured CPU ceiling exists for idle agents (the seed ran about 190 per vCPU); 0 leaves CPU out.
     max_agents_per_vcpu: int = 0
+    # Every swarm VM's disks, priced with it: its boot disk and its agent state disk.
+    disk_gb: int = pilot.DEFAULT_BOOT_DISK_GB + pilot.DEFAULT_STATE_DISK_GB
 
     @property
     def reserve_mb(self) -> int:
@@ -104,10 +106,17 @@ class PlanningError(Exception):
     pass
 
 
+def vm_monthly(machine: MachineType, disk_gb: int, region: str, prices: PriceTable) -> float | None:
+    """A swarm VM a month: its machine type and its disks (boot and agent state, pd-balanced)."""
+    machine_monthly = prices.monthly(machine, region)
+    disks = prices.disk_monthly(pilot.DISK_TYPE, disk_gb, region)
+    return None if machine_monthly is None or disks is None else machine_monthly + disks
+
+
 def _candidates(a: Assumptions, share_cap: int, prices: PriceTable) -> list[tuple[VmCapacity, float]]:
     found = []
     for machine in machine_types().values():
-        monthly = prices.monthly(machine, a.region)
+        monthly = vm_monthly(machine, a.disk_gb, a.region, prices)
         if monthly is None:
             continue
         cap = vm_capacity(machine, a, share_cap)
@@ -175,22 +184,22 @@ def from_stack(cfg: FleetConfig, stack: str, region: str | None = None,
     lines = []
     for host in cfg.swarm_hosts:
         lines.append(_stack_line(cfg, host.machine_type, host.agent_memory_mb, host.base_udp_port, 1,
-                                 host.target_agents, region, prices))
+                                 host.target_agents, host.disk_gb + host.state_disk_gb, region, prices))
     for pool in cfg.swarm_pools:
         lines.append(_stack_line(cfg, pool.machine_type, pool.agent_memory_mb, pool.base_udp_port, pool.size,
-                                 pool.agents_per_vm, region, prices))
+                                 pool.agents_per_vm, pool.disk_gb + pool.state_disk_gb, region, prices))
     fleet = CostedFleet(f"stack {stack}", lines, cfg.expected_agents)
     return _with_notes(fleet, Assumptions(new_registrations_per_minute=cfg.rendezvous.new_registrations_per_minute))
 
 
 def _stack_line(cfg: FleetConfig, machine_type: str, agent_mb: float, base_port: int, count: int, per_vm: int,
-                region: str, prices: PriceTable) -> Line:
+                disk_gb: int, region: str, prices: PriceTable) -> Line:
     machine = lookup(machine_type)
     if machine is None:
         raise PlanningError(f"machine type {machine_type!r} is not in fleet/data/machine_types.yaml")
-    monthly = prices.monthly(machine, region)
+    monthly = vm_monthly(machine, disk_gb, region, prices)
     if monthly is None:
-        raise PlanningError(f"no price for {machine_type} in {region} (fleet/data/prices.yaml)")
+        raise PlanningError(f"no price for {machine_type} or its disks in {region} (fleet/data/prices.yaml)")
     a = Assumptions(region=region, agent_memory_mb=agent_mb, headroom_percent=cfg.memory.headroom_percent,
                     os_reserve_mb=cfg.memory.os_reserve_mb, base_udp_port=base_port)
     return Line(vm_capacity(machine, a), count, per_vm, monthly)

@@ -114,7 +114,7 @@ class RendezvousConfig(Model):
     name: GceName = "pilot-rendezvous"
     machine_type: str = "e2-standard-4"
     zone: Zone | None = None
-    disk_gb: int = Field(default=20, ge=10)
+    disk_gb: int = Field(default=pilot.DEFAULT_BOOT_DISK_GB, ge=10)
     store_disk_gb: int = Field(default=10, ge=10)
     ports: RendezvousPorts = RendezvousPorts()
     # Where agents register from: a public rendezvous serves agents anywhere on the Pilot network.
@@ -152,8 +152,8 @@ class SwarmHostConfig(AgentSettings):
     machine_type: str
     zone: Zone | None = None
     target_agents: int = _bounded("target_agents")
-    disk_gb: int = Field(default=20, ge=10)
-    state_disk_gb: int = Field(default=10, ge=10)  # the agents' identities: kilobytes each; 10 GB is the minimum
+    disk_gb: int = Field(default=pilot.DEFAULT_BOOT_DISK_GB, ge=10)
+    state_disk_gb: int = Field(default=pilot.DEFAULT_STATE_DISK_GB, ge=10)
 
     @property
     def last_udp_port(self) -> int:
@@ -168,10 +168,15 @@ class SwarmPoolConfig(AgentSettings):
     zones: list[Zone] = Field(default_factory=list)  # empty: gcp:zone; more than one: a regional group
     size: int = Field(ge=0, le=1000)
     agents_per_vm: int = _bounded("target_agents")
-    disk_gb: int = Field(default=20, ge=10)
-    state_disk_gb: int = Field(default=10, ge=10)
-    max_surge: int | None = Field(default=None, ge=0)  # default: one per zone
-    max_unavailable: int = Field(default=0, ge=0)
+    disk_gb: int = Field(default=pilot.DEFAULT_BOOT_DISK_GB, ge=10)
+    state_disk_gb: int = Field(default=pilot.DEFAULT_STATE_DISK_GB, ge=10)
+    # A pool VM keeps its agents' state disk when it is recreated: Compute Engine recreates it under its own name
+    # (replacement RECREATE), so a rolling update adds no VM (maxSurge 0) and takes down maxUnavailable at a time.
+    max_surge: int = Field(default=0, ge=0, le=0)
+    max_unavailable: int | None = Field(default=None, ge=1)  # default: one per zone
+
+    def unavailable(self, zones: int) -> int:
+        return zones if self.max_unavailable is None else self.max_unavailable
 
     @property
     def last_udp_port(self) -> int:
@@ -335,15 +340,10 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
         if len(set(zones)) != len(zones):
             problems.append(f"{where}.zones ({pool.name}): a zone is listed twice")
         check_agents(where, pool, pool.agents_per_vm, "agentsPerVm")
-        surge = len(zones) if pool.max_surge is None else pool.max_surge
-        if surge == 0 and pool.max_unavailable == 0:
-            problems.append(f"{where} ({pool.name}): maxSurge and maxUnavailable are both 0: a rolling update "
-                            "could never replace a VM")
-        if len(zones) > 1:
-            for key, value in (("maxSurge", surge), ("maxUnavailable", pool.max_unavailable)):
-                if 0 < value < len(zones):
-                    problems.append(f"{where}.{key} ({pool.name}): a regional group across {len(zones)} zones "
-                                    f"needs 0 or at least {len(zones)} (Compute Engine's rule), not {value}")
+        unavailable = pool.unavailable(len(zones))
+        if len(zones) > 1 and unavailable < len(zones):
+            problems.append(f"{where}.maxUnavailable ({pool.name}): a regional group across {len(zones)} zones "
+                            f"needs at least {len(zones)} (Compute Engine's rule), not {unavailable}")
     return problems
 
 

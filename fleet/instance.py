@@ -35,6 +35,8 @@ class FleetVm:
     disk_gb: int
     nat_ip: pulumi.Input[str] | None = None
     attached_disks: list[gcp.compute.InstanceAttachedDiskArgs] = field(default_factory=list)
+    # a template's agent state disk (GB): created with each VM, kept by the group's stateful policy
+    state_disk_gb: int | None = None
 
     def _checked_metadata(self) -> dict[str, pulumi.Input[str]]:
         forbidden = set(self.metadata) & set(pilot.SCRIPT_METADATA_KEYS)
@@ -51,7 +53,11 @@ class FleetVm:
             project=self.project,
             machine_type=self.machine_type,
             disks=[gcp.compute.InstanceTemplateDiskArgs(source_image=pilot.BOOT_IMAGE, disk_size_gb=self.disk_gb,
-                                                        disk_type="pd-balanced", boot=True, auto_delete=True)],
+                                                        disk_type="pd-balanced", boot=True, auto_delete=True),
+                   *([gcp.compute.InstanceTemplateDiskArgs(
+                       device_name=pilot.STATE_DEVICE, disk_size_gb=self.state_disk_gb,
+                       disk_type=pilot.STATE_DISK_TYPE, boot=False, auto_delete=False)]
+                     if self.state_disk_gb else [])],
             # an external address per VM: the registry's new-identity limit is per source IP
             network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
                 subnetwork=self.subnetwork,

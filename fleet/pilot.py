@@ -176,6 +176,11 @@ STORE_DEVICE = "pilot-store"
 # VM (a recreated pool VM, a replaced host), so the agents come back as the identities the registry knows.
 STATE_DEVICE = "pilot-agents-state"
 STATE_DISK_TYPE = "pd-balanced"
+# Disk sizes (GB) of every fleet VM: its boot disk, and a swarm VM's agent state disk (identities are kilobytes;
+# 10 GB is Compute Engine's smallest pd-balanced disk).
+DEFAULT_BOOT_DISK_GB = 20
+DEFAULT_STATE_DISK_GB = 10
+DISK_TYPE = "pd-balanced"
 # Defaults of the attributes that are not numbers (their forms are checked where the script reads them).
 ATTRIBUTE_DEFAULTS: dict[str, str] = {
     MetadataKey.STORE_DEVICE: STORE_DEVICE,

@@ -33,6 +33,8 @@ def agent_metadata(cfg: FleetConfig, spec: AgentSettings, target: int,
         pilot.MetadataKey.HEALTH_PORT: str(pilot.SUPERVISOR_HEALTH_PORT),
         pilot.MetadataKey.HEALTH_THRESHOLD: f"{cfg.alert_threshold:g}",
         pilot.MetadataKey.ROLLOUT_MAX_UNAVAILABLE: f"{spec.rollout_max_unavailable:g}",
+        # the agents' identities live on their own disk, which outlives the VM
+        pilot.MetadataKey.STATE_DEVICE: pilot.STATE_DEVICE,
     }
 
 
@@ -60,12 +62,19 @@ class SwarmHost(pulumi.ComponentResource):
         super().__init__("pilot-fleet:fleet:SwarmHost", host.name, None, opts)
         project = cfg.gcp.project
         self.zone = cfg.zone_of(host.zone)
+        # The agents' state (identities, registration markers) on a disk of its own: a replaced VM (new zone,
+        # new image) gets it back, and its agents come back as the identities the registry knows.
+        state = gcp.compute.Disk(f"{host.name}-state", name=f"{host.name}-state", project=project, zone=self.zone,
+                                 size=host.state_disk_gb, type=pilot.STATE_DISK_TYPE, labels=dict(labels),
+                                 opts=pulumi.ResourceOptions(parent=self))
         instance = FleetVm(
             name=host.name, machine_type=host.machine_type, zone=self.zone, project=project,
             subnetwork=network.subnetwork, service_account_email=service_account_email,
             metadata=agent_metadata(cfg, host, host.target_agents, rendezvous),
             labels={**labels, "role": pilot.ROLE_SWARM}, tags=[FLEET_TAG, swarm_tag(host.name)],
             disk_gb=host.disk_gb,
+            attached_disks=[gcp.compute.InstanceAttachedDiskArgs(source=state.self_link,
+                                                                 device_name=pilot.STATE_DEVICE)],
         ).declare(self)
         agent_ports_firewall(host.name, cfg, host, host.target_agents, swarm_tag(host.name), network, self)
         self.external_ip = external_ip(instance)

@@ -35,7 +35,7 @@ class SwarmPool(pulumi.ComponentResource):
             subnetwork=network.subnetwork, service_account_email=service_account_email,
             metadata=agent_metadata(cfg, pool, pool.agents_per_vm, rendezvous),
             labels={**labels, "role": pilot.ROLE_SWARM, pilot.POOL_LABEL: pool.name}, tags=[FLEET_TAG, tag],
-            disk_gb=pool.disk_gb,
+            disk_gb=pool.disk_gb, state_disk_gb=pool.state_disk_gb,
         ).declare_template(self)
         agent_ports_firewall(pool.name, cfg, pool, pool.agents_per_vm, tag, network, self)
         # The supervisor's /healthz: 200 once running >= target x threshold, and while its paced start-up
@@ -52,7 +52,10 @@ class SwarmPool(pulumi.ComponentResource):
             description=f"Google's health checkers to {pool.name}'s supervisors ({pilot.SUPERVISOR_HEALTH_PORT}/tcp).",
             allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(pilot.SUPERVISOR_HEALTH_PORT)])],
             source_ranges=list(pilot.HEALTH_CHECK_RANGES), target_tags=[tag], opts=child)
-        surge = len(self.zones) if pool.max_surge is None else pool.max_surge
+        unavailable = pool.unavailable(len(self.zones))
+        # Each VM's agent state disk is stateful: kept when autohealing or a rolling update recreates the VM
+        # (under its own name, so no surge), never deleted with it.
+        stateful = [{"device_name": pilot.STATE_DEVICE, "delete_rule": "NEVER"}]
         common = {
             "name": pool.name, "project": project, "base_instance_name": pool.name,
             "target_size": pool.size, "description": f"{pool.size} x {pool.agents_per_vm} agents",
@@ -62,22 +65,25 @@ class SwarmPool(pulumi.ComponentResource):
             group = gcp.compute.InstanceGroupManager(
                 pool.name, zone=self.zones[0], **common,
                 versions=[gcp.compute.InstanceGroupManagerVersionArgs(**version)],
+                stateful_disks=[gcp.compute.InstanceGroupManagerStatefulDiskArgs(**d) for d in stateful],
                 auto_healing_policies=gcp.compute.InstanceGroupManagerAutoHealingPoliciesArgs(
                     health_check=health.id, initial_delay_sec=pilot.AUTOHEALING_INITIAL_DELAY_SECONDS),
                 update_policy=gcp.compute.InstanceGroupManagerUpdatePolicyArgs(
                     type="PROACTIVE", minimal_action=MINIMAL_ACTION, most_disruptive_allowed_action="REPLACE",
-                    max_surge_fixed=surge, max_unavailable_fixed=pool.max_unavailable),
+                    replacement_method="RECREATE", max_surge_fixed=0, max_unavailable_fixed=unavailable),
                 opts=child)
         else:
             group = gcp.compute.RegionInstanceGroupManager(
                 pool.name, region=cfg.gcp.region, distribution_policy_zones=self.zones, **common,
                 versions=[gcp.compute.RegionInstanceGroupManagerVersionArgs(**version)],
+                stateful_disks=[gcp.compute.RegionInstanceGroupManagerStatefulDiskArgs(**d) for d in stateful],
                 auto_healing_policies=gcp.compute.RegionInstanceGroupManagerAutoHealingPoliciesArgs(
                     health_check=health.id, initial_delay_sec=pilot.AUTOHEALING_INITIAL_DELAY_SECONDS),
                 update_policy=gcp.compute.RegionInstanceGroupManagerUpdatePolicyArgs(
                     type="PROACTIVE", minimal_action=MINIMAL_ACTION, most_disruptive_allowed_action="REPLACE",
-                    max_surge_fixed=surge,
-                    max_unavailable_fixed=pool.max_unavailable, instance_redistribution_type="PROACTIVE"),
+                    replacement_method="RECREATE", max_surge_fixed=0, max_unavailable_fixed=unavailable,
+                    # a stateful regional group does not move VMs between zones (their disks are zonal)
+                    instance_redistribution_type="NONE"),
                 opts=child)
         self.instance_group = group.instance_group
         self.register_outputs({"instanceGroup": self.instance_group})

@@ -141,6 +141,10 @@ read_attributes() {
     die "the swarm attributes are refused (the reason is above)"
   read -r target base_port pilot_version <<<"${values}"
   last_port=$((base_port + target - 1))
+  state_device="$(optional_attribute pilot-state-device "")"
+  if [[ -n "${state_device}" ]]; then
+    require_match pilot-state-device "${state_device}" '^[a-z0-9-]+$' "a device name"
+  fi
 }
 
 # A prebuilt release (url + sha256) wins; else the pinned source (commit, url, content digest, go version).
@@ -268,7 +272,10 @@ supervisor_cli() {
 # google-startup-scripts.service's. KillMode=mixed: SIGTERM reaches the supervisor alone, which stops the agents in
 # paced batches (100 a second, then 30 s grace); systemd kills whatever is left after TimeoutStopSec.
 agents_unit() {
-  local stop_seconds
+  local stop_seconds mounted="# the agents' state is on the boot disk (no pilot-state-device)"
+  # At boot systemd starts this enabled unit before google-startup-scripts.service has mounted the state disk:
+  # the condition skips it until this script has mounted it and starts it (never new identities on the boot disk).
+  [[ -n "${state_device}" ]] && mounted="ConditionPathIsMountPoint=${STATE_DIR}"
   # the supervisor's own paced-stop budget (its batches, delay and grace), plus a minute of slack
   stop_seconds="$(python3 "${INSTALL_DIR}/lib/pilot_supervisor.py" stop-budget --config "${SUPERVISOR_CONF}")" ||
     die "the supervisor could not compute its stop budget from ${SUPERVISOR_CONF}"
@@ -278,6 +285,7 @@ agents_unit() {
 Description=pilot-fleet agents: keeps this host at its pilot-daemon target
 Wants=network-online.target
 After=network-online.target
+${mounted}
 
 [Service]
 ExecStart=/usr/bin/python3 ${INSTALL_DIR}/lib/pilot_supervisor.py run --config ${SUPERVISOR_CONF}
@@ -342,6 +350,11 @@ start_unit() {
 # checked) under ${INSTALL_DIR}/versions/ and writes its config: the same code that carries out live changes.
 setup_swarm() {
   local units=0 config=0 prepared
+  if [[ -n "${state_device}" ]]; then
+    mount_disk "${state_device}" "${STATE_DIR}" "agent state"
+  else
+    log "WARNING: no pilot-state-device: the agents' identities live on the boot disk and die with the VM"
+  fi
   install_file "${INSTALL_DIR}/lib/pilot_supervisor.py" "$(supervisor_program)" && config=1
   prepared="$(python3 "${INSTALL_DIR}/lib/pilot_supervisor.py" prepare --metadata-url "${METADATA_URL}" \
     --install-dir "${INSTALL_DIR}" --state-dir "${STATE_DIR}" --run-dir "${RUN_DIR}" --config "${SUPERVISOR_CONF}" \
@@ -357,20 +370,23 @@ setup_swarm() {
   start_unit "${AGENTS_UNIT}" $((units || config))
 }
 
-# The registry's -store lives on its own persistent disk, formatted on first use only.
-mount_store() {
-  local device="${PILOT_ROOT}/dev/disk/by-id/google-${store_device}"
-  mkdir -p "${STORE_MOUNT}"
-  if mountpoint -q "${STORE_MOUNT}"; then
+# Mount the persistent disk attached as DEVICE_NAME on MOUNT_POINT, formatting it on first use only (an empty disk
+# has no file system; one that has one is never formatted again). The registry's -store and a swarm VM's agent
+# state live on such disks, so they outlive the VM and its boot disk.
+mount_disk() {
+  local name="$1" mount_point="$2" what="$3" device
+  device="${PILOT_ROOT}/dev/disk/by-id/google-${name}"
+  mkdir -p "${mount_point}"
+  if mountpoint -q "${mount_point}"; then
     return 0
   fi
-  [[ -e "${device}" ]] || die "store disk ${device} is not attached"
+  [[ -e "${device}" ]] || die "${what} disk ${device} is not attached"
   if ! blkid "${device}" >/dev/null 2>&1; then
-    log "formatting the empty store disk ${device}"
-    mkfs.ext4 -q -L pilot-store "${device}" || die "mkfs.ext4 ${device} failed"
+    log "formatting the empty ${what} disk ${device}"
+    mkfs.ext4 -q -L "${name:0:16}" "${device}" || die "mkfs.ext4 ${device} failed"
   fi
-  mount -o discard,defaults "${device}" "${STORE_MOUNT}" || die "could not mount ${device} on ${STORE_MOUNT}"
-  log "store disk mounted on ${STORE_MOUNT}"
+  mount -o discard,defaults "${device}" "${mount_point}" || die "could not mount ${device} on ${mount_point}"
+  log "${what} disk mounted on ${mount_point}"
 }
 
 rendezvous_unit() {
@@ -379,6 +395,8 @@ rendezvous_unit() {
 Description=pilot-fleet rendezvous: registry, beacon, dashboard and JSON API
 Wants=network-online.target
 After=network-online.target
+# see agents_unit: never on the boot disk's empty directory (an empty registry would then overwrite the store)
+ConditionPathIsMountPoint=${STORE_MOUNT}
 
 [Service]
 ExecStart=${INSTALL_DIR}/bin/pilot-rendezvous -registry-addr :${registry_port} -beacon-addr :${beacon_port} -http :${dashboard_port} -store ${STORE_MOUNT}/registry.json -log-format json${standby_of:+ -standby ${standby_of}}
@@ -486,7 +504,7 @@ install_from_source() {
 
 setup_rendezvous() {
   local units=0
-  mount_store
+  mount_disk "${store_device}" "${STORE_MOUNT}" store
   if [[ -n "${rendezvous_url}" ]]; then
     install_release
   else
@@ -522,7 +540,7 @@ main() {
   log "boot path done for role ${role}"
 }
 
-role="" target="" base_port="" last_port="" pilot_version="" store_device="" registry_port=""
+role="" target="" base_port="" last_port="" pilot_version="" store_device="" state_device="" registry_port=""
 beacon_port="" dashboard_port="" rendezvous_url="" rendezvous_sha256="" standby_of=""
 source_commit="" source_url="" source_digest="" go_version="" rendezvous_installed=0
 main "$@"

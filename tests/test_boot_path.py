@@ -155,6 +155,8 @@ def test_rendezvous_gets_its_store_disk_checked_binary_and_unit(sandbox) -> None
     assert f"mount -o discard,defaults {device} {store}" in sandbox.calls()
     unit = (sandbox.root / "etc/systemd/system/pilot-rendezvous.service").read_text()
     assert "LimitNOFILE=1048576" in unit and "TasksMax=infinity" in unit
+    # at boot systemd would start the enabled unit before this script mounts the store: never on the empty dir
+    assert f"ConditionPathIsMountPoint={store}\n" in unit
     args = (sandbox.base / "rendezvous.args").read_text().split()
     assert args == ["-registry-addr", ":9000", "-beacon-addr", ":9001", "-http", ":3000",
                     "-store", f"{store}/registry.json", "-log-format", "json"]
@@ -346,3 +348,11 @@ def test_a_standby_rendezvous_replicates_and_an_emptied_attribute_promotes_it(sa
     result = sandbox.run()
     assert result.returncode == 0 and "restarted pilot-rendezvous.service" in result.stderr
     _wait(lambda: "-standby" not in (sandbox.base / "rendezvous.args").read_text())
+
+
+@pytest.mark.parametrize("sandbox", [{**_small_swarm(), "pilot-state-device": "pilot-agents-state"}], indirect=True)
+def test_an_agent_state_disk_that_is_not_attached_stops_the_boot_before_any_agent(sandbox) -> None:
+    result = sandbox.run()
+    assert result.returncode == 1
+    assert f"agent state disk {sandbox.root}/dev/disk/by-id/google-pilot-agents-state is not attached" in result.stderr
+    assert sandbox.agent_starts() == [] and "systemctl start pilot-agents.service" not in sandbox.calls()

@@ -257,3 +257,28 @@ def test_a_wheel_that_fails_its_sha256_is_refused_and_the_host_keeps_its_version
     assert "sha256 mismatch" in host.status()["rollout"]["reason"]
     assert host.agent_versions() == running  # the same processes, still on the new version
     assert host.registered_agents() == TARGET
+
+
+def test_a_recreated_swarm_vm_comes_back_on_its_state_disk_with_no_new_identity(fleet: Fleet) -> None:
+    """A VM that autohealing, a rolling update or a replacement recreates: a fresh boot disk, the same agent state
+    disk. Its agents come back as the identities the registry knows: no new node, no refusal."""
+    host = fleet.swarm[0]
+    target = host.target
+    identities, refused = host.identities(), fleet.refusals()
+    nodes = (fleet.stats() or {}).get("total_nodes")
+    assert len(identities) >= target
+    host.power_loss()
+    shutil.rmtree(host.base / "upper")
+    shutil.rmtree(host.base / "work")
+    subprocess.run(["umount", "-l", str(host.merged)], check=False)
+    with fleet.sampling() as most:
+        host.boot()
+        wait_for(lambda: host.registered_agents() == target, 120, "the recreated VM did not come back to its target")
+    assert most[host.name] <= target
+    boot_log = host.journal("google-startup-scripts.service")
+    assert "supervisor config changed" in boot_log  # a fresh boot disk: installed and configured again
+    assert "formatting" not in boot_log  # ... on the state disk it had
+    assert host.identities() == identities and fleet.refusals() == refused
+    assert (fleet.stats() or {}).get("total_nodes") == nodes
+    starts = [line for line in host.journal("pilot-agents.service").splitlines() if '"agent-started"' in line]
+    assert starts and all('"fresh_identity": false' in line for line in starts)

@@ -107,8 +107,9 @@ def test_pool_and_firewall_rows_show_their_key_inputs() -> None:
             for row in [line.split(None, 2)] if len(row) == 3]
     by_type = {(kind.removeprefix("gcp:compute:"), name): inputs for kind, name, inputs in rows}
     group = by_type[("RegionInstanceGroupManager", "scale-e2-highmem-8")]
-    assert group.startswith("size=13 zones=us-central1-a,us-central1-b,us-central1-c (13 x 3847 agents) "
-                            "autohealing after 1800 s, update maxSurge=3 maxUnavailable=0")
+    assert group == ("size=13 zones=us-central1-a,us-central1-b,us-central1-c (13 x 3847 agents) "
+                     "autohealing after 1800 s, update REFRESH..REPLACE maxSurge=0 maxUnavailable=3, "
+                     "stateful disks pilot-agents-state(NEVER)")
     assert by_type[("InstanceTemplate", "scale-e2-highmem-8")] == (
         "e2-highmem-8 agent-target=3847 role=swarm version=1.18.0")
     assert by_type[("HealthCheck", "scale-e2-highmem-8-health")] == "http :8081/healthz every 30 s"

@@ -12,7 +12,7 @@ from tests.conftest import REPO, run_fleet
 from tests.policy_harness import PACK_DIR
 
 MANDATORY = {"no-instance-startup-scripts", "one-project-startup-script", "startup-script-guarded",
-             "agents-fit-memory", "pilot-ports-open", "pools-heal-safely"}
+             "agents-fit-memory", "pilot-ports-open", "pools-heal-safely", "pools-keep-agent-state"}
 ADVISORY = {"dashboard-not-public", "no-public-ssh-rdp", "shielded-vm", "no-default-service-account",
             "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off"}
 

@@ -54,10 +54,16 @@ def test_pool_is_a_template_and_a_regional_group_that_heals_on_the_supervisor(sc
     assert group["targetSize"] == 13 and group["baseInstanceName"] == POOL
     assert group["autoHealingPolicies"]["initialDelaySec"] == pilot.AUTOHEALING_INITIAL_DELAY_SECONDS
     assert group["autoHealingPolicies"]["healthCheck"].endswith(f"healthChecks/{POOL}-health")
-    # metadata-only changes reach the VMs in place (their supervisors converge live); others still replace them
+    # metadata-only changes reach the VMs in place (their supervisors converge live); others recreate them under
+    # their names, one zone's worth at a time, with each VM's agent state disk kept (stateful, never deleted)
     assert group["updatePolicy"] == {"type": "PROACTIVE", "minimalAction": "REFRESH",
-                                     "mostDisruptiveAllowedAction": "REPLACE", "maxSurgeFixed": 3,
-                                     "maxUnavailableFixed": 0, "instanceRedistributionType": "PROACTIVE"}
+                                     "mostDisruptiveAllowedAction": "REPLACE", "replacementMethod": "RECREATE",
+                                     "maxSurgeFixed": 0, "maxUnavailableFixed": 3,
+                                     "instanceRedistributionType": "NONE"}
+    assert group["statefulDisks"] == [{"deviceName": pilot.STATE_DEVICE, "deleteRule": "NEVER"}]
+    assert template["disks"][1] == {"deviceName": pilot.STATE_DEVICE, "boot": False, "autoDelete": False,
+                                    "diskSizeGb": 10, "diskType": "pd-balanced"}
+    assert md["pilot-state-device"] == pilot.STATE_DEVICE
     health = of_type(scale, "gcp:compute/healthCheck:HealthCheck")[f"{POOL}-health"]
     assert health["httpHealthCheck"] == {"port": 8081, "requestPath": "/healthz"}
     rule = of_type(scale, FIREWALL)[f"{POOL}-allow-health-checks"]
@@ -120,6 +126,16 @@ POOL_CASES = {
     "health checkers shut out": (
         lambda rs: rs.remove(next(r for r in rs if r["name"] == f"{POOL}-allow-health-checks")),
         {("pools-heal-safely", POOL)}),
+    "no stateful agent disk": (lambda rs: _group(rs).pop("statefulDisks"), {("pools-keep-agent-state", POOL)}),
+    "agent disk deleted with its VM": (
+        lambda rs: _group(rs)["statefulDisks"][0].update(deleteRule="ON_PERMANENT_INSTANCE_DELETION"),
+        {("pools-keep-agent-state", POOL)}),
+    "template without its state device": (
+        lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["metadata"].pop("pilot-state-device"),
+        {("pools-keep-agent-state", POOL)}),
+    "template without the state disk": (
+        lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["disks"].pop(1),
+        {("pools-keep-agent-state", POOL)}),
     "template with a startup-script": (
         lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["metadata"].update(
             {"startup-script": "echo ghost"}),
@@ -165,7 +181,8 @@ def test_capacity_compare_prod_prints_both_costs_per_1000() -> None:
     lines = [line for line in result.stdout.splitlines() if "per 1,000 agents a month" in line]
     assert len(lines) == 2 and lines[0].startswith("recommended for 9,500 agents") and lines[1].startswith("stack prod")
     assert "  n2d-highcpu-128       1      5,000" in result.stdout
-    assert "$3,501 a month, $368.55 per 1,000 agents" in lines[1]  # the seed: 391 + 2,914 + 196 a month
+    # the seed's VMs (391 + 2,914 + 196 a month) and their boot and agent state disks (3 x 30 GB x $0.10)
+    assert "$3,510 a month, $369.49 per 1,000 agents" in lines[1]
 
 
 def test_write_stack_writes_a_stack_the_program_plans(tmp_path: Path) -> None:

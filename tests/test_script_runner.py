@@ -62,6 +62,10 @@ def host(tmp_path: Path, planned: Callable[[str], dict[str, Any]]) -> Iterator[H
     attributes["pilot-agent-target"] = str(TARGET)
     box = BootSandbox(tmp_path, MetadataServer(attributes, base_url=f"http://{METADATA_IP}"))
     box.prepare()
+    # the agent state disk the plan attaches (its mount and format are recorded by the sandbox's stubs)
+    device = box.root / f"dev/disk/by-id/google-{attributes['pilot-state-device']}"
+    device.parent.mkdir(parents=True)
+    device.touch()
     namespace = f"pilot-fleet-test-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     server = None
@@ -99,6 +103,14 @@ def test_the_runner_runs_the_project_script_and_the_host_reaches_its_target(host
     out = host.boot()
     assert "Found startup-script in metadata." in out
     assert "startup-script: pilot-fleet startup: boot path done for role swarm" in out
+    # the agents' state disk: formatted on first use, mounted where their identities live, before any agent started
+    state = host.box.root / "var/lib/pilot-fleet"
+    calls = host.box.calls()
+    assert f"mkfs.ext4 -q -L pilot-agents-sta {host.box.root}/dev/disk/by-id/google-pilot-agents-state" in calls
+    mount = calls.index(f"mount -o discard,defaults {host.box.root}/dev/disk/by-id/google-pilot-agents-state {state}")
+    assert mount < calls.index("systemctl start pilot-agents.service")
+    unit = (host.box.root / "etc/systemd/system/pilot-agents.service").read_text()
+    assert f"ConditionPathIsMountPoint={state}\n" in unit
     # the dev stack's pacing as planned: rounds of 10, 3 s apart, 10 fresh identities, then one per 6 s
     _wait(lambda: len(host.box.agent_starts()) == TARGET and host.box.supervisor_status().get("running") == TARGET)
     again = host.boot()

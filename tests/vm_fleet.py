@@ -12,8 +12,8 @@ Stand-ins, each because the real part cannot run in a container on a test machin
     script applies in a file and reads them back from there.
   - TasksMax: where the pids cgroup controller is not delegated (cgroup v1 test machines) systemd records it on the
     unit but the kernel does not enforce it.
-  - the rendezvous' store disk: a directory bind-mounted at its mount point (a container has no block devices);
-    it outlives the host's boot disk as the persistent disk does.
+  - the rendezvous' store disk and a swarm VM's agent state disk: directories bind-mounted at their mount points
+    (a container has no block devices); they outlive the host's boot disk as the persistent disks do.
   - the internet: PyPI and GitHub are served by each host's metadata stand-in under /mirror (the script's
     PILOT_DOWNLOAD_MIRROR seam, set by a drop-in on google-startup-scripts.service in the image), from files on
     this machine: the pinned wheels in .cache/wheels and the pinned source in ../shared/fixtures.
@@ -57,6 +57,7 @@ METADATA_IP = "169.254.169.254"
 # Where the supervisor installs each pilot-daemon version: /opt/pilot-fleet/versions/<version>/pilot-daemon.
 VERSIONS_DIR = "/opt/pilot-fleet/versions/"
 STORE_MOUNT = "/var/lib/pilot-rendezvous"
+STATE_MOUNT = "/var/lib/pilot-fleet"
 # What the public rendezvous logs for each registration its rate limit refuses (pkg/registry/server.go).
 REFUSED = "registration rate limited"
 SYSCTL_STANDIN = SYSCTL_STUB.replace(
@@ -173,7 +174,8 @@ class Host:
     namespace: str
     image: Path
     files: dict[str, Path]
-    store: Path | None = None
+    store: Path | None = None  # the rendezvous' store disk
+    state: Path | None = None  # a swarm VM's agent state disk
     nspawn: subprocess.Popen[bytes] | None = None
     metadata: subprocess.Popen[str] | None = None
     leader: int = 0
@@ -222,6 +224,8 @@ class Host:
             argv.insert(4, "--keep-unit")
         if self.store is not None:
             argv.insert(-2, f"--bind={self.store}:{STORE_MOUNT}")
+        if self.state is not None:
+            argv.insert(-2, f"--bind={self.state}:{STATE_MOUNT}")
         log = open(self.base / "console.log", "ab")  # noqa: SIM115 - the container's console, kept for failures
         self.booted_at = time.monotonic()
         self.nspawn = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -320,7 +324,7 @@ class Host:
         return count
 
     def identities(self) -> dict[str, str]:
-        agents = self.base / "upper/var/lib/pilot-fleet/agents"
+        agents = (self.state or self.base / "upper/var/lib/pilot-fleet") / "agents"
         return {p.parent.name: p.read_text() for p in agents.glob("*/identity.json")} if agents.exists() else {}
 
     def journal(self, unit: str) -> str:
@@ -459,6 +463,9 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
             if host.role == pilot.ROLE_RENDEZVOUS:
                 host.store = host.base / "store-disk"
                 host.store.mkdir(exist_ok=True)
+            elif host.attributes.get(pilot.MetadataKey.STATE_DEVICE):
+                host.state = host.base / "state-disk"
+                host.state.mkdir(exist_ok=True)
             fleet.hosts.append(host)
             _ip("netns", "add", namespace)
             _ip("-n", namespace, "link", "set", "lo", "up")

@@ -33,7 +33,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     table = price_table()
     print(render(fleets))
     print(f"Prices: {args.region} on-demand, {table.date} (fleet/data/prices.yaml); "
-          f"{table.hours_per_month:g} hours a month; swarm VMs only (the rendezvous is extra).")
+          f"{table.hours_per_month:g} hours a month; swarm VMs with their boot and agent state disks "
+          "(pd-balanced); the rendezvous is extra.")
     if args.write_stack:
         try:
             path = write_stack(Path(args.program), args.write_stack, fleets[0], assumptions, force=args.force)

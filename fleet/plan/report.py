@@ -33,9 +33,12 @@ def key_inputs(res: PlannedResource) -> str:
         heal = i.get("autoHealingPolicies") or {}
         heal = heal[0] if isinstance(heal, list) and heal else heal
         update = i.get("updatePolicy") or {}
+        kept = ",".join(f"{d.get('deviceName')}({d.get('deleteRule') or 'NEVER'})"
+                        for d in i.get("statefulDisks") or [])
         return (f"size={i.get('targetSize')} zones={zones} ({i.get('description', '')}) autohealing after "
-                f"{heal.get('initialDelaySec')} s, update maxSurge={update.get('maxSurgeFixed')} "
-                f"maxUnavailable={update.get('maxUnavailableFixed')}")
+                f"{heal.get('initialDelaySec')} s, update {update.get('minimalAction')}.."
+                f"{update.get('mostDisruptiveAllowedAction')} maxSurge={update.get('maxSurgeFixed')} "
+                f"maxUnavailable={update.get('maxUnavailableFixed')}, stateful disks {kept or 'none'}")
     if kind == "HealthCheck":
         http = i.get("httpHealthCheck") or {}
         return f"http :{http.get('port')}{http.get('requestPath', '')} every {i.get('checkIntervalSec')} s"

@@ -6,7 +6,7 @@ from pulumi_policy import Policy
 
 from .capacity import agents_fit_memory
 from .hardening import ADVISORY_POLICIES
-from .pools import pools_heal_safely
+from .pools import pools_heal_safely, pools_keep_agent_state
 from .reachability import pilot_ports_open
 from .startup_scripts import no_instance_startup_scripts, one_project_startup_script, startup_script_guarded
 
@@ -19,5 +19,6 @@ MANDATORY_POLICIES: list[Policy] = [
     agents_fit_memory,
     pilot_ports_open,
     pools_heal_safely,
+    pools_keep_agent_state,
 ]
 POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES]

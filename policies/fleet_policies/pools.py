@@ -1,4 +1,5 @@
-"""pools-heal-safely: managed instance groups of swarm VMs heal and roll out without losing the fleet.
+"""pools-heal-safely and pools-keep-agent-state: managed instance groups of swarm VMs heal and roll out without
+losing the fleet or its agents' identities.
 
 - every swarm group has autohealing on a health check, with an initial delay long enough for a VM to boot and
   start its supervisor (agents then ramp at the registry's pace; the supervisor's /healthz allows for that);
@@ -77,4 +78,59 @@ pools_heal_safely = StackValidationPolicy(
                 "bounded steps, and Google's health checkers can reach the health port.",
     validate=_heal_safely,
     config_schema=config_schema(CONFIG),
+)
+
+
+def _template_of(group: Mapping[str, Any], templates: dict[str, Any]) -> Any:
+    """The instance template a group's versions name (by its self link's last segment against each template's
+    name or name prefix); None when it is not in this stack or not known yet."""
+    for version in group.get("versions") or []:
+        link = str((version or {}).get("instanceTemplate") or "")
+        name = link.rstrip("/").rsplit("/", 1)[-1]
+        for template in templates.values():
+            props = template.props
+            if name and (name == props.get("name") or
+                         (props.get("namePrefix") and name.startswith(str(props["namePrefix"])))):
+                return template
+    return None
+
+
+def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> list[str]:
+    """Where a swarm group's agent state would not survive a recreated VM (the facts from the template's own
+    metadata and disks)."""
+    device = str((template.get("metadata") or {}).get(pilot.MetadataKey.STATE_DEVICE) or "").strip()
+    if not device:
+        return [f"its template sets no {pilot.MetadataKey.STATE_DEVICE}: the agents' identities live on the boot "
+                "disk, and every VM autohealing or a rolling update recreates comes back as new identities "
+                "(hours of the registry's rate limit per VM)"]
+    disks = [d for d in template.get("disks") or [] if isinstance(d, Mapping)]
+    if not any(d.get("deviceName") == device and not d.get("boot") for d in disks):
+        return [f"its template has no disk named {device} ({pilot.MetadataKey.STATE_DEVICE}) for the agents' state"]
+    kept = [d for d in group.get("statefulDisks") or [] if isinstance(d, Mapping) and d.get("deviceName") == device]
+    if not kept:
+        return [f"does not keep the disk {device} as stateful: a recreated VM gets a new, empty one"]
+    if str(kept[0].get("deleteRule") or "NEVER") != "NEVER":
+        return [f"keeps {device} with deleteRule {kept[0].get('deleteRule')}: it must never be deleted with the VM"]
+    return []
+
+
+def _keep_agent_state(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    templates = {t.urn: t for t in args.resources
+                 if t.resource_type in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE)
+                 and str((t.props.get("metadata") or {}).get(pilot.MetadataKey.ROLE) or "").strip() == pilot.ROLE_SWARM}
+    for group in args.resources:
+        if group.resource_type not in (MIG, REGION_MIG):
+            continue
+        template = _template_of(group.props, templates)
+        if template is None:
+            continue
+        for problem in _state_problems(group.props, template.props):
+            report_violation(f"swarm instance group {group.name} {problem}.", group.urn)
+
+
+pools_keep_agent_state = StackValidationPolicy(
+    name="pools-keep-agent-state",
+    description="A swarm instance group keeps each VM's agent state disk (its template's pilot-state-device) as a "
+                "stateful disk that is never deleted, so recreated VMs keep their agents' identities.",
+    validate=_keep_agent_state,
 )
