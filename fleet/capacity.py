@@ -187,7 +187,7 @@ def from_stack(cfg: FleetConfig, stack: str, region: str | None = None,
                                  host.target_agents, host.disk_gb + host.state_disk_gb, region, prices))
     for pool in cfg.swarm_pools:
         lines.append(_stack_line(cfg, pool.machine_type, pool.agent_memory_mb, pool.base_udp_port, pool.size,
-                                 pool.agents_per_vm, pool.disk_gb + pool.state_disk_gb, region, prices))
+                                 pool.target_agents, pool.disk_gb + pool.state_disk_gb, region, prices))
     fleet = CostedFleet(f"stack {stack}", lines, cfg.expected_agents)
     return _with_notes(fleet, Assumptions(new_registrations_per_minute=cfg.rendezvous.new_registrations_per_minute))
 

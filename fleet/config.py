@@ -159,6 +159,10 @@ class SwarmHostConfig(AgentSettings):
     def last_udp_port(self) -> int:
         return self.base_udp_port + self.target_agents - 1
 
+    @property
+    def total_agents(self) -> int:
+        return self.target_agents
+
 
 class SwarmPoolConfig(AgentSettings):
     """Identical swarm VMs in a managed instance group: an instance template, autohealing, rolling updates."""
@@ -167,7 +171,8 @@ class SwarmPoolConfig(AgentSettings):
     machine_type: str
     zones: list[Zone] = Field(default_factory=list)  # empty: gcp:zone; more than one: a regional group
     size: int = Field(ge=0, le=1000)
-    agents_per_vm: int = _bounded("target_agents")
+    # agents per VM, as on swarmHosts (one name for a VM's agents everywhere; totalAgents is size x this)
+    target_agents: int = _bounded("target_agents")
     disk_gb: int = Field(default=pilot.DEFAULT_BOOT_DISK_GB, ge=10)
     state_disk_gb: int = Field(default=pilot.DEFAULT_STATE_DISK_GB, ge=10)
     # A pool VM keeps its agents' state disk when it is recreated: Compute Engine recreates it under its own name
@@ -178,13 +183,21 @@ class SwarmPoolConfig(AgentSettings):
     def unavailable(self, zones: int) -> int:
         return zones if self.max_unavailable is None else self.max_unavailable
 
-    @property
-    def last_udp_port(self) -> int:
-        return self.base_udp_port + self.agents_per_vm - 1
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "agentsPerVm" in data:
+            raise ValueError("agentsPerVm was renamed targetAgents (agents per VM, the same name as on swarmHosts; "
+                             "see 'Stack outputs' in README.md, schema version 2)")
+        return data
 
     @property
-    def target_agents(self) -> int:
-        return self.size * self.agents_per_vm
+    def last_udp_port(self) -> int:
+        return self.base_udp_port + self.target_agents - 1
+
+    @property
+    def total_agents(self) -> int:
+        return self.size * self.target_agents
 
 
 class MemoryPolicy(Model):
@@ -225,7 +238,7 @@ class FleetConfig(Model):
 
     @property
     def expected_agents(self) -> int:
-        return sum(h.target_agents for h in self.swarm_hosts) + sum(p.target_agents for p in self.swarm_pools)
+        return sum(h.total_agents for h in self.swarm_hosts) + sum(p.total_agents for p in self.swarm_pools)
 
     def zones_of(self, pool: SwarmPoolConfig) -> list[str]:
         return list(pool.zones) or [self.gcp.zone]
@@ -339,7 +352,7 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
             check_zone(f"{where}.zones", zone)
         if len(set(zones)) != len(zones):
             problems.append(f"{where}.zones ({pool.name}): a zone is listed twice")
-        check_agents(where, pool, pool.agents_per_vm, "agentsPerVm")
+        check_agents(where, pool, pool.target_agents, "targetAgents")
         unavailable = pool.unavailable(len(zones))
         if len(zones) > 1 and unavailable < len(zones):
             problems.append(f"{where}.maxUnavailable ({pool.name}): a regional group across {len(zones)} zones "

@@ -53,7 +53,7 @@ SUPERVISOR_HEALTH_PORT = 8081
 SUPERVISOR_HEALTH_PATH = "/healthz"
 
 # The stack outputs' schema (README "Stack outputs"): fields may be added within a version, never renamed.
-OUTPUTS_SCHEMA_VERSION = 1
+OUTPUTS_SCHEMA_VERSION = 2
 
 # Monitoring: alert when online agents fall below this share of the expected total.
 DEFAULT_ALERT_THRESHOLD = 0.95

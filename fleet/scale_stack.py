@@ -31,7 +31,7 @@ def stack_config(name: str, fleet: CostedFleet, a: Assumptions) -> dict[str, Any
         "machineType": line.capacity.machine.name,
         "zones": zones,
         "size": line.count,
-        "agentsPerVm": line.agents_per_vm,
+        "targetAgents": line.agents_per_vm,
     } for line in fleet.lines]
     return {
         "gcp:project": f"pilot-fleet-{name}",

@@ -76,14 +76,17 @@ def fleet_outputs(fleet: Fleet) -> dict[str, Any]:
         "dashboardUrl": rv.external_ip.apply(lambda ip: f"http://{ip}:{ports.dashboard}/"),
         "statsUrl": rv.external_ip.apply(lambda ip: f"http://{ip}:{ports.dashboard}{pilot.STATS_PATH}"),
         "expectedAgents": expected,
-        "expectedAgentsByHost": {h.name: h.target_agents for h in cfg.swarm_hosts},
-        "expectedAgentsByPool": {p.name: p.target_agents for p in cfg.swarm_pools},
+        "expectedAgentsByHost": {h.name: h.total_agents for h in cfg.swarm_hosts},
+        "expectedAgentsByPool": {p.name: p.total_agents for p in cfg.swarm_pools},
         "alertThreshold": cfg.alert_threshold,
         "alertMinOnline": pilot.min_online(expected, cfg.alert_threshold),
+        # where monitoring scrapes: the supervisors' /metrics and the rendezvous' dashboard (schema 2)
+        "ports": {"registry": ports.registry, "beacon": ports.beacon, "dashboard": ports.dashboard,
+                  "health": pilot.SUPERVISOR_HEALTH_PORT},
         "hosts": hosts,
         "pools": [{
             "name": spec.name, "machineType": spec.machine_type, "zones": pool.zones, "size": spec.size,
-            "agentsPerVm": spec.agents_per_vm, "targetAgents": spec.target_agents,
+            "targetAgents": spec.target_agents, "totalAgents": spec.total_agents,
             "udpPorts": f"{spec.base_udp_port}-{spec.last_udp_port}", "instanceGroup": pool.instance_group,
         } for spec, pool in zip(cfg.swarm_pools, fleet.swarm_pools, strict=True)],
     }

@@ -33,11 +33,11 @@ class SwarmPool(pulumi.ComponentResource):
         template = FleetVm(
             name=pool.name, machine_type=pool.machine_type, zone=self.zones[0], project=project,
             subnetwork=network.subnetwork, service_account_email=service_account_email,
-            metadata=agent_metadata(cfg, pool, pool.agents_per_vm, rendezvous),
+            metadata=agent_metadata(cfg, pool, pool.target_agents, rendezvous),
             labels={**labels, "role": pilot.ROLE_SWARM, pilot.POOL_LABEL: pool.name}, tags=[FLEET_TAG, tag],
             disk_gb=pool.disk_gb, state_disk_gb=pool.state_disk_gb,
         ).declare_template(self)
-        agent_ports_firewall(pool.name, cfg, pool, pool.agents_per_vm, tag, network, self)
+        agent_ports_firewall(pool.name, cfg, pool, pool.target_agents, tag, network, self)
         # The supervisor's /healthz: 200 once running >= target x threshold, and while its paced start-up
         # (bounded by the registry's new-identity rate) is still on schedule.
         health = gcp.compute.HealthCheck(
@@ -58,7 +58,7 @@ class SwarmPool(pulumi.ComponentResource):
         stateful = [{"device_name": pilot.STATE_DEVICE, "delete_rule": "NEVER"}]
         common = {
             "name": pool.name, "project": project, "base_instance_name": pool.name,
-            "target_size": pool.size, "description": f"{pool.size} x {pool.agents_per_vm} agents",
+            "target_size": pool.size, "description": f"{pool.size} x {pool.target_agents} agents",
         }
         version = {"instance_template": template.self_link, "name": "primary"}
         if len(self.zones) == 1:

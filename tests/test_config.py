@@ -177,3 +177,16 @@ def test_config_accepts_exactly_what_the_vms_accept() -> None:
     assert problems == ["pilot-fleet:swarmHosts[0].baseUdpPort: Input should be greater than or equal to 1024"]
     too_many = problems_for(prod_with("pilot-fleet:swarmHosts.1.spawnParallelism", 21))
     assert too_many == ["pilot-fleet:swarmHosts[1].spawnParallelism: Input should be less than or equal to 20"]
+
+
+def test_a_pool_written_with_the_old_per_vm_name_is_told_the_new_one() -> None:
+    """Schema 2: `targetAgents` is agents per VM on hosts and pools alike; `agentsPerVm` is refused with the hint."""
+    config = copy.deepcopy(load_stack_config("scale"))
+    pool = config["pilot-fleet:swarmPools"][0]
+    pool["agentsPerVm"] = pool.pop("targetAgents")
+    assert problems_for(config) == [
+        "pilot-fleet:swarmPools[0]: agentsPerVm was renamed targetAgents (agents per VM, the same name as on "
+        "swarmHosts; see 'Stack outputs' in README.md, schema version 2)"]
+    cfg = parse_stack("scale")
+    assert cfg.swarm_pools[0].target_agents == 3847 and cfg.swarm_pools[0].total_agents == 13 * 3847
+    assert cfg.expected_agents == 13 * 3847

@@ -116,7 +116,7 @@ def test_each_alert_fires_on_the_seed_fleets_incidents_and_not_when_healthy(writ
 
 def test_bad_outputs_and_unwritable_directory(tmp_path: Path, planned: Any) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text('{"schemaVersion": 1}')
+    bad.write_text('{"schemaVersion": 2}')
     result = run_fleet("monitoring", "--outputs", str(bad), "--out", str(tmp_path / "m"))
     assert result.returncode == 2 and result.stderr.startswith(f"error: {bad}: statsUrl: Field required")
     good = tmp_path / "good.json"
@@ -141,11 +141,23 @@ def test_pools_are_found_by_their_label_and_the_config_passes_promtool(planned: 
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_the_rendezvous_target_follows_the_stacks_dashboard_port(planned: Any, tmp_path: Path) -> None:
-    outputs = dict(planned("prod")["outputs"])
-    outputs["statsUrl"] = outputs["statsUrl"].replace(":3000/", ":3100/")  # rendezvous.ports.dashboard: 3100
+def test_every_scrape_port_comes_from_the_outputs(planned: Any, tmp_path: Path) -> None:
+    """A stack on other ports (dashboard 3100, supervisors 8181) gets jobs on those ports: monitoring reads the
+    outputs' `ports`, never the defaults."""
+    outputs = json.loads(json.dumps(planned("scale")["outputs"]))
+    outputs["ports"].update(dashboard=3100, health=8181)
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(outputs))
     result = run_fleet("monitoring", "--outputs", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out" / "pilot-rendezvous.json").read_text())[0]["targets"] == ["127.0.0.1:3100"]
+    scrape = yaml.safe_load((tmp_path / "out/prometheus-scrape.yml").read_text())
+    pool = next(j for j in scrape["scrape_configs"] if j["job_name"].startswith("pilot-pool-"))
+    assert {c["port"] for c in pool["gce_sd_configs"]} == {8181}
+    assert pool["relabel_configs"][0]["replacement"] == "$1:8181"
+    prod = json.loads(json.dumps(planned("prod")["outputs"]))
+    prod["ports"]["health"] = 8181
+    path.write_text(json.dumps(prod))
+    assert run_fleet("monitoring", "--outputs", str(path), "--out", str(tmp_path / "prod")).returncode == 0
+    agents = json.loads((tmp_path / "prod" / "pilot-agents.json").read_text())
+    assert agents and all(t["targets"][0].endswith(":8181") for t in agents)

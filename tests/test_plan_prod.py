@@ -118,7 +118,9 @@ def test_components_parent_their_resources(prod) -> None:
 def test_outputs_schema(prod) -> None:
     out = prod["outputs"]
     ip = out["rendezvousIp"]
-    assert out["schemaVersion"] == 1
+    assert out["schemaVersion"] == 2
+    # schema 2: where monitoring scrapes comes from the outputs (a stack may move any of these)
+    assert out["ports"] == {"registry": 9000, "beacon": 9001, "dashboard": 3000, "health": 8081}
     assert out["registryEndpoint"] == f"{ip}:9000" and out["beaconEndpoint"] == f"{ip}:9001"
     assert out["statsUrl"] == f"http://{ip}:3000/api/stats" and out["dashboardUrl"] == f"http://{ip}:3000/"
     assert out["expectedAgents"] == 9500

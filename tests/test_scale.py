@@ -191,7 +191,7 @@ def test_write_stack_writes_a_stack_the_program_plans(tmp_path: Path) -> None:
     result = run_fleet("capacity", "--agents", "20000", "--write-stack", "big", "--program", str(tmp_path))
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "Pulumi.big.yaml").read_text())["config"]
-    assert config["pilot-fleet:swarmPools"][0]["size"] * config["pilot-fleet:swarmPools"][0]["agentsPerVm"] >= 20000
+    assert config["pilot-fleet:swarmPools"][0]["size"] * config["pilot-fleet:swarmPools"][0]["targetAgents"] >= 20000
     out = tmp_path / "plan.json"
     planned = run_fleet("plan", "--program", str(tmp_path), "--stack", "big", "--json", str(out))
     assert planned.returncode == 0, planned.stdout + planned.stderr

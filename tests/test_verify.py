@@ -126,9 +126,12 @@ def test_overrides_win_over_the_outputs(planned: Any, server: StatsServer, tmp_p
 
 @pytest.mark.parametrize(("text", "message"), [
     ("not json", "stdin: not JSON (Expecting value at line 1)"),
-    ('{"schemaVersion": 2}',
-     "stdin: schemaVersion is 2; this check reads version 1 (see 'Stack outputs' in README.md)"),
-    ('{"schemaVersion": 1, "expectedAgents": 3}', "stdin: statsUrl: Field required"),
+    ('{"schemaVersion": 3}',
+     "stdin: schemaVersion is 3; this check reads version 2 (see 'Stack outputs' in README.md)"),
+    ('{"schemaVersion": 1, "expectedAgents": 3}',
+     "stdin: schemaVersion is 1, written before pools' targetAgents meant agents per VM and the outputs carried "
+     "their ports; `pulumi up` with this version writes schema 2 (see 'Stack outputs' in README.md)"),
+    ('{"schemaVersion": 2, "expectedAgents": 3}', "stdin: statsUrl: Field required"),
 ])
 def test_bad_outputs_are_one_line_and_exit_2(text: str, message: str) -> None:
     result = verify("--outputs", "-", stdin=text)
@@ -211,8 +214,9 @@ def test_more_agents_than_expected_is_reported_and_with_max_over_a_finding(serve
 
 
 def test_outputs_that_expect_no_agents_cannot_be_verified(server: StatsServer, tmp_path: Path) -> None:
-    outputs = {"schemaVersion": 1, "statsUrl": server.url, "expectedAgents": 0, "alertThreshold": 0.95,
-               "hosts": [], "pools": [], "project": "p"}
+    outputs = {"schemaVersion": 2, "statsUrl": server.url, "expectedAgents": 0, "alertThreshold": 0.95,
+               "hosts": [], "pools": [], "project": "p",
+               "ports": {"registry": 9000, "beacon": 9001, "dashboard": 3000, "health": 8081}}
     result = verify("--outputs", "-", stdin=json.dumps(outputs))
     assert result.returncode == 2 and "the fleet expects 0 agents" in result.stderr, result.stderr
 
@@ -222,7 +226,7 @@ def test_a_pool_shortfall_names_the_vm_and_its_zone(planned: Any, server: StatsS
     guest attributes, so the short one is named with its zone."""
     outputs = _outputs(planned, server, "scale")
     (pool,) = outputs["pools"]
-    per_vm = pool["agentsPerVm"]
+    per_vm = pool["targetAgents"]
     server.set(Answer.stats(**{**REAL, "active_nodes": 12 * per_vm + 1000, "total_nodes": 13 * per_vm}))
     zones = pool["zones"]
     vms = [(f"{pool['name']}-{i:04x}", zones[i % len(zones)]) for i in range(pool["size"])]

@@ -44,7 +44,7 @@ class Target:
                    outputs.alert_threshold if threshold is None else threshold,
                    outputs.project,
                    hosts=tuple((h.name, h.zone, h.target_agents) for h in outputs.swarm_hosts),
-                   pools=tuple((p.name, p.manager_path, p.agents_per_vm) for p in outputs.pools if p.manager_path),
+                   pools=tuple((p.name, p.manager_path, p.target_agents) for p in outputs.pools if p.manager_path),
                    max_over=max_over)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -28,14 +27,13 @@ class MonitoringError(Exception):
 
 def service_discovery(outputs: StackOutputs) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     fleet = outputs.project or "pilot-fleet"
-    agents = [{"targets": [f"{h.internal_ip}:{pilot.SUPERVISOR_HEALTH_PORT}"],
+    agents = [{"targets": [f"{h.internal_ip}:{outputs.ports.health}"],
                "labels": {"pilot_fleet": fleet, "pilot_host": h.name, "pilot_zone": h.zone,
                           "pilot_target_agents": str(h.target_agents)}}
               for h in outputs.swarm_hosts if h.internal_ip]
-    # The rendezvous answers /metrics only from loopback: this target is for a Prometheus agent on that VM.
-    # the stack's own dashboard port, from its statsUrl output (a stack may move it off 3000)
-    port = urlsplit(outputs.stats_url).port or pilot.DASHBOARD_PORT
-    rendezvous = [{"targets": [f"127.0.0.1:{port}"],
+    # The rendezvous answers /metrics only from loopback: this target is for a Prometheus agent on that VM, on the
+    # stack's own dashboard port (a stack may move it off 3000).
+    rendezvous = [{"targets": [f"127.0.0.1:{outputs.ports.dashboard}"],
                    "labels": {"pilot_fleet": fleet, "pilot_host": h.name, "pilot_zone": h.zone}}
                   for h in outputs.hosts if h.role == pilot.ROLE_RENDEZVOUS]
     return agents, rendezvous
@@ -90,15 +88,15 @@ def scrape_config(outputs: StackOutputs, out: Path) -> dict[str, Any]:
         # a managed instance group's VMs come and go: Prometheus finds them by the template's pool label
         jobs.append({
             "job_name": f"pilot-pool-{pool.name}", "scrape_interval": "60s",
-            "gce_sd_configs": [{"project": fleet, "zone": zone, "port": pilot.SUPERVISOR_HEALTH_PORT,
+            "gce_sd_configs": [{"project": fleet, "zone": zone, "port": outputs.ports.health,
                                 "filter": f'labels.{pilot.POOL_LABEL}="{pool.name}"'} for zone in pool.zones],
             "relabel_configs": [
                 {"source_labels": ["__meta_gce_private_ip"], "target_label": "__address__",
-                 "replacement": f"$1:{pilot.SUPERVISOR_HEALTH_PORT}"},
+                 "replacement": f"$1:{outputs.ports.health}"},
                 {"source_labels": ["__meta_gce_instance_name"], "target_label": "pilot_host"},
                 {"source_labels": ["__meta_gce_zone"], "regex": ".*/zones/(.+)", "target_label": "pilot_zone"},
                 {"target_label": "pilot_fleet", "replacement": fleet},
-                {"target_label": "pilot_target_agents", "replacement": str(pool.agents_per_vm)},
+                {"target_label": "pilot_target_agents", "replacement": str(pool.target_agents)},
             ],
         })
     return {"scrape_configs": jobs, "rule_files": [str(out / RULES)]}

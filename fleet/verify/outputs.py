@@ -36,8 +36,8 @@ class PoolOutput(_Model):
     machine_type: str = ""
     zones: list[str] = Field(default_factory=list)
     size: int = Field(ge=0)
-    agents_per_vm: int = Field(ge=0)
-    target_agents: int = Field(ge=0)
+    target_agents: int = Field(ge=0)  # per VM, as on hosts
+    total_agents: int = Field(ge=0)  # size x targetAgents
     # the group's instanceGroup URL (zones/Z/... for a zonal group, regions/R/... for a regional one)
     instance_group: str | None = None
 
@@ -50,6 +50,13 @@ class PoolOutput(_Model):
         return path.replace("/instanceGroups/", "/instanceGroupManagers/")
 
 
+class PortsOutput(_Model):
+    registry: int = Field(ge=1, le=65535)
+    beacon: int = Field(ge=1, le=65535)
+    dashboard: int = Field(ge=1, le=65535)
+    health: int = Field(ge=1, le=65535)  # every swarm VM's supervisor: /healthz and /metrics
+
+
 class StackOutputs(_Model):
     schema_version: int
     project: str | None = None
@@ -58,6 +65,7 @@ class StackOutputs(_Model):
     expected_agents_by_host: dict[str, int] = Field(default_factory=dict)
     alert_threshold: float = Field(default=pilot.DEFAULT_ALERT_THRESHOLD, gt=0, le=1)
     alert_min_online: int | None = None
+    ports: PortsOutput
     hosts: list[HostOutput] = Field(default_factory=list)
     pools: list[PoolOutput] = Field(default_factory=list)
 
@@ -76,6 +84,10 @@ def parse_outputs(text: str, source: str) -> StackOutputs:
     if not isinstance(raw, dict):
         raise OutputsError(f"{source}: expected the JSON object `pulumi stack output --json` prints")
     version = raw.get("schemaVersion")
+    if version == 1:
+        raise OutputsError(f"{source}: schemaVersion is 1, written before pools' targetAgents meant agents per VM "
+                           "and the outputs carried their ports; `pulumi up` with this version writes schema 2 "
+                           "(see 'Stack outputs' in README.md)")
     if version != pilot.OUTPUTS_SCHEMA_VERSION:
         raise OutputsError(f"{source}: schemaVersion is {version!r}; this check reads version "
                            f"{pilot.OUTPUTS_SCHEMA_VERSION} (see 'Stack outputs' in README.md)")
