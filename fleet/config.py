@@ -103,17 +103,16 @@ class RendezvousRelease(Model):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class RendezvousStandby(Model):
-    """A hot standby (`-standby PRIMARY:9000`) in another zone, with its own store disk and static IP."""
-
-    zone: Zone
-    machine_type: str | None = None  # default: the primary's
-
-
 class RendezvousConfig(Model):
     name: GceName = "pilot-rendezvous"
     machine_type: str = "e2-standard-4"
     zone: Zone | None = None
+    # The registry's store on a regional disk replicated into this second zone of the region: a failover runs the
+    # rendezvous VM there on the same store (the public rendezvous has no working replication to a -standby).
+    failover_zone: Zone | None = None
+    # Where the VM runs: `zone` (default) or `failoverZone`. Setting it to the other one and `pulumi up` is the
+    # failover (the VM is recreated there, on the same disk and address).
+    active_zone: Zone | None = None
     disk_gb: int = Field(default=pilot.DEFAULT_BOOT_DISK_GB, ge=10)
     store_disk_gb: int = Field(default=10, ge=10)
     ports: RendezvousPorts = RendezvousPorts()
@@ -127,11 +126,16 @@ class RendezvousConfig(Model):
     # `source: null` (or "") builds nothing: then `release` is required.
     source: str | None = Field(default_factory=lambda: build_table().default_source)
     release: RendezvousRelease | None = None
-    standby: RendezvousStandby | None = None
 
-    @property
-    def standby_name(self) -> str:
-        return f"{self.name}-standby"
+    @model_validator(mode="before")
+    @classmethod
+    def _no_standby(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "standby" in data:
+            raise ValueError("standby was replaced by failoverZone: a -standby rendezvous never receives the "
+                             "registry (the public rendezvous cannot replicate), so a promoted standby started with "
+                             "an empty one; now the store is a regional disk that the VM in the surviving zone takes "
+                             "over (set failoverZone, then activeZone to fail over; SCALING.md)")
+        return data
 
 
 class AgentSettings(Model):
@@ -237,6 +241,17 @@ class FleetConfig(Model):
         return host_zone or self.gcp.zone
 
     @property
+    def rendezvous_zone(self) -> str:
+        """Where the rendezvous VM runs now (activeZone, else its zone)."""
+        return self.rendezvous.active_zone or self.zone_of(self.rendezvous.zone)
+
+    @property
+    def store_zones(self) -> list[str]:
+        """The zones holding the registry's store disk: one, or two for a regional disk."""
+        home = self.zone_of(self.rendezvous.zone)
+        return [home, self.rendezvous.failover_zone] if self.rendezvous.failover_zone else [home]
+
+    @property
     def expected_agents(self) -> int:
         return sum(h.total_agents for h in self.swarm_hosts) + sum(p.total_agents for p in self.swarm_pools)
 
@@ -302,15 +317,16 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
                         f"{ports.registry}")
 
     seen: dict[str, str] = {cfg.rendezvous.name: key_name(("rendezvous", "name"))}
-    if cfg.rendezvous.standby:
-        standby = cfg.rendezvous.standby
-        where = key_name(("rendezvous", "standby"))
-        seen[cfg.rendezvous.standby_name] = f"{where} (its VM)"
-        check_zone(f"{where}.zone", standby.zone)
-        if standby.zone == cfg.zone_of(cfg.rendezvous.zone):
-            problems.append(f"{where}.zone: the standby must be in another zone than the primary ({standby.zone})")
-        if standby.machine_type and lookup(standby.machine_type) is None:
-            problems.append(unknown_machine(f"{where}.machineType", standby.machine_type))
+    rv, home = cfg.rendezvous, cfg.zone_of(cfg.rendezvous.zone)
+    if rv.failover_zone:
+        check_zone(key_name(("rendezvous", "failoverZone")), rv.failover_zone)
+        if rv.failover_zone == home:
+            problems.append(f"{key_name(('rendezvous', 'failoverZone'))}: must be another zone than the "
+                            f"rendezvous' own ({home}): the store disk is replicated across the two")
+    if rv.active_zone and rv.active_zone not in {home, rv.failover_zone}:
+        problems.append(f"{key_name(('rendezvous', 'activeZone'))}: {rv.active_zone} is neither the rendezvous' "
+                        f"zone ({home}) nor its failoverZone ({rv.failover_zone or 'not set'}): the store disk "
+                        "is only in those")
     reserved = {ports.registry: "rendezvous registry", ports.beacon: "rendezvous beacon",
                 ports.dashboard: "rendezvous dashboard", pilot.SUPERVISOR_HEALTH_PORT: "supervisor health"}
     eph_lo, eph_hi = pilot.EPHEMERAL_PORT_RANGE

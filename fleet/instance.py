@@ -37,6 +37,8 @@ class FleetVm:
     attached_disks: list[gcp.compute.InstanceAttachedDiskArgs] = field(default_factory=list)
     # a template's agent state disk (GB): created with each VM, kept by the group's stateful policy
     state_disk_gb: int | None = None
+    # replaced by deleting first (the rendezvous: its address and store disk can be held by one VM at a time)
+    delete_before_replace: bool = False
 
     def _checked_metadata(self) -> dict[str, pulumi.Input[str]]:
         forbidden = set(self.metadata) & set(pilot.SCRIPT_METADATA_KEYS)
@@ -96,7 +98,7 @@ class FleetVm:
             shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
                 enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
             allow_stopping_for_update=True,
-            opts=pulumi.ResourceOptions(parent=parent),
+            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=self.delete_before_replace or None),
         )
 
 

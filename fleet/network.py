@@ -9,7 +9,6 @@ from fleet.config import FleetConfig
 
 FLEET_TAG = "pilot-fleet"
 RENDEZVOUS_TAG = "pilot-rendezvous"
-STANDBY_TAG = "pilot-rendezvous-standby"
 
 
 def swarm_tag(host_name: str) -> str:

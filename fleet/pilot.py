@@ -96,6 +96,8 @@ class MetadataKey:
     RENDEZVOUS_SOURCE_URL = "pilot-rendezvous-source-url"
     RENDEZVOUS_SOURCE_DIGEST = "pilot-rendezvous-source-digest"
     GO_VERSION = "pilot-go-version"
+    # Never set by the fleet: a `-standby` rendezvous never receives the registry (PILOT_FACTS). The boot path and
+    # the policy pack refuse a VM that carries it.
     STANDBY_OF = "pilot-standby-of"
     HEALTH_PORT = "pilot-health-port"
     HEALTH_THRESHOLD = "pilot-health-threshold"

@@ -10,7 +10,7 @@ import pulumi_gcp as gcp
 from fleet import pilot
 from fleet.config import FleetConfig, RendezvousConfig
 from fleet.instance import FleetVm, internal_ip
-from fleet.network import FLEET_TAG, RENDEZVOUS_TAG, STANDBY_TAG, FleetNetwork
+from fleet.network import FLEET_TAG, RENDEZVOUS_TAG, FleetNetwork
 from fleet.rendezvous_build import build_table
 
 
@@ -45,8 +45,11 @@ class RendezvousVm:
 
 
 class Rendezvous(pulumi.ComponentResource):
-    """The primary, and optionally a hot standby in another zone (`-standby PRIMARY:9000`) with its own static IP
-    and store disk, carrying the same network tag so the same firewall rules admit agents after a failover."""
+    """One rendezvous VM with a reserved static IP and the registry's store on its own disk. With `failoverZone` the
+    store disk is a regional disk replicated across the two zones, and `activeZone` says where the VM runs: a
+    failover is that one value changed and `pulumi up`, which deletes the VM in the old zone first (fencing it,
+    and letting go of the address and the disk) and creates it in the other, attached to the same disk (forced,
+    should the old VM's zone be unreachable) and the same address."""
 
     external_ip: pulumi.Output[str]
     internal_ip: pulumi.Output[str]
@@ -56,38 +59,36 @@ class Rendezvous(pulumi.ComponentResource):
         rv = cfg.rendezvous
         super().__init__("pilot-fleet:fleet:Rendezvous", rv.name, None, opts)
         self.cfg, self.network, self.labels, self.sa = cfg, network, labels, service_account_email
-        self.primary = self._vm(rv.name, cfg.zone_of(rv.zone), rv.machine_type, {}, [RENDEZVOUS_TAG])
-        self.standby: RendezvousVm | None = None
-        if rv.standby:
-            replicate_from = self.primary.internal_ip.apply(lambda ip: f"{ip}:{rv.ports.registry}")
-            self.standby = self._vm(rv.standby_name, rv.standby.zone, rv.standby.machine_type or rv.machine_type,
-                                    {pilot.MetadataKey.STANDBY_OF: replicate_from}, [RENDEZVOUS_TAG, STANDBY_TAG])
-            # replication runs over the internal network, whatever agentSourceRanges admits
-            gcp.compute.Firewall(
-                f"{rv.name}-allow-standby", name=f"{rv.name}-allow-standby", project=cfg.gcp.project,
-                network=network.network, direction="INGRESS",
-                description=f"The standby rendezvous replicates from the primary's registry ({rv.ports.registry}/tcp).",
-                allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(rv.ports.registry)])],
-                source_tags=[STANDBY_TAG], target_tags=[RENDEZVOUS_TAG], opts=pulumi.ResourceOptions(parent=self))
+        self.primary = self._vm(rv.name, cfg.rendezvous_zone, rv.machine_type)
         self._firewalls()
         self.external_ip = self.primary.external_ip
         self.internal_ip = self.primary.internal_ip
         self.zone = self.primary.zone
         self.register_outputs({"externalIp": self.external_ip, "internalIp": self.internal_ip})
 
-    def _vm(self, name: str, zone: str, machine_type: str, extra: dict[str, pulumi.Input[str]],
-            tags: list[str]) -> RendezvousVm:
+    def _store(self) -> pulumi.Output[str]:
+        """The registry's -store disk: zonal, or regional across the rendezvous' zone and its failoverZone."""
+        cfg, rv = self.cfg, self.cfg.rendezvous
+        child = pulumi.ResourceOptions(parent=self)
+        common = {"name": f"{rv.name}-store", "project": cfg.gcp.project, "size": rv.store_disk_gb,
+                  "type": pilot.DISK_TYPE, "labels": self.labels}
+        if rv.failover_zone:
+            regional = gcp.compute.RegionDisk(f"{rv.name}-store", region=cfg.gcp.region,
+                                              replica_zones=cfg.store_zones, opts=child, **common)
+            return regional.self_link
+        return gcp.compute.Disk(f"{rv.name}-store", zone=cfg.store_zones[0], opts=child, **common).self_link
+
+    def _vm(self, name: str, zone: str, machine_type: str) -> RendezvousVm:
         cfg, rv, labels = self.cfg, self.cfg.rendezvous, self.labels
         child = pulumi.ResourceOptions(parent=self)
         project = cfg.gcp.project
-        # Agents are configured with this address: it must survive stop/start and re-creation of the VM, and it
-        # can be moved to the standby in a failover.
+        # Agents are configured with this address: it must survive stop/start and re-creation of the VM, and a
+        # failover moves it to the VM in the other zone.
         address = gcp.compute.Address(f"{name}-ip", name=f"{name}-ip", project=project,
                                       region=cfg.gcp.region, address_type="EXTERNAL", network_tier="PREMIUM",
                                       labels=labels, opts=child)
-        # The registry's -store lives on its own disk so it outlives the VM and its boot disk.
-        store = gcp.compute.Disk(f"{name}-store", name=f"{name}-store", project=project, zone=zone,
-                                 size=rv.store_disk_gb, type="pd-balanced", labels=labels, opts=child)
+        # The registry's -store lives on its own disk so it outlives the VM and its boot disk (and, regional, a zone).
+        store = self._store()
         instance = FleetVm(
             name=name, machine_type=machine_type, zone=zone, project=project,
             subnetwork=self.network.subnetwork, service_account_email=self.sa,
@@ -100,12 +101,14 @@ class Rendezvous(pulumi.ComponentResource):
                 pilot.MetadataKey.BEACON_PORT: str(rv.ports.beacon),
                 pilot.MetadataKey.DASHBOARD_PORT: str(rv.ports.dashboard),
                 **install_source_metadata(rv),
-                **extra,
             },
-            labels={**labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[FLEET_TAG, *tags],
+            labels={**labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[FLEET_TAG, RENDEZVOUS_TAG],
             disk_gb=rv.disk_gb, nat_ip=address.address,
-            attached_disks=[gcp.compute.InstanceAttachedDiskArgs(source=store.self_link,
-                                                                 device_name=pilot.STORE_DEVICE)],
+            attached_disks=[gcp.compute.InstanceAttachedDiskArgs(
+                source=store, device_name=pilot.STORE_DEVICE, force_attach=bool(rv.failover_zone) or None)],
+            # a new zone replaces the VM: the old one must be gone (fenced) before the new one takes the address
+            # and the disk
+            delete_before_replace=True,
         ).declare(self)
         return RendezvousVm(name, zone, address, instance)
 

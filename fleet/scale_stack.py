@@ -40,7 +40,7 @@ def stack_config(name: str, fleet: CostedFleet, a: Assumptions) -> dict[str, Any
         f"{key}:network": {"name": f"pilot-fleet-{name}"},
         f"{key}:rendezvous": {"name": f"pilot-rendezvous-{name}", "machineType": RENDEZVOUS_MACHINE,
                               "source": build_table().default_source,
-                              "standby": {"zone": zones[1]},
+                              "failoverZone": zones[1],
                               "newRegistrationsPerMinute": a.new_registrations_per_minute},
         f"{key}:agentDefaults": {"agentMemoryMb": a.agent_memory_mb, "baseUdpPort": a.base_udp_port},
         f"{key}:memory": {"osReserveMb": a.reserve_mb, "headroomPercent": a.headroom_percent},

@@ -52,14 +52,6 @@ def fleet_outputs(fleet: Fleet) -> dict[str, Any]:
         "machineType": cfg.rendezvous.machine_type, "internalIp": rv.internal_ip, "externalIp": rv.external_ip,
         "targetAgents": 0,
     }]
-    standby = rv.standby
-    if standby and cfg.rendezvous.standby:
-        hosts.append({
-            "name": standby.name, "role": pilot.ROLE_RENDEZVOUS, "zone": standby.zone,
-            "machineType": cfg.rendezvous.standby.machine_type or cfg.rendezvous.machine_type,
-            "internalIp": standby.internal_ip, "externalIp": standby.external_ip, "targetAgents": 0,
-            "standbyOf": cfg.rendezvous.name,
-        })
     for spec, host in zip(cfg.swarm_hosts, fleet.swarm_hosts, strict=True):
         hosts.append({
             "name": spec.name, "role": pilot.ROLE_SWARM, "zone": host.zone, "machineType": spec.machine_type,
@@ -70,7 +62,8 @@ def fleet_outputs(fleet: Fleet) -> dict[str, Any]:
         "schemaVersion": pilot.OUTPUTS_SCHEMA_VERSION,
         "project": cfg.gcp.project,
         "rendezvousIp": rv.external_ip,
-        "rendezvousStandbyIp": standby.external_ip if standby else None,
+        # the zones the registry's store disk lives in: the VM runs in one of them (its `zone` in `hosts`)
+        "rendezvousStoreZones": cfg.store_zones,
         "registryEndpoint": rv.endpoint(ports.registry),
         "beaconEndpoint": rv.endpoint(ports.beacon),
         "dashboardUrl": rv.external_ip.apply(lambda ip: f"http://{ip}:{ports.dashboard}/"),

@@ -128,10 +128,10 @@ read_attributes() {
     require_int pilot-beacon-port "${beacon_port}" 1 65535
     require_int pilot-dashboard-port "${dashboard_port}" 1 65535
     read_install_source
-    # a hot standby replicates from the primary; an empty value (after a failover) makes it a primary
-    standby_of="$(optional_attribute pilot-standby-of "")"
-    if [[ -n "${standby_of}" ]]; then
-      require_match pilot-standby-of "${standby_of}" '^[A-Za-z0-9.-]+:[0-9]{1,5}$' "HOST:PORT"
+    # The public rendezvous never replicates to a -standby: one started so would hold an empty registry.
+    if attribute pilot-standby-of >/dev/null; then
+      die "instance attribute pilot-standby-of is set: a -standby rendezvous never receives the registry;" \
+        "the failover moves the store disk instead (rendezvous.failoverZone and activeZone, SCALING.md)"
     fi
     return 0
   fi
@@ -399,7 +399,7 @@ After=network-online.target
 ConditionPathIsMountPoint=${STORE_MOUNT}
 
 [Service]
-ExecStart=${INSTALL_DIR}/bin/pilot-rendezvous -registry-addr :${registry_port} -beacon-addr :${beacon_port} -http :${dashboard_port} -store ${STORE_MOUNT}/registry.json -log-format json${standby_of:+ -standby ${standby_of}}
+ExecStart=${INSTALL_DIR}/bin/pilot-rendezvous -registry-addr :${registry_port} -beacon-addr :${beacon_port} -http :${dashboard_port} -store ${STORE_MOUNT}/registry.json -log-format json
 Restart=always
 RestartSec=5
 LimitNOFILE=${AGENT_NOFILE}
@@ -541,6 +541,6 @@ main() {
 }
 
 role="" target="" base_port="" last_port="" pilot_version="" store_device="" state_device="" registry_port=""
-beacon_port="" dashboard_port="" rendezvous_url="" rendezvous_sha256="" standby_of=""
+beacon_port="" dashboard_port="" rendezvous_url="" rendezvous_sha256=""
 source_commit="" source_url="" source_digest="" go_version="" rendezvous_installed=0
 main "$@"

@@ -282,3 +282,41 @@ def test_a_recreated_swarm_vm_comes_back_on_its_state_disk_with_no_new_identity(
     assert (fleet.stats() or {}).get("total_nodes") == nodes
     starts = [line for line in host.journal("pilot-agents.service").splitlines() if '"agent-started"' in line]
     assert starts and all('"fresh_identity": false' in line for line in starts)
+
+
+def test_a_rendezvous_failover_to_the_other_zone_keeps_every_agent(fleet: Fleet,
+                                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The failover drill. The dev stack keeps the registry's store on a regional disk (failoverZone); its zone is
+    lost (the rendezvous VM dies at once); the takeover is what `pulumi up` carries out after
+    `pulumi config set --path pilot-fleet:rendezvous.activeZone us-central1-b`: the VM deleted and created again
+    in the other zone on a fresh boot disk, with the same address and the same store disk (done here by the test
+    bed, from that very plan). Every agent comes back online at the new rendezvous as the identity it was, with
+    no refusal in its log."""
+    after = plan_stack("dev", TARGET, tmp_path_factory.mktemp("failover"), {"activeZone": "us-central1-b"})
+    before_vm = next(r for r in fleet.plan["resources"] if r["name"] == fleet.rendezvous.name
+                     and r["type"] == "gcp:compute/instance:Instance")["inputs"]
+    after_vm = next(r for r in after["resources"] if r["name"] == fleet.rendezvous.name
+                    and r["type"] == "gcp:compute/instance:Instance")["inputs"]
+    assert (before_vm["zone"], after_vm["zone"]) == ("us-central1-a", "us-central1-b")
+    assert after["outputs"]["rendezvousIp"] == fleet.plan["outputs"]["rendezvousIp"]
+    assert after_vm["attachedDisks"] == before_vm["attachedDisks"]  # the same regional disk, force-attached
+    wait_for(lambda: all(h.registered_agents() == h.target for h in fleet.swarm), 120, "agents not settled")
+    stats = fleet.stats()
+    assert stats is not None
+    online, nodes = stats["active_nodes"], stats["total_nodes"]
+    identities = {h.name: h.identities() for h in fleet.swarm}
+    lost = time.monotonic()
+    fleet.rendezvous.power_loss()  # its zone is gone
+    new = fleet.fail_over_rendezvous(after)
+    new.boot()
+    wait_for(lambda: (fleet.stats() or {}).get("active_nodes") == online, BOOT_DEADLINE,
+             "the agents did not come back online at the new rendezvous")
+    took = time.monotonic() - lost
+    stats = fleet.stats()
+    assert stats is not None and stats["total_nodes"] == nodes  # the registry came with its disk: no new node
+    assert {h.name: h.identities() for h in fleet.swarm} == identities
+    assert fleet.refusals() == 0  # the new rendezvous' own log: nobody had to register as new
+    boot_log = new.journal("google-startup-scripts.service")
+    assert "is already built on the store disk" in boot_log  # the build came with the disk too
+    assert all(h.registered_agents() == h.target for h in fleet.swarm)
+    print(f"failover drill: zone lost -> every agent online at the new rendezvous: {took:.1f} s")

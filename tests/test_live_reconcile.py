@@ -76,7 +76,8 @@ def live_host(tmp_path: Path, versions: dict[str, tuple[Path, str]]) -> Iterator
                               metadata_url=metadata.url, guest_attributes_url=f"{metadata.url}/instance/"
                               "guest-attributes/pilot", guest_attribute_interval_seconds=0.2)
             box.start()
-            box.wait_for(lambda: registered(box) == TARGET)
+            # every agent registered and its own start event written (it writes it just after its socket)
+            box.wait_for(lambda: registered(box) == TARGET and len(alive(box)) == TARGET)
             yield box, metadata
         finally:
             del os.environ["PILOT_DOWNLOAD_MIRROR"]

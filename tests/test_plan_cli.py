@@ -113,5 +113,5 @@ def test_pool_and_firewall_rows_show_their_key_inputs() -> None:
     assert by_type[("InstanceTemplate", "scale-e2-highmem-8")] == (
         "e2-highmem-8 agent-target=3847 role=swarm version=1.18.0")
     assert by_type[("HealthCheck", "scale-e2-highmem-8-health")] == "http :8081/healthz every 30 s"
-    assert by_type[("Firewall", "pilot-rendezvous-scale-allow-standby")] == (
-        "9000/tcp from tag:pilot-rendezvous-standby to pilot-rendezvous")
+    assert by_type[("RegionDisk", "pilot-rendezvous-scale-store")] == (
+        "10 GB pd-balanced us-central1 replicated in us-central1-a,us-central1-b")

@@ -12,7 +12,8 @@ from tests.conftest import REPO, run_fleet
 from tests.policy_harness import PACK_DIR
 
 MANDATORY = {"no-instance-startup-scripts", "one-project-startup-script", "startup-script-guarded",
-             "agents-fit-memory", "pilot-ports-open", "pools-heal-safely", "pools-keep-agent-state"}
+             "agents-fit-memory", "pilot-ports-open", "pools-heal-safely", "pools-keep-agent-state",
+             "rendezvous-keeps-its-registry"}
 ADVISORY = {"dashboard-not-public", "no-public-ssh-rdp", "shielded-vm", "no-default-service-account",
             "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off"}
 

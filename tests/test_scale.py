@@ -1,5 +1,5 @@
-"""Past three VMs: swarm pools on managed instance groups, the standby rendezvous and its failover, the capacity
-planner and the 50,000-agent stack it wrote."""
+"""Past three VMs: swarm pools on managed instance groups, the rendezvous failover on its regional store disk, the
+capacity planner and the 50,000-agent stack it wrote."""
 
 from __future__ import annotations
 
@@ -72,33 +72,59 @@ def test_pool_is_a_template_and_a_regional_group_that_heals_on_the_supervisor(sc
     assert of_type(scale, FIREWALL)[f"{POOL}-allow-agents"]["allows"][0]["ports"] == ["10000-13846"]
 
 
-def test_failover_steps_hold_on_the_plan(scale: dict[str, Any]) -> None:
-    """Each step of the failover procedure in SCALING.md relies on one fact of the plan."""
-    vms = of_type(scale, INSTANCE)
-    primary, standby = vms["pilot-rendezvous-scale"], vms["pilot-rendezvous-scale-standby"]
-    hosts = {h["name"]: h for h in scale["outputs"]["hosts"]}
-    # a hot standby in another zone, replicating from the primary's registry on the internal network
-    assert standby["zone"] != primary["zone"]
-    assert standby["metadata"]["pilot-standby-of"] == f"{hosts['pilot-rendezvous-scale']['internalIp']}:9000"
-    assert "pilot-standby-of" not in primary["metadata"]
-    replication = of_type(scale, FIREWALL)["pilot-rendezvous-scale-allow-standby"]
-    assert replication["sourceTags"] == ["pilot-rendezvous-standby"] and replication["allows"][0]["ports"] == ["9000"]
-    # its own durable store, so promotion keeps what it replicated
-    disks = of_type(scale, "gcp:compute/disk:Disk")
-    assert {"pilot-rendezvous-scale-store", "pilot-rendezvous-scale-standby-store"} <= set(disks)
-    assert standby["attachedDisks"][0]["deviceName"] == "pilot-store"
-    assert disks["pilot-rendezvous-scale-standby-store"]["zone"] == standby["zone"]
-    # step "move the IP": the primary's address is a reserved static address, not an ephemeral one
-    addresses = of_type(scale, "gcp:compute/address:Address")
-    assert addresses["pilot-rendezvous-scale-ip"]["addressType"] == "EXTERNAL"
-    assert primary["networkInterfaces"][0]["accessConfigs"][0]["natIp"] == scale["outputs"]["rendezvousIp"]
-    # after the move the same firewall rules admit agents: the standby carries the rendezvous tag
-    assert "pilot-rendezvous" in standby["tags"]
-    for what in ("registry", "beacon"):
-        assert of_type(scale, FIREWALL)[f"pilot-rendezvous-scale-allow-{what}"]["targetTags"] == ["pilot-rendezvous"]
-    # monitoring and operators find both
-    assert scale["outputs"]["rendezvousStandbyIp"] == hosts["pilot-rendezvous-scale-standby"]["externalIp"]
-    assert hosts["pilot-rendezvous-scale-standby"]["standbyOf"] == "pilot-rendezvous-scale"
+def test_failover_is_one_config_value_that_moves_the_vm_to_the_store_and_the_address(program_with_stack: Any) -> None:
+    """The failover in SCALING.md is `activeZone` changed and `pulumi up`: the plan after it recreates the same VM
+    in the other zone (deleted first: fenced, and the address and disk let go), on the same regional store disk
+    (force-attached) with the same reserved address; nothing else changes."""
+    config = yaml.safe_load((REPO / "Pulumi.scale.yaml").read_text())["config"]
+    program = program_with_stack(config)
+
+    def plan_as_test(stack_config: dict[str, Any]) -> dict[str, Any]:
+        (program / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": stack_config}))
+        result = run_fleet("plan", "--program", str(program), "--stack", "test", "--json", str(program / "p.json"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        return dict(json.loads((program / "p.json").read_text()))
+
+    before = plan_as_test(config)  # the same stack name before and after: labels and names stay comparable
+    config["pilot-fleet:rendezvous"]["activeZone"] = "us-central1-b"
+    after = plan_as_test(config)
+    out = program / "p.json"
+    before_vm, after_vm = (of_type(plan, INSTANCE)["pilot-rendezvous-scale"] for plan in (before, after))
+    store = of_type(before, "gcp:compute/regionDisk:RegionDisk")["pilot-rendezvous-scale-store"]
+    assert store["replicaZones"] == ["us-central1-a", "us-central1-b"] and store["region"] == "us-central1"
+    assert "pilot-rendezvous-scale-store" not in of_type(before, "gcp:compute/disk:Disk")
+    assert (before_vm["zone"], after_vm["zone"]) == ("us-central1-a", "us-central1-b")
+    for vm in (before_vm, after_vm):
+        [disk] = vm["attachedDisks"]
+        assert disk["deviceName"] == "pilot-store" and disk["forceAttach"] is True
+        assert disk["source"].endswith("/regions/us-central1/disks/pilot-rendezvous-scale-store")
+    assert before_vm["networkInterfaces"][0]["accessConfigs"][0]["natIp"] == before["outputs"]["rendezvousIp"]
+    assert after_vm["networkInterfaces"][0]["accessConfigs"][0]["natIp"] == after["outputs"]["rendezvousIp"]
+    assert after["outputs"]["rendezvousIp"] == before["outputs"]["rendezvousIp"]  # the same reserved address
+    options = next(r["options"] for r in after["resources"] if r["name"] == "pilot-rendezvous-scale"
+                   and r["type"] == INSTANCE)
+    assert options["deleteBeforeReplace"] is True
+    # nothing else moves: every other resource plans with the same inputs
+    def inputs(plan: dict[str, Any]) -> dict[str, Any]:
+        return {(r["type"], r["name"]): r["inputs"] for r in plan["resources"]
+                if not (r["type"] == INSTANCE and r["name"] == "pilot-rendezvous-scale")}
+    changed = [key for key, value in inputs(after).items() if inputs(before).get(key) != value]
+    assert changed == [], changed
+    assert before["outputs"]["rendezvousStoreZones"] == ["us-central1-a", "us-central1-b"]
+    # no VM asks for -standby replication (rendezvous-keeps-its-registry), and the old key is refused
+    assert not any("pilot-standby-of" in (r["inputs"].get("metadata") or {}) for r in before["resources"])
+    config["pilot-fleet:rendezvous"]["standby"] = {"zone": "us-central1-b"}
+    (out.parent / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
+    refused = run_fleet("plan", "--program", str(out.parent), "--stack", "test")
+    assert refused.returncode == 2 and "standby was replaced by failoverZone" in refused.stdout + refused.stderr
+
+
+def test_a_vm_relying_on_standby_replication_is_rejected(stub: Any, scale: dict[str, Any]) -> None:
+    resources = resources_from_plan(scale)
+    vm = next(r for r in resources if r["type"] == INSTANCE and r["name"] == "pilot-rendezvous-scale")
+    vm["inputs"]["metadata"]["pilot-standby-of"] = "10.20.0.2:9000"
+    expected = {("rendezvous-keeps-its-registry", "pilot-rendezvous-scale")}
+    assert directly(resources) == expected == over_grpc(stub, resources)
 
 
 @pytest.fixture(scope="module")

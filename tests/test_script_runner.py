@@ -92,7 +92,7 @@ def host(tmp_path: Path, planned: Callable[[str], dict[str, Any]]) -> Iterator[H
         subprocess.run(["ip", "netns", "del", namespace], check=False)
 
 
-def _wait(what: Callable[[], bool], timeout: float = 60.0) -> None:
+def _wait(what: Callable[[], bool], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not what():
         assert time.monotonic() < deadline, "timed out"

@@ -138,7 +138,7 @@ def test_health_endpoint_and_guest_attributes_within_the_write_limit(tmp_path: P
         box.wait_for(lambda: _http_status(url) == 503)
         box.wait_for(lambda: box.status().get("running") == 6)
         box.wait_for(lambda: _http_status(url) == 200)
-        box.wait_for(lambda: metadata.guest_attributes.get("pilot/agents-running") == "6", timeout=5)
+        box.wait_for(lambda: metadata.guest_attributes.get("pilot/agents-running") == "6", timeout=15)
         assert metadata.guest_attributes["pilot/agents-target"] == "6"
         with urllib.request.urlopen(url.replace("/healthz", "/metrics"), timeout=5) as response:
             samples = dict(line.split() for line in response.read().decode().splitlines()

@@ -125,11 +125,13 @@ def ensure_image() -> Path:
     return root
 
 
-def plan_stack(stack: str, target: int, workdir: Path) -> dict[str, Any]:
-    """`fleet plan --json` of a shipped stack as it is, but for each swarm host's target set to `target`."""
+def plan_stack(stack: str, target: int, workdir: Path, rendezvous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`fleet plan --json` of a shipped stack as it is, but for each swarm host's target set to `target` (and the
+    rendezvous settings in `rendezvous` changed, e.g. its activeZone)."""
     config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
     for host in config.get(f"{pilot.PROJECT_NAME}:swarmHosts", []):
         host["targetAgents"] = target
+    config[f"{pilot.PROJECT_NAME}:rendezvous"].update(rendezvous or {})
     for name in ("Pulumi.yaml", "__main__.py", "fleet", "startup", "policies"):
         (workdir / name).symlink_to(REPO / name)
     (workdir / "Pulumi.bed.yaml").write_text(yaml.safe_dump({"config": config}))
@@ -359,6 +361,46 @@ class Fleet:
     bridge_namespace: str
     base: Path
     plan: dict[str, Any]
+    tag: str = "pf"
+    plugged: int = 0
+
+    def plug(self, host: Host) -> None:
+        """Give `host` its own network namespace with its address on the shared bridge and the metadata stand-in
+        at 169.254.169.254, and add it to the fleet (not yet booted)."""
+        i = self.plugged
+        self.plugged += 1
+        host.namespace = f"{self.tag}-{i}"
+        _ip("netns", "add", host.namespace)
+        _ip("-n", host.namespace, "link", "set", "lo", "up")
+        _ip("-n", host.namespace, "addr", "add", f"{METADATA_IP}/32", "dev", "lo")
+        _ip("link", "add", f"{self.tag}h{i}", "netns", host.namespace, "type", "veth", "peer", "name", f"port{i}",
+            "netns", self.bridge_namespace)
+        _ip("-n", host.namespace, "link", "set", f"{self.tag}h{i}", "name", "eth0")
+        _ip("-n", host.namespace, "addr", "add", f"{host.ip}/24", "dev", "eth0")
+        _ip("-n", host.namespace, "link", "set", "eth0", "up")
+        _ip("-n", self.bridge_namespace, "link", "set", f"port{i}", "master", "br0")
+        _ip("-n", self.bridge_namespace, "link", "set", f"port{i}", "up")
+        self.hosts.append(host)
+        host.start_metadata()
+
+    def fail_over_rendezvous(self, after: dict[str, Any]) -> Host:
+        """What `pulumi up` carries out once `rendezvous.activeZone` names the other zone (`after` is that plan):
+        the old VM is deleted (here: it stays powered off, and its network namespace goes, which releases its
+        address), and the same VM is created in the other zone on a fresh boot disk, with the same reserved
+        address and the same regional store disk attached. Returns the new host (not yet booted)."""
+        old = self.rendezvous
+        old.close()
+        subprocess.run(["ip", "netns", "del", old.namespace], check=False, capture_output=True)
+        self.hosts.remove(old)
+        vm = next(r for r in after["resources"] if r["type"] == "gcp:compute/instance:Instance"
+                  and r["inputs"]["metadata"].get(pilot.MetadataKey.ROLE) == pilot.ROLE_RENDEZVOUS)
+        new = Host(vm["name"], after["outputs"]["rendezvousIp"],
+                   {k: str(v) for k, v in vm["inputs"]["metadata"].items()},
+                   next(r for r in after["resources"] if r["name"] == "startup-script")["inputs"]["value"],
+                   self.base / f"{vm['name']}-{vm['inputs']['zone']}", "", old.image, old.files, store=old.store)
+        new.base.mkdir(parents=True, exist_ok=True)
+        self.plug(new)
+        return new
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -445,7 +487,7 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
     vms = [r for r in plan["resources"] if r["type"] == "gcp:compute/instance:Instance"]
     hosts_out = {h["name"]: h for h in plan["outputs"]["hosts"]}
     tag = f"pf{os.getpid() % 100000}"
-    fleet = Fleet([], f"{tag}-br", base, plan)
+    fleet = Fleet([], f"{tag}-br", base, plan, tag)
     files = downloads()
     try:
         _ip("netns", "add", fleet.bridge_namespace)
@@ -453,12 +495,10 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
         _ip("-n", fleet.bridge_namespace, "link", "add", "br0", "type", "bridge")
         _ip("-n", fleet.bridge_namespace, "addr", "add", f"{MOCK_EXTERNAL_NET}.254/24", "dev", "br0")
         _ip("-n", fleet.bridge_namespace, "link", "set", "br0", "up")
-        for i, vm in enumerate(vms):
-            name = vm["name"]
-            ip = hosts_out[name]["externalIp"]
-            namespace = f"{tag}-{i}"
-            host = Host(name, ip, {k: str(v) for k, v in vm["inputs"]["metadata"].items()}, script,
-                        base / name, namespace, image, files)
+        for vm in vms:
+            host = Host(vm["name"], hosts_out[vm["name"]]["externalIp"],
+                        {k: str(v) for k, v in vm["inputs"]["metadata"].items()}, script, base / vm["name"], "",
+                        image, files)
             host.base.mkdir(parents=True, exist_ok=True)
             if host.role == pilot.ROLE_RENDEZVOUS:
                 host.store = host.base / "store-disk"
@@ -466,18 +506,7 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
             elif host.attributes.get(pilot.MetadataKey.STATE_DEVICE):
                 host.state = host.base / "state-disk"
                 host.state.mkdir(exist_ok=True)
-            fleet.hosts.append(host)
-            _ip("netns", "add", namespace)
-            _ip("-n", namespace, "link", "set", "lo", "up")
-            _ip("-n", namespace, "addr", "add", f"{METADATA_IP}/32", "dev", "lo")
-            _ip("link", "add", f"{tag}h{i}", "netns", namespace, "type", "veth", "peer", "name", f"port{i}",
-                "netns", fleet.bridge_namespace)
-            _ip("-n", namespace, "link", "set", f"{tag}h{i}", "name", "eth0")
-            _ip("-n", namespace, "addr", "add", f"{ip}/24", "dev", "eth0")
-            _ip("-n", namespace, "link", "set", "eth0", "up")
-            _ip("-n", fleet.bridge_namespace, "link", "set", f"port{i}", "master", "br0")
-            _ip("-n", fleet.bridge_namespace, "link", "set", f"port{i}", "up")
-            host.start_metadata()
+            fleet.plug(host)
         yield fleet
     finally:
         fleet.close()

@@ -119,6 +119,8 @@ class FleetMocks:
             state.setdefault("address", self._address(MOCK_EXTERNAL_NET, name))
         elif typ == "gcp:compute/disk:Disk":
             resource_id = f"projects/{project}/zones/{state.get('zone')}/disks/{name}"
+        elif typ == "gcp:compute/regionDisk:RegionDisk":
+            resource_id = f"projects/{project}/regions/{state.get('region')}/disks/{name}"
         elif typ == "gcp:compute/instanceTemplate:InstanceTemplate":
             name = f"{state.get('namePrefix') or args.name + '-'}00000000000000000000000001"
             resource_id = f"projects/{project}/global/instanceTemplates/{name}"

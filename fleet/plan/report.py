@@ -48,6 +48,9 @@ def key_inputs(res: PlannedResource) -> str:
         return f"{i.get('ipCidrRange')} {i.get('region')}"
     if kind == "Address":
         return f"{i.get('addressType')} {i.get('region')}"
+    if kind == "RegionDisk":
+        zones = ",".join(i.get("replicaZones") or [])
+        return f"{i.get('size')} GB {i.get('type')} {i.get('region')} replicated in {zones}"
     if kind == "Disk":
         return f"{i.get('size')} GB {i.get('type')} {i.get('zone')}"
     if kind == "Account":

@@ -8,6 +8,7 @@ from .capacity import agents_fit_memory
 from .hardening import ADVISORY_POLICIES
 from .pools import pools_heal_safely, pools_keep_agent_state
 from .reachability import pilot_ports_open
+from .rendezvous_store import rendezvous_keeps_its_registry
 from .startup_scripts import no_instance_startup_scripts, one_project_startup_script, startup_script_guarded
 
 PACK_NAME = "pilot-fleet-policies"
@@ -20,5 +21,6 @@ MANDATORY_POLICIES: list[Policy] = [
     pilot_ports_open,
     pools_heal_safely,
     pools_keep_agent_state,
+    rendezvous_keeps_its_registry,
 ]
 POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES]
