@@ -23,6 +23,7 @@ from fleet.machine_types import lookup, machine_types
 from fleet.memory_budget import MemoryBudget
 from fleet.pilot_releases import known_versions
 from fleet.rendezvous_build import build_table
+from fleet.zones import zones_by_region
 
 GCP_KEYS = ("project", "region", "zone")
 # Config namespaces this program reads: its own, the one provider it uses, and the engine's own.
@@ -298,9 +299,19 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
         return f"{key}: unknown machine type {name!r} ({hint}known types: fleet/data/machine_types.yaml)"
     region = cfg.gcp.region
 
+    known = zones_by_region()
+
     def check_zone(key: str, zone: str) -> None:
         if not zone.startswith(region + "-"):
             problems.append(f"{key}: zone {zone} is not in region {region} (gcp:region)")
+        elif region not in known:
+            problems.append(f"{key}: region {region} is not in fleet/data/zones.yaml (add its zones there, from "
+                            f"`gcloud compute zones list --filter=region:{region}`)")
+        elif zone not in known[region]:
+            close = difflib.get_close_matches(zone, known[region], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            problems.append(f"{key}: {zone} is not a zone of {region} ({hint}its zones: {', '.join(known[region])}; "
+                            "fleet/data/zones.yaml)")
 
     check_zone("gcp:zone", cfg.gcp.zone)
     if cfg.pilot_version not in known_versions():

@@ -96,6 +96,11 @@ def test_seed_memory_incident_is_rejected() -> None:
     ("pilot-fleet:swarmHosts.0.name", "Swarm_1", "is not a valid Compute Engine name"),
     ("pilot-fleet:swarmHosts.0.zone", "europe-west1-b",
      "pilot-fleet:swarmHosts[0].zone: zone europe-west1-b is not in region us-central1 (gcp:region)"),
+    # a zone that does not exist (fleet/data/zones.yaml), with the nearest one suggested
+    ("pilot-fleet:swarmHosts.0.zone", "us-central1-z",
+     "pilot-fleet:swarmHosts[0].zone: us-central1-z is not a zone of us-central1 (did you mean us-central1-f? its "
+     "zones: us-central1-a, us-central1-b, us-central1-c, us-central1-f; fleet/data/zones.yaml)"),
+    ("pilot-fleet:rendezvous.failoverZone", "us-central1-e", "us-central1-e is not a zone of us-central1"),
     ("pilot-fleet:alertThreshold", 1.5, "pilot-fleet:alertThreshold: Input should be less than or equal to 1"),
     ("pilot-fleet:rendezvous.ports.dashboard", 9000,
      "pilot-fleet:rendezvous.ports: registry and dashboard cannot share TCP port 9000"),
