@@ -453,8 +453,16 @@ def _decode(value: Any) -> Any:
 
 
 def load_from_pulumi() -> FleetConfig:
-    """Read the running stack's configuration (inside `pulumi up`, `preview` or the offline plan)."""
-    from pulumi.runtime import config as runtime_config
+    """Read the running stack's configuration (inside `pulumi up`, `preview` or the offline plan): every value
+    through `pulumi.Config`; only the list of keys comes from the SDK's internals (fleet/pulumi_internals.py: no
+    public API enumerates them, and a key under a misspelt namespace must be refused, not ignored)."""
+    import pulumi
 
-    flat = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    from fleet import pulumi_internals
+
+    flat: dict[str, Any] = {}
+    for key in pulumi_internals.config_keys():
+        namespace, _, name = key.partition(":")
+        value = pulumi.Config(namespace).get(name) if name else None
+        flat[key] = value if value is not None else ""
     return parse_fleet_config(raw_from_flat(flat))

@@ -32,7 +32,9 @@ RENDEZVOUS = {"pilot-role": "rendezvous", "pilot-version": pilot.PILOT_VERSION, 
 
 
 @pytest.fixture
-def sandbox(tmp_path, request) -> Iterator[BootSandbox]:
+def sandbox(short_run_dir, request) -> Iterator[BootSandbox]:
+    # a short base: the agents' sockets (PILOT_ROOT/run/pilot-fleet/agents/N.sock) must fit sun_path
+    tmp_path = Path(short_run_dir)
     attributes = dict(getattr(request, "param", SWARM))
     with registry_port() as registry, MetadataServer(attributes).serving() as server:
         if attributes.get("pilot-registry") == SWARM["pilot-registry"]:

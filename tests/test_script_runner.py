@@ -55,11 +55,14 @@ class Host:
 
 
 @pytest.fixture
-def host(tmp_path: Path, planned: Callable[[str], dict[str, Any]]) -> Iterator[Host]:
+def host(short_run_dir: str, planned: Callable[[str], dict[str, Any]]) -> Iterator[Host]:
     if not RUNNER.exists():
         pytest.fail(f"{RUNNER} is missing: run `bash scripts/dev.sh test`, which unpacks google-guest-agent")
     script, attributes = _planned_metadata(planned("dev"))
     attributes["pilot-agent-target"] = str(TARGET)
+    # a short base: the agents' sockets live under it (PILOT_ROOT/run/pilot-fleet/agents/N.sock) and must fit
+    # sun_path, which pytest's numbered temporary paths can exceed
+    tmp_path = Path(short_run_dir)
     box = BootSandbox(tmp_path, MetadataServer(attributes, base_url=f"http://{METADATA_IP}"))
     box.prepare()
     # the agent state disk the plan attaches (its mount and format are recorded by the sandbox's stubs)

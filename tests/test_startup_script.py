@@ -137,7 +137,8 @@ pilot.AGENT_BOUNDS = changed_bounds()
 """
 
 
-def test_a_changed_fact_reaches_config_script_and_supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_fact_reaches_config_script_and_supervisor(short_run_dir: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """fleet/pilot.py's AGENT_BOUNDS is the one table: change a bound and a default there, and config validation,
     the rendered script and the supervisor config it writes all follow (no copy of them anywhere else)."""
     # config validation, in a fresh interpreter that changes the table before fleet.config builds its models
@@ -168,7 +169,7 @@ print(json.dumps(results))
                   "pilot-base-udp-port": str(free_udp_ports(4)), "pilot-beacon": "127.0.0.1:9",
                   "pilot-spawn-parallelism": "25", "pilot-health-port": str(free_tcp_port())}
     with registry_port() as registry, MetadataServer({**attributes, "pilot-registry": registry}).serving() as md:
-        box = BootSandbox(tmp_path, md)
+        box = BootSandbox(Path(short_run_dir), md)  # short: the agents' sockets must fit sun_path
         box.prepare()
         try:
             result = box.run()

@@ -213,25 +213,23 @@ def _program_context(directory: Path) -> Iterator[None]:
 def plan_program(project: PulumiProject, stack: str, gcp_project: str) -> Plan:
     """Run the project's program once under mocks (preview semantics) and return what it declared."""
     import pulumi
-    from pulumi.runtime import settings
-    from pulumi.runtime import stack as runtime_stack
-    from pulumi.runtime.config import set_all_config
-    from pulumi.runtime.sync_await import _sync_await
+
+    from fleet import pulumi_internals
 
     plan = Plan(project=project.name, stack=stack)
     adapter, monitor = _make_monitor(FleetMocks(gcp_project), plan)
-    set_all_config(dict(project.config), project.secret_keys)
+    pulumi_internals.set_stack_config(project.config, project.secret_keys)
     pulumi.runtime.set_mocks(adapter, project=project.name, stack=stack, preview=True, monitor=monitor)
     # set_mocks registers and closes a root stack of its own; replace it with one that runs the program
     # and registers its exports at the end, as the language host does.
-    settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi_internals.reset_root_resource()
 
     def program() -> None:
         runpy.run_path(str(project.main), run_name="__main__")
 
     try:
         with _program_context(project.directory):
-            _sync_await(runtime_stack.run_in_stack(program))
+            pulumi_internals.run_program(program)
     except pulumi.RunError as exc:
         raise ProgramError(str(exc)) from None
     except Exception as exc:
