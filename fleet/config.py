@@ -219,7 +219,8 @@ class FleetConfig(Model):
     memory: MemoryPolicy = MemoryPolicy()
     swarm_hosts: list[SwarmHostConfig] = Field(default_factory=list)
     swarm_pools: list[SwarmPoolConfig] = Field(default_factory=list)
-    ssh_source_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
+    # at least one: a firewall rule with no source at all admits 0.0.0.0/0 on Compute Engine
+    ssh_source_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE], min_length=1)
     alert_threshold: float = _bounded("health_threshold")
     labels: dict[str, str] = Field(default_factory=dict)
 

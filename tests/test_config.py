@@ -101,6 +101,8 @@ def test_seed_memory_incident_is_rejected() -> None:
      "pilot-fleet:swarmHosts[0].zone: us-central1-z is not a zone of us-central1 (did you mean us-central1-f? its "
      "zones: us-central1-a, us-central1-b, us-central1-c, us-central1-f; fleet/data/zones.yaml)"),
     ("pilot-fleet:rendezvous.failoverZone", "us-central1-e", "us-central1-e is not a zone of us-central1"),
+    # an empty source list is what the pack calls world-open (Compute Engine reads no source as 0.0.0.0/0)
+    ("pilot-fleet:sshSourceRanges", [], "pilot-fleet:sshSourceRanges: List should have at least 1 item"),
     ("pilot-fleet:alertThreshold", 1.5, "pilot-fleet:alertThreshold: Input should be less than or equal to 1"),
     ("pilot-fleet:rendezvous.ports.dashboard", 9000,
      "pilot-fleet:rendezvous.ports: registry and dashboard cannot share TCP port 9000"),

@@ -72,3 +72,15 @@ def test_bad_policy_config_is_one_clear_error(tmp_path) -> None:
     result = run_fleet("policy", "--stack", "dev", "--policy-config", str(config))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "policy config for agents-fit-memory: unknown key(s) agentMemoryMB" in result.stderr
+
+
+def test_a_vm_whose_whole_metadata_is_unknown_at_preview_plans_without_a_crash(tmp_path) -> None:
+    """tests/scenarios/unknown_metadata: a metadata map computed from another resource's id. The plan row says
+    its inputs are not known yet, each rule that reads it gets the engine's preview advisory, and the exit code is 0:
+    only a mandatory violation makes `fleet plan` exit 1."""
+    result = run_fleet("plan", "--program", str(REPO / "tests" / "scenarios" / "unknown_metadata"), "--stack", "test")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "computed        (some inputs are not known until the resources they come from exist)" in result.stdout
+    assert ("- [advisory]  no-instance-startup-scripts  (gcp:compute:Instance: computed)" in result.stdout)
+    assert "can't be known during preview" in result.stdout

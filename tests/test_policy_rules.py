@@ -123,6 +123,15 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
     "dashboard to the world": (set_input("pilot-rendezvous-allow-dashboard", ":Firewall", "sourceRanges",
                                          ["0.0.0.0/0"]),
                                {("dashboard-not-public", "pilot-rendezvous-allow-dashboard")}),
+    # numbers for ports, as the SDK allows (the wire format makes them floats): judged, not a crash
+    "registry port as a number": (set_input("pilot-rendezvous-allow-registry", ":Firewall", "allows",
+                                            [{"protocol": "tcp", "ports": [9000]}]), set()),
+    "registry rule on another number": (set_input("pilot-rendezvous-allow-registry", ":Firewall", "allows",
+                                                  [{"protocol": "tcp", "ports": [9999]}]),
+                                        {("pilot-ports-open", "pilot-rendezvous")}),
+    # no source at all is 0.0.0.0/0 on Compute Engine
+    "ssh from no source": (set_input("pilot-fleet-allow-ssh", ":Firewall", "sourceRanges", []),
+                           {("no-public-ssh-rdp", "pilot-fleet-allow-ssh")}),
     "ssh to the world": (set_input("pilot-fleet-allow-ssh", ":Firewall", "sourceRanges", ["0.0.0.0/0"]),
                          {("no-public-ssh-rdp", "pilot-fleet-allow-ssh")}),
     "shielded vm off": (set_input("swarm-1", ":Instance", "shieldedInstanceConfig", {"enableSecureBoot": False}),

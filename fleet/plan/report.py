@@ -17,6 +17,15 @@ def short_type(type_: str) -> str:
     return type_
 
 
+def row_inputs(res: PlannedResource) -> str:
+    """key_inputs, or a note when an input is not of the shape a row shows: values unknown at preview (a whole
+    metadata map computed from another resource), or a number where a string is usual, must never fail the plan."""
+    try:
+        return key_inputs(res)
+    except (AttributeError, TypeError, ValueError):
+        return "(some inputs are not known until the resources they come from exist)"
+
+
 def key_inputs(res: PlannedResource) -> str:
     i = res.inputs
     kind = res.type.rsplit(":", 1)[-1]
@@ -100,7 +109,7 @@ def render_plan(plan: Plan) -> str:
 
     def walk(parent: str | None, depth: int) -> None:
         for res in sorted(children.get(parent, []), key=lambda r: (short_type(r.type), r.name)):
-            rows.append(("  " * depth + short_type(res.type), res.name, key_inputs(res)))
+            rows.append(("  " * depth + short_type(res.type), res.name, row_inputs(res)))
             walk(res.urn, depth + 1)
 
     walk(None, 0)

@@ -85,18 +85,32 @@ def covers(sources: Sequence[Any], wanted: Any) -> bool:
     return any(target.version == s.version and target.subnet_of(s) for s in networks(sources))  # type: ignore[arg-type]
 
 
-def opens_to_world(sources: Any) -> bool:
-    return any(n in WORLD for n in networks(sources))
+def opens_to_world(rule: Mapping[str, Any]) -> bool:
+    """An ingress rule admits the whole internet: a source range of 0.0.0.0/0 (or ::/0), or no source at all (no
+    ranges, tags or service accounts), which Compute Engine reads as 0.0.0.0/0."""
+    if any(n in WORLD for n in networks(rule.get("sourceRanges"))):
+        return True
+    return not any(rule.get(key) for key in ("sourceRanges", "sourceTags", "sourceServiceAccounts"))
 
 
 def port_ranges(ports: Any) -> Iterator[tuple[int, int]]:
-    """Ports of a firewall `allows` entry as (first, last); no ports means every port."""
+    """Ports of a firewall `allows` entry as (first, last); no ports means every port. Numbers and strings are both
+    accepted (the SDK takes either; the engine's wire format turns numbers into floats); what is neither is skipped."""
     if not ports:
         yield (0, pilot.MAX_PORT)
         return
     for spec in ports:
-        first, _, last = str(spec).partition("-")
-        yield (int(first), int(last or first))
+        if isinstance(spec, bool):
+            continue
+        if isinstance(spec, int | float):
+            if float(spec).is_integer():
+                yield (int(spec), int(spec))
+            continue
+        first, _, last = str(spec).strip().partition("-")
+        try:
+            yield (int(first), int(last or first))
+        except ValueError:
+            continue
 
 
 def allowed(rule: Mapping[str, Any], protocol: str, first: int, last: int) -> bool:

@@ -86,7 +86,7 @@ def _firewall_rule(name: str, description: str, ports: Callable[[Mapping[str, An
     """A rule on firewalls: none of `ports(config)` (TCP) may be open to the whole internet."""
 
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if args.resource_type != FIREWALL or not opens_to_world(args.props.get("sourceRanges")):
+        if args.resource_type != FIREWALL or not opens_to_world(args.props):
             return
         if not is_ingress(args.props):
             return
