@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from google.protobuf import empty_pb2
 
 from fleet.policy.analyzer import running_pack
-from tests.conftest import REPO, run_fleet
+from tests.conftest import REPO, load_stack_config, run_fleet
 from tests.policy_harness import PACK_DIR
 
 MANDATORY = {"no-instance-startup-scripts", "one-project-startup-script", "startup-script-guarded",
@@ -84,3 +85,16 @@ def test_a_vm_whose_whole_metadata_is_unknown_at_preview_plans_without_a_crash(t
     assert "computed        (some inputs are not known until the resources they come from exist)" in result.stdout
     assert ("- [advisory]  no-instance-startup-scripts  (gcp:compute:Instance: computed)" in result.stdout)
     assert "can't be known during preview" in result.stdout
+
+
+def test_a_stack_on_other_rendezvous_ports_is_judged_on_its_own_ports(program_with_stack: Any) -> None:
+    """rendezvous.ports moved to 9100/9101: its VM's metadata and firewall say so, and the pack reads them there
+    (it used to read the policy config's defaults and report false mandatory violations)."""
+    config = load_stack_config("prod")
+    config["pilot-fleet:rendezvous"] = {"ports": {"registry": 9100, "beacon": 9101, "dashboard": 3100}}
+    program = program_with_stack(config)
+    result = run_fleet("plan", "--program", str(program), "--stack", "test", "--json", str(program / "p.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = json.loads((program / "p.json").read_text())
+    assert not [v for v in plan["policy"]["violations"] if v["enforcement"] == "mandatory"]
+    assert plan["outputs"]["ports"] == {"registry": 9100, "beacon": 9101, "dashboard": 3100, "health": 8081}

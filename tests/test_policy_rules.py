@@ -111,6 +111,10 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
                                  {("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}),
     "custom machine type too small": (set_input("swarm-3", ":Instance", "machineType", "e2-custom-8-16384"),
                                       {("agents-fit-memory", "swarm-3")}),
+    # the ports come from the VM's own metadata: a rendezvous moved off the port its firewall opens is caught
+    "rendezvous moved to another registry port": (metadata("pilot-rendezvous", pilot_registry_port="9100"),
+                                                  {("pilot-ports-open", "pilot-rendezvous")}),
+    "rendezvous port with whitespace": (metadata("pilot-rendezvous", pilot_beacon_port=" 9001\n"), set()),
     "registry rule missing": (remove("pilot-rendezvous-allow-registry", ":Firewall"),
                               {("pilot-ports-open", "pilot-rendezvous")}),
     "beacon rule disabled": (set_input("pilot-rendezvous-allow-beacon", ":Firewall", "disabled", True),

@@ -1,4 +1,9 @@
-"""pilot-ports-open: agents can reach the rendezvous, and peers can reach every swarm host's agents."""
+"""pilot-ports-open: agents can reach the rendezvous, and peers can reach every swarm host's agents.
+
+The ports are the ones each VM boots with, read from its own metadata (the rendezvous' `pilot-registry-port` and
+`pilot-beacon-port`, a swarm VM's base port and target), never from defaults: a stack on other ports is judged on
+its ports, and a rendezvous moved off the port its firewall opens is caught. Policy config holds only operator
+choices: the ranges agents and peers come from."""
 
 from __future__ import annotations
 
@@ -15,9 +20,13 @@ from .gce import FIREWALL, VM_TYPES, allowed, applies_to, covers
 CONFIG: ConfigSpec = {
     "agentSourceRanges": ("array", ["0.0.0.0/0"]),
     "peerSourceRanges": ("array", ["0.0.0.0/0"]),
-    "registryPort": ("integer", pilot.REGISTRY_PORT),
-    "beaconPort": ("integer", pilot.BEACON_PORT),
 }
+
+
+def _port(metadata: Mapping[str, Any], key: str) -> int | None:
+    """A port from metadata, read as the startup script reads it (surrounding whitespace dropped)."""
+    value = str(metadata.get(key) or "").strip()
+    return int(value) if value.isdigit() and 1 <= int(value) <= pilot.MAX_PORT else None
 
 
 def _uncovered(rules: Sequence[Mapping[str, Any]], tags: Sequence[str], protocol: str, first: int, last: int,
@@ -35,19 +44,26 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
         if vm.resource_type not in VM_TYPES:
             continue
         metadata = vm.props.get("metadata") or {}
-        role = metadata.get(pilot.MetadataKey.ROLE)
+        if not isinstance(metadata, Mapping):
+            continue  # not known at preview: nothing to judge yet
+        role = str(metadata.get(pilot.MetadataKey.ROLE) or "").strip()
         tags = list(vm.props.get("tags") or [])
         if role == pilot.ROLE_RENDEZVOUS:
-            for what, protocol, port in (("registry", "tcp", int(config["registryPort"])),
-                                         ("beacon", "udp", int(config["beaconPort"]))):
+            for what, protocol, key in (("registry", "tcp", pilot.MetadataKey.REGISTRY_PORT),
+                                        ("beacon", "udp", pilot.MetadataKey.BEACON_PORT)):
+                port = _port(metadata, key)
+                if port is None:
+                    report_violation(f"rendezvous {vm.name}: no valid {key} in its metadata: the boot path would "
+                                     f"refuse it, and its {what} port cannot be checked.", vm.urn)
+                    continue
                 missing = _uncovered(rules, tags, protocol, port, port, config["agentSourceRanges"])
                 if missing:
                     report_violation(f"rendezvous {vm.name}: the {what} ({port}/{protocol}) is not open to the "
                                      f"agents' source range(s) {', '.join(missing)}.", vm.urn)
         elif role == pilot.ROLE_SWARM:
             try:
-                base = int(str(metadata.get(pilot.MetadataKey.BASE_UDP_PORT)))
-                target = int(str(metadata.get(pilot.MetadataKey.AGENT_TARGET)))
+                base = int(str(metadata.get(pilot.MetadataKey.BASE_UDP_PORT)).strip())
+                target = int(str(metadata.get(pilot.MetadataKey.AGENT_TARGET)).strip())
             except ValueError:
                 report_violation(f"swarm host {vm.name}: {pilot.MetadataKey.BASE_UDP_PORT} and "
                                  f"{pilot.MetadataKey.AGENT_TARGET} must be numbers to check its ports.", vm.urn)
