@@ -61,6 +61,15 @@ def template_of(name: str, new_name: str, **extra_metadata: str) -> Callable[[Re
     return change
 
 
+def like(name: str, type_: str, new_name: str, **metadata_changes: str) -> Callable[[Resources], None]:
+    """Another kind of VM made from a (hardened) instance's inputs, with metadata changed."""
+    def change(resources: Resources) -> None:
+        props = copy.deepcopy(inputs(resources, name, ":Instance"))
+        props["metadata"].update({k.replace("_", "-"): v for k, v in metadata_changes.items()})
+        add(type_, new_name, props)(resources)
+    return change
+
+
 def set_input(name: str, type_suffix: str, key: str, value: Any) -> Callable[[Resources], None]:
     def change(resources: Resources) -> None:
         inputs(resources, name, type_suffix)[key] = value
@@ -109,6 +118,13 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
                                 {("startup-script-guarded", "startup-script")}),
     "swarm over memory budget": (metadata("swarm-3", pilot_agent_target="2000"),
                                  {("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}),
+    # values as the VM reads them: "swarm\n" boots a swarm host, so every swarm rule judges it as one
+    "role with a trailing newline over budget": (metadata("swarm-3", pilot_role="swarm\n", pilot_agent_target="2000"),
+                                                 {("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}),
+    # every VM kind counts: an instance from a machine image is a swarm VM like any other
+    "machine-image VM over budget": (like("swarm-3", "gcp:compute/instanceFromMachineImage:InstanceFromMachineImage",
+                                          "from-image", pilot_agent_target="2000"),
+                                     {("agents-fit-memory", "from-image"), ("pilot-ports-open", "from-image")}),
     "custom machine type too small": (set_input("swarm-3", ":Instance", "machineType", "e2-custom-8-16384"),
                                       {("agents-fit-memory", "swarm-3")}),
     # the ports come from the VM's own metadata: a rendezvous moved off the port its firewall opens is caught

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 from fleet import pilot
 from fleet.memory_budget import MemoryBudget
 
 from .config import ConfigSpec, config_for, config_schema
-from .gce import INSTANCE, INSTANCE_FROM_TEMPLATE, INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE, machine_memory_mb
+from .gce import VM_TYPES, machine_memory_mb, metadata_value
 
 CONFIG: ConfigSpec = {
     "agentMemoryMb": ("number", pilot.DEFAULT_AGENT_MEMORY_MB),
@@ -18,14 +20,15 @@ CONFIG: ConfigSpec = {
 
 
 def _fits(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type not in (INSTANCE, INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE, INSTANCE_FROM_TEMPLATE):
+    # every VM kind: instances, templates, instances from a template or a machine image
+    if args.resource_type not in VM_TYPES:
         return
     metadata = args.props.get("metadata") or {}
-    if metadata.get(pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
+    if not isinstance(metadata, Mapping) or metadata_value(metadata, pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
         return
-    target_text = metadata.get(pilot.MetadataKey.AGENT_TARGET)
+    target_text = metadata_value(metadata, pilot.MetadataKey.AGENT_TARGET)
     try:
-        target = int(str(target_text))
+        target = int(target_text)
     except ValueError:
         report_violation(f"{args.name}: swarm host without a numeric {pilot.MetadataKey.AGENT_TARGET} "
                          f"({target_text!r}); its memory cannot be checked.", None)

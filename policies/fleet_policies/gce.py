@@ -49,6 +49,12 @@ def metadata_of(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, An
     return md if isinstance(md, Mapping) else {}
 
 
+def metadata_value(metadata: Mapping[str, Any], key: str) -> str:
+    """A metadata value as the VM reads it: the startup script and the supervisor drop surrounding whitespace (a
+    role of "swarm\n" boots a swarm host, so every swarm rule must see it as one)."""
+    return str(metadata.get(key) or "").strip()
+
+
 def script_keys(metadata: Mapping[str, Any]) -> list[str]:
     """Metadata keys that make Compute Engine run a script on the VM (bypassing or doubling the project's)."""
     return sorted(k for k in metadata

@@ -18,7 +18,17 @@ from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationP
 from fleet import pilot
 
 from .config import ConfigSpec, config_for, config_schema
-from .gce import FIREWALL, INSTANCE_TEMPLATE, MIG, REGION_INSTANCE_TEMPLATE, REGION_MIG, allowed, applies_to, covers
+from .gce import (
+    FIREWALL,
+    INSTANCE_TEMPLATE,
+    MIG,
+    REGION_INSTANCE_TEMPLATE,
+    REGION_MIG,
+    allowed,
+    applies_to,
+    covers,
+    metadata_value,
+)
 
 CONFIG: ConfigSpec = {
     "minInitialDelaySec": ("integer", 600),
@@ -60,7 +70,7 @@ def _heal_safely(args: StackValidationArgs, report_violation: ReportViolation) -
     for template in args.resources:
         if template.resource_type not in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE):
             continue
-        if (template.props.get("metadata") or {}).get(pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
+        if metadata_value(template.props.get("metadata") or {}, pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
             continue
         tags = list(template.props.get("tags") or [])
         sources = [rule.get("sourceRanges") or [] for rule in rules
