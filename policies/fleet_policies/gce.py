@@ -22,6 +22,8 @@ REGION_PER_INSTANCE_CONFIG = "gcp:compute/regionPerInstanceConfig:RegionPerInsta
 FIREWALL = "gcp:compute/firewall:Firewall"
 PROJECT_METADATA = "gcp:compute/projectMetadata:ProjectMetadata"
 PROJECT_METADATA_ITEM = "gcp:compute/projectMetadataItem:ProjectMetadataItem"
+# Zone-level metadata: it overrides the project's metadata for every VM in its zone.
+INSTANCE_SETTINGS = "gcp:compute/instanceSettings:InstanceSettings"
 
 # Resources that become VMs and take `metadata` (and some `metadataStartupScript`) directly.
 VM_TYPES = (INSTANCE, INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE, INSTANCE_FROM_TEMPLATE,

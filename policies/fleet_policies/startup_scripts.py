@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from pulumi_policy import (
     ReportViolation,
@@ -14,7 +15,15 @@ from pulumi_policy import (
 
 from fleet import pilot
 
-from .gce import NESTED_METADATA, PROJECT_METADATA, PROJECT_METADATA_ITEM, VM_TYPES, metadata_of, script_keys
+from .gce import (
+    INSTANCE_SETTINGS,
+    NESTED_METADATA,
+    PROJECT_METADATA,
+    PROJECT_METADATA_ITEM,
+    VM_TYPES,
+    metadata_of,
+    script_keys,
+)
 
 # What the boot path relies on, as code (comments are stripped before looking):
 # the lock and the once-per-boot marker that stop a second fleet on reboot, the kernel tuning the seed's
@@ -69,6 +78,21 @@ def _one_project_script(args: StackValidationArgs, report_violation: ReportViola
     if not items:
         report_violation("No ProjectMetadataItem with key 'startup-script': the hosts would boot without the "
                          "fleet's boot path (no tuning, no supervisor).", None)
+    for r in args.resources:
+        # the guest agent runs every script key, not startup-script alone: startup-script-url beside it,
+        # shutdown-script* at every stop, user-data through cloud-init
+        key = str(r.props.get("key") or "").strip() if r.resource_type == PROJECT_METADATA_ITEM else ""
+        if key and key != pilot.MetadataKey.STARTUP_SCRIPT and script_keys({key: ""}):
+            report_violation(f"{r.name} sets the project-level {key}: the guest agent runs it on every VM beside "
+                             "the fleet's one startup-script (or at every stop). Remove it.", r.urn)
+        if r.resource_type == INSTANCE_SETTINGS:
+            zonal = r.props.get("metadata")
+            zonal_items = zonal.get("items") if isinstance(zonal, Mapping) else None
+            keys = script_keys(zonal_items) if isinstance(zonal_items, Mapping) else []
+            if keys:
+                report_violation(f"{r.name} sets {', '.join(keys)} as zone-level metadata ({r.props.get('zone')}): "
+                                 "zonal metadata overrides the project's for every VM in that zone, so the fleet's "
+                                 "startup-script would not be the one that runs there. Remove it.", r.urn)
     for extra in items[1:]:
         report_violation(f"{extra.name} is a second project-level 'startup-script' item ({len(items)} in all): "
                          "exactly one may exist, or deploys fight over the value.", extra.urn)
