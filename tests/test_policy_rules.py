@@ -70,6 +70,24 @@ def like(name: str, type_: str, new_name: str, **metadata_changes: str) -> Calla
     return change
 
 
+def by_service_account(rule: str, vm: str) -> Callable[[Resources], None]:
+    """The rule targets the service account that `vm` runs as, instead of tags."""
+    def change(resources: Resources) -> None:
+        props = inputs(resources, rule, ":Firewall")
+        props.pop("targetTags", None)
+        props["targetServiceAccounts"] = [inputs(resources, vm, ":Instance")["serviceAccount"]["email"]]
+    return change
+
+
+def source_tags_only(rule: str) -> Callable[[Resources], None]:
+    """The rule admits VMs of the network by tag, not the agents' outside ranges."""
+    def change(resources: Resources) -> None:
+        props = inputs(resources, rule, ":Firewall")
+        props.pop("sourceRanges", None)
+        props["sourceTags"] = ["pilot-fleet"]
+    return change
+
+
 def set_input(name: str, type_suffix: str, key: str, value: Any) -> Callable[[Resources], None]:
     def change(resources: Resources) -> None:
         inputs(resources, name, type_suffix)[key] = value
@@ -141,6 +159,29 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
     "rendezvous moved to another registry port": (metadata("pilot-rendezvous", pilot_registry_port="9100"),
                                                   {("pilot-ports-open", "pilot-rendezvous")}),
     "rendezvous port with whitespace": (metadata("pilot-rendezvous", pilot_beacon_port=" 9001\n"), set()),
+    # firewall semantics as Compute Engine applies them
+    "deny of the registry port at a better priority": (
+        add("gcp:compute/firewall:Firewall", "deny-registry",
+            {"network": "projects/pilot-fleet-prod/global/networks/pilot-fleet", "direction": "INGRESS",
+             "priority": 100, "denies": [{"protocol": "tcp", "ports": ["9000"]}], "sourceRanges": ["0.0.0.0/0"],
+             "targetTags": ["pilot-rendezvous"]}),
+        {("pilot-ports-open", "pilot-rendezvous")}),
+    "deny of the registry port at a worse priority": (
+        add("gcp:compute/firewall:Firewall", "deny-registry",
+            {"network": "projects/pilot-fleet-prod/global/networks/pilot-fleet", "direction": "INGRESS",
+             "priority": 2000, "denies": [{"protocol": "tcp", "ports": ["9000"]}], "sourceRanges": ["0.0.0.0/0"],
+             "targetTags": ["pilot-rendezvous"]}),
+        set()),
+    "registry rule in another network": (set_input("pilot-rendezvous-allow-registry", ":Firewall", "network",
+                                                   "projects/pilot-fleet-prod/global/networks/other"),
+                                         {("pilot-ports-open", "pilot-rendezvous")}),
+    "registry rule by the VM's service account": (by_service_account("pilot-rendezvous-allow-registry",
+                                                                     "pilot-rendezvous"), set()),
+    "registry rule by another service account": (by_service_account("pilot-rendezvous-allow-registry",
+                                                                    "swarm-1"),
+                                                 {("pilot-ports-open", "pilot-rendezvous")}),
+    "registry rule admitting only tagged VMs": (source_tags_only("pilot-rendezvous-allow-registry"),
+                                                {("pilot-ports-open", "pilot-rendezvous")}),
     "registry rule missing": (remove("pilot-rendezvous-allow-registry", ":Firewall"),
                               {("pilot-ports-open", "pilot-rendezvous")}),
     "beacon rule disabled": (set_input("pilot-rendezvous-allow-beacon", ":Firewall", "disabled", True),

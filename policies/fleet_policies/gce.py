@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fleet import pilot
@@ -20,6 +21,7 @@ REGION_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 PER_INSTANCE_CONFIG = "gcp:compute/perInstanceConfig:PerInstanceConfig"
 REGION_PER_INSTANCE_CONFIG = "gcp:compute/regionPerInstanceConfig:RegionPerInstanceConfig"
 FIREWALL = "gcp:compute/firewall:Firewall"
+SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
 PROJECT_METADATA = "gcp:compute/projectMetadata:ProjectMetadata"
 PROJECT_METADATA_ITEM = "gcp:compute/projectMetadataItem:ProjectMetadataItem"
 # Zone-level metadata: it overrides the project's metadata for every VM in its zone.
@@ -136,11 +138,95 @@ def is_ingress(rule: Mapping[str, Any]) -> bool:
     return str(rule.get("direction") or "INGRESS").upper() == "INGRESS"
 
 
-def applies_to(rule: Mapping[str, Any], tags: Sequence[str]) -> bool:
-    """An enabled INGRESS rule with no target tags applies to every VM; else to VMs sharing a tag."""
+def _last(link: Any) -> str:
+    """The name at the end of a self link or URL (or the name itself)."""
+    return str(link or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a firewall rule is matched against on one VM (or template): its network, tags, service accounts."""
+
+    network: str
+    tags: frozenset[str]
+    service_accounts: frozenset[str]
+
+
+def subnet_networks(resources: Iterable[Any]) -> dict[str, str]:
+    """Subnetwork name -> network name, from the subnetworks declared in the stack."""
+    return {_last(r.props.get("name") or r.name): _last(r.props.get("network")) for r in resources
+            if r.resource_type == SUBNETWORK}
+
+
+def target_of(props: Mapping[str, Any], subnets: Mapping[str, str]) -> Target:
+    nics = props.get("networkInterfaces") or []
+    nic = nics[0] if nics and isinstance(nics[0], Mapping) else {}
+    network = _last(nic.get("network")) or subnets.get(_last(nic.get("subnetwork")), "")
+    account = props.get("serviceAccount")
+    emails = {str(account.get("email"))} if isinstance(account, Mapping) and account.get("email") else set()
+    return Target(network, frozenset(str(t) for t in props.get("tags") or []), frozenset(emails))
+
+
+def applies_to(rule: Mapping[str, Any], target: Target) -> bool:
+    """As Compute Engine matches an enabled INGRESS rule: in the VM's network (when both are known), then by
+    target tags, else by target service accounts, else to every VM of the network."""
     if truthy(rule.get("disabled", False)) or not is_ingress(rule):
         return False
-    targets = list(rule.get("targetTags") or [])
-    if rule.get("targetServiceAccounts"):
-        return False  # matched by service account, which this check does not resolve
-    return not targets or bool(set(targets) & set(tags))
+    network = _last(rule.get("network"))
+    if network and target.network and network != target.network:
+        return False
+    tags = {str(t) for t in rule.get("targetTags") or []}
+    if tags:
+        return bool(tags & target.tags)
+    accounts = {str(a) for a in rule.get("targetServiceAccounts") or []}
+    if accounts:
+        return bool(accounts & target.service_accounts)
+    return True
+
+
+def priority(rule: Mapping[str, Any]) -> int:
+    try:
+        return int(float(rule.get("priority") if rule.get("priority") is not None else 1000))
+    except (TypeError, ValueError):
+        return 1000
+
+
+def _sources_cover(rule: Mapping[str, Any], wanted: Any) -> bool:
+    """The rule admits every address of `wanted`: a range that contains it, or no source at all (0.0.0.0/0).
+    Source tags and service accounts match only VMs of the network, never an outside range."""
+    if not any(rule.get(key) for key in ("sourceRanges", "sourceTags", "sourceServiceAccounts")):
+        return True
+    return covers(rule.get("sourceRanges") or [], wanted)
+
+
+def _sources_touch(rule: Mapping[str, Any], wanted: Any) -> bool:
+    """The rule matches some address of `wanted`."""
+    if not any(rule.get(key) for key in ("sourceRanges", "sourceTags", "sourceServiceAccounts")):
+        return True
+    target = ipaddress.ip_network(str(wanted), strict=False)
+    return any(target.version == n.version and target.overlaps(n) for n in networks(rule.get("sourceRanges")))
+
+
+def _denies_any(rule: Mapping[str, Any], protocol: str, first: int, last: int) -> bool:
+    for deny in rule.get("denies") or []:
+        if str(deny.get("protocol", "")).lower() not in (protocol, "all"):
+            continue
+        if any(lo <= last and first <= hi for lo, hi in port_ranges(deny.get("ports"))):
+            return True
+    return False
+
+
+def admits(rules: Sequence[Mapping[str, Any]], target: Target, protocol: str, first: int, last: int,
+           wanted: Any) -> bool:
+    """Whether every port first..last of `protocol` on `target` is reachable from every address of `wanted`, as
+    Compute Engine evaluates ingress: the applicable rules by priority (lower number first), a deny winning over
+    an allow of the same priority. Judged conservatively: one allow rule must cover the whole range and source,
+    and no deny rule of the same or a better priority may touch any part of them."""
+    applicable = [r for r in rules if applies_to(r, target)]
+    allows = [priority(r) for r in applicable
+              if allowed(r, protocol, first, last) and _sources_cover(r, wanted)]
+    if not allows:
+        return False
+    best = min(allows)
+    return not any(priority(r) <= best and _denies_any(r, protocol, first, last) and _sources_touch(r, wanted)
+                   for r in applicable)

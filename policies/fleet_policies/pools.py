@@ -24,10 +24,10 @@ from .gce import (
     MIG,
     REGION_INSTANCE_TEMPLATE,
     REGION_MIG,
-    allowed,
-    applies_to,
-    covers,
+    admits,
     metadata_value,
+    subnet_networks,
+    target_of,
 )
 
 CONFIG: ConfigSpec = {
@@ -66,16 +66,15 @@ def _heal_safely(args: StackValidationArgs, report_violation: ReportViolation) -
             for problem in _group_problems(group.props, int(config["minInitialDelaySec"])):
                 report_violation(f"instance group {group.name} {problem}.", group.urn)
     rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
+    subnets = subnet_networks(args.resources)
     port = int(config["healthPort"])
     for template in args.resources:
         if template.resource_type not in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE):
             continue
         if metadata_value(template.props.get("metadata") or {}, pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
             continue
-        tags = list(template.props.get("tags") or [])
-        sources = [rule.get("sourceRanges") or [] for rule in rules
-                   if applies_to(rule, tags) and allowed(rule, "tcp", port, port)]
-        missing = [r for r in pilot.HEALTH_CHECK_RANGES if not any(covers(s, r) for s in sources)]
+        target = target_of(template.props, subnets)
+        missing = [r for r in pilot.HEALTH_CHECK_RANGES if not admits(rules, target, "tcp", port, port, r)]
         if missing:
             report_violation(f"swarm template {template.name}: Google's health checkers ({', '.join(missing)}) "
                              f"cannot reach the supervisor on {port}/tcp; autohealing would see every VM as "

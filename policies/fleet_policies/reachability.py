@@ -15,7 +15,7 @@ from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationP
 from fleet import pilot
 
 from .config import ConfigSpec, config_for, config_schema
-from .gce import FIREWALL, VM_TYPES, allowed, applies_to, covers
+from .gce import FIREWALL, VM_TYPES, Target, admits, subnet_networks, target_of
 
 CONFIG: ConfigSpec = {
     "agentSourceRanges": ("array", ["0.0.0.0/0"]),
@@ -29,17 +29,17 @@ def _port(metadata: Mapping[str, Any], key: str) -> int | None:
     return int(value) if value.isdigit() and 1 <= int(value) <= pilot.MAX_PORT else None
 
 
-def _uncovered(rules: Sequence[Mapping[str, Any]], tags: Sequence[str], protocol: str, first: int, last: int,
+def _uncovered(rules: Sequence[Mapping[str, Any]], target: Target, protocol: str, first: int, last: int,
                wanted: Sequence[str]) -> list[str]:
-    """Source ranges in `wanted` that no single applicable rule admits for protocol first..last."""
-    sources = [rule.get("sourceRanges") or [] for rule in rules
-               if applies_to(rule, tags) and allowed(rule, protocol, first, last)]
-    return [w for w in wanted if not any(covers(s, w) for s in sources)]
+    """Source ranges in `wanted` from which first..last of protocol is not reachable on `target` (GCE's rule
+    evaluation: network, targets, priority, deny before allow, disabled, no source = everywhere)."""
+    return [w for w in wanted if not admits(rules, target, protocol, first, last, w)]
 
 
 def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     config = config_for(args.get_config(), CONFIG)
     rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
+    subnets = subnet_networks(args.resources)
     for vm in args.resources:
         if vm.resource_type not in VM_TYPES:
             continue
@@ -47,7 +47,7 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
         if not isinstance(metadata, Mapping):
             continue  # not known at preview: nothing to judge yet
         role = str(metadata.get(pilot.MetadataKey.ROLE) or "").strip()
-        tags = list(vm.props.get("tags") or [])
+        seen_as = target_of(vm.props, subnets)  # what firewall rules match this VM by
         if role == pilot.ROLE_RENDEZVOUS:
             for what, protocol, key in (("registry", "tcp", pilot.MetadataKey.REGISTRY_PORT),
                                         ("beacon", "udp", pilot.MetadataKey.BEACON_PORT)):
@@ -56,7 +56,7 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
                     report_violation(f"rendezvous {vm.name}: no valid {key} in its metadata: the boot path would "
                                      f"refuse it, and its {what} port cannot be checked.", vm.urn)
                     continue
-                missing = _uncovered(rules, tags, protocol, port, port, config["agentSourceRanges"])
+                missing = _uncovered(rules, seen_as, protocol, port, port, config["agentSourceRanges"])
                 if missing:
                     report_violation(f"rendezvous {vm.name}: the {what} ({port}/{protocol}) is not open to the "
                                      f"agents' source range(s) {', '.join(missing)}.", vm.urn)
@@ -69,7 +69,7 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
                                  f"{pilot.MetadataKey.AGENT_TARGET} must be numbers to check its ports.", vm.urn)
                 continue
             last = base + target - 1
-            missing = _uncovered(rules, tags, "udp", base, last, config["peerSourceRanges"])
+            missing = _uncovered(rules, seen_as, "udp", base, last, config["peerSourceRanges"])
             if missing:
                 report_violation(f"swarm host {vm.name}: its agents' UDP ports {base}-{last} are not open to "
                                  f"{', '.join(missing)}; peers cannot reach its {target} agents.", vm.urn)
