@@ -162,6 +162,18 @@ POOL_CASES = {
     "template without the state disk": (
         lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["disks"].pop(1),
         {("pools-keep-agent-state", POOL)}),
+    # what the group's VMs finally see: its all-instances config and per-instance configs override the template
+    "group config raises every VM's target": (
+        lambda rs: _group(rs).update(allInstancesConfig={"metadata": {"pilot-agent-target": "5000"}}),
+        {("agents-fit-memory", POOL), ("pilot-ports-open", POOL)}),
+    "per-instance config raises one VM's target": (
+        lambda rs: rs.append({"urn": "urn:pulumi:test::pilot-fleet::gcp:compute/regionPerInstanceConfig:"
+                                     "RegionPerInstanceConfig::vm-7",
+                              "type": "gcp:compute/regionPerInstanceConfig:RegionPerInstanceConfig", "name": "vm-7",
+                              "inputs": {"regionInstanceGroupManager": POOL, "name": "vm-7",
+                                         "preservedState": {"metadata": {"pilot-agent-target": "5000"}}},
+                              "parent": None}),
+        {("agents-fit-memory", "vm-7"), ("pilot-ports-open", "vm-7")}),
     "template with a startup-script": (
         lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["metadata"].update(
             {"startup-script": "echo ghost"}),

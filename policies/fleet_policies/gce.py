@@ -230,3 +230,61 @@ def admits(rules: Sequence[Mapping[str, Any]], target: Target, protocol: str, fi
     best = min(allows)
     return not any(priority(r) <= best and _denies_any(r, protocol, first, last) and _sources_touch(r, wanted)
                    for r in applicable)
+
+
+@dataclass(frozen=True)
+class EffectiveVm:
+    """A VM as it will run: its own properties, with the metadata it will finally see. For a group's VMs that is
+    the template's metadata, overlaid by the group's all-instances config and then a per-instance config (each
+    overrides the one before, agent targets included)."""
+
+    name: str
+    urn: str
+    props: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+
+
+def template_of(group: Mapping[str, Any], templates: Iterable[Any]) -> Any:
+    """The instance template a group's versions name (by its self link's last segment against each template's
+    name or name prefix); None when it is not in this stack or not known yet."""
+    for version in group.get("versions") or []:
+        name = _last((version or {}).get("instanceTemplate") if isinstance(version, Mapping) else None)
+        for template in templates:
+            props = template.props
+            prefix = str(props.get("namePrefix") or "")
+            if name and (name == props.get("name") or (prefix and name.startswith(prefix))):
+                return template
+    return None
+
+
+def _overlay(base: Mapping[str, Any], extra: Any) -> Mapping[str, Any]:
+    return {**base, **extra} if isinstance(extra, Mapping) else base
+
+
+def effective_vms(resources: Sequence[Any]) -> Iterator[EffectiveVm]:
+    """Every VM kind with its own metadata, and every group whose all-instances config or per-instance configs
+    change what its template's VMs see, as the VMs that result."""
+    templates = [r for r in resources if r.resource_type in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE)]
+    groups: dict[str, tuple[Any, Any]] = {}
+    for r in resources:
+        if r.resource_type in VM_TYPES:
+            yield EffectiveVm(r.name, r.urn, r.props, metadata_of(r.resource_type, r.props))
+        elif r.resource_type in (MIG, REGION_MIG):
+            template = template_of(r.props, templates)
+            if template is None:
+                continue
+            groups[_last(r.props.get("name") or r.name)] = (r, template)
+            overlay = metadata_of(r.resource_type, r.props)
+            if overlay:
+                yield EffectiveVm(r.name, r.urn, template.props,
+                                  _overlay(metadata_of(template.resource_type, template.props), overlay))
+    for r in resources:
+        if r.resource_type in (PER_INSTANCE_CONFIG, REGION_PER_INSTANCE_CONFIG):
+            found = groups.get(_last(r.props.get("instanceGroupManager") or r.props.get("regionInstanceGroupManager")))
+            if found is None:
+                continue
+            group, template = found
+            metadata = _overlay(_overlay(metadata_of(template.resource_type, template.props),
+                                         metadata_of(group.resource_type, group.props)),
+                                metadata_of(r.resource_type, r.props))
+            yield EffectiveVm(r.name, r.urn, template.props, metadata)

@@ -28,6 +28,7 @@ from .gce import (
     metadata_value,
     subnet_networks,
     target_of,
+    template_of,
 )
 
 CONFIG: ConfigSpec = {
@@ -90,20 +91,6 @@ pools_heal_safely = StackValidationPolicy(
 )
 
 
-def _template_of(group: Mapping[str, Any], templates: dict[str, Any]) -> Any:
-    """The instance template a group's versions name (by its self link's last segment against each template's
-    name or name prefix); None when it is not in this stack or not known yet."""
-    for version in group.get("versions") or []:
-        link = str((version or {}).get("instanceTemplate") or "")
-        name = link.rstrip("/").rsplit("/", 1)[-1]
-        for template in templates.values():
-            props = template.props
-            if name and (name == props.get("name") or
-                         (props.get("namePrefix") and name.startswith(str(props["namePrefix"])))):
-                return template
-    return None
-
-
 def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> list[str]:
     """Where a swarm group's agent state would not survive a recreated VM (the facts from the template's own
     metadata and disks)."""
@@ -130,7 +117,7 @@ def _keep_agent_state(args: StackValidationArgs, report_violation: ReportViolati
     for group in args.resources:
         if group.resource_type not in (MIG, REGION_MIG):
             continue
-        template = _template_of(group.props, templates)
+        template = template_of(group.props, templates.values())
         if template is None:
             continue
         for problem in _state_problems(group.props, template.props):

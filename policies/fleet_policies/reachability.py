@@ -15,7 +15,7 @@ from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationP
 from fleet import pilot
 
 from .config import ConfigSpec, config_for, config_schema
-from .gce import FIREWALL, VM_TYPES, Target, admits, subnet_networks, target_of
+from .gce import FIREWALL, Target, admits, effective_vms, subnet_networks, target_of
 
 CONFIG: ConfigSpec = {
     "agentSourceRanges": ("array", ["0.0.0.0/0"]),
@@ -40,12 +40,9 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
     config = config_for(args.get_config(), CONFIG)
     rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
     subnets = subnet_networks(args.resources)
-    for vm in args.resources:
-        if vm.resource_type not in VM_TYPES:
-            continue
-        metadata = vm.props.get("metadata") or {}
-        if not isinstance(metadata, Mapping):
-            continue  # not known at preview: nothing to judge yet
+    # every VM kind, and the VMs of groups whose configs override their template's metadata
+    for vm in effective_vms(args.resources):
+        metadata = vm.metadata
         role = str(metadata.get(pilot.MetadataKey.ROLE) or "").strip()
         seen_as = target_of(vm.props, subnets)  # what firewall rules match this VM by
         if role == pilot.ROLE_RENDEZVOUS:
