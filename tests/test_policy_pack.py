@@ -46,6 +46,10 @@ def test_shipped_stacks_have_no_mandatory_violations(stack: str, tmp_path) -> No
     ("template_startup_url", "no-instance-startup-scripts", "gcp:compute:InstanceTemplate: swarm-template"),
     ("project_metadata", "one-project-startup-script", "gcp:compute:ProjectMetadata: project-metadata"),
     ("swarm_over_budget", "agents-fit-memory", "gcp:compute:Instance: swarm-3"),
+    # one per class of what the pack used to miss: effective metadata, firewall semantics, facts from resources
+    ("zonal_startup_script", "one-project-startup-script", "gcp:compute:InstanceSettings: zone-a-settings"),
+    ("firewall_deny_registry", "pilot-ports-open", "gcp:compute:Instance: pilot-rendezvous"),
+    ("rendezvous_port_moved", "pilot-ports-open", "gcp:compute:Instance: rendezvous"),
 ])
 def test_scenario_programs_are_rejected_by_name(scenario: str, policy: str, resource: str, tmp_path) -> None:
     out = tmp_path / "plan.json"
