@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
-from fleet import pilot
-from fleet.memory_budget import MemoryBudget
-
+from . import facts as pilot
 from .config import ConfigSpec, config_for, config_schema
+from .facts import MemoryBudget
 from .gce import effective_vms, machine_memory_mb, metadata_value
 
 CONFIG: ConfigSpec = {

@@ -12,8 +12,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from fleet import pilot
-
+from . import facts as pilot
 from .config import ConfigSpec, config_for, config_schema
 from .gce import FIREWALL, VM_TYPES, allowed, is_ingress, opens_to_world, truthy
 

@@ -15,8 +15,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
-from fleet import pilot
-
+from . import facts as pilot
 from .config import ConfigSpec, config_for, config_schema
 from .gce import (
     FIREWALL,

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
-from fleet import pilot
-
+from . import facts as pilot
 from .gce import NESTED_METADATA, VM_TYPES, metadata_of
 
 

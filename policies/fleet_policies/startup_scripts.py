@@ -13,8 +13,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from fleet import pilot
-
+from . import facts as pilot
 from .gce import (
     INSTANCE_SETTINGS,
     NESTED_METADATA,
