@@ -27,13 +27,23 @@
 # is the binary the supervisor starts instead of the installed pilot-daemon; sysctl, systemctl, blkid, mkfs.ext4,
 # mount and mountpoint are found on PATH.
 set -euo pipefail
-
+# @prologue: one run at a time, at most once per boot. It runs first and unconditionally, so nothing (an early exit,
+# a condition, a heredoc) can skip it; the policy pack's startup-script-guarded checks these lines, in this order.
 PILOT_ROOT="${PILOT_ROOT:-}"
+RUN_DIR="${PILOT_ROOT}/run/pilot-fleet"
+mkdir -p "${RUN_DIR}"
+exec 9>"${RUN_DIR}/startup.lock"
+flock 9
+BOOT_MARKER="${RUN_DIR}/startup-done.$(<"${PILOT_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}")"
+if [[ -e "${BOOT_MARKER}" ]]; then
+  printf 'pilot-fleet startup: already ran this boot (%s); nothing to do\n' "${BOOT_MARKER}" >&2
+  exit 0
+fi
+# @prologue end
+
 # The link-local address needs no DNS this early in boot.
 METADATA_URL="${PILOT_METADATA_URL:-http://169.254.169.254/computeMetadata/v1}"
-BOOT_ID_FILE="${PILOT_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}"
 STATE_DIR="${PILOT_ROOT}/var/lib/pilot-fleet"
-RUN_DIR="${PILOT_ROOT}/run/pilot-fleet"
 SYSCTL_FILE="${PILOT_ROOT}/etc/sysctl.d/60-pilot-fleet.conf"
 UNIT_DIR="${PILOT_ROOT}/etc/systemd/system"
 AGENTS_UNIT="pilot-agents.service"
@@ -518,25 +528,15 @@ setup_rendezvous() {
   start_unit "${RENDEZVOUS_UNIT}" $((units || rendezvous_installed))
 }
 
+# Runs under the prologue's lock, once per boot (its marker, BOOT_MARKER, is written when everything succeeded).
 main() {
-  mkdir -p "${STATE_DIR}" "${RUN_DIR}"
-  exec 9>"${RUN_DIR}/startup.lock"
-  flock 9
-
-  local boot_id marker
-  boot_id="$(<"${BOOT_ID_FILE}")"
-  marker="${RUN_DIR}/startup-done.${boot_id}"
-  if [[ -e "${marker}" ]]; then
-    log "already ran this boot (${marker}); nothing to do"
-    return 0
-  fi
-
+  mkdir -p "${STATE_DIR}"
   read_attributes
   log "role=${role}${target:+ target=${target} ports=${base_port}-${last_port}}"
   report_script_keys
   tune_kernel
   "setup_${role}"
-  touch "${marker}"
+  touch "${BOOT_MARKER}"
   log "boot path done for role ${role}"
 }
 

@@ -50,6 +50,7 @@ def test_shipped_stacks_have_no_mandatory_violations(stack: str, tmp_path) -> No
     ("zonal_startup_script", "one-project-startup-script", "gcp:compute:InstanceSettings: zone-a-settings"),
     ("firewall_deny_registry", "pilot-ports-open", "gcp:compute:Instance: pilot-rendezvous"),
     ("rendezvous_port_moved", "pilot-ports-open", "gcp:compute:Instance: rendezvous"),
+    ("guards_after_exit", "startup-script-guarded", "gcp:compute:ProjectMetadataItem: startup-script"),
 ])
 def test_scenario_programs_are_rejected_by_name(scenario: str, policy: str, resource: str, tmp_path) -> None:
     out = tmp_path / "plan.json"

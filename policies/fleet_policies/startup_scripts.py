@@ -24,12 +24,13 @@ from .gce import (
     script_keys,
 )
 
-# What the boot path relies on, as code (comments are stripped before looking):
-# the lock and the once-per-boot marker that stop a second fleet on reboot, the kernel tuning the seed's
-# limits incidents called for, and the limits on the unit that owns the agents.
+# The guards that stop a second fleet (one run at a time, at most once per boot) must run, not merely appear: the
+# script starts with a fixed prologue, checked line by line (see `prologue_problems`). A real shell parser would
+# allow any layout, but none in Python reads this script (bashlex stops at `local a="$1" b="$2"`), and a
+# prologue that runs first and unconditionally cannot be skipped by an early exit, a condition or a heredoc.
+# The tuning and the unit limits are data the script writes: they are required to appear as code (comments are
+# stripped before looking).
 GUARD_REQUIREMENTS = {
-    "a lock against concurrent runs (flock)": r"\bflock\b",
-    "a once-per-boot marker keyed on the boot id": r"boot_id",
     "kernel.pid_max tuning": r"kernel\.pid_max",
     "fs.file-max tuning": r"fs\.file-max",
     "fs.nr_open tuning": r"fs\.nr_open",
@@ -109,9 +110,43 @@ def code_of(script: str) -> str:
     return "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
 
 
+# The prologue, in order: strict mode first; then only plain assignments and `mkdir -p` until the lock; the lock
+# (`exec N>...lock` directly followed by `flock N`); the once-per-boot marker named from the boot id; and the
+# block that leaves when the marker exists.
+ASSIGNMENT = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*="[^"`;&|]*"$')
+MKDIR = re.compile(r'^mkdir -p "[^"`;&|]*"$')
+LOCK = re.compile(r"^exec ([0-9]+)>\S+\.lock\"?$")
+MARKER = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="[^"]*\$\(<"[^"]*boot_id[^"]*"\)"$')
+
+
+def prologue_problems(script: str) -> list[str]:
+    """What keeps the script's first lines from being the guarding prologue (empty when they are)."""
+    lines = [line.strip() for line in script.splitlines()]
+    code = [line for line in lines if line and not line.startswith("#")]
+    if not code or code[0] != "set -euo pipefail":
+        return ["strict mode (set -euo pipefail) as its first command"]
+    i = 1
+    while i < len(code) and (ASSIGNMENT.match(code[i]) or MKDIR.match(code[i])):
+        i += 1
+    lock = LOCK.match(code[i]) if i < len(code) else None
+    if lock is None or i + 1 >= len(code) or code[i + 1] != f"flock {lock.group(1)}":
+        return ["a lock against concurrent runs (`exec N>FILE.lock` then `flock N`) before any other command"]
+    i += 2
+    marker = MARKER.match(code[i]) if i < len(code) else None
+    if marker is None:
+        return ["a once-per-boot marker named from the boot id, right after the lock"]
+    name = marker.group(1)
+    rest = code[i + 1:]
+    end = rest.index("fi") if "fi" in rest else -1
+    if not rest or rest[0] != f'if [[ -e "${{{name}}}" ]]; then' or end < 0 or "exit 0" not in rest[1:end]:
+        return [f'the block that leaves when the marker exists (if [[ -e "${{{name}}}" ]]; then ... exit 0 ... fi)']
+    return []
+
+
 def missing_guards(script: str) -> list[str]:
     code = code_of(script)
-    return [what for what, pattern in GUARD_REQUIREMENTS.items() if not re.search(pattern, code)]
+    return [*prologue_problems(script),
+            *(what for what, pattern in GUARD_REQUIREMENTS.items() if not re.search(pattern, code))]
 
 
 def _guarded(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
