@@ -34,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.supervisor_scale import compile_standin  # noqa: E402
 from tests.boot_sandbox import MIRROR_PATH, MetadataServer, mirror_path  # noqa: E402
 from tests.supervisor_harness import SUPERVISOR, free_udp_ports, registry_port, supervisor_module  # noqa: E402
 
@@ -138,8 +139,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pilot-fleet-bench-") as tmp:
         base = Path(tmp)
-        standin = base / "standin-daemon"
-        subprocess.run(["gcc", "-O2", "-o", str(standin), str(REPO / "bench" / "standin_daemon.c")], check=True)
+        standin = compile_standin(base)
         results = [run_one(n, standin, base) for n in args.agents]
     print(f"live rollout {OLD} -> {NEW}: batches of {SHARE:g} of the target, rounds of {PARALLELISM} every "
           f"{ROUND_DELAY:g} s")

@@ -95,14 +95,20 @@ def run_one(agents: int, standin: Path, base: Path) -> dict[str, float]:
     return result
 
 
+def compile_standin(base: Path) -> Path:
+    """bench/standin_daemon.c built into `base` (the benches' agents; needs gcc)."""
+    standin = base / "standin-daemon"
+    subprocess.run(["gcc", "-O2", "-o", str(standin), str(REPO / "bench" / "standin_daemon.c")], check=True)
+    return standin
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, nargs="+", default=[1000, 5000])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pilot-fleet-bench-") as tmp:
         base = Path(tmp)
-        standin = base / "standin-daemon"
-        subprocess.run(["gcc", "-O2", "-o", str(standin), str(REPO / "bench" / "standin_daemon.c")], check=True)
+        standin = compile_standin(base)
         results = [run_one(n, standin, base) for n in args.agents]
     print(f"{'agents':>7} {'to target s':>12} {'floor s':>8} {'ratio':>6} {'cpu % core':>11} {'ticks/s':>8} "
           f"{'tick ms':>8} {'rss MB':>7}")

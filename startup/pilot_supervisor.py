@@ -57,7 +57,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -165,7 +165,7 @@ def _release(attributes: dict[str, str], version: str, arch: str) -> dict[str, A
     if not url.startswith("https://") or not re.fullmatch(r"[0-9a-f]{64}", sha256) or \
             not all(isinstance(f, str) and FLAG.match(f) for f in flags):
         raise AttributesError(f"instance attribute {name}: wheel url, sha256 or flags are malformed")
-    return {"wheel_url": url, "wheel_sha256": sha256, "daemon_flags": flags}
+    return {"wheel_url": url, "wheel_sha256": sha256, "daemon_flags": tuple(flags)}
 
 
 def fetch_attributes(metadata_url: str, etag: str = "", wait_seconds: int = 0) -> tuple[dict[str, str], str]:
@@ -211,7 +211,7 @@ def download(url: str, path: Path) -> None:
         raise InstallError(f"could not download {url}: {exc}") from None
 
 
-def contract_problems(binary: Path, version: str, flags: list[str]) -> str:
+def contract_problems(binary: Path, version: str, flags: Sequence[str]) -> str:
     """What keeps BINARY from being run as VERSION with these flags: its `-version`, and every flag the supervisor
     would pass in its `-h`. Empty when it is fit."""
     try:
@@ -230,7 +230,7 @@ def daemon_path(install_dir: str, version: str) -> Path:
     return Path(install_dir) / "versions" / version / "pilot-daemon"
 
 
-def install_daemon(install_dir: str, version: str, url: str, sha256: str, flags: list[str]) -> Path:
+def install_daemon(install_dir: str, version: str, url: str, sha256: str, flags: Sequence[str]) -> Path:
     """pilot-daemon VERSION under <install_dir>/versions/VERSION/, from its wheel (sha256-checked), contract-checked;
     kept when already there from a wheel of that same sha256, and fit. Never touches a binary agents run: each
     version has its own file."""
@@ -327,7 +327,6 @@ class Config:
                          if f.default is dataclasses.MISSING and n not in raw)
         if unknown or missing:
             raise SystemExit(f"pilot-supervisor: config {path}: unknown keys {unknown}, missing keys {missing}")
-        raw["daemon_flags"] = tuple(raw.get("daemon_flags", ()))
         config = cls(**raw)
         if config.target < 0 or config.spawn_parallelism < 1 or config.stop_batch < 1:
             raise SystemExit(f"pilot-supervisor: config {path}: target >= 0, spawn_parallelism >= 1 and "
@@ -338,9 +337,12 @@ class Config:
         """Longest a paced stop of `agents` agents takes: what the unit's TimeoutStopSec must allow."""
         return math.ceil(agents / self.stop_batch) * self.stop_batch_delay_seconds + self.stop_grace_seconds
 
+    def __post_init__(self) -> None:
+        # a JSON config file holds the flags as a list; comparisons and fingerprints want one type
+        object.__setattr__(self, "daemon_flags", tuple(self.daemon_flags))
+
     def with_settings(self, wanted: dict[str, Any], daemon: str) -> Config:
-        changes = {k: v for k, v in wanted.items() if k != "daemon_flags"}
-        return dataclasses.replace(self, **changes, daemon_flags=tuple(wanted["daemon_flags"]), daemon=daemon)
+        return dataclasses.replace(self, **wanted, daemon=daemon)
 
     def write(self, path: Path) -> None:
         """Atomically, so a supervisor restarted at any moment reads a whole config."""
@@ -753,7 +755,7 @@ class Supervisor:
         self.wanted = wanted
         current = self.config
         daemon = current.daemon
-        if (wanted["version"], tuple(wanted["daemon_flags"]), wanted["wheel_sha256"]) != \
+        if (wanted["version"], wanted["daemon_flags"], wanted["wheel_sha256"]) != \
                 (current.version, current.daemon_flags, current.wheel_sha256):
             if not current.install_dir:
                 log("version-refused", version=wanted["version"], reason="no install_dir to install it into")
@@ -1116,8 +1118,7 @@ def prepare(args: argparse.Namespace) -> int:
             "endpoint_ip": address if re.fullmatch(r"[0-9.]+", address) else "",
             "guest_attributes_url": f"{args.metadata_url.rstrip('/')}/instance/guest-attributes/pilot",
             "metadata_url": args.metadata_url, "install_dir": args.install_dir}
-    config = Config(**{**{k: v for k, v in wanted.items() if k != "daemon_flags"}, **host},
-                    daemon_flags=tuple(wanted["daemon_flags"]))
+    config = Config(**wanted, **host)
     with suppress(SystemExit):
         if Config.load(args.config) == config:
             print("unchanged")

@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -187,12 +186,7 @@ UNIT_IDENTITY = ("MainPID", "NRestarts", "ExecMainStartTimestampMonotonic")
 
 
 def _agent_indices(host: Host) -> list[int]:
-    indices = []
-    for pid in host.agent_pids():
-        with suppress(OSError, ValueError):
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            indices.append(int(Path(args[args.index("-socket") + 1]).stem))
-    return sorted(indices)
+    return sorted(int(Path(sock).stem) for sock in host.agent_sockets().values())
 
 
 def test_a_changed_target_converges_live_with_no_unit_restart(fleet: Fleet) -> None:

@@ -315,15 +315,18 @@ class Host:
             return dict(json.loads(self.path("/run/pilot-fleet/status.json").read_text()))
         return {}
 
+    def agent_sockets(self) -> dict[int, str]:
+        """Running agents' IPC socket paths (inside the VM), by pid, from their `-socket` argument."""
+        sockets = {}
+        for pid in self.agent_pids():
+            with suppress(OSError, ValueError, IndexError):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+                sockets[pid] = args[args.index("-socket") + 1]
+        return sockets
+
     def registered_agents(self) -> int:
         """Running agents whose IPC socket exists: pilot-daemon opens it only once the registry accepted it."""
-        count = 0
-        for pid in self.agent_pids():
-            with suppress(OSError, ValueError):
-                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-                if self.path(args[args.index("-socket") + 1]).exists():
-                    count += 1
-        return count
+        return sum(1 for sock in self.agent_sockets().values() if self.path(sock).exists())
 
     def identities(self) -> dict[str, str]:
         agents = (self.state or self.base / "upper/var/lib/pilot-fleet") / "agents"

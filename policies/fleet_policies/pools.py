@@ -93,7 +93,7 @@ pools_heal_safely = StackValidationPolicy(
 def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> list[str]:
     """Where a swarm group's agent state would not survive a recreated VM (the facts from the template's own
     metadata and disks)."""
-    device = str((template.get("metadata") or {}).get(pilot.MetadataKey.STATE_DEVICE) or "").strip()
+    device = metadata_value(template.get("metadata") or {}, pilot.MetadataKey.STATE_DEVICE)
     if not device:
         return [f"its template sets no {pilot.MetadataKey.STATE_DEVICE}: the agents' identities live on the boot "
                 "disk, and every VM autohealing or a rolling update recreates comes back as new identities "
@@ -112,7 +112,7 @@ def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> li
 def _keep_agent_state(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     templates = {t.urn: t for t in args.resources
                  if t.resource_type in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE)
-                 and str((t.props.get("metadata") or {}).get(pilot.MetadataKey.ROLE) or "").strip() == pilot.ROLE_SWARM}
+                 and metadata_value(t.props.get("metadata") or {}, pilot.MetadataKey.ROLE) == pilot.ROLE_SWARM}
     for group in args.resources:
         if group.resource_type not in (MIG, REGION_MIG):
             continue

@@ -14,7 +14,7 @@ from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationP
 
 from . import facts as pilot
 from .config import ConfigSpec, config_for, config_schema
-from .gce import FIREWALL, Target, admits, effective_vms, subnet_networks, target_of
+from .gce import FIREWALL, Target, admits, effective_vms, metadata_value, subnet_networks, target_of
 
 CONFIG: ConfigSpec = {
     "agentSourceRanges": ("array", ["0.0.0.0/0"]),
@@ -24,7 +24,7 @@ CONFIG: ConfigSpec = {
 
 def _port(metadata: Mapping[str, Any], key: str) -> int | None:
     """A port from metadata, read as the startup script reads it (surrounding whitespace dropped)."""
-    value = str(metadata.get(key) or "").strip()
+    value = metadata_value(metadata, key)
     return int(value) if value.isdigit() and 1 <= int(value) <= pilot.MAX_PORT else None
 
 
@@ -42,7 +42,7 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
     # every VM kind, and the VMs of groups whose configs override their template's metadata
     for vm in effective_vms(args.resources):
         metadata = vm.metadata
-        role = str(metadata.get(pilot.MetadataKey.ROLE) or "").strip()
+        role = metadata_value(metadata, pilot.MetadataKey.ROLE)
         seen_as = target_of(vm.props, subnets)  # what firewall rules match this VM by
         if role == pilot.ROLE_RENDEZVOUS:
             for what, protocol, key in (("registry", "tcp", pilot.MetadataKey.REGISTRY_PORT),
@@ -58,8 +58,8 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
                                      f"agents' source range(s) {', '.join(missing)}.", vm.urn)
         elif role == pilot.ROLE_SWARM:
             try:
-                base = int(str(metadata.get(pilot.MetadataKey.BASE_UDP_PORT)).strip())
-                target = int(str(metadata.get(pilot.MetadataKey.AGENT_TARGET)).strip())
+                base = int(metadata_value(metadata, pilot.MetadataKey.BASE_UDP_PORT))
+                target = int(metadata_value(metadata, pilot.MetadataKey.AGENT_TARGET))
             except ValueError:
                 report_violation(f"swarm host {vm.name}: {pilot.MetadataKey.BASE_UDP_PORT} and "
                                  f"{pilot.MetadataKey.AGENT_TARGET} must be numbers to check its ports.", vm.urn)
