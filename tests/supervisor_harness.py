@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from fleet.startup_script import SUPERVISOR_PATH, render_supervisor
+from fleet.components.startup_script import SUPERVISOR_PATH, render_supervisor
 
 REPO = Path(__file__).resolve().parent.parent
 STANDIN = Path(__file__).resolve().parent / "standin_daemon.py"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet import pilot
-from fleet.config import RendezvousConfig
-from fleet.pilot_releases import releases
-from fleet.rendezvous import install_source_metadata
-from fleet.rendezvous_build import build_table
+from fleet.components.rendezvous import install_source_metadata
+from fleet.config.model import RendezvousConfig
+from fleet.facts import pilot
+from fleet.facts.pilot_releases import releases
+from fleet.facts.rendezvous_build import build_table
 from tests.boot_sandbox import SOURCE_FIXTURE, BootSandbox, MetadataServer, free_tcp_port, mirror_path
 from tests.supervisor_harness import free_udp_ports, registry_port
 
@@ -189,7 +189,7 @@ def test_rendezvous_without_an_install_source_says_which_settings_are_missing(sa
 
 
 def _source_attributes() -> dict[str, str]:
-    """The pinned source as the stack plans it (fleet/data/rendezvous_build.yaml)."""
+    """The pinned source as the stack plans it (fleet/facts/data/rendezvous_build.yaml)."""
     table = build_table()
     return install_source_metadata(RendezvousConfig(source=table.default_source))
 

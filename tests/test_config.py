@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
+from fleet.config.model import FleetConfigError, parse_fleet_config
+from fleet.config.pulumi_source import raw_from_flat
 from fleet.plan.stack_files import load_project, wire_value
 from tests.conftest import REPO, load_stack_config
 
@@ -96,10 +97,10 @@ def test_seed_memory_incident_is_rejected() -> None:
     ("pilot-fleet:swarmHosts.0.name", "Swarm_1", "is not a valid Compute Engine name"),
     ("pilot-fleet:swarmHosts.0.zone", "europe-west1-b",
      "pilot-fleet:swarmHosts[0].zone: zone europe-west1-b is not in region us-central1 (gcp:region)"),
-    # a zone that does not exist (fleet/data/zones.yaml), with the nearest one suggested
+    # a zone that does not exist (fleet/facts/data/zones.yaml), with the nearest one suggested
     ("pilot-fleet:swarmHosts.0.zone", "us-central1-z",
      "pilot-fleet:swarmHosts[0].zone: us-central1-z is not a zone of us-central1 (did you mean us-central1-f? its "
-     "zones: us-central1-a, us-central1-b, us-central1-c, us-central1-f; fleet/data/zones.yaml)"),
+     "zones: us-central1-a, us-central1-b, us-central1-c, us-central1-f; fleet/facts/data/zones.yaml)"),
     ("pilot-fleet:rendezvous.failoverZone", "us-central1-e", "us-central1-e is not a zone of us-central1"),
     # an empty source list is what the pack calls world-open (Compute Engine reads no source as 0.0.0.0/0)
     ("pilot-fleet:sshSourceRanges", [], "pilot-fleet:sshSourceRanges: List should have at least 1 item"),
@@ -127,8 +128,8 @@ def test_region_defaults_to_the_zone_region() -> None:
 
 
 def test_the_rendezvous_builds_from_the_pinned_source_unless_a_release_is_set() -> None:
-    from fleet.rendezvous import install_source_metadata
-    from fleet.rendezvous_build import build_table
+    from fleet.components.rendezvous import install_source_metadata
+    from fleet.facts.rendezvous_build import build_table
 
     pinned = build_table().sources[build_table().default_source]
     for stack in ("prod", "scale", "dev"):  # prod and scale pin it in their files; dev takes the default
@@ -149,7 +150,7 @@ def test_the_rendezvous_builds_from_the_pinned_source_unless_a_release_is_set() 
            "prebuilt binary)"),
     ("", "pilot-fleet:rendezvous.source: the rendezvous has no install source"),
     ("0" * 40, "pilot-fleet:rendezvous.source: commit '0000000000000000000000000000000000000000' is not pinned in "
-               "fleet/data/rendezvous_build.yaml (pinned: 4c54cc0c7b1412bc06260d408ca9ee83e6f1063b)"),
+               "fleet/facts/data/rendezvous_build.yaml (pinned: 4c54cc0c7b1412bc06260d408ca9ee83e6f1063b)"),
 ])
 def test_a_rendezvous_that_could_not_install_is_a_config_error(source, problem) -> None:
     problems = problems_for(prod_with("pilot-fleet:rendezvous.source", source))
@@ -179,7 +180,7 @@ def test_a_fleet_without_agents_is_an_error() -> None:
 
 def test_config_accepts_exactly_what_the_vms_accept() -> None:
     """`baseUdpPort: 100` used to plan green and stop every swarm host at boot (the script refuses ports below 1024):
-    both now read fleet/pilot.py's AGENT_BOUNDS."""
+    both now read fleet/facts/pilot.py's AGENT_BOUNDS."""
     problems = problems_for(prod_with("pilot-fleet:swarmHosts.0.baseUdpPort", 100))
     assert problems == ["pilot-fleet:swarmHosts[0].baseUdpPort: Input should be greater than or equal to 1024"]
     too_many = problems_for(prod_with("pilot-fleet:swarmHosts.1.spawnParallelism", 21))

@@ -1,5 +1,5 @@
 """The supervisor's command line against the real pilot-daemon from the pinned PyPI wheels (no stand-in here): every
-release in fleet/data/pilot_releases.yaml, each with its own flags."""
+release in fleet/facts/data/pilot_releases.yaml, each with its own flags."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet import pilot
-from fleet.pilot_releases import known_versions, releases
+from fleet.facts import pilot
+from fleet.facts.pilot_releases import known_versions, releases
 from tests.conftest import extract_daemon
 from tests.supervisor_harness import free_udp_ports, supervisor_module
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from fleet import pilot
-from fleet.pilot_releases import releases
+from fleet.facts import pilot
+from fleet.facts.pilot_releases import releases
 from tests.vm_fleet import Fleet, Host, fleet_of, plan_stack, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="system containers need root")

@@ -76,7 +76,7 @@ def test_the_plan_says_where_the_rendezvous_binary_comes_from(program_with_stack
 
 
 def test_rendezvous_digest_pins_the_fixture_and_refuses_a_non_archive(tmp_path) -> None:
-    from fleet.rendezvous_build import build_table
+    from fleet.facts.rendezvous_build import build_table
     from tests.boot_sandbox import SOURCE_FIXTURE
 
     result = run_fleet("rendezvous-digest", str(SOURCE_FIXTURE))

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from fleet import pilot
-from fleet.startup_script import render_startup_script
+from fleet.components.startup_script import render_startup_script
+from fleet.facts import pilot
 
 INSTANCE = "gcp:compute/instance:Instance"
 FIREWALL = "gcp:compute/firewall:Firewall"

@@ -10,19 +10,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fleet.policy.analyzer import analyze_with, running_pack
-from fleet.policy_facts import FACTS_PATH, render_facts
+from fleet.facts.policy_pack import FACTS_PATH, render_facts
+from fleet.policy_runner.analyzer import analyze_with, running_pack
 from tests.policy_harness import PACK_DIR, plan_of, resources_from_plan
 
 
 def test_the_packs_facts_are_the_fleets() -> None:
     """A changed port, key, machine type or budget formula in fleet/ must be regenerated into the pack."""
     assert FACTS_PATH.read_text() == render_facts(), (
-        "policies/fleet_policies/facts.py is stale: run `python -m fleet.policy_facts`")
+        "policies/fleet_policies/facts.py is stale: run `python -m fleet.facts.policy_pack`")
 
 
 def test_the_facts_follow_a_changed_fact(monkeypatch: Any) -> None:
-    from fleet import pilot
+    from fleet.facts import pilot
 
     monkeypatch.setattr(pilot, "SUPERVISOR_HEALTH_PORT", 8181)
     assert "SUPERVISOR_HEALTH_PORT = 8181\n" in render_facts()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from google.protobuf import empty_pb2
 
-from fleet.policy.analyzer import running_pack
+from fleet.policy_runner.analyzer import running_pack
 from tests.conftest import REPO, load_stack_config, run_fleet
 from tests.policy_harness import PACK_DIR
 

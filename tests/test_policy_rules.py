@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fleet.policy.analyzer import analyze_with, running_pack
+from fleet.policy_runner.analyzer import analyze_with, running_pack
 from tests.policy_harness import PACK_DIR, UNKNOWN, directly, over_grpc, plan_of, resources_from_plan
 
 Resources = list[dict[str, Any]]

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet import pilot
-from fleet.capacity import Assumptions, recommend, vm_capacity
-from fleet.machine_types import lookup
-from fleet.policy.analyzer import running_pack
+from fleet.facts import pilot
+from fleet.facts.machine_types import lookup
+from fleet.planner.sizing import Assumptions, recommend, vm_capacity
+from fleet.policy_runner.analyzer import running_pack
 from tests.conftest import REPO, run_fleet
 from tests.policy_harness import PACK_DIR, directly, over_grpc, resources_from_plan
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from fleet import pilot
-from fleet.pilot_releases import releases
-from fleet.startup_script import (
+from fleet.components.startup_script import (
     METADATA_VALUE_LIMIT,
     SCRIPT_PATH,
     SUPERVISOR_PATH,
     render_startup_script,
     render_supervisor,
 )
+from fleet.facts import pilot
+from fleet.facts.pilot_releases import releases
 from tests.boot_sandbox import BootSandbox, MetadataServer, free_tcp_port
 from tests.supervisor_harness import free_udp_ports, registry_port
 
@@ -61,7 +61,7 @@ def test_the_supervisor_unpacked_from_the_script_is_the_file(tmp_path: Path) -> 
 
 
 def test_rendering_refuses_a_script_without_its_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fleet import startup_script
+    from fleet.components import startup_script
 
     broken = tmp_path / "startup.sh"
     broken.write_text(SCRIPT_PATH.read_text().replace("# @pilot-supervisor", ""))
@@ -75,7 +75,7 @@ def _keys_read() -> set[str]:
     swarm attributes, which the supervisor checks at boot and on every live change)."""
     import re
 
-    from fleet.startup_script import attribute_rules
+    from fleet.components.startup_script import attribute_rules
 
     rules = attribute_rules()
     script = set(re.findall(r"attribute (pilot-[a-z0-9-]+)", SCRIPT_PATH.read_text()))
@@ -114,7 +114,7 @@ def test_script_and_policy_agree_on_script_keys() -> None:
 
 
 def test_kernel_figures_in_the_script_are_the_planners() -> None:
-    from fleet import pilot
+    from fleet.facts import pilot
 
     text = SCRIPT_PATH.read_text()
     assert f"kernel.pid_max = {pilot.KERNEL_PID_MAX}\n" in text
@@ -131,7 +131,7 @@ def changed_bounds() -> dict[str, pilot.AttributeBounds]:
 
 
 CHANGED_FACTS = """
-from fleet import pilot
+from fleet.facts import pilot
 from tests.test_startup_script import changed_bounds
 pilot.AGENT_BOUNDS = changed_bounds()
 """
@@ -139,12 +139,13 @@ pilot.AGENT_BOUNDS = changed_bounds()
 
 def test_a_changed_fact_reaches_config_script_and_supervisor(short_run_dir: str,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """fleet/pilot.py's AGENT_BOUNDS is the one table: change a bound and a default there, and config validation,
+    """fleet/facts/pilot.py's AGENT_BOUNDS is the one table: change a bound and a default there, and config validation,
     the rendered script and the supervisor config it writes all follow (no copy of them anywhere else)."""
-    # config validation, in a fresh interpreter that changes the table before fleet.config builds its models
+    # config validation, in a fresh interpreter that changes the table before fleet.config.model builds its models
     check = CHANGED_FACTS + """
 import json, sys
-from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
+from fleet.config.model import FleetConfigError, parse_fleet_config
+from fleet.config.pulumi_source import raw_from_flat
 from fleet.plan.stack_files import wire_value
 from tests.conftest import load_stack_config
 stack = load_stack_config("prod")

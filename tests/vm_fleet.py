@@ -42,10 +42,10 @@ from typing import Any
 
 import yaml
 
-from fleet import pilot
-from fleet.pilot_releases import known_versions
+from fleet.facts import pilot
+from fleet.facts.pilot_releases import known_versions
+from fleet.facts.rendezvous_build import build_table
 from fleet.plan.mock_engine import MOCK_EXTERNAL_NET
-from fleet.rendezvous_build import build_table
 from tests.boot_sandbox import CONTROL_PATH, SOURCE_FIXTURE, SYSCTL_STUB, WHEEL_CACHE, cached_wheel, mirror_path
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,11 +9,12 @@ from fleet.commands import EXIT_OK, fail
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from fleet.capacity import Assumptions, PlanningError, from_stack, recommend, render
-    from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
+    from fleet.config.model import FleetConfigError, parse_fleet_config
+    from fleet.config.pulumi_source import raw_from_flat
+    from fleet.facts.prices import PriceError, price_table
     from fleet.plan.stack_files import ProjectError, load_project
-    from fleet.prices import PriceError, price_table
-    from fleet.scale_stack import StackWriteError, write_stack
+    from fleet.planner.scale_stack import StackWriteError, write_stack
+    from fleet.planner.sizing import Assumptions, PlanningError, from_stack, recommend, render
 
     assumptions = Assumptions(
         region=args.region, agent_memory_mb=args.agent_memory_mb, headroom_percent=args.headroom,
@@ -32,7 +33,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         return fail(f"stack {args.compare_stack!r}: " + "; ".join(exc.problems))
     table = price_table()
     print(render(fleets))
-    print(f"Prices: {args.region} on-demand, {table.date} (fleet/data/prices.yaml); "
+    print(f"Prices: {args.region} on-demand, {table.date} (fleet/facts/data/prices.yaml); "
           f"{table.hours_per_month:g} hours a month; swarm VMs with their boot and agent state disks "
           "(pd-balanced); the rendezvous is extra.")
     if args.write_stack:

@@ -21,8 +21,8 @@ def _plan_and_check(args: argparse.Namespace, *, show_plan: bool, check_policy: 
     from fleet.plan.mock_engine import ProgramError, plan_program
     from fleet.plan.report import render_plan
     from fleet.plan.stack_files import ProjectError, load_project
-    from fleet.policy.analyzer import PolicyPackError, analyze, load_overrides
-    from fleet.policy.report import render_policy
+    from fleet.policy_runner.analyzer import PolicyPackError, analyze, load_overrides
+    from fleet.policy_runner.report import render_policy
 
     try:
         project = load_project(Path(args.program), args.stack)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fleet import pilot
 from fleet.commands import EXIT_OK, fail
+from fleet.facts import pilot
 from fleet.verify.outputs import OutputsError
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleet.pilot import ROLE_RENDEZVOUS, MetadataKey
+from fleet.facts.pilot import ROLE_RENDEZVOUS, MetadataKey
 from fleet.plan.mock_engine import MOCK_EXTERNAL_NET, Plan, PlannedResource
 
 

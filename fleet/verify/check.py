@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fleet import pilot
+from fleet.facts import pilot
 from fleet.verify.guest_attributes import HostReport, NoCredentialsError, read_hosts
 from fleet.verify.outputs import StackOutputs
 from fleet.verify.stats import FleetCount, Poller, StatsError

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from fleet import pilot
+from fleet.facts import pilot
 from fleet.verify.outputs import StackOutputs
 
 AGENTS_SD = "pilot-agents.json"

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from fleet import pilot
+from fleet.facts import pilot
 
 
 class OutputsError(Exception):

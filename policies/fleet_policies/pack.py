@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from .capacity import agents_fit_memory
 from .hardening import ADVISORY_POLICIES
+from .memory_fit import agents_fit_memory
 from .pools import pools_heal_safely, pools_keep_agent_state
 from .reachability import pilot_ports_open
 from .rendezvous_store import rendezvous_keeps_its_registry

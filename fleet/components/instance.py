@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet import pilot
-from fleet.service_account import SCOPES
+from fleet.components.service_account import SCOPES
+from fleet.facts import pilot
 
 # Compute Engine keys every fleet VM carries: OS Login instead of metadata SSH keys, no serial console,
 # guest attributes on so the supervisor can publish target/running/restarts.

@@ -1,8 +1,8 @@
 """Stack configuration as validated models: parsed and checked before any resource is declared.
 
-Keys live in two namespaces, as `pulumi config set` writes them: `gcp:project`, `gcp:region`, `gcp:zone` for
-the provider, and `pilot-fleet:<key>` for everything else (structured values for the rendezvous, the network,
-the swarm hosts; `pulumi config set --path 'pilot-fleet:swarmHosts[0].targetAgents' 3000` edits one field).
+The model's input is `{"gcp": {...}, "<fleet key>": ...}` (fleet/config/pulumi_source.py builds it from Pulumi's
+flat keys): structured values for the rendezvous, the network, the swarm hosts and pools
+(`pulumi config set --path 'pilot-fleet:swarmHosts[0].targetAgents' 3000` edits one field).
 Every problem is reported with the key that holds it, all at once, as a FleetConfigError.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -18,16 +17,13 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from fleet import pilot
-from fleet.machine_types import lookup, machine_types
-from fleet.memory_budget import MemoryBudget
-from fleet.pilot_releases import known_versions
-from fleet.rendezvous_build import build_table
-from fleet.zones import zones_by_region
+from fleet.facts import pilot
+from fleet.facts.machine_types import lookup, machine_types
+from fleet.facts.memory_budget import MemoryBudget
+from fleet.facts.pilot_releases import known_versions
+from fleet.facts.rendezvous_build import build_table
+from fleet.facts.zones import zones_by_region
 
-GCP_KEYS = ("project", "region", "zone")
-# Config namespaces this program reads: its own, the one provider it uses, and the engine's own.
-KNOWN_NAMESPACES = (pilot.PROJECT_NAME, "gcp", "pulumi")
 GCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
 
@@ -66,7 +62,7 @@ Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT)]
 
 
 def _bounded(name: str) -> Any:
-    """A field with the bounds (and default) the VMs accept: fleet/pilot.py's AGENT_BOUNDS, the one table the
+    """A field with the bounds (and default) the VMs accept: fleet/facts/pilot.py's AGENT_BOUNDS, the one table the
     startup script is rendered from."""
     bounds = pilot.AGENT_BOUNDS[name]
     low = {"gt" if bounds.low_open else "ge": bounds.low}
@@ -123,7 +119,7 @@ class RendezvousConfig(Model):
     operator_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
     new_registrations_per_minute: int = _bounded("new_registrations_per_minute")
     # The rendezvous binary is not on PyPI. By default its host builds it at first boot from this pinned commit of
-    # the public source (fleet/data/rendezvous_build.yaml); a prebuilt release (url, sha256) wins when set.
+    # the public source (fleet/facts/data/rendezvous_build.yaml); a prebuilt release (url, sha256) wins when set.
     # `source: null` (or "") builds nothing: then `release` is required.
     source: str | None = Field(default_factory=lambda: build_table().default_source)
     release: RendezvousRelease | None = None
@@ -297,7 +293,7 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
     def unknown_machine(key: str, name: str) -> str:
         close = difflib.get_close_matches(name, machine_types(), n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        return f"{key}: unknown machine type {name!r} ({hint}known types: fleet/data/machine_types.yaml)"
+        return f"{key}: unknown machine type {name!r} ({hint}known types: fleet/facts/data/machine_types.yaml)"
     region = cfg.gcp.region
 
     known = zones_by_region()
@@ -306,18 +302,19 @@ def _semantic_problems(cfg: FleetConfig) -> list[str]:
         if not zone.startswith(region + "-"):
             problems.append(f"{key}: zone {zone} is not in region {region} (gcp:region)")
         elif region not in known:
-            problems.append(f"{key}: region {region} is not in fleet/data/zones.yaml (add its zones there, from "
+            problems.append(f"{key}: region {region} is not in fleet/facts/data/zones.yaml (add its zones there, from "
                             f"`gcloud compute zones list --filter=region:{region}`)")
         elif zone not in known[region]:
             close = difflib.get_close_matches(zone, known[region], n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             problems.append(f"{key}: {zone} is not a zone of {region} ({hint}its zones: {', '.join(known[region])}; "
-                            "fleet/data/zones.yaml)")
+                            "fleet/facts/data/zones.yaml)")
 
     check_zone("gcp:zone", cfg.gcp.zone)
     if cfg.pilot_version not in known_versions():
         problems.append(f"{key_name(('pilotVersion',))}: no pilot-daemon wheel known for {cfg.pilot_version} "
-                        f"(known: {', '.join(known_versions())}; add its wheels to fleet/data/pilot_releases.yaml)")
+                        f"(known: {', '.join(known_versions())}; "
+                        "add its wheels to fleet/facts/data/pilot_releases.yaml)")
     if cfg.rendezvous.zone:
         check_zone(key_name(("rendezvous", "zone")), cfg.rendezvous.zone)
     if lookup(cfg.rendezvous.machine_type) is None:
@@ -394,7 +391,7 @@ def _install_source_problems(rv: RendezvousConfig) -> list[str]:
     known = ", ".join(sorted(table.sources))
     if rv.source and rv.source not in table.sources:
         return [f"{key_name(('rendezvous', 'source'))}: commit {rv.source!r} is not pinned in "
-                f"fleet/data/rendezvous_build.yaml (pinned: {known})"]
+                f"fleet/facts/data/rendezvous_build.yaml (pinned: {known})"]
     if not rv.source and rv.release is None:
         return [f"{key_name(('rendezvous', 'source'))}: the rendezvous has no install source: set it to a pinned "
                 f"commit ({known}) or set {key_name(('rendezvous', 'release'))} (url, sha256 of a prebuilt binary)"]
@@ -411,59 +408,3 @@ def parse_fleet_config(raw: Mapping[str, Any]) -> FleetConfig:
     if problems:
         raise FleetConfigError(problems)
     return cfg
-
-
-def raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn flat Pulumi config ({"gcp:zone": "...", "pilot-fleet:swarmHosts": "[...]"}) into parse input.
-
-    Values arrive as strings (structured values JSON-encoded), as the Pulumi engine hands them to programs.
-    A key under any other namespace is an error (a typo such as `pilot-fleets:swarmHosts` would otherwise plan a
-    fleet without it); `gcp:region` defaults to the region of `gcp:zone`.
-    """
-    unknown = [key for key in flat if key.partition(":")[0] not in KNOWN_NAMESPACES]
-    if unknown:
-        raise FleetConfigError([_unknown_namespace(key) for key in sorted(unknown)])
-    raw: dict[str, Any] = {"gcp": {}}
-    prefix = pilot.PROJECT_NAME + ":"
-    for key, value in flat.items():
-        if key.startswith("gcp:") and key[4:] in GCP_KEYS:
-            raw["gcp"][key[4:]] = value
-        elif key.startswith(prefix):
-            raw[key[len(prefix):]] = _decode(value)
-    zone = raw["gcp"].get("zone")
-    if "region" not in raw["gcp"] and isinstance(zone, str) and "-" in zone:
-        raw["gcp"]["region"] = zone.rsplit("-", 1)[0]
-    return raw
-
-
-def _unknown_namespace(key: str) -> str:
-    namespace, _, rest = key.partition(":")
-    close = difflib.get_close_matches(namespace, KNOWN_NAMESPACES, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}:{rest}? " if close and rest else ""
-    return (f"{key}: unknown namespace {namespace!r} ({hint}this program reads "
-            f"{', '.join(n + ':*' for n in KNOWN_NAMESPACES)})")
-
-
-def _decode(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
-def load_from_pulumi() -> FleetConfig:
-    """Read the running stack's configuration (inside `pulumi up`, `preview` or the offline plan): every value
-    through `pulumi.Config`; only the list of keys comes from the SDK's internals (fleet/pulumi_internals.py: no
-    public API enumerates them, and a key under a misspelt namespace must be refused, not ignored)."""
-    import pulumi
-
-    from fleet import pulumi_internals
-
-    flat: dict[str, Any] = {}
-    for key in pulumi_internals.config_keys():
-        namespace, _, name = key.partition(":")
-        value = pulumi.Config(namespace).get(name) if name else None
-        flat[key] = value if value is not None else ""
-    return parse_fleet_config(raw_from_flat(flat))

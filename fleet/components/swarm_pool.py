@@ -6,12 +6,12 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet import pilot
-from fleet.config import FleetConfig, SwarmPoolConfig
-from fleet.instance import FleetVm
-from fleet.network import FLEET_TAG, FleetNetwork, swarm_tag
-from fleet.rendezvous import Rendezvous
-from fleet.swarm_host import agent_metadata, agent_ports_firewall
+from fleet.components.instance import FleetVm
+from fleet.components.network import FLEET_TAG, FleetNetwork, swarm_tag
+from fleet.components.rendezvous import Rendezvous
+from fleet.components.swarm_host import agent_metadata, agent_ports_firewall
+from fleet.config.model import FleetConfig, SwarmPoolConfig
+from fleet.facts import pilot
 
 # A metadata-only change of the template (a new target, daemon version, pacing) is applied to the pool's VMs in
 # place: REFRESH updates their metadata without a restart, and each VM's supervisor converges live (day two). A

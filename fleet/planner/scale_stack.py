@@ -9,10 +9,11 @@ from typing import Any
 
 import yaml
 
-from fleet import pilot
-from fleet.capacity import Assumptions, CostedFleet
-from fleet.config import FleetConfigError, parse_fleet_config, raw_from_flat
-from fleet.rendezvous_build import build_table
+from fleet.config.model import FleetConfigError, parse_fleet_config
+from fleet.config.pulumi_source import raw_from_flat
+from fleet.facts import pilot
+from fleet.facts.rendezvous_build import build_table
+from fleet.planner.sizing import Assumptions, CostedFleet
 
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 RENDEZVOUS_MACHINE = "e2-standard-8"  # the registry's state for 50,000 agents is a few MB; see SCALING.md
@@ -62,9 +63,10 @@ def write_stack(program: Path, name: str, fleet: CostedFleet, a: Assumptions, fo
         raise StackWriteError(f"the recommendation does not make a valid stack: {'; '.join(exc.problems)}") from None
     header = (f"# Written by `python -m fleet capacity --agents {fleet.requested} --write-stack {name}` on "
               f"{datetime.now(UTC):%Y-%m-%d}: {fleet.agents:,} agents on {fleet.vms} VMs, "
-              f"${fleet.monthly:,.0f} a month ({a.region} on-demand, fleet/data/prices.yaml).\n"
+              f"${fleet.monthly:,.0f} a month ({a.region} on-demand, fleet/facts/data/prices.yaml).\n"
               "# gcp:project is a placeholder: `pulumi config set gcp:project YOUR_PROJECT`. The rendezvous builds\n"
-              "# from the pinned public source at its first boot (fleet/data/rendezvous_build.yaml); see README.md.\n")
+              "# from the pinned public source at its first boot (fleet/facts/data/rendezvous_build.yaml);\n"
+              "# see README.md.\n")
     tmp = path.with_suffix(".yaml.tmp")
     try:
         tmp.write_text(header + yaml.safe_dump({"config": config}, sort_keys=False))

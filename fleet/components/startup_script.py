@@ -9,10 +9,18 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet import pilot
-from fleet.rendezvous_build import build_table
+from fleet.facts import pilot
+from fleet.facts.rendezvous_build import build_table
 
-STARTUP_DIR = Path(__file__).resolve().parent.parent / "startup"
+
+def _startup_dir() -> Path:
+    """startup/ of the checkout; in an installed wheel its copy, fleet/startup_files/ (pyproject.toml maps it)."""
+    package = Path(__file__).resolve().parents[1]
+    bundled = package / "startup_files"
+    return bundled if bundled.is_dir() else package.parent / "startup"
+
+
+STARTUP_DIR = _startup_dir()
 SCRIPT_PATH = STARTUP_DIR / "startup.sh"
 SUPERVISOR_PATH = STARTUP_DIR / "pilot_supervisor.py"
 # startup.sh marks where the renderer inserts the toolchain table, defaults and the supervisor program; the
@@ -27,7 +35,7 @@ METADATA_VALUE_LIMIT = 256 * 1024
 
 
 def attribute_rules() -> dict[str, object]:
-    """What the supervisor checks swarm attributes with: fleet/pilot.py's keys and AGENT_BOUNDS, as JSON."""
+    """What the supervisor checks swarm attributes with: fleet/facts/pilot.py's keys and AGENT_BOUNDS, as JSON."""
     keys = {name: value for name, value in vars(pilot.MetadataKey).items() if name.isupper()}
     return {"keys": keys, "bounds": {name: list(astuple(b)) for name, b in pilot.AGENT_BOUNDS.items()}}
 

@@ -101,7 +101,7 @@ class MetadataKey:
     STANDBY_OF = "pilot-standby-of"
     HEALTH_PORT = "pilot-health-port"
     HEALTH_THRESHOLD = "pilot-health-threshold"
-    # the version's wheels and optional flags (fleet/data/pilot_releases.yaml), as one JSON value
+    # the version's wheels and optional flags (fleet/facts/data/pilot_releases.yaml), as one JSON value
     DAEMON_RELEASE = "pilot-daemon-release"
     ROLLOUT_MAX_UNAVAILABLE = "pilot-rollout-max-unavailable"
     # Compute Engine's own keys, set for hardening and for the supervisor's status reports.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleet.plan.report import short_type
-from fleet.policy.analyzer import PolicyReport
+from fleet.policy_runner.analyzer import PolicyReport
 
 ORDER = ("mandatory", "advisory")
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet import pilot
-from fleet.config import FleetConfig, RendezvousConfig
-from fleet.instance import FleetVm, internal_ip
-from fleet.network import FLEET_TAG, RENDEZVOUS_TAG, FleetNetwork
-from fleet.rendezvous_build import build_table
+from fleet.components.instance import FleetVm, internal_ip
+from fleet.components.network import FLEET_TAG, RENDEZVOUS_TAG, FleetNetwork
+from fleet.config.model import FleetConfig, RendezvousConfig
+from fleet.facts import pilot
+from fleet.facts.rendezvous_build import build_table
 
 
 def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:

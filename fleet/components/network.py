@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet.config import FleetConfig
+from fleet.config.model import FleetConfig
 
 FLEET_TAG = "pilot-fleet"
 RENDEZVOUS_TAG = "pilot-rendezvous"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from fleet import pilot
-from fleet.config import FleetConfig
-from fleet.machine_types import MachineType, lookup, machine_types
-from fleet.memory_budget import MemoryBudget
-from fleet.prices import PriceTable, price_table
+from fleet.config.model import FleetConfig
+from fleet.facts import pilot
+from fleet.facts.machine_types import MachineType, lookup, machine_types
+from fleet.facts.memory_budget import MemoryBudget
+from fleet.facts.prices import PriceTable, price_table
 
 
 @dataclass(frozen=True)
@@ -196,10 +196,10 @@ def _stack_line(cfg: FleetConfig, machine_type: str, agent_mb: float, base_port:
                 disk_gb: int, region: str, prices: PriceTable) -> Line:
     machine = lookup(machine_type)
     if machine is None:
-        raise PlanningError(f"machine type {machine_type!r} is not in fleet/data/machine_types.yaml")
+        raise PlanningError(f"machine type {machine_type!r} is not in fleet/facts/data/machine_types.yaml")
     monthly = vm_monthly(machine, disk_gb, region, prices)
     if monthly is None:
-        raise PlanningError(f"no price for {machine_type} or its disks in {region} (fleet/data/prices.yaml)")
+        raise PlanningError(f"no price for {machine_type} or its disks in {region} (fleet/facts/data/prices.yaml)")
     a = Assumptions(region=region, agent_memory_mb=agent_mb, headroom_percent=cfg.memory.headroom_percent,
                     os_reserve_mb=cfg.memory.os_reserve_mb, base_udp_port=base_port)
     return Line(vm_capacity(machine, a), count, per_vm, monthly)

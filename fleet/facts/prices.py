@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from fleet.machine_types import MachineType
+from fleet.facts.machine_types import MachineType
 
 TABLE_PATH = Path(__file__).with_name("data") / "prices.yaml"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fleet.pilot_releases import Wheel
+from fleet.facts.pilot_releases import Wheel
 
 TABLE_PATH = Path(__file__).with_name("data") / "rendezvous_build.yaml"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet import pilot
-from fleet.config import AgentSettings, FleetConfig, SwarmHostConfig
-from fleet.instance import FleetVm, external_ip, internal_ip
-from fleet.network import FLEET_TAG, FleetNetwork, swarm_tag
-from fleet.pilot_releases import releases
-from fleet.rendezvous import Rendezvous
+from fleet.components.instance import FleetVm, external_ip, internal_ip
+from fleet.components.network import FLEET_TAG, FleetNetwork, swarm_tag
+from fleet.components.rendezvous import Rendezvous
+from fleet.config.model import AgentSettings, FleetConfig, SwarmHostConfig
+from fleet.facts import pilot
+from fleet.facts.pilot_releases import releases
 
 
 def agent_metadata(cfg: FleetConfig, spec: AgentSettings, target: int,

@@ -7,14 +7,14 @@ from typing import Any
 
 import pulumi
 
-from fleet import pilot
-from fleet.config import FleetConfig
-from fleet.network import FleetNetwork
-from fleet.rendezvous import Rendezvous
-from fleet.service_account import FleetServiceAccount
-from fleet.startup_script import ProjectStartupScript
-from fleet.swarm_host import SwarmHost
-from fleet.swarm_pool import SwarmPool
+from fleet.components.network import FleetNetwork
+from fleet.components.rendezvous import Rendezvous
+from fleet.components.service_account import FleetServiceAccount
+from fleet.components.startup_script import ProjectStartupScript
+from fleet.components.swarm_host import SwarmHost
+from fleet.components.swarm_pool import SwarmPool
+from fleet.config.model import FleetConfig
+from fleet.facts import pilot
 
 
 @dataclass

@@ -33,7 +33,7 @@ def _fits(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         memory = machine_memory_mb(machine_type)
         if memory is None:
             report_violation(f"{vm.name}: machine type {machine_type!r} is not in the fleet's machine-type table "
-                             "(fleet/data/machine_types.yaml); its memory cannot be checked.", vm.urn)
+                             "(fleet/facts/data/machine_types.yaml); its memory cannot be checked.", vm.urn)
             continue
         budget = MemoryBudget(memory, int(config["osReserveMb"]), float(config["agentMemoryMb"]),
                               float(config["headroomPercent"]))

@@ -1,0 +1,76 @@
+"""Reading the stack's configuration from Pulumi: flat `namespace:key` values into the model's input.
+
+Keys live in two namespaces, as `pulumi config set` writes them: `gcp:project`, `gcp:region`, `gcp:zone` for
+the provider, and `pilot-fleet:<key>` for everything else. A key under any other namespace is an error with a
+"did you mean" (a typo such as `pilot-fleets:swarmHosts` would otherwise plan a fleet without it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fleet.config.model import FleetConfig, FleetConfigError, parse_fleet_config
+from fleet.facts import pilot
+
+GCP_KEYS = ("project", "region", "zone")
+# Config namespaces this program reads: its own, the one provider it uses, and the engine's own.
+KNOWN_NAMESPACES = (pilot.PROJECT_NAME, "gcp", "pulumi")
+
+
+def raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn flat Pulumi config ({"gcp:zone": "...", "pilot-fleet:swarmHosts": "[...]"}) into parse input.
+
+    Values arrive as strings (structured values JSON-encoded), as the Pulumi engine hands them to programs.
+    A key under any other namespace is an error (a typo such as `pilot-fleets:swarmHosts` would otherwise plan a
+    fleet without it); `gcp:region` defaults to the region of `gcp:zone`.
+    """
+    unknown = [key for key in flat if key.partition(":")[0] not in KNOWN_NAMESPACES]
+    if unknown:
+        raise FleetConfigError([_unknown_namespace(key) for key in sorted(unknown)])
+    raw: dict[str, Any] = {"gcp": {}}
+    prefix = pilot.PROJECT_NAME + ":"
+    for key, value in flat.items():
+        if key.startswith("gcp:") and key[4:] in GCP_KEYS:
+            raw["gcp"][key[4:]] = value
+        elif key.startswith(prefix):
+            raw[key[len(prefix):]] = _decode(value)
+    zone = raw["gcp"].get("zone")
+    if "region" not in raw["gcp"] and isinstance(zone, str) and "-" in zone:
+        raw["gcp"]["region"] = zone.rsplit("-", 1)[0]
+    return raw
+
+
+def _unknown_namespace(key: str) -> str:
+    namespace, _, rest = key.partition(":")
+    close = difflib.get_close_matches(namespace, KNOWN_NAMESPACES, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}:{rest}? " if close and rest else ""
+    return (f"{key}: unknown namespace {namespace!r} ({hint}this program reads "
+            f"{', '.join(n + ':*' for n in KNOWN_NAMESPACES)})")
+
+
+def _decode(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def load_from_pulumi() -> FleetConfig:
+    """Read the running stack's configuration (inside `pulumi up`, `preview` or the offline plan): every value
+    through `pulumi.Config`; only the list of keys comes from the SDK's internals (fleet/pulumi_internals.py: no
+    public API enumerates them, and a key under a misspelt namespace must be refused, not ignored)."""
+    import pulumi
+
+    from fleet import pulumi_internals
+
+    flat: dict[str, Any] = {}
+    for key in pulumi_internals.config_keys():
+        namespace, _, name = key.partition(":")
+        value = pulumi.Config(namespace).get(name) if name else None
+        flat[key] = value if value is not None else ""
+    return parse_fleet_config(raw_from_flat(flat))
