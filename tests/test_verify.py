@@ -187,10 +187,12 @@ def test_watch_prints_a_line_per_change(server: StatsServer) -> None:
 @pytest.mark.parametrize("value", [True, "10", 10.0])
 def test_a_count_that_is_not_a_whole_number_is_malformed(server: StatsServer, value: Any) -> None:
     server.set(Answer.stats(**{**REAL, "active_nodes": value}))
-    result = verify("--stats-url", server.url, "--expected", "1", "--json")
+    result = verify("--stats-url", server.url, "--expected", "1", "--json", "--wait", "30")
     assert result.returncode == 2, result.stdout
     doc = report(result)
     assert doc["verdict"] == "failed" and "field active_nodes" in doc["message"] and "integer" in doc["message"]
+    # a contract mismatch does not heal by waiting: one request, no retries up to the deadline
+    assert len([p for p, _ in server.requests if p == "/api/stats"]) == 1
 
 
 @pytest.mark.parametrize("expected", ["0", "-1"])

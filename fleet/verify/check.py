@@ -10,7 +10,7 @@ from typing import Any
 from fleet.facts import pilot
 from fleet.verify.guest_attributes import HostReport, NoCredentialsError, read_hosts
 from fleet.verify.outputs import StackOutputs
-from fleet.verify.stats import FleetCount, Poller, StatsError
+from fleet.verify.stats import FleetCount, Poller, StatsContractError, StatsError
 
 OK, DEGRADED, FAILED, CONVERGING = "ok", "degraded", "failed", "converging"
 # converging: below the threshold, but only by what hosts in the middle of a change (a rollout, a new target) have
@@ -57,6 +57,7 @@ class Report:
     hosts: list[HostReport] = field(default_factory=list)
     per_host: str = "not requested"
     checked_at: str = ""
+    settled: bool = False  # waiting cannot change this verdict (the stats URL answers another contract)
 
     @property
     def exit_code(self) -> int:
@@ -109,7 +110,8 @@ def check_once(target: Target, deadline: float, per_host: bool = True) -> Report
     try:
         count = Poller(target.stats_url).fetch(deadline)
     except StatsError as exc:
-        return Report(FAILED, f"could not check: {exc}", target, checked_at=now)
+        return Report(FAILED, f"could not check: {exc}", target, checked_at=now,
+                      settled=isinstance(exc, StatsContractError))
     verdict, message = judge(target, count)
     report = Report(verdict, message, target, count, checked_at=now)
     if per_host and (target.hosts or target.pools) and target.project:
@@ -134,6 +136,6 @@ def check(target: Target, wait: float, interval: float, per_host: bool = True) -
     while True:
         report = check_once(target, deadline, per_host)
         remaining = deadline - time.monotonic()
-        if report.verdict == OK or wait <= 0 or remaining <= interval:
+        if report.verdict == OK or report.settled or wait <= 0 or remaining <= interval:
             return report
         time.sleep(interval)

@@ -18,6 +18,11 @@ class StatsError(Exception):
     """The stats could not be read or make no sense; the message says which and why."""
 
 
+class StatsContractError(StatsError):
+    """The answer has the stats' shape but a field of the wrong type or range: other software (or another version)
+    answers at that URL, which waiting does not change, so it is not retried."""
+
+
 class _Stats(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -60,7 +65,7 @@ def parse_stats(body: bytes, url: str) -> FleetCount:
         stats = model.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise StatsError(f"{url}: field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        raise StatsContractError(f"{url}: field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
     if isinstance(stats, RendezvousStats):
         return FleetCount(stats.active_nodes, stats.total_nodes, SHAPE_RENDEZVOUS)
     assert isinstance(stats, LegacyStats)
@@ -70,7 +75,8 @@ def parse_stats(body: bytes, url: str) -> FleetCount:
 @dataclass
 class Poller:
     """GETs the stats until an answer parses or the deadline passes: per-request timeouts never outlast it,
-    retries back off (0.5 s doubling to 8 s) on connection errors, 5xx and unparsable answers."""
+    retries back off (0.5 s doubling to 8 s) on connection errors, 5xx and unparsable answers (a server starting up
+    or a proxy in front of it); a 4xx or a field of the wrong type fails at once."""
 
     url: str
     request_timeout: float = 10.0
@@ -100,6 +106,8 @@ class Poller:
             elif response is not None:
                 try:
                     return parse_stats(response.content, self.url)
+                except StatsContractError:
+                    raise
                 except StatsError as exc:
                     last = str(exc).removeprefix(f"{self.url} ")
             remaining = deadline - time.monotonic()
