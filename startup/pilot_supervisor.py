@@ -934,8 +934,10 @@ class Supervisor:
         pids = [pid for _, pids in sorted(self.listing().items(), reverse=True) for pid in pids]
         log("stopping", agents=len(pids), batch=self.config.stop_batch)
         for offset in range(0, len(pids), self.config.stop_batch):
-            for pid in pids[offset:offset + self.config.stop_batch]:
+            batch = pids[offset:offset + self.config.stop_batch]
+            for pid in batch:
                 _signal(pid, signal.SIGTERM)
+            log("stop-batch", agents=len(batch), left=len(pids) - offset - len(batch))
             time.sleep(self.config.stop_batch_delay_seconds)
             self.reap(time.monotonic())
         deadline = time.monotonic() + self.config.stop_grace_seconds

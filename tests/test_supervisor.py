@@ -100,15 +100,15 @@ def test_stop_terminates_in_paced_batches(tmp_path: Path) -> None:
         stopping_at = time.time()
         output = box.terminate()
         assert box.proc is not None and box.proc.returncode == 0, output
-        stops = sorted(e.at for e in box.events() if e.kind == "stop")
+        stops = sorted(e.at for e in box.events() if e.kind == "stop")  # each agent's own SIGTERM handler
         assert len(stops) == 10 and not _list(box)
-        batches = [[stops[0]]]
-        for at in stops[1:]:
-            (batches[-1].append(at) if at - batches[-1][-1] < 0.2 else batches.append([at]))
-        assert [len(b) for b in batches] == [4, 4, 2], batches
-        assert all(b[0] - a[-1] >= 0.3 for a, b in itertools.pairwise(batches))
         assert stops[0] - stopping_at < 1.0
         assert box.status()["running"] == 0 and '"event": "stopped"' in output
+    # the pacing, on the supervisor's own clock (an agent's handler may run late on a loaded machine)
+    batches = [e for e in _supervisor_log(output) if e["event"] == "stop-batch"]
+    assert [(e["agents"], e["left"]) for e in batches] == [(4, 6), (4, 2), (2, 0)], batches
+    assert all(float(b["time"]) - float(a["time"]) >= FAST["stop_batch_delay_seconds"] - 0.01
+               for a, b in itertools.pairwise(batches)), batches
 
 
 def test_a_new_supervisor_counts_agents_it_did_not_start_and_trims_to_target(tmp_path: Path) -> None:
@@ -211,9 +211,10 @@ def test_no_agent_starts_while_the_registry_is_unreachable(tmp_path: Path) -> No
         with registry_port("127.0.0.1", port):
             came_up = time.time()
             box.wait_for(lambda: len([e for e in box.events() if e.kind == "start"]) == 8)
-            starts = sorted(e.at for e in box.events() if e.kind == "start")
         out = box.terminate()
-    # no token was spent while it was away: a full burst of 4 right away, then the bucket's 10 a second
+    # no token was spent while it was away: a full burst of 4 right away, then the bucket's 10 a second (when the
+    # supervisor spawned them, from its own log: the stand-ins' start-up time under load would blur this)
+    starts = sorted(float(e["time"]) for e in _supervisor_log(out) if e["event"] == "agent-started")
     assert len(starts) == 8 and starts[0] >= came_up - 0.05
     assert sum(1 for at in starts if at - starts[0] < 0.25) >= 3
     events = [entry["event"] for entry in _supervisor_log(out)]
