@@ -5,9 +5,9 @@ from __future__ import annotations
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .config import ConfigSpec, config_for, config_schema
 from .facts import MemoryBudget
 from .gce import effective_vms, machine_memory_mb, metadata_value
+from .policy_config import ConfigSpec, config_for, config_schema
 
 CONFIG: ConfigSpec = {
     "agentMemoryMb": ("number", pilot.DEFAULT_AGENT_MEMORY_MB),

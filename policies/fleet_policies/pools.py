@@ -16,7 +16,6 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .config import ConfigSpec, config_for, config_schema
 from .gce import (
     FIREWALL,
     INSTANCE_TEMPLATE,
@@ -29,6 +28,7 @@ from .gce import (
     target_of,
     template_of,
 )
+from .policy_config import ConfigSpec, config_for, config_schema
 
 CONFIG: ConfigSpec = {
     "minInitialDelaySec": ("integer", 600),

@@ -13,8 +13,8 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .config import ConfigSpec, config_for, config_schema
 from .gce import FIREWALL, Target, admits, effective_vms, metadata_value, subnet_networks, target_of
+from .policy_config import ConfigSpec, config_for, config_schema
 
 CONFIG: ConfigSpec = {
     "agentSourceRanges": ("array", ["0.0.0.0/0"]),
