@@ -7,19 +7,19 @@ from typing import Any
 
 import pytest
 
-from fleet.config.model import FleetConfigError, parse_fleet_config
-from fleet.config.pulumi_source import raw_from_flat
+from fleet.config.model import FleetConfigError
+from fleet.config.pulumi_source import parse_flat_config
 from fleet.plan.stack_files import load_project, wire_value
 from tests.conftest import REPO, load_stack_config
 
 
 def parse_stack(stack: str):
-    return parse_fleet_config(raw_from_flat(load_project(REPO, stack).config))
+    return parse_flat_config(load_project(REPO, stack).config)
 
 
 def problems_for(config: dict[str, Any]) -> list[str]:
     with pytest.raises(FleetConfigError) as excinfo:
-        parse_fleet_config(raw_from_flat({k: wire_value(v) for k, v in config.items()}))
+        parse_flat_config({k: wire_value(v) for k, v in config.items()})
     return excinfo.value.problems
 
 
@@ -122,8 +122,7 @@ def test_missing_project_is_reported() -> None:
 def test_region_defaults_to_the_zone_region() -> None:
     config = load_stack_config("dev")
     del config["gcp:region"]
-    cfg = parse_fleet_config(raw_from_flat({k: wire_value(v)
-                                            for k, v in config.items()}))
+    cfg = parse_flat_config({k: wire_value(v) for k, v in config.items()})
     assert cfg.gcp.region == "us-central1"
 
 
@@ -138,8 +137,8 @@ def test_the_rendezvous_builds_from_the_pinned_source_unless_a_release_is_set() 
     assert metadata == {"pilot-rendezvous-source-commit": pinned.commit, "pilot-rendezvous-source-url": pinned.url,
                         "pilot-rendezvous-source-digest": pinned.tree_sha256, "pilot-go-version": pinned.go}
     release = {"url": "https://releases.example.com/rv", "sha256": "0" * 64}
-    cfg = parse_fleet_config(raw_from_flat({k: wire_value(v) for k, v in
-                                            prod_with("pilot-fleet:rendezvous.release", release).items()}))
+    cfg = parse_flat_config({k: wire_value(v) for k, v in
+                                            prod_with("pilot-fleet:rendezvous.release", release).items()})
     assert install_source_metadata(cfg.rendezvous) == {"pilot-rendezvous-url": release["url"],
                                                        "pilot-rendezvous-sha256": release["sha256"]}
 

@@ -145,7 +145,7 @@ def test_a_changed_fact_reaches_config_script_and_supervisor(short_run_dir: str,
     check = CHANGED_FACTS + """
 import json, sys
 from fleet.config.model import FleetConfigError, parse_fleet_config
-from fleet.config.pulumi_source import raw_from_flat
+from fleet.config.pulumi_source import parse_flat_config
 from fleet.plan.stack_files import wire_value
 from tests.conftest import load_stack_config
 stack = load_stack_config("prod")
@@ -153,7 +153,7 @@ results = []
 for parallelism in (25, 31):
     stack["pilot-fleet:swarmHosts"][1]["spawnParallelism"] = parallelism
     try:
-        cfg = parse_fleet_config(raw_from_flat({k: wire_value(v) for k, v in stack.items()}))
+        cfg = parse_flat_config({k: wire_value(v) for k, v in stack.items()})
         results.append([cfg.swarm_hosts[1].spawn_parallelism, cfg.swarm_hosts[0].gogc])
     except FleetConfigError as exc:
         results.append(exc.problems)

@@ -9,8 +9,8 @@ from fleet.commands import EXIT_OK, fail
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from fleet.config.model import FleetConfigError, parse_fleet_config
-    from fleet.config.pulumi_source import raw_from_flat
+    from fleet.config.model import FleetConfigError
+    from fleet.config.pulumi_source import parse_flat_config
     from fleet.facts.prices import PriceError, price_table
     from fleet.plan.stack_files import ProjectError, load_project
     from fleet.planner.scale_stack import StackWriteError, write_stack
@@ -25,7 +25,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         fleets = [recommend(args.agents, assumptions)]
         if args.compare_stack:
             project = load_project(Path(args.program), args.compare_stack)
-            cfg = parse_fleet_config(raw_from_flat(project.config))
+            cfg = parse_flat_config(project.config)
             fleets.append(from_stack(cfg, args.compare_stack, args.region))
     except (PlanningError, PriceError, ProjectError) as exc:
         return fail(str(exc))

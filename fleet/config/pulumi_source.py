@@ -20,7 +20,12 @@ GCP_KEYS = ("project", "region", "zone")
 KNOWN_NAMESPACES = (pilot.PROJECT_NAME, "gcp", "pulumi")
 
 
-def raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
+def parse_flat_config(flat: Mapping[str, Any]) -> FleetConfig:
+    """Validate flat Pulumi config (as a stack file or the engine holds it); raise FleetConfigError."""
+    return parse_fleet_config(_raw_from_flat(flat))
+
+
+def _raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
     """Turn flat Pulumi config ({"gcp:zone": "...", "pilot-fleet:swarmHosts": "[...]"}) into parse input.
 
     Values arrive as strings (structured values JSON-encoded), as the Pulumi engine hands them to programs.
@@ -73,4 +78,4 @@ def load_from_pulumi() -> FleetConfig:
         namespace, _, name = key.partition(":")
         value = pulumi.Config(namespace).get(name) if name else None
         flat[key] = value if value is not None else ""
-    return parse_fleet_config(raw_from_flat(flat))
+    return parse_flat_config(flat)

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from fleet.config.model import FleetConfigError, parse_fleet_config
-from fleet.config.pulumi_source import raw_from_flat
+from fleet.config.model import FleetConfigError
+from fleet.config.pulumi_source import parse_flat_config
 from fleet.facts import pilot
 from fleet.facts.rendezvous_build import build_table
 from fleet.planner.sizing import Assumptions, CostedFleet
@@ -58,7 +58,7 @@ def write_stack(program: Path, name: str, fleet: CostedFleet, a: Assumptions, fo
         raise StackWriteError(f"{path} exists; pass --force to replace it")
     config = stack_config(name, fleet, a)
     try:  # never write a stack the program would refuse
-        parse_fleet_config(raw_from_flat(config))
+        parse_flat_config(config)
     except FleetConfigError as exc:
         raise StackWriteError(f"the recommendation does not make a valid stack: {'; '.join(exc.problems)}") from None
     header = (f"# Written by `python -m fleet capacity --agents {fleet.requested} --write-stack {name}` on "
