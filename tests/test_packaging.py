@@ -23,9 +23,10 @@ def _wheel(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     src.mkdir()
     for name in SOURCES:
-        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(
-            REPO / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                        if (REPO / name).is_dir() else {}))
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(REPO / name, src / name)
     # the build backend (setuptools) is in the dev requirements: no index is needed here
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                             "--wheel-dir", str(tmp_path / "dist"), str(src)], capture_output=True, text=True,
@@ -36,20 +37,19 @@ def _wheel(tmp_path: Path) -> Path:
 
 
 def test_the_wheel_installs_the_fleet_and_renders_what_the_checkout_renders(tmp_path: Path) -> None:
-    wheel = _wheel(tmp_path)
-    names = set(zipfile.ZipFile(wheel).namelist())
+    site = tmp_path / "site"
+    with zipfile.ZipFile(_wheel(tmp_path)) as wheel:
+        names = set(wheel.namelist())
+        entry_points = wheel.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+        wheel.extractall(site)
     packages = {str(p.parent.relative_to(REPO)) for p in (REPO / "fleet").rglob("__init__.py")}
     assert {f"{p}/__init__.py" for p in packages} <= names, "a package of fleet/ is missing from pyproject.toml"
     tables = {f"fleet/facts/data/{p.name}" for p in (REPO / "fleet" / "facts" / "data").glob("*.yaml")}
     assert tables and tables <= names
     assert {"fleet/startup_files/startup.sh", "fleet/startup_files/pilot_supervisor.py"} <= names
     assert not {n for n in names if n.startswith(("tests/", "policies/", "bench/"))}
-    entry_points = zipfile.ZipFile(wheel).read(
-        next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "pilot-fleet = fleet.cli:main" in entry_points
 
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
     elsewhere = tmp_path / "elsewhere"  # not the checkout: only the unpacked wheel provides `fleet`
     elsewhere.mkdir()
     probe = ("import json, fleet\n"
