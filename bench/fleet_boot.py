@@ -3,7 +3,7 @@
 Run as root: .venv/bin/python bench/fleet_boot.py [--agents 20]   (needs what `bash scripts/dev.sh test` sets up:
 the VM image in .cache/vm, the pinned wheels in .cache/wheels). It boots the same test bed as
 tests/test_fleet_boot.py (every VM of the dev stack a Debian 12 system container under real systemd; see
-tests/vm_fleet.py for its stand-ins), every VM at once, and measures in one run:
+testbed/vm_fleet.py for its stand-ins), every VM at once, and measures in one run:
 
 - the rendezvous' own time from power-on to answering /api/stats, its build from the pinned source included;
 - the first boot: from the registry's first answer to the last swarm host having all its agents registered, as a
@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.vm_fleet import fleet_of, plan_stack, wait_for  # noqa: E402
+from testbed.vm_fleet import fleet_of, plan_stack, wait_for  # noqa: E402
 
 BURST, SECONDS_PER_IDENTITY = 10, 6.0
 

@@ -20,9 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from fleet.capacity.sizing import Assumptions, recommend  # noqa: E402
 from fleet.plan.mock_engine import plan_program  # noqa: E402
 from fleet.plan.stack_files import load_project  # noqa: E402
-from fleet.planner.sizing import Assumptions, recommend  # noqa: E402
 
 STACKS = ("dev", "prod", "scale")
 ROUNDS = 5

@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.supervisor_scale import compile_standin  # noqa: E402
-from tests.boot_sandbox import MIRROR_PATH, MetadataServer, mirror_path  # noqa: E402
-from tests.supervisor_harness import SUPERVISOR, free_udp_ports, registry_port, supervisor_module  # noqa: E402
+from testbed.boot_sandbox import MIRROR_PATH, MetadataServer, mirror_path  # noqa: E402
+from testbed.supervisor_harness import SUPERVISOR, free_udp_ports, registry_port, sv  # noqa: E402
 
 PARALLELISM, ROUND_DELAY, SHARE = 20, 0.2, 0.1
 FLAGS = ["-telemetry-url", "-motd-feed-url", "-no-skillinject"]
@@ -56,7 +56,7 @@ def wheel(base: Path, standin: Path, version: str) -> tuple[str, Path, str]:
 def attributes(version: str, url: str, sha256: str, agents: int, registry: str, port: int) -> dict[str, str]:
     release = {"version": version, "flags": FLAGS, "wheels": {os.uname().machine: {"url": url, "sha256": sha256}}}
     return {"pilot-role": "swarm", "pilot-version": version, "pilot-daemon-release": json.dumps(release),
-            "pilot-agent-target": str(agents), "pilot-registry": registry, "pilot-beacon": "127.0.0.1:9",
+            "pilot-target-agents": str(agents), "pilot-registry": registry, "pilot-beacon": "127.0.0.1:9",
             "pilot-base-udp-port": str(port), "pilot-spawn-parallelism": str(PARALLELISM),
             "pilot-round-delay-seconds": str(ROUND_DELAY), "pilot-new-registrations-per-minute": "1000000",
             "pilot-rollout-max-unavailable": str(SHARE)}
@@ -74,8 +74,8 @@ def run_one(agents: int, standin: Path, base: Path) -> dict[str, float]:
         url, _, sha = wheels[OLD]
         metadata.change(attributes(OLD, url, sha, agents, registry, port))
         install = str(home / "opt")
-        daemon = supervisor_module.install_daemon(install, OLD, url, sha, FLAGS)
-        config = {**supervisor_module.settings(metadata.attributes), "daemon": str(daemon),
+        daemon = sv.install.install_daemon(install, OLD, url, sha, FLAGS)
+        config = {**sv.attributes.settings(metadata.attributes), "daemon": str(daemon),
                   "state_dir": str(home / "state"), "run_dir": str(run_dir), "install_dir": install,
                   "metadata_url": metadata.url, "new_registration_burst": agents, "stop_batch": 500,
                   "stop_batch_delay_seconds": 0.2, "health_threshold": 0.95}

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.boot_sandbox import free_tcp_port  # noqa: E402
-from tests.supervisor_harness import SUPERVISOR, free_udp_ports, registry_port  # noqa: E402
+from testbed.boot_sandbox import free_tcp_port  # noqa: E402
+from testbed.supervisor_harness import SUPERVISOR, free_udp_ports, registry_port  # noqa: E402
 
 PARALLELISM, ROUND_DELAY = 20, 0.2
 STEADY_SECONDS = 30.0
@@ -59,7 +59,7 @@ def run_one(agents: int, standin: Path, base: Path) -> dict[str, float]:
     health = free_tcp_port()
     run_dir = Path(tempfile.mkdtemp(prefix="pf-bench-"))
     with registry_port() as registry:
-        config = {"target": agents, "daemon": str(standin), "registry": registry, "beacon": "127.0.0.1:9",
+        config = {"target_agents": agents, "daemon": str(standin), "registry": registry, "beacon": "127.0.0.1:9",
                   "base_udp_port": free_udp_ports(agents), "state_dir": str(base / f"state-{agents}"),
                   "run_dir": str(run_dir), "spawn_parallelism": PARALLELISM, "round_delay_seconds": ROUND_DELAY,
                   "new_registrations_per_minute": 1e9, "new_registration_burst": agents,

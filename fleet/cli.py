@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitoring.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
     monitoring.set_defaults(func=cmd_monitoring)
 
-    from fleet.planner.sizing import Assumptions
+    from fleet.capacity.sizing import Assumptions
 
     d = Assumptions()
     capacity = sub.add_parser("capacity", help="the cheapest mix of machine types for N agents, with cost and the "

@@ -75,7 +75,7 @@ def real_daemon(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def extract_daemon(version: str, into: Path) -> Path:
     """pilot-daemon VERSION from its wheel in .cache/wheels, the wheel's sha256 checked against the release table."""
-    from tests.boot_sandbox import cached_wheel
+    from testbed.boot_sandbox import cached_wheel
 
     wheel, path = cached_wheel(version)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == wheel.sha256, "the pinned sha256 does not match PyPI's"

@@ -20,10 +20,11 @@ from fleet.config.model import RendezvousConfig
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.facts.rendezvous_build import build_table
-from tests.boot_sandbox import SOURCE_FIXTURE, BootSandbox, MetadataServer, free_tcp_port, mirror_path
-from tests.supervisor_harness import free_udp_ports, registry_port
+from fleet.vm_contract import MetadataKey, metadata
+from testbed.boot_sandbox import SOURCE_FIXTURE, BootSandbox, MetadataServer, free_tcp_port, mirror_path
+from testbed.supervisor_harness import free_udp_ports, registry_port
 
-SWARM = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-agent-target": "3000",
+SWARM = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-target-agents": "3000",
          "pilot-daemon-release": releases()[pilot.PILOT_VERSION].attribute(),
          "pilot-base-udp-port": "10000", "pilot-registry": "203.0.113.11:9000", "pilot-beacon": "203.0.113.11:9001",
          "pilot-health-port": str(free_tcp_port()), "enable-oslogin": "TRUE"}
@@ -101,11 +102,11 @@ def test_unknown_role_fails_before_anything_is_written(sandbox) -> None:
     assert not (sandbox.root / "etc").exists() and sandbox.calls() == []
 
 
-@pytest.mark.parametrize("sandbox", [{k: v for k, v in SWARM.items() if k != "pilot-agent-target"}],
+@pytest.mark.parametrize("sandbox", [{k: v for k, v in SWARM.items() if k != "pilot-target-agents"}],
                          indirect=True)
 def test_missing_target_is_named(sandbox) -> None:
     result = sandbox.run()
-    assert result.returncode == 1 and "instance attribute pilot-agent-target is missing" in result.stderr
+    assert result.returncode == 1 and "instance attribute pilot-target-agents is missing" in result.stderr
     assert not (sandbox.root / "etc").exists()
 
 
@@ -191,7 +192,8 @@ def test_rendezvous_without_an_install_source_says_which_settings_are_missing(sa
 def _source_attributes() -> dict[str, str]:
     """The pinned source as the stack plans it (fleet/facts/data/rendezvous_build.yaml)."""
     table = build_table()
-    return install_source_metadata(RendezvousConfig(source=table.default_source))
+    keys = metadata(pilot.ROLE_RENDEZVOUS, install_source_metadata(RendezvousConfig(source=table.default_source)))
+    return {key: str(value) for key, value in keys.items() if key != MetadataKey.ROLE}
 
 
 def _build_cache(box: BootSandbox) -> Path:
@@ -251,7 +253,7 @@ def test_a_build_kept_on_the_store_disk_is_reused_and_a_damaged_one_is_not(sandb
 
 
 def _small_swarm(target: int = 5) -> dict[str, str]:
-    return {**SWARM, "pilot-agent-target": str(target), "pilot-base-udp-port": str(free_udp_ports(target + 4)),
+    return {**SWARM, "pilot-target-agents": str(target), "pilot-base-udp-port": str(free_udp_ports(target + 4)),
             "pilot-spawn-parallelism": "2", "pilot-round-delay-seconds": "0.2"}
 
 
@@ -275,7 +277,7 @@ def test_swarm_boot_installs_pilot_and_the_supervisor_reaches_the_target(sandbox
     assert config["version"] == pilot.PILOT_VERSION
     assert config["daemon_flags"] == list(releases()[pilot.PILOT_VERSION].flags)
     expected = (5, sandbox.metadata.attributes["pilot-registry"], "203.0.113.11:9001")
-    assert (config["target"], config["registry"], config["beacon"]) == expected
+    assert (config["target_agents"], config["registry"], config["beacon"]) == expected
     assert config["hostname_prefix"] == "swarm-test-1" and config["spawn_parallelism"] == 2
     unit = (sandbox.root / "etc/systemd/system/pilot-agents.service").read_text()
     assert "KillMode=mixed" in unit and f"--config {sandbox.root}/etc/pilot-fleet/supervisor.json" in unit

@@ -133,14 +133,14 @@ def test_the_rendezvous_builds_from_the_pinned_source_unless_a_release_is_set() 
     pinned = build_table().sources[build_table().default_source]
     for stack in ("prod", "scale", "dev"):  # prod and scale pin it in their files; dev takes the default
         assert parse_stack(stack).rendezvous.source == pinned.commit
-    metadata = install_source_metadata(parse_stack("prod").rendezvous)
-    assert metadata == {"pilot-rendezvous-source-commit": pinned.commit, "pilot-rendezvous-source-url": pinned.url,
-                        "pilot-rendezvous-source-digest": pinned.tree_sha256, "pilot-go-version": pinned.go}
+    metadata = install_source_metadata(parse_stack("prod").rendezvous)  # by the VM contract's field names
+    assert metadata == {"source_commit": pinned.commit, "source_url": pinned.url,
+                        "source_digest": pinned.tree_sha256, "go_version": pinned.go}
     release = {"url": "https://releases.example.com/rv", "sha256": "0" * 64}
     cfg = parse_flat_config({k: wire_value(v) for k, v in
                                             prod_with("pilot-fleet:rendezvous.release", release).items()})
-    assert install_source_metadata(cfg.rendezvous) == {"pilot-rendezvous-url": release["url"],
-                                                       "pilot-rendezvous-sha256": release["sha256"]}
+    assert install_source_metadata(cfg.rendezvous) == {"release_url": release["url"],
+                                                       "release_sha256": release["sha256"]}
 
 
 @pytest.mark.parametrize(("source", "problem"), [

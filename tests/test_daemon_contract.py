@@ -15,13 +15,13 @@ import pytest
 
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import known_versions, releases
+from testbed.supervisor_harness import free_udp_ports, sv
 from tests.conftest import extract_daemon
-from tests.supervisor_harness import free_udp_ports, supervisor_module
 
 
 def _config(daemon: Path, base: Path, version: str = pilot.PILOT_VERSION) -> object:
-    return supervisor_module.Config(
-        target=1, daemon=str(daemon), registry="127.0.0.1:1", beacon="127.0.0.1:1",
+    return sv.config.Config(
+        target_agents=1, daemon=str(daemon), registry="127.0.0.1:1", beacon="127.0.0.1:1",
         base_udp_port=free_udp_ports(1), state_dir=str(base / "state"), run_dir=str(base / "run"),
         hostname_prefix="swarm-contract", endpoint_ip="127.0.0.1", spawn_parallelism=1, round_delay_seconds=3.0,
         new_registrations_per_minute=10, health_threshold=0.95, rollout_max_unavailable=0.1, version=version,
@@ -38,28 +38,28 @@ def test_every_release_is_its_version_and_takes_every_flag_the_supervisor_passes
     assert out.stdout.strip() == version
     helptext = subprocess.run([str(daemon), "-h"], capture_output=True, text=True, check=False, timeout=30).stderr
     defined = set(re.findall(r"^\s+-([a-z0-9-]+)", helptext, flags=re.M))
-    argv = supervisor_module.daemon_argv(_config(daemon, tmp_path, version), 0)
+    argv = sv.agents.daemon_argv(_config(daemon, tmp_path, version), 0)
     passed = {arg[1:] for arg in argv[1:] if arg.startswith("-")}
     assert passed and passed <= defined, passed - defined
     assert {"telemetry-url", "motd-feed-url", "no-skillinject", "identity", "socket", "listen"} <= passed
-    assert supervisor_module.contract_problems(daemon, version, list(releases()[version].flags)) == ""
+    assert sv.install.contract_problems(daemon, version, list(releases()[version].flags)) == ""
     other = next(v for v in known_versions() if v != version)
-    assert f"reports version {version!r}, not {other}" in supervisor_module.contract_problems(daemon, other, [])
-    assert "lacks the flags ['-no-such-flag']" in supervisor_module.contract_problems(daemon, version,
+    assert f"reports version {version!r}, not {other}" in sv.install.contract_problems(daemon, other, [])
+    assert "lacks the flags ['-no-such-flag']" in sv.install.contract_problems(daemon, version,
                                                                                        ["-no-such-flag"])
 
 
 def test_the_binary_starts_with_the_supervisors_argv(real_daemon: Path, tmp_path: Path) -> None:
     """Flag errors exit at once with status 2; accepted flags get as far as dialling the (closed) registry."""
     config = _config(real_daemon, tmp_path)
-    argv = supervisor_module.daemon_argv(config, 0)
-    home = supervisor_module.agent_dir(config, 0)
+    argv = sv.agents.daemon_argv(config, 0)
+    home = sv.agents.agent_dir(config, 0)
     home.mkdir(parents=True)
-    supervisor_module.agent_socket(config, 0).parent.mkdir(parents=True)
+    sv.agents.agent_socket(config, 0).parent.mkdir(parents=True)
     log = home / "daemon.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=home,
-                                env=supervisor_module.daemon_env(config, 0))
+                                env=sv.agents.daemon_env(config, 0))
     try:
         deadline = time.monotonic() + 20
         while "registry dial failed" not in log.read_text() and time.monotonic() < deadline:
@@ -84,11 +84,11 @@ def test_the_daemon_reaches_no_public_host(real_daemon: Path, tmp_path: Path) ->
     """The supervisor's exact argv and environment (the log level raised to debug, so that every attempt shows), in a
     network namespace with loopback only: no DNS, no internet. Nothing in the log may name a public host."""
     config = _config(real_daemon, tmp_path)
-    argv = supervisor_module.daemon_argv(config, 0)
+    argv = sv.agents.daemon_argv(config, 0)
     argv[argv.index("-log-level") + 1] = "debug"
-    home = supervisor_module.agent_dir(config, 0)
+    home = sv.agents.agent_dir(config, 0)
     home.mkdir(parents=True)
-    supervisor_module.agent_socket(config, 0).parent.mkdir(parents=True)
+    sv.agents.agent_socket(config, 0).parent.mkdir(parents=True)
     namespace = f"pilot-fleet-quiet-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     log = home / "daemon.log"
@@ -96,7 +96,7 @@ def test_the_daemon_reaches_no_public_host(real_daemon: Path, tmp_path: Path) ->
         subprocess.run(["ip", "-n", namespace, "link", "set", "lo", "up"], check=True)
         with log.open("wb") as out:
             proc = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=home, env=supervisor_module.daemon_env(config, 0))
+                                    cwd=home, env=sv.agents.daemon_env(config, 0))
         try:
             deadline = time.monotonic() + 20  # its start-up calls are made by the time it dials the registry
             while "registry dial failed" not in log.read_text() and time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""The whole dev fleet boots for real: every VM a Debian 12 system container under real systemd (tests/vm_fleet.py).
+"""The whole dev fleet boots for real: every VM a Debian 12 system container under real systemd (testbed/vm_fleet.py).
 
 The dev stack is planned with each swarm host's target lowered to 20; all three VMs power on at once. The image's
 own google-startup-scripts.service runs the project's startup-script from the metadata stand-in; the rendezvous
@@ -9,7 +9,7 @@ Day two follows on the same fleet, through metadata alone as `pulumi up` changes
 20 -> 30 -> 15, the other (booted on pilotprotocol 1.17.0) is upgraded live to 1.18.0, then offered a wheel whose
 sha256 does not match; no unit restarts, no reboot, no SSH.
 
-Stand-ins (named in tests/vm_fleet.py): sysctl, the enforcement of TasksMax, the store disk, the internet.
+Stand-ins (named in testbed/vm_fleet.py): sysctl, the enforcement of TasksMax, the store disk, the internet.
 The tests run in file order on one fleet: each phase starts from the state the previous one left.
 """
 
@@ -31,7 +31,8 @@ import pytest
 
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
-from tests.vm_fleet import Fleet, Host, fleet_of, plan_stack, wait_for
+from fleet.vm_contract import MetadataKey
+from testbed.vm_fleet import Fleet, Host, fleet_of, plan_stack, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="system containers need root")
 
@@ -51,7 +52,7 @@ def release_metadata(version: str, tampered: bool = False) -> dict[str, str | No
         for wheel in row["wheels"].values():
             wheel["sha256"] = "0" * 64
         value = json.dumps(row)
-    return {pilot.MetadataKey.VERSION: version, pilot.MetadataKey.DAEMON_RELEASE: value}
+    return {MetadataKey.VERSION: version, MetadataKey.DAEMON_RELEASE: value}
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_all_hosts_boot_at_once_and_reach_their_targets_registered(fleet: Fleet)
         assert props["LimitNOFILE"] == "1048576" and props["TasksMax"] == "infinity"  # recorded; see vm_fleet
         assert "network-online.target" in props["After"]
         status = json.loads(host.path("/run/pilot-fleet/status.json").read_text())
-        assert status["running"] == TARGET and status["target"] == TARGET
+        assert status["running"] == TARGET and status["target_agents"] == TARGET
         # every agent runs the binary itself (never the wheel's wrapper), one process each
         assert len(host.agent_pids()) == TARGET
     assert set(fleet.swarm[0].agent_versions().values()) == {NEW_VERSION}
@@ -193,18 +194,18 @@ def test_a_changed_target_converges_live_with_no_unit_restart(fleet: Fleet) -> N
     host = fleet.swarm[0]
     unit = host.unit("pilot-agents.service", *UNIT_IDENTITY)
     with fleet.sampling() as most:
-        host.change_metadata({pilot.MetadataKey.AGENT_TARGET: "30"})
+        host.change_metadata({MetadataKey.TARGET_AGENTS: "30"})
         wait_for(lambda: host.registered_agents() == 30, 180, "the host did not grow to 30 registered agents")
     assert most[host.name] == 30, most
     with fleet.sampling() as most:
-        host.change_metadata({pilot.MetadataKey.AGENT_TARGET: "15"})
+        host.change_metadata({MetadataKey.TARGET_AGENTS: "15"})
         wait_for(lambda: len(host.agent_pids()) == 15 and host.status().get("running") == 15, 60,
                  "the host did not shrink to 15 agents")
     assert most[host.name] <= 30, most
     assert _agent_indices(host) == list(range(15))  # the highest indices were stopped
     assert host.unit("pilot-agents.service", *UNIT_IDENTITY) == unit  # the same supervisor, never restarted
     journal = host.journal("pilot-agents.service")
-    assert '"changes": {"target": [20, 30]}' in journal and '"changes": {"target": [30, 15]}' in journal
+    assert '"changes": {"target_agents": [20, 30]}' in journal and '"changes": {"target_agents": [30, 15]}' in journal
 
 
 def test_a_new_daemon_version_rolls_over_live_keeping_every_identity(fleet: Fleet) -> None:

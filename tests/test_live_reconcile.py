@@ -3,7 +3,7 @@ restart, never above the target, and refuses or rolls back what cannot run.
 
 The metadata server is the loopback stand-in (real HTTP, ETags and wait_for_change as Compute Engine answers them).
 The daemons are the stand-in daemon inside fake pilotprotocol wheels (a wrapper that answers -version and runs
-tests/standin_daemon.py): the point here is the supervisor's rollout logic, at test speed. The same rollout with
+testbed/standin_daemon.py): the point here is the supervisor's rollout logic, at test speed. The same rollout with
 the real 1.17.0 and 1.18.0 wheels under real systemd is in tests/test_fleet_boot.py.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.boot_sandbox import MIRROR_PATH, MetadataServer, mirror_path
-from tests.supervisor_harness import STANDIN, Event, Supervised, supervised, supervisor_module
+from testbed.boot_sandbox import MIRROR_PATH, MetadataServer, mirror_path
+from testbed.supervisor_harness import STANDIN, Event, Supervised, supervised, sv
 
 FLAGS = ["-telemetry-url", "-motd-feed-url", "-no-skillinject"]
 TARGET = 8
@@ -53,7 +53,7 @@ def release(version: str, wheel: tuple[Path, str]) -> str:
 
 def attributes(registry: str, base_port: int, version: str, wheel: tuple[Path, str], **extra: str) -> dict[str, str]:
     return {"pilot-role": "swarm", "pilot-version": version, "pilot-daemon-release": release(version, wheel),
-            "pilot-agent-target": str(TARGET), "pilot-registry": registry, "pilot-beacon": "127.0.0.1:9",
+            "pilot-target-agents": str(TARGET), "pilot-registry": registry, "pilot-beacon": "127.0.0.1:9",
             "pilot-base-udp-port": str(base_port), "pilot-spawn-parallelism": "3",
             "pilot-round-delay-seconds": "0.3", "pilot-new-registrations-per-minute": "600", "pilot-gogc": "100",
             "pilot-rollout-max-unavailable": "0.25", **extra}
@@ -69,8 +69,8 @@ def live_host(tmp_path: Path, versions: dict[str, tuple[Path, str]]) -> Iterator
             metadata.change(attributes(box.config["registry"], box.config["base_udp_port"], "1.0.0",
                                        versions["1.0.0"]))
             install = str(tmp_path / "opt")
-            wanted = supervisor_module.settings(metadata.attributes)
-            daemon = supervisor_module.install_daemon(install, "1.0.0", wanted["wheel_url"], wanted["wheel_sha256"],
+            wanted = sv.attributes.settings(metadata.attributes)
+            daemon = sv.install.install_daemon(install, "1.0.0", wanted["wheel_url"], wanted["wheel_sha256"],
                                                       FLAGS)
             box.config.update({k: v for k, v in wanted.items()}, daemon=str(daemon), install_dir=install,
                               metadata_url=metadata.url, guest_attributes_url=f"{metadata.url}/instance/"
@@ -118,19 +118,19 @@ def supervisor_log(box: Supervised) -> list[dict[str, Any]]:
 def test_a_changed_target_converges_live_and_never_overshoots(tmp_path: Path) -> None:
     with live_host(tmp_path, {"1.0.0": fake_wheel(tmp_path, "1.0.0")}) as (box, metadata):
         pid = box.proc.pid if box.proc else 0
-        metadata.change({"pilot-agent-target": "11"})
+        metadata.change({"pilot-target-agents": "11"})
         box.wait_for(lambda: box.status().get("running") == 11 and len(alive(box)) == 11)
-        metadata.change({"pilot-agent-target": "5"})
+        metadata.change({"pilot-target-agents": "5"})
         box.wait_for(lambda: box.status().get("running") == 5 and len(alive(box)) == 5)
         assert sorted(alive(box)) == [0, 1, 2, 3, 4]  # the highest indices stopped
-        assert json.loads((tmp_path / "supervisor.json").read_text())["target"] == 5  # a restart keeps it
+        assert json.loads((tmp_path / "supervisor.json").read_text())["target_agents"] == 5  # a restart keeps it
         assert box.proc is not None and box.proc.pid == pid and box.proc.poll() is None
         log = supervisor_log(box)
     # never above the target of the moment: 11 at most while it was 11, and only stops after it became 5
     starts = [e for e in box.events() if e.kind == "start"]
     assert len(starts) == 11 and max(e.index for e in starts) == 10
     changes = [e["changes"] for e in log if e["event"] == "reconciling"]
-    assert changes == [{"target": [TARGET, 11]}, {"target": [11, 5]}]
+    assert changes == [{"target_agents": [TARGET, 11]}, {"target_agents": [11, 5]}]
 
 
 def test_a_new_version_rolls_over_in_batches_with_the_same_identities(tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ def test_gogc_rolls_like_a_version_and_pacing_applies_without_a_restart(tmp_path
 
 
 @pytest.mark.parametrize(("change", "problem"), [
-    ({"pilot-agent-target": "many"}, "pilot-agent-target='many' is not a whole number"),
+    ({"pilot-target-agents": "many"}, "pilot-target-agents='many' is not a whole number"),
     ({"pilot-spawn-parallelism": "50"}, "pilot-spawn-parallelism=50 is outside 1..20"),
     ({"pilot-rollout-max-unavailable": "0"}, "pilot-rollout-max-unavailable=0 is outside above 0..1"),
     ({"pilot-daemon-release": "{}"}, "pilot-daemon-release is not a release with a wheel"),
@@ -219,28 +219,28 @@ def test_attributes_the_boot_path_would_refuse_change_nothing_live(tmp_path: Pat
         metadata.change(change)
         box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "refused")
         assert problem in box.status()["rollout"]["reason"]
-        assert box.events()[before:] == [] and box.status()["target"] == TARGET
+        assert box.events()[before:] == [] and box.status()["target_agents"] == TARGET
         # the boot path says the same, with the same function
-        with pytest.raises(supervisor_module.AttributesError, match=problem.replace("..", r"\.\.")):
-            supervisor_module.settings(metadata.attributes)
+        with pytest.raises(sv.attributes.AttributesError, match=problem.replace("..", r"\.\.")):
+            sv.attributes.settings(metadata.attributes)
 
 
 def test_health_stays_200_through_a_rollout_and_a_raised_target_on_schedule(tmp_path: Path) -> None:
     """A group's autohealing (10 failed checks 30 s apart) must not recreate a VM that is rolling over one batch at a
     time or starting the agents of a raised target at the registry's pace; it must when more than a batch is down."""
-    base = {"target": 100, "daemon": "x", "registry": "127.0.0.1:1", "beacon": "127.0.0.1:1", "base_udp_port": 20000,
-            "state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run"), "spawn_parallelism": 10,
-            "round_delay_seconds": 3.0, "new_registrations_per_minute": 10, "health_threshold": 0.95,
-            "rollout_max_unavailable": 0.1, "healthy_during_rampup": True}
-    supervisor = supervisor_module.Supervisor(supervisor_module.Config(**base))
-    supervisor.started -= 10 * supervisor.rampup_seconds  # long past its start-up
+    base = {"target_agents": 100, "daemon": "x", "registry": "127.0.0.1:1", "beacon": "127.0.0.1:1",
+            "base_udp_port": 20000, "state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run"),
+            "spawn_parallelism": 10, "round_delay_seconds": 3.0, "new_registrations_per_minute": 10,
+            "health_threshold": 0.95, "rollout_max_unavailable": 0.1, "healthy_during_rampup": True}
+    supervisor = sv.supervisor.Supervisor(sv.config.Config(**base))
+    supervisor.started -= 10 * sv.pacing.rampup_seconds(supervisor.config)  # long past its start-up
     supervisor.view = {i: (1,) for i in range(90)}  # 90 of 100 running: below 95%
-    assert not supervisor.healthy()
-    supervisor.rollout = supervisor_module.Rollout("version 1.0.0 -> 1.1.0", supervisor.config)
-    assert supervisor.healthy()  # one batch (10) down
+    assert not sv.health.healthy(supervisor)
+    supervisor.rollout = sv.rollout.Rollout("version 1.0.0 -> 1.1.0", supervisor.config)
+    assert sv.health.healthy(supervisor)  # one batch (10) down
     supervisor.view = {i: (1,) for i in range(89)}
-    assert not supervisor.healthy()  # more than a batch down: something is wrong
+    assert not sv.health.healthy(supervisor)  # more than a batch down: something is wrong
     supervisor.rollout = None
-    supervisor.pending = dataclasses.replace(supervisor.config, target=200)
-    supervisor.take_pending(time.monotonic())
-    assert supervisor.config.target == 200 and supervisor.healthy()  # 100 more fresh ones on schedule
+    supervisor.pending = dataclasses.replace(supervisor.config, target_agents=200)
+    sv.live.take_pending(supervisor, time.monotonic())
+    assert supervisor.config.target_agents == 200 and sv.health.healthy(supervisor)  # 100 more fresh ones on schedule

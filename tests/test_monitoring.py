@@ -74,11 +74,11 @@ def test_each_alert_fires_on_the_seed_fleets_incidents_and_not_when_healthy(writ
         {"interval": "1m",
          "input_series": [
              _series("pilot_agents_running", "swarm-1", "3000x120"),
-             _series("pilot_agents_target", "swarm-1", "3000x120"),
+             _series("pilot_target_agents", "swarm-1", "3000x120"),
              _series("pilot_agents_running", "swarm-2", "5000x30 3600x90"),  # swarm-2 loses 1,400 agents
-             _series("pilot_agents_target", "swarm-2", "5000x120"),
+             _series("pilot_target_agents", "swarm-2", "5000x120"),
              _series("pilot_agents_running", "swarm-3", "1500x120"),
-             _series("pilot_agents_target", "swarm-3", "1500x120"),
+             _series("pilot_target_agents", "swarm-3", "1500x120"),
              _series("pilot_agents_rss_bytes", "swarm-1", leak),
              _series("pilot_host_memory_available_bytes", "swarm-3", "20000000000x30 5000000000x90"),
              _series("pilot_host_memory_total_bytes", "swarm-3", "32000000000x120"),

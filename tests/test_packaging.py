@@ -11,8 +11,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from fleet.components.startup_script import render_startup_script
-from fleet.facts.policy_pack import FACTS_PATH
+from fleet.generators.policy_facts import FACTS_PATH
+from fleet.startup_render import render_startup_script
 
 REPO = Path(__file__).resolve().parent.parent
 # what the wheel is built from; anything else in the checkout (tests, stacks, the pack) stays out of it
@@ -46,15 +46,16 @@ def test_the_wheel_installs_the_fleet_and_renders_what_the_checkout_renders(tmp_
     assert {f"{p}/__init__.py" for p in packages} <= names, "a package of fleet/ is missing from pyproject.toml"
     tables = {f"fleet/facts/data/{p.name}" for p in (REPO / "fleet" / "facts" / "data").glob("*.yaml")}
     assert tables and tables <= names
-    assert {"fleet/startup_files/startup.sh", "fleet/startup_files/pilot_supervisor.py"} <= names
+    assert {"fleet/startup_files/common.sh", "fleet/startup_files/swarm.sh", "fleet/startup_files/rendezvous.sh",
+            "fleet/startup_files/main.sh", "fleet/startup_files/pilot_supervisor/supervisor.py"} <= names
     assert not {n for n in names if n.startswith(("tests/", "policies/", "bench/"))}
     assert "pilot-fleet = fleet.cli:main" in entry_points
 
     elsewhere = tmp_path / "elsewhere"  # not the checkout: only the unpacked wheel provides `fleet`
     elsewhere.mkdir()
     probe = ("import json, fleet\n"
-             "from fleet.components.startup_script import render_startup_script\n"
-             "from fleet.facts.policy_pack import render_facts\n"
+             "from fleet.startup_render import render_startup_script\n"
+             "from fleet.generators.policy_facts import render_facts\n"
              "print(json.dumps({'at': fleet.__file__, 'script': render_startup_script(), 'facts': render_facts()}))")
     run = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, capture_output=True, text=True, check=False,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)})

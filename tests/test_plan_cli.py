@@ -77,7 +77,7 @@ def test_the_plan_says_where_the_rendezvous_binary_comes_from(program_with_stack
 
 def test_rendezvous_digest_pins_the_fixture_and_refuses_a_non_archive(tmp_path) -> None:
     from fleet.facts.rendezvous_build import build_table
-    from tests.boot_sandbox import SOURCE_FIXTURE
+    from testbed.boot_sandbox import SOURCE_FIXTURE
 
     result = run_fleet("rendezvous-digest", str(SOURCE_FIXTURE))
     assert result.returncode == 0, result.stderr
@@ -111,7 +111,7 @@ def test_pool_and_firewall_rows_show_their_key_inputs() -> None:
                      "autohealing after 1800 s, update REFRESH..REPLACE maxSurge=0 maxUnavailable=3, "
                      "stateful disks pilot-agents-state(NEVER)")
     assert by_type[("InstanceTemplate", "scale-e2-highmem-8")] == (
-        "e2-highmem-8 agent-target=3847 role=swarm version=1.18.0")
+        "e2-highmem-8 role=swarm target-agents=3847 version=1.18.0")
     assert by_type[("HealthCheck", "scale-e2-highmem-8-health")] == "http :8081/healthz every 30 s"
     assert by_type[("RegionDisk", "pilot-rendezvous-scale-store")] == (
         "10 GB pd-balanced us-central1 replicated in us-central1-a,us-central1-b")

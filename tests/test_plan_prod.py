@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from fleet.components.startup_script import render_startup_script
 from fleet.facts import pilot
+from fleet.startup_render import render_startup_script
+from fleet.vm_contract import SCRIPT_METADATA_KEYS, SCRIPT_METADATA_PREFIXES
 
 INSTANCE = "gcp:compute/instance:Instance"
 FIREWALL = "gcp:compute/firewall:Firewall"
@@ -36,7 +37,7 @@ def test_targets_are_instance_attributes_summing_to_9500(prod) -> None:
     md = {n: r["inputs"]["metadata"] for n, r in instances.items()}
     assert md["pilot-rendezvous"]["pilot-role"] == "rendezvous"
     swarm = {n: m for n, m in md.items() if m["pilot-role"] == "swarm"}
-    assert sum(int(m["pilot-agent-target"]) for m in swarm.values()) == 9500
+    assert sum(int(m["pilot-target-agents"]) for m in swarm.values()) == 9500
     rendezvous_ip = prod["outputs"]["rendezvousIp"]
     for m in swarm.values():
         assert m["pilot-registry"] == f"{rendezvous_ip}:9000" and m["pilot-beacon"] == f"{rendezvous_ip}:9001"
@@ -48,8 +49,8 @@ def test_no_instance_carries_a_script_key(prod) -> None:
         inputs = res["inputs"]
         assert "metadataStartupScript" not in inputs, name
         keys = set(inputs["metadata"])
-        assert not keys & set(pilot.SCRIPT_METADATA_KEYS), (name, keys)
-        assert not any(k.startswith(pilot.SCRIPT_METADATA_PREFIXES) for k in keys), (name, keys)
+        assert not keys & set(SCRIPT_METADATA_KEYS), (name, keys)
+        assert not any(k.startswith(SCRIPT_METADATA_PREFIXES) for k in keys), (name, keys)
 
 
 def test_exactly_one_project_startup_script_item_and_no_project_metadata(prod) -> None:

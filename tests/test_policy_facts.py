@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fleet.facts.policy_pack import FACTS_PATH, render_facts
+from fleet.generators.policy_facts import FACTS_PATH, render_facts
 from fleet.policy_runner.analyzer import analyze_with, running_pack
 from tests.policy_harness import PACK_DIR, plan_of, resources_from_plan
 
@@ -18,7 +18,7 @@ from tests.policy_harness import PACK_DIR, plan_of, resources_from_plan
 def test_the_packs_facts_are_the_fleets() -> None:
     """A changed port, key, machine type or budget formula in fleet/ must be regenerated into the pack."""
     assert FACTS_PATH.read_text() == render_facts(), (
-        "policies/fleet_policies/facts.py is stale: run `python -m fleet.facts.policy_pack`")
+        "policies/fleet_policies/facts.py is stale: run `python -m fleet.generators.policy_facts`")
 
 
 def test_the_facts_follow_a_changed_fact(monkeypatch: Any) -> None:
@@ -40,7 +40,7 @@ def test_the_pack_runs_from_a_copy_of_its_folder_alone(planned: Any, tmp_path: P
     resources = resources_from_plan(planned("prod"))
     broken = copy.deepcopy(resources)
     next(r for r in broken if r["name"] == "swarm-3" and r["type"].endswith(":Instance"))["inputs"]["metadata"][
-        "pilot-agent-target"] = "2000"
+        "pilot-target-agents"] = "2000"
     with running_pack(pack) as stub:
         clean = analyze_with(stub, plan_of(resources), pack, "prod", {})
         over = analyze_with(stub, plan_of(broken), pack, "prod", {})

@@ -168,14 +168,17 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
                                 {("startup-script-guarded", "startup-script")}),
     "guards only in comments": (set_input("startup-script", ":ProjectMetadataItem", "value", COMMENTED_ONLY),
                                 {("startup-script-guarded", "startup-script")}),
-    "swarm over memory budget": (metadata("swarm-3", pilot_agent_target="2000"),
+    "swarm over memory budget": (metadata("swarm-3", pilot_target_agents="2000"),
                                  {("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}),
+    # for the one release both names are written, an old supervisor reads the old one: it counts too
+    "old target name over memory budget": (metadata("swarm-3", pilot_agent_target="2000"),
+                                           {("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}),
     # values as the VM reads them: "swarm\n" boots a swarm host, so every swarm rule judges it as one
-    "role with a trailing newline over budget": (metadata("swarm-3", pilot_role="swarm\n", pilot_agent_target="2000"),
+    "role with a trailing newline over budget": (metadata("swarm-3", pilot_role="swarm\n", pilot_target_agents="2000"),
                                                  {("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}),
     # every VM kind counts: an instance from a machine image is a swarm VM like any other
     "machine-image VM over budget": (like("swarm-3", "gcp:compute/instanceFromMachineImage:InstanceFromMachineImage",
-                                          "from-image", pilot_agent_target="2000"),
+                                          "from-image", pilot_target_agents="2000"),
                                      {("agents-fit-memory", "from-image"), ("pilot-ports-open", "from-image")}),
     "custom machine type too small": (set_input("swarm-3", ":Instance", "machineType", "e2-custom-8-16384"),
                                       {("agents-fit-memory", "swarm-3")}),

@@ -1,4 +1,4 @@
-"""The supervisor against a real rendezvous (built from the pinned public source, tests/real_rendezvous.py) and real
+"""The supervisor against a real rendezvous (built from the pinned public source, testbed/real_rendezvous.py) and real
 pilot-daemons from the pinned wheel, on loopback: one host IP, so the registry's limit of 10 new identities a
 minute per IP applies to all of them. A registry that comes late, restarts, or loses its store."""
 
@@ -8,9 +8,9 @@ import json
 import time
 from pathlib import Path
 
-from tests.real_rendezvous import rendezvous_on_loopback
-from tests.supervisor_harness import Supervised, supervised
-from tests.vm_fleet import wait_for
+from testbed.real_rendezvous import rendezvous_on_loopback
+from testbed.supervisor_harness import Supervised, supervised
+from testbed.vm_fleet import wait_for
 
 AGENTS = 12
 # The registry's floor for AGENTS fresh identities from one IP: 10 s for the first 10, then 6 s each.

@@ -1,4 +1,4 @@
-"""End to end with a real rendezvous (built from the pinned public source, tests/real_rendezvous.py): real
+"""End to end with a real rendezvous (built from the pinned public source, testbed/real_rendezvous.py): real
 pilot-daemons from the pinned wheel, started by the real supervisor, register on loopback; `fleet verify` then judges
 the count."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from testbed.real_rendezvous import Rendezvous, rendezvous_on_loopback
+from testbed.supervisor_harness import FAST, supervised
 from tests.conftest import REPO
-from tests.real_rendezvous import Rendezvous, rendezvous_on_loopback
-from tests.supervisor_harness import FAST, supervised
 
 AGENTS = 3
 

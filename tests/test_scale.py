@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet.capacity.sizing import Assumptions, recommend, vm_capacity
 from fleet.facts import pilot
 from fleet.facts.machine_types import lookup
-from fleet.planner.sizing import Assumptions, recommend, vm_capacity
 from fleet.policy_runner.analyzer import running_pack
 from tests.conftest import REPO, run_fleet
 from tests.policy_harness import PACK_DIR, directly, over_grpc, resources_from_plan
@@ -45,7 +45,7 @@ def test_pool_is_a_template_and_a_regional_group_that_heals_on_the_supervisor(sc
     template = next(iter(of_type(scale, TEMPLATE).values()))
     assert template["namePrefix"] == f"{POOL}-"
     md = template["metadata"]
-    assert md["pilot-role"] == "swarm" and md["pilot-agent-target"] == "3847"
+    assert md["pilot-role"] == "swarm" and md["pilot-target-agents"] == "3847"
     assert not set(md) & {"startup-script", "startup-script-url", "user-data"}
     assert template["shieldedInstanceConfig"]["enableSecureBoot"] is True
     assert template["labels"]["pilot-pool"] == POOL
@@ -164,14 +164,14 @@ POOL_CASES = {
         {("pools-keep-agent-state", POOL)}),
     # what the group's VMs finally see: its all-instances config and per-instance configs override the template
     "group config raises every VM's target": (
-        lambda rs: _group(rs).update(allInstancesConfig={"metadata": {"pilot-agent-target": "5000"}}),
+        lambda rs: _group(rs).update(allInstancesConfig={"metadata": {"pilot-target-agents": "5000"}}),
         {("agents-fit-memory", POOL), ("pilot-ports-open", POOL)}),
     "per-instance config raises one VM's target": (
         lambda rs: rs.append({"urn": "urn:pulumi:test::pilot-fleet::gcp:compute/regionPerInstanceConfig:"
                                      "RegionPerInstanceConfig::vm-7",
                               "type": "gcp:compute/regionPerInstanceConfig:RegionPerInstanceConfig", "name": "vm-7",
                               "inputs": {"regionInstanceGroupManager": POOL, "name": "vm-7",
-                                         "preservedState": {"metadata": {"pilot-agent-target": "5000"}}},
+                                         "preservedState": {"metadata": {"pilot-target-agents": "5000"}}},
                               "parent": None}),
         {("agents-fit-memory", "vm-7"), ("pilot-ports-open", "vm-7")}),
     "template with a startup-script": (
@@ -180,7 +180,7 @@ POOL_CASES = {
         {("no-instance-startup-scripts", POOL)}),
     "template over its memory": (
         lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["metadata"].update(
-            {"pilot-agent-target": "5000"}),
+            {"pilot-target-agents": "5000"}),
         {("agents-fit-memory", POOL), ("pilot-ports-open", POOL)}),
 }
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.boot_sandbox import REPO, BootSandbox, MetadataServer
+from testbed.boot_sandbox import REPO, BootSandbox, MetadataServer
 
 RUNNER = REPO / ".cache/google-guest-agent/usr/bin/google_metadata_script_runner"
 METADATA_IP = "169.254.169.254"
@@ -59,7 +59,7 @@ def host(short_run_dir: str, planned: Callable[[str], dict[str, Any]]) -> Iterat
     if not RUNNER.exists():
         pytest.fail(f"{RUNNER} is missing: run `bash scripts/dev.sh test`, which unpacks google-guest-agent")
     script, attributes = _planned_metadata(planned("dev"))
-    attributes["pilot-agent-target"] = str(TARGET)
+    attributes["pilot-target-agents"] = str(TARGET)
     # a short base: the agents' sockets live under it (PILOT_ROOT/run/pilot-fleet/agents/N.sock) and must fit
     # sun_path, which pytest's numbered temporary paths can exceed
     tmp_path = Path(short_run_dir)
@@ -83,7 +83,7 @@ def host(short_run_dir: str, planned: Callable[[str], dict[str, Any]]) -> Iterat
                                     "instance": {"name": "swarm-dev-1"},
                                     "files": {k: str(v) for k, v in box.metadata.files.items()},
                                     "host": METADATA_IP, "port": 80, "listen": [attributes["pilot-registry"]]}))
-        server = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "tests.boot_sandbox",
+        server = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "testbed.boot_sandbox",
                                    str(spec)], cwd=REPO, stdout=subprocess.PIPE, text=True)
         assert server.stdout is not None and server.stdout.readline().strip() == "serving"
         yield Host(box, namespace)

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from fleet.components.startup_script import (
-    METADATA_VALUE_LIMIT,
-    SCRIPT_PATH,
-    SUPERVISOR_PATH,
-    render_startup_script,
-    render_supervisor,
-)
+from fleet import vm_contract
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
-from tests.boot_sandbox import BootSandbox, MetadataServer, free_tcp_port
-from tests.supervisor_harness import free_udp_ports, registry_port
+from fleet.startup_render import (
+    METADATA_VALUE_LIMIT,
+    SCRIPT_PARTS,
+    STARTUP_DIR,
+    build_zipapp,
+    render_contract,
+    render_startup_script,
+)
+from fleet.vm_contract import MetadataKey
+from testbed.boot_sandbox import BootSandbox, MetadataServer, free_tcp_port
+from testbed.supervisor_harness import SUPERVISOR, free_udp_ports, registry_port, sv
 
 REPO = Path(__file__).resolve().parent.parent
 SHELL_SCRIPTS = sorted([*REPO.glob("startup/*.sh"), REPO / "scripts" / "dev.sh", REPO / ".ci" / "run"])
@@ -38,7 +44,7 @@ def test_rendered_script_fits_metadata_and_passes_shellcheck(tmp_path: Path) -> 
     body = render_startup_script()
     assert len(body.encode()) < METADATA_VALUE_LIMIT
     assert body.startswith("#!/bin/bash\n") and "set -euo pipefail" in body
-    assert render_supervisor() in body  # the supervisor travels inside the one metadata value
+    assert render_contract() in body  # the contract travels inside the one metadata value, as JSON
     rendered = tmp_path / "startup-script"
     rendered.write_text(body)
     subprocess.run(["bash", "-n", str(rendered)], check=True)
@@ -47,45 +53,60 @@ def test_rendered_script_fits_metadata_and_passes_shellcheck(tmp_path: Path) -> 
     assert result.returncode == 0, result.stdout
 
 
-def test_the_supervisor_unpacked_from_the_script_is_the_file(tmp_path: Path) -> None:
-    """Running the rendered script's heredoc gives back the rendered supervisor byte for byte: the source file with
-    only its attribute rules filled in."""
+def test_the_script_is_its_parts_in_order_with_the_prologue_first() -> None:
+    body = render_startup_script()
+    common = (STARTUP_DIR / SCRIPT_PARTS[0]).read_text()
+    assert body.startswith(common.split("# @vm-contract")[0])
+    at = [body.index((STARTUP_DIR / part).read_text().splitlines()[1]) for part in SCRIPT_PARTS[1:]]
+    assert at == sorted(at) and body.rstrip().endswith('main "$@"')
+
+
+def test_the_zipapp_and_contract_unpacked_from_the_script_are_the_renderers(tmp_path: Path) -> None:
+    """Running the rendered script's heredocs gives back the zipapp and the contract byte for byte, and the zipapp
+    holds every module of startup/pilot_supervisor/ unchanged."""
     rendered = tmp_path / "startup-script"
-    rendered.write_text(render_startup_script().replace('main "$@"\n', "supervisor_program\n"))
-    out = subprocess.run(["bash", str(rendered)], capture_output=True, text=True, check=True).stdout
-    assert out == render_supervisor()
-    source, rendered = SUPERVISOR_PATH.read_text().splitlines(), out.splitlines()
-    assert len(source) == len(rendered)
-    assert [a for a, b in zip(source, rendered, strict=True) if a != b] == [
-        "ATTRIBUTE_RULES: dict[str, Any] = {}  # @attribute-rules"]
+    for function, expected in (("supervisor_zipapp", build_zipapp()), ("vm_contract", render_contract().encode())):
+        rendered.write_text(render_startup_script().replace('main "$@"\n', f"{function}\n"))
+        env = {"PATH": "/usr/bin:/bin", "PILOT_ROOT": str(tmp_path), "PILOT_BOOT_ID_FILE": str(rendered)}
+        out = subprocess.run(["bash", str(rendered)], capture_output=True, check=True, env=env).stdout
+        assert out == expected, function
+    with zipfile.ZipFile(io.BytesIO(build_zipapp())) as archive:
+        for path in (STARTUP_DIR / "pilot_supervisor").glob("*.py"):
+            assert archive.read(f"pilot_supervisor/{path.name}") == path.read_bytes()
+    assert build_zipapp() == build_zipapp()  # the same bytes every time: plans diff cleanly
 
 
-def test_rendering_refuses_a_script_without_its_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fleet.components import startup_script
+def test_rendering_refuses_parts_without_their_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet import startup_render
 
-    broken = tmp_path / "startup.sh"
-    broken.write_text(SCRIPT_PATH.read_text().replace("# @pilot-supervisor", ""))
-    monkeypatch.setattr(startup_script, "SCRIPT_PATH", broken)
-    with pytest.raises(ValueError, match="must each appear once"):
-        startup_script.render_startup_script()
+    broken = tmp_path / "startup"
+    shutil.copytree(STARTUP_DIR, broken)
+    (broken / "common.sh").write_text((broken / "common.sh").read_text().replace("# @supervisor-zipapp", ""))
+    monkeypatch.setattr(startup_render, "STARTUP_DIR", broken)
+    with pytest.raises(ValueError, match="must appear once"):
+        startup_render.render_startup_script()
 
 
 def _keys_read() -> set[str]:
-    """pilot-* keys the boot path reads: by name in startup.sh, and through the supervisor's key() and bounds (the
-    swarm attributes, which the supervisor checks at boot and on every live change)."""
-    import re
+    """pilot-* keys the boot path and the supervisor read: every attribute of both roles in the VM contract, the old
+    names of renamed keys, and the keys a rendezvous refuses."""
+    rules = json.loads(render_contract())
+    keys = {rule["key"] for role in ("swarm", "rendezvous") for rule in rules[role].values()}
+    return keys | set(rules["renamed"].values()) | set(rules["rendezvous_forbidden"]) | {MetadataKey.ROLE}
 
-    from fleet.components.startup_script import attribute_rules
 
-    rules = attribute_rules()
-    script = set(re.findall(r"attribute (pilot-[a-z0-9-]+)", SCRIPT_PATH.read_text()))
-    by_name = {rules["keys"][name] for name in re.findall(r'key\("([A-Z_]+)"\)', SUPERVISOR_PATH.read_text())}
-    bounded = {row[0] for row in rules["bounds"].values()}
-    return script | by_name | bounded
+def test_the_vm_code_holds_no_copy_of_a_metadata_key() -> None:
+    """Keys reach the VM only through the contract: no `pilot-*` key is written out in startup/ (the prologue's run
+    directory and the unit names are no keys)."""
+    keys = {v for k, v in vars(MetadataKey).items() if k.isupper() and v.startswith("pilot-")}
+    keys |= set(vm_contract.RENAMED.values())
+    for path in [*STARTUP_DIR.glob("*.sh"), *(STARTUP_DIR / "pilot_supervisor").glob("*.py")]:
+        text = path.read_text()
+        assert not [k for k in keys if k in text], path
 
 
 def test_script_reads_only_the_fleets_metadata_keys() -> None:
-    known = {v for k, v in vars(pilot.MetadataKey).items() if k.isupper()}
+    known = {v for k, v in vars(MetadataKey).items() if k.isupper()} | set(vm_contract.RENAMED.values())
     read = _keys_read()
     assert read and read <= known, read - known
 
@@ -100,53 +121,53 @@ def test_every_pilot_key_the_stack_sets_is_read_by_the_script(planned) -> None:
 
 
 def test_script_and_policy_agree_on_script_keys() -> None:
-    import re
-    import sys
-
     sys.path.insert(0, str(REPO / "policies"))
     from fleet_policies.gce import script_keys
 
-    pattern = re.search(r"SCRIPT_KEYS_RE='([^']+)'", SCRIPT_PATH.read_text()).group(1)
     sample = ["startup-script", "startup-script-url", "user-data", "user-data-encoding", "shutdown-script",
               "shutdown-script-url", "sysprep-specialize-script-ps1", "windows-startup-script-cmd", "pilot-role",
               "enable-oslogin", "startup-scripts-note", "windows-keys"]
-    assert sorted(k for k in sample if re.match(pattern, k)) == script_keys(dict.fromkeys(sample))
+    assert sv.attributes.script_keys(sample) == script_keys(dict.fromkeys(sample)) == [
+        "shutdown-script", "shutdown-script-url", "startup-script", "startup-script-url",
+        "sysprep-specialize-script-ps1", "user-data", "user-data-encoding", "windows-startup-script-cmd"]
 
 
-def test_kernel_figures_in_the_script_are_the_planners() -> None:
-    from fleet.facts import pilot
+def test_kernel_figures_on_the_vm_are_the_planners() -> None:
+    """What the boot path writes to sysctl.d (the zipapp's `sysctl`) carries the PID and file ceilings the capacity
+    planner sizes VMs by."""
+    out = subprocess.run([sys.executable, str(SUPERVISOR), "sysctl", "--reserved-ports", "10000-10099"],
+                         capture_output=True, text=True, check=True).stdout
+    assert f"kernel.pid_max = {pilot.KERNEL_PID_MAX}\n" in out and f"fs.file-max = {pilot.KERNEL_FILE_MAX}\n" in out
+    assert "net.ipv4.ip_local_reserved_ports = 10000-10099\n" in out
 
-    text = SCRIPT_PATH.read_text()
-    assert f"kernel.pid_max = {pilot.KERNEL_PID_MAX}\n" in text
-    assert f"fs.file-max = {pilot.KERNEL_FILE_MAX}\n" in text
 
-
-
-def changed_bounds() -> dict[str, pilot.AttributeBounds]:
+def changed_bounds() -> dict[str, vm_contract.Attribute]:
     """The shipped table with the spawn ceiling raised to 30 and GOGC's default moved to 77."""
-    bounds = dict(pilot.AGENT_BOUNDS)
+    bounds = dict(vm_contract.SWARM_ATTRIBUTES)
     bounds["spawn_parallelism"] = dataclasses.replace(bounds["spawn_parallelism"], high=30)
     bounds["gogc"] = dataclasses.replace(bounds["gogc"], default=77)
     return bounds
 
 
 CHANGED_FACTS = """
-from fleet.facts import pilot
+from fleet import vm_contract
 from tests.test_startup_script import changed_bounds
-pilot.AGENT_BOUNDS = changed_bounds()
+vm_contract.SWARM_ATTRIBUTES = changed_bounds()
 """
 
 
 def test_a_changed_fact_reaches_config_script_and_supervisor(short_run_dir: str,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """fleet/facts/pilot.py's AGENT_BOUNDS is the one table: change a bound and a default there, and config validation,
-    the rendered script and the supervisor config it writes all follow (no copy of them anywhere else)."""
+    """fleet/vm_contract.py's SWARM_ATTRIBUTES is the one table: change a bound and a default there, and config
+    validation, the rendered script and the supervisor config it writes all follow (no copy of them anywhere else)."""
     # config validation, in a fresh interpreter that changes the table before fleet.config.model builds its models
     check = CHANGED_FACTS + """
 import json, sys
-from fleet.config.model import FleetConfigError, parse_fleet_config
+from fleet.config.checks import parse_fleet_config
+from fleet.config.model import FleetConfigError
 from fleet.config.pulumi_source import parse_flat_config
 from fleet.plan.stack_files import wire_value
+from fleet.vm_contract import MetadataKey
 from tests.conftest import load_stack_config
 stack = load_stack_config("prod")
 results = []
@@ -164,8 +185,8 @@ print(json.dumps(results))
     assert accepted == [25, 77]
     assert refused == ["pilot-fleet:swarmHosts[1].spawnParallelism: Input should be less than or equal to 30"]
     # the rendered script and the supervisor config it writes: 25 accepted, gogc unset takes the new default
-    monkeypatch.setattr(pilot, "AGENT_BOUNDS", changed_bounds())
-    attributes = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-agent-target": "2",
+    monkeypatch.setattr(vm_contract, "SWARM_ATTRIBUTES", changed_bounds())
+    attributes = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-target-agents": "2",
                   "pilot-daemon-release": releases()[pilot.PILOT_VERSION].attribute(),
                   "pilot-base-udp-port": str(free_udp_ports(4)), "pilot-beacon": "127.0.0.1:9",
                   "pilot-spawn-parallelism": "25", "pilot-health-port": str(free_tcp_port())}

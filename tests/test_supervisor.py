@@ -1,4 +1,5 @@
-"""The agent supervisor, run for real against the stand-in daemon with fast test figures (tests/supervisor_harness)."""
+"""The agent supervisor, run for real against the stand-in daemon with fast test figures
+(testbed/supervisor_harness.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.boot_sandbox import MetadataServer, free_tcp_port
-from tests.supervisor_harness import FAST, SUPERVISOR, Supervised, max_concurrent, supervised, supervisor_module
+from testbed.boot_sandbox import MetadataServer, free_tcp_port
+from testbed.supervisor_harness import FAST, SUPERVISOR, Supervised, max_concurrent, supervised, sv
 
 
 def _list(box: Supervised) -> dict[int, list[int]]:
     """The supervisor's own one-scan listing: agent index -> pids."""
-    return supervisor_module.list_agents(supervisor_module.Config(**box.config))
+    return sv.agents.list_agents(sv.config.Config(**box.config))
 
 
 def test_reaches_target_in_paced_rounds_and_never_exceeds_it(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_reaches_target_in_paced_rounds_and_never_exceeds_it(tmp_path: Path) -> 
         box.wait_for(lambda: all((box.state_dir / "agents" / str(i) / "registered").exists()
                                  for i in range(target)))
         status = box.status()
-        assert (status["target"], status["running"], status["restarts"]) == (target, target, 0)
+        assert (status["target_agents"], status["running"], status["restarts"]) == (target, target, 0)
         out = box.terminate()
     # when the supervisor spawned them (its own log; the stand-ins' start-up time under load would blur this)
     times = sorted(float(e["time"]) for e in _supervisor_log(out) if e["event"] == "agent-started")
@@ -118,7 +119,7 @@ def test_a_new_supervisor_counts_agents_it_did_not_start_and_trims_to_target(tmp
         box.crash()  # the agents outlive their supervisor
         assert len(_list(box)) == 8
         before = len(box.events())
-        box.start(target=5)
+        box.start(target_agents=5)
         box.wait_for(lambda: len(_list(box)) == 5 and box.status().get("running") == 5)
         time.sleep(0.5)
         later = box.events()[before:]
@@ -149,11 +150,11 @@ def test_health_endpoint_and_guest_attributes_within_the_write_limit(tmp_path: P
         box.wait_for(lambda: box.status().get("running") == 6)
         box.wait_for(lambda: _http_status(url) == 200)
         box.wait_for(lambda: metadata.guest_attributes.get("pilot/agents-running") == "6", timeout=15)
-        assert metadata.guest_attributes["pilot/agents-target"] == "6"
+        assert metadata.guest_attributes["pilot/target-agents"] == "6"
         with urllib.request.urlopen(url.replace("/healthz", "/metrics"), timeout=5) as response:
             samples = dict(line.split() for line in response.read().decode().splitlines()
                            if line and not line.startswith("#"))
-        assert samples["pilot_agents_target"] == samples["pilot_agents_running"] == "6"
+        assert samples["pilot_target_agents"] == samples["pilot_agents_running"] == "6"
         assert int(samples["pilot_agents_rss_bytes"]) > 6 * 1_000_000  # six live processes' resident memory
         assert 0 < int(samples["pilot_host_memory_available_bytes"]) < int(samples["pilot_host_memory_total_bytes"])
         writes = [at for at, _ in metadata.guest_attribute_writes]
@@ -163,7 +164,7 @@ def test_health_endpoint_and_guest_attributes_within_the_write_limit(tmp_path: P
 
 def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     path = tmp_path / "supervisor.json"
-    path.write_text(json.dumps({"target": 3, "daemon": "x", "colour": "red"}))
+    path.write_text(json.dumps({"target_agents": 3, "daemon": "x", "colour": "red"}))
     result = subprocess.run([sys.executable, str(SUPERVISOR), "run", "--config", str(path)],
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 1
@@ -192,7 +193,7 @@ def test_health_is_200_while_a_slow_start_up_is_on_schedule(tmp_path: Path) -> N
         url = f"http://127.0.0.1:{box.config['health_port']}/healthz"
         box.wait_for(lambda: box.status().get("running") == 2)
         assert _http_status(url) == 200  # 2 of 40 running, but 38 more at 6 a minute are still on schedule
-        rampup = supervisor_module.Supervisor(supervisor_module.Config(**box.config)).rampup_seconds
+        rampup = sv.pacing.rampup_seconds(sv.config.Config(**box.config))
         assert rampup == 38 * 10 * 1.5 + 600
 
 
@@ -201,7 +202,7 @@ def _supervisor_log(out: str) -> list[dict[str, object]]:
 
 
 def test_no_agent_starts_while_the_registry_is_unreachable(tmp_path: Path) -> None:
-    from tests.supervisor_harness import registry_port
+    from testbed.supervisor_harness import registry_port
 
     port = free_tcp_port()  # nothing listens there yet: connection refused, as before the rendezvous is up
     with supervised(tmp_path, 8, registry=f"127.0.0.1:{port}") as box:

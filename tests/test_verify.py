@@ -1,4 +1,4 @@
-"""`python -m fleet verify` against a real HTTP server on loopback (tests/stats_server.py)."""
+"""`python -m fleet verify` against a real HTTP server on loopback (testbed/stats_server.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from testbed.stats_server import Answer, StatsServer
 from tests.conftest import REPO
-from tests.stats_server import Answer, StatsServer
 
 REAL = {"total_nodes": 10, "active_nodes": 10, "total_trust_links": 0, "total_requests": 5, "unique_tags": 0,
         "task_executors": 0, "networks": [], "nodes": [], "edges": [], "uptime_secs": 60}
@@ -147,9 +147,9 @@ def test_shortfall_is_attributed_to_a_host_through_guest_attributes(planned: Any
                                                                     tmp_path: Path) -> None:
     server.set(Answer.stats(**{**REAL, "active_nodes": 8100, "total_nodes": 9500}))
     server.guest_attributes = {
-        "swarm-1": {"agents-target": "3000", "agents-running": "3000", "agents-restarts": "0"},
-        "swarm-2": {"agents-target": "5000", "agents-running": "3600", "agents-restarts": "41"},
-        "swarm-3": {"agents-target": "1500", "agents-running": "1500", "agents-restarts": "0",
+        "swarm-1": {"target-agents": "3000", "agents-running": "3000", "agents-restarts": "0"},
+        "swarm-2": {"target-agents": "5000", "agents-running": "3600", "agents-restarts": "41"},
+        "swarm-3": {"target-agents": "1500", "agents-running": "1500", "agents-restarts": "0",
                     "bypassed-startup-script": "startup-script"},
     }
     env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
@@ -233,7 +233,7 @@ def test_a_pool_shortfall_names_the_vm_and_its_zone(planned: Any, server: StatsS
     zones = pool["zones"]
     vms = [(f"{pool['name']}-{i:04x}", zones[i % len(zones)]) for i in range(pool["size"])]
     server.managed_instances = {pool["name"]: vms}
-    server.guest_attributes = {name: {"agents-target": str(per_vm), "agents-running": str(per_vm)} for name, _ in vms}
+    server.guest_attributes = {name: {"target-agents": str(per_vm), "agents-running": str(per_vm)} for name, _ in vms}
     short_vm, short_zone = vms[5]
     server.guest_attributes[short_vm]["agents-running"] = "1000"
     env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
@@ -254,10 +254,10 @@ def test_a_host_mid_rollout_is_reported_as_converging_not_short(planned: Any, se
     host named with its rollout or its pending target; one that they do not account for stays `degraded`."""
     env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
     server.guest_attributes = {
-        "swarm-1": {"agents-target": "3000", "agents-running": "3000"},
-        "swarm-2": {"agents-target": "5000", "agents-running": "4000",
+        "swarm-1": {"target-agents": "3000", "agents-running": "3000"},
+        "swarm-2": {"target-agents": "5000", "agents-running": "4000",
                     "rollout": "rolling 1200/5000: version 1.17.0 -> 1.18.0"},
-        "swarm-3": {"agents-target": "1000", "agents-running": "1000"},  # the stack says 1500: not there yet
+        "swarm-3": {"target-agents": "1000", "agents-running": "1000"},  # the stack says 1500: not there yet
     }
     server.set(Answer.stats(**{**REAL, "active_nodes": 8000, "total_nodes": 9500}))
     result = verify("--outputs", "-", stdin=json.dumps(_outputs(planned, server)), env=env)

@@ -9,12 +9,12 @@ from fleet.commands import EXIT_OK, fail
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
+    from fleet.capacity.scale_stack import StackWriteError, write_stack
+    from fleet.capacity.sizing import Assumptions, PlanningError, from_stack, recommend, render
     from fleet.config.model import FleetConfigError
     from fleet.config.pulumi_source import parse_flat_config
     from fleet.facts.prices import PriceError, price_table
     from fleet.plan.stack_files import ProjectError, load_project
-    from fleet.planner.scale_stack import StackWriteError, write_stack
-    from fleet.planner.sizing import Assumptions, PlanningError, from_stack, recommend, render
 
     assumptions = Assumptions(
         region=args.region, agent_memory_mb=args.agent_memory_mb, headroom_percent=args.headroom,

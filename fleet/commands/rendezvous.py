@@ -9,7 +9,7 @@ from fleet.commands import EXIT_OK, fail
 
 
 def cmd_rendezvous_digest(args: argparse.Namespace) -> int:
-    from fleet.facts.rendezvous_build import ArchiveError, tree_digest
+    from fleet.generators.rendezvous_digest import ArchiveError, tree_digest
 
     try:
         print(tree_digest(Path(args.archive)))

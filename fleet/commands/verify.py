@@ -96,7 +96,7 @@ def _watch(target: Target, args: argparse.Namespace, line: Callable[[Report], st
 
 
 def cmd_monitoring(args: argparse.Namespace) -> int:
-    from fleet.verify.monitoring import MonitoringError, write_monitoring
+    from fleet.monitoring.prometheus import MonitoringError, write_monitoring
 
     try:
         outputs = _load_outputs(args)

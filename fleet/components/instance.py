@@ -10,14 +10,15 @@ import pulumi_gcp as gcp
 
 from fleet.components.service_account import SCOPES
 from fleet.facts import pilot
+from fleet.vm_contract import SCRIPT_METADATA_KEYS, MetadataKey
 
 # Compute Engine keys every fleet VM carries: OS Login instead of metadata SSH keys, no serial console,
 # guest attributes on so the supervisor can publish target/running/restarts.
 HARDENING_METADATA = {
-    pilot.MetadataKey.OS_LOGIN: "TRUE",
-    pilot.MetadataKey.BLOCK_PROJECT_SSH_KEYS: "TRUE",
-    pilot.MetadataKey.SERIAL_PORT: "FALSE",
-    pilot.MetadataKey.GUEST_ATTRIBUTES: "TRUE",
+    MetadataKey.OS_LOGIN: "TRUE",
+    MetadataKey.BLOCK_PROJECT_SSH_KEYS: "TRUE",
+    MetadataKey.SERIAL_PORT: "FALSE",
+    MetadataKey.GUEST_ATTRIBUTES: "TRUE",
 }
 
 
@@ -41,7 +42,7 @@ class FleetVm:
     delete_before_replace: bool = False
 
     def _checked_metadata(self) -> dict[str, pulumi.Input[str]]:
-        forbidden = set(self.metadata) & set(pilot.SCRIPT_METADATA_KEYS)
+        forbidden = set(self.metadata) & set(SCRIPT_METADATA_KEYS)
         if forbidden:  # the project-level script is the only one; see policies/ no-instance-startup-scripts
             raise ValueError(f"{self.name}: instance metadata must not carry {sorted(forbidden)}")
         return {**HARDENING_METADATA, **self.metadata}

@@ -12,20 +12,21 @@ from fleet.components.network import FLEET_TAG, RENDEZVOUS_TAG, FleetNetwork
 from fleet.config.model import FleetConfig, RendezvousConfig
 from fleet.facts import pilot
 from fleet.facts.rendezvous_build import build_table
+from fleet.vm_contract import metadata
 
 
 def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:
-    """Where the VM gets its rendezvous binary: the prebuilt release when set (it wins), else the pinned source.
+    """Where the VM gets its rendezvous binary (by the VM contract's field names): the prebuilt release when set (it
+    wins), else the pinned source.
 
     Config validation guarantees one of the two."""
-    key = pilot.MetadataKey
     if rv.release:
-        return {key.RENDEZVOUS_URL: rv.release.url, key.RENDEZVOUS_SHA256: rv.release.sha256}
+        return {"release_url": rv.release.url, "release_sha256": rv.release.sha256}
     if not rv.source:
         return {}
     source = build_table().sources[rv.source]
-    return {key.RENDEZVOUS_SOURCE_COMMIT: source.commit, key.RENDEZVOUS_SOURCE_URL: source.url,
-            key.RENDEZVOUS_SOURCE_DIGEST: source.tree_sha256, key.GO_VERSION: source.go}
+    return {"source_commit": source.commit, "source_url": source.url, "source_digest": source.tree_sha256,
+            "go_version": source.go}
 
 
 @dataclass
@@ -92,16 +93,15 @@ class Rendezvous(pulumi.ComponentResource):
         instance = FleetVm(
             name=name, machine_type=machine_type, zone=zone, project=project,
             subnetwork=self.network.subnetwork, service_account_email=self.sa,
-            metadata={
-                pilot.MetadataKey.ROLE: pilot.ROLE_RENDEZVOUS,
-                pilot.MetadataKey.VERSION: cfg.pilot_version,
-                pilot.MetadataKey.STORE_DEVICE: pilot.STORE_DEVICE,
-                pilot.MetadataKey.NEW_REGISTRATIONS_PER_MINUTE: str(rv.new_registrations_per_minute),
-                pilot.MetadataKey.REGISTRY_PORT: str(rv.ports.registry),
-                pilot.MetadataKey.BEACON_PORT: str(rv.ports.beacon),
-                pilot.MetadataKey.DASHBOARD_PORT: str(rv.ports.dashboard),
+            metadata=metadata(pilot.ROLE_RENDEZVOUS, {
+                "version": cfg.pilot_version,
+                "store_device": pilot.STORE_DEVICE,
+                "new_registrations_per_minute": str(rv.new_registrations_per_minute),
+                "registry_port": str(rv.ports.registry),
+                "beacon_port": str(rv.ports.beacon),
+                "dashboard_port": str(rv.ports.dashboard),
                 **install_source_metadata(rv),
-            },
+            }),
             labels={**labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[FLEET_TAG, RENDEZVOUS_TAG],
             disk_gb=rv.disk_gb, nat_ip=address.address,
             attached_disks=[gcp.compute.InstanceAttachedDiskArgs(

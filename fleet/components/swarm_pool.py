@@ -9,7 +9,7 @@ import pulumi_gcp as gcp
 from fleet.components.instance import FleetVm
 from fleet.components.network import FLEET_TAG, FleetNetwork, swarm_tag
 from fleet.components.rendezvous import Rendezvous
-from fleet.components.swarm_host import agent_metadata, agent_ports_firewall
+from fleet.components.swarm_vm import agent_ports_firewall, swarm_metadata
 from fleet.config.model import FleetConfig, SwarmPoolConfig
 from fleet.facts import pilot
 
@@ -33,7 +33,7 @@ class SwarmPool(pulumi.ComponentResource):
         template = FleetVm(
             name=pool.name, machine_type=pool.machine_type, zone=self.zones[0], project=project,
             subnetwork=network.subnetwork, service_account_email=service_account_email,
-            metadata=agent_metadata(cfg, pool, pool.target_agents, rendezvous),
+            metadata=swarm_metadata(cfg, pool, pool.target_agents, rendezvous),
             labels={**labels, "role": pilot.ROLE_SWARM, pilot.POOL_LABEL: pool.name}, tags=[FLEET_TAG, tag],
             disk_gb=pool.disk_gb, state_disk_gb=pool.state_disk_gb,
         ).declare_template(self)

@@ -8,21 +8,18 @@ Every problem is reported with the key that holds it, all at once, as a FleetCon
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
-from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from fleet.facts import pilot
-from fleet.facts.machine_types import lookup, machine_types
+from fleet.facts.machine_types import lookup
 from fleet.facts.memory_budget import MemoryBudget
-from fleet.facts.pilot_releases import known_versions
 from fleet.facts.rendezvous_build import build_table
-from fleet.facts.zones import zones_by_region
+from fleet.vm_contract import agent_bounds
 
 GCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
@@ -62,9 +59,9 @@ Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT)]
 
 
 def _bounded(name: str) -> Any:
-    """A field with the bounds (and default) the VMs accept: fleet/facts/pilot.py's AGENT_BOUNDS, the one table the
+    """A field with the bounds (and default) the VMs accept: fleet/vm_contract.py's SWARM_ATTRIBUTES, the one table the
     startup script is rendered from."""
-    bounds = pilot.AGENT_BOUNDS[name]
+    bounds = agent_bounds()[name]
     low = {"gt" if bounds.low_open else "ge": bounds.low}
     if bounds.default is None:
         return Field(le=bounds.high, description=bounds.why, **low)
@@ -148,10 +145,12 @@ class AgentSettings(Model):
     peer_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
 
 
-class SwarmHostConfig(AgentSettings):
+class SwarmVmConfig(AgentSettings):
+    """What a swarm VM is, a host's or each of a pool's: its machine, its agents' target and its disks."""
+
     name: GceName
     machine_type: str
-    zone: Zone | None = None
+    # agents per VM (one name for a VM's agents everywhere; a pool's totalAgents is size x this)
     target_agents: int = _bounded("target_agents")
     disk_gb: int = Field(default=pilot.DEFAULT_BOOT_DISK_GB, ge=10)
     state_disk_gb: int = Field(default=pilot.DEFAULT_STATE_DISK_GB, ge=10)
@@ -160,22 +159,20 @@ class SwarmHostConfig(AgentSettings):
     def last_udp_port(self) -> int:
         return self.base_udp_port + self.target_agents - 1
 
+
+class SwarmHostConfig(SwarmVmConfig):
+    zone: Zone | None = None
+
     @property
     def total_agents(self) -> int:
         return self.target_agents
 
 
-class SwarmPoolConfig(AgentSettings):
+class SwarmPoolConfig(SwarmVmConfig):
     """Identical swarm VMs in a managed instance group: an instance template, autohealing, rolling updates."""
 
-    name: GceName
-    machine_type: str
     zones: list[Zone] = Field(default_factory=list)  # empty: gcp:zone; more than one: a regional group
     size: int = Field(ge=0, le=1000)
-    # agents per VM, as on swarmHosts (one name for a VM's agents everywhere; totalAgents is size x this)
-    target_agents: int = _bounded("target_agents")
-    disk_gb: int = Field(default=pilot.DEFAULT_BOOT_DISK_GB, ge=10)
-    state_disk_gb: int = Field(default=pilot.DEFAULT_STATE_DISK_GB, ge=10)
     # A pool VM keeps its agents' state disk when it is recreated: Compute Engine recreates it under its own name
     # (replacement RECREATE), so a rolling update adds no VM (maxSurge 0) and takes down maxUnavailable at a time.
     max_surge: int = Field(default=0, ge=0, le=0)
@@ -191,10 +188,6 @@ class SwarmPoolConfig(AgentSettings):
             raise ValueError("agentsPerVm was renamed targetAgents (agents per VM, the same name as on swarmHosts; "
                              "see 'Stack outputs' in README.md, schema version 2)")
         return data
-
-    @property
-    def last_udp_port(self) -> int:
-        return self.base_udp_port + self.target_agents - 1
 
     @property
     def total_agents(self) -> int:
@@ -262,149 +255,3 @@ class FleetConfig(Model):
             raise KeyError(host.machine_type)
         return MemoryBudget(machine.memory_mb, self.memory.os_reserve_mb, host.agent_memory_mb,
                             self.memory.headroom_percent)
-
-
-def key_name(loc: tuple[int | str, ...]) -> str:
-    """('swarmHosts', 2, 'targetAgents') -> 'pilot-fleet:swarmHosts[2].targetAgents'."""
-    if loc and loc[0] == "gcp":
-        return "gcp:" + ".".join(str(p) for p in loc[1:])
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return f"{pilot.PROJECT_NAME}:{text}" if text else pilot.PROJECT_NAME
-
-
-def _pydantic_problems(exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see the configuration reference in README.md)"
-        elif err["type"] == "missing":
-            message = "required but not set"
-        problems.append(f"{key_name(loc)}: {message}")
-    return problems
-
-
-def _semantic_problems(cfg: FleetConfig) -> list[str]:
-    problems: list[str] = []
-
-    def unknown_machine(key: str, name: str) -> str:
-        close = difflib.get_close_matches(name, machine_types(), n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        return f"{key}: unknown machine type {name!r} ({hint}known types: fleet/facts/data/machine_types.yaml)"
-    region = cfg.gcp.region
-
-    known = zones_by_region()
-
-    def check_zone(key: str, zone: str) -> None:
-        if not zone.startswith(region + "-"):
-            problems.append(f"{key}: zone {zone} is not in region {region} (gcp:region)")
-        elif region not in known:
-            problems.append(f"{key}: region {region} is not in fleet/facts/data/zones.yaml (add its zones there, from "
-                            f"`gcloud compute zones list --filter=region:{region}`)")
-        elif zone not in known[region]:
-            close = difflib.get_close_matches(zone, known[region], n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            problems.append(f"{key}: {zone} is not a zone of {region} ({hint}its zones: {', '.join(known[region])}; "
-                            "fleet/facts/data/zones.yaml)")
-
-    check_zone("gcp:zone", cfg.gcp.zone)
-    if cfg.pilot_version not in known_versions():
-        problems.append(f"{key_name(('pilotVersion',))}: no pilot-daemon wheel known for {cfg.pilot_version} "
-                        f"(known: {', '.join(known_versions())}; "
-                        "add its wheels to fleet/facts/data/pilot_releases.yaml)")
-    if cfg.rendezvous.zone:
-        check_zone(key_name(("rendezvous", "zone")), cfg.rendezvous.zone)
-    if lookup(cfg.rendezvous.machine_type) is None:
-        problems.append(unknown_machine(key_name(("rendezvous", "machineType")), cfg.rendezvous.machine_type))
-    problems += _install_source_problems(cfg.rendezvous)
-    ports = cfg.rendezvous.ports
-    if ports.registry == ports.dashboard:  # both TCP; the beacon is UDP and may share a number
-        problems.append(f"{key_name(('rendezvous', 'ports'))}: registry and dashboard cannot share TCP port "
-                        f"{ports.registry}")
-
-    seen: dict[str, str] = {cfg.rendezvous.name: key_name(("rendezvous", "name"))}
-    rv, home = cfg.rendezvous, cfg.zone_of(cfg.rendezvous.zone)
-    if rv.failover_zone:
-        check_zone(key_name(("rendezvous", "failoverZone")), rv.failover_zone)
-        if rv.failover_zone == home:
-            problems.append(f"{key_name(('rendezvous', 'failoverZone'))}: must be another zone than the "
-                            f"rendezvous' own ({home}): the store disk is replicated across the two")
-    if rv.active_zone and rv.active_zone not in {home, rv.failover_zone}:
-        problems.append(f"{key_name(('rendezvous', 'activeZone'))}: {rv.active_zone} is neither the rendezvous' "
-                        f"zone ({home}) nor its failoverZone ({rv.failover_zone or 'not set'}): the store disk "
-                        "is only in those")
-    reserved = {ports.registry: "rendezvous registry", ports.beacon: "rendezvous beacon",
-                ports.dashboard: "rendezvous dashboard", pilot.SUPERVISOR_HEALTH_PORT: "supervisor health"}
-    eph_lo, eph_hi = pilot.EPHEMERAL_PORT_RANGE
-
-    def check_agents(where: str, spec: SwarmHostConfig | SwarmPoolConfig, per_vm: int, target_key: str) -> None:
-        if spec.name in seen:
-            problems.append(f"{where}.name: duplicate name {spec.name!r} (also {seen[spec.name]})")
-        seen[spec.name] = f"{where}.name"
-        machine = lookup(spec.machine_type)
-        if machine is None:
-            problems.append(unknown_machine(f"{where}.machineType", spec.machine_type))
-        else:
-            budget = cfg.budget(spec)
-            if not budget.fits(per_vm):
-                problems.append(f"{where}.{target_key} ({spec.name}): {budget.explain(per_vm, machine.name)}")
-        first, last = spec.base_udp_port, spec.base_udp_port + per_vm - 1
-        span = f"UDP ports {first}-{last} ({per_vm} agents from baseUdpPort {first})"
-        if last > pilot.MAX_PORT:
-            problems.append(f"{where}.baseUdpPort ({spec.name}): {span} run past {pilot.MAX_PORT}")
-        for port, what in reserved.items():
-            if first <= port <= last:
-                problems.append(f"{where}.baseUdpPort ({spec.name}): {span} include the {what} port {port}")
-        if first <= eph_hi and last >= eph_lo:
-            problems.append(f"{where}.baseUdpPort ({spec.name}): {span} overlap the kernel's ephemeral port range "
-                            f"{eph_lo}-{eph_hi}")
-
-    if cfg.expected_agents == 0:
-        problems.append(f"{key_name(('swarmHosts',))}: the fleet has no agents: declare swarmHosts or swarmPools "
-                        "(a fleet of a rendezvous alone would plan green and verify nothing)")
-    for i, host in enumerate(cfg.swarm_hosts):
-        where = key_name(("swarmHosts", i))
-        if host.zone:
-            check_zone(f"{where}.zone", host.zone)
-        check_agents(where, host, host.target_agents, "targetAgents")
-    for i, pool in enumerate(cfg.swarm_pools):
-        where = key_name(("swarmPools", i))
-        zones = cfg.zones_of(pool)
-        for zone in zones:
-            check_zone(f"{where}.zones", zone)
-        if len(set(zones)) != len(zones):
-            problems.append(f"{where}.zones ({pool.name}): a zone is listed twice")
-        check_agents(where, pool, pool.target_agents, "targetAgents")
-        unavailable = pool.unavailable(len(zones))
-        if len(zones) > 1 and unavailable < len(zones):
-            problems.append(f"{where}.maxUnavailable ({pool.name}): a regional group across {len(zones)} zones "
-                            f"needs at least {len(zones)} (Compute Engine's rule), not {unavailable}")
-    return problems
-
-
-def _install_source_problems(rv: RendezvousConfig) -> list[str]:
-    """A rendezvous VM that has no binary to run would boot into nothing: refuse the stack instead."""
-    table = build_table()
-    known = ", ".join(sorted(table.sources))
-    if rv.source and rv.source not in table.sources:
-        return [f"{key_name(('rendezvous', 'source'))}: commit {rv.source!r} is not pinned in "
-                f"fleet/facts/data/rendezvous_build.yaml (pinned: {known})"]
-    if not rv.source and rv.release is None:
-        return [f"{key_name(('rendezvous', 'source'))}: the rendezvous has no install source: set it to a pinned "
-                f"commit ({known}) or set {key_name(('rendezvous', 'release'))} (url, sha256 of a prebuilt binary)"]
-    return []
-
-
-def parse_fleet_config(raw: Mapping[str, Any]) -> FleetConfig:
-    """Validate a raw config mapping ({"gcp": {...}, "<fleet key>": ...}); raise FleetConfigError."""
-    try:
-        cfg = FleetConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        raise FleetConfigError(_pydantic_problems(exc)) from None
-    problems = _semantic_problems(cfg)
-    if problems:
-        raise FleetConfigError(problems)
-    return cfg

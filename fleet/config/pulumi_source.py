@@ -12,7 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.config.model import FleetConfig, FleetConfigError, parse_fleet_config
+from fleet.config.checks import parse_fleet_config
+from fleet.config.model import FleetConfig, FleetConfigError
 from fleet.facts import pilot
 
 GCP_KEYS = ("project", "region", "zone")

@@ -7,7 +7,6 @@ the policy pack and the post-deploy check all read them from this module.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 PROJECT_NAME = "pilot-fleet"
 PILOT_VERSION = "1.18.0"
@@ -73,105 +72,12 @@ AUTOHEALING_INITIAL_DELAY_SECONDS = 1800
 
 BOOT_IMAGE = "debian-cloud/debian-12"
 
-# Instance metadata keys the fleet sets on every VM; the startup script reads exactly these.
-class MetadataKey:
-    ROLE = "pilot-role"
-    AGENT_TARGET = "pilot-agent-target"
-    REGISTRY = "pilot-registry"
-    BEACON = "pilot-beacon"
-    BASE_UDP_PORT = "pilot-base-udp-port"
-    SPAWN_PARALLELISM = "pilot-spawn-parallelism"
-    ROUND_DELAY_SECONDS = "pilot-round-delay-seconds"
-    NEW_REGISTRATIONS_PER_MINUTE = "pilot-new-registrations-per-minute"
-    GOGC = "pilot-gogc"
-    VERSION = "pilot-version"
-    STORE_DEVICE = "pilot-store-device"
-    STATE_DEVICE = "pilot-state-device"
-    REGISTRY_PORT = "pilot-registry-port"
-    BEACON_PORT = "pilot-beacon-port"
-    DASHBOARD_PORT = "pilot-dashboard-port"
-    RENDEZVOUS_URL = "pilot-rendezvous-url"
-    RENDEZVOUS_SHA256 = "pilot-rendezvous-sha256"
-    RENDEZVOUS_SOURCE_COMMIT = "pilot-rendezvous-source-commit"
-    RENDEZVOUS_SOURCE_URL = "pilot-rendezvous-source-url"
-    RENDEZVOUS_SOURCE_DIGEST = "pilot-rendezvous-source-digest"
-    GO_VERSION = "pilot-go-version"
-    # Never set by the fleet: a `-standby` rendezvous never receives the registry (PILOT_FACTS). The boot path and
-    # the policy pack refuse a VM that carries it.
-    STANDBY_OF = "pilot-standby-of"
-    HEALTH_PORT = "pilot-health-port"
-    HEALTH_THRESHOLD = "pilot-health-threshold"
-    # the version's wheels and optional flags (fleet/facts/data/pilot_releases.yaml), as one JSON value
-    DAEMON_RELEASE = "pilot-daemon-release"
-    ROLLOUT_MAX_UNAVAILABLE = "pilot-rollout-max-unavailable"
-    # Compute Engine's own keys, set for hardening and for the supervisor's status reports.
-    GUEST_ATTRIBUTES = "enable-guest-attributes"
-    OS_LOGIN = "enable-oslogin"
-    BLOCK_PROJECT_SSH_KEYS = "block-project-ssh-keys"
-    SERIAL_PORT = "serial-port-enable"
-    STARTUP_SCRIPT = "startup-script"
-
-
 # The label on a pool's VMs (from its instance template): Prometheus' gce_sd finds them by it.
 POOL_LABEL = "pilot-pool"
 
 ROLE_RENDEZVOUS = "rendezvous"
 ROLE_SWARM = "swarm"
 
-# Instance-level metadata keys that run scripts; any of them bypasses or doubles the project-level script.
-SCRIPT_METADATA_KEYS = ("startup-script", "startup-script-url", "user-data", "user-data-encoding")
-SCRIPT_METADATA_PREFIXES = ("shutdown-script", "sysprep-specialize-script-")
-SCRIPT_METADATA_PATTERN = r"^windows-.*-script-.*$"
-
-
-@dataclass(frozen=True)
-class AttributeBounds:
-    """What a swarm VM accepts for one numeric `pilot-*` attribute: config validation and the supervisor (rendered
-    in; the startup script asks it) take these, at boot and on every live change, so a stack that plans is a stack
-    whose VMs boot and converge."""
-
-    attribute: str
-    low: float
-    high: float
-    default: float | None  # None: the stack always sets it
-    why: str
-    whole: bool = True  # a whole number; else any decimal number
-    low_open: bool = False  # the low end itself is refused
-
-
-# Agent ports start at or above this: ports below 1024 are privileged, and no agent runs as root's service there.
-MIN_AGENT_PORT = 1024
-
-AGENT_BOUNDS: dict[str, AttributeBounds] = {
-    "target_agents": AttributeBounds(
-        MetadataKey.AGENT_TARGET, 1, MAX_PORT - MIN_AGENT_PORT + 1, None,
-        "one UDP port per agent, all of them between 1024 and 65535"),
-    "base_udp_port": AttributeBounds(
-        MetadataKey.BASE_UDP_PORT, MIN_AGENT_PORT, MAX_PORT, DEFAULT_BASE_UDP_PORT,
-        "agent ports are base + index: not privileged, not past 65535"),
-    "spawn_parallelism": AttributeBounds(
-        MetadataKey.SPAWN_PARALLELISM, 1, MAX_SPAWN_PARALLELISM, DEFAULT_SPAWN_PARALLELISM,
-        "the seed fleet: 10-20 starts per round; 50 at once overloaded the registry"),
-    "new_registrations_per_minute": AttributeBounds(
-        MetadataKey.NEW_REGISTRATIONS_PER_MINUTE, 1, 1_000_000, NEW_REGISTRATIONS_PER_MINUTE,
-        "the registry's limit of new identities per source IP (10 in the public rendezvous)"),
-    "gogc": AttributeBounds(
-        MetadataKey.GOGC, 10, 1000, 100,
-        "Go's GC target percent: 50 on memory-tight VMs (seed), 100 is Go's default"),
-    "health_port": AttributeBounds(
-        MetadataKey.HEALTH_PORT, 1, MAX_PORT, SUPERVISOR_HEALTH_PORT,
-        "the supervisor's /healthz and /metrics"),
-    "round_delay_seconds": AttributeBounds(
-        MetadataKey.ROUND_DELAY_SECONDS, 0, 3600, DEFAULT_ROUND_DELAY_SECONDS,
-        "seconds between spawn rounds (seed: ~3 s); more than an hour is a typo", whole=False),
-    "health_threshold": AttributeBounds(
-        MetadataKey.HEALTH_THRESHOLD, 0, 1, DEFAULT_ALERT_THRESHOLD,
-        "the share of the target that must run for /healthz to be 200", whole=False, low_open=True),
-    "rollout_max_unavailable": AttributeBounds(
-        MetadataKey.ROLLOUT_MAX_UNAVAILABLE, 0, 1, DEFAULT_ROLLOUT_MAX_UNAVAILABLE,
-        "the share of a host's agents a live rollout may restart at once (at least one)", whole=False,
-        low_open=True),
-}
 # The store disk's device name (the rendezvous attaches it so; the script finds /dev/disk/by-id/google-<name>).
 STORE_DEVICE = "pilot-store"
 # A swarm VM's agent state disk (identities, registration markers), mounted on /var/lib/pilot-fleet: it outlives the
@@ -183,7 +89,3 @@ STATE_DISK_TYPE = "pd-balanced"
 DEFAULT_BOOT_DISK_GB = 20
 DEFAULT_STATE_DISK_GB = 10
 DISK_TYPE = "pd-balanced"
-# Defaults of the attributes that are not numbers (their forms are checked where the script reads them).
-ATTRIBUTE_DEFAULTS: dict[str, str] = {
-    MetadataKey.STORE_DEVICE: STORE_DEVICE,
-}

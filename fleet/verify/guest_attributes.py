@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import requests
 
+from fleet.vm_contract import RENAMED_GUEST_ATTRIBUTES, GuestAttribute
+
 COMPUTE_API = "https://compute.googleapis.com/compute/v1"
 # Seams for a local stand-in of the API (tests) or a proxy: both honoured only when set.
 API_ENV = "PILOT_FLEET_COMPUTE_API"
@@ -69,7 +71,7 @@ def read_host(session: requests.Session, api: str, token: str, project: str, zon
               target: int, timeout: float) -> HostReport:
     url = f"{api}/projects/{project}/zones/{zone}/instances/{name}/getGuestAttributes"
     try:
-        response = session.get(url, params={"queryPath": "pilot/"}, timeout=timeout,
+        response = session.get(url, params={"queryPath": f"{GuestAttribute.NAMESPACE}/"}, timeout=timeout,
                                headers={"Authorization": f"Bearer {token}"})
     except requests.RequestException as exc:
         return HostReport(name, target, error=f"Compute Engine API unreachable: {type(exc).__name__}")
@@ -79,18 +81,21 @@ def read_host(session: requests.Session, api: str, token: str, project: str, zon
         return HostReport(name, target, error=f"getGuestAttributes answered HTTP {response.status_code}")
     try:
         items = response.json().get("queryValue", {}).get("items", [])
-        values = {i["key"]: str(i["value"]) for i in items if i.get("namespace", "pilot") == "pilot"}
+        values = {i["key"]: str(i["value"]) for i in items
+                  if i.get("namespace", GuestAttribute.NAMESPACE) == GuestAttribute.NAMESPACE}
     except (ValueError, AttributeError, KeyError, TypeError):
         return HostReport(name, target, error="getGuestAttributes answered an unexpected document")
 
     def number(key: str) -> int | None:
-        value = values.get(key, "")
+        # a supervisor that has not rebooted into the renamed contract still publishes the old name
+        value = values.get(key, values.get(RENAMED_GUEST_ATTRIBUTES.get(key, ""), ""))
         return int(value) if value.isdigit() else None
 
-    # a pool VM's own target is what its supervisor published (the template's agents per VM otherwise)
-    return HostReport(name, number("agents-target") or target, running=number("agents-running"),
-                      restarts=number("agents-restarts"), bypassed_script=values.get("bypassed-startup-script"),
-                      zone=zone, planned=target, rollout=values.get("rollout"))
+    # a pool VM's own target is what its supervisor published (the template's target otherwise)
+    return HostReport(name, number(GuestAttribute.TARGET_AGENTS) or target,
+                      running=number(GuestAttribute.RUNNING_AGENTS), restarts=number(GuestAttribute.RESTARTS),
+                      bypassed_script=values.get(GuestAttribute.BYPASSED_STARTUP_SCRIPT), zone=zone, planned=target,
+                      rollout=values.get(GuestAttribute.ROLLOUT))
 
 
 def list_pool_instances(session: requests.Session, api: str, token: str, manager_path: str,

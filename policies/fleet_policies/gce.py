@@ -55,8 +55,22 @@ def metadata_of(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, An
 
 def metadata_value(metadata: Mapping[str, Any], key: str) -> str:
     """A metadata value as the VM reads it: the startup script and the supervisor drop surrounding whitespace (a
-    role of "swarm\n" boots a swarm host, so every swarm rule must see it as one)."""
+    role of "swarm\n" boots a swarm host, so every swarm rule must see it as one). A renamed key is read under its
+    old name when the new one is absent, as the VM reads it for that one release."""
+    if key not in metadata and key in pilot.RENAMED:
+        key = pilot.RENAMED[key]
     return str(metadata.get(key) or "").strip()
+
+
+def agent_target(metadata: Mapping[str, Any]) -> tuple[int | None, str]:
+    """The most agents a supervisor on this VM may run, and the raw value when one is not a whole number. For the one
+    release a renamed key is read under both names, both count: supervisors that have not rebooted into the new VM
+    contract still read the old name."""
+    key = pilot.MetadataKey.TARGET_AGENTS
+    names = [key, *([pilot.RENAMED[key]] if key in pilot.RENAMED else [])]
+    texts = [str(metadata.get(name) or "").strip() for name in names if name in metadata] or [""]
+    bad = next((text for text in texts if not text.isdigit()), None)
+    return (None, bad) if bad is not None else (max(int(text) for text in texts), "")
 
 
 def script_keys(metadata: Mapping[str, Any]) -> list[str]:

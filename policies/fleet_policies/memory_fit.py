@@ -6,7 +6,7 @@ from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationP
 
 from . import facts as pilot
 from .facts import MemoryBudget
-from .gce import effective_vms, machine_memory_mb, metadata_value
+from .gce import agent_target, effective_vms, machine_memory_mb, metadata_value
 from .policy_config import ConfigSpec, config_for, config_schema
 
 CONFIG: ConfigSpec = {
@@ -22,11 +22,9 @@ def _fits(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     for vm in effective_vms(args.resources):
         if metadata_value(vm.metadata, pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
             continue
-        target_text = metadata_value(vm.metadata, pilot.MetadataKey.AGENT_TARGET)
-        try:
-            target = int(target_text)
-        except ValueError:
-            report_violation(f"{vm.name}: swarm host without a numeric {pilot.MetadataKey.AGENT_TARGET} "
+        target, target_text = agent_target(vm.metadata)
+        if target is None:
+            report_violation(f"{vm.name}: swarm host without a numeric {pilot.MetadataKey.TARGET_AGENTS} "
                              f"({target_text!r}); its memory cannot be checked.", vm.urn)
             continue
         machine_type = str(vm.props.get("machineType") or "")

@@ -13,7 +13,7 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .gce import FIREWALL, Target, admits, effective_vms, metadata_value, subnet_networks, target_of
+from .gce import FIREWALL, Target, admits, agent_target, effective_vms, metadata_value, subnet_networks, target_of
 from .policy_config import ConfigSpec, config_for, config_schema
 
 CONFIG: ConfigSpec = {
@@ -57,13 +57,13 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
                     report_violation(f"rendezvous {vm.name}: the {what} ({port}/{protocol}) is not open to the "
                                      f"agents' source range(s) {', '.join(missing)}.", vm.urn)
         elif role == pilot.ROLE_SWARM:
-            try:
-                base = int(metadata_value(metadata, pilot.MetadataKey.BASE_UDP_PORT))
-                target = int(metadata_value(metadata, pilot.MetadataKey.AGENT_TARGET))
-            except ValueError:
+            base_text = metadata_value(metadata, pilot.MetadataKey.BASE_UDP_PORT)
+            target, _ = agent_target(metadata)
+            if not base_text.isdigit() or target is None:
                 report_violation(f"swarm host {vm.name}: {pilot.MetadataKey.BASE_UDP_PORT} and "
-                                 f"{pilot.MetadataKey.AGENT_TARGET} must be numbers to check its ports.", vm.urn)
+                                 f"{pilot.MetadataKey.TARGET_AGENTS} must be numbers to check its ports.", vm.urn)
                 continue
+            base = int(base_text)
             last = base + target - 1
             missing = _uncovered(rules, seen_as, "udp", base, last, config["peerSourceRanges"])
             if missing:

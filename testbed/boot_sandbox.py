@@ -28,7 +28,7 @@ import pytest
 from fleet.components.startup_script import render_startup_script
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import Wheel, wheels
-from tests.supervisor_harness import STANDIN
+from testbed.supervisor_harness import STANDIN
 
 REPO = Path(__file__).resolve().parent.parent
 WHEEL_CACHE = REPO / ".cache" / "wheels"
@@ -371,7 +371,7 @@ def serve_forever(spec_path: Path) -> None:
     """Serve a metadata server described by a JSON file until killed (run inside a test's network namespace).
 
     `listen` (optional) names HOST:PORT stand-ins for a registry's TCP port to hold open as well."""
-    from tests.supervisor_harness import registry_port
+    from testbed.supervisor_harness import registry_port
 
     spec = json.loads(spec_path.read_text())
     server = MetadataServer(spec["attributes"], instance=spec["instance"], project=spec["project"],

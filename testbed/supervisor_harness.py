@@ -1,4 +1,5 @@
-"""Runs startup/pilot_supervisor.py for real against the stand-in daemon, in a private directory."""
+"""Runs the supervisor (startup/pilot_supervisor/, as the renderer's zipapp) for real against the stand-in daemon, in a
+private directory."""
 
 from __future__ import annotations
 
@@ -15,35 +16,39 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from fleet.components.startup_script import SUPERVISOR_PATH, render_supervisor
+from fleet.startup_render import build_zipapp, render_contract
 
 REPO = Path(__file__).resolve().parent.parent
 STANDIN = Path(__file__).resolve().parent / "standin_daemon.py"
-# The program as the VMs run it: startup/pilot_supervisor.py with the fleet's attribute rules rendered in. Written
-# once per test session under .cache (a content-addressed name), run from there.
-RENDERED = render_supervisor()
-_DIGEST = hashlib.sha256(RENDERED.encode()).hexdigest()[:16]
-SUPERVISOR = REPO / ".cache" / "supervisor" / f"pilot_supervisor-{_DIGEST}.py"
+# The program as the VMs run it: the supervisor package as the renderer's zipapp, with the rendered VM contract
+# beside it (where the startup script puts it). Written once per test session under .cache (a content-addressed
+# directory), run from there.
+ZIPAPP, CONTRACT = build_zipapp(), render_contract()
+_DIGEST = hashlib.sha256(ZIPAPP + CONTRACT.encode()).hexdigest()[:16]
+SUPERVISOR = REPO / ".cache" / "supervisor" / _DIGEST / "pilot-supervisor.pyz"
 if not SUPERVISOR.exists():
     SUPERVISOR.parent.mkdir(parents=True, exist_ok=True)
+    (SUPERVISOR.parent / "contract.json").write_text(CONTRACT)
     _tmp = SUPERVISOR.with_name(f".{os.getpid()}.tmp")
-    _tmp.write_text(RENDERED)
+    _tmp.write_bytes(ZIPAPP)
     _tmp.replace(SUPERVISOR)
+# In-process tests import the package from that same zipapp, with that same contract.
+sys.path.insert(0, str(SUPERVISOR))
+import pilot_supervisor.agents  # noqa: E402
+import pilot_supervisor.attributes  # noqa: E402
+import pilot_supervisor.config  # noqa: E402
+import pilot_supervisor.contract  # noqa: E402
+import pilot_supervisor.health  # noqa: E402
+import pilot_supervisor.install  # noqa: E402
+import pilot_supervisor.live  # noqa: E402
+import pilot_supervisor.pacing  # noqa: E402
+import pilot_supervisor.rollout  # noqa: E402
+import pilot_supervisor.supervisor  # noqa: E402
 
-
-def _load_supervisor() -> ModuleType:
-    """The rendered supervisor is a standalone program for the VMs, not part of a package: load it as a module."""
-    module = ModuleType("pilot_supervisor")
-    module.__file__ = str(SUPERVISOR_PATH)
-    sys.modules["pilot_supervisor"] = module  # dataclasses look the module up while the class is built
-    exec(compile(RENDERED, str(SUPERVISOR_PATH), "exec"), module.__dict__)
-    return module
-
-
-supervisor_module = _load_supervisor()
+pilot_supervisor.contract.load(SUPERVISOR.parent / "contract.json")
+sv = pilot_supervisor  # the package, its modules imported: sv.config.Config, sv.agents.daemon_argv, ...
 
 # Fast figures for tests: rounds of 3 every 0.3 s, 10 new identities a second after a burst of 4.
 FAST = {"tick_seconds": 0.1, "settle_seconds": 0.6, "spawn_parallelism": 3, "round_delay_seconds": 0.3,
@@ -170,7 +175,7 @@ def registry_port(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 def supervised(base: Path, target: int, **overrides: Any) -> Iterator[Supervised]:
     port = free_udp_ports(target + 8)
     with registry_port() as registry:
-        config = {"target": target, "daemon": str(STANDIN), "registry": registry, "beacon": "127.0.0.1:9",
+        config = {"target_agents": target, "daemon": str(STANDIN), "registry": registry, "beacon": "127.0.0.1:9",
                   "base_udp_port": port, "state_dir": str(base / "state"), "run_dir": str(base / "run"),
                   **FAST, **overrides}
         box = Supervised(base, config)

@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.facts.rendezvous_build import build_table, tree_digest
-from tests.boot_sandbox import SOURCE_FIXTURE, WHEEL_CACHE, free_tcp_port
-from tests.vm_fleet import REFUSED
+from fleet.facts.rendezvous_build import build_table
+from fleet.generators.rendezvous_digest import tree_digest
+from testbed.boot_sandbox import SOURCE_FIXTURE, WHEEL_CACHE, free_tcp_port
+from testbed.vm_fleet import REFUSED
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_CACHE = REPO / ".cache" / "rendezvous"

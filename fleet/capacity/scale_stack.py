@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
+from fleet.capacity.sizing import Assumptions, CostedFleet
 from fleet.config.model import FleetConfigError
 from fleet.config.pulumi_source import parse_flat_config
 from fleet.facts import pilot
 from fleet.facts.rendezvous_build import build_table
-from fleet.planner.sizing import Assumptions, CostedFleet
 
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 RENDEZVOUS_MACHINE = "e2-standard-8"  # the registry's state for 50,000 agents is a few MB; see SCALING.md

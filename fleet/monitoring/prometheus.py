@@ -11,6 +11,7 @@ import yaml
 
 from fleet.facts import pilot
 from fleet.verify.outputs import StackOutputs
+from fleet.vm_contract import RENAMED_METRICS, MetricName
 
 AGENTS_SD = "pilot-agents.json"
 RENDEZVOUS_SD = "pilot-rendezvous.json"
@@ -29,7 +30,7 @@ def service_discovery(outputs: StackOutputs) -> tuple[list[dict[str, Any]], list
     fleet = outputs.project or "pilot-fleet"
     agents = [{"targets": [f"{h.internal_ip}:{outputs.ports.health}"],
                "labels": {"pilot_fleet": fleet, "pilot_host": h.name, "pilot_zone": h.zone,
-                          "pilot_target_agents": str(h.target_agents)}}
+                          TARGET_LABEL: str(h.target_agents)}}
               for h in outputs.swarm_hosts if h.internal_ip]
     # The rendezvous answers /metrics only from loopback: this target is for a Prometheus agent on that VM, on the
     # stack's own dashboard port (a stack may move it off 3000).
@@ -39,13 +40,19 @@ def service_discovery(outputs: StackOutputs) -> tuple[list[dict[str, Any]], list
     return agents, rendezvous
 
 
+# The Prometheus label that carries a host's configured target: the same name as the metric of its supervisor's.
+TARGET_LABEL = MetricName.TARGET_AGENTS
+
+
 def alert_rules(outputs: StackOutputs) -> dict[str, Any]:
+    m = MetricName
     fleet = outputs.project or "pilot-fleet"
     sel = f'{{pilot_fleet="{fleet}"}}'
     min_online = outputs.alert_min_online or pilot.min_online(outputs.expected_agents, outputs.alert_threshold)
+    target = f"({m.TARGET_AGENTS}{sel} or {RENAMED_METRICS[m.TARGET_AGENTS]}{sel})"
     return {"groups": [{"name": "pilot-fleet", "rules": [
         {"alert": "PilotFleetAgentsBelowThreshold",
-         "expr": f"sum(pilot_agents_running{sel}) < {min_online}",
+         "expr": f"sum({m.RUNNING_AGENTS}{sel}) < {min_online}",
          "for": "10m",
          "labels": {"severity": "critical"},
          "annotations": {
@@ -54,20 +61,21 @@ def alert_rules(outputs: StackOutputs) -> dict[str, Any]:
              "description": "{{ $value }} agents running across the fleet's supervisors. "
                             "Run `python -m fleet verify` for the registry's online count and the host at fault."}},
         {"alert": "PilotHostBelowTarget",
-         "expr": f"pilot_agents_running{sel} < pilot_agents_target{sel}",
+         # a supervisor that has not rebooted into the renamed contract exports the old name (RENAMED_METRICS)
+         "expr": f"{m.RUNNING_AGENTS}{sel} < {target}",
          "for": "15m",
          "labels": {"severity": "warning"},
          "annotations": {"summary": "{{ $labels.pilot_host }} runs {{ $value }} agents, below its target "
-                                    "({{ $labels.pilot_target_agents }})"}},
+                                    "({{ $labels." + TARGET_LABEL + " }})"}},
         {"alert": "PilotFleetRssGrowth",
-         "expr": (f"delta(sum(pilot_agents_rss_bytes{sel})[1h:5m]) > {RSS_GROWTH_BYTES_PER_HOUR} "
-                  f"and abs(delta(sum(pilot_agents_running{sel})[1h:5m])) < 1"),
+         "expr": (f"delta(sum({m.AGENTS_RSS}{sel})[1h:5m]) > {RSS_GROWTH_BYTES_PER_HOUR} "
+                  f"and abs(delta(sum({m.RUNNING_AGENTS}{sel})[1h:5m])) < 1"),
          "for": "5m",
          "labels": {"severity": "warning"},
          "annotations": {"summary": "Fleet agent RSS grew more than 100 MiB in an hour with a flat agent count",
                          "description": "A leak, or connections piling up: check the busiest hosts' agents."}},
         {"alert": "PilotHostMemoryLow",
-         "expr": (f"pilot_host_memory_available_bytes{sel} / pilot_host_memory_total_bytes{sel} "
+         "expr": (f"{m.HOST_MEMORY_AVAILABLE}{sel} / {m.HOST_MEMORY_TOTAL}{sel} "
                   f"< {MIN_AVAILABLE_MEMORY_SHARE}"),
          "for": "5m",
          "labels": {"severity": "critical"},
@@ -96,7 +104,7 @@ def scrape_config(outputs: StackOutputs, out: Path) -> dict[str, Any]:
                 {"source_labels": ["__meta_gce_instance_name"], "target_label": "pilot_host"},
                 {"source_labels": ["__meta_gce_zone"], "regex": ".*/zones/(.+)", "target_label": "pilot_zone"},
                 {"target_label": "pilot_fleet", "replacement": fleet},
-                {"target_label": "pilot_target_agents", "replacement": str(pool.target_agents)},
+                {"target_label": TARGET_LABEL, "replacement": str(pool.target_agents)},
             ],
         })
     return {"scrape_configs": jobs, "rule_files": [str(out / RULES)]}

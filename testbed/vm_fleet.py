@@ -46,7 +46,8 @@ from fleet.facts import pilot
 from fleet.facts.pilot_releases import known_versions
 from fleet.facts.rendezvous_build import build_table
 from fleet.plan.mock_engine import MOCK_EXTERNAL_NET
-from tests.boot_sandbox import CONTROL_PATH, SOURCE_FIXTURE, SYSCTL_STUB, WHEEL_CACHE, cached_wheel, mirror_path
+from fleet.vm_contract import MetadataKey
+from testbed.boot_sandbox import CONTROL_PATH, SOURCE_FIXTURE, SYSCTL_STUB, WHEEL_CACHE, cached_wheel, mirror_path
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_CACHE = REPO / ".cache" / "vm"
@@ -189,11 +190,11 @@ class Host:
 
     @property
     def role(self) -> str:
-        return self.attributes[pilot.MetadataKey.ROLE]
+        return self.attributes[MetadataKey.ROLE]
 
     @property
     def target(self) -> int:
-        return int(self.attributes.get(pilot.MetadataKey.AGENT_TARGET, "0"))
+        return int(self.attributes.get(MetadataKey.TARGET_AGENTS, "0"))
 
     def start_metadata(self) -> None:
         spec = self.base / "metadata.json"
@@ -204,7 +205,7 @@ class Host:
                          "network-interfaces/0/ip": self.ip},
             "files": {k: str(v) for k, v in self.files.items()}, "host": METADATA_IP, "port": 80}))
         self.metadata = subprocess.Popen(["ip", "netns", "exec", self.namespace, sys.executable, "-m",
-                                          "tests.boot_sandbox", str(spec)], cwd=REPO, stdout=subprocess.PIPE,
+                                          "testbed.boot_sandbox", str(spec)], cwd=REPO, stdout=subprocess.PIPE,
                                          text=True)
         assert self.metadata.stdout is not None
         if self.metadata.stdout.readline().strip() != "serving":
@@ -396,7 +397,7 @@ class Fleet:
         subprocess.run(["ip", "netns", "del", old.namespace], check=False, capture_output=True)
         self.hosts.remove(old)
         vm = next(r for r in after["resources"] if r["type"] == "gcp:compute/instance:Instance"
-                  and r["inputs"]["metadata"].get(pilot.MetadataKey.ROLE) == pilot.ROLE_RENDEZVOUS)
+                  and r["inputs"]["metadata"].get(MetadataKey.ROLE) == pilot.ROLE_RENDEZVOUS)
         new = Host(vm["name"], after["outputs"]["rendezvousIp"],
                    {k: str(v) for k, v in vm["inputs"]["metadata"].items()},
                    next(r for r in after["resources"] if r["name"] == "startup-script")["inputs"]["value"],
@@ -506,7 +507,7 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
             if host.role == pilot.ROLE_RENDEZVOUS:
                 host.store = host.base / "store-disk"
                 host.store.mkdir(exist_ok=True)
-            elif host.attributes.get(pilot.MetadataKey.STATE_DEVICE):
+            elif host.attributes.get(MetadataKey.STATE_DEVICE):
                 host.state = host.base / "state-disk"
                 host.state.mkdir(exist_ok=True)
             fleet.plug(host)
@@ -515,9 +516,9 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
         fleet.close()
 
 
-if __name__ == "__main__":  # `python -m tests.vm_fleet image`: build the cached base image ahead of the tests
+if __name__ == "__main__":  # `python -m testbed.vm_fleet image`: build the cached base image ahead of the tests
     if sys.argv[1:] != ["image"]:
-        sys.exit("usage: python -m tests.vm_fleet image")
+        sys.exit("usage: python -m testbed.vm_fleet image")
     try:
         print(ensure_image())
     except TestBedError as exc:

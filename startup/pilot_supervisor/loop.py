@@ -1,0 +1,110 @@
+"""The main loop: one supervisor per host (a lock), woken by agents' exits, changes and due rounds; on SIGTERM the
+paced stop (mass deregistration floods the registry), then KILL for what is left after the grace period."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from pilot_supervisor import health, live
+from pilot_supervisor.agents import send_signal
+from pilot_supervisor.config import Config
+from pilot_supervisor.journal import log
+from pilot_supervisor.supervisor import Supervisor
+
+# However often children exit, at most this many ticks a second.
+MIN_TICK_GAP_SECONDS = 0.05
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / "supervisor.lock", "w")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"pilot-supervisor: another supervisor holds {run_dir / 'supervisor.lock'}") from None
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def stop_all(sup: Supervisor) -> None:
+    sup.stopping.set()
+    c = sup.config
+    sup.reap(time.monotonic())
+    pids = [pid for _, pids in sorted(sup.listing().items(), reverse=True) for pid in pids]
+    log("stopping", agents=len(pids), batch=c.stop_batch)
+    for offset in range(0, len(pids), c.stop_batch):
+        batch = pids[offset:offset + c.stop_batch]
+        for pid in batch:
+            send_signal(pid, signal.SIGTERM)
+        log("stop-batch", agents=len(batch), left=len(pids) - offset - len(batch))
+        time.sleep(c.stop_batch_delay_seconds)
+        sup.reap(time.monotonic())
+    deadline = time.monotonic() + c.stop_grace_seconds
+    while time.monotonic() < deadline:
+        sup.reap(time.monotonic())
+        if not sup.listing():
+            break
+        time.sleep(0.2)
+    left = [pid for pids in sup.listing().values() for pid in pids]
+    for pid in left:
+        send_signal(pid, signal.SIGKILL)
+    for _, proc in list(sup.children.values()):
+        proc.wait()
+    sup.children.clear()
+    sup.running = {}
+    sup.publish_view()
+    log("stopped", killed_after_grace=len(left))
+    health.report(sup, time.monotonic(), force=True)
+
+
+def run(config: Config, config_path: Path) -> int:
+    with locked(Path(config.run_dir)):
+        sup = Supervisor(config)
+        sup.config_path = config_path
+        # The loop sleeps in select() on a pipe that signals write to (set_wakeup_fd): an agent's exit (SIGCHLD)
+        # or a stop request wakes it at once, so a rollout batch goes on as soon as its agents are gone.
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        sup.wakeup_fd = wake_write
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so the wakeup fd is written
+        signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
+        server = health.serve_health(sup)
+        log("supervising", target_agents=config.target_agents, daemon=config.daemon, version=config.version,
+            base_udp_port=config.base_udp_port, watching=bool(config.metadata_url))
+        if config.metadata_url:
+            threading.Thread(target=live.watch, args=(sup,), daemon=True, name="watch").start()
+        while not sup.stopping.is_set():
+            began = time.monotonic()
+            sup.tick()
+            now = time.monotonic()
+            sup.ticks += 1
+            sup.last_tick_seconds = now - began
+            # wake for the next tick, or for the next spawn round if it is due sooner, or on a signal or a change
+            wake = now + sup.config.tick_seconds
+            if now < sup.next_round < wake:
+                wake = sup.next_round
+            if not sup.stopping.is_set():
+                select.select([wake_read], [], [], max(0.0, wake - now))
+                with suppress(BlockingIOError):
+                    while os.read(wake_read, 4096):
+                        pass
+                gap = began + MIN_TICK_GAP_SECONDS - time.monotonic()
+                if gap > 0:
+                    time.sleep(gap)
+        signal.set_wakeup_fd(-1)
+        stop_all(sup)
+        if server:
+            server.shutdown()
+    return 0

@@ -1,0 +1,336 @@
+"""One tick of the supervisor: reap, list, trim, mark the registered, roll, start a paced round.
+
+Every tick it
+  * reaps exited children (one waitpid per exit) and, every `scan_seconds`, lists the running agents with a single
+    /proc scan (one probe per agent would be thousands of calls), so agents it did not start itself (a crashed
+    supervisor's) are seen and counted too;
+  * stops agents above the target (highest index first) and never starts more than the gap to the target;
+  * starts missing agents in paced rounds (`spawn_parallelism` per round, `round_delay_seconds` apart), only while
+    the registry accepts TCP connections: a daemon that cannot reach it exits, and its restart backoff would then
+    outlast the registry's arrival (one `pulumi up` boots the swarm hosts and their rendezvous at once). Starts
+    draw on a bucket mirroring the registry's per-IP limit as the registry does: every registration takes a token
+    when there is one, but only a fresh identity is refused without (a known key re-registers anyway), so only
+    fresh identities wait for tokens;
+  * restarts agents that exited (refused registration, crash, watchdog) after an exponential backoff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pilot_supervisor import health, live
+from pilot_supervisor import rollout as rollouts
+from pilot_supervisor.agents import (
+    REFUSED_REGISTRATION,
+    REGISTERED_MARKER,
+    agent_dir,
+    agent_socket,
+    daemon_argv,
+    daemon_env,
+    fingerprint,
+    list_agents,
+    process_fingerprint,
+    send_signal,
+)
+from pilot_supervisor.config import Config
+from pilot_supervisor.journal import log
+from pilot_supervisor.pacing import TokenBucket, registry_reachable
+
+
+@dataclasses.dataclass
+class AgentState:
+    started_at: float = 0.0
+    failures: int = 0
+    not_before: float = 0.0
+    log_offset: int = 0  # where this start's output begins in daemon.log
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        now = time.monotonic()
+        self.bucket = TokenBucket(config.new_registrations_per_minute, config.new_registration_burst, now)
+        self.agents: dict[int, AgentState] = {}
+        self.children: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
+        self.running: dict[int, list[int]] = {}
+        # What the health thread reads: an immutable copy of `running`, replaced whole after each tick. The main
+        # thread mutates `running` while it spawns; iterating it from another thread could see it change size.
+        self.view: dict[int, tuple[int, ...]] = {}
+        self.restarts = 0
+        self.next_round = 0.0
+        self.stopping = threading.Event()
+        self.published: dict[str, str] = {}
+        self.next_publish = 0.0
+        self.started = now
+        self.registry_up: bool | None = None
+        self.ticks = 0
+        self.last_tick_seconds = 0.0
+        self.next_scan = 0.0
+        # the registry refused registrations: no fresh identity starts before `fresh_not_before`
+        self.refusal_streak = 0
+        self.fresh_not_before = 0.0
+        # identities the registry knows, from the markers earlier runs left (read once; kept in step after)
+        self.known = {int(m.parent.name) for m in (Path(config.state_dir) / "agents").glob(f"*/{REGISTERED_MARKER}")
+                      if m.parent.name.isdigit()}
+        # day two: the watcher thread hands the main loop a new config; the main loop alone applies it (live.py)
+        self.config_path: Path | None = None
+        self.lock = threading.Lock()
+        self.pending: Config | None = None
+        self.wanted: dict[str, Any] | None = None  # the settings the attributes last asked for (watcher's)
+        self.refused_attributes = ""
+        self.fingerprints: dict[int, tuple[str, ...]] = {}  # pid -> what it runs
+        self.rollout: rollouts.Rollout | None = None
+        self.rolled: set[int] = set()  # pids a rollout stopped: their exit is no failure and waits for no backoff
+        self.last_change: dict[str, Any] = {}  # the latest rollout's (or refused version's) outcome, for reports
+        self.wakeup_fd: int | None = None  # the write end of the main loop's wake-up pipe
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        live.take_pending(self, now)
+        self.reap(now)
+        if now >= self.next_scan:
+            self.running = self.listing()
+            self.next_scan = now + self.config.scan_seconds
+            self.fingerprints = {pid: fp for pid, fp in self.fingerprints.items()
+                                 if any(pid in pids for pids in self.running.values())}
+        self.trim()
+        self.mark_registered()
+        if not self.stopping.is_set():
+            self.roll(now)
+            self.start_round(now)
+        self.publish_view()
+        health.report(self, now)
+
+    def publish_view(self) -> None:
+        self.view = {index: tuple(pids) for index, pids in self.running.items()}
+
+    def listing(self) -> dict[int, list[int]]:
+        """One /proc scan, plus every child not yet reaped (mid-exec, or a zombie): it counts until reaped."""
+        running = list_agents(self.config)
+        for pid, (index, _) in self.children.items():
+            if pid not in running.get(index, []):
+                running.setdefault(index, []).append(pid)
+        return running
+
+    def exited_children(self) -> Iterator[tuple[int, int]]:
+        """(pid, exit status) of every child that exited since the last call: one waitpid per exit, not per agent."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            yield pid, os.waitstatus_to_exitcode(status)
+
+    def reap(self, now: float) -> None:
+        for pid, code in self.exited_children():
+            if pid not in self.children:
+                continue
+            index, proc = self.children.pop(pid)
+            proc.returncode = code  # reaped here: the Popen must not wait for it again
+            pids = self.running.get(index, [])
+            if pid in pids:
+                pids.remove(pid)
+                if not pids:
+                    del self.running[index]
+            state = self.agents.setdefault(index, AgentState())
+            lived = now - state.started_at
+            state.failures = 0 if lived >= self.config.settle_seconds else state.failures + 1
+            delay = 0.0 if state.failures == 0 else min(
+                self.config.backoff_max_seconds,
+                self.config.backoff_initial_seconds * 2 ** (state.failures - 1))
+            state.not_before = now + delay
+            ran = self.fingerprints.pop(pid, ())
+            if self.stopping.is_set():
+                continue
+            if pid in self.rolled:  # stopped for a rollout: back at once, with what the config starts now
+                self.rolled.discard(pid)
+                state.failures, state.not_before = 0, now
+                continue
+            self.restarts += 1
+            refused = code != 0 and self.refused(index)
+            rollout = self.rollout
+            if rollout and index in rollout.batch and ran == fingerprint(self.config, index) and \
+                    (code != 0 or lived < self.config.settle_seconds):
+                self.fail_rollout(f"agent {index} exited {code} after {lived:.1f} s with version "
+                                  f"{self.config.version}" + (f": {refused}" if refused else ""))
+            log("agent-exited", index=index, pid=pid, code=code, lived_seconds=round(lived, 1),
+                restart_in_seconds=round(delay, 1), **({"registry_refused": refused} if refused else {}))
+            if refused:
+                self.on_refusal(index, now)
+
+    def refused(self, index: int) -> str:
+        """The line in which this agent's last start said the registry refused it; "" if it did not."""
+        state = self.agents.get(index, AgentState())
+        try:
+            with open(agent_dir(self.config, index) / "daemon.log", "rb") as handle:
+                end = handle.seek(0, os.SEEK_END)
+                handle.seek(max(state.log_offset, end - 4096))
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            return ""
+        line = next((line for line in text.splitlines() if REFUSED_REGISTRATION in line), "")
+        return line[line.index(REFUSED_REGISTRATION):][:160].rstrip('"}') if line else ""
+
+    def on_refusal(self, index: int, now: float) -> None:
+        """The registry said no: our bucket was ahead of its own, or it forgot this identity (a lost store), or it
+        is a standby. Empty the bucket, hold fresh starts back as a host (doubling while refusals go on), and pace a
+        refused "known" identity as a fresh one from now on."""
+        self.bucket.empty(now)
+        self.refusal_streak += 1
+        hold = min(self.config.backoff_max_seconds,
+                   60.0 / self.config.new_registrations_per_minute * 2 ** (self.refusal_streak - 1))
+        self.fresh_not_before = max(self.fresh_not_before, now + hold)
+        if index in self.known:
+            self.known.discard(index)
+            (agent_dir(self.config, index) / REGISTERED_MARKER).unlink(missing_ok=True)
+
+    def trim(self) -> None:
+        """Above target (target lowered, or agents left by someone else): stop the highest indices."""
+        surplus: list[int] = []
+        for index, pids in self.running.items():
+            surplus += pids[1:]  # two daemons on one socket: keep one
+            if index >= self.config.target_agents:
+                surplus.append(pids[0])
+        for pid in surplus[: self.config.stop_batch]:
+            log("agent-surplus", pid=pid)
+            send_signal(pid, signal.SIGTERM)
+
+    def mark_registered(self) -> None:
+        """A running agent whose IPC socket exists is registered: pilot-daemon opens its socket only after the
+        registry accepted it. Never guessed from the agent's age: a daemon retries a missing registry for longer
+        than any timer, and an identity wrongly taken as known would be started without a token."""
+        for index in self.running:
+            if index not in self.known and agent_socket(self.config, index).exists():
+                (agent_dir(self.config, index) / REGISTERED_MARKER).touch()
+                self.known.add(index)
+                self.refusal_streak = 0
+
+    def start_round(self, now: float) -> None:
+        if now < self.next_round:
+            return
+        unreaped = {index for index, _ in self.children.values()}  # exited since reap(): backoff comes first
+        missing = [i for i in range(self.config.target_agents)
+                   if i not in self.running and i not in unreaped
+                   and now >= self.agents.get(i, AgentState()).not_before]
+        if missing and not self.probe_registry():
+            self.next_round = now + max(self.config.round_delay_seconds, 1.0)
+            return
+        # known identities first: the registry does not rate-limit re-registration
+        missing.sort(key=lambda i: (i not in self.known, i))
+        started = 0
+        for index in missing:
+            if started >= self.config.spawn_parallelism:
+                break
+            fresh = index not in self.known
+            if fresh and now < self.fresh_not_before:
+                break  # held back after refusals; the remaining ones are fresh too (sorted)
+            # The registry takes a token for every registration it can (known keys too) and refuses only fresh
+            # ones without: a known identity spends a token when there is one, a fresh one waits for it.
+            if not self.bucket.take(now) and fresh:
+                break
+            self.spawn(index, now, fresh)
+            started += 1
+        if started:
+            # the next round is due one delay after this one began; the loop wakes for it, so rounds do not wait
+            # for the next whole tick (which made them drift by up to a tick each)
+            self.next_round = now + self.config.round_delay_seconds
+
+    def probe_registry(self) -> bool:
+        """No agent starts while the registry is unreachable: no token is spent, no backoff piles up."""
+        up = registry_reachable(self.config.registry, self.config.registry_probe_timeout_seconds)
+        if up != self.registry_up:
+            log("registry-reachable" if up else "registry-unreachable", registry=self.config.registry)
+            self.registry_up = up
+        return up
+
+    def spawn(self, index: int, now: float, fresh: bool) -> None:
+        home = agent_dir(self.config, index)
+        home.mkdir(parents=True, exist_ok=True)
+        agent_socket(self.config, index).parent.mkdir(parents=True, exist_ok=True)
+        agent_socket(self.config, index).unlink(missing_ok=True)
+        with open(home / "daemon.log", "ab") as out:
+            offset = out.tell()
+            proc = subprocess.Popen(daemon_argv(self.config, index), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=daemon_env(self.config, index), cwd=home,
+                                    close_fds=True)
+        self.children[proc.pid] = (index, proc)
+        self.fingerprints[proc.pid] = fingerprint(self.config, index)
+        state = self.agents.setdefault(index, AgentState())
+        state.started_at, state.log_offset = now, offset
+        self.running.setdefault(index, []).append(proc.pid)
+        log("agent-started", index=index, pid=proc.pid, fresh_identity=fresh)
+
+    # -- rolling agents over (the state machine is rollout.py's) ------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return rollouts.batch_size(self.config.target_agents, self.config.rollout_max_unavailable)
+
+    def current(self, index: int) -> bool:
+        """Agent `index` runs as the config starts it now, once (not a leftover second process)."""
+        pids = self.running.get(index, [])
+        if len(pids) != 1:
+            return False
+        if pids[0] not in self.fingerprints:
+            self.fingerprints[pids[0]] = process_fingerprint(pids[0])
+        return self.fingerprints[pids[0]] == fingerprint(self.config, index)
+
+    def stale(self) -> list[int]:
+        return [i for i in sorted(self.running) if i < self.config.target_agents and not self.current(i)]
+
+    def roll(self, now: float) -> None:
+        rollout = self.rollout
+        if rollout is None:
+            return
+        c = self.config
+
+        def registered(i: int) -> bool:
+            return agent_socket(c, i).exists()
+
+        step = rollout.step(now, back=lambda i: self.current(i) and registered(i), registered=registered,
+                            stale=self.stale, size=self.batch_size,
+                            batch_seconds=lambda n: (-(-n // c.spawn_parallelism) * c.round_delay_seconds
+                                                     + c.rollout_registration_seconds))
+        if step.progressed:
+            log("rollout-progress", done=rollout.done, of=rollout.total, reason=rollout.reason)
+        if step.late:
+            self.fail_rollout(f"agents {list(step.late[:10])} of version {c.version} were not back and "
+                              "registered in time")
+        elif step.finished:
+            log(f"rollout-{'reverted' if rollout.reverting else 'done'}", reason=rollout.reason, agents=rollout.done)
+            if not rollout.reverting:
+                self.last_change = rollout.outcome()
+            self.rollout = None
+        elif step.batch:
+            for index in step.batch:
+                for pid in self.running.get(index, []):
+                    self.rolled.add(pid)
+                    send_signal(pid, signal.SIGTERM)
+            log("rollout-batch", agents=list(step.batch), done=rollout.done, of=rollout.total)
+
+    def fail_rollout(self, reason: str) -> None:
+        """The new processes do not come back registered: go back, in batches too, to what ran before."""
+        rollout = self.rollout
+        assert rollout is not None
+        self.config = dataclasses.replace(self.config, **{name: getattr(rollout.previous, name)
+                                                          for name in rollouts.ROLLED_FIELDS})
+        log("rollout-failed", reason=reason, rollout=rollout.reason, back_to_version=self.config.version)
+        self.last_change = rollout.failure(reason)
+        self.rollout = rollout.revert(self.config)
+        self.persist()
+
+    def persist(self) -> None:
+        if self.config_path is not None:
+            self.config.write(self.config_path)
+
+    def rollout_status(self) -> dict[str, Any]:
+        return self.rollout.status() if self.rollout is not None else dict(self.last_change)

