@@ -2,13 +2,15 @@
 
 import pulumi
 
-from fleet.components.stack import build_fleet, export_outputs
+from fleet.components.fleet import Fleet
 from fleet.config.model import FleetConfigError
 from fleet.config.pulumi_source import load_from_pulumi
+from fleet.facts.pilot import PROJECT_NAME
 
 try:
     config = load_from_pulumi()
 except FleetConfigError as error:
     raise pulumi.RunError(f"invalid stack configuration:\n{error}") from None
 
-export_outputs(build_fleet(config))
+for name, value in Fleet(PROJECT_NAME, config).outputs.exports().items():
+    pulumi.export(name, value)

@@ -103,7 +103,7 @@ def test_the_same_stack_plans_byte_identically(tmp_path) -> None:
 def test_pool_and_firewall_rows_show_their_key_inputs() -> None:
     result = run_fleet("plan", "--stack", "scale", "--no-policy")
     assert result.returncode == 0, result.stderr
-    rows = [row for line in result.stdout.splitlines() if line.startswith("  gcp:compute:")
+    rows = [row for line in result.stdout.splitlines() if line.lstrip().startswith("gcp:compute:")
             for row in [line.split(None, 2)] if len(row) == 3]
     by_type = {(kind.removeprefix("gcp:compute:"), name): inputs for kind, name, inputs in rows}
     group = by_type[("RegionInstanceGroupManager", "scale-e2-highmem-8")]

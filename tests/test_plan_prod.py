@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,3 +141,38 @@ def test_outputs_schema(prod) -> None:
 def test_dev_stack_plans(planned) -> None:
     dev = planned("dev")
     assert len(of_type(dev, INSTANCE)) == 3 and dev["outputs"]["expectedAgents"] == 200  # the rendezvous, 2 hosts
+
+
+ROOT = "pilot-fleet:fleet:Fleet"
+BEFORE_ROOT = json.loads((Path(__file__).with_name("data") / "resources_before_root_component.json").read_text())
+
+
+def _ancestry(plan: dict[str, Any]) -> list[str]:
+    """Every resource as "its ancestors' types/its type::its name", the root component left out."""
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    out = []
+    for r in plan["resources"]:
+        if r["type"] == ROOT:
+            continue
+        types, parent = [r["type"]], r["parent"]
+        while parent in by_urn:
+            if by_urn[parent]["type"] != ROOT:
+                types.insert(0, by_urn[parent]["type"])
+            parent = by_urn[parent]["parent"]
+        out.append("/".join(types) + "::" + r["name"])
+    return sorted(out)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "scale"])
+def test_the_root_component_moves_no_resource_of_an_existing_stack(planned, stack: str) -> None:
+    """The fleet's root component (pilot-fleet:fleet:Fleet) came after stacks were deployed without it. Each of its
+    children carries the alias `noParent` (it was the stack's child), which Pulumi carries on to their own children,
+    and below the root every resource keeps its type, name and ancestry as they were recorded before the root
+    (tests/data): so `pulumi up` maps every old resource onto its new URN and replaces nothing."""
+    plan = planned(stack)
+    assert _ancestry(plan) == BEFORE_ROOT[stack]
+    root = next(r["urn"] for r in plan["resources"] if r["type"] == ROOT)
+    children = [r for r in plan["resources"] if r["parent"] == root]
+    assert children and all(r["options"]["aliases"] == [{"spec": {"noParent": True}}] for r in children)
+    assert all(r["parent"] == root for r in plan["resources"] if r["type"].startswith("pilot-fleet:fleet:")
+               and r["type"] != ROOT)

@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING
 
 from fleet.commands import EXIT_OK, fail
 from fleet.facts import pilot
-from fleet.verify.outputs import OutputsError
+from fleet.outputs import OutputsError
 
 if TYPE_CHECKING:
+    from fleet.outputs import StackOutputs
     from fleet.verify.check import Report, Target
-    from fleet.verify.outputs import StackOutputs
 
 
 def _load_outputs(args: argparse.Namespace) -> StackOutputs | None:
     """--outputs FILE / '-' (stdin), --stack NAME (Automation API), stdin when piped; None when not given."""
-    from fleet.verify.outputs import outputs_from_stack, parse_outputs
+    from fleet.outputs import parse_outputs
+    from fleet.verify.outputs import outputs_from_stack
 
     piped = args.outputs is None and args.stack is None and not sys.stdin.isatty() and not (
         getattr(args, "stats_url", None) and getattr(args, "expected", None) is not None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -24,6 +25,9 @@ HARDENING_METADATA = {
 
 @dataclass
 class FleetVm:
+    """The one way the fleet declares a VM (not a component of its own: the host, pool or rendezvous that owns it
+    declares it as its child), as an instance or as a managed group's instance template."""
+
     name: str
     machine_type: str
     zone: str
@@ -47,14 +51,24 @@ class FleetVm:
             raise ValueError(f"{self.name}: instance metadata must not carry {sorted(forbidden)}")
         return {**HARDENING_METADATA, **self.metadata}
 
+    def _hardened(self, shape: str) -> dict[str, Any]:
+        """What an Instance and an InstanceTemplate share, in each API's own argument classes (SHAPE is "Instance"
+        or "InstanceTemplate"): the checked metadata, labels, tags, the role's service account, shielded VM."""
+        return {
+            "project": self.project, "machine_type": self.machine_type, "metadata": self._checked_metadata(),
+            "labels": dict(self.labels), "tags": list(self.tags),
+            "service_account": getattr(gcp.compute, f"{shape}ServiceAccountArgs")(
+                email=self.service_account_email, scopes=list(SCOPES)),
+            "shielded_instance_config": getattr(gcp.compute, f"{shape}ShieldedInstanceConfigArgs")(
+                enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
+        }
+
     def declare_template(self, parent: pulumi.Resource) -> gcp.compute.InstanceTemplate:
         """The same VM as an instance template for a managed instance group. Templates are immutable: a change
         makes a new one (auto-named from `name`), the group rolls over to it, then the old one is deleted."""
         return gcp.compute.InstanceTemplate(
             self.name,
             name_prefix=f"{self.name}-",
-            project=self.project,
-            machine_type=self.machine_type,
             disks=[gcp.compute.InstanceTemplateDiskArgs(source_image=pilot.BOOT_IMAGE, disk_size_gb=self.disk_gb,
                                                         disk_type="pd-balanced", boot=True, auto_delete=True),
                    *([gcp.compute.InstanceTemplateDiskArgs(
@@ -65,13 +79,7 @@ class FleetVm:
             network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
                 subnetwork=self.subnetwork,
                 access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()])],
-            metadata=self._checked_metadata(),
-            labels=dict(self.labels),
-            tags=list(self.tags),
-            service_account=gcp.compute.InstanceTemplateServiceAccountArgs(email=self.service_account_email,
-                                                                           scopes=list(SCOPES)),
-            shielded_instance_config=gcp.compute.InstanceTemplateShieldedInstanceConfigArgs(
-                enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
+            **self._hardened("InstanceTemplate"),
             opts=pulumi.ResourceOptions(parent=parent),
         )
 
@@ -79,9 +87,7 @@ class FleetVm:
         return gcp.compute.Instance(
             self.name,
             name=self.name,
-            project=self.project,
             zone=self.zone,
-            machine_type=self.machine_type,
             boot_disk=gcp.compute.InstanceBootDiskArgs(
                 initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
                     image=pilot.BOOT_IMAGE, size=self.disk_gb, type="pd-balanced"),
@@ -91,13 +97,7 @@ class FleetVm:
                 subnetwork=self.subnetwork,
                 access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=self.nat_ip)],
             )],
-            metadata=self._checked_metadata(),
-            labels=dict(self.labels),
-            tags=list(self.tags),
-            service_account=gcp.compute.InstanceServiceAccountArgs(email=self.service_account_email,
-                                                                   scopes=list(SCOPES)),
-            shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
-                enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
+            **self._hardened("Instance"),
             allow_stopping_for_update=True,
             opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=self.delete_before_replace or None),
         )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_gcp as gcp
-
-from fleet.config.model import FleetConfig
 
 FLEET_TAG = "pilot-fleet"
 RENDEZVOUS_TAG = "pilot-rendezvous"
@@ -15,35 +16,44 @@ def swarm_tag(host_name: str) -> str:
     return f"pilot-swarm-{host_name}"
 
 
+@dataclass(frozen=True)
+class NetworkArgs:
+    project: str
+    region: str
+    subnet_cidr: str
+    # who may SSH to fleet VMs (an empty list would mean 0.0.0.0/0 to GCP: config refuses it)
+    ssh_source_ranges: Sequence[str]
+    existing: bool = False  # use the network `name` (and its subnet) instead of creating them
+    subnet_name: str | None = None  # default: <name>-<region>
+
+
 class FleetNetwork(pulumi.ComponentResource):
     network: pulumi.Output[str]
     subnetwork: pulumi.Output[str]
 
-    def __init__(self, cfg: FleetConfig, opts: pulumi.ResourceOptions | None = None) -> None:
-        net = cfg.network
-        super().__init__("pilot-fleet:fleet:Network", net.name, None, opts)
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pilot-fleet:fleet:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        project, region = cfg.gcp.project, cfg.gcp.region
-        subnet_name = net.subnet_name or f"{net.name}-{region}"
-        if net.existing:
-            self.network = pulumi.Output.from_input(f"projects/{project}/global/networks/{net.name}")
+        project, region = args.project, args.region
+        subnet_name = args.subnet_name or f"{name}-{region}"
+        if args.existing:
+            self.network = pulumi.Output.from_input(f"projects/{project}/global/networks/{name}")
             self.subnetwork = pulumi.Output.from_input(f"projects/{project}/regions/{region}/subnetworks/{subnet_name}")
         else:
-            network = gcp.compute.Network(net.name, name=net.name, project=project,
-                                          auto_create_subnetworks=False, opts=child)
+            network = gcp.compute.Network(name, name=name, project=project, auto_create_subnetworks=False, opts=child)
             subnet = gcp.compute.Subnetwork(subnet_name, name=subnet_name, project=project, region=region,
-                                            network=network.id, ip_cidr_range=net.subnet_cidr,
+                                            network=network.id, ip_cidr_range=args.subnet_cidr,
                                             private_ip_google_access=True, opts=child)
             self.network, self.subnetwork = network.id, subnet.id
         gcp.compute.Firewall(
-            f"{net.name}-allow-ssh",
-            name=f"{net.name}-allow-ssh",
+            f"{name}-allow-ssh",
+            name=f"{name}-allow-ssh",
             project=project,
             network=self.network,
             description="SSH to fleet hosts only from the configured ranges (default: IAP TCP forwarding).",
             direction="INGRESS",
             allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=["22"])],
-            source_ranges=cfg.ssh_source_ranges,
+            source_ranges=list(args.ssh_source_ranges),
             target_tags=[FLEET_TAG],
             opts=child,
         )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
 from fleet.components.instance import FleetVm, internal_ip
-from fleet.components.network import FLEET_TAG, RENDEZVOUS_TAG, FleetNetwork
-from fleet.config.model import FleetConfig, RendezvousConfig
+from fleet.components.network import FLEET_TAG, RENDEZVOUS_TAG
+from fleet.config.model import RendezvousConfig
 from fleet.facts import pilot
 from fleet.facts.rendezvous_build import build_table
 from fleet.vm_contract import metadata
@@ -27,6 +28,20 @@ def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:
     source = build_table().sources[rv.source]
     return {"source_commit": source.commit, "source_url": source.url, "source_digest": source.tree_sha256,
             "go_version": source.go}
+
+
+@dataclass(frozen=True)
+class RendezvousArgs:
+    project: str
+    region: str
+    zone: str  # where the VM runs now: the rendezvous' zone, or its activeZone
+    store_zones: Sequence[str]  # one: a zonal store disk; two: regional, replicated across them
+    spec: RendezvousConfig
+    pilot_version: str
+    network: pulumi.Input[str]
+    subnetwork: pulumi.Input[str]
+    service_account_email: pulumi.Input[str]
+    labels: Mapping[str, str]
 
 
 @dataclass
@@ -55,46 +70,43 @@ class Rendezvous(pulumi.ComponentResource):
     external_ip: pulumi.Output[str]
     internal_ip: pulumi.Output[str]
 
-    def __init__(self, cfg: FleetConfig, network: FleetNetwork, service_account_email: pulumi.Input[str],
-                 labels: dict[str, str], opts: pulumi.ResourceOptions | None = None) -> None:
-        rv = cfg.rendezvous
-        super().__init__("pilot-fleet:fleet:Rendezvous", rv.name, None, opts)
-        self.cfg, self.network, self.labels, self.sa = cfg, network, labels, service_account_email
-        self.primary = self._vm(rv.name, cfg.rendezvous_zone, rv.machine_type)
-        self._firewalls()
+    def __init__(self, name: str, args: RendezvousArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pilot-fleet:fleet:Rendezvous", name, None, opts)
+        self.args = args
+        self.primary = self._vm(name)
+        self._firewalls(name)
         self.external_ip = self.primary.external_ip
         self.internal_ip = self.primary.internal_ip
         self.zone = self.primary.zone
         self.register_outputs({"externalIp": self.external_ip, "internalIp": self.internal_ip})
 
-    def _store(self) -> pulumi.Output[str]:
+    def _store(self, name: str) -> pulumi.Output[str]:
         """The registry's -store disk: zonal, or regional across the rendezvous' zone and its failoverZone."""
-        cfg, rv = self.cfg, self.cfg.rendezvous
+        args, rv = self.args, self.args.spec
         child = pulumi.ResourceOptions(parent=self)
-        common = {"name": f"{rv.name}-store", "project": cfg.gcp.project, "size": rv.store_disk_gb,
-                  "type": pilot.DISK_TYPE, "labels": self.labels}
-        if rv.failover_zone:
-            regional = gcp.compute.RegionDisk(f"{rv.name}-store", region=cfg.gcp.region,
-                                              replica_zones=cfg.store_zones, opts=child, **common)
+        common = {"name": f"{name}-store", "project": args.project, "size": rv.store_disk_gb,
+                  "type": pilot.DISK_TYPE, "labels": dict(args.labels)}
+        if len(args.store_zones) > 1:
+            regional = gcp.compute.RegionDisk(f"{name}-store", region=args.region,
+                                              replica_zones=list(args.store_zones), opts=child, **common)
             return regional.self_link
-        return gcp.compute.Disk(f"{rv.name}-store", zone=cfg.store_zones[0], opts=child, **common).self_link
+        return gcp.compute.Disk(f"{name}-store", zone=args.store_zones[0], opts=child, **common).self_link
 
-    def _vm(self, name: str, zone: str, machine_type: str) -> RendezvousVm:
-        cfg, rv, labels = self.cfg, self.cfg.rendezvous, self.labels
+    def _vm(self, name: str) -> RendezvousVm:
+        args, rv = self.args, self.args.spec
         child = pulumi.ResourceOptions(parent=self)
-        project = cfg.gcp.project
         # Agents are configured with this address: it must survive stop/start and re-creation of the VM, and a
         # failover moves it to the VM in the other zone.
-        address = gcp.compute.Address(f"{name}-ip", name=f"{name}-ip", project=project,
-                                      region=cfg.gcp.region, address_type="EXTERNAL", network_tier="PREMIUM",
-                                      labels=labels, opts=child)
+        address = gcp.compute.Address(f"{name}-ip", name=f"{name}-ip", project=args.project, region=args.region,
+                                      address_type="EXTERNAL", network_tier="PREMIUM", labels=dict(args.labels),
+                                      opts=child)
         # The registry's -store lives on its own disk so it outlives the VM and its boot disk (and, regional, a zone).
-        store = self._store()
+        store = self._store(name)
         instance = FleetVm(
-            name=name, machine_type=machine_type, zone=zone, project=project,
-            subnetwork=self.network.subnetwork, service_account_email=self.sa,
+            name=name, machine_type=rv.machine_type, zone=args.zone, project=args.project,
+            subnetwork=args.subnetwork, service_account_email=args.service_account_email,
             metadata=metadata(pilot.ROLE_RENDEZVOUS, {
-                "version": cfg.pilot_version,
+                "version": args.pilot_version,
                 "store_device": pilot.STORE_DEVICE,
                 "new_registrations_per_minute": str(rv.new_registrations_per_minute),
                 "registry_port": str(rv.ports.registry),
@@ -102,18 +114,18 @@ class Rendezvous(pulumi.ComponentResource):
                 "dashboard_port": str(rv.ports.dashboard),
                 **install_source_metadata(rv),
             }),
-            labels={**labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[FLEET_TAG, RENDEZVOUS_TAG],
+            labels={**args.labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[FLEET_TAG, RENDEZVOUS_TAG],
             disk_gb=rv.disk_gb, nat_ip=address.address,
             attached_disks=[gcp.compute.InstanceAttachedDiskArgs(
-                source=store, device_name=pilot.STORE_DEVICE, force_attach=bool(rv.failover_zone) or None)],
+                source=store, device_name=pilot.STORE_DEVICE, force_attach=len(args.store_zones) > 1 or None)],
             # a new zone replaces the VM: the old one must be gone (fenced) before the new one takes the address
             # and the disk
             delete_before_replace=True,
         ).declare(self)
-        return RendezvousVm(name, zone, address, instance)
+        return RendezvousVm(name, args.zone, address, instance)
 
-    def _firewalls(self) -> None:
-        rv, project = self.cfg.rendezvous, self.cfg.gcp.project
+    def _firewalls(self, name: str) -> None:
+        args, rv = self.args, self.args.spec
         rules = [
             ("registry", "tcp", rv.ports.registry, rv.agent_source_ranges, "Pilot registry from agents"),
             ("beacon", "udp", rv.ports.beacon, rv.agent_source_ranges, "Pilot beacon from agents"),
@@ -123,8 +135,8 @@ class Rendezvous(pulumi.ComponentResource):
             if not ranges:  # an empty source list would mean 0.0.0.0/0 to GCP: declare no rule instead
                 continue
             gcp.compute.Firewall(
-                f"{rv.name}-allow-{what}", name=f"{rv.name}-allow-{what}", project=project,
-                network=self.network.network, description=f"{why} ({port}/{protocol}).", direction="INGRESS",
+                f"{name}-allow-{what}", name=f"{name}-allow-{what}", project=args.project,
+                network=args.network, description=f"{why} ({port}/{protocol}).", direction="INGRESS",
                 allows=[gcp.compute.FirewallAllowArgs(protocol=protocol, ports=[str(port)])],
                 source_ranges=list(ranges), target_tags=[RENDEZVOUS_TAG], opts=pulumi.ResourceOptions(parent=self),
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -10,16 +12,23 @@ ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 SCOPES = ("https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write")
 
 
+@dataclass(frozen=True)
+class ServiceAccountArgs:
+    project: str
+
+
 class FleetServiceAccount(pulumi.ComponentResource):
+    """`name` is the account id (pilot-rendezvous-vm, pilot-swarm-vm)."""
+
     email: pulumi.Output[str]
 
-    def __init__(self, account_id: str, project: str, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pilot-fleet:fleet:ServiceAccount", account_id, None, opts)
+    def __init__(self, name: str, args: ServiceAccountArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pilot-fleet:fleet:ServiceAccount", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        account = gcp.serviceaccount.Account(account_id, account_id=account_id, project=project,
-                                             display_name=f"pilot-fleet {account_id}", opts=child)
+        account = gcp.serviceaccount.Account(name, account_id=name, project=args.project,
+                                             display_name=f"pilot-fleet {name}", opts=child)
         for role in ROLES:
-            gcp.projects.IAMMember(f"{account_id}-{role.split('/')[-1]}", project=project, role=role,
+            gcp.projects.IAMMember(f"{name}-{role.split('/')[-1]}", project=args.project, role=role,
                                    member=account.email.apply(lambda e: f"serviceAccount:{e}"), opts=child)
         self.email = account.email
         self.register_outputs({"email": self.email})

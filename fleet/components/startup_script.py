@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -9,12 +11,17 @@ from fleet.startup_render import render_startup_script
 from fleet.vm_contract import MetadataKey
 
 
+@dataclass(frozen=True)
+class ProjectStartupScriptArgs:
+    project: str
+
+
 class ProjectStartupScript(pulumi.ComponentResource):
     """`startup-script` as ONE project metadata key. Never ProjectMetadata: that would own (and wipe) every key."""
 
-    def __init__(self, project: str, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pilot-fleet:fleet:ProjectStartupScript", "startup-script", None, opts)
+    def __init__(self, name: str, args: ProjectStartupScriptArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pilot-fleet:fleet:ProjectStartupScript", name, None, opts)
         self.item = gcp.compute.ProjectMetadataItem(
-            "startup-script", project=project, key=MetadataKey.STARTUP_SCRIPT,
+            name, project=args.project, key=MetadataKey.STARTUP_SCRIPT,
             value=render_startup_script(), opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({})

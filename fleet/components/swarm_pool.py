@@ -3,14 +3,16 @@ rolling updates and the spreading over zones; the fleet supplies the template an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet.components.instance import FleetVm
-from fleet.components.network import FLEET_TAG, FleetNetwork, swarm_tag
-from fleet.components.rendezvous import Rendezvous
-from fleet.components.swarm_vm import agent_ports_firewall, swarm_metadata
-from fleet.config.model import FleetConfig, SwarmPoolConfig
+from fleet.components.network import swarm_tag
+from fleet.components.swarm_vm import SwarmVmArgs, agent_ports_firewall, swarm_vm
+from fleet.config.model import SwarmPoolConfig
 from fleet.facts import pilot
 
 # A metadata-only change of the template (a new target, daemon version, pacing) is applied to the pool's VMs in
@@ -19,71 +21,69 @@ from fleet.facts import pilot
 MINIMAL_ACTION = "REFRESH"
 
 
+@dataclass(frozen=True)
+class SwarmPoolArgs:
+    fleet: SwarmVmArgs
+    spec: SwarmPoolConfig
+    zones: Sequence[str]  # one: a zonal group; more: a regional group across them
+    region: str
+
+
+def _group(name: str, args: SwarmPoolArgs, template: pulumi.Output[str], health: pulumi.Output[str],
+           opts: pulumi.ResourceOptions) -> gcp.compute.InstanceGroupManager | gcp.compute.RegionInstanceGroupManager:
+    """The managed group, zonal or regional: the same declaration, in the API's two shapes."""
+    spec, zones = args.spec, list(args.zones)
+    regional = len(zones) > 1
+    api = gcp.compute.RegionInstanceGroupManager if regional else gcp.compute.InstanceGroupManager
+    prefix = "RegionInstanceGroupManager" if regional else "InstanceGroupManager"
+    arg = {kind: getattr(gcp.compute, f"{prefix}{kind}Args")
+           for kind in ("Version", "StatefulDisk", "AutoHealingPolicies", "UpdatePolicy")}
+    where: dict[str, Any] = {"region": args.region, "distribution_policy_zones": zones} if regional else \
+        {"zone": zones[0]}
+    update: dict[str, Any] = {
+        "type": "PROACTIVE", "minimal_action": MINIMAL_ACTION, "most_disruptive_allowed_action": "REPLACE",
+        "replacement_method": "RECREATE", "max_surge_fixed": 0, "max_unavailable_fixed": spec.unavailable(len(zones)),
+        # a stateful regional group does not move VMs between zones (their disks are zonal)
+        **({"instance_redistribution_type": "NONE"} if regional else {})}
+    return api(
+        name, name=name, project=args.fleet.project, base_instance_name=name, target_size=spec.size,
+        description=f"{spec.size} x {spec.target_agents} agents", **where,
+        versions=[arg["Version"](instance_template=template, name="primary")],
+        # Each VM's agent state disk is stateful: kept when autohealing or a rolling update recreates the VM (under
+        # its own name, so no surge), never deleted with it.
+        stateful_disks=[arg["StatefulDisk"](device_name=pilot.STATE_DEVICE, delete_rule="NEVER")],
+        auto_healing_policies=arg["AutoHealingPolicies"](
+            health_check=health, initial_delay_sec=pilot.AUTOHEALING_INITIAL_DELAY_SECONDS),
+        update_policy=arg["UpdatePolicy"](**update),
+        opts=opts)
+
+
 class SwarmPool(pulumi.ComponentResource):
     instance_group: pulumi.Output[str]
 
-    def __init__(self, cfg: FleetConfig, pool: SwarmPoolConfig, network: FleetNetwork, rendezvous: Rendezvous,
-                 service_account_email: pulumi.Input[str], labels: dict[str, str],
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("pilot-fleet:fleet:SwarmPool", pool.name, None, opts)
+    def __init__(self, name: str, args: SwarmPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pilot-fleet:fleet:SwarmPool", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        project, tag = cfg.gcp.project, swarm_tag(pool.name)
-        self.zones = cfg.zones_of(pool)
+        fleet, spec, tag = args.fleet, args.spec, swarm_tag(name)
+        self.zones = list(args.zones)
         # role and per-VM agent target as metadata attributes; the project-level script does the rest
-        template = FleetVm(
-            name=pool.name, machine_type=pool.machine_type, zone=self.zones[0], project=project,
-            subnetwork=network.subnetwork, service_account_email=service_account_email,
-            metadata=swarm_metadata(cfg, pool, pool.target_agents, rendezvous),
-            labels={**labels, "role": pilot.ROLE_SWARM, pilot.POOL_LABEL: pool.name}, tags=[FLEET_TAG, tag],
-            disk_gb=pool.disk_gb, state_disk_gb=pool.state_disk_gb,
-        ).declare_template(self)
-        agent_ports_firewall(pool.name, cfg, pool, pool.target_agents, tag, network, self)
+        template = swarm_vm(fleet, spec, self.zones[0], {pilot.POOL_LABEL: name},
+                            state_disk_gb=spec.state_disk_gb).declare_template(self)
+        agent_ports_firewall(fleet, spec, self)
         # The supervisor's /healthz: 200 once running >= target x threshold, and while its paced start-up
         # (bounded by the registry's new-identity rate) is still on schedule.
         health = gcp.compute.HealthCheck(
-            f"{pool.name}-health", name=f"{pool.name}-health", project=project,
-            description=f"pilot-fleet supervisor health of {pool.name}'s VMs",
+            f"{name}-health", name=f"{name}-health", project=fleet.project,
+            description=f"pilot-fleet supervisor health of {name}'s VMs",
             http_health_check=gcp.compute.HealthCheckHttpHealthCheckArgs(
                 port=pilot.SUPERVISOR_HEALTH_PORT, request_path=pilot.SUPERVISOR_HEALTH_PATH),
             check_interval_sec=30, timeout_sec=10, healthy_threshold=2, unhealthy_threshold=10, opts=child)
         gcp.compute.Firewall(
-            f"{pool.name}-allow-health-checks", name=f"{pool.name}-allow-health-checks", project=project,
-            network=network.network, direction="INGRESS",
-            description=f"Google's health checkers to {pool.name}'s supervisors ({pilot.SUPERVISOR_HEALTH_PORT}/tcp).",
+            f"{name}-allow-health-checks", name=f"{name}-allow-health-checks", project=fleet.project,
+            network=fleet.network, direction="INGRESS",
+            description=f"Google's health checkers to {name}'s supervisors ({pilot.SUPERVISOR_HEALTH_PORT}/tcp).",
             allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(pilot.SUPERVISOR_HEALTH_PORT)])],
             source_ranges=list(pilot.HEALTH_CHECK_RANGES), target_tags=[tag], opts=child)
-        unavailable = pool.unavailable(len(self.zones))
-        # Each VM's agent state disk is stateful: kept when autohealing or a rolling update recreates the VM
-        # (under its own name, so no surge), never deleted with it.
-        stateful = [{"device_name": pilot.STATE_DEVICE, "delete_rule": "NEVER"}]
-        common = {
-            "name": pool.name, "project": project, "base_instance_name": pool.name,
-            "target_size": pool.size, "description": f"{pool.size} x {pool.target_agents} agents",
-        }
-        version = {"instance_template": template.self_link, "name": "primary"}
-        if len(self.zones) == 1:
-            group = gcp.compute.InstanceGroupManager(
-                pool.name, zone=self.zones[0], **common,
-                versions=[gcp.compute.InstanceGroupManagerVersionArgs(**version)],
-                stateful_disks=[gcp.compute.InstanceGroupManagerStatefulDiskArgs(**d) for d in stateful],
-                auto_healing_policies=gcp.compute.InstanceGroupManagerAutoHealingPoliciesArgs(
-                    health_check=health.id, initial_delay_sec=pilot.AUTOHEALING_INITIAL_DELAY_SECONDS),
-                update_policy=gcp.compute.InstanceGroupManagerUpdatePolicyArgs(
-                    type="PROACTIVE", minimal_action=MINIMAL_ACTION, most_disruptive_allowed_action="REPLACE",
-                    replacement_method="RECREATE", max_surge_fixed=0, max_unavailable_fixed=unavailable),
-                opts=child)
-        else:
-            group = gcp.compute.RegionInstanceGroupManager(
-                pool.name, region=cfg.gcp.region, distribution_policy_zones=self.zones, **common,
-                versions=[gcp.compute.RegionInstanceGroupManagerVersionArgs(**version)],
-                stateful_disks=[gcp.compute.RegionInstanceGroupManagerStatefulDiskArgs(**d) for d in stateful],
-                auto_healing_policies=gcp.compute.RegionInstanceGroupManagerAutoHealingPoliciesArgs(
-                    health_check=health.id, initial_delay_sec=pilot.AUTOHEALING_INITIAL_DELAY_SECONDS),
-                update_policy=gcp.compute.RegionInstanceGroupManagerUpdatePolicyArgs(
-                    type="PROACTIVE", minimal_action=MINIMAL_ACTION, most_disruptive_allowed_action="REPLACE",
-                    replacement_method="RECREATE", max_surge_fixed=0, max_unavailable_fixed=unavailable,
-                    # a stateful regional group does not move VMs between zones (their disks are zonal)
-                    instance_redistribution_type="NONE"),
-                opts=child)
+        group = _group(name, args, template.self_link, health.id, child)
         self.instance_group = group.instance_group
         self.register_outputs({"instanceGroup": self.instance_group})

@@ -1,51 +1,82 @@
-"""What every swarm VM shares, a host's or a pool's: the attributes it boots from and its supervisor follows live,
-and the firewall rule for exactly its agents' UDP tunnel ports."""
+"""What every swarm VM shares, a host's or a pool's: the fleet-wide arguments, the attributes it boots from and its
+supervisor follows live (by the VM contract's field names), the VM itself, and the firewall rule for exactly its
+agents' UDP tunnel ports."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet.components.network import FleetNetwork
-from fleet.components.rendezvous import Rendezvous
-from fleet.config.model import AgentSettings, FleetConfig
+from fleet.components.instance import FleetVm
+from fleet.components.network import FLEET_TAG, swarm_tag
+from fleet.config.model import SwarmVmConfig
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import metadata
 
 
-def swarm_metadata(cfg: FleetConfig, spec: AgentSettings, target_agents: int,
-                   rendezvous: Rendezvous) -> dict[str, pulumi.Input[str]]:
-    """The swarm attributes by the VM contract's field names (fleet/vm_contract.py SWARM_ATTRIBUTES)."""
-    ports = cfg.rendezvous.ports
+@dataclass(frozen=True)
+class SwarmVmArgs:
+    """The fleet-wide part of every swarm VM."""
+
+    project: str
+    pilot_version: str
+    registry: pulumi.Input[str]  # the rendezvous' registry endpoint, HOST:PORT
+    beacon: pulumi.Input[str]
+    new_registrations_per_minute: int
+    health_threshold: float
+    network: pulumi.Input[str]
+    subnetwork: pulumi.Input[str]
+    service_account_email: pulumi.Input[str]
+    labels: Mapping[str, str]
+
+
+def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig) -> dict[str, pulumi.Input[str]]:
+    """The swarm attributes (fleet/vm_contract.py SWARM_ATTRIBUTES) of one VM of SPEC."""
     return metadata(pilot.ROLE_SWARM, {
-        "version": cfg.pilot_version,
-        "daemon_release": releases()[cfg.pilot_version].attribute(),
-        "target_agents": str(target_agents),
-        "registry": rendezvous.endpoint(ports.registry),
-        "beacon": rendezvous.endpoint(ports.beacon),
+        "version": fleet.pilot_version,
+        "daemon_release": releases()[fleet.pilot_version].attribute(),
+        "target_agents": str(spec.target_agents),
+        "registry": fleet.registry,
+        "beacon": fleet.beacon,
         "base_udp_port": str(spec.base_udp_port),
         "spawn_parallelism": str(spec.spawn_parallelism),
         "round_delay_seconds": f"{spec.round_delay_seconds:g}",
-        "new_registrations_per_minute": str(cfg.rendezvous.new_registrations_per_minute),
+        "new_registrations_per_minute": str(fleet.new_registrations_per_minute),
         "gogc": str(spec.gogc),
         "health_port": str(pilot.SUPERVISOR_HEALTH_PORT),
-        "health_threshold": f"{cfg.alert_threshold:g}",
+        "health_threshold": f"{fleet.health_threshold:g}",
         "rollout_max_unavailable": f"{spec.rollout_max_unavailable:g}",
         # the agents' identities live on their own disk, which outlives the VM
         "state_device": pilot.STATE_DEVICE,
     })
 
 
-def agent_ports_firewall(name: str, cfg: FleetConfig, spec: AgentSettings, target_agents: int, tag: str,
-                         network: FleetNetwork, parent: pulumi.Resource) -> gcp.compute.Firewall:
+def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, labels: Mapping[str, str] | None = None,
+             attached_disks: Sequence[gcp.compute.InstanceAttachedDiskArgs] = (),
+             state_disk_gb: int | None = None) -> FleetVm:
+    """The VM of a swarm host (its state disk attached), or the template of a pool's VMs (each VM's state disk made
+    with it): hardened, tagged for its own firewall rules."""
+    return FleetVm(
+        name=spec.name, machine_type=spec.machine_type, zone=zone, project=fleet.project,
+        subnetwork=fleet.subnetwork, service_account_email=fleet.service_account_email,
+        metadata=swarm_metadata(fleet, spec), labels={**fleet.labels, "role": pilot.ROLE_SWARM, **(labels or {})},
+        tags=[FLEET_TAG, swarm_tag(spec.name)], disk_gb=spec.disk_gb, attached_disks=list(attached_disks),
+        state_disk_gb=state_disk_gb,
+    )
+
+
+def agent_ports_firewall(fleet: SwarmVmArgs, spec: SwarmVmConfig, parent: pulumi.Resource) -> gcp.compute.Firewall:
     """Exactly the VM's agents' UDP tunnel ports, from the peers' ranges."""
+    name = spec.name
     return gcp.compute.Firewall(
-        f"{name}-allow-agents", name=f"{name}-allow-agents", project=cfg.gcp.project,
-        network=network.network, direction="INGRESS",
-        description=f"Pilot tunnel ports of {name}'s {target_agents} agents per VM.",
-        allows=[gcp.compute.FirewallAllowArgs(
-            protocol="udp", ports=[f"{spec.base_udp_port}-{spec.base_udp_port + target_agents - 1}"])],
-        source_ranges=list(spec.peer_source_ranges), target_tags=[tag],
+        f"{name}-allow-agents", name=f"{name}-allow-agents", project=fleet.project,
+        network=fleet.network, direction="INGRESS",
+        description=f"Pilot tunnel ports of {name}'s {spec.target_agents} agents per VM.",
+        allows=[gcp.compute.FirewallAllowArgs(protocol="udp", ports=[f"{spec.base_udp_port}-{spec.last_udp_port}"])],
+        source_ranges=list(spec.peer_source_ranges), target_tags=[swarm_tag(name)],
         opts=pulumi.ResourceOptions(parent=parent),
     )

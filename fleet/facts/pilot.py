@@ -51,9 +51,6 @@ DEFAULT_ROLLOUT_MAX_UNAVAILABLE = 0.1
 SUPERVISOR_HEALTH_PORT = 8081
 SUPERVISOR_HEALTH_PATH = "/healthz"
 
-# The stack outputs' schema (README "Stack outputs"): fields may be added within a version, never renamed.
-OUTPUTS_SCHEMA_VERSION = 2
-
 # Monitoring: alert when online agents fall below this share of the expected total.
 DEFAULT_ALERT_THRESHOLD = 0.95
 

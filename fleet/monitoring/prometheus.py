@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from fleet.facts import pilot
-from fleet.verify.outputs import StackOutputs
+from fleet.outputs import StackOutputs
 from fleet.vm_contract import RENAMED_METRICS, MetricName
 
 AGENTS_SD = "pilot-agents.json"

@@ -181,6 +181,9 @@ def _make_monitor(mocks: FleetMocks, plan: Plan) -> Any:
                 "replaceOnChanges": list(request.replaceOnChanges),
                 "retainOnDelete": request.retainOnDelete if request.HasField("retainOnDelete") else False,
                 "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                # what the resource was before (a URN, or a spec such as {"noParent": true}): the engine maps
+                # the old state onto the new URN instead of replacing the resource
+                "aliases": [json_format.MessageToDict(alias) for alias in request.aliases],
             }
             plan.resources.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name, custom=request.custom,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fleet.facts import pilot
+from fleet.outputs import StackOutputs
 from fleet.verify.guest_attributes import HostReport, NoCredentialsError, read_hosts
-from fleet.verify.outputs import StackOutputs
 from fleet.verify.stats import FleetCount, Poller, StatsContractError, StatsError
 
 OK, DEGRADED, FAILED, CONVERGING = "ok", "degraded", "failed", "converging"

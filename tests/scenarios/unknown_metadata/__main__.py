@@ -21,6 +21,6 @@ gcp.compute.Instance(
     metadata=seed.instance_id.apply(lambda seed_id: {"pilot-role": "swarm", "seed": str(seed_id)}),
 )
 # the fleet's own project startup script, so that the only findings are about the unknown map
-from fleet.components.startup_script import ProjectStartupScript  # noqa: E402
+from fleet.components.startup_script import ProjectStartupScript, ProjectStartupScriptArgs  # noqa: E402
 
-ProjectStartupScript("scenario-project")
+ProjectStartupScript("startup-script", ProjectStartupScriptArgs("scenario-project"))

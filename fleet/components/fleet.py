@@ -1,0 +1,88 @@
+"""The fleet: the root component of everything the program declares, built from a validated FleetConfig, and the
+stack outputs it registers (fleet/outputs.py, the one schema monitoring and `fleet verify` read)."""
+
+from __future__ import annotations
+
+import pulumi
+
+from fleet.components.network import FleetNetwork, NetworkArgs
+from fleet.components.rendezvous import Rendezvous, RendezvousArgs
+from fleet.components.service_account import FleetServiceAccount, ServiceAccountArgs
+from fleet.components.startup_script import ProjectStartupScript, ProjectStartupScriptArgs
+from fleet.components.swarm_host import SwarmHost, SwarmHostArgs
+from fleet.components.swarm_pool import SwarmPool, SwarmPoolArgs
+from fleet.components.swarm_vm import SwarmVmArgs
+from fleet.config.model import FleetConfig
+from fleet.facts import pilot
+from fleet.outputs import SCHEMA_VERSION, HostOutput, PoolOutput, PortsOutput, StackOutputs
+
+
+def fleet_labels(cfg: FleetConfig) -> dict[str, str]:
+    return {"app": pilot.PROJECT_NAME, "stack": pulumi.get_stack(), "managed-by": "pulumi", **cfg.labels}
+
+
+class Fleet(pulumi.ComponentResource):
+    """Every resource of the fleet is its child, or a child of one of its components."""
+
+    outputs: StackOutputs
+
+    def __init__(self, name: str, cfg: FleetConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pilot-fleet:fleet:Fleet", name, None, opts)
+        # Before this root existed its components were the stack's own children. The alias keeps their URNs (and,
+        # as Pulumi carries a parent's aliases to its children, every resource's), so `pulumi up` of an existing
+        # stack with this version replaces nothing; tests/test_plan_prod.py checks every URN against the last ones.
+        child = pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)])
+        project, labels = cfg.gcp.project, fleet_labels(cfg)
+        ProjectStartupScript("startup-script", ProjectStartupScriptArgs(project), child)
+        net = cfg.network
+        network = FleetNetwork(net.name, NetworkArgs(project, cfg.gcp.region, net.subnet_cidr, cfg.ssh_source_ranges,
+                                                     net.existing, net.subnet_name), child)
+        rendezvous_sa = FleetServiceAccount("pilot-rendezvous-vm", ServiceAccountArgs(project), child)
+        swarm_sa = FleetServiceAccount("pilot-swarm-vm", ServiceAccountArgs(project), child)
+        rv = cfg.rendezvous
+        self.rendezvous = Rendezvous(rv.name, RendezvousArgs(
+            project, cfg.gcp.region, cfg.rendezvous_zone, cfg.store_zones, rv, cfg.pilot_version, network.network,
+            network.subnetwork, rendezvous_sa.email, labels), child)
+        swarm = SwarmVmArgs(
+            project, cfg.pilot_version, self.rendezvous.endpoint(rv.ports.registry),
+            self.rendezvous.endpoint(rv.ports.beacon), rv.new_registrations_per_minute, cfg.alert_threshold,
+            network.network, network.subnetwork, swarm_sa.email, labels)
+        self.hosts = [SwarmHost(h.name, SwarmHostArgs(swarm, h, cfg.zone_of(h.zone)), child)
+                      for h in cfg.swarm_hosts]
+        self.pools = [SwarmPool(p.name, SwarmPoolArgs(swarm, p, cfg.zones_of(p), cfg.gcp.region), child)
+                      for p in cfg.swarm_pools]
+        self.outputs = self._outputs(cfg)
+        self.register_outputs(self.outputs.exports())
+
+    def _outputs(self, cfg: FleetConfig) -> StackOutputs:
+        """What monitoring consumes; built without validation (some values are still Pulumi outputs here), from a
+        config that was validated before anything was declared."""
+        rv, ports = self.rendezvous, cfg.rendezvous.ports
+        expected = cfg.expected_agents
+        hosts = [HostOutput.model_construct(
+            name=cfg.rendezvous.name, role=pilot.ROLE_RENDEZVOUS, zone=rv.zone,
+            machine_type=cfg.rendezvous.machine_type, internal_ip=rv.internal_ip, external_ip=rv.external_ip,
+            target_agents=0)]
+        hosts += [HostOutput.model_construct(
+            name=spec.name, role=pilot.ROLE_SWARM, zone=host.zone, machine_type=spec.machine_type,
+            internal_ip=host.internal_ip, external_ip=host.external_ip, target_agents=spec.target_agents,
+            udp_ports=f"{spec.base_udp_port}-{spec.last_udp_port}")
+            for spec, host in zip(cfg.swarm_hosts, self.hosts, strict=True)]
+        pools = [PoolOutput.model_construct(
+            name=spec.name, machine_type=spec.machine_type, zones=pool.zones, size=spec.size,
+            target_agents=spec.target_agents, total_agents=spec.total_agents,
+            udp_ports=f"{spec.base_udp_port}-{spec.last_udp_port}", instance_group=pool.instance_group)
+            for spec, pool in zip(cfg.swarm_pools, self.pools, strict=True)]
+        return StackOutputs.model_construct(
+            schema_version=SCHEMA_VERSION, project=cfg.gcp.project, rendezvous_ip=rv.external_ip,
+            rendezvous_store_zones=cfg.store_zones,
+            registry_endpoint=rv.endpoint(ports.registry), beacon_endpoint=rv.endpoint(ports.beacon),
+            dashboard_url=rv.external_ip.apply(lambda ip: f"http://{ip}:{ports.dashboard}/"),
+            stats_url=rv.external_ip.apply(lambda ip: f"http://{ip}:{ports.dashboard}{pilot.STATS_PATH}"),
+            expected_agents=expected,
+            expected_agents_by_host={h.name: h.total_agents for h in cfg.swarm_hosts},
+            expected_agents_by_pool={p.name: p.total_agents for p in cfg.swarm_pools},
+            alert_threshold=cfg.alert_threshold, alert_min_online=pilot.min_online(expected, cfg.alert_threshold),
+            ports=PortsOutput.model_construct(registry=ports.registry, beacon=ports.beacon, dashboard=ports.dashboard,
+                                              health=pilot.SUPERVISOR_HEALTH_PORT),
+            hosts=hosts, pools=pools)
