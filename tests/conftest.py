@@ -26,7 +26,23 @@ PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "fleet", "startup")
 LONG_FILES = ("test_fleet_boot.py", "test_registry_aware.py", "test_script_runner.py", "test_rendezvous_e2e.py")
 
 
+# The layers (markers registered in pyproject.toml). `system`: real processes, real daemons, the real rendezvous,
+# network namespaces, system containers. `plan`: whole plans of the program under the mock engine, and the policy
+# pack's own process. `fast`: everything else, the unit tests of every module (`scripts/dev.sh test --fast`).
+SYSTEM_FILES = (*LONG_FILES, "test_boot_path.py", "test_supervisor.py", "test_live_reconcile.py",
+                "test_daemon_contract.py")
+PLAN_FILES = ("test_plan_cli.py", "test_plan_prod.py", "test_policy_pack.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SYSTEM_FILES:
+            item.add_marker(pytest.mark.system)
+        elif item.path.name in PLAN_FILES or "planned" in getattr(item, "fixturenames", ()) or \
+                item.get_closest_marker("plan"):
+            item.add_marker(pytest.mark.plan)
+        else:
+            item.add_marker(pytest.mark.fast)
     items.sort(key=lambda item: LONG_FILES.index(item.path.name) if item.path.name in LONG_FILES else len(LONG_FILES))
 
 

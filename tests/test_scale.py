@@ -72,6 +72,7 @@ def test_pool_is_a_template_and_a_regional_group_that_heals_on_the_supervisor(sc
     assert of_type(scale, FIREWALL)[f"{POOL}-allow-agents"]["allows"][0]["ports"] == ["10000-13846"]
 
 
+@pytest.mark.plan
 def test_failover_is_one_config_value_that_moves_the_vm_to_the_store_and_the_address(program_with_stack: Any) -> None:
     """The failover in SCALING.md is `activeZone` changed and `pulumi up`: the plan after it recreates the same VM
     in the other zone (deleted first: fenced, and the address and disk let go), on the same regional store disk
@@ -223,6 +224,7 @@ def test_capacity_compare_prod_prints_both_costs_per_1000() -> None:
     assert "$3,510 a month, $369.49 per 1,000 agents" in lines[1]
 
 
+@pytest.mark.plan
 def test_write_stack_writes_a_stack_the_program_plans(tmp_path: Path) -> None:
     for name in ("Pulumi.yaml", "__main__.py", "fleet", "startup"):
         (tmp_path / name).symlink_to(REPO / name)

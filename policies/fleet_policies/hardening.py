@@ -13,7 +13,8 @@ from pulumi_policy import (
 )
 
 from . import facts as pilot
-from .gce import FIREWALL, VM_TYPES, allowed, is_ingress, opens_to_world, truthy
+from .firewall import allowed, is_ingress, opens_to_world
+from .gce import FIREWALL, VM_TYPES, truthy
 from .policy_config import ConfigSpec, config_for, config_schema
 
 ADVISORY = EnforcementLevel.ADVISORY

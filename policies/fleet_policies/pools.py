@@ -16,16 +16,14 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
+from .firewall import admits, subnet_networks, target_of
 from .gce import (
     FIREWALL,
     INSTANCE_TEMPLATE,
     MIG,
     REGION_INSTANCE_TEMPLATE,
     REGION_MIG,
-    admits,
     metadata_value,
-    subnet_networks,
-    target_of,
     template_of,
 )
 from .policy_config import ConfigSpec, config_for, config_schema

@@ -13,7 +13,8 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .gce import FIREWALL, Target, admits, agent_target, effective_vms, metadata_value, subnet_networks, target_of
+from .firewall import Target, admits, subnet_networks, target_of
+from .gce import FIREWALL, agent_target, effective_vms, metadata_value
 from .policy_config import ConfigSpec, config_for, config_schema
 
 CONFIG: ConfigSpec = {
