@@ -63,18 +63,20 @@ def run_one(agents: int, standin: Path, base: Path) -> dict[str, float]:
                   "base_udp_port": free_udp_ports(agents), "state_dir": str(base / f"state-{agents}"),
                   "run_dir": str(run_dir), "spawn_parallelism": PARALLELISM, "round_delay_seconds": ROUND_DELAY,
                   "new_registrations_per_minute": 1e9, "new_registration_burst": agents,
-                  "health_address": "127.0.0.1", "health_port": health, "health_threshold": 0.95, "stop_batch": 500,
+                  "health_address": "127.0.0.1", "health_port": health, "health_threshold": 0.95,
+                  "rollout_max_unavailable": 0.1, "stop_batch": 500,
                   "stop_batch_delay_seconds": 0.2}
         path = base / f"supervisor-{agents}.json"
         path.write_text(json.dumps(config))
         proc = subprocess.Popen([sys.executable, str(SUPERVISOR), "run", "--config", str(path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         sockets = run_dir / "agents"
         try:
             started = time.monotonic()
             while sum(1 for _ in sockets.glob("*.sock")) < agents if sockets.exists() else True:
                 if proc.poll() is not None or time.monotonic() - started > 20 * agents * ROUND_DELAY:
-                    raise RuntimeError(f"{agents}: the supervisor did not reach its target")
+                    said = proc.stderr.read().decode()[-500:] if proc.poll() is not None and proc.stderr else ""
+                    raise RuntimeError(f"{agents}: the supervisor did not reach its target {said}".rstrip())
                 time.sleep(0.05)
             to_target = time.monotonic() - started
             time.sleep(3.0)  # the last markers written; steady state from here

@@ -83,6 +83,7 @@ setup_swarm() {
   fi
   install_copy "${BOOT_ZIPAPP}" "${SUPERVISOR_LIB}/pilot-supervisor.pyz" && config=1
   install_copy "${RUN_DIR}/contract.json" "${SUPERVISOR_LIB}/contract.json" && config=1
+  rm -f "${SUPERVISOR_LIB}/pilot_supervisor.py" # the single-file supervisor of releases before the zipapp
   prepared="$(python3 "${SUPERVISOR_LIB}/pilot-supervisor.pyz" prepare --metadata-url "${METADATA_URL}" \
     --install-dir "${INSTALL_DIR}" --state-dir "${STATE_DIR}" --run-dir "${RUN_DIR}" --config "${SUPERVISOR_CONF}" \
     --daemon "${PILOT_DAEMON_BIN:-}")" || die "the supervisor could not install pilot-daemon ${attr[version]} (above)"

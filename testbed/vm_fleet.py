@@ -400,7 +400,7 @@ class Fleet:
                   and r["inputs"]["metadata"].get(MetadataKey.ROLE) == pilot.ROLE_RENDEZVOUS)
         new = Host(vm["name"], after["outputs"]["rendezvousIp"],
                    {k: str(v) for k, v in vm["inputs"]["metadata"].items()},
-                   next(r for r in after["resources"] if r["name"] == "startup-script")["inputs"]["value"],
+                   project_script(after),
                    self.base / f"{vm['name']}-{vm['inputs']['zone']}", "", old.image, old.files, store=old.store)
         new.base.mkdir(parents=True, exist_ok=True)
         self.plug(new)
@@ -480,14 +480,20 @@ def wait_for(what: Callable[[], bool], timeout: float, message: str, poll: float
     return time.monotonic()
 
 
+def project_script(plan: dict[str, Any]) -> str:
+    """The project's `startup-script` metadata item, as planned."""
+    item = next(r for r in plan["resources"] if r["type"] == "gcp:compute/projectMetadataItem:ProjectMetadataItem"
+                and r["inputs"]["key"] == MetadataKey.STARTUP_SCRIPT)
+    return str(item["inputs"]["value"])
+
+
 @contextmanager
 def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
     """Every VM of `plan` (the JSON of `fleet plan --json`) as a container, networked, not yet booted."""
     if os.geteuid() != 0:
         raise TestBedError("the whole-fleet test bed needs root (network namespaces, mounts, systemd-nspawn)")
     image = ensure_image()
-    by_name = {r["name"]: r for r in plan["resources"] if r["custom"]}
-    script = by_name["startup-script"]["inputs"]["value"]
+    script = project_script(plan)
     vms = [r for r in plan["resources"] if r["type"] == "gcp:compute/instance:Instance"]
     hosts_out = {h["name"]: h for h in plan["outputs"]["hosts"]}
     tag = f"pf{os.getpid() % 100000}"

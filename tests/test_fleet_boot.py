@@ -10,7 +10,8 @@ Day two follows on the same fleet, through metadata alone as `pulumi up` changes
 sha256 does not match; no unit restarts, no reboot, no SSH.
 
 Stand-ins (named in testbed/vm_fleet.py): sysctl, the enforcement of TasksMax, the store disk, the internet.
-The tests run in file order on one fleet: each phase starts from the state the previous one left.
+One scenario on one fleet, in named phases (PHASES at the end): each starts from the state the previous one left,
+and each is reported with its time.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _at_target(fleet: Fleet) -> Callable[[], bool]:
     return lambda: all(h.registered_agents() == TARGET for h in fleet.swarm)
 
 
-def test_all_hosts_boot_at_once_and_reach_their_targets_registered(fleet: Fleet) -> None:
+def phase_all_hosts_boot_at_once_and_reach_their_targets_registered(fleet: Fleet) -> None:
     assert len(fleet.swarm) == 2 and fleet.rendezvous.name == "pilot-rendezvous-dev"
     with fleet.sampling() as most:
         fleet.boot_all()
@@ -106,7 +107,7 @@ def test_all_hosts_boot_at_once_and_reach_their_targets_registered(fleet: Fleet)
     assert set(fleet.swarm[1].agent_versions().values()) == {OLD_VERSION}
 
 
-def test_rerunning_the_startup_script_adds_nothing(fleet: Fleet) -> None:
+def phase_rerunning_the_startup_script_adds_nothing(fleet: Fleet) -> None:
     refused = fleet.refusals()
     before = {h.name: sorted(h.agent_pids()) for h in fleet.swarm}
     with fleet.sampling() as most:
@@ -126,7 +127,7 @@ def test_rerunning_the_startup_script_adds_nothing(fleet: Fleet) -> None:
     assert journal.count("already ran this boot") >= 1
 
 
-def test_a_killed_supervisor_is_restarted_by_systemd_and_never_overshoots(fleet: Fleet) -> None:
+def phase_a_killed_supervisor_is_restarted_by_systemd_and_never_overshoots(fleet: Fleet) -> None:
     host = fleet.swarm[0]
     main_pid = host.run("systemctl", "show", "pilot-agents.service", "-p", "MainPID", "--value").stdout.strip()
     assert main_pid.isdigit() and main_pid != "0"
@@ -140,7 +141,7 @@ def test_a_killed_supervisor_is_restarted_by_systemd_and_never_overshoots(fleet:
     assert fleet.refusals() == refused
 
 
-def test_after_a_power_loss_the_host_comes_back_with_its_identities(fleet: Fleet) -> None:
+def phase_after_a_power_loss_the_host_comes_back_with_its_identities(fleet: Fleet) -> None:
     host = fleet.swarm[1]
     identities = host.identities()
     assert len(identities) == TARGET
@@ -160,7 +161,7 @@ def test_after_a_power_loss_the_host_comes_back_with_its_identities(fleet: Fleet
     assert "installed and checked; supervisor config unchanged" in boot_log, boot_log[-2000:]
 
 
-def test_fleet_verify_says_ok_against_that_rendezvous(fleet: Fleet) -> None:
+def phase_fleet_verify_says_ok_against_that_rendezvous(fleet: Fleet) -> None:
     result = fleet.in_bridge(sys.executable, "-m", "fleet", "verify", "--outputs", str(fleet.base / "plan.json"),
                              "--no-per-host", "--json", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -168,7 +169,7 @@ def test_fleet_verify_says_ok_against_that_rendezvous(fleet: Fleet) -> None:
     assert report["verdict"] == "ok" and report["online"] == 2 * TARGET and report["expected"] == 2 * TARGET
 
 
-def test_the_rendezvous_is_not_built_again_on_the_same_store_disk(fleet: Fleet) -> None:
+def phase_the_rendezvous_is_not_built_again_on_the_same_store_disk(fleet: Fleet) -> None:
     rendezvous = fleet.rendezvous
     rendezvous.power_loss()
     shutil.rmtree(rendezvous.base / "upper")  # a recreated VM: a fresh boot disk, the same store disk
@@ -190,7 +191,7 @@ def _agent_indices(host: Host) -> list[int]:
     return sorted(int(Path(sock).stem) for sock in host.agent_sockets().values())
 
 
-def test_a_changed_target_converges_live_with_no_unit_restart(fleet: Fleet) -> None:
+def phase_a_changed_target_converges_live_with_no_unit_restart(fleet: Fleet) -> None:
     host = fleet.swarm[0]
     unit = host.unit("pilot-agents.service", *UNIT_IDENTITY)
     with fleet.sampling() as most:
@@ -208,7 +209,7 @@ def test_a_changed_target_converges_live_with_no_unit_restart(fleet: Fleet) -> N
     assert '"changes": {"target_agents": [20, 30]}' in journal and '"changes": {"target_agents": [30, 15]}' in journal
 
 
-def test_a_new_daemon_version_rolls_over_live_keeping_every_identity(fleet: Fleet) -> None:
+def phase_a_new_daemon_version_rolls_over_live_keeping_every_identity(fleet: Fleet) -> None:
     host = fleet.swarm[1]
     identities, refused = host.identities(), fleet.refusals()
     nodes = (fleet.stats() or {}).get("total_nodes")
@@ -243,7 +244,7 @@ def test_a_new_daemon_version_rolls_over_live_keeping_every_identity(fleet: Flee
     print(f"rollout of {TARGET} agents {OLD_VERSION} -> {NEW_VERSION}: {took:.1f} s")
 
 
-def test_a_wheel_that_fails_its_sha256_is_refused_and_the_host_keeps_its_version(fleet: Fleet) -> None:
+def phase_a_wheel_that_fails_its_sha256_is_refused_and_the_host_keeps_its_version(fleet: Fleet) -> None:
     host = fleet.swarm[1]
     running = host.agent_versions()
     host.change_metadata(release_metadata(OLD_VERSION, tampered=True))
@@ -254,7 +255,7 @@ def test_a_wheel_that_fails_its_sha256_is_refused_and_the_host_keeps_its_version
     assert host.registered_agents() == TARGET
 
 
-def test_a_recreated_swarm_vm_comes_back_on_its_state_disk_with_no_new_identity(fleet: Fleet) -> None:
+def phase_a_recreated_swarm_vm_comes_back_on_its_state_disk_with_no_new_identity(fleet: Fleet) -> None:
     """A VM that autohealing, a rolling update or a replacement recreates: a fresh boot disk, the same agent state
     disk. Its agents come back as the identities the registry knows: no new node, no refusal."""
     host = fleet.swarm[0]
@@ -279,15 +280,14 @@ def test_a_recreated_swarm_vm_comes_back_on_its_state_disk_with_no_new_identity(
     assert starts and all('"fresh_identity": false' in line for line in starts)
 
 
-def test_a_rendezvous_failover_to_the_other_zone_keeps_every_agent(fleet: Fleet,
-                                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+def phase_a_rendezvous_failover_to_the_other_zone_keeps_every_agent(fleet: Fleet, scratch: Path) -> None:
     """The failover drill. The dev stack keeps the registry's store on a regional disk (failoverZone); its zone is
     lost (the rendezvous VM dies at once); the takeover is what `pulumi up` carries out after
     `pulumi config set --path pilot-fleet:rendezvous.activeZone us-central1-b`: the VM deleted and created again
     in the other zone on a fresh boot disk, with the same address and the same store disk (done here by the test
     bed, from that very plan). Every agent comes back online at the new rendezvous as the identity it was, with
     no refusal in its log."""
-    after = plan_stack("dev", TARGET, tmp_path_factory.mktemp("failover"), {"activeZone": "us-central1-b"})
+    after = plan_stack("dev", TARGET, scratch, {"activeZone": "us-central1-b"})
     before_vm = next(r for r in fleet.plan["resources"] if r["name"] == fleet.rendezvous.name
                      and r["type"] == "gcp:compute/instance:Instance")["inputs"]
     after_vm = next(r for r in after["resources"] if r["name"] == fleet.rendezvous.name
@@ -315,3 +315,39 @@ def test_a_rendezvous_failover_to_the_other_zone_keeps_every_agent(fleet: Fleet,
     assert "is already built on the store disk" in boot_log  # the build came with the disk too
     assert all(h.registered_agents() == h.target for h in fleet.swarm)
     print(f"failover drill: zone lost -> every agent online at the new rendezvous: {took:.1f} s")
+
+
+# The scenario: each phase starts from the state the previous one left, so they run as one test, in this order,
+# each reported with its time; the first that fails ends the scenario and names itself.
+PHASES: list[Callable[..., None]] = [
+    phase_all_hosts_boot_at_once_and_reach_their_targets_registered,
+    phase_rerunning_the_startup_script_adds_nothing,
+    phase_a_killed_supervisor_is_restarted_by_systemd_and_never_overshoots,
+    phase_after_a_power_loss_the_host_comes_back_with_its_identities,
+    phase_fleet_verify_says_ok_against_that_rendezvous,
+    phase_the_rendezvous_is_not_built_again_on_the_same_store_disk,
+    phase_a_changed_target_converges_live_with_no_unit_restart,
+    phase_a_new_daemon_version_rolls_over_live_keeping_every_identity,
+    phase_a_wheel_that_fails_its_sha256_is_refused_and_the_host_keeps_its_version,
+    phase_a_recreated_swarm_vm_comes_back_on_its_state_disk_with_no_new_identity,
+    phase_a_rendezvous_failover_to_the_other_zone_keeps_every_agent,
+]
+
+
+def test_the_dev_fleet_from_first_boot_to_a_rendezvous_failover(fleet: Fleet,
+                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Run with -rP to see the phase report when it passes; a failure names its phase."""
+    report: list[str] = []
+    for number, phase in enumerate(PHASES, 1):
+        name = phase.__name__.removeprefix("phase_").replace("_", " ")
+        started = time.monotonic()
+        failover = phase is phase_a_rendezvous_failover_to_the_other_zone_keeps_every_agent
+        extra = (tmp_path_factory.mktemp("failover"),) if failover else ()
+        try:
+            phase(fleet, *extra)
+        except BaseException as exc:
+            print("\n".join(report))
+            raise AssertionError(f"phase {number}/{len(PHASES)} failed after {time.monotonic() - started:.1f} s: "
+                                 f"{name}") from exc
+        report.append(f"phase {number:2}/{len(PHASES)} ok in {time.monotonic() - started:6.1f} s: {name}")
+        print(report[-1], flush=True)

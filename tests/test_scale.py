@@ -207,7 +207,7 @@ def test_planner_binding_limits_and_cost() -> None:
     ports_bound = vm_capacity(lookup("n2-highmem-128"), a)  # type: ignore[arg-type]
     assert ports_bound.binding == "UDP ports" and ports_bound.agents == 22768
     fleet = recommend(50_000, a)
-    assert fleet.agents >= 50_000 and all(line.agents_per_vm <= 5_000 for line in fleet.lines)  # 10% share
+    assert fleet.agents >= 50_000 and all(line.target_agents <= 5_000 for line in fleet.lines)  # 10% share
     assert fleet.per_thousand == pytest.approx(fleet.monthly / fleet.agents * 1000)
     burst = recommend(50_000, Assumptions(burst_connections=800))  # the seed's burst: 800 x 4 MB more per VM
     assert burst.lines[0].capacity.limits["memory"] < vm_capacity(burst.lines[0].capacity.machine, a).limits["memory"]

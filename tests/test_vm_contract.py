@@ -111,5 +111,16 @@ def test_verify_reads_a_guest_attribute_under_its_old_name(monkeypatch: pytest.M
         monkeypatch.setitem(os.environ, "PILOT_FLEET_COMPUTE_API", f"{server.base}/compute/v1")
         monkeypatch.setitem(os.environ, "PILOT_FLEET_ACCESS_TOKEN", "test-token")
         old, new = read_hosts("p", [("old", "z", 5000), ("new", "z", 5000)])
-    assert (old.target, old.planned, old.running, old.converging) == (4000, 5000, 4000, True)
-    assert (new.target, new.running) == (4500, 4400)
+    assert (old.target_agents, old.planned_target_agents, old.running, old.converging) == (4000, 5000, 4000, True)
+    assert (new.target_agents, new.running) == (4500, 4400)
+
+
+def test_a_config_written_by_the_previous_supervisor_still_loads(tmp_path: Any) -> None:
+    """Between the boot path's new config and the unit's restart, the old supervisor may persist a live change in
+    the old shape (`target`): the new one reads it for this release."""
+    path = tmp_path / "supervisor.json"
+    base = {"daemon": "x", "registry": "127.0.0.1:1", "beacon": "127.0.0.1:1", "base_udp_port": 20000,
+            "state_dir": "s", "run_dir": "r", "spawn_parallelism": 10, "round_delay_seconds": 3.0,
+            "new_registrations_per_minute": 10, "health_threshold": 0.95, "rollout_max_unavailable": 0.1}
+    path.write_text(json.dumps({**base, "target": 12}))
+    assert sv.config.Config.load(path).target_agents == 12

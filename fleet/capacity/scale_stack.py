@@ -32,7 +32,7 @@ def stack_config(name: str, fleet: CostedFleet, a: Assumptions) -> dict[str, Any
         "machineType": line.capacity.machine.name,
         "zones": zones,
         "size": line.count,
-        "targetAgents": line.agents_per_vm,
+        "targetAgents": line.target_agents,
     } for line in fleet.lines]
     return {
         "gcp:project": f"pilot-fleet-{name}",

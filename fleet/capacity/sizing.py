@@ -64,12 +64,12 @@ def vm_capacity(machine: MachineType, a: Assumptions, share_cap: int | None = No
 class Line:
     capacity: VmCapacity
     count: int
-    agents_per_vm: int
+    target_agents: int
     monthly_per_vm: float
 
     @property
     def agents(self) -> int:
-        return self.count * self.agents_per_vm
+        return self.count * self.target_agents
 
     @property
     def monthly(self) -> float:
@@ -152,7 +152,7 @@ def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> 
             if best is None or (round(cost, 6), vms) < (round(best[0], 6), best[1]):
                 best = (cost, vms, option)
     assert best is not None
-    lines = [Line(cap, count, per_vm, monthly) for cap, monthly, count, per_vm in best[2]]
+    lines = [Line(cap, count, target_agents, monthly) for cap, monthly, count, target_agents in best[2]]
     fleet = CostedFleet(f"recommended for {agents:,} agents", lines, agents)
     return _with_notes(fleet, a)
 
@@ -162,11 +162,11 @@ SEED_AGENTS_PER_VCPU = 190
 
 
 def _with_notes(fleet: CostedFleet, a: Assumptions) -> CostedFleet:
-    densest = max(line.agents_per_vm / line.capacity.machine.vcpus for line in fleet.lines)
+    densest = max(line.target_agents / line.capacity.machine.vcpus for line in fleet.lines)
     if densest > SEED_AGENTS_PER_VCPU and not a.max_agents_per_vcpu:
         fleet.notes.append(f"up to {densest:,.0f} agents per vCPU, above the seed's ~{SEED_AGENTS_PER_VCPU}: "
                            "no CPU measurement backs that; --max-agents-per-vcpu caps it")
-    busiest = max(line.agents_per_vm for line in fleet.lines)
+    busiest = max(line.target_agents for line in fleet.lines)
     hours = busiest / a.new_registrations_per_minute / 60
     fleet.notes.append(
         f"first registration of {busiest:,} fresh identities on one VM at the registry's "
@@ -192,7 +192,7 @@ def from_stack(cfg: FleetConfig, stack: str, region: str | None = None,
     return _with_notes(fleet, Assumptions(new_registrations_per_minute=cfg.rendezvous.new_registrations_per_minute))
 
 
-def _stack_line(cfg: FleetConfig, machine_type: str, agent_mb: float, base_port: int, count: int, per_vm: int,
+def _stack_line(cfg: FleetConfig, machine_type: str, agent_mb: float, base_port: int, count: int, target_agents: int,
                 disk_gb: int, region: str, prices: PriceTable) -> Line:
     machine = lookup(machine_type)
     if machine is None:
@@ -202,7 +202,7 @@ def _stack_line(cfg: FleetConfig, machine_type: str, agent_mb: float, base_port:
         raise PlanningError(f"no price for {machine_type} or its disks in {region} (fleet/facts/data/prices.yaml)")
     a = Assumptions(region=region, agent_memory_mb=agent_mb, headroom_percent=cfg.memory.headroom_percent,
                     os_reserve_mb=cfg.memory.os_reserve_mb, base_udp_port=base_port)
-    return Line(vm_capacity(machine, a), count, per_vm, monthly)
+    return Line(vm_capacity(machine, a), count, target_agents, monthly)
 
 
 def render(fleets: list[CostedFleet], currency: str = "$") -> str:
@@ -214,8 +214,8 @@ def render(fleets: list[CostedFleet], currency: str = "$") -> str:
                    f"{'agents/vCPU':>11} {'$/month':>10}")
         for line in fleet.lines:
             cap = line.capacity
-            out.append(f"  {cap.machine.name:<18} {line.count:>4} {line.agents_per_vm:>10,} {cap.agents:>8,} "
-                       f"{cap.binding:<21} {line.agents_per_vm / cap.machine.vcpus:>11,.0f} {line.monthly:>10,.0f}")
+            out.append(f"  {cap.machine.name:<18} {line.count:>4} {line.target_agents:>10,} {cap.agents:>8,} "
+                       f"{cap.binding:<21} {line.target_agents / cap.machine.vcpus:>11,.0f} {line.monthly:>10,.0f}")
         out.extend(f"  note: {note}" for note in fleet.notes)
         out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -16,7 +16,7 @@ from fleet.outputs import OutputsError
 
 if TYPE_CHECKING:
     from fleet.outputs import StackOutputs
-    from fleet.verify.check import Report, Target
+    from fleet.verify.check import Expectation, Report
 
 
 def _load_outputs(args: argparse.Namespace) -> StackOutputs | None:
@@ -43,7 +43,7 @@ def _load_outputs(args: argparse.Namespace) -> StackOutputs | None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from fleet.verify.check import Target, check
+    from fleet.verify.check import Expectation, check
     from fleet.verify.report import render_html, render_table, render_watch_line
 
     try:
@@ -54,16 +54,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not (args.stats_url and args.expected is not None):
             return fail("nothing to check: give --outputs FILE (or pipe `pulumi stack output --json`), "
                         "--stack NAME, or both --stats-url and --expected")
-        target = Target(args.stats_url, args.expected, args.threshold or pilot.DEFAULT_ALERT_THRESHOLD,
+        expectation = Expectation(args.stats_url, args.expected, args.threshold or pilot.DEFAULT_ALERT_THRESHOLD,
                         max_over=args.max_over)
     else:
-        target = Target.from_outputs(outputs, args.stats_url, args.expected, args.threshold, args.max_over)
-    if target.expected < 1:
-        return fail(f"nothing to check: the fleet expects {target.expected} agents (expectedAgents in the outputs); "
-                    "a fleet without agents cannot be verified")
+        expectation = Expectation.from_outputs(outputs, args.stats_url, args.expected, args.threshold, args.max_over)
+    if expectation.expected < 1:
+        return fail(f"nothing to check: the fleet expects {expectation.expected} agents (expectedAgents in the "
+                    "outputs); a fleet without agents cannot be verified")
     if args.watch is not None:
-        return _watch(target, args, render_watch_line)
-    report = check(target, args.wait, args.interval, per_host=not args.no_per_host)
+        return _watch(expectation, args, render_watch_line)
+    report = check(expectation, args.wait, args.interval, per_host=not args.no_per_host)
     print(json.dumps(report.to_json(), indent=2) if args.json else render_table(report))
     if args.html:
         try:
@@ -73,7 +73,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _watch(target: Target, args: argparse.Namespace, line: Callable[[Report], str]) -> int:
+def _watch(expectation: Expectation, args: argparse.Namespace, line: Callable[[Report], str]) -> int:
     """The seed's health loop done properly: one line per change of verdict or count, until interrupted."""
     from fleet.verify.check import check_once
 
@@ -81,7 +81,7 @@ def _watch(target: Target, args: argparse.Namespace, line: Callable[[Report], st
     code, checks = 0, 0
     try:
         while args.checks is None or checks < args.checks:
-            report = check_once(target, time.monotonic() + min(args.watch, 10.0) + 0.5,
+            report = check_once(expectation, time.monotonic() + min(args.watch, 10.0) + 0.5,
                                 per_host=not args.no_per_host)
             checks += 1
             code = report.exit_code

@@ -19,14 +19,14 @@ EXIT_CODES = {OK: 0, DEGRADED: 1, FAILED: 2, CONVERGING: 3}
 
 
 @dataclass(frozen=True)
-class Target:
+class Expectation:
     """What to check against: from the stack outputs, or given on the command line."""
 
     stats_url: str
     expected: int
     threshold: float
     project: str | None = None
-    hosts: tuple[tuple[str, str, int], ...] = ()  # (name, zone, target) of swarm hosts
+    hosts: tuple[tuple[str, str, int], ...] = ()  # (name, zone, target_agents) of swarm hosts
     pools: tuple[tuple[str, str, int], ...] = ()  # (name, instance group manager path, agents per VM)
     # More agents online than expected by more than this is a finding (a second fleet after a reboot); None: only
     # reported.
@@ -38,7 +38,7 @@ class Target:
 
     @classmethod
     def from_outputs(cls, outputs: StackOutputs, stats_url: str | None = None, expected: int | None = None,
-                     threshold: float | None = None, max_over: int | None = None) -> Target:
+                     threshold: float | None = None, max_over: int | None = None) -> Expectation:
         return cls(stats_url or outputs.stats_url,
                    outputs.expected_agents if expected is None else expected,
                    outputs.alert_threshold if threshold is None else threshold,
@@ -52,7 +52,7 @@ class Target:
 class Report:
     verdict: str
     message: str
-    target: Target
+    expectation: Expectation
     count: FleetCount | None = None
     hosts: list[HostReport] = field(default_factory=list)
     per_host: str = "not requested"
@@ -66,12 +66,12 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict, "exitCode": self.exit_code, "message": self.message,
-            "checkedAt": self.checked_at, "statsUrl": self.target.stats_url,
-            "expected": self.target.expected, "threshold": self.target.threshold,
-            "minOnline": self.target.min_online,
+            "checkedAt": self.checked_at, "statsUrl": self.expectation.stats_url,
+            "expected": self.expectation.expected, "threshold": self.expectation.threshold,
+            "minOnline": self.expectation.min_online,
             "online": self.count.online if self.count else None,
-            "overExpected": max(0, self.count.online - self.target.expected) if self.count else None,
-            "maxOver": self.target.max_over,
+            "overExpected": max(0, self.count.online - self.expectation.expected) if self.count else None,
+            "maxOver": self.expectation.max_over,
             "total": self.count.total if self.count else None,
             "responseShape": self.count.shape if self.count else None,
             "perHost": self.per_host,
@@ -79,62 +79,62 @@ class Report:
         }
 
 
-def judge(target: Target, count: FleetCount) -> tuple[str, str]:
-    online, need = count.online, target.min_online
-    over = online - target.expected
-    if over > 0 and target.max_over is not None and over > target.max_over:
-        return DEGRADED, (f"{online:,} of {target.expected:,} agents online: {over:,} more than expected, above "
-                          f"--max-over {target.max_over:,} (a second set of agents? {count.shape} stats shape)")
+def judge(expectation: Expectation, count: FleetCount) -> tuple[str, str]:
+    online, need = count.online, expectation.min_online
+    over = online - expectation.expected
+    if over > 0 and expectation.max_over is not None and over > expectation.max_over:
+        return DEGRADED, (f"{online:,} of {expectation.expected:,} agents online: {over:,} more than expected, above "
+                          f"--max-over {expectation.max_over:,} (a second set of agents? {count.shape} stats shape)")
     if online >= need:
         surplus = f"; {over:,} more than expected" if over > 0 else ""
-        return OK, (f"{online:,} of {target.expected:,} agents online (>= {need:,}, threshold "
-                    f"{target.threshold:g}{surplus}; {count.shape} stats shape)")
-    return DEGRADED, (f"{online:,} of {target.expected:,} agents online, below {need:,} (threshold "
-                      f"{target.threshold:g}; {count.shape} stats shape)")
+        return OK, (f"{online:,} of {expectation.expected:,} agents online (>= {need:,}, threshold "
+                    f"{expectation.threshold:g}{surplus}; {count.shape} stats shape)")
+    return DEGRADED, (f"{online:,} of {expectation.expected:,} agents online, below {need:,} (threshold "
+                      f"{expectation.threshold:g}; {count.shape} stats shape)")
 
 
-def converging(target: Target, count: FleetCount, hosts: list[HostReport], message: str) -> tuple[str, str]:
+def converging(expectation: Expectation, count: FleetCount, hosts: list[HostReport], message: str) -> tuple[str, str]:
     """DEGRADED stays so unless hosts mid-change account for the whole shortfall."""
     moving = [h for h in hosts if h.converging]
-    if not moving or count.online > target.expected:
+    if not moving or count.online > expectation.expected:
         return DEGRADED, message
-    pending = sum(max(0, max(h.planned, h.target) - (h.running or 0)) for h in moving)
-    if count.online + pending < target.min_online:
+    pending = sum(max(0, max(h.planned_target_agents, h.target_agents) - (h.running or 0)) for h in moving)
+    if count.online + pending < expectation.min_online:
         return DEGRADED, message
     names = ", ".join(h.name for h in moving[:5]) + (" ..." if len(moving) > 5 else "")
     return CONVERGING, f"{message}; {len(moving)} host(s) mid-change ({names}) account for the shortfall"
 
 
-def check_once(target: Target, deadline: float, per_host: bool = True) -> Report:
+def check_once(expectation: Expectation, deadline: float, per_host: bool = True) -> Report:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     try:
-        count = Poller(target.stats_url).fetch(deadline)
+        count = Poller(expectation.stats_url).fetch(deadline)
     except StatsError as exc:
-        return Report(FAILED, f"could not check: {exc}", target, checked_at=now,
+        return Report(FAILED, f"could not check: {exc}", expectation, checked_at=now,
                       settled=isinstance(exc, StatsContractError))
-    verdict, message = judge(target, count)
-    report = Report(verdict, message, target, count, checked_at=now)
-    if per_host and (target.hosts or target.pools) and target.project:
+    verdict, message = judge(expectation, count)
+    report = Report(verdict, message, expectation, count, checked_at=now)
+    if per_host and (expectation.hosts or expectation.pools) and expectation.project:
         try:
-            report.hosts = read_hosts(target.project, list(target.hosts), list(target.pools))
+            report.hosts = read_hosts(expectation.project, list(expectation.hosts), list(expectation.pools))
             report.per_host = "guest attributes"
             if verdict == DEGRADED:
-                report.verdict, report.message = converging(target, count, report.hosts, message)
+                report.verdict, report.message = converging(expectation, count, report.hosts, message)
         except NoCredentialsError as exc:
             report.per_host = f"skipped: no Google credentials ({exc})"
-    elif per_host and (target.hosts or target.pools):
+    elif per_host and (expectation.hosts or expectation.pools):
         report.per_host = "skipped: the outputs name no project"
     return report
 
 
-def check(target: Target, wait: float, interval: float, per_host: bool = True) -> Report:
+def check(expectation: Expectation, wait: float, interval: float, per_host: bool = True) -> Report:
     """Check until the verdict is ok or `wait` seconds have passed; the last check's report.
 
     Every request is bounded by the overall deadline; with `wait` 0 one check gets up to 10 s of retries."""
     start = time.monotonic()
     deadline = start + (wait if wait > 0 else 10.0)
     while True:
-        report = check_once(target, deadline, per_host)
+        report = check_once(expectation, deadline, per_host)
         remaining = deadline - time.monotonic()
         if report.verdict == OK or report.settled or wait <= 0 or remaining <= interval:
             return report

@@ -25,14 +25,14 @@ class NoCredentialsError(Exception):
 @dataclass(frozen=True)
 class HostReport:
     name: str
-    target: int
+    target_agents: int  # what its supervisor says it works toward (the stack's, until it has said)
     running: int | None = None
     restarts: int | None = None
     bypassed_script: str | None = None
     error: str | None = None
     zone: str = ""
     pool: str = ""  # the managed instance group a pool VM belongs to
-    planned: int = 0  # the stack's target for this VM (`target` is what its supervisor says it now works toward)
+    planned_target_agents: int = 0  # the stack's target for this VM
     rollout: str | None = None  # the supervisor's `rollout` guest attribute, e.g. "rolling 1200/3000: version ..."
 
     @property
@@ -40,13 +40,19 @@ class HostReport:
         """Mid-change: rolling agents over (or back), or not yet at the stack's new target. Its shortfall is the
         change in progress, not a fault."""
         moving = bool(self.rollout) and self.rollout.split(" ", 1)[0].rstrip(":") in ("rolling", "reverting")
-        return moving or bool(self.planned and self.running is not None and self.target != self.planned)
+        return moving or self.retargeted
+
+    @property
+    def retargeted(self) -> bool:
+        """Its supervisor works toward another target than the stack's (a change not yet taken up)."""
+        changed = self.planned_target_agents and self.target_agents != self.planned_target_agents
+        return bool(changed and self.running is not None)
 
     @property
     def ratio(self) -> float | None:
-        if self.running is None or not self.target:
+        if self.running is None or not self.target_agents:
             return None
-        return self.running / self.target
+        return self.running / self.target_agents
 
 
 def access_token() -> str:
@@ -68,23 +74,23 @@ def access_token() -> str:
 
 
 def read_host(session: requests.Session, api: str, token: str, project: str, zone: str, name: str,
-              target: int, timeout: float) -> HostReport:
+              target_agents: int, timeout: float) -> HostReport:
     url = f"{api}/projects/{project}/zones/{zone}/instances/{name}/getGuestAttributes"
     try:
         response = session.get(url, params={"queryPath": f"{GuestAttribute.NAMESPACE}/"}, timeout=timeout,
                                headers={"Authorization": f"Bearer {token}"})
     except requests.RequestException as exc:
-        return HostReport(name, target, error=f"Compute Engine API unreachable: {type(exc).__name__}")
+        return HostReport(name, target_agents, error=f"Compute Engine API unreachable: {type(exc).__name__}")
     if response.status_code == 404:
-        return HostReport(name, target, error="no guest attributes yet (the supervisor has not published)")
+        return HostReport(name, target_agents, error="no guest attributes yet (the supervisor has not published)")
     if response.status_code != 200:
-        return HostReport(name, target, error=f"getGuestAttributes answered HTTP {response.status_code}")
+        return HostReport(name, target_agents, error=f"getGuestAttributes answered HTTP {response.status_code}")
     try:
         items = response.json().get("queryValue", {}).get("items", [])
         values = {i["key"]: str(i["value"]) for i in items
                   if i.get("namespace", GuestAttribute.NAMESPACE) == GuestAttribute.NAMESPACE}
     except (ValueError, AttributeError, KeyError, TypeError):
-        return HostReport(name, target, error="getGuestAttributes answered an unexpected document")
+        return HostReport(name, target_agents, error="getGuestAttributes answered an unexpected document")
 
     def number(key: str) -> int | None:
         # a supervisor that has not rebooted into the renamed contract still publishes the old name
@@ -92,10 +98,10 @@ def read_host(session: requests.Session, api: str, token: str, project: str, zon
         return int(value) if value.isdigit() else None
 
     # a pool VM's own target is what its supervisor published (the template's target otherwise)
-    return HostReport(name, number(GuestAttribute.TARGET_AGENTS) or target,
+    return HostReport(name, number(GuestAttribute.TARGET_AGENTS) or target_agents,
                       running=number(GuestAttribute.RUNNING_AGENTS), restarts=number(GuestAttribute.RESTARTS),
-                      bypassed_script=values.get(GuestAttribute.BYPASSED_STARTUP_SCRIPT), zone=zone, planned=target,
-                      rollout=values.get(GuestAttribute.ROLLOUT))
+                      bypassed_script=values.get(GuestAttribute.BYPASSED_STARTUP_SCRIPT), zone=zone,
+                      planned_target_agents=target_agents, rollout=values.get(GuestAttribute.ROLLOUT))
 
 
 def list_pool_instances(session: requests.Session, api: str, token: str, manager_path: str,
@@ -125,19 +131,19 @@ def list_pool_instances(session: requests.Session, api: str, token: str, manager
 
 def read_hosts(project: str, hosts: list[tuple[str, str, int]], pools: list[tuple[str, str, int]] | None = None,
                timeout: float = 10.0) -> list[HostReport]:
-    """hosts: (name, zone, target); pools: (name, manager path, agents per VM), each VM of which is read like a host.
-    Raises NoCredentialsError when there are no credentials at all."""
+    """hosts: (name, zone, target_agents); pools: (name, manager path, target_agents), each VM of which is read like
+    a host. Raises NoCredentialsError when there are no credentials at all."""
     token = access_token()
     api = os.environ.get(API_ENV, COMPUTE_API).rstrip("/")
     with requests.Session() as session:
-        reports = [read_host(session, api, token, project, zone, name, target, timeout)
-                   for name, zone, target in hosts]
-        for pool, manager_path, per_vm in pools or []:
+        reports = [read_host(session, api, token, project, zone, name, target_agents, timeout)
+                   for name, zone, target_agents in hosts]
+        for pool, manager_path, target_agents in pools or []:
             listed = list_pool_instances(session, api, token, manager_path, timeout)
             if isinstance(listed, str):
-                reports.append(HostReport(pool, per_vm, error=listed, pool=pool))
+                reports.append(HostReport(pool, target_agents, error=listed, pool=pool))
                 continue
             for name, zone in listed:
-                report = read_host(session, api, token, project, zone, name, per_vm, timeout)
+                report = read_host(session, api, token, project, zone, name, target_agents, timeout)
                 reports.append(dataclasses.replace(report, pool=pool))
         return reports

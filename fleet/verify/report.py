@@ -20,11 +20,11 @@ def render_table(report: Report) -> str:
                 note = f"{note}; {host.restarts} restarts".lstrip("; ")
             if host.rollout:  # mid-rollout (or how the last one ended): not a shortfall of its own
                 note = f"{note}; {host.rollout}".lstrip("; ")
-            if host.planned and host.target != host.planned and host.running is not None:
-                note = f"{note}; converging: stack target {host.planned:,}".lstrip("; ")
+            if host.retargeted:
+                note = f"{note}; converging: stack target {host.planned_target_agents:,}".lstrip("; ")
             if host.pool:  # a pool VM: say which group and zone, so a shortfall names the VM to look at
                 note = f"{note}; pool {host.pool} in {host.zone or '?'}".lstrip("; ")
-            lines.append(f"{host.name:<24} {host.target:>8,} {running:>8} {ratio:>7}  {note}".rstrip())
+            lines.append(f"{host.name:<24} {host.target_agents:>8,} {running:>8} {ratio:>7}  {note}".rstrip())
     if report.count is not None:
         lines.append(f"per host: {report.per_host}")
     return "\n".join(lines)
@@ -36,7 +36,7 @@ def render_watch_line(report: Report) -> str:
 
 def render_html(report: Report) -> str:
     """One self-contained page: the verdict, and target vs running per host as horizontal bars (inline SVG)."""
-    rows = [(h.name, h.target, h.running) for h in report.hosts]
+    rows = [(h.name, h.target_agents, h.running) for h in report.hosts]
     if report.count:
         rows.append(("fleet (online at the rendezvous)", report.target.expected, report.count.online))
     scale = max([t for _, t, _ in rows] + [r or 0 for _, _, r in rows] + [1])

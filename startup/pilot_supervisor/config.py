@@ -69,6 +69,9 @@ class Config:
             raise SystemExit(f"pilot-supervisor: cannot read config {path}: {exc}") from None
         if not isinstance(raw, dict):
             raise SystemExit(f"pilot-supervisor: config {path} is not a JSON object")
+        # renamed in VM contract 2; a supervisor of the previous release may still write it (read for one release)
+        if "target" in raw and "target_agents" not in raw:
+            raw["target_agents"] = raw.pop("target")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - set(fields))
         missing = sorted(n for n, f in fields.items()
