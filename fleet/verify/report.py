@@ -38,7 +38,7 @@ def render_html(report: Report) -> str:
     """One self-contained page: the verdict, and target vs running per host as horizontal bars (inline SVG)."""
     rows = [(h.name, h.target_agents, h.running) for h in report.hosts]
     if report.count:
-        rows.append(("fleet (online at the rendezvous)", report.target.expected, report.count.online))
+        rows.append(("fleet (online at the rendezvous)", report.expectation.expected, report.count.online))
     scale = max([t for _, t, _ in rows] + [r or 0 for _, _, r in rows] + [1])
     bar_w, row_h = 520, 34
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{bar_w + 330}" height="{row_h * len(rows) + 10}" '
@@ -47,7 +47,7 @@ def render_html(report: Report) -> str:
         y = i * row_h + 5
         tw = round(bar_w * target / scale)
         rw = round(bar_w * (running or 0) / scale)
-        colour = "#2e7d32" if running is not None and running >= target * report.target.threshold else "#c62828"
+        colour = "#2e7d32" if running is not None and running >= target * report.expectation.threshold else "#c62828"
         svg.append(f'<text x="0" y="{y + 16}" font-size="13">{html.escape(name)}</text>')
         svg.append(f'<rect x="230" y="{y}" width="{tw}" height="22" fill="#e0e0e0"><title>target {target:,}'
                    '</title></rect>')
@@ -63,7 +63,7 @@ def render_html(report: Report) -> str:
 <body>
 <h1>pilot-fleet verify: <span class="verdict">{report.verdict}</span></h1>
 <p>{html.escape(report.message)}</p>
-<p>Checked {html.escape(report.checked_at)} against {html.escape(report.target.stats_url)}; per host:
+<p>Checked {html.escape(report.checked_at)} against {html.escape(report.expectation.stats_url)}; per host:
 {html.escape(report.per_host)}. Grey: target; bar: running (green at or above the threshold).</p>
 {"".join(svg)}
 </body></html>
