@@ -29,6 +29,7 @@ class MetadataKey:
 
     ROLE = "pilot-role"
     TARGET_AGENTS = "pilot-target-agents"
+    MAX_TARGET_AGENTS = "pilot-max-target-agents"
     REGISTRY = "pilot-registry"
     BEACON = "pilot-beacon"
     BASE_UDP_PORT = "pilot-base-udp-port"
@@ -117,6 +118,11 @@ K = MetadataKey
 SWARM_ATTRIBUTES: dict[str, Attribute] = {
     "target_agents": _whole(K.TARGET_AGENTS, 1, pilot.MAX_PORT - MIN_AGENT_PORT + 1, None,
                             "one UDP port per agent, all of them between 1024 and 65535"),
+    # the plan's memory budget for this VM's machine type: a live target above it is refused on the VM too (never
+    # read from /proc/meminfo, which a container shares with its host)
+    "max_target_agents": _whole(K.MAX_TARGET_AGENTS, 1, pilot.MAX_PORT - MIN_AGENT_PORT + 1,
+                                pilot.MAX_PORT - MIN_AGENT_PORT + 1,
+                                "the most agents this VM's machine type holds by the memory budget"),
     "base_udp_port": _whole(K.BASE_UDP_PORT, MIN_AGENT_PORT, pilot.MAX_PORT, pilot.DEFAULT_BASE_UDP_PORT,
                             "agent ports are base + index: not privileged, not past 65535"),
     "spawn_parallelism": _whole(K.SPAWN_PARALLELISM, 1, pilot.MAX_SPAWN_PARALLELISM,
@@ -213,8 +219,10 @@ class GuestAttribute:
 RENAMED_GUEST_ATTRIBUTES: dict[str, str] = {GuestAttribute.TARGET_AGENTS: "agents-target"}
 
 # The swarm host's status file and its /healthz and /status body.
-STATUS_FIELDS = ("target_agents", "running", "restarts", "stopping", "updated", "ticks", "tick_seconds", "version",
-                 "rollout")
+# `running`: agents (indices below the target) with a process; `processes`: every agent process it counts, surplus
+# ones included; `degraded`: the faults it lives with now (a full disk, a failing metadata server).
+STATUS_FIELDS = ("target_agents", "running", "processes", "restarts", "stopping", "updated", "ticks", "tick_seconds",
+                 "version", "rollout", "degraded")
 
 
 class MetricName:
@@ -232,6 +240,7 @@ class MetricName:
     ROLLOUT_TOTAL = "pilot_rollout_agents_total"
     TICK_SECONDS = "pilot_supervisor_tick_seconds"
     DAEMON_INFO = "pilot_daemon_info"
+    FAULTS = "pilot_supervisor_faults"
 
 
 @dataclass(frozen=True)
@@ -255,6 +264,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric(M.ROLLOUT_TOTAL, "gauge", "agents the current or last rollout replaces"),
     Metric(M.TICK_SECONDS, "gauge", "how long the last tick took"),
     Metric(M.DAEMON_INFO, "gauge", "the pilot-daemon version agents start with"),
+    Metric(M.FAULTS, "gauge", "faults the supervisor lives with now (see its status: degraded)"),
 )}
 # metric -> its old name, exported by supervisors that have not rebooted into this contract
 RENAMED_METRICS: dict[str, str] = {MetricName.TARGET_AGENTS: "pilot_agents_target"}

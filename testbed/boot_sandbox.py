@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from fleet.components.startup_script import render_startup_script
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import Wheel, wheels
+from fleet.startup_render import render_startup_script
 from testbed.supervisor_harness import STANDIN
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,6 +149,11 @@ class MetadataServer:
     guest_attributes: dict[str, str] = field(default_factory=dict)
     guest_attribute_writes: list[tuple[float, str]] = field(default_factory=list)
     requested: list[str] = field(default_factory=list)
+    # The watch's fault modes (the next answers to a recursive attributes request): "truncate" (the body breaks
+    # off), "bad-status" (a broken status line), "garbage" (not JSON), "huge" (a 40 MB body), "new-etag" (at once,
+    # a new ETag every time), "same-etag" (at once, the same ETag, the content changing). "" answers properly.
+    fault: str = ""
+    watch_requests: list[float] = field(default_factory=list)  # when each recursive attributes request came
     url: str = ""
     base_url: str = ""
     changed: threading.Condition = field(default_factory=threading.Condition)
@@ -205,6 +210,9 @@ class MetadataServer:
                 etag = ""
                 listings = {"instance/attributes/": server.attributes, "project/attributes/": server.project}
                 if path == "instance/attributes/" and params.get("recursive") == "true":
+                    server.watch_requests.append(time.monotonic())
+                    if server.fault and self._faulty(server.fault):
+                        return
                     attributes, etag = server.attributes_after(params)
                     body = json.dumps(attributes)
                 elif path in listings and "recursive=true" in query:  # what google_metadata_script_runner asks
@@ -229,6 +237,25 @@ class MetadataServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _faulty(self, fault: str) -> bool:
+                """Answer with FAULT instead of the attributes; False when the fault is one of content only."""
+                raw = json.dumps(server.attributes).encode()
+                if fault == "bad-status":
+                    self.wfile.write(b"HTTP/1.1 2OO NOT A STATUS\r\n\r\n")
+                    self.close_connection = True
+                    return True
+                head = {"truncate": (raw, len(raw) + 100), "garbage": (b"{not json", 9),
+                        "huge": (b" " * (40 << 20), 40 << 20),
+                        "new-etag": (raw, len(raw)), "same-etag": (raw, len(raw))}[fault]
+                self.send_response(200)
+                tag = {"new-etag": os.urandom(8).hex(), "same-etag": "stuck"}.get(fault, server.etag())
+                self.send_header("ETag", tag)
+                self.send_header("Content-Length", str(head[1]))
+                self.end_headers()
+                self.wfile.write(head[0] if fault != "truncate" else head[0][: len(head[0]) // 2])
+                self.close_connection = True
+                return True
 
             def do_PUT(self) -> None:
                 if self.path == CONTROL_PATH:

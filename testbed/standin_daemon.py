@@ -4,6 +4,7 @@ identity on first start, and can be told to fail.
 
 Control files live in `<state_dir>/standin/` (found from `-identity <state_dir>/agents/<i>/identity.json`):
   fail-<i>   holds a number N: the next N starts of agent i exit 1 as a refused registration does.
+  deaf-<i>   exists: agent i ignores SIGTERM (only SIGKILL ends it), as a wedged daemon would.
 Events (one line each, appended) go to `<state_dir>/standin/events.log`:
   <unix time> start <i> fresh|known <pid> <version>  |  <unix time> stop <i> <pid>
 (<version>: $PILOT_STANDIN_VERSION, which the fake release wheels of the live-upgrade tests set, else "-").
@@ -59,7 +60,8 @@ def main() -> int:
         os.unlink(args.socket)
         sys.exit(0)
 
-    signal.signal(signal.SIGTERM, stop)
+    deaf = (control / f"deaf-{index}").exists()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if deaf else stop)
     signal.signal(signal.SIGINT, stop)
     while True:
         signal.pause()

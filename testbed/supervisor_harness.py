@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,8 @@ class Supervised:
     base: Path
     config: dict[str, Any]
     proc: subprocess.Popen[str] | None = None
+    # a command the supervisor runs under (e.g. a private mount namespace for file-system faults)
+    prefix: list[str] = field(default_factory=list)
 
     @property
     def state_dir(self) -> Path:
@@ -97,7 +99,7 @@ class Supervised:
         self.config.update(changes)
         path = self.base / "supervisor.json"
         path.write_text(json.dumps(self.config))
-        self.proc = subprocess.Popen([sys.executable, str(SUPERVISOR), "run", "--config", str(path)],
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, str(SUPERVISOR), "run", "--config", str(path)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      start_new_session=True)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from testbed.boot_sandbox import MIRROR_PATH, MetadataServer, mirror_path
+from testbed.boot_sandbox import MIRROR_PATH, MetadataServer, free_tcp_port, mirror_path
 from testbed.supervisor_harness import STANDIN, Event, Supervised, supervised, sv
 
 FLAGS = ["-telemetry-url", "-motd-feed-url", "-no-skillinject"]
@@ -60,21 +60,24 @@ def attributes(registry: str, base_port: int, version: str, wheel: tuple[Path, s
 
 
 @contextmanager
-def live_host(tmp_path: Path, versions: dict[str, tuple[Path, str]]) -> Iterator[tuple[Supervised, MetadataServer]]:
+def live_host(tmp_path: Path, versions: dict[str, tuple[Path, str]],
+              **overrides: Any) -> Iterator[tuple[Supervised, MetadataServer]]:
     """A supervisor on version 1.0.0 at TARGET agents, watching a metadata stand-in that serves every fake wheel."""
     files = {mirror_path(f"https://files.example.test/{path.name}"): path for path, _ in versions.values()}
-    with MetadataServer({}, files=files).serving() as metadata, supervised(tmp_path, TARGET) as box:
+    with MetadataServer({}, files=files).serving() as metadata, supervised(tmp_path, TARGET, **overrides) as box:
         os.environ["PILOT_DOWNLOAD_MIRROR"] = metadata.base_url + MIRROR_PATH  # inherited by the supervisor
         try:
+            # its own health port on loopback: hosts of parallel tests must not meet on the default 8081
             metadata.change(attributes(box.config["registry"], box.config["base_udp_port"], "1.0.0",
-                                       versions["1.0.0"]))
+                                       versions["1.0.0"], **{"pilot-health-port": str(free_tcp_port())}))
             install = str(tmp_path / "opt")
             wanted = sv.attributes.settings(metadata.attributes)
             daemon = sv.install.install_daemon(install, "1.0.0", wanted["wheel_url"], wanted["wheel_sha256"],
                                                       FLAGS)
             box.config.update({k: v for k, v in wanted.items()}, daemon=str(daemon), install_dir=install,
                               metadata_url=metadata.url, guest_attributes_url=f"{metadata.url}/instance/"
-                              "guest-attributes/pilot", guest_attribute_interval_seconds=0.2)
+                              "guest-attributes/pilot", guest_attribute_interval_seconds=0.2,
+                              health_address="127.0.0.1")
             box.start()
             # every agent registered and its own start event written (it writes it just after its socket)
             box.wait_for(lambda: registered(box) == TARGET and len(alive(box)) == TARGET)

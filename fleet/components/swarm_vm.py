@@ -14,6 +14,8 @@ from fleet.components.instance import FleetVm
 from fleet.components.network import FLEET_TAG, swarm_tag
 from fleet.config.model import SwarmVmConfig
 from fleet.facts import pilot
+from fleet.facts.machine_types import lookup
+from fleet.facts.memory_budget import MemoryBudget
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import metadata
 
@@ -28,6 +30,8 @@ class SwarmVmArgs:
     beacon: pulumi.Input[str]
     new_registrations_per_minute: int
     health_threshold: float
+    os_reserve_mb: int  # the memory policy: the VMs refuse a live target above their machine's budget
+    headroom_percent: float
     network: pulumi.Input[str]
     subnetwork: pulumi.Input[str]
     service_account_email: pulumi.Input[str]
@@ -40,6 +44,7 @@ def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig) -> dict[str, pulumi.
         "version": fleet.pilot_version,
         "daemon_release": releases()[fleet.pilot_version].attribute(),
         "target_agents": str(spec.target_agents),
+        "max_target_agents": str(max_target_agents(fleet, spec)),
         "registry": fleet.registry,
         "beacon": fleet.beacon,
         "base_udp_port": str(spec.base_udp_port),
@@ -53,6 +58,14 @@ def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig) -> dict[str, pulumi.
         # the agents' identities live on their own disk, which outlives the VM
         "state_device": pilot.STATE_DEVICE,
     })
+
+
+def max_target_agents(fleet: SwarmVmArgs, spec: SwarmVmConfig) -> int:
+    """The memory budget's ceiling for SPEC's machine type (config validation has checked the type is known)."""
+    machine = lookup(spec.machine_type)
+    assert machine is not None, spec.machine_type
+    return MemoryBudget(machine.memory_mb, fleet.os_reserve_mb, spec.agent_memory_mb,
+                        fleet.headroom_percent).max_agents()
 
 
 def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, labels: Mapping[str, str] | None = None,

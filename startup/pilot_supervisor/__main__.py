@@ -4,6 +4,7 @@ steps, so the startup script defines none of them itself."""
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import platform
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         except (AttributesError, InstallError, ContractError) as exc:
             print(f"pilot-supervisor: {exc}", file=sys.stderr)
             return 2 if isinstance(exc, AttributesError) else 1
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             print(f"pilot-supervisor: cannot read this VM's attributes from {args.metadata_url}: {exc}"
                   if hasattr(args, "metadata_url") else f"pilot-supervisor: {exc}", file=sys.stderr)
             return 1

@@ -16,8 +16,16 @@ from pilot_supervisor.contract import contract, key
 FLAG = re.compile(r"^-[a-z][a-z0-9-]*$")
 
 
+# Compute Engine's metadata is at most 512 KB: an answer larger than this is not the metadata server's.
+MAX_ANSWER_BYTES = 1 << 20
+
+
 class AttributesError(ValueError):
     """Attributes this VM will not run with; the message names the attribute."""
+
+
+class MetadataError(ValueError):
+    """An answer of the metadata server that cannot be used (too large, not an object)."""
 
 
 def _raw(attributes: dict[str, str], name: str) -> str | None:
@@ -69,6 +77,10 @@ def check(role: str, attributes: dict[str, str]) -> dict[str, Any]:
         if last > 65535:
             raise AttributesError(f"agent ports {out['base_udp_port']}-{last} run past 65535 "
                                   f"({key('BASE_UDP_PORT')} + {key('TARGET_AGENTS')})")
+        if out["target_agents"] > out["max_target_agents"]:
+            raise AttributesError(f"instance attribute {key('TARGET_AGENTS')}={out['target_agents']} is above "
+                                  f"{key('MAX_TARGET_AGENTS')}={out['max_target_agents']} (the memory budget of "
+                                  "this VM's machine type, as the plan computed it)")
     else:
         for name, why in contract()["rendezvous_forbidden"].items():
             if name in attributes:
@@ -95,7 +107,7 @@ def _install_source(out: dict[str, Any]) -> None:
 
 
 # What a swarm VM's attributes give the supervisor's Config (the rest is the boot path's).
-NOT_SETTINGS = ("daemon_release", "state_device")
+NOT_SETTINGS = ("daemon_release", "state_device", "max_target_agents")
 
 
 def settings(attributes: dict[str, str], arch: str = platform.machine()) -> dict[str, Any]:
@@ -144,10 +156,13 @@ def fetch_attributes(metadata_url: str, etag: str = "", wait_seconds: int = 0) -
     request = urllib.request.Request(f"{metadata_url.rstrip('/')}/instance/attributes/?{query}",
                                      headers={"Metadata-Flavor": "Google"})
     with urllib.request.urlopen(request, timeout=wait_seconds + 15) as response:
-        body = json.loads(response.read().decode())
+        raw = response.read(MAX_ANSWER_BYTES + 1)
         tag = response.headers.get("ETag", "")
+    if len(raw) > MAX_ANSWER_BYTES:
+        raise MetadataError(f"the metadata server's answer is over {MAX_ANSWER_BYTES} bytes")
+    body = json.loads(raw.decode())
     if not isinstance(body, dict):
-        raise ValueError("the metadata server's attributes are not an object")
+        raise MetadataError("the metadata server's attributes are not an object")
     return {str(k): str(v) for k, v in body.items()}, tag
 
 

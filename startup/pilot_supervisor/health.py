@@ -4,6 +4,7 @@ from the rendered VM contract."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
 
 def status(sup: Supervisor) -> dict[str, Any]:
     running = sum(1 for i in sup.view if i < sup.config.target_agents)
-    values = {"target_agents": sup.config.target_agents, "running": running, "restarts": sup.restarts,
+    processes = sum(len(pids) for pids in sup.view.values())
+    values = {"target_agents": sup.config.target_agents, "running": running, "processes": processes,
+              "restarts": sup.restarts, "degraded": sup.faults.listing(),
               "stopping": sup.stopping.is_set(), "updated": time.time(), "ticks": sup.ticks,
               "tick_seconds": round(sup.last_tick_seconds, 6), "version": sup.config.version,
               "rollout": sup.rollout_status()}
@@ -38,6 +41,8 @@ def healthy(sup: Supervisor) -> bool:
     it was asked, a start-up (or a raised target) still on schedule, or a rollout with no more than its one batch
     down."""
     now = status(sup)
+    if sup.watcher_down:  # never silent: a dead watch is red until it is back (the loop restarts it at once)
+        return False
     if now["running"] >= math.ceil(now["target_agents"] * sup.config.health_threshold):
         return True
     if sup.stopping.is_set():
@@ -52,8 +57,9 @@ def report(sup: Supervisor, now: float, force: bool = False) -> None:
     current = status(sup)
     path = Path(sup.config.run_dir) / "status.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with sup.faults.guard("status-write"):  # a full run directory: the status waits, the agents do not
+        tmp.write_text(json.dumps(current, sort_keys=True) + "\n")
+        tmp.replace(path)
     if not sup.config.guest_attributes_url or (now < sup.next_publish and not force):
         return
     sup.next_publish = now + sup.config.guest_attribute_interval_seconds
@@ -75,8 +81,8 @@ def put_guest_attribute(config: Config, key: str, value: str) -> bool:
     try:
         with urllib.request.urlopen(request, timeout=3):
             return True
-    except OSError as exc:
-        log("guest-attribute-failed", key=key, error=str(exc))
+    except (OSError, http.client.HTTPException) as exc:
+        log("guest-attribute-failed", key=key, error=f"{type(exc).__name__}: {exc}")
         return False
 
 
@@ -111,6 +117,7 @@ def metrics(sup: Supervisor) -> str:
         "rollout_total": ("", current["rollout"].get("of", 0)),
         "tick_seconds": ("", round(sup.last_tick_seconds, 6)),
         "daemon_info": (f'{{version="{version}"}}', 1),
+        "faults": ("", len(current["degraded"])),
     }
     text = ""
     for field, (labels, value) in samples.items():

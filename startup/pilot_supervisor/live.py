@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
@@ -21,19 +22,39 @@ if TYPE_CHECKING:
     from pilot_supervisor.supervisor import Supervisor
 
 
+# At most this many watch requests a second, sustained, whatever the metadata server does (one that answers at once
+# with a new ETag every time, or the same ETag with other content, would otherwise be asked in a tight loop).
+WATCH_REQUESTS_PER_SECOND = 2.0
+
+
 def watch(sup: Supervisor) -> None:
-    """The watcher thread. Never touches agents itself."""
-    etag, delay = "", 1.0
+    """The watcher thread. Never touches agents itself, and never ends but with the supervisor: every failure of a
+    request (connection, HTTP, a cut-off or oversized answer, bad JSON) or of acting on it is logged and retried
+    with backoff."""
+    etag, delay, last, throttled = "", 1.0, 0.0, False
+    gap = 1.0 / WATCH_REQUESTS_PER_SECOND
     while not sup.stopping.is_set():
+        early = last + gap - time.monotonic()
+        if early > 0:
+            if not throttled:  # said once per run of quick answers, not once per request
+                log("metadata-watch-throttled", requests_per_second=WATCH_REQUESTS_PER_SECOND)
+                throttled = True
+            sup.stopping.wait(early)
+        last = time.monotonic()
         try:
             attributes, etag = fetch_attributes(sup.config.metadata_url, etag, sup.config.watch_seconds if etag else 0)
-        except (OSError, ValueError) as exc:
-            log("metadata-watch-failed", error=str(exc), retry_in_seconds=delay)
+            if time.monotonic() - last > gap:
+                throttled = False  # the server held the request: it waits for changes as it should
+            consider(sup, attributes)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the watch goes on (and says so)
+            sup.faults.record("metadata-watch", exc)
+            log("metadata-watch-failed", error=f"{type(exc).__name__}: {exc}", retry_in_seconds=delay)
+            etag = ""  # ask afresh: a cut-off answer may have carried a wrong ETag
             sup.stopping.wait(delay)
             delay = min(delay * 2, 60.0)
             continue
+        sup.faults.clear("metadata-watch")
         delay = 1.0
-        consider(sup, attributes)
         if not etag:  # a metadata server without ETags cannot hold a request: poll gently instead
             sup.stopping.wait(sup.config.tick_seconds * 5)
 
@@ -48,6 +69,8 @@ def consider(sup: Supervisor, attributes: dict[str, str]) -> None:
         sup.refused_attributes = str(exc)
         return
     sup.refused_attributes = ""
+    if sup.last_change.get("state") == "refused":  # the operator put it right: the refusal is history
+        sup.last_change = {}
     if wanted == sup.wanted:
         return
     sup.wanted = wanted
@@ -89,6 +112,10 @@ def take_pending(sup: Supervisor, now: float) -> None:
                if getattr(old, f.name) != getattr(new, f.name) and f.name not in ("wheel_url", "wheel_sha256")}
     sup.config = new
     sup.bucket.rate = new.new_registrations_per_minute / 60.0
+    if new.round_delay_seconds != old.round_delay_seconds:
+        # the next round is due one new delay after the last one began, not one old delay (an hour's delay put
+        # right must not hold every start, crash restarts and rollout restarts included, for that hour)
+        sup.next_round = min(sup.next_round, sup.last_round + new.round_delay_seconds)
     if new.target_agents > old.target_agents:
         sup.started = now  # a raised target ramps up like a start-up: healthy while on schedule
     log("reconciling", changes=changed)
@@ -96,6 +123,6 @@ def take_pending(sup: Supervisor, now: float) -> None:
         reason = (f"version {old.version} -> {new.version}" if old.version != new.version else
                   ", ".join(name for name in ROLLED_FIELDS if getattr(old, name) != getattr(new, name)))
         previous = sup.rollout.previous if sup.rollout and not sup.rollout.reverting else old
-        sup.rollout = Rollout(reason, previous)
+        sup.rollout = Rollout(reason, previous, highest_first=new.base_udp_port > old.base_udp_port)
         log("rollout-started", reason=reason, batch=sup.batch_size)
     sup.persist()

@@ -21,6 +21,15 @@ from pilot_supervisor.supervisor import Supervisor
 
 # However often children exit, at most this many ticks a second.
 MIN_TICK_GAP_SECONDS = 0.05
+# A loop that did not come round for this long (beyond its tick) was stopped or starved: a rollout batch's deadline
+# does not count that time.
+STOPPED_SECONDS = 5.0
+
+
+def _watcher(sup: Supervisor) -> threading.Thread:
+    thread = threading.Thread(target=live.watch, args=(sup,), daemon=True, name="watch")
+    thread.start()
+    return thread
 
 
 @contextmanager
@@ -83,11 +92,26 @@ def run(config: Config, config_path: Path) -> int:
         server = health.serve_health(sup)
         log("supervising", target_agents=config.target_agents, daemon=config.daemon, version=config.version,
             base_udp_port=config.base_udp_port, watching=bool(config.metadata_url))
-        if config.metadata_url:
-            threading.Thread(target=live.watch, args=(sup,), daemon=True, name="watch").start()
+        watcher = _watcher(sup) if config.metadata_url else None
+        last_began = time.monotonic()
         while not sup.stopping.is_set():
             began = time.monotonic()
-            sup.tick()
+            # a loop comes round at least once a tick: much later, it was stopped (SIGSTOP) or starved
+            if began - last_began > STOPPED_SECONDS + sup.config.tick_seconds:
+                sup.resumed(began - last_began - sup.config.tick_seconds)
+            last_began = began
+            if watcher is not None and not watcher.is_alive():
+                sup.watcher_down = True
+                log("metadata-watch-died", restarting=True)
+                watcher = _watcher(sup)
+            else:
+                sup.watcher_down = False
+            try:
+                sup.tick()
+                sup.faults.clear("tick")
+            except Exception as exc:  # noqa: BLE001 - supervising goes on; the fault is logged and reported
+                sup.faults.record("tick", exc)
+                log("tick-failed", error=f"{type(exc).__name__}: {exc}")
             now = time.monotonic()
             sup.ticks += 1
             sup.last_tick_seconds = now - began

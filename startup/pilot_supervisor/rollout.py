@@ -40,6 +40,7 @@ class Rollout:
     batch: list[int] = dataclasses.field(default_factory=list)
     batch_deadline: float = 0.0
     reverting: bool = False
+    highest_first: bool = False  # the UDP base moved up: the supervisor hands `stale` highest index first
 
     def step(self, now: float, *, back: Callable[[int], bool], registered: Callable[[int], bool],
              stale: Callable[[], list[int]], size: int, batch_seconds: Callable[[int], float]) -> Step:
@@ -63,9 +64,10 @@ class Rollout:
         self.batch_deadline = now + batch_seconds(len(self.batch))
         return Step(progressed, batch=tuple(self.batch))
 
-    def revert(self, back_to: Any) -> Rollout:
-        """The rollout that takes the agents back to what ran before, after this one failed."""
-        return Rollout(f"revert of {self.reason}", back_to, reverting=True)
+    def revert(self, back_to: Any, highest_first: bool = False) -> Rollout:
+        """The rollout that takes the agents back to what ran before, after this one failed (HIGHEST_FIRST: going
+        back moves the UDP base up)."""
+        return Rollout(f"revert of {self.reason}", back_to, reverting=True, highest_first=highest_first)
 
     def status(self) -> dict[str, Any]:
         return {"state": "reverting" if self.reverting else "rolling", "reason": self.reason, "done": self.done,

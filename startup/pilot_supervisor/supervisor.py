@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pilot_supervisor import health, live
+from pilot_supervisor import health, live, rolling
 from pilot_supervisor import rollout as rollouts
 from pilot_supervisor.agents import (
     REFUSED_REGISTRATION,
@@ -37,10 +37,10 @@ from pilot_supervisor.agents import (
     daemon_env,
     fingerprint,
     list_agents,
-    process_fingerprint,
     send_signal,
 )
 from pilot_supervisor.config import Config
+from pilot_supervisor.faults import Faults
 from pilot_supervisor.journal import log
 from pilot_supervisor.pacing import TokenBucket, registry_reachable
 
@@ -91,6 +91,12 @@ class Supervisor:
         self.rolled: set[int] = set()  # pids a rollout stopped: their exit is no failure and waits for no backoff
         self.last_change: dict[str, Any] = {}  # the latest rollout's (or refused version's) outcome, for reports
         self.wakeup_fd: int | None = None  # the write end of the main loop's wake-up pipe
+        self.faults = Faults()
+        self.watcher_down = False  # the metadata watch thread ended (the loop restarts it)
+        self.persist_pending = False  # the last config write failed: written again at the next tick
+        self.terminating: dict[int, float] = {}  # pid sent SIGTERM -> when it gets SIGKILL (stop grace)
+        self.trimmed: set[int] = set()  # pids stopped because the target went down: their exit is no restart
+        self.last_round = 0.0  # when the last spawn round started (a changed delay reschedules the next from it)
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -102,7 +108,10 @@ class Supervisor:
             self.fingerprints = {pid: fp for pid, fp in self.fingerprints.items()
                                  if any(pid in pids for pids in self.running.values())}
         self.trim()
+        self.escalate(now)
         self.mark_registered()
+        if self.persist_pending:
+            self.persist()
         if not self.stopping.is_set():
             self.roll(now)
             self.start_round(now)
@@ -150,7 +159,11 @@ class Supervisor:
                 self.config.backoff_initial_seconds * 2 ** (state.failures - 1))
             state.not_before = now + delay
             ran = self.fingerprints.pop(pid, ())
+            self.terminating.pop(pid, None)
             if self.stopping.is_set():
+                continue
+            if pid in self.trimmed:  # stopped because the target went down: no restart, nothing to count
+                self.trimmed.discard(pid)
                 continue
             if pid in self.rolled:  # stopped for a rollout: back at once, with what the config starts now
                 self.rolled.discard(pid)
@@ -192,7 +205,8 @@ class Supervisor:
         self.fresh_not_before = max(self.fresh_not_before, now + hold)
         if index in self.known:
             self.known.discard(index)
-            (agent_dir(self.config, index) / REGISTERED_MARKER).unlink(missing_ok=True)
+            with self.faults.guard("registered-marker"):
+                (agent_dir(self.config, index) / REGISTERED_MARKER).unlink(missing_ok=True)
 
     def trim(self) -> None:
         """Above target (target lowered, or agents left by someone else): stop the highest indices."""
@@ -202,8 +216,29 @@ class Supervisor:
             if index >= self.config.target_agents:
                 surplus.append(pids[0])
         for pid in surplus[: self.config.stop_batch]:
-            log("agent-surplus", pid=pid)
-            send_signal(pid, signal.SIGTERM)
+            if pid not in self.terminating:
+                self.trimmed.add(pid)
+                self.terminate(pid, "agent-surplus")
+
+    def terminate(self, pid: int, event: str) -> None:
+        """SIGTERM now (logged once), SIGKILL if it is still there after the stop grace (`escalate`)."""
+        if pid in self.terminating:
+            return
+        log(event, pid=pid)
+        self.terminating[pid] = time.monotonic() + self.config.stop_grace_seconds
+        send_signal(pid, signal.SIGTERM)
+
+    def escalate(self, now: float) -> None:
+        """An agent that ignores SIGTERM past the stop grace is killed: it must not stay as one more than the
+        target."""
+        alive = {pid for pids in self.running.values() for pid in pids}
+        for pid, deadline in list(self.terminating.items()):
+            if pid not in alive:
+                del self.terminating[pid]
+            elif now >= deadline:
+                log("agent-killed", pid=pid, after_seconds=self.config.stop_grace_seconds)
+                send_signal(pid, signal.SIGKILL)
+                self.terminating[pid] = now + self.config.stop_grace_seconds  # again, should KILL not reach it
 
     def mark_registered(self) -> None:
         """A running agent whose IPC socket exists is registered: pilot-daemon opens its socket only after the
@@ -211,9 +246,10 @@ class Supervisor:
         than any timer, and an identity wrongly taken as known would be started without a token."""
         for index in self.running:
             if index not in self.known and agent_socket(self.config, index).exists():
-                (agent_dir(self.config, index) / REGISTERED_MARKER).touch()
-                self.known.add(index)
+                self.known.add(index)  # known in memory whatever the disk says; the marker is for restarts
                 self.refusal_streak = 0
+                with self.faults.guard("registered-marker"):
+                    (agent_dir(self.config, index) / REGISTERED_MARKER).touch()
 
     def start_round(self, now: float) -> None:
         if now < self.next_round:
@@ -241,6 +277,7 @@ class Supervisor:
             self.spawn(index, now, fresh)
             started += 1
         if started:
+            self.last_round = now
             # the next round is due one delay after this one began; the loop wakes for it, so rounds do not wait
             # for the next whole tick (which made them drift by up to a tick each)
             self.next_round = now + self.config.round_delay_seconds
@@ -255,82 +292,54 @@ class Supervisor:
 
     def spawn(self, index: int, now: float, fresh: bool) -> None:
         home = agent_dir(self.config, index)
-        home.mkdir(parents=True, exist_ok=True)
-        agent_socket(self.config, index).parent.mkdir(parents=True, exist_ok=True)
-        agent_socket(self.config, index).unlink(missing_ok=True)
-        with open(home / "daemon.log", "ab") as out:
-            offset = out.tell()
-            proc = subprocess.Popen(daemon_argv(self.config, index), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, env=daemon_env(self.config, index), cwd=home,
-                                    close_fds=True)
+        state = self.agents.setdefault(index, AgentState())
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            agent_socket(self.config, index).parent.mkdir(parents=True, exist_ok=True)
+            agent_socket(self.config, index).unlink(missing_ok=True)
+            with open(home / "daemon.log", "ab") as out:
+                offset = out.tell()
+                proc = subprocess.Popen(daemon_argv(self.config, index), stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, env=daemon_env(self.config, index), cwd=home,
+                                        close_fds=True)
+        except OSError as exc:  # its files cannot be written (a full or read-only disk), or no binary: an agent
+            # failure with its backoff, never the supervisor's
+            state.failures += 1
+            state.not_before = now + min(self.config.backoff_max_seconds,
+                                         self.config.backoff_initial_seconds * 2 ** (state.failures - 1))
+            self.faults.record("agent-start", exc)
+            log("agent-start-failed", index=index, error=f"{type(exc).__name__}: {exc}",
+                retry_in_seconds=round(state.not_before - now, 1))
+            return
+        self.faults.clear("agent-start")
         self.children[proc.pid] = (index, proc)
         self.fingerprints[proc.pid] = fingerprint(self.config, index)
-        state = self.agents.setdefault(index, AgentState())
         state.started_at, state.log_offset = now, offset
         self.running.setdefault(index, []).append(proc.pid)
         log("agent-started", index=index, pid=proc.pid, fresh_identity=fresh)
 
-    # -- rolling agents over (the state machine is rollout.py's) ------------------------------------------------
+    def persist(self) -> None:
+        """What it converges to, for a restarted supervisor; a failed write is retried at the next tick."""
+        if self.config_path is None:
+            return
+        self.persist_pending = True
+        with self.faults.guard("config-write"):
+            self.config.write(self.config_path)
+            self.persist_pending = False
+
+    # -- rolling agents over: rolling.py acts, rollout.py decides ---------------------------------------------------
     @property
     def batch_size(self) -> int:
         return rollouts.batch_size(self.config.target_agents, self.config.rollout_max_unavailable)
 
-    def current(self, index: int) -> bool:
-        """Agent `index` runs as the config starts it now, once (not a leftover second process)."""
-        pids = self.running.get(index, [])
-        if len(pids) != 1:
-            return False
-        if pids[0] not in self.fingerprints:
-            self.fingerprints[pids[0]] = process_fingerprint(pids[0])
-        return self.fingerprints[pids[0]] == fingerprint(self.config, index)
-
-    def stale(self) -> list[int]:
-        return [i for i in sorted(self.running) if i < self.config.target_agents and not self.current(i)]
-
     def roll(self, now: float) -> None:
-        rollout = self.rollout
-        if rollout is None:
-            return
-        c = self.config
-
-        def registered(i: int) -> bool:
-            return agent_socket(c, i).exists()
-
-        step = rollout.step(now, back=lambda i: self.current(i) and registered(i), registered=registered,
-                            stale=self.stale, size=self.batch_size,
-                            batch_seconds=lambda n: (-(-n // c.spawn_parallelism) * c.round_delay_seconds
-                                                     + c.rollout_registration_seconds))
-        if step.progressed:
-            log("rollout-progress", done=rollout.done, of=rollout.total, reason=rollout.reason)
-        if step.late:
-            self.fail_rollout(f"agents {list(step.late[:10])} of version {c.version} were not back and "
-                              "registered in time")
-        elif step.finished:
-            log(f"rollout-{'reverted' if rollout.reverting else 'done'}", reason=rollout.reason, agents=rollout.done)
-            if not rollout.reverting:
-                self.last_change = rollout.outcome()
-            self.rollout = None
-        elif step.batch:
-            for index in step.batch:
-                for pid in self.running.get(index, []):
-                    self.rolled.add(pid)
-                    send_signal(pid, signal.SIGTERM)
-            log("rollout-batch", agents=list(step.batch), done=rollout.done, of=rollout.total)
+        rolling.roll(self, now)
 
     def fail_rollout(self, reason: str) -> None:
-        """The new processes do not come back registered: go back, in batches too, to what ran before."""
-        rollout = self.rollout
-        assert rollout is not None
-        self.config = dataclasses.replace(self.config, **{name: getattr(rollout.previous, name)
-                                                          for name in rollouts.ROLLED_FIELDS})
-        log("rollout-failed", reason=reason, rollout=rollout.reason, back_to_version=self.config.version)
-        self.last_change = rollout.failure(reason)
-        self.rollout = rollout.revert(self.config)
-        self.persist()
+        rolling.fail(self, reason)
 
-    def persist(self) -> None:
-        if self.config_path is not None:
-            self.config.write(self.config_path)
+    def resumed(self, gap: float) -> None:
+        rolling.resumed(self, gap)
 
     def rollout_status(self) -> dict[str, Any]:
         return self.rollout.status() if self.rollout is not None else dict(self.last_change)
