@@ -32,6 +32,7 @@ RENAMED = {'pilot-target-agents': 'pilot-agent-target'}
 class MetadataKey:
     ROLE = 'pilot-role'
     TARGET_AGENTS = 'pilot-target-agents'
+    MAX_TARGET_AGENTS = 'pilot-max-target-agents'
     REGISTRY = 'pilot-registry'
     BEACON = 'pilot-beacon'
     BASE_UDP_PORT = 'pilot-base-udp-port'
