@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep checking until ok or this deadline (default 0: one check, up to 10 s of retries)")
     verify.add_argument("--interval", type=_seconds, default=10.0, metavar="SECONDS",
                         help="pause between checks while waiting (default 10)")
-    verify.add_argument("--watch", type=_seconds, metavar="SECONDS",
+    verify.add_argument("--watch", type=_watch_seconds, metavar="SECONDS",
                         help="check every SECONDS and print a line per change, until interrupted")
-    verify.add_argument("--checks", type=int, metavar="N", help="with --watch: stop after N checks")
+    verify.add_argument("--checks", type=_positive, metavar="N", help="with --watch: stop after N checks")
     verify.add_argument("--json", action="store_true", help="print a machine-readable report")
     verify.add_argument("--html", metavar="FILE", help="also write a one-page HTML report with a bar chart")
     verify.add_argument("--no-per-host", action="store_true", help="skip the per-host guest attributes")
@@ -119,7 +119,12 @@ def _number(cast: Callable[[str], T], what: str, ok: Callable[[T], bool], rule: 
 
 _positive = _number(int, "a whole number", lambda v: v > 0, "must be positive")
 _count = _number(int, "a whole number", lambda v: v >= 0, "cannot be negative")
-_seconds = _number(float, "a number of seconds", lambda v: v >= 0, "cannot be negative seconds")
+# a week: patience past that is a typo (and `inf` or `nan` would never return)
+MAX_SECONDS = 7 * 24 * 3600.0
+_seconds = _number(float, "a number of seconds", lambda v: 0 <= v <= MAX_SECONDS,
+                   f"must be between 0 and {MAX_SECONDS:.0f} seconds (a week)")
+_watch_seconds = _number(float, "a number of seconds", lambda v: 0.1 <= v <= MAX_SECONDS,
+                         f"must be between 0.1 and {MAX_SECONDS:.0f} seconds")
 _share = _number(float, "a number", lambda v: 0 < v <= 1, "must be a share in (0, 1]")
 
 

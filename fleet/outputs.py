@@ -96,8 +96,10 @@ class StackOutputs(_Model):
 def parse_outputs(text: str, source: str) -> StackOutputs:
     try:
         raw: Any = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise OutputsError(f"{source}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except (ValueError, RecursionError) as exc:  # a number past Python's digit limit; nesting past its depth
+        raise OutputsError(f"{source}: JSON that cannot be read ({str(exc)[:120] or type(exc).__name__})") from None
     if isinstance(raw, dict) and "outputs" in raw and "resources" in raw:
         raw = raw["outputs"]  # an offline plan written by `python -m fleet plan --json`
     if not isinstance(raw, dict):

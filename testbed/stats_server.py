@@ -18,6 +18,8 @@ class Answer:
     status: int = 200
     body: bytes = b""
     delay: float = 0.0
+    drip: float = 0.0  # seconds between the body's bytes (a server that drips its answer)
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Location, Content-Encoding
 
     @classmethod
     def stats(cls, **fields: Any) -> Answer:
@@ -72,8 +74,15 @@ class StatsServer:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(answer.body)))
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(answer.body)
+                    if not answer.drip:
+                        self.wfile.write(answer.body)
+                    for byte in answer.body if answer.drip else b"":
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(answer.drip)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from fleet.verify.check import Expectation, Report
 
 
+def _text(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OutputsError(f"{source}: not UTF-8 text (the outputs are JSON)") from None
+
+
 def _load_outputs(args: argparse.Namespace) -> StackOutputs | None:
     """--outputs FILE / '-' (stdin), --stack NAME (Automation API), stdin when piped; None when not given."""
     from fleet.outputs import parse_outputs
@@ -27,16 +34,16 @@ def _load_outputs(args: argparse.Namespace) -> StackOutputs | None:
     piped = args.outputs is None and args.stack is None and not sys.stdin.isatty() and not (
         getattr(args, "stats_url", None) and getattr(args, "expected", None) is not None)
     if args.outputs == "-" or piped:
-        text = sys.stdin.read()
+        text = _text(sys.stdin.buffer.read(), "stdin")
         if piped and not text.strip():
             return None  # nothing was piped in (cron, CI): fall through to "nothing to check"
         return parse_outputs(text, "stdin")
     if args.outputs:
         try:
-            text = Path(args.outputs).read_text()
+            data = Path(args.outputs).read_bytes()
         except OSError as exc:
             raise OutputsError(f"cannot read {args.outputs}: {exc.strerror}") from None
-        return parse_outputs(text, args.outputs)
+        return parse_outputs(_text(data, args.outputs), args.outputs)
     if args.stack:
         return outputs_from_stack(args.stack, str(Path(args.program)))
     return None
@@ -46,6 +53,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from fleet.verify.check import Expectation, check
     from fleet.verify.report import render_html, render_table, render_watch_line
 
+    if args.checks is not None and args.watch is None:
+        return fail("--checks N counts the checks of --watch SECONDS: give --watch too")
     try:
         outputs = _load_outputs(args)
     except OutputsError as exc:

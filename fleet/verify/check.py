@@ -98,7 +98,8 @@ def converging(expectation: Expectation, count: FleetCount, hosts: list[HostRepo
     moving = [h for h in hosts if h.converging]
     if not moving or count.online > expectation.expected:
         return DEGRADED, message
-    pending = sum(max(0, max(h.planned_target_agents, h.target_agents) - (h.running or 0)) for h in moving)
+    # the fleet's own figure, never a VM's claim: a guest attribute saying 99999 must not cover a shortfall
+    pending = sum(max(0, h.planned_target_agents - (h.running or 0)) for h in moving)
     if count.online + pending < expectation.min_online:
         return DEGRADED, message
     names = ", ".join(h.name for h in moving[:5]) + (" ..." if len(moving) > 5 else "")

@@ -44,8 +44,9 @@ class HostReport:
 
     @property
     def retargeted(self) -> bool:
-        """Its supervisor works toward another target than the stack's (a change not yet taken up)."""
-        changed = self.planned_target_agents and self.target_agents != self.planned_target_agents
+        """Its supervisor works toward a lower target than the stack's: a raised target not yet taken up. A claim
+        above the stack's is no change in progress, and never covers a shortfall."""
+        changed = self.planned_target_agents and self.target_agents < self.planned_target_agents
         return bool(changed and self.running is not None)
 
     @property
@@ -95,13 +96,27 @@ def read_host(session: requests.Session, api: str, token: str, project: str, zon
     def number(key: str) -> int | None:
         # a supervisor that has not rebooted into the renamed contract still publishes the old name
         value = values.get(key, values.get(RENAMED_GUEST_ATTRIBUTES.get(key, ""), ""))
-        return int(value) if value.isdigit() else None
+        return int(value) if value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS else None
 
     # a pool VM's own target is what its supervisor published (the template's target otherwise)
     return HostReport(name, number(GuestAttribute.TARGET_AGENTS) or target_agents,
                       running=number(GuestAttribute.RUNNING_AGENTS), restarts=number(GuestAttribute.RESTARTS),
-                      bypassed_script=values.get(GuestAttribute.BYPASSED_STARTUP_SCRIPT), zone=zone,
-                      planned_target_agents=target_agents, rollout=values.get(GuestAttribute.ROLLOUT))
+                      bypassed_script=shown(values.get(GuestAttribute.BYPASSED_STARTUP_SCRIPT)), zone=zone,
+                      planned_target_agents=target_agents, rollout=shown(values.get(GuestAttribute.ROLLOUT)))
+
+
+# Guest attributes are the VM's word: any process on it can write them. Counts are whole numbers of at most this
+# many digits (no VM runs ten million agents), text is printable ASCII, cut to a line, before it is printed.
+MAX_DIGITS = 7
+MAX_TEXT = 200
+
+
+def shown(value: str | None) -> str | None:
+    """A guest attribute's text as it may be printed: printable ASCII (anything else escaped), one line, cut."""
+    if value is None:
+        return None
+    text = "".join(c if c.isascii() and c.isprintable() else f"\\x{ord(c):02x}"[:6] for c in value[:MAX_TEXT])
+    return text + (" [cut]" if len(value) > MAX_TEXT else "")
 
 
 def list_pool_instances(session: requests.Session, api: str, token: str, manager_path: str,

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+# The largest answer read, decompressed: the real /api/stats lists every node (about 5 MB at 50,000 agents, measured),
+# so this leaves room for six times that and none for a body that would fill memory (a gzip bomb, an endless one).
+MAX_BODY_BYTES = 32 << 20
+# Redirects followed, and only to the same scheme, host and port: a stats URL never leads anywhere else (a redirect
+# to 169.254.169.254 would make verify ask the metadata server of the machine it runs on).
+MAX_REDIRECTS = 3
 
 # The real rendezvous (cmd/rendezvous); the shape the seed's operations blog shows (older or proxied).
 SHAPE_RENDEZVOUS = "rendezvous"
@@ -49,9 +58,14 @@ def parse_stats(body: bytes, url: str) -> FleetCount:
     if not body.strip():
         raise StatsError(f"{url} answered an empty body")
     try:
-        raw = json.loads(body)
-    except ValueError as exc:
+        raw = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise StatsError(f"{url} answered a body that is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
         raise StatsError(f"{url} answered malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # a number past Python's digit limit; nesting past its depth
+        raise StatsContractError(f"{url} answered JSON it cannot read: {str(exc)[:120] or type(exc).__name__}") \
+            from None
     if not isinstance(raw, dict):
         raise StatsError(f"{url} answered JSON that is not an object")
     if "active_nodes" in raw or "total_nodes" in raw:
@@ -67,9 +81,15 @@ def parse_stats(body: bytes, url: str) -> FleetCount:
         err = exc.errors()[0]
         raise StatsContractError(f"{url}: field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
     if isinstance(stats, RendezvousStats):
-        return FleetCount(stats.active_nodes, stats.total_nodes, SHAPE_RENDEZVOUS)
-    assert isinstance(stats, LegacyStats)
-    return FleetCount(stats.online_agents, stats.total_agents, SHAPE_LEGACY)
+        count = FleetCount(stats.active_nodes, stats.total_nodes, SHAPE_RENDEZVOUS)
+        names = ("active_nodes", "total_nodes")
+    else:
+        assert isinstance(stats, LegacyStats)
+        count = FleetCount(stats.online_agents, stats.total_agents, SHAPE_LEGACY)
+        names = ("online_agents", "total_agents")
+    if count.online > count.total:  # a registry cannot have more online than it knows: not a count to believe
+        raise StatsContractError(f"{url}: {names[0]} {count.online} is more than {names[1]} {count.total}")
+    return count
 
 
 @dataclass
@@ -89,23 +109,22 @@ class Poller:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StatsError(f"{self.url}: gave up at the deadline; last: {last}")
-            response = None
+            answer = None
             try:
-                response = session.get(self.url, timeout=(min(3.0, remaining), min(self.request_timeout, remaining)),
-                                       headers={"Accept": "application/json"})
+                answer = self._get(session, time.monotonic() + min(self.request_timeout, remaining))
             except requests.Timeout:
                 last = "timed out"
             except requests.ConnectionError as exc:
                 last = f"cannot connect ({_reason(exc)})"
             except requests.RequestException as exc:
                 raise StatsError(f"{self.url}: {exc}") from None
-            if response is not None and response.status_code >= 500:
-                last = f"HTTP {response.status_code}"
-            elif response is not None and response.status_code != 200:  # a wrong URL does not heal by waiting
-                raise StatsError(f"{self.url} answered HTTP {response.status_code}")
-            elif response is not None:
+            if answer is not None and answer[0] >= 500:
+                last = f"HTTP {answer[0]}"
+            elif answer is not None and answer[0] != 200:  # a wrong URL does not heal by waiting
+                raise StatsError(f"{self.url} answered HTTP {answer[0]}")
+            elif answer is not None:
                 try:
-                    return parse_stats(response.content, self.url)
+                    return parse_stats(answer[1], self.url)
                 except StatsContractError:
                     raise
                 except StatsError as exc:
@@ -115,6 +134,58 @@ class Poller:
                 raise StatsError(f"{self.url}: gave up at the deadline; last: {last}")
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 8.0)
+
+
+    def _get(self, session: requests.Session, until: float) -> tuple[int, bytes]:
+        """(status, body) of one GET, whole by UNTIL: a server that drips its body is cut off there, as one that
+        stalls is. The read runs in a thread of its own that the deadline abandons (a socket's timeout is per read,
+        and a drip never lets one expire); the process does not wait for it."""
+        outcome: list[tuple[int, bytes] | BaseException] = []
+
+        def read() -> None:
+            try:
+                outcome.append(self._read(session, until))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
+                outcome.append(exc)
+
+        worker = threading.Thread(target=read, daemon=True, name="stats-get")
+        worker.start()
+        worker.join(max(0.0, until - time.monotonic()))
+        if not outcome:
+            raise requests.Timeout("the answer did not arrive whole by the deadline")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _read(self, session: requests.Session, until: float) -> tuple[int, bytes]:
+        """At most MAX_BODY_BYTES decompressed; redirects followed only on the stats host."""
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            left = until - time.monotonic()
+            if left <= 0:
+                raise requests.Timeout("no answer by the deadline")
+            with session.get(url, timeout=(min(3.0, left), left), allow_redirects=False, stream=True,
+                             headers={"Accept": "application/json"}) as response:
+                if response.is_redirect:
+                    target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
+                    if _origin(target) != _origin(self.url):
+                        raise StatsError(f"{self.url} redirected to another host ({_origin(target)}): not followed")
+                    url = target
+                    continue
+                body = bytearray()
+                for chunk in response.iter_content(64 * 1024):  # decompressed as it arrives
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise StatsError(f"{self.url} answered more than {MAX_BODY_BYTES >> 20} MiB (decompressed)")
+                    if time.monotonic() > until:
+                        raise requests.Timeout("the body did not arrive by the deadline")
+                return response.status_code, bytes(body)
+        raise StatsError(f"{self.url}: more than {MAX_REDIRECTS} redirects")
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 def _reason(exc: Exception) -> str:
