@@ -86,13 +86,13 @@ def test_seed_memory_incident_is_rejected() -> None:
     ("pilot-fleet:swarmHosts.0.name", "pilot-rendezvous",
      "duplicate name 'pilot-rendezvous' (also pilot-fleet:rendezvous.name)"),
     ("pilot-fleet:swarmHosts.0.targetAgents", -5,
-     "pilot-fleet:swarmHosts[0].targetAgents: Input should be greater than or equal to 1"),
+     "pilot-fleet:swarmHosts[0].targetAgents (swarm-1): Input should be greater than or equal to 1"),
     ("pilot-fleet:swarmHosts.0.roundDelaySeconds", -1,
-     "pilot-fleet:swarmHosts[0].roundDelaySeconds: Input should be greater than or equal to 0"),
+     "pilot-fleet:swarmHosts[0].roundDelaySeconds (swarm-1): Input should be greater than or equal to 0"),
     ("pilot-fleet:swarmHosts.0.spawnParallelism", 50,
-     "pilot-fleet:swarmHosts[0].spawnParallelism: Input should be less than or equal to 20"),
+     "pilot-fleet:swarmHosts[0].spawnParallelism (swarm-1): Input should be less than or equal to 20"),
     ("pilot-fleet:memory.osReserveMb", -1, "pilot-fleet:memory.osReserveMb: Input should be greater than or equal"),
-    ("pilot-fleet:swarmHosts.0.targetAgnets", 3000, "pilot-fleet:swarmHosts[0].targetAgnets: unknown key"),
+    ("pilot-fleet:swarmHosts.0.targetAgnets", 3000, "pilot-fleet:swarmHosts[0].targetAgnets (swarm-1): unknown key"),
     ("pilot-fleet:rendezvous.operatorRanges", ["0.0.0.0/33"], "pilot-fleet:rendezvous.operatorRanges[0]: not a CIDR"),
     ("pilot-fleet:swarmHosts.0.name", "Swarm_1", "is not a valid Compute Engine name"),
     ("pilot-fleet:swarmHosts.0.zone", "europe-west1-b",
@@ -179,11 +179,13 @@ def test_a_fleet_without_agents_is_an_error() -> None:
 
 def test_config_accepts_exactly_what_the_vms_accept() -> None:
     """`baseUdpPort: 100` used to plan green and stop every swarm host at boot (the script refuses ports below 1024):
-    both now read fleet/facts/pilot.py's AGENT_BOUNDS."""
+    both now read fleet/vm_contract.py's SWARM_ATTRIBUTES."""
     problems = problems_for(prod_with("pilot-fleet:swarmHosts.0.baseUdpPort", 100))
-    assert problems == ["pilot-fleet:swarmHosts[0].baseUdpPort: Input should be greater than or equal to 1024"]
+    assert problems == [
+        "pilot-fleet:swarmHosts[0].baseUdpPort (swarm-1): Input should be greater than or equal to 1024"]
     too_many = problems_for(prod_with("pilot-fleet:swarmHosts.1.spawnParallelism", 21))
-    assert too_many == ["pilot-fleet:swarmHosts[1].spawnParallelism: Input should be less than or equal to 20"]
+    assert too_many == [
+        "pilot-fleet:swarmHosts[1].spawnParallelism (swarm-2): Input should be less than or equal to 20"]
 
 
 def test_a_pool_written_with_the_old_per_vm_name_is_told_the_new_one() -> None:

@@ -183,7 +183,8 @@ print(json.dumps(results))
     out = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
     accepted, refused = json.loads(out.stdout)
     assert accepted == [25, 77]
-    assert refused == ["pilot-fleet:swarmHosts[1].spawnParallelism: Input should be less than or equal to 30"]
+    assert refused == [
+        "pilot-fleet:swarmHosts[1].spawnParallelism (swarm-2): Input should be less than or equal to 30"]
     # the rendered script and the supervisor config it writes: 25 accepted, gogc unset takes the new default
     monkeypatch.setattr(vm_contract, "SWARM_ATTRIBUTES", changed_bounds())
     attributes = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-target-agents": "2",

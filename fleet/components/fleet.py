@@ -3,6 +3,8 @@ stack outputs it registers (fleet/outputs.py, the one schema monitoring and `fle
 
 from __future__ import annotations
 
+import re
+
 import pulumi
 
 from fleet.components.network import FleetNetwork, NetworkArgs
@@ -18,7 +20,9 @@ from fleet.outputs import SCHEMA_VERSION, HostOutput, PoolOutput, PortsOutput, S
 
 
 def fleet_labels(cfg: FleetConfig) -> dict[str, str]:
-    return {"app": pilot.PROJECT_NAME, "stack": pulumi.get_stack(), "managed-by": "pulumi", **cfg.labels}
+    # a stack name may hold what a label value may not (upper case, dots): lowercase, the rest as "-", 63 at most
+    stack = re.sub(r"[^a-z0-9_-]", "-", pulumi.get_stack().lower())[:63]
+    return {"app": pilot.PROJECT_NAME, "stack": stack, "managed-by": "pulumi", **cfg.labels}
 
 
 class Fleet(pulumi.ComponentResource):

@@ -17,6 +17,8 @@ from fleet.facts.pilot_releases import known_versions
 from fleet.facts.rendezvous_build import build_table
 from fleet.facts.zones import zones_by_region
 
+SSH_PORT = 22
+
 
 def key_name(loc: tuple[int | str, ...]) -> str:
     """('swarmHosts', 2, 'targetAgents') -> 'pilot-fleet:swarmHosts[2].targetAgents'."""
@@ -28,7 +30,18 @@ def key_name(loc: tuple[int | str, ...]) -> str:
     return f"{pilot.PROJECT_NAME}:{text}" if text else pilot.PROJECT_NAME
 
 
-def _pydantic_problems(exc: ValidationError) -> list[str]:
+def _owner(raw: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
+    """' (swarm-3)' when LOC is inside the third swarm host and it has a name: a host is known by its name."""
+    if len(loc) >= 2 and loc[0] in ("swarmHosts", "swarmPools") and isinstance(loc[1], int):
+        items = raw.get(str(loc[0]))
+        item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str) and len(loc) > 2 and loc[2] != "name":
+            return f" ({name[:63]})"
+    return ""
+
+
+def _pydantic_problems(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -37,7 +50,9 @@ def _pydantic_problems(exc: ValidationError) -> list[str]:
             message = "unknown key (check the spelling; see the configuration reference in README.md)"
         elif err["type"] == "missing":
             message = "required but not set"
-        problems.append(f"{key_name(loc)}: {message}")
+        elif err["type"] == "finite_number":
+            message = "must be a finite number"
+        problems.append(f"{key_name(loc)}{_owner(raw, loc)}: {message[:300]}")
     return problems
 
 
@@ -91,6 +106,10 @@ class _Checks:
         if rv.ports.registry == rv.ports.dashboard:  # both TCP; the beacon is UDP and may share a number
             self.problems.append(f"{key_name(('rendezvous', 'ports'))}: registry and dashboard cannot share TCP "
                                  f"port {rv.ports.registry}")
+        for what, port in (("registry", rv.ports.registry), ("dashboard", rv.ports.dashboard)):
+            if port == SSH_PORT:  # sshd holds it: the rendezvous would exit at start, unable to bind
+                self.problems.append(f"{key_name(('rendezvous', 'ports'))}: the {what} on TCP port {SSH_PORT}, "
+                                     "which sshd holds on every fleet VM")
         if rv.failover_zone:
             self.zone(key_name(("rendezvous", "failoverZone")), rv.failover_zone)
             if rv.failover_zone == home:
@@ -111,6 +130,7 @@ class _Checks:
         if machine is not None and not self.cfg.budget(spec).fits(target):
             self.problems.append(f"{where}.targetAgents ({spec.name}): "
                                  f"{self.cfg.budget(spec).explain(target, machine.name)}")
+            return  # the budget is the first bound it breaks: its ports would only repeat that
         first, last = spec.base_udp_port, spec.last_udp_port
         span = f"UDP ports {first}-{last} ({target} agents from baseUdpPort {first})"
         if last > pilot.MAX_PORT:
@@ -146,11 +166,48 @@ class _Checks:
                                      f"zones needs at least {len(zones)} (Compute Engine's rule), not {unavailable}")
 
 
+    def names(self) -> None:
+        """Every name the program makes from a configured one is a valid Compute Engine name of at most 63
+        characters, and no two disks share a name (a VM's boot disk takes the VM's name)."""
+        cfg, rv, net = self.cfg, self.cfg.rendezvous, self.cfg.network
+        made: list[tuple[str, str, list[str]]] = [
+            (key_name(("network", "name")), net.name, [f"{net.name}-allow-ssh",
+                                                       net.subnet_name or f"{net.name}-{cfg.gcp.region}"]),
+            (key_name(("rendezvous", "name")), rv.name, [f"{rv.name}-{what}" for what in
+                                                         ("ip", "store", "allow-registry", "allow-beacon",
+                                                          "allow-dashboard")]),
+        ]
+        for kind, specs in (("swarmHosts", cfg.swarm_hosts), ("swarmPools", cfg.swarm_pools)):
+            for i, spec in enumerate(specs):
+                own = [f"{spec.name}-allow-agents", f"pilot-swarm-{spec.name}"]
+                if kind == "swarmHosts":
+                    own.append(f"{spec.name}-state")
+                else:  # a template's name prefix, a group's VMs (name + "-xxxx"), its health check and rule
+                    own += [f"{spec.name}-xxxx", f"{spec.name}-health", f"{spec.name}-allow-health-checks"]
+                made.append((key_name((kind, i, "name")), spec.name, own))
+        for key, name, generated in made:
+            long = [g for g in generated if len(g) > 63]
+            if long:
+                self.problems.append(f"{key} ({name[:63]}): names made from it would be longer than Compute "
+                                     f"Engine's 63 characters: {', '.join(long)}")
+        disks: dict[str, str] = {rv.name: key_name(("rendezvous", "name")), f"{rv.name}-store": "the rendezvous"}
+        for i, host in enumerate(cfg.swarm_hosts):
+            for disk, what in ((host.name, key_name(("swarmHosts", i, "name"))), (f"{host.name}-state", host.name)):
+                if disk in disks and disks[disk] != what:
+                    other = disks[disk]
+                    self.problems.append(f"{key_name(('swarmHosts', i, 'name'))} ({host.name}): its boot disk would "
+                                         f"be named like the state disk of {other}" if disk == host.name else
+                                         f"{key_name(('swarmHosts', i, 'name'))} ({host.name}): its state disk "
+                                         f"{disk} is another VM's boot disk name")
+                disks.setdefault(disk, what)
+
+
 def _semantic_problems(cfg: FleetConfig) -> list[str]:
     checks = _Checks(cfg)
     checks.fleet()
     checks.rendezvous()
     checks.swarm()
+    checks.names()
     return checks.problems
 
 
@@ -172,7 +229,9 @@ def parse_fleet_config(raw: Mapping[str, Any]) -> FleetConfig:
     try:
         cfg = FleetConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise FleetConfigError(_pydantic_problems(exc)) from None
+        raise FleetConfigError(_pydantic_problems(exc, raw)) from None
+    except RecursionError:
+        raise FleetConfigError([f"{pilot.PROJECT_NAME}: a value nested too deep to be configuration"]) from None
     problems = _semantic_problems(cfg)
     if problems:
         raise FleetConfigError(problems)

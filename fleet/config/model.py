@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from fleet.facts import pilot
@@ -21,8 +22,18 @@ from fleet.facts.memory_budget import MemoryBudget
 from fleet.facts.rendezvous_build import build_table
 from fleet.vm_contract import agent_bounds
 
-GCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
+GCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")  # fullmatch: `$` would let a trailing newline pass
+ZONE = re.compile(r"[a-z]+-[a-z]+\d+-[a-z]")
+# Google Cloud project ids: 6-30 characters, lowercase letters, digits and hyphens, a letter first, no hyphen last.
+PROJECT_ID = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+# Compute Engine labels: keys and values of lowercase letters, digits, `_` and `-`, at most 63; a key starts with a
+# letter; at most 64 labels on a resource. The fleet's own are set by the program.
+LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+FLEET_LABELS = ("app", "stack", "managed-by", "role", pilot.POOL_LABEL)
+MAX_LABELS = 64
+# Compute Engine's largest persistent disk (GB).
+MAX_DISK_GB = 65536
 
 
 class FleetConfigError(Exception):
@@ -33,6 +44,62 @@ class FleetConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
+def _no_bool(value: Any) -> Any:
+    """A number field refuses booleans (`targetAgents: true` would otherwise be one agent)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a number")
+    return value
+
+
+def _subnet(value: str) -> str:
+    """A subnet of the fleet's own VPC: private IPv4 (RFC 1918, or RFC 6598's shared range), /8 to /29."""
+    net = ipaddress.ip_network(_cidr(value))
+    if net.version != 4:
+        raise ValueError(f"{value} is not an IPv4 range (the subnet's primary range is IPv4)")
+    shared = ipaddress.ip_network("100.64.0.0/10")
+    if net.is_loopback or net.is_link_local or not (net.is_private or net.subnet_of(shared)) or net.prefixlen < 8:
+        raise ValueError(f"{value} is not a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10)")
+    if net.prefixlen > 29:
+        raise ValueError(f"{value} is smaller than /29, Compute Engine's smallest subnet")
+    return value
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    bad = [f"{k}={v}" for k, v in value.items()
+           if not LABEL_KEY.fullmatch(k) or not isinstance(v, str) or not LABEL_VALUE.fullmatch(v)]
+    if bad:
+        raise ValueError(f"labels {', '.join(bad[:5])} are not Compute Engine labels (lowercase letters, digits, _ "
+                         "and -, at most 63; a key starts with a letter)")
+    own = sorted(set(value) & set(FLEET_LABELS))
+    if own:
+        raise ValueError(f"{', '.join(own)} are the fleet's own labels, which the program sets")
+    if len(value) + len(FLEET_LABELS) > MAX_LABELS:
+        raise ValueError(f"{len(value)} labels and the fleet's own {len(FLEET_LABELS)}: a resource takes at most "
+                         f"{MAX_LABELS}")
+    return value
+
+
+def _project(value: str) -> str:
+    if not PROJECT_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a project id (6-30 lowercase letters, digits and hyphens, starting with "
+                         "a letter)")
+    return value
+
+
+_CREDENTIAL_PARAMS = ("token", "access_token", "key", "sig", "signature", "x-goog-signature", "x-goog-credential",
+                      "password")
+
+
+def _release_url(value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    params = {k.lower() for k, _ in urllib.parse.parse_qsl(parts.query)}
+    if parts.username or parts.password or params & set(_CREDENTIAL_PARAMS):
+        raise ValueError("carries credentials, which would be written in clear into the VM's metadata and the plan "
+                         "(secret config values are still clear there): serve the binary where the VM fetches it "
+                         "without them")
+    return value
+
+
 def _cidr(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=True))
@@ -41,13 +108,13 @@ def _cidr(value: str) -> str:
 
 
 def _gce_name(value: str) -> str:
-    if not GCE_NAME.match(value):
+    if not GCE_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid Compute Engine name (lowercase letters, digits, hyphens; 1-63)")
     return value
 
 
 def _zone(value: str) -> str:
-    if not ZONE.match(value):
+    if not ZONE.fullmatch(value):
         raise ValueError(f"{value!r} is not a zone name such as us-central1-a")
     return value
 
@@ -55,17 +122,24 @@ def _zone(value: str) -> str:
 Cidr = Annotated[str, AfterValidator(_cidr)]
 GceName = Annotated[str, AfterValidator(_gce_name)]
 Zone = Annotated[str, AfterValidator(_zone)]
-Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT)]
+Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT, strict=True)]
+DiskGb = Annotated[int, Field(ge=10, le=MAX_DISK_GB, strict=True)]
+Subnet = Annotated[str, AfterValidator(_subnet)]
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+NoBool = BeforeValidator(_no_bool)
 
 
 def _bounded(name: str) -> Any:
     """A field with the bounds (and default) the VMs accept: fleet/vm_contract.py's SWARM_ATTRIBUTES, the one table the
     startup script is rendered from."""
     bounds = agent_bounds()[name]
-    low = {"gt" if bounds.low_open else "ge": bounds.low}
+    limits: dict[str, Any] = {"gt" if bounds.low_open else "ge": bounds.low, "description": bounds.why}
+    if name != "target_agents":  # a target's first bound is its machine's memory budget (config/checks.py)
+        limits["le"] = bounds.high
+    limits.update({"strict": True} if bounds.whole else {"allow_inf_nan": False})
     if bounds.default is None:
-        return Field(le=bounds.high, description=bounds.why, **low)
-    return Field(default=bounds.default, le=bounds.high, description=bounds.why, **low)
+        return Field(**limits)
+    return Field(default=bounds.default, **limits)
 
 
 class Model(BaseModel):
@@ -73,7 +147,7 @@ class Model(BaseModel):
 
 
 class GcpSettings(Model):
-    project: str = Field(min_length=6, max_length=30)
+    project: Annotated[str, AfterValidator(_project)]
     region: str = Field(min_length=1)
     zone: Zone
 
@@ -83,7 +157,7 @@ class NetworkConfig(Model):
     # existing: true uses a network (and subnet) that already exist, by name, instead of creating them.
     existing: bool = False
     subnet_name: GceName | None = None
-    subnet_cidr: Cidr = "10.20.0.0/20"
+    subnet_cidr: Subnet = "10.20.0.0/20"
 
 
 class RendezvousPorts(Model):
@@ -93,7 +167,7 @@ class RendezvousPorts(Model):
 
 
 class RendezvousRelease(Model):
-    url: str = Field(pattern=r"^https://\S+$")
+    url: Annotated[str, Field(pattern=r"^https://\S+$"), AfterValidator(_release_url)]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -107,8 +181,8 @@ class RendezvousConfig(Model):
     # Where the VM runs: `zone` (default) or `failoverZone`. Setting it to the other one and `pulumi up` is the
     # failover (the VM is recreated there, on the same disk and address).
     active_zone: Zone | None = None
-    disk_gb: int = Field(default=pilot.DEFAULT_BOOT_DISK_GB, ge=10)
-    store_disk_gb: int = Field(default=10, ge=10)
+    disk_gb: DiskGb = pilot.DEFAULT_BOOT_DISK_GB
+    store_disk_gb: DiskGb = 10
     ports: RendezvousPorts = RendezvousPorts()
     # Where agents register from: a public rendezvous serves agents anywhere on the Pilot network.
     agent_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
@@ -136,11 +210,11 @@ class AgentSettings(Model):
     """Per-host agent settings; `agentDefaults` sets them for all swarm hosts, a host may override each."""
 
     spawn_parallelism: int = _bounded("spawn_parallelism")
-    round_delay_seconds: float = _bounded("round_delay_seconds")
-    rollout_max_unavailable: float = _bounded("rollout_max_unavailable")
+    round_delay_seconds: Annotated[float, NoBool] = _bounded("round_delay_seconds")
+    rollout_max_unavailable: Annotated[float, NoBool] = _bounded("rollout_max_unavailable")
     base_udp_port: int = _bounded("base_udp_port")
     gogc: int = _bounded("gogc")
-    agent_memory_mb: float = Field(default=pilot.DEFAULT_AGENT_MEMORY_MB, gt=0)
+    agent_memory_mb: Annotated[float, NoBool] = Field(default=pilot.DEFAULT_AGENT_MEMORY_MB, gt=0, allow_inf_nan=False)
     # Where peers reach this host's agent tunnel ports from.
     peer_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
 
@@ -152,8 +226,8 @@ class SwarmVmConfig(AgentSettings):
     machine_type: str
     # agents per VM (one name for a VM's agents everywhere; a pool's totalAgents is size x this)
     target_agents: int = _bounded("target_agents")
-    disk_gb: int = Field(default=pilot.DEFAULT_BOOT_DISK_GB, ge=10)
-    state_disk_gb: int = Field(default=pilot.DEFAULT_STATE_DISK_GB, ge=10)
+    disk_gb: DiskGb = pilot.DEFAULT_BOOT_DISK_GB
+    state_disk_gb: DiskGb = pilot.DEFAULT_STATE_DISK_GB
 
     @property
     def last_udp_port(self) -> int:
@@ -172,11 +246,11 @@ class SwarmPoolConfig(SwarmVmConfig):
     """Identical swarm VMs in a managed instance group: an instance template, autohealing, rolling updates."""
 
     zones: list[Zone] = Field(default_factory=list)  # empty: gcp:zone; more than one: a regional group
-    size: int = Field(ge=0, le=1000)
+    size: int = Field(ge=0, le=1000, strict=True)
     # A pool VM keeps its agents' state disk when it is recreated: Compute Engine recreates it under its own name
     # (replacement RECREATE), so a rolling update adds no VM (maxSurge 0) and takes down maxUnavailable at a time.
     max_surge: int = Field(default=0, ge=0, le=0)
-    max_unavailable: int | None = Field(default=None, ge=1)  # default: one per zone
+    max_unavailable: int | None = Field(default=None, ge=1, strict=True)  # default: one per zone
 
     def unavailable(self, zones: int) -> int:
         return zones if self.max_unavailable is None else self.max_unavailable
@@ -195,13 +269,14 @@ class SwarmPoolConfig(SwarmVmConfig):
 
 
 class MemoryPolicy(Model):
-    os_reserve_mb: int = Field(default=pilot.DEFAULT_OS_RESERVE_MB, ge=0)
-    headroom_percent: float = Field(default=pilot.DEFAULT_HEADROOM_PERCENT, ge=0)
+    os_reserve_mb: int = Field(default=pilot.DEFAULT_OS_RESERVE_MB, ge=0, strict=True)
+    headroom_percent: Annotated[float, NoBool] = Field(default=pilot.DEFAULT_HEADROOM_PERCENT, ge=0,
+                                                       allow_inf_nan=False)
 
 
 class FleetConfig(Model):
     gcp: GcpSettings
-    pilot_version: str = Field(default=pilot.PILOT_VERSION, pattern=r"^\d+\.\d+\.\d+$")
+    pilot_version: str = pilot.PILOT_VERSION  # a version of fleet/facts/data/pilot_releases.yaml (config/checks.py)
     network: NetworkConfig = NetworkConfig()
     rendezvous: RendezvousConfig = RendezvousConfig()
     agent_defaults: AgentSettings = AgentSettings()
@@ -210,8 +285,8 @@ class FleetConfig(Model):
     swarm_pools: list[SwarmPoolConfig] = Field(default_factory=list)
     # at least one: a firewall rule with no source at all admits 0.0.0.0/0 on Compute Engine
     ssh_source_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE], min_length=1)
-    alert_threshold: float = _bounded("health_threshold")
-    labels: dict[str, str] = Field(default_factory=dict)
+    alert_threshold: Annotated[float, NoBool] = _bounded("health_threshold")
+    labels: Labels = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -221,6 +296,10 @@ class FleetConfig(Model):
             return data
         defaults = data.get("agentDefaults")
         if not isinstance(defaults, dict):
+            return data
+        try:  # bad defaults are reported once, at agentDefaults, not again at every host that takes them
+            AgentSettings.model_validate(defaults)
+        except ValidationError:
             return data
         data = dict(data)
         for key in ("swarmHosts", "swarmPools"):

@@ -17,6 +17,8 @@ from fleet.config.model import FleetConfig, FleetConfigError
 from fleet.facts import pilot
 
 GCP_KEYS = ("project", "region", "zone")
+# What the offline plan hands the program for a secret (it has no secrets provider to decrypt with).
+SECRET_PLACEHOLDER = "[secret]"
 # Config namespaces this program reads: its own, the one provider it uses, and the engine's own.
 KNOWN_NAMESPACES = (pilot.PROJECT_NAME, "gcp", "pulumi")
 
@@ -38,11 +40,20 @@ def _raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
         raise FleetConfigError([_unknown_namespace(key) for key in sorted(unknown)])
     raw: dict[str, Any] = {"gcp": {}}
     prefix = pilot.PROJECT_NAME + ":"
+    problems = []
     for key, value in flat.items():
         if key.startswith("gcp:") and key[4:] in GCP_KEYS:
             raw["gcp"][key[4:]] = value
+        elif key.startswith("gcp:") and (close := difflib.get_close_matches(key[4:], GCP_KEYS, n=1, cutoff=0.7)):
+            # the provider has many keys of its own; one this close to ours is a typo of ours, silently ignored
+            problems.append(f"{key}: not a key this program reads (did you mean gcp:{close[0]}?)")
+        elif key.startswith(prefix) and value == SECRET_PLACEHOLDER:
+            problems.append(f"{key}: a secret, which the offline plan cannot decrypt (it has no secrets provider): "
+                            "plan it with `pulumi preview`, or keep this setting in clear")
         elif key.startswith(prefix):
             raw[key[len(prefix):]] = _decode(value)
+    if problems:
+        raise FleetConfigError(problems)
     zone = raw["gcp"].get("zone")
     if "region" not in raw["gcp"] and isinstance(zone, str) and "-" in zone:
         raw["gcp"]["region"] = zone.rsplit("-", 1)[0]
@@ -58,11 +69,13 @@ def _unknown_namespace(key: str) -> str:
 
 
 def _decode(value: Any) -> Any:
-    if not isinstance(value, str):
+    """Structured values arrive as JSON; a scalar stays the string it is, as the Pulumi CLI hands it over (a version
+    `1.18` is the text "1.18", not a number)."""
+    if not isinstance(value, str) or value.lstrip()[:1] not in ("[", "{"):
         return value
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return value
 
 

@@ -234,7 +234,17 @@ def plan_program(project: PulumiProject, stack: str, gcp_project: str) -> Plan:
         with _program_context(project.directory):
             pulumi_internals.run_program(program)
     except pulumi.RunError as exc:
-        raise ProgramError(str(exc)) from None
+        raise ProgramError(_cut(str(exc))) from None
     except Exception as exc:
-        raise ProgramError(f"{type(exc).__name__}: {exc}") from exc
+        # the SDK wraps what failed inside a resource's mocks (e.g. the stand-in addresses running out) in an error
+        # that repeats the whole value it was serialising: say the innermost cause, in a line of readable length
+        cause: BaseException = exc
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+        raise ProgramError(_cut(f"{type(cause).__name__}: {cause}")) from exc
     return plan
+
+
+def _cut(text: str, limit: int = 500) -> str:
+    """One message per line, each at most LIMIT characters (a value can be megabytes of text)."""
+    return "\n".join(line if len(line) <= limit else line[:limit] + " [...]" for line in text.splitlines())

@@ -9,7 +9,9 @@ from typing import Any
 
 import yaml
 
-SECRET_PLACEHOLDER = "[secret]"
+from fleet.config.pulumi_source import SECRET_PLACEHOLDER
+from fleet.plan import yaml12
+from fleet.plan.yaml12 import StackFileError
 
 
 class ProjectError(Exception):
@@ -27,9 +29,13 @@ class PulumiProject:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml12.load(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ProjectError(f"{path}: not UTF-8 text") from None
+    except StackFileError as exc:
+        raise ProjectError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ProjectError(f"{path}: not valid YAML ({exc})") from None
+        raise ProjectError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
         raise ProjectError(f"{path}: expected a mapping at the top level")
     return data

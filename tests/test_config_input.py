@@ -1,0 +1,159 @@
+"""Careless and hostile stack files (#23): every case is one clear problem naming the key as the user wrote it (a
+host by its name) and the reason, and exit 2 from `fleet plan`; what the Pulumi CLI reads as valid (YAML 1.2:
+`name: no` is the string "no") plans. The stack file is read by the offline reader (fleet/plan/stack_files.py,
+fleet/plan/yaml12.py) and checked by the program's own config code, in process; a few rows also go through the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.config.model import FleetConfigError
+from fleet.config.pulumi_source import parse_flat_config
+from fleet.plan.stack_files import ProjectError, load_project
+from tests.conftest import REPO, run_fleet
+
+PROD = (REPO / "Pulumi.prod.yaml").read_text()
+PLANS = "plans"
+
+
+def text(old: str, new: str) -> Callable[[str], str]:
+    def edit(source: str) -> str:
+        assert old in source, old
+        return source.replace(old, new, 1)
+    return edit
+
+
+def host(index: int, line: str) -> Callable[[str], str]:
+    """Add LINE (indented as a field) to the INDEX-th swarm host."""
+    names = ["swarm-1", "swarm-2", "swarm-3"]
+    return text(f"    - name: {names[index]}\n", f"    - name: {names[index]}\n      {line}\n")
+
+
+def top(line: str) -> Callable[[str], str]:
+    return text("  pilot-fleet:alertThreshold: 0.95\n", f"  pilot-fleet:alertThreshold: 0.95\n  {line}\n")
+
+
+# case -> (edit of the prod stack file, PLANS or (what the message names, why))
+CASES: dict[str, tuple[Callable[[str], str], Any]] = {
+    # YAML as the Pulumi CLI reads it
+    "a date as the version": (text("pilotVersion: 1.18.0", "pilotVersion: 2024-01-01"),
+                              ("pilot-fleet:pilotVersion", "no pilot-daemon wheel known for 2024-01-01")),
+    "a host named like a date": (text("name: swarm-3", "name: 2024-01-01"),
+                                 ("swarmHosts[2].name", "'2024-01-01' is not a valid Compute Engine name")),
+    "a !!binary value": (text("name: swarm-3", "name: !!binary c3dhcm0tMw=="), ("Pulumi.case.yaml", "!!binary")),
+    "a !!set value": (text("name: swarm-3", "name: !!set {a, b}"), ("Pulumi.case.yaml", "!!set")),
+    "labels nested 3,000 deep": (top("pilot-fleet:labels: " + "{a: " * 3000 + "x" + "}" * 3000),
+                                 ("Pulumi.case.yaml", "nested too deep")),
+    "swarmHosts twice": (top("pilot-fleet:swarmHosts: []"), ("Pulumi.case.yaml", "appears twice")),
+    "targetAgents twice in a host": (host(0, "targetAgents: 1"), ("Pulumi.case.yaml", "appears twice")),
+    "name: no is the string no": (text("name: swarm-3", "name: no"), PLANS),
+    "a version that is a YAML number": (text("pilotVersion: 1.18.0", "pilotVersion: 1.18"),
+                                        ("pilot-fleet:pilotVersion", "no pilot-daemon wheel known for 1.18")),
+    # types
+    "targetAgents: true": (text("targetAgents: 1500", "targetAgents: true"),
+                           ("swarmHosts[2].targetAgents (swarm-3)", "valid integer")),
+    "headroomPercent: .inf": (text("headroomPercent: 60", "headroomPercent: .inf"),
+                              ("pilot-fleet:memory.headroomPercent", "finite")),
+    "roundDelaySeconds: .nan": (text("roundDelaySeconds: 3", "roundDelaySeconds: .nan"),
+                                ("agentDefaults.roundDelaySeconds", "finite")),
+    # names, and the names the program makes of them
+    "a host name with a trailing newline": (text("name: swarm-3", 'name: "swarm-3\\n"'),
+                                            ("swarmHosts[2].name", "not a valid Compute Engine name")),
+    "a host name too long for its firewall rule": (text("name: swarm-3", "name: s" + "x" * 55),
+                                                   ("swarmHosts[2].name", "-allow-agents")),
+    "a host named like another's state disk": (text("name: swarm-3", "name: swarm-1-state"),
+                                              ("swarmHosts[2].name (swarm-1-state)", "state disk of swarm-1")),
+    "a rendezvous name too long for its firewall rules": (text("name: pilot-rendezvous", "name: r" + "x" * 50),
+                                                          ("rendezvous.name", "-allow-dashboard")),
+    "a network name too long for its SSH rule": (top("pilot-fleet:network: {name: n" + "x" * 55 + "}"),
+                                                ("network.name", "-allow-ssh")),
+    # project and labels
+    "a project id that is no project id": (text("gcp:project: pilot-fleet-prod", "gcp:project: Pilot_Fleet\"}"),
+                                          ("gcp:project", "not a project id")),
+    "a label with upper case": (top("pilot-fleet:labels: {Team: core}"), ("pilot-fleet:labels", "Team")),
+    "a label value with a space": (top("pilot-fleet:labels: {team: a b}"), ("pilot-fleet:labels", "a b")),
+    "a label over the fleet's own": (top("pilot-fleet:labels: {managed-by: me}"),
+                                     ("pilot-fleet:labels", "managed-by")),
+    "65 labels": (top("pilot-fleet:labels: {" + ", ".join(f"l{i}: v" for i in range(65)) + "}"),
+                  ("pilot-fleet:labels", "at most 64")),
+    # network
+    "the whole internet as the subnet": (top("pilot-fleet:network: {subnetCidr: 0.0.0.0/0}"),
+                                         ("network.subnetCidr", "private")),
+    "an IPv6 subnet": (top("pilot-fleet:network: {subnetCidr: 'fd00::/64'}"), ("network.subnetCidr", "IPv4")),
+    "a /30 subnet": (top("pilot-fleet:network: {subnetCidr: 10.0.0.0/30}"), ("network.subnetCidr", "/29")),
+    "a loopback subnet": (top("pilot-fleet:network: {subnetCidr: 127.0.0.0/8}"), ("network.subnetCidr", "private")),
+    # sizes and ports
+    "a disk over 65,536 GB": (host(0, "diskGb: 70000"), ("swarmHosts[0].diskGb (swarm-1)", "65536")),
+    "the registry on the SSH port": (text("operatorRanges:", "ports: {registry: 22}\n    operatorRanges:"),
+                                     ("rendezvous.ports", "22")),
+    "the dashboard on the SSH port": (text("operatorRanges:", "ports: {dashboard: 22}\n    operatorRanges:"),
+                                      ("rendezvous.ports", "22")),
+    "the beacon on the registry's port": (text("operatorRanges:", "ports: {beacon: 9000}\n    operatorRanges:"),
+                                          PLANS),  # TCP and UDP: one number may serve both
+    # keys
+    "gcp:regoin": (text("gcp:region: us-central1", "gcp:regoin: us-central1"), ("gcp:regoin", "did you mean")),
+    "credentials in the release URL": (text("operatorRanges:", "release: {url: 'https://user:pw@example.com/rv', "
+                                            f"sha256: '{'0' * 64}'}}\n    operatorRanges:"),
+                                       ("rendezvous.release.url", "secret")),
+    # messages that named the wrong thing
+    "a target over the port bound on swarm-3": (text("targetAgents: 1500", "targetAgents: 70000"),
+                                                ("swarmHosts[2].targetAgents (swarm-3)", "memory budget")),
+}
+
+
+def _problems(tmp_path: Path, source: str) -> list[str] | str:
+    for name in ("Pulumi.yaml",):
+        (tmp_path / name).write_text((REPO / name).read_text())
+    (tmp_path / "Pulumi.case.yaml").write_text(source)
+    (tmp_path / "__main__.py").write_text("")
+    try:
+        parse_flat_config(load_project(tmp_path, "case").config)
+    except ProjectError as exc:
+        return [str(exc)]
+    except FleetConfigError as exc:
+        return exc.problems
+    return PLANS
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_bad_stack_file_is_one_clear_problem(tmp_path: Path, case: str) -> None:
+    edit, expected = CASES[case]
+    got = _problems(tmp_path, edit(PROD))
+    if expected == PLANS:
+        assert got == PLANS, got
+        return
+    named, why = expected
+    assert isinstance(got, list) and len(got) == 1, got
+    assert named in got[0] and why in got[0], got[0]
+    assert len(got[0]) < 600, len(got[0])
+
+
+@pytest.mark.plan
+@pytest.mark.parametrize("case", ["a date as the version", "a !!binary value", "labels nested 3,000 deep",
+                                  "targetAgents twice in a host", "targetAgents: true"])
+def test_the_plan_command_exits_2_with_one_line(tmp_path: Path, case: str) -> None:
+    edit, (_, why) = CASES[case]
+    for name in ("Pulumi.yaml", "__main__.py", "fleet", "startup"):
+        (tmp_path / name).symlink_to(REPO / name)
+    (tmp_path / "Pulumi.case.yaml").write_text(edit(PROD))
+    result = run_fleet("plan", "--program", str(tmp_path), "--stack", "case", "--no-policy")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert why in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.plan
+def test_250_hosts_are_one_short_line(tmp_path: Path) -> None:
+    """The offline plan has stand-in addresses for 240 VMs: past that it says so in one line (it was the whole
+    outputs value, 67,899 characters)."""
+    hosts = "".join(f"    - {{name: h{i}, machineType: e2-standard-2, targetAgents: 10}}\n" for i in range(250))
+    for name in ("Pulumi.yaml", "__main__.py", "fleet", "startup"):
+        (tmp_path / name).symlink_to(REPO / name)
+    (tmp_path / "Pulumi.case.yaml").write_text(PROD.split("  pilot-fleet:swarmHosts:\n")[0]
+                                               + "  pilot-fleet:swarmHosts:\n" + hosts)
+    result = run_fleet("plan", "--program", str(tmp_path), "--stack", "case", "--no-policy")
+    assert result.returncode == 2 and "stand-in addresses for 240 VMs at most" in result.stderr, result.stderr[:500]
+    assert len(result.stderr) < 600 and "Traceback" not in result.stderr
