@@ -8,7 +8,7 @@ that travels inside the project's startup script; the boot path of both roles al
 Modules: `contract` (the rendered VM contract), `attributes` (checks a VM's attributes, at boot and live),
 `install` (downloads, wheels, the daemon's contract), `config`, `agents` (how an agent is started and found),
 `pacing` (the registry's bucket), `rollout` (the live rollover state machine) and `rolling` (acting on it),
-`supervisor` (one tick), `live` (day two: the metadata watch), `health` (status, guest attributes, /healthz,
-/metrics), `faults` (what it lives with instead of exiting), `loop` (run, stop), `boot` (what the startup script
-asks of it), `__main__` (the command line).
+`supervisor` (its state and what it does to agents), `tick` (one tick, put together), `live` (day two: the
+metadata watch), `health` (status, guest attributes, /healthz, /metrics), `faults` (what it lives with instead of
+exiting), `loop` (run, stop), `boot` (what the startup script asks of it), `__main__` (the command line).
 """

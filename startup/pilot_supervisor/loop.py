@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from pilot_supervisor import health, live
+from pilot_supervisor import health, live, rolling
 from pilot_supervisor.agents import send_signal
 from pilot_supervisor.config import Config
 from pilot_supervisor.journal import log
 from pilot_supervisor.supervisor import Supervisor
+from pilot_supervisor.tick import tick
 
 # However often children exit, at most this many ticks a second.
 MIN_TICK_GAP_SECONDS = 0.05
@@ -98,7 +99,7 @@ def run(config: Config, config_path: Path) -> int:
             began = time.monotonic()
             # a loop comes round at least once a tick: much later, it was stopped (SIGSTOP) or starved
             if began - last_began > STOPPED_SECONDS + sup.config.tick_seconds:
-                sup.resumed(began - last_began - sup.config.tick_seconds)
+                rolling.resumed(sup, began - last_began - sup.config.tick_seconds)
             last_began = began
             if watcher is not None and not watcher.is_alive():
                 sup.watcher_down = True
@@ -107,7 +108,7 @@ def run(config: Config, config_path: Path) -> int:
             else:
                 sup.watcher_down = False
             try:
-                sup.tick()
+                tick(sup)
                 sup.faults.clear("tick")
             except Exception as exc:  # noqa: BLE001 - supervising goes on; the fault is logged and reported
                 sup.faults.record("tick", exc)

@@ -1,4 +1,5 @@
-"""One tick of the supervisor: reap, list, trim, mark the registered, roll, start a paced round.
+"""The supervisor's state and what it does to agents: reap, list, trim, mark the registered, start a paced round
+(tick.py puts one tick together).
 
 Every tick it
   * reaps exited children (one waitpid per exit) and, every `scan_seconds`, lists the running agents with a single
@@ -26,7 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pilot_supervisor import health, live, rolling
 from pilot_supervisor import rollout as rollouts
 from pilot_supervisor.agents import (
     REFUSED_REGISTRATION,
@@ -97,26 +97,7 @@ class Supervisor:
         self.terminating: dict[int, float] = {}  # pid sent SIGTERM -> when it gets SIGKILL (stop grace)
         self.trimmed: set[int] = set()  # pids stopped because the target went down: their exit is no restart
         self.last_round = 0.0  # when the last spawn round started (a changed delay reschedules the next from it)
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        live.take_pending(self, now)
-        self.reap(now)
-        if now >= self.next_scan:
-            self.running = self.listing()
-            self.next_scan = now + self.config.scan_seconds
-            self.fingerprints = {pid: fp for pid, fp in self.fingerprints.items()
-                                 if any(pid in pids for pids in self.running.values())}
-        self.trim()
-        self.escalate(now)
-        self.mark_registered()
-        if self.persist_pending:
-            self.persist()
-        if not self.stopping.is_set():
-            self.roll(now)
-            self.start_round(now)
-        self.publish_view()
-        health.report(self, now)
+        self.batch_failure = ""  # why an agent of the rollout batch in flight failed (reap finds it, tick acts)
 
     def publish_view(self) -> None:
         self.view = {index: tuple(pids) for index, pids in self.running.items()}
@@ -173,9 +154,10 @@ class Supervisor:
             refused = code != 0 and self.refused(index)
             rollout = self.rollout
             if rollout and index in rollout.batch and ran == fingerprint(self.config, index) and \
-                    (code != 0 or lived < self.config.settle_seconds):
-                self.fail_rollout(f"agent {index} exited {code} after {lived:.1f} s with version "
-                                  f"{self.config.version}" + (f": {refused}" if refused else ""))
+                    (code != 0 or lived < self.config.settle_seconds) and not self.batch_failure:
+                # the tick fails the rollout (rolling.py) once this reaping is done
+                self.batch_failure = (f"agent {index} exited {code} after {lived:.1f} s with version "
+                                      f"{self.config.version}" + (f": {refused}" if refused else ""))
             log("agent-exited", index=index, pid=pid, code=code, lived_seconds=round(lived, 1),
                 restart_in_seconds=round(delay, 1), **({"registry_refused": refused} if refused else {}))
             if refused:
@@ -331,15 +313,6 @@ class Supervisor:
     @property
     def batch_size(self) -> int:
         return rollouts.batch_size(self.config.target_agents, self.config.rollout_max_unavailable)
-
-    def roll(self, now: float) -> None:
-        rolling.roll(self, now)
-
-    def fail_rollout(self, reason: str) -> None:
-        rolling.fail(self, reason)
-
-    def resumed(self, gap: float) -> None:
-        rolling.resumed(self, gap)
 
     def rollout_status(self) -> dict[str, Any]:
         return self.rollout.status() if self.rollout is not None else dict(self.last_change)
