@@ -190,16 +190,14 @@ class _Checks:
             if long:
                 self.problems.append(f"{key} ({name[:63]}): names made from it would be longer than Compute "
                                      f"Engine's 63 characters: {', '.join(long)}")
-        disks: dict[str, str] = {rv.name: key_name(("rendezvous", "name")), f"{rv.name}-store": "the rendezvous"}
-        for i, host in enumerate(cfg.swarm_hosts):
-            for disk, what in ((host.name, key_name(("swarmHosts", i, "name"))), (f"{host.name}-state", host.name)):
-                if disk in disks and disks[disk] != what:
-                    other = disks[disk]
-                    self.problems.append(f"{key_name(('swarmHosts', i, 'name'))} ({host.name}): its boot disk would "
-                                         f"be named like the state disk of {other}" if disk == host.name else
-                                         f"{key_name(('swarmHosts', i, 'name'))} ({host.name}): its state disk "
-                                         f"{disk} is another VM's boot disk name")
-                disks.setdefault(disk, what)
+        # a VM's boot disk takes the VM's name: none may take the name of a state or store disk
+        held = {f"{rv.name}-store": "the rendezvous' store disk",
+                **{f"{h.name}-state": f"the state disk of {h.name}" for h in cfg.swarm_hosts}}
+        vms = [(key_name(("rendezvous", "name")), rv.name)]
+        vms += [(key_name(("swarmHosts", i, "name")), h.name) for i, h in enumerate(cfg.swarm_hosts)]
+        for key, name in vms:
+            if name in held:
+                self.problems.append(f"{key} ({name}): its boot disk would be named like {held[name]}")
 
 
 def _semantic_problems(cfg: FleetConfig) -> list[str]:
