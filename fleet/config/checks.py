@@ -37,7 +37,7 @@ def _owner(raw: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
         item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
         name = item.get("name") if isinstance(item, dict) else None
         if isinstance(name, str) and len(loc) > 2 and loc[2] != "name":
-            return f" ({name[:63]})"
+            return f" ({(name if name.isprintable() else repr(name))[:63]})"  # one line, whatever the name holds
     return ""
 
 
