@@ -84,6 +84,12 @@ class Config:
                              "stop_batch >= 1 are required")
         return config
 
+    def backoff_seconds(self, failures: int) -> float:
+        """How long an agent waits before its next start after FAILURES failed ones in a row (0: none)."""
+        if failures <= 0:
+            return 0.0
+        return min(self.backoff_max_seconds, self.backoff_initial_seconds * 2 ** (failures - 1))
+
     def stop_budget_seconds(self, agents: int) -> float:
         """Longest a paced stop of `agents` agents takes: what the unit's TimeoutStopSec must allow."""
         return math.ceil(agents / self.stop_batch) * self.stop_batch_delay_seconds + self.stop_grace_seconds

@@ -135,9 +135,7 @@ class Supervisor:
             state = self.agents.setdefault(index, AgentState())
             lived = now - state.started_at
             state.failures = 0 if lived >= self.config.settle_seconds else state.failures + 1
-            delay = 0.0 if state.failures == 0 else min(
-                self.config.backoff_max_seconds,
-                self.config.backoff_initial_seconds * 2 ** (state.failures - 1))
+            delay = self.config.backoff_seconds(state.failures)
             state.not_before = now + delay
             ran = self.fingerprints.pop(pid, ())
             self.terminating.pop(pid, None)
@@ -287,8 +285,7 @@ class Supervisor:
         except OSError as exc:  # its files cannot be written (a full or read-only disk), or no binary: an agent
             # failure with its backoff, never the supervisor's
             state.failures += 1
-            state.not_before = now + min(self.config.backoff_max_seconds,
-                                         self.config.backoff_initial_seconds * 2 ** (state.failures - 1))
+            state.not_before = now + self.config.backoff_seconds(state.failures)
             self.faults.record("agent-start", exc)
             log("agent-start-failed", index=index, error=f"{type(exc).__name__}: {exc}",
                 retry_in_seconds=round(state.not_before - now, 1))
