@@ -50,12 +50,11 @@ class Fleet(pulumi.ComponentResource):
         swarm = SwarmVmArgs(
             project, cfg.pilot_version, self.rendezvous.endpoint(rv.ports.registry),
             self.rendezvous.endpoint(rv.ports.beacon), rv.new_registrations_per_minute, cfg.alert_threshold,
-            cfg.memory.os_reserve_mb, cfg.memory.headroom_percent, network.network, network.subnetwork,
-            swarm_sa.email, labels)
-        self.hosts = [SwarmHost(h.name, SwarmHostArgs(swarm, h, cfg.zone_of(h.zone)), child)
-                      for h in cfg.swarm_hosts]
-        self.pools = [SwarmPool(p.name, SwarmPoolArgs(swarm, p, cfg.zones_of(p), cfg.gcp.region), child)
-                      for p in cfg.swarm_pools]
+            network.network, network.subnetwork, swarm_sa.email, labels)
+        self.hosts = [SwarmHost(h.name, SwarmHostArgs(swarm, h, cfg.zone_of(h.zone), cfg.budget(h).max_agents()),
+                                child) for h in cfg.swarm_hosts]
+        self.pools = [SwarmPool(p.name, SwarmPoolArgs(swarm, p, cfg.zones_of(p), cfg.gcp.region,
+                                                      cfg.budget(p).max_agents()), child) for p in cfg.swarm_pools]
         self.outputs = self._outputs(cfg)
         self.register_outputs(self.outputs.exports())
 

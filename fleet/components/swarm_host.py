@@ -19,6 +19,7 @@ class SwarmHostArgs:
     fleet: SwarmVmArgs
     spec: SwarmHostConfig
     zone: str
+    max_target_agents: int  # its machine's memory budget
 
 
 class SwarmHost(pulumi.ComponentResource):
@@ -34,7 +35,7 @@ class SwarmHost(pulumi.ComponentResource):
                                  size=spec.state_disk_gb, type=pilot.STATE_DISK_TYPE, labels=dict(fleet.labels),
                                  opts=pulumi.ResourceOptions(parent=self))
         disk = gcp.compute.InstanceAttachedDiskArgs(source=state.self_link, device_name=pilot.STATE_DEVICE)
-        instance = swarm_vm(fleet, spec, self.zone, attached_disks=[disk]).declare(self)
+        instance = swarm_vm(fleet, spec, self.zone, args.max_target_agents, attached_disks=[disk]).declare(self)
         agent_ports_firewall(fleet, spec, self)
         self.external_ip = external_ip(instance)
         self.internal_ip = internal_ip(instance)

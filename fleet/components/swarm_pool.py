@@ -27,6 +27,7 @@ class SwarmPoolArgs:
     spec: SwarmPoolConfig
     zones: Sequence[str]  # one: a zonal group; more: a regional group across them
     region: str
+    max_target_agents: int  # its machine's memory budget
 
 
 def _group(name: str, args: SwarmPoolArgs, template: pulumi.Output[str], health: pulumi.Output[str],
@@ -67,7 +68,7 @@ class SwarmPool(pulumi.ComponentResource):
         fleet, spec, tag = args.fleet, args.spec, swarm_tag(name)
         self.zones = list(args.zones)
         # role and per-VM agent target as metadata attributes; the project-level script does the rest
-        template = swarm_vm(fleet, spec, self.zones[0], {pilot.POOL_LABEL: name},
+        template = swarm_vm(fleet, spec, self.zones[0], args.max_target_agents, {pilot.POOL_LABEL: name},
                             state_disk_gb=spec.state_disk_gb).declare_template(self)
         agent_ports_firewall(fleet, spec, self)
         # The supervisor's /healthz: 200 once running >= target x threshold, and while its paced start-up

@@ -14,8 +14,6 @@ from fleet.components.instance import FleetVm
 from fleet.components.network import FLEET_TAG, swarm_tag
 from fleet.config.model import SwarmVmConfig
 from fleet.facts import pilot
-from fleet.facts.machine_types import lookup
-from fleet.facts.memory_budget import MemoryBudget
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import metadata
 
@@ -30,21 +28,20 @@ class SwarmVmArgs:
     beacon: pulumi.Input[str]
     new_registrations_per_minute: int
     health_threshold: float
-    os_reserve_mb: int  # the memory policy: the VMs refuse a live target above their machine's budget
-    headroom_percent: float
     network: pulumi.Input[str]
     subnetwork: pulumi.Input[str]
     service_account_email: pulumi.Input[str]
     labels: Mapping[str, str]
 
 
-def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig) -> dict[str, pulumi.Input[str]]:
-    """The swarm attributes (fleet/vm_contract.py SWARM_ATTRIBUTES) of one VM of SPEC."""
+def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig, max_target_agents: int) -> dict[str, pulumi.Input[str]]:
+    """The swarm attributes (fleet/vm_contract.py SWARM_ATTRIBUTES) of one VM of SPEC; MAX_TARGET_AGENTS is its
+    machine's memory budget (FleetConfig.budget), which the VM also holds a live target to."""
     return metadata(pilot.ROLE_SWARM, {
         "version": fleet.pilot_version,
         "daemon_release": releases()[fleet.pilot_version].attribute(),
         "target_agents": str(spec.target_agents),
-        "max_target_agents": str(max_target_agents(fleet, spec)),
+        "max_target_agents": str(max_target_agents),
         "registry": fleet.registry,
         "beacon": fleet.beacon,
         "base_udp_port": str(spec.base_udp_port),
@@ -60,15 +57,8 @@ def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig) -> dict[str, pulumi.
     })
 
 
-def max_target_agents(fleet: SwarmVmArgs, spec: SwarmVmConfig) -> int:
-    """The memory budget's ceiling for SPEC's machine type (config validation has checked the type is known)."""
-    machine = lookup(spec.machine_type)
-    assert machine is not None, spec.machine_type
-    return MemoryBudget(machine.memory_mb, fleet.os_reserve_mb, spec.agent_memory_mb,
-                        fleet.headroom_percent).max_agents()
-
-
-def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, labels: Mapping[str, str] | None = None,
+def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, max_target_agents: int,
+             labels: Mapping[str, str] | None = None,
              attached_disks: Sequence[gcp.compute.InstanceAttachedDiskArgs] = (),
              state_disk_gb: int | None = None) -> FleetVm:
     """The VM of a swarm host (its state disk attached), or the template of a pool's VMs (each VM's state disk made
@@ -76,7 +66,8 @@ def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, labels: Mapping
     return FleetVm(
         name=spec.name, machine_type=spec.machine_type, zone=zone, project=fleet.project,
         subnetwork=fleet.subnetwork, service_account_email=fleet.service_account_email,
-        metadata=swarm_metadata(fleet, spec), labels={**fleet.labels, "role": pilot.ROLE_SWARM, **(labels or {})},
+        metadata=swarm_metadata(fleet, spec, max_target_agents),
+        labels={**fleet.labels, "role": pilot.ROLE_SWARM, **(labels or {})},
         tags=[FLEET_TAG, swarm_tag(spec.name)], disk_gb=spec.disk_gb, attached_disks=list(attached_disks),
         state_disk_gb=state_disk_gb,
     )
