@@ -10,7 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fleet.components.service_account import SCOPES
-from fleet.facts import pilot
+from fleet.facts import names, pilot
 from fleet.vm_contract import SCRIPT_METADATA_KEYS, MetadataKey
 
 # Compute Engine keys every fleet VM carries: OS Login instead of metadata SSH keys, no serial console,
@@ -68,7 +68,7 @@ class FleetVm:
         makes a new one (auto-named from `name`), the group rolls over to it, then the old one is deleted."""
         return gcp.compute.InstanceTemplate(
             self.name,
-            name_prefix=f"{self.name}-",
+            name_prefix=names.template_prefix(self.name),
             disks=[gcp.compute.InstanceTemplateDiskArgs(source_image=pilot.BOOT_IMAGE, disk_size_gb=self.disk_gb,
                                                         disk_type="pd-balanced", boot=True, auto_delete=True),
                    *([gcp.compute.InstanceTemplateDiskArgs(

@@ -8,12 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-FLEET_TAG = "pilot-fleet"
-RENDEZVOUS_TAG = "pilot-rendezvous"
-
-
-def swarm_tag(host_name: str) -> str:
-    return f"pilot-swarm-{host_name}"
+from fleet.facts import names
 
 
 @dataclass(frozen=True)
@@ -35,7 +30,7 @@ class FleetNetwork(pulumi.ComponentResource):
         super().__init__("pilot-fleet:fleet:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         project, region = args.project, args.region
-        subnet_name = args.subnet_name or f"{name}-{region}"
+        subnet_name = args.subnet_name or names.subnet(name, region)
         if args.existing:
             self.network = pulumi.Output.from_input(f"projects/{project}/global/networks/{name}")
             self.subnetwork = pulumi.Output.from_input(f"projects/{project}/regions/{region}/subnetworks/{subnet_name}")
@@ -46,15 +41,15 @@ class FleetNetwork(pulumi.ComponentResource):
                                             private_ip_google_access=True, opts=child)
             self.network, self.subnetwork = network.id, subnet.id
         gcp.compute.Firewall(
-            f"{name}-allow-ssh",
-            name=f"{name}-allow-ssh",
+            names.ssh_rule(name),
+            name=names.ssh_rule(name),
             project=project,
             network=self.network,
             description="SSH to fleet hosts only from the configured ranges (default: IAP TCP forwarding).",
             direction="INGRESS",
             allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=["22"])],
             source_ranges=list(args.ssh_source_ranges),
-            target_tags=[FLEET_TAG],
+            target_tags=[names.FLEET_TAG],
             opts=child,
         )
         self.register_outputs({"network": self.network, "subnetwork": self.subnetwork})

@@ -9,9 +9,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fleet.components.instance import FleetVm, internal_ip
-from fleet.components.network import FLEET_TAG, RENDEZVOUS_TAG
 from fleet.config.model import RendezvousConfig
-from fleet.facts import pilot
+from fleet.facts import names, pilot
 from fleet.facts.rendezvous_build import build_table
 from fleet.vm_contract import metadata
 
@@ -84,22 +83,22 @@ class Rendezvous(pulumi.ComponentResource):
         """The registry's -store disk: zonal, or regional across the rendezvous' zone and its failoverZone."""
         args, rv = self.args, self.args.spec
         child = pulumi.ResourceOptions(parent=self)
-        common = {"name": f"{name}-store", "project": args.project, "size": rv.store_disk_gb,
+        common = {"name": names.store_disk(name), "project": args.project, "size": rv.store_disk_gb,
                   "type": pilot.DISK_TYPE, "labels": dict(args.labels)}
         if len(args.store_zones) > 1:
-            regional = gcp.compute.RegionDisk(f"{name}-store", region=args.region,
+            regional = gcp.compute.RegionDisk(names.store_disk(name), region=args.region,
                                               replica_zones=list(args.store_zones), opts=child, **common)
             return regional.self_link
-        return gcp.compute.Disk(f"{name}-store", zone=args.store_zones[0], opts=child, **common).self_link
+        return gcp.compute.Disk(names.store_disk(name), zone=args.store_zones[0], opts=child, **common).self_link
 
     def _vm(self, name: str) -> RendezvousVm:
         args, rv = self.args, self.args.spec
         child = pulumi.ResourceOptions(parent=self)
         # Agents are configured with this address: it must survive stop/start and re-creation of the VM, and a
         # failover moves it to the VM in the other zone.
-        address = gcp.compute.Address(f"{name}-ip", name=f"{name}-ip", project=args.project, region=args.region,
-                                      address_type="EXTERNAL", network_tier="PREMIUM", labels=dict(args.labels),
-                                      opts=child)
+        address = gcp.compute.Address(names.address(name), name=names.address(name), project=args.project,
+                                      region=args.region, address_type="EXTERNAL", network_tier="PREMIUM",
+                                      labels=dict(args.labels), opts=child)
         # The registry's -store lives on its own disk so it outlives the VM and its boot disk (and, regional, a zone).
         store = self._store(name)
         instance = FleetVm(
@@ -114,7 +113,7 @@ class Rendezvous(pulumi.ComponentResource):
                 "dashboard_port": str(rv.ports.dashboard),
                 **install_source_metadata(rv),
             }),
-            labels={**args.labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[FLEET_TAG, RENDEZVOUS_TAG],
+            labels={**args.labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[names.FLEET_TAG, names.RENDEZVOUS_TAG],
             disk_gb=rv.disk_gb, nat_ip=address.address,
             attached_disks=[gcp.compute.InstanceAttachedDiskArgs(
                 source=store, device_name=pilot.STORE_DEVICE, force_attach=len(args.store_zones) > 1 or None)],
@@ -135,10 +134,11 @@ class Rendezvous(pulumi.ComponentResource):
             if not ranges:  # an empty source list would mean 0.0.0.0/0 to GCP: declare no rule instead
                 continue
             gcp.compute.Firewall(
-                f"{name}-allow-{what}", name=f"{name}-allow-{what}", project=args.project,
+                names.rendezvous_rule(name, what), name=names.rendezvous_rule(name, what), project=args.project,
                 network=args.network, description=f"{why} ({port}/{protocol}).", direction="INGRESS",
                 allows=[gcp.compute.FirewallAllowArgs(protocol=protocol, ports=[str(port)])],
-                source_ranges=list(ranges), target_tags=[RENDEZVOUS_TAG], opts=pulumi.ResourceOptions(parent=self),
+                source_ranges=list(ranges), target_tags=[names.RENDEZVOUS_TAG],
+                opts=pulumi.ResourceOptions(parent=self),
             )
 
     def endpoint(self, port: int) -> pulumi.Output[str]:

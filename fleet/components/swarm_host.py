@@ -11,7 +11,7 @@ import pulumi_gcp as gcp
 from fleet.components.instance import external_ip, internal_ip
 from fleet.components.swarm_vm import SwarmVmArgs, agent_ports_firewall, swarm_vm
 from fleet.config.model import SwarmHostConfig
-from fleet.facts import pilot
+from fleet.facts import names, pilot
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class SwarmHost(pulumi.ComponentResource):
         fleet, spec, self.zone = args.fleet, args.spec, args.zone
         # The agents' state (identities, registration markers) on a disk of its own: a replaced VM (new zone,
         # new image) gets it back, and its agents come back as the identities the registry knows.
-        state = gcp.compute.Disk(f"{name}-state", name=f"{name}-state", project=fleet.project, zone=self.zone,
-                                 size=spec.state_disk_gb, type=pilot.STATE_DISK_TYPE, labels=dict(fleet.labels),
-                                 opts=pulumi.ResourceOptions(parent=self))
+        state = gcp.compute.Disk(names.state_disk(name), name=names.state_disk(name), project=fleet.project,
+                                 zone=self.zone, size=spec.state_disk_gb, type=pilot.STATE_DISK_TYPE,
+                                 labels=dict(fleet.labels), opts=pulumi.ResourceOptions(parent=self))
         disk = gcp.compute.InstanceAttachedDiskArgs(source=state.self_link, device_name=pilot.STATE_DEVICE)
         instance = swarm_vm(fleet, spec, self.zone, args.max_target_agents, attached_disks=[disk]).declare(self)
         agent_ports_firewall(fleet, spec, self)

@@ -10,10 +10,9 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet.components.network import swarm_tag
 from fleet.components.swarm_vm import SwarmVmArgs, agent_ports_firewall, swarm_vm
 from fleet.config.model import SwarmPoolConfig
-from fleet.facts import pilot
+from fleet.facts import names, pilot
 
 # A metadata-only change of the template (a new target, daemon version, pacing) is applied to the pool's VMs in
 # place: REFRESH updates their metadata without a restart, and each VM's supervisor converges live (day two). A
@@ -65,7 +64,7 @@ class SwarmPool(pulumi.ComponentResource):
     def __init__(self, name: str, args: SwarmPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pilot-fleet:fleet:SwarmPool", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        fleet, spec, tag = args.fleet, args.spec, swarm_tag(name)
+        fleet, spec, tag = args.fleet, args.spec, names.swarm_tag(name)
         self.zones = list(args.zones)
         # role and per-VM agent target as metadata attributes; the project-level script does the rest
         template = swarm_vm(fleet, spec, self.zones[0], args.max_target_agents, {pilot.POOL_LABEL: name},
@@ -74,13 +73,13 @@ class SwarmPool(pulumi.ComponentResource):
         # The supervisor's /healthz: 200 once running >= target x threshold, and while its paced start-up
         # (bounded by the registry's new-identity rate) is still on schedule.
         health = gcp.compute.HealthCheck(
-            f"{name}-health", name=f"{name}-health", project=fleet.project,
+            names.health_check(name), name=names.health_check(name), project=fleet.project,
             description=f"pilot-fleet supervisor health of {name}'s VMs",
             http_health_check=gcp.compute.HealthCheckHttpHealthCheckArgs(
                 port=pilot.SUPERVISOR_HEALTH_PORT, request_path=pilot.SUPERVISOR_HEALTH_PATH),
             check_interval_sec=30, timeout_sec=10, healthy_threshold=2, unhealthy_threshold=10, opts=child)
         gcp.compute.Firewall(
-            f"{name}-allow-health-checks", name=f"{name}-allow-health-checks", project=fleet.project,
+            names.health_checks_rule(name), name=names.health_checks_rule(name), project=fleet.project,
             network=fleet.network, direction="INGRESS",
             description=f"Google's health checkers to {name}'s supervisors ({pilot.SUPERVISOR_HEALTH_PORT}/tcp).",
             allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(pilot.SUPERVISOR_HEALTH_PORT)])],

@@ -11,9 +11,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fleet.components.instance import FleetVm
-from fleet.components.network import FLEET_TAG, swarm_tag
 from fleet.config.model import SwarmVmConfig
-from fleet.facts import pilot
+from fleet.facts import names, pilot
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import metadata
 
@@ -68,7 +67,7 @@ def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, max_target_agen
         subnetwork=fleet.subnetwork, service_account_email=fleet.service_account_email,
         metadata=swarm_metadata(fleet, spec, max_target_agents),
         labels={**fleet.labels, "role": pilot.ROLE_SWARM, **(labels or {})},
-        tags=[FLEET_TAG, swarm_tag(spec.name)], disk_gb=spec.disk_gb, attached_disks=list(attached_disks),
+        tags=[names.FLEET_TAG, names.swarm_tag(spec.name)], disk_gb=spec.disk_gb, attached_disks=list(attached_disks),
         state_disk_gb=state_disk_gb,
     )
 
@@ -77,10 +76,10 @@ def agent_ports_firewall(fleet: SwarmVmArgs, spec: SwarmVmConfig, parent: pulumi
     """Exactly the VM's agents' UDP tunnel ports, from the peers' ranges."""
     name = spec.name
     return gcp.compute.Firewall(
-        f"{name}-allow-agents", name=f"{name}-allow-agents", project=fleet.project,
+        names.agents_rule(name), name=names.agents_rule(name), project=fleet.project,
         network=fleet.network, direction="INGRESS",
         description=f"Pilot tunnel ports of {name}'s {spec.target_agents} agents per VM.",
         allows=[gcp.compute.FirewallAllowArgs(protocol="udp", ports=[f"{spec.base_udp_port}-{spec.last_udp_port}"])],
-        source_ranges=list(spec.peer_source_ranges), target_tags=[swarm_tag(name)],
+        source_ranges=list(spec.peer_source_ranges), target_tags=[names.swarm_tag(name)],
         opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleet.config.model import FleetConfig, FleetConfigError, RendezvousConfig, SwarmHostConfig, SwarmPoolConfig
-from fleet.facts import pilot
+from fleet.facts import names, pilot
 from fleet.facts.machine_types import lookup, machine_types
 from fleet.facts.pilot_releases import known_versions
 from fleet.facts.rendezvous_build import build_table
@@ -171,19 +171,20 @@ class _Checks:
         characters, and no two disks share a name (a VM's boot disk takes the VM's name)."""
         cfg, rv, net = self.cfg, self.cfg.rendezvous, self.cfg.network
         made: list[tuple[str, str, list[str]]] = [
-            (key_name(("network", "name")), net.name, [f"{net.name}-allow-ssh",
-                                                       net.subnet_name or f"{net.name}-{cfg.gcp.region}"]),
-            (key_name(("rendezvous", "name")), rv.name, [f"{rv.name}-{what}" for what in
-                                                         ("ip", "store", "allow-registry", "allow-beacon",
-                                                          "allow-dashboard")]),
+            (key_name(("network", "name")), net.name, [names.ssh_rule(net.name),
+                                                       net.subnet_name or names.subnet(net.name, cfg.gcp.region)]),
+            (key_name(("rendezvous", "name")), rv.name, [names.address(rv.name), names.store_disk(rv.name),
+                                                         *(names.rendezvous_rule(rv.name, what)
+                                                           for what in names.RENDEZVOUS_RULES)]),
         ]
         for kind, specs in (("swarmHosts", cfg.swarm_hosts), ("swarmPools", cfg.swarm_pools)):
             for i, spec in enumerate(specs):
-                own = [f"{spec.name}-allow-agents", f"pilot-swarm-{spec.name}"]
+                own = [names.agents_rule(spec.name), names.swarm_tag(spec.name)]
                 if kind == "swarmHosts":
-                    own.append(f"{spec.name}-state")
-                else:  # a template's name prefix, a group's VMs (name + "-xxxx"), its health check and rule
-                    own += [f"{spec.name}-xxxx", f"{spec.name}-health", f"{spec.name}-allow-health-checks"]
+                    own.append(names.state_disk(spec.name))
+                else:
+                    own += [names.group_vm(spec.name), names.health_check(spec.name),
+                            names.health_checks_rule(spec.name)]
                 made.append((key_name((kind, i, "name")), spec.name, own))
         for key, name, generated in made:
             long = [g for g in generated if len(g) > 63]
@@ -191,8 +192,8 @@ class _Checks:
                 self.problems.append(f"{key} ({name[:63]}): names made from it would be longer than Compute "
                                      f"Engine's 63 characters: {', '.join(long)}")
         # a VM's boot disk takes the VM's name: none may take the name of a state or store disk
-        held = {f"{rv.name}-store": "the rendezvous' store disk",
-                **{f"{h.name}-state": f"the state disk of {h.name}" for h in cfg.swarm_hosts}}
+        held = {names.store_disk(rv.name): "the rendezvous' store disk",
+                **{names.state_disk(h.name): f"the state disk of {h.name}" for h in cfg.swarm_hosts}}
         vms = [(key_name(("rendezvous", "name")), rv.name)]
         vms += [(key_name(("swarmHosts", i, "name")), h.name) for i, h in enumerate(cfg.swarm_hosts)]
         for key, name in vms:

@@ -1,0 +1,61 @@
+"""The names the program gives the resources it makes from a configured name: the components declare them with
+these, and config validation (fleet/config/checks.py) checks every one against Compute Engine's 63 characters and
+against each other before anything is declared."""
+
+from __future__ import annotations
+
+# Network tags: every fleet VM's (the SSH rule), the rendezvous' (its ports), each swarm VM's (its agents' ports).
+FLEET_TAG = "pilot-fleet"
+RENDEZVOUS_TAG = "pilot-rendezvous"
+# The rendezvous' firewall rules, by what they open.
+RENDEZVOUS_RULES = ("registry", "beacon", "dashboard")
+
+
+def swarm_tag(vm: str) -> str:
+    return f"pilot-swarm-{vm}"
+
+
+def ssh_rule(network: str) -> str:
+    return f"{network}-allow-ssh"
+
+
+def subnet(network: str, region: str) -> str:
+    return f"{network}-{region}"
+
+
+def address(rendezvous: str) -> str:
+    return f"{rendezvous}-ip"
+
+
+def store_disk(rendezvous: str) -> str:
+    return f"{rendezvous}-store"
+
+
+def rendezvous_rule(rendezvous: str, what: str) -> str:
+    return f"{rendezvous}-allow-{what}"
+
+
+def agents_rule(vm: str) -> str:
+    return f"{vm}-allow-agents"
+
+
+def state_disk(host: str) -> str:
+    return f"{host}-state"
+
+
+def template_prefix(pool: str) -> str:
+    """A pool's instance templates are named from this prefix (Pulumi adds a suffix; the provider allows 54)."""
+    return f"{pool}-"
+
+
+def group_vm(pool: str) -> str:
+    """The longest name of a pool's VMs: the group names them after the pool and four characters of its own."""
+    return f"{pool}-xxxx"
+
+
+def health_check(pool: str) -> str:
+    return f"{pool}-health"
+
+
+def health_checks_rule(pool: str) -> str:
+    return f"{pool}-allow-health-checks"
