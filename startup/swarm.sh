@@ -11,11 +11,15 @@ SUPERVISOR_LIB="${INSTALL_DIR}/lib"
 AGENTS_TOOL="${PILOT_ROOT}/usr/local/sbin/pilot-fleet-agents"
 HOLD_FILE="${STATE_DIR}/hold"
 
-# The supervisor's own unit: the agents live in its cgroup (TasksMax and LimitNOFILE from 50-limits.conf), never in
-# google-startup-scripts.service's. KillMode=mixed: SIGTERM reaches the supervisor alone, which stops the agents in
-# paced batches (100 a second, then 30 s grace); systemd kills whatever is left after TimeoutStopSec.
+# The supervisor's own unit. The agents live in its cgroup (TasksMax and LimitNOFILE from 50-limits.conf), never in
+# google-startup-scripts.service's, and in a child cgroup of their own (Delegate=yes): the supervisor counts as
+# agents only the processes there. It runs as root with four capabilities, to start agents as their own user
+# (setuid, setgid), to give them their directories (chown) and to stop them (kill); the agents run as that user
+# with none. KillMode=mixed: SIGTERM reaches the supervisor alone, which stops the agents in paced batches (100 a
+# second, then 30 s grace). ExecStopPost gives the same paced stop to any agent a supervisor left behind (killed,
+# crashed), so a stop always ends with no agent running; systemd kills whatever is left after TimeoutStopSec.
 agents_unit() {
-  local stop_seconds mounted="# the agents' state is on the boot disk (the VM has no state device)"
+  local stop_seconds cgroups="" hierarchy mounted="# the agents' state is on the boot disk (the VM has no state device)"
   # At boot systemd starts this enabled unit before google-startup-scripts.service has mounted the state disk:
   # the condition skips it until this script has mounted it and starts it (never new identities on the boot disk).
   [[ -n "${attr[state_device]}" ]] && mounted="ConditionPathIsMountPoint=${STATE_DIR}"
@@ -23,6 +27,10 @@ agents_unit() {
   stop_seconds="$(python3 "${SUPERVISOR_LIB}/pilot-supervisor.pyz" stop-budget --config "${SUPERVISOR_CONF}")" ||
     die "the supervisor could not compute its stop budget from ${SUPERVISOR_CONF}"
   stop_seconds=$((stop_seconds + 60))
+  # its delegated cgroup stays writable under ProtectKernelTunables (cgroup v2, or a hybrid host's two hierarchies)
+  for hierarchy in "" /unified /systemd; do
+    cgroups+=" -/sys/fs/cgroup${hierarchy}/system.slice/${AGENTS_UNIT}"
+  done
   cat <<EOF2
 [Unit]
 Description=pilot-fleet agents: keeps this host at its pilot-daemon target
@@ -32,10 +40,14 @@ ${mounted}
 
 [Service]
 ExecStart=/usr/bin/python3 ${SUPERVISOR_LIB}/pilot-supervisor.pyz run --config ${SUPERVISOR_CONF}
+ExecStopPost=-/usr/bin/python3 ${SUPERVISOR_LIB}/pilot-supervisor.pyz reap --config ${SUPERVISOR_CONF}
 Restart=always
 RestartSec=10
 KillMode=mixed
 TimeoutStopSec=${stop_seconds}
+Delegate=yes
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL
+$(unit_sandbox "${STATE_DIR}" "${RUN_DIR}" "${INSTALL_DIR}" "${CONF_DIR}${cgroups}")
 
 [Install]
 WantedBy=multi-user.target
@@ -75,7 +87,11 @@ EOF2
 # The supervisor installs the attributes' daemon version (its wheel sha256-checked, its -version and flags
 # checked) under ${INSTALL_DIR}/versions/ and writes its config: the same code that carries out live changes.
 setup_swarm() {
-  local units=0 config=0 prepared limits
+  local units=0 config=0 prepared limits agent_user=""
+  if ((SYSTEM_USERS)); then
+    agent_user="$(pilot_supervisor contract agent_user)"
+    ensure_user "${agent_user}"
+  fi
   if [[ -n "${attr[state_device]}" ]]; then
     mount_disk "${attr[state_device]}" "${STATE_DIR}" "agent state"
   else
@@ -86,7 +102,8 @@ setup_swarm() {
   rm -f "${SUPERVISOR_LIB}/pilot_supervisor.py" # the single-file supervisor of releases before the zipapp
   prepared="$(python3 "${SUPERVISOR_LIB}/pilot-supervisor.pyz" prepare --metadata-url "${METADATA_URL}" \
     --install-dir "${INSTALL_DIR}" --state-dir "${STATE_DIR}" --run-dir "${RUN_DIR}" --config "${SUPERVISOR_CONF}" \
-    --daemon "${PILOT_DAEMON_BIN:-}")" || die "the supervisor could not install pilot-daemon ${attr[version]} (above)"
+    --daemon "${PILOT_DAEMON_BIN:-}" --agent-user "${agent_user}")" ||
+    die "the supervisor could not install pilot-daemon ${attr[version]} (above)"
   [[ "${prepared}" == changed ]] && config=1
   log "pilot-daemon ${attr[version]} installed and checked; supervisor config ${prepared}"
   install_file "${AGENTS_TOOL}" "$(agents_tool)" && chmod 0755 "${AGENTS_TOOL}"

@@ -336,7 +336,9 @@ class BootSandbox:
         if not boot_file.exists() or boot_file.read_text() != self.boot_id + "\n":  # rewriting races readers
             boot_file.write_text(self.boot_id + "\n")
         env = {"PATH": f"{self.base / 'stubs'}:/usr/sbin:/usr/bin:/sbin:/bin", "SANDBOX": str(self.base),
-               "PILOT_ROOT": str(self.root), "PILOT_BOOT_ID_FILE": str(self.base / "boot_id"),
+               # the sandbox creates no system user on this machine (the system-container boot test does)
+               "PILOT_ROOT": str(self.root), "PILOT_SYSTEM_USERS": "0",
+               "PILOT_BOOT_ID_FILE": str(self.base / "boot_id"),
                "PILOT_DOWNLOAD_MIRROR": self.metadata.base_url + MIRROR_PATH, "PILOT_DAEMON_BIN": str(STANDIN),
                **extra}
         if self.metadata.url:  # empty: the script's own default, the link-local metadata server

@@ -1,5 +1,6 @@
 """A real HTTP server on loopback that answers scripted responses: the rendezvous' /api/stats and a stand-in of
-Compute Engine's getGuestAttributes and listManagedInstances. Never a mocked `requests`."""
+Compute Engine's getGuestAttributes, instances.get (metadata only) and listManagedInstances. Never a mocked
+`requests`."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class StatsServer:
     answers: list[Answer]
     guest_attributes: dict[str, dict[str, str]] = field(default_factory=dict)  # instance -> key -> value
     managed_instances: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # group -> (name, zone)
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # instance -> its metadata items
     requests: list[tuple[str, str]] = field(default_factory=list)  # (path, authorization)
     url: str = ""
     base: str = ""
@@ -56,6 +58,12 @@ class StatsServer:
                              for k, v in server.guest_attributes[name].items()]
                     return self.reply(Answer(200, json.dumps({"queryPath": "pilot/",
                                                               "queryValue": {"items": items}}).encode()))
+                if "/instances/" in self.path:  # instances.get
+                    name = self.path.split("/instances/")[1].split("?")[0]
+                    if name not in server.metadata:
+                        return self.reply(Answer(404, b'{"error": {"code": 404}}'))
+                    items = [{"key": k, "value": v} for k, v in server.metadata[name].items()]
+                    return self.reply(Answer(200, json.dumps({"name": name, "metadata": {"items": items}}).encode()))
                 answer = server.answers.pop(0) if len(server.answers) > 1 else server.answers[0]
                 time.sleep(answer.delay)
                 self.reply(answer)

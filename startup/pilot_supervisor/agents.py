@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
@@ -87,18 +88,20 @@ def process_fingerprint(pid: int) -> tuple[str, ...]:
     return (*args, gogc)
 
 
-def list_agents(config: Config) -> dict[int, list[int]]:
-    """One scan of /proc: agent index -> pids of processes started with `-socket <run_dir>/agents/<index>.sock`.
-
-    The socket path, private to this host's run directory, identifies an agent whatever started it."""
+def list_agents(config: Config, candidates: Iterable[int] | None = None,
+                uid: int | None = None) -> dict[int, list[int]]:
+    """Agent index -> pids of processes started with `-socket <run_dir>/agents/<index>.sock`, among CANDIDATES
+    (the agents' cgroup: privilege.py), or else among every process of user UID (one scan of /proc)."""
     sockets = Path(config.run_dir) / "agents"
     prefix = f"{sockets}/"
     found: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    if candidates is None:
+        candidates = (int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit())
+    for pid in candidates:
         try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+            if uid is not None and os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 raw = handle.read()
         except OSError:
             continue
@@ -111,7 +114,7 @@ def list_agents(config: Config) -> dict[int, list[int]]:
             continue
         name = sock.removeprefix(prefix).removesuffix(".sock")
         if sock.startswith(prefix) and name.isdigit():
-            found.setdefault(int(name), []).append(int(entry.name))
+            found.setdefault(int(name), []).append(pid)
     return found
 
 

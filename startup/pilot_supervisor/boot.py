@@ -45,7 +45,7 @@ def go_wheel(version: str, arch: str) -> str:
 
 
 def prepare(metadata_url: str, install_dir: str, state_dir: str, run_dir: str, config_path: Path,
-            daemon_override: str, arch: str) -> str:
+            daemon_override: str, arch: str, agent_user: str = "") -> str:
     """Check the attributes, install their daemon version, write the config. Returns "changed" or "unchanged" (the
     startup script restarts a running unit only on "changed")."""
     wanted = settings(fetch_attributes(metadata_url)[0], arch)
@@ -58,7 +58,7 @@ def prepare(metadata_url: str, install_dir: str, state_dir: str, run_dir: str, c
             "endpoint_ip": address if re.fullmatch(r"[0-9.]+", address) else "",
             "guest_attributes_url": f"{metadata_url.rstrip('/')}/instance/guest-attributes/"
                                     f"{contract()['guest_attributes']['namespace']}",
-            "metadata_url": metadata_url, "install_dir": install_dir}
+            "metadata_url": metadata_url, "install_dir": install_dir, "agent_user": agent_user}
     config = Config(**wanted, **host)
     with suppress(SystemExit):
         if Config.load(config_path) == config:

@@ -60,6 +60,9 @@ class Config:
     # A managed instance group's autohealing must not recreate a VM that is still starting its agents at the
     # registry's pace: /healthz is also 200 while the start-up is on schedule (see Supervisor.rampup_seconds).
     healthy_during_rampup: bool = True
+    # the agents' own system user (the VM contract's agent_user), which a root supervisor drops to when it starts
+    # one; empty: agents run as the supervisor's user (the tests' plain supervisors)
+    agent_user: str = ""
 
     @classmethod
     def load(cls, path: Path) -> Config:

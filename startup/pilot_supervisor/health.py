@@ -32,7 +32,9 @@ def status(sup: Supervisor) -> dict[str, Any]:
               "restarts": sup.restarts, "degraded": sup.faults.listing(),
               "stopping": sup.stopping.is_set(), "updated": time.time(), "ticks": sup.ticks,
               "tick_seconds": round(sup.last_tick_seconds, 6), "version": sup.config.version,
-              "rollout": sup.rollout_status()}
+              "rollout": sup.rollout_status(),
+              # who the agents run as, and what decides that a process is one (privilege.py)
+              "agents_user": sup.user.name if sup.user else "", "agents_counted_by": sup.counted_by}
     return {name: values[name] for name in contract()["status_fields"]}
 
 

@@ -106,6 +106,8 @@ def install_daemon(install_dir: str, version: str, url: str, sha256: str, flags:
         if source.read_text().strip() == sha256 and not contract_problems(binary, version, flags):
             return binary
     binary.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (binary.parent.parent, binary.parent):  # the agents' user runs it (the unit's umask is 077)
+        directory.chmod(0o755)
     with tempfile.TemporaryDirectory(dir=binary.parent) as tmp:
         wheel = Path(tmp) / "pilot.whl"
         fetch_checked(url, sha256, wheel)

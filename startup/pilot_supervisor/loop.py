@@ -78,6 +78,21 @@ def stop_all(sup: Supervisor) -> None:
     health.report(sup, time.monotonic(), force=True)
 
 
+def reap_leftovers(config: Config) -> int:
+    """The unit's ExecStopPost: agents its supervisor left behind (it was killed, crashed, or got SIGTERM before it
+    could act) get the same paced stop, so the unit never ends with agents running. systemd's own kill of the
+    unit's cgroup is not relied on: it can fail ("Failed to kill control group ..., ignoring"), and a stop that
+    lands while the unit waits to restart would then leave every agent running with no supervisor."""
+    with locked(Path(config.run_dir)):
+        sup = Supervisor(config)
+        left = sum(len(pids) for pids in sup.listing().values())
+        if not left:
+            return 0
+        log("leftover-agents", agents=left)
+        stop_all(sup)
+    return 0
+
+
 def run(config: Config, config_path: Path) -> int:
     with locked(Path(config.run_dir)):
         sup = Supervisor(config)

@@ -43,6 +43,7 @@ from pilot_supervisor.config import Config
 from pilot_supervisor.faults import Faults
 from pilot_supervisor.journal import log
 from pilot_supervisor.pacing import TokenBucket, registry_reachable
+from pilot_supervisor.privilege import AgentCgroup, AgentUser
 
 
 @dataclasses.dataclass
@@ -98,13 +99,26 @@ class Supervisor:
         self.trimmed: set[int] = set()  # pids stopped because the target went down: their exit is no restart
         self.last_round = 0.0  # when the last spawn round started (a changed delay reschedules the next from it)
         self.batch_failure = ""  # why an agent of the rollout batch in flight failed (reap finds it, tick acts)
+        # who agents run as, and the cgroup that alone holds them (privilege.py): never counted by argv alone
+        self.user = AgentUser.resolve(config.agent_user)
+        self.cgroup = AgentCgroup.discover()
+        self.counted_by = "cgroup" if self.cgroup else "user"
+        if self.user:
+            sockets, homes = agent_socket(config, 0).parent, agent_dir(config, 0).parent
+            for directory in (sockets, homes):
+                directory.mkdir(parents=True, exist_ok=True)
+            self.user.share(sockets, files=False)
+            self.user.enter(homes)
 
     def publish_view(self) -> None:
         self.view = {index: tuple(pids) for index, pids in self.running.items()}
 
     def listing(self) -> dict[int, list[int]]:
         """One /proc scan, plus every child not yet reaped (mid-exec, or a zombie): it counts until reaped."""
-        running = list_agents(self.config)
+        if self.cgroup:
+            running = list_agents(self.config, self.cgroup.pids())
+        else:
+            running = list_agents(self.config, uid=self.user.uid if self.user else os.geteuid())
         for pid, (index, _) in self.children.items():
             if pid not in running.get(index, []):
                 running.setdefault(index, []).append(pid)
@@ -277,11 +291,16 @@ class Supervisor:
             home.mkdir(parents=True, exist_ok=True)
             agent_socket(self.config, index).parent.mkdir(parents=True, exist_ok=True)
             agent_socket(self.config, index).unlink(missing_ok=True)
+            user = self.user
+            if user:
+                user.share(home)
             with open(home / "daemon.log", "ab") as out:
                 offset = out.tell()
                 proc = subprocess.Popen(daemon_argv(self.config, index), stdin=subprocess.DEVNULL, stdout=out,
                                         stderr=subprocess.STDOUT, env=daemon_env(self.config, index), cwd=home,
-                                        close_fds=True)
+                                        close_fds=True, user=user.uid if user else None,
+                                        group=user.gid if user else None, extra_groups=[] if user else None,
+                                        umask=0o077 if user else -1)
         except OSError as exc:  # its files cannot be written (a full or read-only disk), or no binary: an agent
             # failure with its backoff, never the supervisor's
             state.failures += 1
@@ -292,6 +311,15 @@ class Supervisor:
             return
         self.faults.clear("agent-start")
         self.children[proc.pid] = (index, proc)
+        if self.cgroup:
+            try:
+                self.cgroup.adopt(proc.pid)
+            except OSError as exc:  # outside the agents' cgroup it would not be counted: it does not live
+                self.faults.record("agent-cgroup", exc)
+                log("agent-cgroup-failed", index=index, pid=proc.pid, error=f"{type(exc).__name__}: {exc}")
+                send_signal(proc.pid, signal.SIGKILL)
+            else:
+                self.faults.clear("agent-cgroup")
         self.fingerprints[proc.pid] = fingerprint(self.config, index)
         state.started_at, state.log_offset = now, offset
         self.running.setdefault(index, []).append(proc.pid)
