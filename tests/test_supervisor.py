@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from testbed.boot_sandbox import MetadataServer, free_tcp_port
 from testbed.supervisor_harness import FAST, SUPERVISOR, Supervised, max_concurrent, supervised, sv
@@ -125,6 +128,47 @@ def test_a_new_supervisor_counts_agents_it_did_not_start_and_trims_to_target(tmp
         later = box.events()[before:]
         assert not [e for e in later if e.kind == "start"]  # nothing new: it adopted what was running
         assert sorted(e.index for e in later if e.kind == "stop") == [5, 6, 7]
+
+
+def test_reap_gives_the_agents_a_killed_supervisor_left_the_paced_stop(tmp_path: Path) -> None:
+    """`reap` (pilot-agents.service's ExecStopPost): agents that outlived their supervisor are stopped, in paced
+    batches, so the unit never ends with agents running; with none left it does nothing."""
+    with supervised(tmp_path, 6) as box:
+        box.start()
+        box.wait_for(lambda: box.status().get("running") == 6)
+        box.crash()  # the agents outlive their supervisor
+        assert len(_list(box)) == 6
+        reap = [sys.executable, str(SUPERVISOR), "reap", "--config", str(tmp_path / "supervisor.json")]
+        done = subprocess.run(reap, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert _list(box) == {}
+        assert '"agents": 6, "event": "leftover-agents"' in done.stdout, done.stdout
+        again = subprocess.run(reap, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "leftover-agents" not in again.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="another user's process needs root to start")
+def test_another_users_process_with_an_agents_command_line_is_not_an_agent(tmp_path: Path) -> None:
+    """Without a delegated cgroup (no systemd), an agent is a process of the agents' user (here the supervisor's
+    own) with an agent's `-socket`: a spoof by another user is not counted and not stopped."""
+    with supervised(tmp_path, 3, scan_seconds=0.5) as box:
+        box.start()
+        box.wait_for(lambda: box.status().get("running") == 3)
+        sock = Path(box.config["run_dir"]) / "agents" / "0.sock"
+        # the system's python (another user may not run this checkout's virtualenv)
+        spoof = subprocess.Popen(["/usr/bin/python3", "-c", "import time; time.sleep(60)", "-socket", str(sock)],
+                                 user="nobody", group="nogroup", extra_groups=[])
+        try:
+            config = sv.config.Config(**box.config)
+            assert spoof.pid in [p for pids in sv.agents.list_agents(config).values() for p in pids]  # argv alone
+            ticks = box.status()["ticks"]
+            box.wait_for(lambda: box.status()["ticks"] >= ticks + 10)  # a second, two full scans
+            assert box.status()["processes"] == 3 and spoof.poll() is None
+            assert spoof.pid not in [p for pids in sv.agents.list_agents(config, uid=os.geteuid()).values()
+                                     for p in pids]
+        finally:
+            spoof.kill()
+            spoof.wait()
 
 
 def test_a_second_supervisor_on_the_same_host_refuses_to_run(tmp_path: Path) -> None:
