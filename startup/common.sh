@@ -45,6 +45,9 @@ UNIT_DIR="${PILOT_ROOT}/etc/systemd/system"
 USER_SLICE_DROPIN="${UNIT_DIR}/user-.slice.d/50-pilot-fleet.conf"
 # shellcheck disable=SC2034
 INSTALL_DIR="${PILOT_ROOT}/opt/pilot-fleet"
+# where both roles keep the supervisor zipapp and its contract.json for their units
+# shellcheck disable=SC2034
+SUPERVISOR_LIB="${INSTALL_DIR}/lib"
 # The fleet's own system users (the VM contract's agent_user, rendezvous_user, build_user) exist on every VM; nothing
 # of the fleet that runs for long or handles the network runs as root. Test seam: a sandbox on a test machine sets
 # PILOT_SYSTEM_USERS=0 and creates no user there (the system-container boot test creates and checks them).
@@ -244,11 +247,11 @@ start_unit() {
   fi
 }
 
-# Mount the persistent disk attached as DEVICE_NAME on MOUNT_POINT, formatting it on first use only (an empty disk
-# has no file system; one that has one is never formatted again). The registry's -store and a swarm VM's agent
-# state live on such disks, so they outlive the VM and its boot disk.
+# Mount the persistent disk attached as DEVICE_NAME on MOUNT_POINT (with the extra mount OPTIONS), formatting it on
+# first use only (an empty disk has no file system; one that has one is never formatted again). The registry's
+# -store and a swarm VM's agent state live on such disks, so they outlive the VM and its boot disk.
 mount_disk() {
-  local name="$1" mount_point="$2" what="$3" device
+  local name="$1" mount_point="$2" what="$3" options="${4:-}" device
   device="${PILOT_ROOT}/dev/disk/by-id/google-${name}"
   mkdir -p "${mount_point}"
   if mountpoint -q "${mount_point}"; then
@@ -259,6 +262,7 @@ mount_disk() {
     log "formatting the empty ${what} disk ${device}"
     mkfs.ext4 -q -L "${name:0:16}" "${device}" || die "mkfs.ext4 ${device} failed"
   fi
-  mount -o discard,defaults "${device}" "${mount_point}" || die "could not mount ${device} on ${mount_point}"
+  mount -o "discard,defaults${options:+,${options}}" "${device}" "${mount_point}" ||
+    die "could not mount ${device} on ${mount_point}"
   log "${what} disk mounted on ${mount_point}"
 }

@@ -9,16 +9,20 @@ RENDEZVOUS_UNIT="pilot-rendezvous.service"
 STORE_MOUNT="${PILOT_ROOT}/var/lib/pilot-rendezvous"
 BUILD_CACHE="${STORE_MOUNT}/builds"
 RENDEZVOUS_BIN="${INSTALL_DIR}/bin/pilot-rendezvous"
+REGISTRY_STORE="${STORE_MOUNT}/registry.json"
+GENERATIONS_DIR="${STORE_MOUNT}/generations"
+GENERATIONS_UNIT="pilot-store-generations"
 
 # The rendezvous runs as its own user, in the same sandbox as the agents, writing only its store (the builds kept
 # there are root's and read-only to it); no capability at all, unless a port below 1024 needs CAP_NET_BIND_SERVICE.
 rendezvous_unit() {
-  local nofile user="" caps="" port
+  local nofile user="" owner="" caps="" port fresh=""
   nofile="$(pilot_supervisor contract agent_nofile)"
   if ((SYSTEM_USERS)); then
-    user="$(pilot_supervisor contract rendezvous_user)"
-    user="User=${user}"$'\n'"Group=${user}"
+    owner="$(pilot_supervisor contract rendezvous_user)"
+    user="User=${owner}"$'\n'"Group=${owner}"
   fi
+  [[ "${attr[start_fresh]}" == true ]] && fresh=" --start-fresh"
   for port in "${attr[registry_port]}" "${attr[beacon_port]}" "${attr[dashboard_port]}"; do
     ((port < 1024)) && caps=CAP_NET_BIND_SERVICE
   done
@@ -31,7 +35,10 @@ After=network-online.target
 ConditionPathIsMountPoint=${STORE_MOUNT}
 
 [Service]
-ExecStart=${RENDEZVOUS_BIN} -registry-addr :${attr[registry_port]} -beacon-addr :${attr[beacon_port]} -http :${attr[dashboard_port]} -store ${STORE_MOUNT}/registry.json -log-format json
+# before every start (boot, restart, crash): the store parses and is plausible, or the last good generation is
+# restored, or the rendezvous does not start (it would start empty and overwrite the store); as root (+)
+ExecStartPre=+/usr/bin/python3 ${SUPERVISOR_LIB}/pilot-supervisor.pyz store-check --store ${REGISTRY_STORE} --generations ${GENERATIONS_DIR} --owner "${owner}" --guest-attributes-url ${METADATA_URL}/instance/guest-attributes/pilot${fresh}
+ExecStart=${RENDEZVOUS_BIN} -registry-addr :${attr[registry_port]} -beacon-addr :${attr[beacon_port]} -http :${attr[dashboard_port]} -store ${REGISTRY_STORE} -log-format json
 Restart=always
 RestartSec=5
 LimitNOFILE=${nofile}
@@ -139,13 +146,48 @@ install_from_source() {
   fi
 }
 
+# The store's generations: every REGISTRY_GENERATION_SECONDS the store is kept if it is fit (checked as before a
+# start), the newest REGISTRY_GENERATIONS only; run as the rendezvous' user, in its sandbox.
+generations_service() {
+  local user=""
+  ((SYSTEM_USERS)) && user="User=$(pilot_supervisor contract rendezvous_user)"
+  cat <<EOF2
+[Unit]
+Description=pilot-fleet: keep the registry store's last good generations
+ConditionPathIsMountPoint=${STORE_MOUNT}
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/python3 ${SUPERVISOR_LIB}/pilot-supervisor.pyz store-keep --store ${REGISTRY_STORE} --generations ${GENERATIONS_DIR} --keep $(pilot_supervisor contract registry_generations)
+${user}
+$(unit_sandbox "${STORE_MOUNT}")
+EOF2
+}
+
+generations_timer() {
+  local every
+  every="$(pilot_supervisor contract registry_generation_seconds)"
+  cat <<EOF2
+[Unit]
+Description=pilot-fleet: keep the registry store's last good generations every ${every} s
+
+[Timer]
+OnActiveSec=${every}
+OnUnitActiveSec=${every}
+
+[Install]
+WantedBy=timers.target
+EOF2
+}
+
 # The store (its directory and the registry's files) is the rendezvous user's, which alone writes it.
 give_store_to_rendezvous() {
   local user path
   ((SYSTEM_USERS)) || return 0
   user="$(pilot_supervisor contract rendezvous_user)"
   ensure_user "${user}"
-  for path in "${STORE_MOUNT}" "${STORE_MOUNT}"/registry.json*; do
+  mkdir -p "${GENERATIONS_DIR}"
+  for path in "${STORE_MOUNT}" "${STORE_MOUNT}"/registry.json* "${GENERATIONS_DIR}" "${GENERATIONS_DIR}"/*; do
     [[ -e "${path}" ]] && give_to_user "${user}" "${path}"
   done
   return 0
@@ -153,7 +195,12 @@ give_store_to_rendezvous() {
 
 setup_rendezvous() {
   local units=0
-  mount_disk "${attr[store_device]}" "${STORE_MOUNT}" store
+  # dirsync: the rename that replaces registry.json reaches the disk before the registry goes on (the public
+  # rendezvous syncs the file, never its directory: a crash could leave the old name pointing nowhere)
+  mount_disk "${attr[store_device]}" "${STORE_MOUNT}" store dirsync
+  # the store check (the unit's ExecStartPre) and the generations job run from the zipapp, kept on the boot disk
+  install_copy "${BOOT_ZIPAPP}" "${SUPERVISOR_LIB}/pilot-supervisor.pyz" || true
+  install_copy "${RUN_DIR}/contract.json" "${SUPERVISOR_LIB}/contract.json" || true
   if [[ -n "${attr[release_url]}" ]]; then
     install_release
   else
@@ -161,9 +208,12 @@ setup_rendezvous() {
   fi
   give_store_to_rendezvous
   install_file "${UNIT_DIR}/${RENDEZVOUS_UNIT}" "$(rendezvous_unit)" && units=1
+  install_file "${UNIT_DIR}/${GENERATIONS_UNIT}.service" "$(generations_service)" && units=1
+  install_file "${UNIT_DIR}/${GENERATIONS_UNIT}.timer" "$(generations_timer)" && units=1
   limit_user_slice && units=1
   if ((units)); then
     systemctl daemon-reload || die "systemctl daemon-reload failed"
   fi
   start_unit "${RENDEZVOUS_UNIT}" $((units || rendezvous_installed))
+  start_unit "${GENERATIONS_UNIT}.timer" 0
 }

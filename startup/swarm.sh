@@ -7,7 +7,6 @@ AGENTS_UNIT="pilot-agents.service"
 AGENTS_DROPIN="${UNIT_DIR}/${AGENTS_UNIT}.d/50-limits.conf"
 CONF_DIR="${PILOT_ROOT}/etc/pilot-fleet"
 SUPERVISOR_CONF="${CONF_DIR}/supervisor.json"
-SUPERVISOR_LIB="${INSTALL_DIR}/lib"
 AGENTS_TOOL="${PILOT_ROOT}/usr/local/sbin/pilot-fleet-agents"
 HOLD_FILE="${STATE_DIR}/hold"
 

@@ -45,6 +45,7 @@ import pilot_supervisor.install  # noqa: E402
 import pilot_supervisor.live  # noqa: E402
 import pilot_supervisor.pacing  # noqa: E402
 import pilot_supervisor.rollout  # noqa: E402
+import pilot_supervisor.store  # noqa: E402
 import pilot_supervisor.supervisor  # noqa: E402
 
 pilot_supervisor.contract.load(SUPERVISOR.parent / "contract.json")

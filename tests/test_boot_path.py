@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import platform
+import re
 import shutil
 import subprocess
 import tarfile
@@ -155,8 +156,14 @@ def test_rendezvous_gets_its_store_disk_checked_binary_and_unit(sandbox) -> None
     assert "kernel.pid_max = 4194304" in conf and "ip_local_reserved_ports" not in conf
     device, store = sandbox.root / "dev/disk/by-id/google-pilot-store", sandbox.root / "var/lib/pilot-rendezvous"
     assert f"mkfs.ext4 -q -L pilot-store {device}" in sandbox.calls()
-    assert f"mount -o discard,defaults {device} {store}" in sandbox.calls()
+    assert f"mount -o discard,defaults,dirsync {device} {store}" in sandbox.calls()  # renames reach the disk
     unit = (sandbox.root / "etc/systemd/system/pilot-rendezvous.service").read_text()
+    # before every start, the store is checked (and restored from its last good generation) as root
+    assert re.search(rf"^ExecStartPre=\+/usr/bin/python3 \S+/pilot-supervisor.pyz store-check --store "
+                     rf"{store}/registry.json --generations {store}/generations ", unit, re.M), unit
+    timer = (sandbox.root / "etc/systemd/system/pilot-store-generations.timer").read_text()
+    assert "OnUnitActiveSec=300" in timer and "systemctl enable --quiet pilot-store-generations.timer" in \
+        sandbox.calls()
     assert "LimitNOFILE=1048576" in unit and "TasksMax=infinity" in unit
     # at boot systemd would start the enabled unit before this script mounts the store: never on the empty dir
     assert f"ConditionPathIsMountPoint={store}\n" in unit

@@ -304,6 +304,67 @@ def phase_the_rendezvous_is_not_built_again_on_the_same_store_disk(fleet: Fleet)
     wait_for(lambda: (fleet.stats() or {}).get("total_nodes") == 2 * TARGET, 60, "the registry lost its nodes")
 
 
+def _this_boot(host: Host, unit: str) -> str:
+    return host.run("journalctl", "-b", "--no-pager", "-o", "cat", "-u", unit).stdout
+
+
+def _registry_back(fleet: Fleet, what: str) -> None:
+    wait_for(lambda: (fleet.stats() or {}).get("total_nodes") == 2 * TARGET
+             and (fleet.stats() or {}).get("active_nodes") == 2 * TARGET, 120, what)
+
+
+def phase_a_damaged_registry_store_comes_back_from_its_last_good_generation(fleet: Fleet) -> None:
+    """The seed fleet's lost registry: `registry.json` truncated mid-file (an interrupted write), then deleted. Each
+    time the rendezvous is power-cycled; its unit's ExecStartPre restores the last good generation, so the registry
+    knows every agent and they all re-register as known identities: no refusal, no new node."""
+    rendezvous = fleet.rendezvous
+    assert rendezvous.store is not None
+    store, generations = rendezvous.store / "registry.json", rendezvous.store / "generations"
+    kept = rendezvous.run("systemctl", "start", "pilot-store-generations.service", timeout=60)
+    assert kept.returncode == 0, kept.stderr
+    assert len(list(generations.glob("registry-*.json"))) == 1
+    assert "store generations: kept registry-" in rendezvous.journal("pilot-store-generations.service")
+    refused = fleet.refusals()
+    for damage in ("truncated", "deleted"):
+        rendezvous.power_loss()
+        if damage == "truncated":
+            text = store.read_bytes()
+            store.write_bytes(text[: len(text) // 2])
+        else:
+            store.unlink()
+        rendezvous.boot()
+        _registry_back(fleet, f"the registry did not come back from a {damage} store")
+        journal = _this_boot(rendezvous, "pilot-rendezvous.service")
+        assert "registry store: restored registry-" in journal, journal[-3000:]
+        assert "registry starting fresh" not in journal and "new_node" not in journal  # no identity was new
+        assert store.stat().st_uid == generations.stat().st_uid != 0  # the rendezvous' own, to write again
+    assert fleet.refusals() == refused  # every agent re-registered as the identity the registry knew
+
+
+def phase_with_no_good_generation_the_rendezvous_does_not_start_empty(fleet: Fleet) -> None:
+    rendezvous = fleet.rendezvous
+    assert rendezvous.store is not None
+    store, generations = rendezvous.store / "registry.json", rendezvous.store / "generations"
+    aside = rendezvous.base / "store-aside"
+    rendezvous.power_loss()
+    aside.mkdir()
+    shutil.copy2(store, aside / "registry.json")
+    generations.rename(aside / "generations")
+    store.write_bytes(store.read_bytes()[:100])
+    rendezvous.boot()
+    wait_for(lambda: "registry store: ERROR: " in _this_boot(rendezvous, "pilot-rendezvous.service"), 120,
+             "the rendezvous did not refuse to start over a damaged store")
+    journal = _this_boot(rendezvous, "pilot-rendezvous.service")
+    assert "no good generation exists" in journal and "registry starting fresh" not in journal
+    assert fleet.stats() is None and len(store.read_bytes()) == 100  # not started, the store untouched
+    # the operator puts a good store back: it starts on it
+    shutil.copy2(aside / "registry.json", store)
+    (aside / "generations").rename(generations)
+    rendezvous.run("systemctl", "reset-failed", "pilot-rendezvous.service")
+    assert rendezvous.run("systemctl", "restart", "pilot-rendezvous.service").returncode == 0
+    _registry_back(fleet, "the registry did not come back on the store put back")
+
+
 UNIT_IDENTITY = ("MainPID", "NRestarts", "ExecMainStartTimestampMonotonic")
 
 
@@ -449,6 +510,8 @@ PHASES: list[Callable[..., None]] = [
     phase_after_a_power_loss_the_host_comes_back_with_its_identities,
     phase_fleet_verify_says_ok_against_that_rendezvous,
     phase_the_rendezvous_is_not_built_again_on_the_same_store_disk,
+    phase_a_damaged_registry_store_comes_back_from_its_last_good_generation,
+    phase_with_no_good_generation_the_rendezvous_does_not_start_empty,
     phase_a_changed_target_converges_live_with_no_unit_restart,
     phase_a_new_daemon_version_rolls_over_live_keeping_every_identity,
     phase_a_wheel_that_fails_its_sha256_is_refused_and_the_host_keeps_its_version,

@@ -115,3 +115,29 @@ def test_pool_and_firewall_rows_show_their_key_inputs() -> None:
     assert by_type[("HealthCheck", "scale-e2-highmem-8-health")] == "http :8081/healthz every 30 s"
     assert by_type[("RegionDisk", "pilot-rendezvous-scale-store")] == (
         "10 GB pd-balanced us-central1 replicated in us-central1-a,us-central1-b")
+
+
+def test_starting_the_registry_fresh_is_one_config_value_that_reaches_the_rendezvous(program_with_stack) -> None:
+    """`rendezvous.startFresh: true` writes `pilot-registry-start-fresh` into the rendezvous' metadata (its unit's
+    store check then starts an empty registry on purpose); by default the key is not there at all."""
+    import json
+
+    import yaml
+
+    from fleet.vm_contract import MetadataKey
+
+    config = copy.deepcopy(load_stack_config("prod"))
+    program = program_with_stack(config)
+
+    def rendezvous_metadata() -> dict:
+        out = program / "plan.json"
+        result = run_fleet("plan", "--stack", "test", "--program", str(program), "--json", str(out))
+        assert result.returncode == 0, result.stderr
+        vm = next(r for r in json.loads(out.read_text())["resources"] if r["type"] == "gcp:compute/instance:Instance"
+                  and r["inputs"]["metadata"].get(MetadataKey.ROLE) == "rendezvous")
+        return vm["inputs"]["metadata"]
+
+    assert MetadataKey.REGISTRY_START_FRESH not in rendezvous_metadata()
+    config["pilot-fleet:rendezvous"]["startFresh"] = True
+    (program / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
+    assert rendezvous_metadata()[MetadataKey.REGISTRY_START_FRESH] == "true"

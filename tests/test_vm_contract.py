@@ -107,7 +107,9 @@ def test_verify_reads_a_guest_attribute_under_its_old_name(monkeypatch: pytest.M
         "old": {"agents-target": "4000", "agents-running": "4000"},
         "new": {"target-agents": "4500", "agents-running": "4400", "agents-target": "1"},
     }
-    with StatsServer([Answer.stats()], guest_attributes=published).serving() as server:
+    # its metadata asks for the stack's 5,000 (so its 4,000 is a change in progress)
+    asked = {"old": {MetadataKey.TARGET_AGENTS: "5000"}}
+    with StatsServer([Answer.stats()], guest_attributes=published, metadata=asked).serving() as server:
         monkeypatch.setitem(os.environ, "PILOT_FLEET_COMPUTE_API", f"{server.base}/compute/v1")
         monkeypatch.setitem(os.environ, "PILOT_FLEET_ACCESS_TOKEN", "test-token")
         old, new = read_hosts("p", [("old", "z", 5000), ("new", "z", 5000)])

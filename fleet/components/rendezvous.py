@@ -112,6 +112,7 @@ class Rendezvous(pulumi.ComponentResource):
                 "beacon_port": str(rv.ports.beacon),
                 "dashboard_port": str(rv.ports.dashboard),
                 **install_source_metadata(rv),
+                **({"start_fresh": "true"} if rv.start_fresh else {}),
             }),
             labels={**args.labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[names.FLEET_TAG, names.RENDEZVOUS_TAG],
             disk_gb=rv.disk_gb, nat_ip=address.address,

@@ -194,6 +194,10 @@ class RendezvousConfig(Model):
     # `source: null` (or "") builds nothing: then `release` is required.
     source: str | None = Field(default_factory=lambda: build_table().default_source)
     release: RendezvousRelease | None = None
+    # Start with an empty registry over a damaged store, on purpose (every agent registers as new, at the registry's
+    # rate limit). Never needed otherwise: before each start the store is checked and, damaged or missing, restored
+    # from its last good generation; with none, the rendezvous does not start (README: "The registry's store").
+    start_fresh: bool = False
 
     @model_validator(mode="before")
     @classmethod

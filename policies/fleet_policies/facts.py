@@ -52,6 +52,7 @@ class MetadataKey:
     RENDEZVOUS_SOURCE_URL = 'pilot-rendezvous-source-url'
     RENDEZVOUS_SOURCE_DIGEST = 'pilot-rendezvous-source-digest'
     GO_VERSION = 'pilot-go-version'
+    REGISTRY_START_FRESH = 'pilot-registry-start-fresh'
     STANDBY_OF = 'pilot-standby-of'
     HEALTH_PORT = 'pilot-health-port'
     HEALTH_THRESHOLD = 'pilot-health-threshold'

@@ -11,11 +11,12 @@ import platform
 import sys
 from pathlib import Path
 
-from pilot_supervisor import boot
+from pilot_supervisor import boot, store
 from pilot_supervisor.agents import daemon_argv
 from pilot_supervisor.attributes import AttributesError
 from pilot_supervisor.config import Config
 from pilot_supervisor.contract import FILE_NAME, ContractError, contract, load
+from pilot_supervisor.health import put_guest_attribute
 from pilot_supervisor.install import InstallError, download, fetch_checked, unwheel
 from pilot_supervisor.loop import reap_leftovers, run
 from pilot_supervisor.privilege import PrivilegeError
@@ -34,6 +35,8 @@ COMMANDS = {
     "download": "download URL to FILE (its content is checked by the caller)",
     "fetch": "download URL to FILE and check its sha256",
     "unwheel": "extract the members of WHEEL under PREFIX into DIR",
+    "store-check": "before the rendezvous starts: check its store, restore the last good generation if needed",
+    "store-keep": "keep the registry's store as a generation if it is fit, and the newest KEEP only",
 }
 
 
@@ -64,7 +67,32 @@ def parser() -> argparse.ArgumentParser:
         cmd[name].add_argument("file", type=Path)
     for name in ("wheel", "prefix", "dir"):
         cmd["unwheel"].add_argument(name)
+    for name in ("store-check", "store-keep"):
+        cmd[name].add_argument("--store", type=Path, required=True)
+        cmd[name].add_argument("--generations", type=Path, required=True)
+    cmd["store-check"].add_argument("--start-fresh", action="store_true")
+    cmd["store-check"].add_argument("--owner", default="", help="the rendezvous' user, who owns a restored store")
+    cmd["store-check"].add_argument("--guest-attributes-url", default="")
+    cmd["store-keep"].add_argument("--keep", type=int, required=True)
     return out
+
+
+def store_step(args: argparse.Namespace) -> int:
+    """The registry store's guard (store.py): one line of what it did, or why the rendezvous must not start."""
+    if args.command == "store-keep":
+        print(f"store generations: {store.keep(args.store, args.generations, args.keep)}")
+        return 0
+    try:
+        done = store.check(args.store, args.generations, args.start_fresh, args.owner)
+    except store.StoreError as exc:
+        print(f"registry store: ERROR: {exc}", file=sys.stderr)
+        return 1
+    if done:
+        print(f"registry store: {done}")
+        if args.guest_attributes_url:
+            put_guest_attribute(args.guest_attributes_url, contract()["guest_attributes"]["registry_restored_from"],
+                                done.split(": ", 1)[0][:1000])
+    return 0
 
 
 def boot_step(args: argparse.Namespace) -> str:
@@ -99,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except ContractError as exc:
         print(f"pilot-supervisor: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("store-check", "store-keep"):
+        return store_step(args)
     if args.command not in ("run", "reap", "argv", "stop-budget"):
         try:
             out = boot_step(args)

@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pilot_supervisor.config import Config
 from pilot_supervisor.contract import contract, guest_attribute
 from pilot_supervisor.journal import log
 from pilot_supervisor.pacing import rampup_seconds
@@ -73,12 +72,12 @@ def report(sup: Supervisor, now: float, force: bool = False) -> None:
         progress = f" {rollout['done']}/{rollout['of']}" if "of" in rollout else ""
         values[guest_attribute("rollout")] = f"{rollout['state']}{progress}: {rollout['reason']}"[:1000]
     for name, value in values.items():
-        if sup.published.get(name) != value and put_guest_attribute(sup.config, name, value):
+        if sup.published.get(name) != value and put_guest_attribute(sup.config.guest_attributes_url, name, value):
             sup.published[name] = value
 
 
-def put_guest_attribute(config: Config, key: str, value: str) -> bool:
-    request = urllib.request.Request(f"{config.guest_attributes_url.rstrip('/')}/{key}", data=value.encode(),
+def put_guest_attribute(base_url: str, key: str, value: str) -> bool:
+    request = urllib.request.Request(f"{base_url.rstrip('/')}/{key}", data=value.encode(),
                                      method="PUT", headers={"Metadata-Flavor": "Google"})
     try:
         with urllib.request.urlopen(request, timeout=3):

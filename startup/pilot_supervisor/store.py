@@ -1,0 +1,146 @@
+"""The registry's store never starts empty: the rendezvous unit's ExecStartPre checks `registry.json` before every
+start, a timer keeps its last good generations, and a damaged or missing store comes back from the newest one.
+
+The public rendezvous carries on with an empty registry when it cannot load its store ("registry starting fresh")
+and its next save, within a second, overwrites the damaged file: every identity would have to register as new, at
+the registry's rate limit (hours for a fleet). So the check runs before it can:
+
+- the store parses and knows at least MIN_KEPT of the public keys the newest good generation knew (keys, not
+  nodes: a paced mass stop deregisters every node, but the registry keeps their keys in `pub_key_idx`): it starts;
+- else, when a good generation exists: that generation is restored (one rename, synced), and it starts;
+- else, when the store is damaged or missing after a registry existed (any generation was ever kept, or a damaged
+  file is there): it does not start, and says why, unless the operator asked for a fresh start
+  (the rendezvous' start_fresh attribute), which moves the damaged store aside;
+- a store disk that never held a registry (the first boot) starts empty, as it must."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# a store that knows fewer keys than this share of the newest good generation's is damaged, not a registry
+MIN_KEPT = 0.9
+GENERATION_PREFIX = "registry-"
+# written into the generations directory once a registry existed on this disk: its loss is never a first boot
+EXISTED_MARKER = ".registry-existed"
+
+
+class StoreError(Exception):
+    """The rendezvous must not start: the store is damaged and nothing good can replace it."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    keys: int
+
+
+def read_keys(path: Path) -> int:
+    """How many public keys the registry store at PATH knows; raises ValueError (with why) if it is no store."""
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"does not parse ({str(exc)[:120]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("nodes", {}), dict):
+        raise ValueError("is not a registry store (no object of nodes)")
+    keys = set(data.get("pub_key_idx") or {})
+    for node in (data.get("nodes") or {}).values():
+        if isinstance(node, dict) and isinstance(node.get("public_key"), str):
+            keys.add(node["public_key"])
+    return len(keys)
+
+
+def generations(directory: Path) -> list[Path]:
+    """Kept generations, newest first (their names sort by time)."""
+    if not directory.is_dir():
+        return []
+    return sorted(directory.glob(f"{GENERATION_PREFIX}*.json"), reverse=True)
+
+
+def newest_good(directory: Path) -> Snapshot | None:
+    """The newest generation that still parses (each is checked again before it is trusted)."""
+    for path in generations(directory):
+        try:
+            return Snapshot(path, read_keys(path))
+        except ValueError:
+            continue
+    return None
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_copy(source: Path, target: Path, owner: str = "") -> None:
+    """Copy SOURCE over TARGET so that a crash at any moment leaves one or the other whole: a synced temporary
+    file, one rename, the directory synced (what the public rendezvous' own AtomicWrite leaves out)."""
+    tmp = target.with_name(f".{target.name}.restore")
+    shutil.copyfile(source, tmp)
+    if owner:
+        shutil.chown(tmp, owner, owner)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    tmp.replace(target)
+    _sync_directory(target.parent)
+
+
+def check(store: Path, directory: Path, start_fresh: bool = False, owner: str = "") -> str:
+    """Before the rendezvous starts: "" when the store is fit, else what was done (a restore, a fresh start).
+    Raises StoreError when it must not start."""
+    good = newest_good(directory)
+    existed = (directory / EXISTED_MARKER).exists() or good is not None
+    try:
+        keys = read_keys(store)
+    except ValueError as exc:
+        if not store.exists() and not existed:
+            return ""  # a new store disk: the registry's first start
+        problem = f"{store} {'is missing' if not store.exists() else exc}"
+    else:
+        if good is None or keys >= MIN_KEPT * good.keys:
+            return ""
+        problem = f"{store} knows {keys} public keys, the last good generation {good.path.name} {good.keys}"
+    if start_fresh:
+        # the damaged store and the old generations are kept aside: the new registry is judged on its own
+        stamp = int(time.time())
+        if store.exists():
+            store.replace(store.with_name(f"{store.name}.damaged-{stamp}"))
+        if directory.exists():
+            directory.replace(directory.with_name(f"{directory.name}.before-fresh-{stamp}"))
+        return f"started fresh on purpose (start_fresh): {problem}; the damaged store and the " \
+               "generations were kept aside"
+    if good is None:
+        raise StoreError(f"{problem}, and no good generation exists in {directory}: the rendezvous is not started, "
+                         "as it would start with an empty registry and overwrite the store. Put a good registry.json "
+                         "back, or start fresh on purpose with the stack's rendezvous.startFresh")
+    durable_copy(good.path, store, owner)
+    age = int(time.time() - good.path.stat().st_mtime)
+    return f"restored {good.path.name} ({good.keys} public keys, {age} s old): {problem}"
+
+
+def keep(store: Path, directory: Path, count: int) -> str:
+    """The periodic job: keep the store as a new generation if it is fit (checked as before a start), and the
+    newest COUNT generations only. Returns what it did."""
+    try:
+        keys = read_keys(store)
+    except ValueError as exc:
+        return f"not kept: {store} {exc}"
+    good = newest_good(directory)
+    if good is not None and keys < MIN_KEPT * good.keys:
+        return f"not kept: {store} knows {keys} public keys, the last good generation {good.path.name} {good.keys}"
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{GENERATION_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    durable_copy(store, directory / name)
+    (directory / EXISTED_MARKER).touch()
+    for old in generations(directory)[count:]:
+        old.unlink(missing_ok=True)
+    return f"kept {name} ({keys} public keys)"
