@@ -141,3 +141,33 @@ def test_starting_the_registry_fresh_is_one_config_value_that_reaches_the_rendez
     config["pilot-fleet:rendezvous"]["startFresh"] = True
     (program / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
     assert rendezvous_metadata()[MetadataKey.REGISTRY_START_FRESH] == "true"
+
+
+def test_recreating_the_store_disk_from_a_snapshot_is_one_config_value(program_with_stack) -> None:
+    """`rendezvous.storeFromSnapshot` recreates the store disk from that snapshot, under a name of its own (so the
+    new disk is created before the old one goes), and the rendezvous VM is replaced with it (replaceOnChanges on
+    its attached disks: a new VM boots and mounts the new disk). The schedule stays attached to the new disk. Plan
+    only: what Compute Engine does with it is not exercised here (SCALING.md)."""
+    import json
+
+    config = copy.deepcopy(load_stack_config("prod"))
+    config["pilot-fleet:rendezvous"]["storeFromSnapshot"] = "pilot-rendezvous-store-20261201"
+    program = program_with_stack(config)
+    out = program / "plan.json"
+    result = run_fleet("plan", "--stack", "test", "--program", str(program), "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 mandatory" in result.stdout
+    resources = json.loads(out.read_text())["resources"]
+    disk = next(r for r in resources if r["type"] == "gcp:compute/disk:Disk" and r["name"] == "pilot-rendezvous-store")
+    assert disk["inputs"]["snapshot"] == "pilot-rendezvous-store-20261201"
+    assert disk["inputs"]["name"].startswith("pilot-rendezvous-store-") and len(disk["inputs"]["name"]) == 31
+    attachment = next(r for r in resources if r["type"].endswith("diskResourcePolicyAttachment:"
+                                                                 "DiskResourcePolicyAttachment"))
+    assert attachment["inputs"]["disk"] == disk["inputs"]["name"]
+    vm = next(r for r in resources if r["type"] == "gcp:compute/instance:Instance" and r["name"] == "pilot-rendezvous")
+    assert vm["options"]["replaceOnChanges"] == ["attachedDisks"] and vm["options"]["deleteBeforeReplace"]
+    config["pilot-fleet:rendezvous"]["storeFromSnapshot"] = "not a snapshot"
+    import yaml
+
+    (program / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
+    assert_clean_error(run_fleet("plan", "--stack", "test", "--program", str(program)), "storeFromSnapshot")

@@ -14,7 +14,7 @@ from tests.policy_harness import PACK_DIR
 
 MANDATORY = {"no-instance-startup-scripts", "one-project-startup-script", "startup-script-guarded",
              "agents-fit-memory", "pilot-ports-open", "pools-heal-safely", "pools-keep-agent-state",
-             "rendezvous-keeps-its-registry"}
+             "rendezvous-keeps-its-registry", "rendezvous-store-snapshots"}
 ADVISORY = {"dashboard-not-public", "no-public-ssh-rdp", "shielded-vm", "no-default-service-account",
             "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off"}
 
@@ -51,6 +51,7 @@ def test_shipped_stacks_have_no_mandatory_violations(stack: str, tmp_path) -> No
     ("firewall_deny_registry", "pilot-ports-open", "gcp:compute:Instance: pilot-rendezvous"),
     ("rendezvous_port_moved", "pilot-ports-open", "gcp:compute:Instance: rendezvous"),
     ("guards_after_exit", "startup-script-guarded", "gcp:compute:ProjectMetadataItem: startup-script"),
+    ("store_without_snapshots", "rendezvous-store-snapshots", "gcp:compute:Disk: registry-store"),
 ])
 def test_scenario_programs_are_rejected_by_name(scenario: str, policy: str, resource: str, tmp_path) -> None:
     out = tmp_path / "plan.json"
@@ -61,6 +62,17 @@ def test_scenario_programs_are_rejected_by_name(scenario: str, policy: str, reso
     violations = json.loads(out.read_text())["policy"]["violations"]
     assert any(v["policy"] == policy and v["enforcement"] == "mandatory" and v["urn"].endswith(resource.split(": ")[1])
                for v in violations)
+
+
+def test_a_store_disk_with_its_schedule_attached_by_reference_passes(tmp_path) -> None:
+    """tests/scenarios/store_with_snapshots: an autonamed regional store disk and its schedule, paired by reference
+    (the scenario's other violations are its own: it declares no firewall and no startup script)."""
+    out = tmp_path / "plan.json"
+    run_fleet("plan", "--program", str(REPO / "tests" / "scenarios" / "store_with_snapshots"), "--stack", "test",
+              "--json", str(out))
+    policy = json.loads(out.read_text())["policy"]
+    assert "rendezvous-store-snapshots" in policy["policies"]
+    assert [v for v in policy["violations"] if v["policy"] == "rendezvous-store-snapshots"] == []
 
 
 def test_policy_command_and_config_file(tmp_path) -> None:

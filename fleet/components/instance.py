@@ -44,6 +44,9 @@ class FleetVm:
     state_disk_gb: int | None = None
     # replaced by deleting first (the rendezvous: its address and store disk can be held by one VM at a time)
     delete_before_replace: bool = False
+    # properties whose change replaces the VM instead of updating it in place (the rendezvous: its store disk, so a
+    # new VM boots and mounts the new disk; an in-place attach under a running registry would not)
+    replace_on_changes: tuple[str, ...] = ()
 
     def _checked_metadata(self) -> dict[str, pulumi.Input[str]]:
         forbidden = set(self.metadata) & set(SCRIPT_METADATA_KEYS)
@@ -99,7 +102,8 @@ class FleetVm:
             )],
             **self._hardened("Instance"),
             allow_stopping_for_update=True,
-            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=self.delete_before_replace or None),
+            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=self.delete_before_replace or None,
+                                        replace_on_changes=list(self.replace_on_changes) or None),
         )
 
 

@@ -80,16 +80,44 @@ class Rendezvous(pulumi.ComponentResource):
         self.register_outputs({"externalIp": self.external_ip, "internalIp": self.internal_ip})
 
     def _store(self, name: str) -> pulumi.Output[str]:
-        """The registry's -store disk: zonal, or regional across the rendezvous' zone and its failoverZone."""
+        """The registry's -store disk: zonal, or regional across the rendezvous' zone and its failoverZone, with its
+        snapshot schedule (what losing the disk costs); recreated from `storeFromSnapshot` when that is set."""
         args, rv = self.args, self.args.spec
         child = pulumi.ResourceOptions(parent=self)
-        common = {"name": names.store_disk(name), "project": args.project, "size": rv.store_disk_gb,
-                  "type": pilot.DISK_TYPE, "labels": dict(args.labels)}
+        # recreated from a snapshot, the disk takes a name of its own: the new one is created before the old one goes
+        disk_name = names.store_disk(name, rv.store_from_snapshot)
+        common = {"name": disk_name, "project": args.project, "size": rv.store_disk_gb,
+                  "type": pilot.DISK_TYPE, "labels": dict(args.labels),
+                  **({"snapshot": rv.store_from_snapshot} if rv.store_from_snapshot else {})}
+        schedule = self._snapshot_schedule(name)
+        policy = {"resource_name": names.store_snapshots(name), "name": schedule.name, "project": args.project,
+                  "opts": child}
         if len(args.store_zones) > 1:
             regional = gcp.compute.RegionDisk(names.store_disk(name), region=args.region,
                                               replica_zones=list(args.store_zones), opts=child, **common)
+            gcp.compute.RegionDiskResourcePolicyAttachment(disk=regional.name, region=args.region, **policy)
             return regional.self_link
-        return gcp.compute.Disk(names.store_disk(name), zone=args.store_zones[0], opts=child, **common).self_link
+        disk = gcp.compute.Disk(names.store_disk(name), zone=args.store_zones[0], opts=child, **common)
+        gcp.compute.DiskResourcePolicyAttachment(disk=disk.name, zone=args.store_zones[0], **policy)
+        return disk.self_link
+
+    def _snapshot_schedule(self, name: str) -> gcp.compute.ResourcePolicy:
+        args, every = self.args, self.args.spec.store_snapshots
+        hours = gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleHourlyScheduleArgs(
+            hours_in_cycle=every.every_hours, start_time="00:00") if every.every_hours < 24 else None
+        daily = gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleDailyScheduleArgs(
+            days_in_cycle=1, start_time="00:00") if every.every_hours == 24 else None
+        return gcp.compute.ResourcePolicy(
+            names.store_snapshots(name), name=names.store_snapshots(name), project=args.project, region=args.region,
+            description="the rendezvous' registry store disk: snapshots for the loss of the disk",
+            snapshot_schedule_policy=gcp.compute.ResourcePolicySnapshotSchedulePolicyArgs(
+                schedule=gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleArgs(hourly_schedule=hours,
+                                                                                      daily_schedule=daily),
+                retention_policy=gcp.compute.ResourcePolicySnapshotSchedulePolicyRetentionPolicyArgs(
+                    max_retention_days=every.retention_days, on_source_disk_delete="KEEP_AUTO_SNAPSHOTS"),
+                snapshot_properties=gcp.compute.ResourcePolicySnapshotSchedulePolicySnapshotPropertiesArgs(
+                    storage_locations=args.region, labels=dict(args.labels))),
+            opts=pulumi.ResourceOptions(parent=self))
 
     def _vm(self, name: str) -> RendezvousVm:
         args, rv = self.args, self.args.spec
@@ -119,8 +147,8 @@ class Rendezvous(pulumi.ComponentResource):
             attached_disks=[gcp.compute.InstanceAttachedDiskArgs(
                 source=store, device_name=pilot.STORE_DEVICE, force_attach=len(args.store_zones) > 1 or None)],
             # a new zone replaces the VM: the old one must be gone (fenced) before the new one takes the address
-            # and the disk
-            delete_before_replace=True,
+            # and the disk; so does a store disk recreated from a snapshot (storeFromSnapshot)
+            delete_before_replace=True, replace_on_changes=("attachedDisks",),
         ).declare(self)
         return RendezvousVm(name, args.zone, address, instance)
 

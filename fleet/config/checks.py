@@ -174,6 +174,8 @@ class _Checks:
             (key_name(("network", "name")), net.name, [names.ssh_rule(net.name),
                                                        net.subnet_name or names.subnet(net.name, cfg.gcp.region)]),
             (key_name(("rendezvous", "name")), rv.name, [names.address(rv.name), names.store_disk(rv.name),
+                                                         names.store_disk(rv.name, rv.store_from_snapshot),
+                                                         names.store_snapshots(rv.name),
                                                          *(names.rendezvous_rule(rv.name, what)
                                                            for what in names.RENDEZVOUS_RULES)]),
         ]

@@ -171,6 +171,20 @@ class RendezvousRelease(Model):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class StoreSnapshots(Model):
+    """The registry store disk's snapshot schedule: what losing the disk costs (README: "The registry's store")."""
+
+    # one snapshot this often (Compute Engine's hourly schedule: 1 to 23 hours; 24 is a daily one)
+    every_hours: int = Field(default=1, ge=1, le=24, strict=True)
+    # snapshots older than this are deleted (they are kept when the disk is deleted)
+    retention_days: int = Field(default=7, ge=1, le=65536, strict=True)
+
+
+# a snapshot's name, or its path in a project
+_SNAPSHOT_NAME = r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
+SNAPSHOT = rf"^({_SNAPSHOT_NAME}|projects/[a-z][-a-z0-9]{{4,28}}[a-z0-9]/global/snapshots/{_SNAPSHOT_NAME})$"
+
+
 class RendezvousConfig(Model):
     name: GceName = "pilot-rendezvous"
     machine_type: str = "e2-standard-4"
@@ -198,6 +212,10 @@ class RendezvousConfig(Model):
     # rate limit). Never needed otherwise: before each start the store is checked and, damaged or missing, restored
     # from its last good generation; with none, the rendezvous does not start (README: "The registry's store").
     start_fresh: bool = False
+    store_snapshots: StoreSnapshots = StoreSnapshots()
+    # Losing the store disk: the name (or projects/P/global/snapshots/NAME) of a snapshot to recreate it from. Setting
+    # it replaces the store disk on `pulumi up` (its recovery point is that snapshot's time).
+    store_from_snapshot: str | None = Field(default=None, pattern=SNAPSHOT)
 
     @model_validator(mode="before")
     @classmethod

@@ -4,6 +4,8 @@ against each other before anything is declared."""
 
 from __future__ import annotations
 
+import hashlib
+
 # Network tags: every fleet VM's (the SSH rule), the rendezvous' (its ports), each swarm VM's (its agents' ports).
 FLEET_TAG = "pilot-fleet"
 RENDEZVOUS_TAG = "pilot-rendezvous"
@@ -27,8 +29,16 @@ def address(rendezvous: str) -> str:
     return f"{rendezvous}-ip"
 
 
-def store_disk(rendezvous: str) -> str:
-    return f"{rendezvous}-store"
+def store_disk(rendezvous: str, from_snapshot: str | None = None) -> str:
+    """The registry's store disk; one recreated from a snapshot is named after it (a short digest of its name)."""
+    if not from_snapshot:
+        return f"{rendezvous}-store"
+    return f"{rendezvous}-store-{hashlib.sha256(from_snapshot.encode()).hexdigest()[:8]}"
+
+
+def store_snapshots(rendezvous: str) -> str:
+    """The store disk's snapshot schedule (a resource policy) and its attachment to the disk."""
+    return f"{rendezvous}-store-snapshots"
 
 
 def rendezvous_rule(rendezvous: str, what: str) -> str:

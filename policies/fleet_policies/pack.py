@@ -8,7 +8,7 @@ from .hardening import ADVISORY_POLICIES
 from .memory_fit import agents_fit_memory
 from .pools import pools_heal_safely, pools_keep_agent_state
 from .reachability import pilot_ports_open
-from .rendezvous_store import rendezvous_keeps_its_registry
+from .rendezvous_store import rendezvous_keeps_its_registry, rendezvous_store_snapshots
 from .startup_scripts import no_instance_startup_scripts, one_project_startup_script, startup_script_guarded
 
 PACK_NAME = "pilot-fleet-policies"
@@ -22,5 +22,6 @@ MANDATORY_POLICIES: list[Policy] = [
     pools_heal_safely,
     pools_keep_agent_state,
     rendezvous_keeps_its_registry,
+    rendezvous_store_snapshots,
 ]
 POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES]

@@ -1,4 +1,6 @@
 """rendezvous-keeps-its-registry: no VM relies on `-standby` replication to carry the registry through a failover.
+rendezvous-store-snapshots: the rendezvous' store disk has a snapshot schedule (its loss costs a snapshot, not every
+identity).
 
 The public rendezvous has no way to set the replication token a standby needs (PILOT_FACTS: a `-standby` holds 0
 nodes while its primary holds 3), so a promoted standby starts with an empty registry and every agent registers
@@ -9,10 +11,18 @@ disk, `rendezvous.failoverZone`); a VM whose metadata (any VM kind, or a group's
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
+from collections.abc import Mapping
+
+from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .gce import NESTED_METADATA, VM_TYPES, metadata_of
+from .gce import INSTANCE, NESTED_METADATA, VM_TYPES, metadata_of, metadata_value
+
+DISK = "gcp:compute/disk:Disk"
+REGION_DISK = "gcp:compute/regionDisk:RegionDisk"
+RESOURCE_POLICY = "gcp:compute/resourcePolicy:ResourcePolicy"
+ATTACHMENTS = ("gcp:compute/diskResourcePolicyAttachment:DiskResourcePolicyAttachment",
+               "gcp:compute/regionDiskResourcePolicyAttachment:RegionDiskResourcePolicyAttachment")
 
 
 def _keeps_registry(args: StackValidationArgs, report_violation: ReportViolation) -> None:
@@ -33,4 +43,51 @@ rendezvous_keeps_its_registry = StackValidationPolicy(
     description="No VM relies on -standby replication (pilot-standby-of): the failover moves the registry's store "
                 "disk instead.",
     validate=_keeps_registry,
+)
+
+
+def _store_disks(resource: PolicyResource) -> list[PolicyResource]:
+    """The disks a rendezvous VM takes as its store (attached as the store device), found by reference: the disks
+    among its dependencies, narrowed to the store device's source where that is known."""
+    disks = [d for d in resource.dependencies if d.resource_type in (DISK, REGION_DISK)]
+    attached = resource.props.get("attachedDisks")
+    sources = {str(a.get("source")) for a in attached if isinstance(a, Mapping)
+               and a.get("deviceName") == pilot.STORE_DEVICE} if isinstance(attached, list) else set()
+    named = [d for d in disks if str(d.props.get("selfLink")) in sources]
+    return named or disks
+
+
+def _scheduled(disk: PolicyResource, resources: list[PolicyResource]) -> bool:
+    """A snapshot schedule applies to DISK: one named on the disk itself, or an attachment that references both the
+    disk and a resource policy with a snapshot schedule."""
+    if disk.props.get("resourcePolicies"):
+        return True
+    for attachment in resources:
+        if attachment.resource_type not in ATTACHMENTS:
+            continue
+        uses = {d.urn for d in attachment.dependencies}
+        if disk.urn in uses and any(d.resource_type == RESOURCE_POLICY and d.props.get("snapshotSchedulePolicy")
+                                    for d in attachment.dependencies):
+            return True
+    return False
+
+
+def _store_snapshots(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for resource in args.resources:
+        if resource.resource_type != INSTANCE or \
+                metadata_value(metadata_of(INSTANCE, resource.props), pilot.MetadataKey.ROLE) != pilot.ROLE_RENDEZVOUS:
+            continue
+        for disk in _store_disks(resource):
+            if not _scheduled(disk, args.resources):
+                report_violation(
+                    f"{disk.name}, the store disk of the rendezvous {resource.name}, has no snapshot schedule: losing "
+                    "the disk would lose the registry, and every agent would register again as a new identity, at "
+                    "the registry's rate limit. Attach a resource policy with a snapshot schedule "
+                    "(rendezvous.storeSnapshots).", disk.urn)
+
+
+rendezvous_store_snapshots = StackValidationPolicy(
+    name="rendezvous-store-snapshots",
+    description="The rendezvous' store disk has a snapshot schedule (a resource policy attached to it).",
+    validate=_store_snapshots,
 )
