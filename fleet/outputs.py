@@ -87,6 +87,10 @@ class StackOutputs(_Model):
     def swarm_hosts(self) -> list[HostOutput]:
         return [h for h in self.hosts if h.role == pilot.ROLE_SWARM]
 
+    @property
+    def rendezvous_host(self) -> HostOutput | None:
+        return next((h for h in self.hosts if h.role == pilot.ROLE_RENDEZVOUS), None)
+
     def exports(self) -> dict[str, Any]:
         """name -> value as the program exports them (values may still be Pulumi outputs: no validation here, the
         program built them from a validated config)."""

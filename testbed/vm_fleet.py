@@ -12,8 +12,10 @@ Stand-ins, each because the real part cannot run in a container on a test machin
     script applies in a file and reads them back from there.
   - TasksMax: where the pids cgroup controller is not delegated (cgroup v1 test machines) systemd records it on the
     unit but the kernel does not enforce it.
-  - the rendezvous' store disk and a swarm VM's agent state disk: directories bind-mounted at their mount points
-    (a container has no block devices); they outlive the host's boot disk as the persistent disks do.
+  - the rendezvous' store disk: an ext4 image file on a loop device, handed to the container at the store disk's
+    device path (/dev/disk/by-id/google-pilot-store), so the startup script formats and mounts it as on Compute
+    Engine, with its own mount options (`dirsync`); it outlives the host's boot disk as the persistent disk does.
+  - a swarm VM's agent state disk: a directory bind-mounted at its mount point.
   - the internet: PyPI and GitHub are served by each host's metadata stand-in under /mirror (the script's
     PILOT_DOWNLOAD_MIRROR seam, set by a drop-in on google-startup-scripts.service in the image), from files on
     this machine: the pinned wheels in .cache/wheels and the pinned source in ../shared/fixtures.
@@ -177,7 +179,8 @@ class Host:
     namespace: str
     image: Path
     files: dict[str, Path]
-    store: Path | None = None  # the rendezvous' store disk
+    store: Path | None = None  # the rendezvous' store disk: an image file, on a loop device while the host runs
+    loop: str = ""  # that loop device
     state: Path | None = None  # a swarm VM's agent state disk
     nspawn: subprocess.Popen[bytes] | None = None
     metadata: subprocess.Popen[str] | None = None
@@ -226,7 +229,9 @@ class Host:
             # no systemd on this machine to allocate a delegated scope for the container: keep our own cgroup
             argv.insert(4, "--keep-unit")
         if self.store is not None:
-            argv.insert(-2, f"--bind={self.store}:{STORE_MOUNT}")
+            self.loop = subprocess.run(["losetup", "--find", "--show", str(self.store)], capture_output=True,
+                                       text=True, check=True).stdout.strip()
+            argv.insert(-2, f"--bind={self.loop}:/dev/disk/by-id/google-{pilot.STORE_DEVICE}")
         if self.state is not None:
             argv.insert(-2, f"--bind={self.state}:{STATE_MOUNT}")
         log = open(self.base / "console.log", "ab")  # noqa: SIM115 - the container's console, kept for failures
@@ -267,7 +272,21 @@ class Host:
         if self.nspawn is not None:
             self.nspawn.wait(timeout=60)
         self.nspawn, self.leader = None, 0
+        if self.loop:  # the disk is detached with the VM
+            subprocess.run(["losetup", "-d", self.loop], check=False, capture_output=True)
+            self.loop = ""
 
+    @contextmanager
+    def store_offline(self) -> Iterator[Path]:
+        """The store disk's file system, mounted here while the host is powered off (never both at once)."""
+        assert self.store is not None and not self.leader, "the store disk is mounted by its running VM"
+        point = self.base / "store-offline"
+        point.mkdir(exist_ok=True)
+        subprocess.run(["mount", "-o", "loop", str(self.store), str(point)], check=True)
+        try:
+            yield point
+        finally:
+            subprocess.run(["umount", str(point)], check=True)
     def path(self, rel: str) -> Path:
         """A path inside the running VM, read from here (its /run is its own tmpfs)."""
         return Path(f"/proc/{self.leader}/root") / rel.lstrip("/")
@@ -511,8 +530,9 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
                         image, files)
             host.base.mkdir(parents=True, exist_ok=True)
             if host.role == pilot.ROLE_RENDEZVOUS:
-                host.store = host.base / "store-disk"
-                host.store.mkdir(exist_ok=True)
+                host.store = host.base / "store-disk.img"
+                with open(host.store, "wb") as disk:  # sparse: an empty disk, formatted by the startup script
+                    disk.truncate(512 << 20)
             elif host.attributes.get(MetadataKey.STATE_DEVICE):
                 host.state = host.base / "state-disk"
                 host.state.mkdir(exist_ok=True)

@@ -23,7 +23,8 @@ PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "fleet", "startup")
 # Files that wait on real clocks (the real registry's rate limit, a registry 60 s late, rendezvous builds), longest
 # first: with a file per worker at a time (--dist loadfile, --no-loadscope-reorder in pyproject.toml) they start at
 # once, and the suite takes about as long as the longest of them, not that one started last.
-LONG_FILES = ("test_fleet_boot.py", "test_registry_aware.py", "test_supervisor_faults.py", "test_script_runner.py",
+LONG_FILES = ("test_fleet_boot.py", "test_registry_aware.py", "test_registry_kills.py", "test_supervisor_faults.py",
+              "test_script_runner.py",
               "test_rendezvous_e2e.py")
 
 

@@ -88,8 +88,11 @@ def phase_all_hosts_boot_at_once_and_reach_their_targets_registered(fleet: Fleet
     # the rendezvous was built by the product's default path, from the pinned source, onto its store disk
     boot_log = rendezvous.journal("google-startup-scripts.service")
     assert "content digest verified" in boot_log and "built the rendezvous in" in boot_log, boot_log[-3000:]
-    builds = [p for p in (rendezvous.store / "builds").iterdir() if not p.name.startswith(".")]  # type: ignore[operator]
+    builds = [p for p in rendezvous.path("/var/lib/pilot-rendezvous/builds").iterdir() if not p.name.startswith(".")]
     assert len(builds) == 1 and (builds[0] / "pilot-rendezvous").stat().st_size > 1_000_000
+    # the store disk, formatted and mounted by the startup script with the durable-rename option
+    mount = rendezvous.run("findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "/var/lib/pilot-rendezvous").stdout.split()
+    assert mount[:2] == ["/dev/disk/by-id/google-pilot-store", "ext4"] and "dirsync" in mount[2].split(","), mount
     unit = rendezvous.run("systemctl", "show", "pilot-rendezvous.service", "-p", "ActiveState,Restart,LimitNOFILE")
     assert unit.stdout.split() == ["Restart=always", "LimitNOFILE=1048576", "ActiveState=active"], unit.stdout
     for host in fleet.swarm:
@@ -318,50 +321,52 @@ def phase_a_damaged_registry_store_comes_back_from_its_last_good_generation(flee
     time the rendezvous is power-cycled; its unit's ExecStartPre restores the last good generation, so the registry
     knows every agent and they all re-register as known identities: no refusal, no new node."""
     rendezvous = fleet.rendezvous
-    assert rendezvous.store is not None
-    store, generations = rendezvous.store / "registry.json", rendezvous.store / "generations"
     kept = rendezvous.run("systemctl", "start", "pilot-store-generations.service", timeout=60)
     assert kept.returncode == 0, kept.stderr
-    assert len(list(generations.glob("registry-*.json"))) == 1
+    assert len(list(rendezvous.path("/var/lib/pilot-rendezvous/generations").glob("registry-*.json"))) == 1
     assert "store generations: kept registry-" in rendezvous.journal("pilot-store-generations.service")
     refused = fleet.refusals()
     for damage in ("truncated", "deleted"):
         rendezvous.power_loss()
-        if damage == "truncated":
-            text = store.read_bytes()
-            store.write_bytes(text[: len(text) // 2])
-        else:
-            store.unlink()
+        with rendezvous.store_offline() as disk:
+            store = disk / "registry.json"
+            if damage == "truncated":
+                store.write_bytes(store.read_bytes()[: store.stat().st_size // 2])
+            else:
+                store.unlink()
         rendezvous.boot()
         _registry_back(fleet, f"the registry did not come back from a {damage} store")
         journal = _this_boot(rendezvous, "pilot-rendezvous.service")
         assert "registry store: restored registry-" in journal, journal[-3000:]
         assert "registry starting fresh" not in journal and "new_node" not in journal  # no identity was new
-        assert store.stat().st_uid == generations.stat().st_uid != 0  # the rendezvous' own, to write again
+        owners = rendezvous.run("stat", "-c", "%U", "/var/lib/pilot-rendezvous/registry.json",
+                                "/var/lib/pilot-rendezvous/generations").stdout.split()
+        assert owners == ["pilot-rendezvous"] * 2, owners  # the rendezvous' own, to write again
     assert fleet.refusals() == refused  # every agent re-registered as the identity the registry knew
 
 
 def phase_with_no_good_generation_the_rendezvous_does_not_start_empty(fleet: Fleet) -> None:
     rendezvous = fleet.rendezvous
-    assert rendezvous.store is not None
-    store, generations = rendezvous.store / "registry.json", rendezvous.store / "generations"
     aside = rendezvous.base / "store-aside"
     rendezvous.power_loss()
-    aside.mkdir()
-    shutil.copy2(store, aside / "registry.json")
-    generations.rename(aside / "generations")
-    store.write_bytes(store.read_bytes()[:100])
+    with rendezvous.store_offline() as disk:
+        aside.mkdir()
+        shutil.copy2(disk / "registry.json", aside / "registry.json")
+        shutil.move(disk / "generations", aside / "generations")
+        (disk / "registry.json").write_bytes((aside / "registry.json").read_bytes()[:100])
     rendezvous.boot()
     wait_for(lambda: "registry store: ERROR: " in _this_boot(rendezvous, "pilot-rendezvous.service"), 120,
              "the rendezvous did not refuse to start over a damaged store")
     journal = _this_boot(rendezvous, "pilot-rendezvous.service")
     assert "no good generation exists" in journal and "registry starting fresh" not in journal
-    assert fleet.stats() is None and len(store.read_bytes()) == 100  # not started, the store untouched
+    assert fleet.stats() is None  # not started
+    assert rendezvous.path("/var/lib/pilot-rendezvous/registry.json").stat().st_size == 100  # the store untouched
     # the operator puts a good store back: it starts on it
-    shutil.copy2(aside / "registry.json", store)
-    (aside / "generations").rename(generations)
-    rendezvous.run("systemctl", "reset-failed", "pilot-rendezvous.service")
-    assert rendezvous.run("systemctl", "restart", "pilot-rendezvous.service").returncode == 0
+    rendezvous.power_loss()
+    with rendezvous.store_offline() as disk:
+        shutil.copy2(aside / "registry.json", disk / "registry.json")
+        shutil.move(aside / "generations", disk / "generations")
+    rendezvous.boot()
     _registry_back(fleet, "the registry did not come back on the store put back")
 
 

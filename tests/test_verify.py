@@ -161,11 +161,27 @@ def test_shortfall_is_attributed_to_a_host_through_guest_attributes(planned: Any
     assert rows["swarm-2"].split()[1:4] == ["5,000", "3,600", "72.0%"] and "41 restarts" in rows["swarm-2"]
     assert "BYPASSED STARTUP SCRIPT: startup-script" in rows["swarm-3"]
     asked = [(p, auth) for p, auth in server.requests if "getGuestAttributes" in p]
-    assert len(asked) == 3 and all(auth == "Bearer test-token" for _, auth in asked)
+    assert len(asked) == 4 and all(auth == "Bearer test-token" for _, auth in asked)  # and the rendezvous'
+    assert "registry:" not in result.stdout  # its store was not restored
     assert asked[1][0] == ("/compute/v1/projects/pilot-fleet-prod/zones/us-central1-a/instances/swarm-2/"
                            "getGuestAttributes?queryPath=pilot%2F")
     page = html.read_text()
     assert page.count("<rect") == 2 * 4 and "3,600 / 5,000" in page and "degraded" in page
+
+
+def test_a_registry_restored_from_a_generation_is_reported(planned: Any, server: StatsServer) -> None:
+    """The rendezvous' guest attribute registry-restored-from (its unit restored the store before it started) is in
+    the report, escaped, and in --json; it changes no verdict (the registry kept its identities)."""
+    server.set(Answer.stats(**{**REAL, "active_nodes": 9500, "total_nodes": 9500}))
+    restored = "restored registry-20261202T081500Z.json (9500 public keys, 240 s old)\x1b[2J"
+    server.guest_attributes = {"pilot-rendezvous": {"registry-restored-from": restored}}
+    env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
+    result = verify("--outputs", "-", stdin=json.dumps(_outputs(planned, server)), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ("registry: its store was restored at the rendezvous' last start: restored "
+            "registry-20261202T081500Z.json (9500 public keys, 240 s old)\\x1b[2J") in result.stdout
+    doc = report(verify("--outputs", "-", "--json", stdin=json.dumps(_outputs(planned, server)), env=env))
+    assert doc["registryRestoredFrom"].startswith("restored registry-20261202T081500Z.json")
 
 
 def test_without_credentials_per_host_is_skipped_not_fatal(planned: Any, server: StatsServer,

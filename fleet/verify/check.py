@@ -9,7 +9,7 @@ from typing import Any
 
 from fleet.facts import pilot
 from fleet.outputs import StackOutputs
-from fleet.verify.guest_attributes import HostReport, NoCredentialsError, read_hosts
+from fleet.verify.guest_attributes import HostReport, NoCredentialsError, read_hosts, read_registry_restore
 from fleet.verify.stats import FleetCount, Poller, StatsContractError, StatsError
 
 OK, DEGRADED, FAILED, CONVERGING = "ok", "degraded", "failed", "converging"
@@ -28,6 +28,7 @@ class Expectation:
     project: str | None = None
     hosts: tuple[tuple[str, str, int], ...] = ()  # (name, zone, target_agents) of swarm hosts
     pools: tuple[tuple[str, str, int], ...] = ()  # (name, instance group manager path, agents per VM)
+    rendezvous: tuple[str, str] | None = None  # (name, zone) of the rendezvous VM
     # More agents online than expected by more than this is a finding (a second fleet after a reboot); None: only
     # reported.
     max_over: int | None = None
@@ -45,6 +46,8 @@ class Expectation:
                    outputs.project,
                    hosts=tuple((h.name, h.zone, h.target_agents) for h in outputs.swarm_hosts),
                    pools=tuple((p.name, p.manager_path, p.target_agents) for p in outputs.pools if p.manager_path),
+                   rendezvous=(outputs.rendezvous_host.name, outputs.rendezvous_host.zone)
+                   if outputs.rendezvous_host else None,
                    max_over=max_over)
 
 
@@ -58,6 +61,9 @@ class Report:
     per_host: str = "not requested"
     checked_at: str = ""
     settled: bool = False  # waiting cannot change this verdict (the stats URL answers another contract)
+    # the rendezvous' guest attribute registry-restored-from: its store was restored from a generation at its last
+    # start (the registry kept its identities; those registered after that generation registered again)
+    registry_restored_from: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -76,6 +82,7 @@ class Report:
             "responseShape": self.count.shape if self.count else None,
             "perHost": self.per_host,
             "hosts": [{**asdict(h), "ratio": h.ratio} for h in self.hosts],
+            "registryRestoredFrom": self.registry_restored_from,
         }
 
 
@@ -119,6 +126,8 @@ def check_once(expectation: Expectation, deadline: float, per_host: bool = True)
         try:
             report.hosts = read_hosts(expectation.project, list(expectation.hosts), list(expectation.pools))
             report.per_host = "guest attributes"
+            if expectation.rendezvous:
+                report.registry_restored_from = read_registry_restore(expectation.project, *expectation.rendezvous)
             if verdict == DEGRADED:
                 report.verdict, report.message = converging(expectation, count, report.hosts, message)
         except NoCredentialsError as exc:

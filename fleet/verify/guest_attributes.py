@@ -191,6 +191,24 @@ def list_pool_instances(session: requests.Session, api: str, token: str, manager
         params = {"pageToken": str(doc["nextPageToken"])}
 
 
+def read_registry_restore(project: str, name: str, zone: str, timeout: float = 10.0) -> str | None:
+    """The rendezvous VM's `registry-restored-from` (escaped), or None when it has none or cannot be read."""
+    token = access_token()
+    api = os.environ.get(API_ENV, COMPUTE_API).rstrip("/")
+    url = f"{api}/projects/{project}/zones/{zone}/instances/{name}/getGuestAttributes"
+    try:
+        with requests.Session() as session:
+            response = session.get(url, params={"queryPath": f"{GuestAttribute.NAMESPACE}/"}, timeout=timeout,
+                                   headers={"Authorization": f"Bearer {token}"})
+        if response.status_code != 200:
+            return None
+        items = response.json().get("queryValue", {}).get("items", [])
+        value = next((str(i["value"]) for i in items if i.get("key") == GuestAttribute.REGISTRY_RESTORED_FROM), None)
+    except (requests.RequestException, ValueError, AttributeError, KeyError, TypeError):
+        return None
+    return shown(value)
+
+
 def read_hosts(project: str, hosts: list[tuple[str, str, int]], pools: list[tuple[str, str, int]] | None = None,
                timeout: float = 10.0) -> list[HostReport]:
     """hosts: (name, zone, target_agents); pools: (name, manager path, target_agents), each VM of which is read like
