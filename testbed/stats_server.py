@@ -33,6 +33,9 @@ class StatsServer:
     guest_attributes: dict[str, dict[str, str]] = field(default_factory=dict)  # instance -> key -> value
     managed_instances: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # group -> (name, zone)
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # instance -> its metadata items
+    # VMs of the project labelled app=pilot-fleet (instances.aggregatedList): (name, zone) -> metadata items
+    labelled: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    zone_metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # zone -> its instanceSettings metadata
     requests: list[tuple[str, str]] = field(default_factory=list)  # (path, authorization)
     url: str = ""
     base: str = ""
@@ -58,6 +61,19 @@ class StatsServer:
                              for k, v in server.guest_attributes[name].items()]
                     return self.reply(Answer(200, json.dumps({"queryPath": "pilot/",
                                                               "queryValue": {"items": items}}).encode()))
+                if "/aggregated/instances" in self.path:  # instances.aggregatedList
+                    scopes: dict[str, Any] = {}
+                    for (name, zone), items in server.labelled.items():
+                        scopes.setdefault(f"zones/{zone}", {"instances": []})["instances"].append(
+                            {"name": name, "zone": f"https://www.googleapis.com/compute/v1/projects/p/zones/{zone}",
+                             "metadata": {"items": [{"key": k, "value": v} for k, v in items.items()]}})
+                    return self.reply(Answer(200, json.dumps({"items": scopes}).encode()))
+                if self.path.endswith("/instanceSettings"):
+                    zone = self.path.split("/zones/")[1].split("/")[0]
+                    if zone not in server.zone_metadata:
+                        return self.reply(Answer(404, b'{"error": {"code": 404}}'))
+                    return self.reply(Answer(200, json.dumps({"metadata": {"items": server.zone_metadata[zone]}})
+                                             .encode()))
                 if "/instances/" in self.path:  # instances.get
                     name = self.path.split("/instances/")[1].split("?")[0]
                     if name not in server.metadata:

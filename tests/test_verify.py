@@ -184,6 +184,37 @@ def test_a_registry_restored_from_a_generation_is_reported(planned: Any, server:
     assert doc["registryRestoredFrom"].startswith("restored registry-20261202T081500Z.json")
 
 
+def test_a_vm_with_an_instance_level_startup_script_fails_verify_by_name(planned: Any, server: StatsServer) -> None:
+    """The seed's ghost script, caught after the fact: every agent is online, but one VM of the fleet carries a
+    `startup-script` of its own (an earlier deployment's), a VM of the project labelled as the fleet's but not in the
+    outputs carries `user-data`, and a zone's metadata (instanceSettings) overrides the project's script. Each is
+    named with its key, and the verdict is degraded (exit 1)."""
+    server.set(Answer.stats(**{**REAL, "active_nodes": 9500, "total_nodes": 9500}))
+    full = {"target-agents": "3000", "agents-running": "3000"}
+    server.guest_attributes = {"swarm-1": full, "swarm-2": {**full, "target-agents": "5000", "agents-running": "5000"},
+                               "swarm-3": {**full, "target-agents": "1500", "agents-running": "1500"}}
+    server.metadata = {"swarm-1": {"pilot-role": "swarm"}, "swarm-3": {"pilot-role": "swarm"},
+                       "pilot-rendezvous": {"pilot-role": "rendezvous"}}
+    server.metadata["swarm-2"] = {"pilot-role": "swarm"}
+    env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
+    result = verify("--outputs", "-", stdin=json.dumps(_outputs(planned, server)), env=env)
+    assert result.returncode == 0 and "SCRIPT" not in result.stdout, result.stdout  # a clean fleet
+    assert "script audit" not in result.stdout  # every VM and zone was read
+    server.metadata["swarm-2"] = {"pilot-role": "swarm", "startup-script": "#!/bin/bash\n..."}
+    server.labelled = {("old-swarm-9", "us-central1-c"): {"user-data": "#cloud-config"}}
+    server.zone_metadata = {"us-central1-a": {"startup-script": "echo zone"}}
+    result = verify("--outputs", "-", stdin=json.dumps(_outputs(planned, server)), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith("DEGRADED: 9,500 of 9,500 agents online")
+    scripts = [line for line in result.stdout.splitlines() if line.startswith("SCRIPT: ")]
+    assert [line.split(" carries ")[0].split(" has ")[0] for line in scripts] == [
+        "SCRIPT: VM old-swarm-9 (us-central1-c)", "SCRIPT: VM swarm-2 (us-central1-a)", "SCRIPT: zone us-central1-a"]
+    assert "script key user-data" in scripts[0] and "script key startup-script" in scripts[1]
+    assert "zone-level metadata key startup-script" in scripts[2]
+    asked = [p for p, _ in server.requests if "aggregated/instances" in p]
+    assert asked and "labels.app" in asked[-1].replace("%2E", ".")
+
+
 def test_without_credentials_per_host_is_skipped_not_fatal(planned: Any, server: StatsServer,
                                                            tmp_path: Path) -> None:
     env = {"NO_GCE_CHECK": "True", "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),

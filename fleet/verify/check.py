@@ -10,6 +10,7 @@ from typing import Any
 from fleet.facts import pilot
 from fleet.outputs import StackOutputs
 from fleet.verify.guest_attributes import HostReport, NoCredentialsError, read_hosts, read_registry_restore
+from fleet.verify.script_audit import audit_project
 from fleet.verify.stats import FleetCount, Poller, StatsContractError, StatsError
 
 OK, DEGRADED, FAILED, CONVERGING = "ok", "degraded", "failed", "converging"
@@ -64,6 +65,9 @@ class Report:
     # the rendezvous' guest attribute registry-restored-from: its store was restored from a generation at its last
     # start (the registry kept its identities; those registered after that generation registered again)
     registry_restored_from: str | None = None
+    # instance-level or zone-level script keys on the fleet's VMs (script_audit.py): each makes the verdict degraded
+    script_problems: list[str] = field(default_factory=list)
+    script_unread: list[str] = field(default_factory=list)  # what the audit could not read
 
     @property
     def exit_code(self) -> int:
@@ -83,6 +87,8 @@ class Report:
             "perHost": self.per_host,
             "hosts": [{**asdict(h), "ratio": h.ratio} for h in self.hosts],
             "registryRestoredFrom": self.registry_restored_from,
+            "scriptProblems": self.script_problems,
+            "scriptAuditUnread": self.script_unread,
         }
 
 
@@ -130,6 +136,13 @@ def check_once(expectation: Expectation, deadline: float, per_host: bool = True)
                 report.registry_restored_from = read_registry_restore(expectation.project, *expectation.rendezvous)
             if verdict == DEGRADED:
                 report.verdict, report.message = converging(expectation, count, report.hosts, message)
+            vms = [(h.name, h.zone) for h in report.hosts if h.zone]
+            report.script_problems, report.script_unread = audit_project(
+                expectation.project, vms + ([expectation.rendezvous] if expectation.rendezvous else []))
+            if report.script_problems:
+                report.verdict = DEGRADED
+                report.message = (f"{report.message}; {len(report.script_problems)} instance- or zone-level "
+                                  "startup script(s) found (below)")
         except NoCredentialsError as exc:
             report.per_host = f"skipped: no Google credentials ({exc})"
     elif per_host and (expectation.hosts or expectation.pools):

@@ -29,6 +29,8 @@ def render_table(report: Report) -> str:
             lines.append(f"{host.name:<24} {host.target_agents:>8,} {running:>8} {ratio:>7}  {note}".rstrip())
     if report.count is not None:
         lines.append(f"per host: {report.per_host}")
+    lines += [f"SCRIPT: {problem}" for problem in report.script_problems]
+    lines += [f"script audit: {unread}" for unread in report.script_unread]
     if report.registry_restored_from:
         lines.append(f"registry: its store was restored at the rendezvous' last start: {report.registry_restored_from}")
     return "\n".join(lines)
