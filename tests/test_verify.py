@@ -390,6 +390,7 @@ def test_a_vms_claim_of_a_change_its_metadata_does_not_back_covers_no_shortfall(
     """A VM claiming a rollout (or a target not yet taken up) is mid-change only if its instance metadata, as
     `pulumi up` set it (instances.get), asks for that change: 150 of 200 stays degraded otherwise."""
     from fleet.verify.check import Expectation, converging
+    from fleet.verify.compute_api import connected
     from fleet.verify.guest_attributes import read_hosts
     from fleet.verify.stats import FleetCount
 
@@ -398,7 +399,8 @@ def test_a_vms_claim_of_a_change_its_metadata_does_not_back_covers_no_shortfall(
                      metadata={"vm": metadata} if metadata is not None else {}).serving() as server:
         monkeypatch.setenv("PILOT_FLEET_COMPUTE_API", f"{server.base}/compute/v1")
         monkeypatch.setenv("PILOT_FLEET_ACCESS_TOKEN", "t")
-        (host,) = read_hosts("p", [("vm", "z", 200)])
+        with connected() as api:
+            (host,) = read_hosts(api, "p", [("vm", "z", 200)])
         asked = [path for path, _ in server.requests if path.endswith("/zones/z/instances/vm")]
     assert asked == ["/compute/v1/projects/p/zones/z/instances/vm"]  # the metadata was asked for
     assert (host.claims_rollout or host.claims_retarget) and not host.converging
@@ -412,6 +414,7 @@ def test_a_vms_claimed_target_above_the_stacks_covers_no_shortfall(monkeypatch: 
     read as converging. The stack's own figure is the only one counted now, and a claim above it is no change in
     progress. Its text is printed escaped."""
     from fleet.verify.check import Expectation, converging
+    from fleet.verify.compute_api import connected
     from fleet.verify.guest_attributes import read_hosts
     from fleet.verify.stats import FleetCount
 
@@ -419,7 +422,8 @@ def test_a_vms_claimed_target_above_the_stacks_covers_no_shortfall(monkeypatch: 
     with StatsServer([Answer.stats()], guest_attributes={"vm": lying}).serving() as server:
         monkeypatch.setenv("PILOT_FLEET_COMPUTE_API", f"{server.base}/compute/v1")
         monkeypatch.setenv("PILOT_FLEET_ACCESS_TOKEN", "t")
-        (host,) = read_hosts("p", [("vm", "z", 200)])
+        with connected() as api:
+            (host,) = read_hosts(api, "p", [("vm", "z", 200)])
     assert host.bypassed_script == "x\\x1b[2Jy"
     assert not host.retargeted and not host.converging
     verdict, _ = converging(Expectation("http://x/api/stats", 200, 0.95), FleetCount(150, 200, "rendezvous"), [host],

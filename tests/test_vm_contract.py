@@ -15,6 +15,7 @@ from fleet import vm_contract
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.startup_render import render_contract
+from fleet.verify.compute_api import connected
 from fleet.verify.guest_attributes import read_hosts
 from fleet.vm_contract import MetadataKey, metadata
 from testbed.stats_server import Answer, StatsServer
@@ -112,7 +113,8 @@ def test_verify_reads_a_guest_attribute_under_its_old_name(monkeypatch: pytest.M
     with StatsServer([Answer.stats()], guest_attributes=published, metadata=asked).serving() as server:
         monkeypatch.setitem(os.environ, "PILOT_FLEET_COMPUTE_API", f"{server.base}/compute/v1")
         monkeypatch.setitem(os.environ, "PILOT_FLEET_ACCESS_TOKEN", "test-token")
-        old, new = read_hosts("p", [("old", "z", 5000), ("new", "z", 5000)])
+        with connected() as api:
+            old, new = read_hosts(api, "p", [("old", "z", 5000), ("new", "z", 5000)])
     assert (old.target_agents, old.planned_target_agents, old.running, old.converging) == (4000, 5000, 4000, True)
     assert (new.target_agents, new.running) == (4500, 4400)
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from fleet.facts import pilot
 from fleet.outputs import StackOutputs
-from fleet.verify.guest_attributes import HostReport, NoCredentialsError, read_hosts, read_registry_restore
-from fleet.verify.script_audit import audit_project
+from fleet.verify.compute_api import NoCredentialsError, connected
+from fleet.verify.guest_attributes import HostReport, read_hosts, read_registry_restore
+from fleet.verify.script_audit import audit
 from fleet.verify.stats import FleetCount, Poller, StatsContractError, StatsError
 
 OK, DEGRADED, FAILED, CONVERGING = "ok", "degraded", "failed", "converging"
@@ -130,15 +131,17 @@ def check_once(expectation: Expectation, deadline: float, per_host: bool = True)
     report = Report(verdict, message, expectation, count, checked_at=now)
     if per_host and (expectation.hosts or expectation.pools) and expectation.project:
         try:
-            report.hosts = read_hosts(expectation.project, list(expectation.hosts), list(expectation.pools))
-            report.per_host = "guest attributes"
-            if expectation.rendezvous:
-                report.registry_restored_from = read_registry_restore(expectation.project, *expectation.rendezvous)
+            with connected() as api:
+                report.hosts = read_hosts(api, expectation.project, list(expectation.hosts), list(expectation.pools))
+                report.per_host = "guest attributes"
+                if expectation.rendezvous:
+                    report.registry_restored_from = read_registry_restore(api, expectation.project,
+                                                                          *expectation.rendezvous)
+                vms = [(h.name, h.zone) for h in report.hosts if h.zone]
+                report.script_problems, report.script_unread = audit(
+                    api, expectation.project, vms + ([expectation.rendezvous] if expectation.rendezvous else []))
             if verdict == DEGRADED:
                 report.verdict, report.message = converging(expectation, count, report.hosts, message)
-            vms = [(h.name, h.zone) for h in report.hosts if h.zone]
-            report.script_problems, report.script_unread = audit_project(
-                expectation.project, vms + ([expectation.rendezvous] if expectation.rendezvous else []))
             if report.script_problems:
                 report.verdict = DEGRADED
                 report.message = (f"{report.message}; {len(report.script_problems)} instance- or zone-level "

@@ -8,22 +8,10 @@ B only if the VM's metadata asks for B, a target not yet taken up only if its me
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
-import requests
-
+from fleet.verify.compute_api import ComputeApi, failure, metadata_items
 from fleet.vm_contract import RENAMED, RENAMED_GUEST_ATTRIBUTES, GuestAttribute, MetadataKey
-
-COMPUTE_API = "https://compute.googleapis.com/compute/v1"
-# Seams for a local stand-in of the API (tests) or a proxy: both honoured only when set.
-API_ENV = "PILOT_FLEET_COMPUTE_API"
-TOKEN_ENV = "PILOT_FLEET_ACCESS_TOKEN"
-SCOPE = "https://www.googleapis.com/auth/compute.readonly"
-
-
-class NoCredentialsError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -81,42 +69,26 @@ class HostReport:
         return self.running / self.target_agents
 
 
-def access_token() -> str:
-    token = os.environ.get(TOKEN_ENV)
-    if token:
-        return token
+def guest_values(api: ComputeApi, project: str, zone: str, name: str) -> dict[str, str] | str:
+    """A VM's guest attributes under `pilot/` (key -> value), or why they cannot be read."""
+    doc = api.call(f"projects/{project}/zones/{zone}/instances/{name}/getGuestAttributes",
+                   {"queryPath": f"{GuestAttribute.NAMESPACE}/"})
+    if doc == "HTTP 404":
+        return "no guest attributes yet (the supervisor has not published)"
+    if isinstance(doc, str):
+        return failure("getGuestAttributes", doc)
     try:
-        import google.auth
-        import google.auth.transport.requests
-        from google.auth.exceptions import GoogleAuthError
-    except ImportError as exc:
-        raise NoCredentialsError(f"google-auth is not installed ({exc})") from None
-    try:
-        credentials, _ = google.auth.default(scopes=[SCOPE])
-        credentials.refresh(google.auth.transport.requests.Request())
-    except GoogleAuthError as exc:
-        raise NoCredentialsError(str(exc).splitlines()[0]) from None
-    return str(credentials.token)
+        items = doc.get("queryValue", {}).get("items", [])
+        return {i["key"]: str(i["value"]) for i in items
+                if i.get("namespace", GuestAttribute.NAMESPACE) == GuestAttribute.NAMESPACE}
+    except (AttributeError, KeyError, TypeError):
+        return failure("getGuestAttributes", "an unexpected document")
 
 
-def read_host(session: requests.Session, api: str, token: str, project: str, zone: str, name: str,
-              target_agents: int, timeout: float) -> HostReport:
-    url = f"{api}/projects/{project}/zones/{zone}/instances/{name}/getGuestAttributes"
-    try:
-        response = session.get(url, params={"queryPath": f"{GuestAttribute.NAMESPACE}/"}, timeout=timeout,
-                               headers={"Authorization": f"Bearer {token}"})
-    except requests.RequestException as exc:
-        return HostReport(name, target_agents, error=f"Compute Engine API unreachable: {type(exc).__name__}")
-    if response.status_code == 404:
-        return HostReport(name, target_agents, error="no guest attributes yet (the supervisor has not published)")
-    if response.status_code != 200:
-        return HostReport(name, target_agents, error=f"getGuestAttributes answered HTTP {response.status_code}")
-    try:
-        items = response.json().get("queryValue", {}).get("items", [])
-        values = {i["key"]: str(i["value"]) for i in items
-                  if i.get("namespace", GuestAttribute.NAMESPACE) == GuestAttribute.NAMESPACE}
-    except (ValueError, AttributeError, KeyError, TypeError):
-        return HostReport(name, target_agents, error="getGuestAttributes answered an unexpected document")
+def read_host(api: ComputeApi, project: str, zone: str, name: str, target_agents: int) -> HostReport:
+    values = guest_values(api, project, zone, name)
+    if isinstance(values, str):
+        return HostReport(name, target_agents, error=values)
 
     def number(key: str) -> int | None:
         # a supervisor that has not rebooted into the renamed contract still publishes the old name
@@ -130,7 +102,7 @@ def read_host(session: requests.Session, api: str, token: str, project: str, zon
                         planned_target_agents=target_agents, rollout=shown(values.get(GuestAttribute.ROLLOUT)))
     if not (report.claims_rollout or report.claims_retarget):
         return report
-    metadata = read_metadata(session, f"{api}/projects/{project}/zones/{zone}/instances/{name}", token, timeout)
+    metadata = read_metadata(api, project, zone, name)
     if metadata is None:
         return report  # unread: its claim is not believed
     target = metadata.get(MetadataKey.TARGET_AGENTS, metadata.get(RENAMED[MetadataKey.TARGET_AGENTS], ""))
@@ -140,16 +112,10 @@ def read_host(session: requests.Session, api: str, token: str, project: str, zon
         else None)
 
 
-def read_metadata(session: requests.Session, url: str, token: str, timeout: float) -> dict[str, str] | None:
+def read_metadata(api: ComputeApi, project: str, zone: str, name: str) -> dict[str, str] | None:
     """The VM's instance metadata as Compute Engine holds it (instances.get), or None when it cannot be read."""
-    try:
-        response = session.get(url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
-        if response.status_code != 200:
-            return None
-        items = response.json().get("metadata", {}).get("items", [])
-        return {str(i["key"]): str(i.get("value", "")) for i in items}
-    except (requests.RequestException, ValueError, AttributeError, KeyError, TypeError):
-        return None
+    doc = api.call(f"projects/{project}/zones/{zone}/instances/{name}")
+    return None if isinstance(doc, str) else metadata_items(doc.get("metadata", {}))
 
 
 # Guest attributes are the VM's word: any process on it can write them. Counts are whole numbers of at most this
@@ -166,64 +132,42 @@ def shown(value: str | None) -> str | None:
     return text + (" [cut]" if len(value) > MAX_TEXT else "")
 
 
-def list_pool_instances(session: requests.Session, api: str, token: str, manager_path: str,
-                        timeout: float) -> list[tuple[str, str]] | str:
+def list_pool_instances(api: ComputeApi, manager_path: str) -> list[tuple[str, str]] | str:
     """(name, zone) of a managed instance group's VMs (instanceGroupManagers.listManagedInstances), or why not."""
     instances: list[tuple[str, str]] = []
     params: dict[str, str] = {}
     while True:
+        doc = api.call(f"{manager_path}/listManagedInstances", params, method="POST")
+        if isinstance(doc, str):
+            return failure("listManagedInstances", doc)
         try:
-            response = session.post(f"{api}/{manager_path}/listManagedInstances", params=params, timeout=timeout,
-                                    headers={"Authorization": f"Bearer {token}"})
-        except requests.RequestException as exc:
-            return f"Compute Engine API unreachable: {type(exc).__name__}"
-        if response.status_code != 200:
-            return f"listManagedInstances answered HTTP {response.status_code}"
-        try:
-            doc = response.json()
             for item in doc.get("managedInstances", []):
                 parts = str(item["instance"]).split("/")
                 instances.append((parts[parts.index("instances") + 1], parts[parts.index("zones") + 1]))
         except (ValueError, AttributeError, KeyError, TypeError, IndexError):
-            return "listManagedInstances answered an unexpected document"
+            return failure("listManagedInstances", "an unexpected document")
         if not doc.get("nextPageToken"):
             return instances
         params = {"pageToken": str(doc["nextPageToken"])}
 
 
-def read_registry_restore(project: str, name: str, zone: str, timeout: float = 10.0) -> str | None:
+def read_registry_restore(api: ComputeApi, project: str, name: str, zone: str) -> str | None:
     """The rendezvous VM's `registry-restored-from` (escaped), or None when it has none or cannot be read."""
-    token = access_token()
-    api = os.environ.get(API_ENV, COMPUTE_API).rstrip("/")
-    url = f"{api}/projects/{project}/zones/{zone}/instances/{name}/getGuestAttributes"
-    try:
-        with requests.Session() as session:
-            response = session.get(url, params={"queryPath": f"{GuestAttribute.NAMESPACE}/"}, timeout=timeout,
-                                   headers={"Authorization": f"Bearer {token}"})
-        if response.status_code != 200:
-            return None
-        items = response.json().get("queryValue", {}).get("items", [])
-        value = next((str(i["value"]) for i in items if i.get("key") == GuestAttribute.REGISTRY_RESTORED_FROM), None)
-    except (requests.RequestException, ValueError, AttributeError, KeyError, TypeError):
-        return None
-    return shown(value)
+    values = guest_values(api, project, zone, name)
+    return None if isinstance(values, str) else shown(values.get(GuestAttribute.REGISTRY_RESTORED_FROM))
 
 
-def read_hosts(project: str, hosts: list[tuple[str, str, int]], pools: list[tuple[str, str, int]] | None = None,
-               timeout: float = 10.0) -> list[HostReport]:
+def read_hosts(api: ComputeApi, project: str, hosts: list[tuple[str, str, int]],
+               pools: list[tuple[str, str, int]] | None = None) -> list[HostReport]:
     """hosts: (name, zone, target_agents); pools: (name, manager path, target_agents), each VM of which is read like
-    a host. Raises NoCredentialsError when there are no credentials at all."""
-    token = access_token()
-    api = os.environ.get(API_ENV, COMPUTE_API).rstrip("/")
-    with requests.Session() as session:
-        reports = [read_host(session, api, token, project, zone, name, target_agents, timeout)
-                   for name, zone, target_agents in hosts]
-        for pool, manager_path, target_agents in pools or []:
-            listed = list_pool_instances(session, api, token, manager_path, timeout)
-            if isinstance(listed, str):
-                reports.append(HostReport(pool, target_agents, error=listed, pool=pool))
-                continue
-            for name, zone in listed:
-                report = read_host(session, api, token, project, zone, name, target_agents, timeout)
-                reports.append(dataclasses.replace(report, pool=pool))
-        return reports
+    a host."""
+    reports = [read_host(api, project, zone, name, target_agents) for name, zone, target_agents in hosts]
+    for pool, manager_path, target_agents in pools or []:
+        listed = list_pool_instances(api, manager_path)
+        if isinstance(listed, str):
+            reports.append(HostReport(pool, target_agents, error=listed, pool=pool))
+            continue
+        for name, zone in listed:
+            report = read_host(api, project, zone, name, target_agents)
+            reports.append(dataclasses.replace(report, pool=pool))
+    return reports

@@ -9,15 +9,11 @@ every VM of the zone."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import requests
 
 from fleet.facts import pilot
-from fleet.verify.guest_attributes import API_ENV, COMPUTE_API, access_token
+from fleet.verify.compute_api import ComputeApi, failure, metadata_items
 from fleet.vm_contract import SCRIPT_METADATA_KEYS, SCRIPT_METADATA_PATTERN, SCRIPT_METADATA_PREFIXES
 
 
@@ -26,85 +22,55 @@ def script_keys(keys: Iterable[str]) -> list[str]:
                   or re.match(SCRIPT_METADATA_PATTERN, k))
 
 
-def _items(metadata: Any) -> list[str]:
-    """The keys of a metadata block: instances list {key, value} items, instanceSettings a map."""
-    items = metadata.get("items") if isinstance(metadata, Mapping) else None
-    if isinstance(items, Mapping):
-        return [str(k) for k in items]
-    if isinstance(items, list):
-        return [str(i["key"]) for i in items if isinstance(i, Mapping) and "key" in i]
-    return []
-
-
-def _get(session: requests.Session, url: str, token: str, timeout: float,
-         params: dict[str, str] | None = None) -> dict[str, Any] | str:
-    try:
-        response = session.get(url, params=params, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
-        if response.status_code != 200:
-            return f"HTTP {response.status_code}"
-        doc = response.json()
-    except (requests.RequestException, ValueError) as exc:
-        return type(exc).__name__
-    return doc if isinstance(doc, dict) else "an unexpected document"
-
-
-def labelled_vms(session: requests.Session, api: str, project: str, token: str,
-                 timeout: float) -> dict[tuple[str, str], list[str]] | str:
-    """(name, zone) -> metadata keys of the project's VMs labelled as the fleet's, or why they cannot be listed."""
-    found: dict[tuple[str, str], list[str]] = {}
+def labelled_vms(api: ComputeApi, project: str) -> dict[tuple[str, str], dict[str, str] | None] | str:
+    """(name, zone) -> metadata of the project's VMs labelled as the fleet's, or why they cannot be listed."""
+    found: dict[tuple[str, str], dict[str, str] | None] = {}
     params = {"filter": f"labels.app = {pilot.PROJECT_NAME}"}
     while True:
-        doc = _get(session, f"{api}/projects/{project}/aggregated/instances", token, timeout, params)
+        doc = api.call(f"projects/{project}/aggregated/instances", params)
         if isinstance(doc, str):
-            return f"instances.aggregatedList answered {doc}"
+            return failure("instances.aggregatedList", doc)
         for scope in (doc.get("items") or {}).values():
             for vm in scope.get("instances", []) if isinstance(scope, Mapping) else []:
                 if isinstance(vm, Mapping) and "name" in vm:
                     zone = str(vm.get("zone", "")).rsplit("/", 1)[-1]
-                    found[(str(vm["name"]), zone)] = _items(vm.get("metadata"))
+                    found[(str(vm["name"]), zone)] = metadata_items(vm.get("metadata", {}))
         if not doc.get("nextPageToken"):
             return found
         params = {**params, "pageToken": str(doc["nextPageToken"])}
 
 
-def audit(session: requests.Session, api: str, project: str, token: str, vms: Iterable[tuple[str, str]],
-          timeout: float = 10.0) -> tuple[list[str], list[str]]:
+def audit(api: ComputeApi, project: str, vms: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     """(problems, one line each naming the VM or the zone and the key; what could not be read)."""
     problems: list[str] = []
     unread: list[str] = []
-    listed = labelled_vms(session, api, project, token, timeout)
+    listed = labelled_vms(api, project)
     if isinstance(listed, str):
         unread.append(f"could not list the project's fleet VMs: {listed}")
         listed = {}
     known = dict(listed)
     for name, zone in vms:
-        if (name, zone) in known:
+        if (name, zone) not in known:
+            doc = api.call(f"projects/{project}/zones/{zone}/instances/{name}")
+            known[(name, zone)] = doc if isinstance(doc, str) else metadata_items(doc.get("metadata", {}))
+    for (name, zone), metadata in sorted(known.items(), key=lambda item: item[0]):
+        if isinstance(metadata, str) or metadata is None:
+            said = failure("instances.get", metadata or "an unexpected document")
+            unread.append(f"could not read the metadata of {name} ({zone}): {said}")
             continue
-        doc = _get(session, f"{api}/projects/{project}/zones/{zone}/instances/{name}", token, timeout)
-        if isinstance(doc, str):
-            unread.append(f"could not read the metadata of {name} ({zone}): instances.get answered {doc}")
-            continue
-        known[(name, zone)] = _items(doc.get("metadata"))
-    for (name, zone), keys in sorted(known.items()):
-        for key in script_keys(keys):
+        for key in script_keys(metadata):
             problems.append(f"VM {name} ({zone}) carries the instance-level script key {key}: it runs beside or "
                             "instead of the project's startup script (remove it from the VM's metadata)")
     for zone in sorted({zone for _, zone in known}):
-        doc = _get(session, f"{api}/projects/{project}/zones/{zone}/instanceSettings", token, timeout)
+        doc = api.call(f"projects/{project}/zones/{zone}/instanceSettings")
         if doc == "HTTP 404":
             continue  # a zone without instance settings: nothing overrides there
-        if isinstance(doc, str):
-            unread.append(f"could not read the instance settings of zone {zone}: {doc}")
+        settings = doc if isinstance(doc, str) else metadata_items(doc.get("metadata", {}))
+        if isinstance(settings, str) or settings is None:
+            unread.append(f"could not read the instance settings of zone {zone}: "
+                          f"{failure('instanceSettings.get', settings or 'an unexpected document')}")
             continue
-        for key in script_keys(_items(doc.get("metadata"))):
+        for key in script_keys(settings):
             problems.append(f"zone {zone} has the zone-level metadata key {key} (instanceSettings): it overrides the "
                             "project's startup script for every VM in the zone")
     return problems, unread
-
-
-def audit_project(project: str, vms: Iterable[tuple[str, str]], timeout: float = 10.0) -> tuple[list[str], list[str]]:
-    """audit() with the credentials and the API that the guest attributes are read with."""
-    token = access_token()
-    api = os.environ.get(API_ENV, COMPUTE_API).rstrip("/")
-    with requests.Session() as session:
-        return audit(session, api, project, token, vms, timeout)
