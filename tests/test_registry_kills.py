@@ -5,7 +5,6 @@ disk's `dirsync` mount and the store check before every start cover a crash of t
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import threading
@@ -54,7 +53,7 @@ def test_kills_during_registration_never_leave_a_damaged_store_or_lose_older_reg
                 rv.proc.send_signal(signal.SIGKILL)
                 killed = time.monotonic()
                 rv.proc.wait(timeout=10)
-                keys = _keys(rv.store)
+                keys = sv.store.public_keys(rv.store)  # the store must parse (ValueError otherwise)
                 old = [key for when, key in accepted if when < killed - SAVED_WITHIN]
                 lost = [(when, key) for when, key in accepted if when < killed - SAVED_WITHIN and key not in keys]
                 assert not lost, (f"kill {kill + 1}: {len(lost)} of {len(old)} registrations older than 2 s lost, "
@@ -68,9 +67,3 @@ def test_kills_during_registration_never_leave_a_damaged_store_or_lose_older_reg
     assert len(accepted) > KILLS * 20  # a real load: registrations all along
     print(f"{KILLS} kills, {len(accepted)} registrations accepted, none older than {SAVED_WITHIN:g} s lost")
 
-
-def _keys(store: Path) -> set[str]:
-    """The public keys in the store; it must parse (the store check's own reading)."""
-    sv.store.read_keys(store)  # raises ValueError when it does not parse
-    data = json.loads(store.read_bytes())
-    return set(data.get("pub_key_idx") or {}) | {n["public_key"] for n in data.get("nodes", {}).values()}

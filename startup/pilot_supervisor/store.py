@@ -41,6 +41,12 @@ class Snapshot:
 
 def read_keys(path: Path) -> int:
     """How many public keys the registry store at PATH knows; raises ValueError (with why) if it is no store."""
+    return len(public_keys(path))
+
+
+def public_keys(path: Path) -> set[str]:
+    """The public keys the registry store at PATH knows (its nodes' and `pub_key_idx`, which keeps those of
+    deregistered nodes); raises ValueError (with why) if it is no store."""
     try:
         data = json.loads(path.read_bytes())
     except OSError as exc:
@@ -53,7 +59,7 @@ def read_keys(path: Path) -> int:
     for node in (data.get("nodes") or {}).values():
         if isinstance(node, dict) and isinstance(node.get("public_key"), str):
             keys.add(node["public_key"])
-    return len(keys)
+    return keys
 
 
 def generations(directory: Path) -> list[Path]:
@@ -94,21 +100,28 @@ def durable_copy(source: Path, target: Path, owner: str = "") -> None:
     _sync_directory(target.parent)
 
 
+def judged(store: Path, good: Snapshot | None) -> tuple[int, str]:
+    """(public keys the store knows, why it is unfit: "" when it is fit). Unfit: it does not parse, or it knows
+    fewer than MIN_KEPT of the keys the newest good generation GOOD knew. The same judgement before a start and
+    before a generation is kept."""
+    try:
+        keys = read_keys(store)
+    except ValueError as exc:
+        return 0, f"{store} {'is missing' if not store.exists() else exc}"
+    if good is not None and keys < MIN_KEPT * good.keys:
+        return keys, f"{store} knows {keys} public keys, the last good generation {good.path.name} {good.keys}"
+    return keys, ""
+
+
 def check(store: Path, directory: Path, start_fresh: bool = False, owner: str = "") -> str:
     """Before the rendezvous starts: "" when the store is fit, else what was done (a restore, a fresh start).
     Raises StoreError when it must not start."""
     good = newest_good(directory)
-    existed = (directory / EXISTED_MARKER).exists() or good is not None
-    try:
-        keys = read_keys(store)
-    except ValueError as exc:
-        if not store.exists() and not existed:
-            return ""  # a new store disk: the registry's first start
-        problem = f"{store} {'is missing' if not store.exists() else exc}"
-    else:
-        if good is None or keys >= MIN_KEPT * good.keys:
-            return ""
-        problem = f"{store} knows {keys} public keys, the last good generation {good.path.name} {good.keys}"
+    _, problem = judged(store, good)
+    if not problem:
+        return ""
+    if not store.exists() and not (directory / EXISTED_MARKER).exists() and good is None:
+        return ""  # a new store disk: the registry's first start
     if start_fresh:
         # the damaged store and the old generations are kept aside: the new registry is judged on its own
         stamp = int(time.time())
@@ -130,13 +143,9 @@ def check(store: Path, directory: Path, start_fresh: bool = False, owner: str = 
 def keep(store: Path, directory: Path, count: int) -> str:
     """The periodic job: keep the store as a new generation if it is fit (checked as before a start), and the
     newest COUNT generations only. Returns what it did."""
-    try:
-        keys = read_keys(store)
-    except ValueError as exc:
-        return f"not kept: {store} {exc}"
-    good = newest_good(directory)
-    if good is not None and keys < MIN_KEPT * good.keys:
-        return f"not kept: {store} knows {keys} public keys, the last good generation {good.path.name} {good.keys}"
+    keys, problem = judged(store, newest_good(directory))
+    if problem:
+        return f"not kept: {problem}"
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{GENERATION_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     durable_copy(store, directory / name)
