@@ -43,28 +43,27 @@ class AgentUser:
                                  "no agent is started as root instead") from None
         return cls(name, entry.pw_uid, entry.pw_gid)
 
-    def enter(self, directory: Path) -> None:
-        """DIRECTORY (the parent of the agents' own directories) is root's, and the agents' group may pass it."""
+    def _group_owns(self, directory: Path, mode: int) -> None:
+        """DIRECTORY is root's and the agents' group's, with MODE (changed only where it differs)."""
         info = directory.stat()
         if (info.st_uid, info.st_gid) != (0, self.gid):
             os.chown(directory, 0, self.gid)
-        if stat.S_IMODE(info.st_mode) != 0o750:
-            directory.chmod(0o750)
+        if stat.S_IMODE(info.st_mode) != mode:
+            directory.chmod(mode)
+
+    def enter(self, directory: Path) -> None:
+        """DIRECTORY (the parent of the agents' own directories): the agents' group may pass it (0750)."""
+        self._group_owns(directory, 0o750)
 
     def share(self, directory: Path, files: bool = True) -> None:
         """DIRECTORY is root's and the agents' group's (0770): the agent writes its identity and socket there, the
         supervisor its log and markers, nobody else anything. Files an earlier release left as root's (an agent's
         identity) become the agent's, so it keeps its identity."""
-        info = directory.stat()
-        if (info.st_uid, info.st_gid) != (0, self.gid):
-            os.chown(directory, 0, self.gid)
-        if stat.S_IMODE(info.st_mode) != 0o770:
-            directory.chmod(0o770)
+        self._group_owns(directory, 0o770)
         for entry in os.scandir(directory) if files else ():
             if entry.name not in SUPERVISOR_FILES and entry.is_file(follow_symlinks=False) and \
                     entry.stat(follow_symlinks=False).st_uid != self.uid:
                 os.chown(entry.path, self.uid, self.gid, follow_symlinks=False)
-
 
 
 def _mounts() -> list[tuple[str, str, str, str]]:
