@@ -12,16 +12,15 @@ RENDEZVOUS_BIN="${INSTALL_DIR}/bin/pilot-rendezvous"
 REGISTRY_STORE="${STORE_MOUNT}/registry.json"
 GENERATIONS_DIR="${STORE_MOUNT}/generations"
 GENERATIONS_UNIT="pilot-store-generations"
+# the rendezvous' own user (the VM contract's rendezvous_user), set by setup_rendezvous; empty in a sandbox
+rendezvous_user=""
 
 # The rendezvous runs as its own user, in the same sandbox as the agents, writing only its store (the builds kept
 # there are root's and read-only to it); no capability at all, unless a port below 1024 needs CAP_NET_BIND_SERVICE.
 rendezvous_unit() {
-  local nofile user="" owner="" caps="" port fresh=""
+  local nofile user="" caps="" port fresh=""
   nofile="$(pilot_supervisor contract agent_nofile)"
-  if ((SYSTEM_USERS)); then
-    owner="$(pilot_supervisor contract rendezvous_user)"
-    user="User=${owner}"$'\n'"Group=${owner}"
-  fi
+  [[ -n "${rendezvous_user}" ]] && user="User=${rendezvous_user}"$'\n'"Group=${rendezvous_user}"
   [[ "${attr[start_fresh]}" == true ]] && fresh=" --start-fresh"
   for port in "${attr[registry_port]}" "${attr[beacon_port]}" "${attr[dashboard_port]}"; do
     ((port < 1024)) && caps=CAP_NET_BIND_SERVICE
@@ -37,7 +36,7 @@ ConditionPathIsMountPoint=${STORE_MOUNT}
 [Service]
 # before every start (boot, restart, crash): the store parses and is plausible, or the last good generation is
 # restored, or the rendezvous does not start (it would start empty and overwrite the store); as root (+)
-ExecStartPre=+/usr/bin/python3 ${SUPERVISOR_LIB}/pilot-supervisor.pyz store-check --store ${REGISTRY_STORE} --generations ${GENERATIONS_DIR} --owner "${owner}" --guest-attributes-url ${METADATA_URL}/instance/guest-attributes/pilot${fresh}
+ExecStartPre=+/usr/bin/python3 ${SUPERVISOR_LIB}/pilot-supervisor.pyz store-check --store ${REGISTRY_STORE} --generations ${GENERATIONS_DIR} --owner "${rendezvous_user}" --guest-attributes-url ${METADATA_URL}/instance/guest-attributes/pilot${fresh}
 ExecStart=${RENDEZVOUS_BIN} -registry-addr :${attr[registry_port]} -beacon-addr :${attr[beacon_port]} -http :${attr[dashboard_port]} -store ${REGISTRY_STORE} -log-format json
 Restart=always
 RestartSec=5
@@ -150,7 +149,7 @@ install_from_source() {
 # start), the newest REGISTRY_GENERATIONS only; run as the rendezvous' user, in its sandbox.
 generations_service() {
   local user=""
-  ((SYSTEM_USERS)) && user="User=$(pilot_supervisor contract rendezvous_user)"
+  [[ -n "${rendezvous_user}" ]] && user="User=${rendezvous_user}"
   cat <<EOF2
 [Unit]
 Description=pilot-fleet: keep the registry store's last good generations
@@ -182,19 +181,21 @@ EOF2
 
 # The store (its directory and the registry's files) is the rendezvous user's, which alone writes it.
 give_store_to_rendezvous() {
-  local user path
-  ((SYSTEM_USERS)) || return 0
-  user="$(pilot_supervisor contract rendezvous_user)"
-  ensure_user "${user}"
+  local path
   mkdir -p "${GENERATIONS_DIR}"
+  [[ -n "${rendezvous_user}" ]] || return 0
   for path in "${STORE_MOUNT}" "${STORE_MOUNT}"/registry.json* "${GENERATIONS_DIR}" "${GENERATIONS_DIR}"/*; do
-    [[ -e "${path}" ]] && give_to_user "${user}" "${path}"
+    [[ -e "${path}" ]] && give_to_user "${rendezvous_user}" "${path}"
   done
   return 0
 }
 
 setup_rendezvous() {
   local units=0
+  if ((SYSTEM_USERS)); then
+    rendezvous_user="$(pilot_supervisor contract rendezvous_user)"
+    ensure_user "${rendezvous_user}"
+  fi
   # dirsync: the rename that replaces registry.json reaches the disk before the registry goes on (the public
   # rendezvous syncs the file, never its directory: a crash could leave the old name pointing nowhere)
   mount_disk "${attr[store_device]}" "${STORE_MOUNT}" store dirsync
