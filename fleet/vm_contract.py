@@ -58,6 +58,8 @@ class MetadataKey:
     # the version's wheels and optional flags (fleet/facts/data/pilot_releases.yaml), as one JSON value
     DAEMON_RELEASE = "pilot-daemon-release"
     ROLLOUT_MAX_UNAVAILABLE = "pilot-rollout-max-unavailable"
+    # how many addresses a swarm VM's agents register from (the VM's own, then its alias IP range's)
+    REGISTRATION_ADDRESSES = "pilot-registration-addresses"
     # Compute Engine's own keys, set for hardening and for the supervisor's status reports.
     GUEST_ATTRIBUTES = "enable-guest-attributes"
     OS_LOGIN = "enable-oslogin"
@@ -80,6 +82,14 @@ HOST_PORT_PATTERN = r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"
 VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 DEVICE_PATTERN = r"^[a-z0-9-]+$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# A swarm VM's registration addresses: its own and at most a /24 alias range (sources.py routes each by its user,
+# through policy-routing table ROUTE_TABLE_BASE + its position).
+MAX_REGISTRATION_ADDRESSES = 257
+ROUTE_TABLE_BASE = 1000
+# How much later than its start the registry may see a fresh agent's registration (a daemon's start under a boot's
+# load): the supervisor's bucket per address, and the planner's model of it, refill from that much after a take
+# from a full bucket, as the registry's does (startup/pilot_supervisor/pacing.py).
+REGISTRATION_LAG_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,8 @@ SWARM_ATTRIBUTES: dict[str, Attribute] = {
                             "agent ports are base + index: not privileged, not past 65535"),
     "spawn_parallelism": _whole(K.SPAWN_PARALLELISM, 1, pilot.MAX_SPAWN_PARALLELISM,
                                 pilot.DEFAULT_SPAWN_PARALLELISM,
-                                "the seed fleet: 10-20 starts per round; 50 at once overloaded the registry"),
+                                "starts per round (seed: 10-20); the fleet's rounds together stay under the "
+                                "rendezvous' measured rate (bench/RESULTS.md)"),
     "new_registrations_per_minute": _whole(
         K.NEW_REGISTRATIONS_PER_MINUTE, 1, 1_000_000, pilot.NEW_REGISTRATIONS_PER_MINUTE,
         "the registry's limit of new identities per source IP (10 in the public rendezvous)"),
@@ -148,6 +159,10 @@ SWARM_ATTRIBUTES: dict[str, Attribute] = {
     # the wheel for each CPU and the optional flags: checked as JSON by the supervisor (install)
     "daemon_release": _text(K.DAEMON_RELEASE, r"^\{.*\}$", "a release (JSON)",
                             "fleet/facts/data/pilot_releases.yaml's row of that version"),
+    "registration_addresses": _whole(
+        K.REGISTRATION_ADDRESSES, 1, MAX_REGISTRATION_ADDRESSES, 1,
+        "source addresses agents register from (the registry's new-identity limit is per source IP): the VM's "
+        "internal address, then its alias IP range's; more than 1 needs agentReach vpc"),
     "state_device": _text(K.STATE_DEVICE, r"^([a-z0-9-]+)?$", "a device name",
                           "the agents' state disk; empty: the boot disk", default=""),
 }
@@ -227,7 +242,7 @@ RENAMED_GUEST_ATTRIBUTES: dict[str, str] = {GuestAttribute.TARGET_AGENTS: "agent
 # `running`: agents (indices below the target) with a process; `processes`: every agent process it counts, surplus
 # ones included; `degraded`: the faults it lives with now (a full disk, a failing metadata server).
 STATUS_FIELDS = ("target_agents", "running", "processes", "restarts", "stopping", "updated", "ticks", "tick_seconds",
-                 "version", "rollout", "degraded", "agents_user", "agents_counted_by")
+                 "version", "rollout", "degraded", "agents_user", "agents_counted_by", "registration_addresses")
 
 
 class MetricName:
@@ -317,6 +332,8 @@ def render() -> dict[str, Any]:
         "reserved_ports_sysctl": RESERVED_PORTS_SYSCTL,
         "agent_nofile": AGENT_NOFILE,
         "agent_user": AGENT_USER,
+        "route_table_base": ROUTE_TABLE_BASE,
+        "registration_lag_seconds": REGISTRATION_LAG_SECONDS,
         "rendezvous_user": RENDEZVOUS_USER,
         "build_user": BUILD_USER,
         "registry_generation_seconds": REGISTRY_GENERATION_SECONDS,

@@ -86,7 +86,7 @@ EOF2
 # The supervisor installs the attributes' daemon version (its wheel sha256-checked, its -version and flags
 # checked) under ${INSTALL_DIR}/versions/ and writes its config: the same code that carries out live changes.
 setup_swarm() {
-  local units=0 config=0 prepared limits agent_user=""
+  local units=0 config=0 prepared limits agent_user="" routed
   if ((SYSTEM_USERS)); then
     agent_user="$(pilot_supervisor contract agent_user)"
     ensure_user "${agent_user}"
@@ -102,9 +102,15 @@ setup_swarm() {
   prepared="$(python3 "${SUPERVISOR_LIB}/pilot-supervisor.pyz" prepare --metadata-url "${METADATA_URL}" \
     --install-dir "${INSTALL_DIR}" --state-dir "${STATE_DIR}" --run-dir "${RUN_DIR}" --config "${SUPERVISOR_CONF}" \
     --daemon "${PILOT_DAEMON_BIN:-}" --agent-user "${agent_user}")" ||
-    die "the supervisor could not install pilot-daemon ${attr[version]} (above)"
+    die "the supervisor could not install pilot-daemon ${attr[version]} or write its config (above)"
   [[ "${prepared}" == changed ]] && config=1
   log "pilot-daemon ${attr[version]} installed and checked; supervisor config ${prepared}"
+  # each registration address gets its agents' user and its policy route (a VM with one address: none)
+  if ((SYSTEM_USERS)); then
+    routed="$(python3 "${SUPERVISOR_LIB}/pilot-supervisor.pyz" sources --config "${SUPERVISOR_CONF}")" ||
+      die "the registration addresses could not be set up (above)"
+    [[ -z "${routed}" ]] || log "registration addresses: ${routed//$'\n'/; }"
+  fi
   install_file "${AGENTS_TOOL}" "$(agents_tool)" && chmod 0755 "${AGENTS_TOOL}"
   install_file "${UNIT_DIR}/${AGENTS_UNIT}" "$(agents_unit)" && units=1
   limits="$(printf '[Service]\nTasksMax=infinity\nLimitNOFILE=%s\n' "$(pilot_supervisor contract agent_nofile)")"

@@ -211,7 +211,7 @@ def test_gogc_rolls_like_a_version_and_pacing_applies_without_a_restart(tmp_path
 
 @pytest.mark.parametrize(("change", "problem"), [
     ({"pilot-target-agents": "many"}, "pilot-target-agents='many' is not a whole number"),
-    ({"pilot-spawn-parallelism": "50"}, "pilot-spawn-parallelism=50 is outside 1..20"),
+    ({"pilot-spawn-parallelism": "201"}, "pilot-spawn-parallelism=201 is outside 1..200"),
     ({"pilot-rollout-max-unavailable": "0"}, "pilot-rollout-max-unavailable=0 is outside above 0..1"),
     ({"pilot-daemon-release": "{}"}, "pilot-daemon-release is not a release with a wheel"),
 ])

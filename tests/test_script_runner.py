@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from fleet.vm_contract import MetadataKey
 from testbed.boot_sandbox import REPO, BootSandbox, MetadataServer
 
 RUNNER = REPO / ".cache/google-guest-agent/usr/bin/google_metadata_script_runner"
@@ -60,6 +61,8 @@ def host(short_run_dir: str, planned: Callable[[str], dict[str, Any]]) -> Iterat
         pytest.fail(f"{RUNNER} is missing: run `bash scripts/dev.sh test`, which unpacks google-guest-agent")
     script, attributes = _planned_metadata(planned("dev"))
     attributes["pilot-target-agents"] = str(TARGET)
+    # one registration address: this sandbox has no alias IP range (the whole-fleet test boots the dev stack's two)
+    attributes[MetadataKey.REGISTRATION_ADDRESSES] = "1"
     # a short base: the agents' sockets live under it (PILOT_ROOT/run/pilot-fleet/agents/N.sock) and must fit
     # sun_path, which pytest's numbered temporary paths can exceed
     tmp_path = Path(short_run_dir)

@@ -164,7 +164,7 @@ def test_another_users_process_with_an_agents_command_line_is_not_an_agent(tmp_p
             ticks = box.status()["ticks"]
             box.wait_for(lambda: box.status()["ticks"] >= ticks + 10)  # a second, two full scans
             assert box.status()["processes"] == 3 and spoof.poll() is None
-            assert spoof.pid not in [p for pids in sv.agents.list_agents(config, uid=os.geteuid()).values()
+            assert spoof.pid not in [p for pids in sv.agents.list_agents(config, uids={os.geteuid()}).values()
                                      for p in pids]
         finally:
             spoof.kill()

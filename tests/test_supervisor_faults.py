@@ -161,7 +161,7 @@ def test_a_supervisor_stopped_mid_rollout_does_not_fail_the_batch_for_it(tmp_pat
 
 def test_a_refusal_put_right_clears_its_status(tmp_path: Path) -> None:
     with live_host(tmp_path, {"1.0.0": fake_wheel(tmp_path, "1.0.0")}) as (box, metadata):
-        metadata.change({"pilot-spawn-parallelism": "50"})
+        metadata.change({"pilot-spawn-parallelism": "201"})  # outside its bounds: refused
         box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "refused", timeout=CONVERGE)
         metadata.change({"pilot-spawn-parallelism": "3"})
         box.wait_for(lambda: box.status().get("rollout") == {}, timeout=CONVERGE)

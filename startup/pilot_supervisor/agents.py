@@ -52,7 +52,9 @@ def daemon_argv(config: Config, index: int) -> list[str]:
             "-log-max-backups", "1"]
     for flag in config.daemon_flags:
         argv += [flag, *OPTIONAL_FLAGS[flag]]
-    if config.endpoint_ip:
+    if config.registration_addresses:  # its peers reach it where it registers from
+        argv += ["-endpoint", f"{config.registration_addresses[config.address_of(index)]}:{port}"]
+    elif config.endpoint_ip:
         argv += ["-endpoint", f"{config.endpoint_ip}:{port}"]
     if config.hostname_prefix:
         argv += ["-hostname", f"{config.hostname_prefix}-{index}"[:63].rstrip("-")]
@@ -89,9 +91,9 @@ def process_fingerprint(pid: int) -> tuple[str, ...]:
 
 
 def list_agents(config: Config, candidates: Iterable[int] | None = None,
-                uid: int | None = None) -> dict[int, list[int]]:
+                uids: set[int] | None = None) -> dict[int, list[int]]:
     """Agent index -> pids of processes started with `-socket <run_dir>/agents/<index>.sock`, among CANDIDATES
-    (the agents' cgroup: privilege.py), or else among every process of user UID (one scan of /proc)."""
+    (the agents' cgroup: privilege.py), or else among every process of the users UIDS (one scan of /proc)."""
     sockets = Path(config.run_dir) / "agents"
     prefix = f"{sockets}/"
     found: dict[int, list[int]] = {}
@@ -99,7 +101,7 @@ def list_agents(config: Config, candidates: Iterable[int] | None = None,
         candidates = (int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit())
     for pid in candidates:
         try:
-            if uid is not None and os.stat(f"/proc/{pid}").st_uid != uid:
+            if uids is not None and os.stat(f"/proc/{pid}").st_uid not in uids:
                 continue
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 raw = handle.read()

@@ -107,7 +107,8 @@ def _install_source(out: dict[str, Any]) -> None:
 
 
 # What a swarm VM's attributes give the supervisor's Config (the rest is the boot path's).
-NOT_SETTINGS = ("daemon_release", "state_device", "max_target_agents")
+# registration_addresses: the boot path turns the count into addresses and routes (sources.py), at each boot.
+NOT_SETTINGS = ("daemon_release", "state_device", "max_target_agents", "registration_addresses")
 
 
 def settings(attributes: dict[str, str], arch: str = platform.machine()) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pilot_supervisor.attributes import check, fetch_attributes, instance_value,
 from pilot_supervisor.config import Config
 from pilot_supervisor.contract import contract
 from pilot_supervisor.install import InstallError, install_daemon
+from pilot_supervisor.sources import addresses
 
 
 def shell_lines(values: dict[str, Any]) -> str:
@@ -48,7 +49,8 @@ def prepare(metadata_url: str, install_dir: str, state_dir: str, run_dir: str, c
             daemon_override: str, arch: str, agent_user: str = "") -> str:
     """Check the attributes, install their daemon version, write the config. Returns "changed" or "unchanged" (the
     startup script restarts a running unit only on "changed")."""
-    wanted = settings(fetch_attributes(metadata_url)[0], arch)
+    attributes = fetch_attributes(metadata_url)[0]
+    wanted, checked = settings(attributes, arch), check("swarm", attributes)
     daemon = install_daemon(install_dir, wanted["version"], wanted["wheel_url"], wanted["wheel_sha256"],
                             wanted["daemon_flags"])
     name = instance_value(metadata_url, "name")
@@ -58,7 +60,8 @@ def prepare(metadata_url: str, install_dir: str, state_dir: str, run_dir: str, c
             "endpoint_ip": address if re.fullmatch(r"[0-9.]+", address) else "",
             "guest_attributes_url": f"{metadata_url.rstrip('/')}/instance/guest-attributes/"
                                     f"{contract()['guest_attributes']['namespace']}",
-            "metadata_url": metadata_url, "install_dir": install_dir, "agent_user": agent_user}
+            "metadata_url": metadata_url, "install_dir": install_dir, "agent_user": agent_user,
+            "registration_addresses": addresses(metadata_url, int(checked["registration_addresses"]))}
     config = Config(**wanted, **host)
     with suppress(SystemExit):
         if Config.load(config_path) == config:

@@ -41,7 +41,12 @@ class Config:
     hostname_prefix: str = ""
     endpoint_ip: str = ""
     gogc: int = 0
-    new_registration_burst: int = 10
+    # The registry's bucket per source IP holds as many tokens as its rate a minute (NewRateLimiter caps tokens at
+    # the rate); 0 models it so. Tests set a burst of their own to keep starts short.
+    new_registration_burst: int = 0
+    # The addresses agents register from, in order: agent i registers from address i mod len (its user's policy
+    # routing picks it: sources.py). Empty: the VM's one address, as its routing table picks it.
+    registration_addresses: tuple[str, ...] = ()
     tick_seconds: float = 1.0
     # A full /proc scan (finds agents this supervisor did not start, and adopted ones that died) this often; in
     # between, the agents it started are followed through waitpid alone (cheap at thousands of agents).
@@ -100,6 +105,20 @@ class Config:
     def __post_init__(self) -> None:
         # a JSON config file holds the flags as a list; comparisons and fingerprints want one type
         object.__setattr__(self, "daemon_flags", tuple(self.daemon_flags))
+        object.__setattr__(self, "registration_addresses", tuple(self.registration_addresses))
+
+    @property
+    def bucket_capacity(self) -> int:
+        """Tokens the registry's bucket per source IP holds: its rate a minute, unless a test set a burst."""
+        return self.new_registration_burst or max(1, int(self.new_registrations_per_minute))
+
+    @property
+    def address_count(self) -> int:
+        return max(1, len(self.registration_addresses))
+
+    def address_of(self, index: int) -> int:
+        """Which registration address agent INDEX registers from (its position in registration_addresses)."""
+        return index % self.address_count
 
     def with_settings(self, wanted: dict[str, Any], daemon: str) -> Config:
         return dataclasses.replace(self, **wanted, daemon=daemon)

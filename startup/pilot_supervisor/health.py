@@ -33,7 +33,8 @@ def status(sup: Supervisor) -> dict[str, Any]:
               "tick_seconds": round(sup.last_tick_seconds, 6), "version": sup.config.version,
               "rollout": sup.rollout_status(),
               # who the agents run as, and what decides that a process is one (privilege.py)
-              "agents_user": sup.user.name if sup.user else "", "agents_counted_by": sup.counted_by}
+              "agents_user": sup.user.name if sup.user else "", "agents_counted_by": sup.counted_by,
+              "registration_addresses": list(sup.config.registration_addresses)}
     return {name: values[name] for name in contract()["status_fields"]}
 
 

@@ -111,7 +111,8 @@ def take_pending(sup: Supervisor, now: float) -> None:
     changed = {f.name: [getattr(old, f.name), getattr(new, f.name)] for f in dataclasses.fields(Config)
                if getattr(old, f.name) != getattr(new, f.name) and f.name not in ("wheel_url", "wheel_sha256")}
     sup.config = new
-    sup.bucket.rate = new.new_registrations_per_minute / 60.0
+    for bucket in sup.buckets:
+        bucket.refit(new.new_registrations_per_minute, new.bucket_capacity)
     if new.round_delay_seconds != old.round_delay_seconds:
         # the next round is due one new delay after the last one began, not one old delay (an hour's delay put
         # right must not hold every start, crash restarts and rollout restarts included, for that hour)

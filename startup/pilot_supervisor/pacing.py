@@ -9,17 +9,34 @@ from pilot_supervisor.config import Config
 
 
 class TokenBucket:
-    def __init__(self, per_minute: float, burst: int, now: float) -> None:
+    """The registry's bucket for one source IP, as NewRateLimiter keeps it: `capacity` tokens (its rate a minute),
+    one more every 60/rate s.
+
+    Both buckets refill from the first registration out of a full bucket, but the registry sees it a daemon's start
+    later than the supervisor starts it. A later agent that comes up faster than that first one would find the
+    registry's token not there yet, and be refused: so this bucket starts refilling `lag` seconds after a take
+    from full (the VM contract's registration_lag_seconds), as the registry's does when that first daemon takes as
+    long to register. The planner models the same (fleet/capacity/cold_start.py)."""
+
+    def __init__(self, per_minute: float, capacity: int, now: float, lag: float = 0.0) -> None:
         self.rate = per_minute / 60.0
-        self.capacity = float(max(burst, 1))
+        self.capacity = float(max(capacity, 1))
         self.tokens = self.capacity
         self.stamp = now
+        self.lag = lag
+
+    def refit(self, per_minute: float, capacity: int) -> None:
+        self.rate, self.capacity = per_minute / 60.0, float(max(capacity, 1))
+        self.tokens = min(self.tokens, self.capacity)
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.rate)
+        full = self.tokens >= self.capacity
+        self.stamp = max(self.stamp, now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
+            if full:  # the registry's refill starts when it sees this registration
+                self.stamp = now + self.lag
             return True
         return False
 
@@ -38,8 +55,10 @@ def registry_reachable(address: str, timeout: float) -> bool:
 
 
 def rampup_seconds(config: Config) -> float:
-    """How long a start-up of `target_agents` fresh identities may take at this pacing, with 50% slack + 10 min."""
+    """How long a start-up of `target_agents` fresh identities may take at this pacing, with 50% slack + 10 min:
+    the busiest registration address's identities past its bucket, or the rounds, whichever is longer."""
     c = config
-    by_registry = max(0, c.target_agents - c.new_registration_burst) * 60 / c.new_registrations_per_minute
+    busiest = math.ceil(c.target_agents / c.address_count)
+    by_registry = max(0, busiest - c.bucket_capacity) * 60 / c.new_registrations_per_minute
     by_rounds = math.ceil(c.target_agents / c.spawn_parallelism) * c.round_delay_seconds
     return max(by_registry, by_rounds) * 1.5 + 600

@@ -21,6 +21,13 @@ AGENTS_CGROUP = "agents"
 SUPERVISOR_FILES = ("daemon.log", "registered")
 
 
+def address_user(base: str, address: int) -> str:
+    """The user of the agents that register from registration address ADDRESS (its position): the agents' user
+    for the first, `<user>-<position>` for the others, in the agents' group. Policy routing keys on it (sources.py);
+    "" where agents have no user of their own."""
+    return base if not base or address == 0 else f"{base}-{address}"
+
+
 class PrivilegeError(Exception):
     """The agents' user is missing: agents are not started as root instead."""
 

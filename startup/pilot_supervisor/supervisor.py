@@ -40,10 +40,11 @@ from pilot_supervisor.agents import (
     send_signal,
 )
 from pilot_supervisor.config import Config
+from pilot_supervisor.contract import contract
 from pilot_supervisor.faults import Faults
 from pilot_supervisor.journal import log
 from pilot_supervisor.pacing import TokenBucket, registry_reachable
-from pilot_supervisor.privilege import AgentCgroup, AgentUser
+from pilot_supervisor.privilege import AgentCgroup, AgentUser, address_user
 
 
 @dataclasses.dataclass
@@ -58,7 +59,10 @@ class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
         now = time.monotonic()
-        self.bucket = TokenBucket(config.new_registrations_per_minute, config.new_registration_burst, now)
+        # one bucket per registration address, as the registry keeps one per source IP
+        lag = float(contract()["registration_lag_seconds"])
+        self.buckets = [TokenBucket(config.new_registrations_per_minute, config.bucket_capacity, now, lag)
+                        for _ in range(config.address_count)]
         self.agents: dict[int, AgentState] = {}
         self.children: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
         self.running: dict[int, list[int]] = {}
@@ -75,9 +79,9 @@ class Supervisor:
         self.ticks = 0
         self.last_tick_seconds = 0.0
         self.next_scan = 0.0
-        # the registry refused registrations: no fresh identity starts before `fresh_not_before`
+        # the registry refused registrations from an address: none of its fresh identities starts before then
         self.refusal_streak = 0
-        self.fresh_not_before = 0.0
+        self.fresh_not_before: dict[int, float] = {}
         # identities the registry knows, from the markers earlier runs left (read once; kept in step after)
         self.known = {int(m.parent.name) for m in (Path(config.state_dir) / "agents").glob(f"*/{REGISTERED_MARKER}")
                       if m.parent.name.isdigit()}
@@ -99,8 +103,10 @@ class Supervisor:
         self.trimmed: set[int] = set()  # pids stopped because the target went down: their exit is no restart
         self.last_round = 0.0  # when the last spawn round started (a changed delay reschedules the next from it)
         self.batch_failure = ""  # why an agent of the rollout batch in flight failed (reap finds it, tick acts)
-        # who agents run as, and the cgroup that alone holds them (privilege.py): never counted by argv alone
-        self.user = AgentUser.resolve(config.agent_user)
+        # who agents run as (one user per registration address: its policy routing picks the address), and the
+        # cgroup that alone holds them (privilege.py): never counted by argv alone
+        self.users = [AgentUser.resolve(address_user(config.agent_user, k)) for k in range(config.address_count)]
+        self.user = self.users[0]
         self.cgroup = AgentCgroup.discover()
         self.counted_by = "cgroup" if self.cgroup else "user"
         if self.user:
@@ -118,7 +124,7 @@ class Supervisor:
         if self.cgroup:
             running = list_agents(self.config, self.cgroup.pids())
         else:
-            running = list_agents(self.config, uid=self.user.uid if self.user else os.geteuid())
+            running = list_agents(self.config, uids={u.uid for u in self.users if u} or {os.geteuid()})
         for pid, (index, _) in self.children.items():
             if pid not in running.get(index, []):
                 running.setdefault(index, []).append(pid)
@@ -189,14 +195,15 @@ class Supervisor:
         return line[line.index(REFUSED_REGISTRATION):][:160].rstrip('"}') if line else ""
 
     def on_refusal(self, index: int, now: float) -> None:
-        """The registry said no: our bucket was ahead of its own, or it forgot this identity (a lost store), or it
-        is a standby. Empty the bucket, hold fresh starts back as a host (doubling while refusals go on), and pace a
-        refused "known" identity as a fresh one from now on."""
-        self.bucket.empty(now)
+        """The registry said no: our bucket for this agent's address was ahead of its own, or it forgot this
+        identity (a lost store), or it is a standby. Empty that bucket, hold that address's fresh starts back
+        (doubling while refusals go on), and pace a refused "known" identity as a fresh one from now on."""
+        address = self.config.address_of(index)
+        self.buckets[address].empty(now)
         self.refusal_streak += 1
         hold = min(self.config.backoff_max_seconds,
                    60.0 / self.config.new_registrations_per_minute * 2 ** (self.refusal_streak - 1))
-        self.fresh_not_before = max(self.fresh_not_before, now + hold)
+        self.fresh_not_before[address] = max(self.fresh_not_before.get(address, 0.0), now + hold)
         if index in self.known:
             self.known.discard(index)
             with self.faults.guard("registered-marker"):
@@ -258,16 +265,20 @@ class Supervisor:
         # known identities first: the registry does not rate-limit re-registration
         missing.sort(key=lambda i: (i not in self.known, i))
         started = 0
+        dry: set[int] = set()  # addresses without a token (or held back) this round: their fresh ones wait
         for index in missing:
-            if started >= self.config.spawn_parallelism:
+            if started >= self.config.spawn_parallelism or len(dry) == len(self.buckets):
                 break
             fresh = index not in self.known
-            if fresh and now < self.fresh_not_before:
-                break  # held back after refusals; the remaining ones are fresh too (sorted)
+            address = self.config.address_of(index)
+            if fresh and (address in dry or now < self.fresh_not_before.get(address, 0.0)):
+                dry.add(address)
+                continue
             # The registry takes a token for every registration it can (known keys too) and refuses only fresh
             # ones without: a known identity spends a token when there is one, a fresh one waits for it.
-            if not self.bucket.take(now) and fresh:
-                break
+            if not self.buckets[address].take(now) and fresh:
+                dry.add(address)
+                continue
             self.spawn(index, now, fresh)
             started += 1
         if started:
@@ -291,7 +302,7 @@ class Supervisor:
             home.mkdir(parents=True, exist_ok=True)
             agent_socket(self.config, index).parent.mkdir(parents=True, exist_ok=True)
             agent_socket(self.config, index).unlink(missing_ok=True)
-            user = self.user
+            user = self.users[self.config.address_of(index)]
             if user:
                 user.share(home)
             with open(home / "daemon.log", "ab") as out:
