@@ -69,7 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = Assumptions()
     capacity = sub.add_parser("capacity", help="the cheapest mix of machine types for N agents, with cost and the "
                                                "limit that binds each VM")
-    capacity.add_argument("--agents", type=_positive, required=True, help="how many agents")
+    what = capacity.add_mutually_exclusive_group(required=True)
+    what.add_argument("--agents", type=_positive, help="how many agents: the cheapest fleet for them")
+    what.add_argument("--stack", metavar="NAME", help="a stack as Pulumi.NAME.yaml configures it: its cost and its "
+                                                      "cold start")
+    capacity.add_argument("--cold-start-minutes", type=_minutes, metavar="N",
+                          help="the cold-start budget to size for (default: the stack's coldStartMinutes)")
+    capacity.add_argument("--json", action="store_true", help="print the cold start as JSON (coldStartSeconds, "
+                                                              "registrationAddresses and pacing per VM)")
     capacity.add_argument("--region", default=d.region, help=f"price region (default {d.region})")
     capacity.add_argument("--headroom", type=float, default=d.headroom_percent, metavar="PERCENT",
                           help=f"memory headroom over idle agents, percent (default {d.headroom_percent:g})")
@@ -126,6 +133,7 @@ _seconds = _number(float, "a number of seconds", lambda v: 0 <= v <= MAX_SECONDS
 _watch_seconds = _number(float, "a number of seconds", lambda v: 0.1 <= v <= MAX_SECONDS,
                          f"must be between 0.1 and {MAX_SECONDS:.0f} seconds")
 _share = _number(float, "a number", lambda v: 0 < v <= 1, "must be a share in (0, 1]")
+_minutes = _number(float, "a number of minutes", lambda v: 0 < v <= 1440, "must be between 0 and 1440 (a day)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

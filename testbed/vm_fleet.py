@@ -16,6 +16,10 @@ Stand-ins, each because the real part cannot run in a container on a test machin
     device path (/dev/disk/by-id/google-pilot-store), so the startup script formats and mounts it as on Compute
     Engine, with its own mount options (`dirsync`); it outlives the host's boot disk as the persistent disk does.
   - a swarm VM's agent state disk: a directory bind-mounted at its mount point.
+  - Compute Engine's VPC: every host's eth0 holds its planned internal address too, in the planned subnet, on the
+    same bridge; a VM planned with an alias IP range ("/N") is given one, aligned, from the top half of the subnet,
+    as Compute Engine allocates it, served at network-interfaces/0/ip-aliases/0, and made local on its eth0 as
+    google-guest-agent does on a VM (a `local` route in the local table), so peers on the bridge reach it.
   - the internet: PyPI and GitHub are served by each host's metadata stand-in under /mirror (the script's
     PILOT_DOWNLOAD_MIRROR seam, set by a drop-in on google-startup-scripts.service in the image), from files on
     this machine: the pinned wheels in .cache/wheels and the pinned source in ../shared/fixtures.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -128,12 +133,14 @@ def ensure_image() -> Path:
     return root
 
 
-def plan_stack(stack: str, target: int, workdir: Path, rendezvous: dict[str, Any] | None = None) -> dict[str, Any]:
+def plan_stack(stack: str, target: int, workdir: Path, rendezvous: dict[str, Any] | None = None,
+               hosts: dict[str, Any] | None = None) -> dict[str, Any]:
     """`fleet plan --json` of a shipped stack as it is, but for each swarm host's target set to `target` (and the
-    rendezvous settings in `rendezvous` changed, e.g. its activeZone)."""
+    rendezvous settings in `rendezvous` changed, e.g. its activeZone; each host's settings in `hosts`)."""
     config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
     for host in config.get(f"{pilot.PROJECT_NAME}:swarmHosts", []):
         host["targetAgents"] = target
+        host.update(hosts or {})
     config[f"{pilot.PROJECT_NAME}:rendezvous"].update(rendezvous or {})
     for name in ("Pulumi.yaml", "__main__.py", "fleet", "startup", "policies"):
         (workdir / name).symlink_to(REPO / name)
@@ -182,6 +189,9 @@ class Host:
     store: Path | None = None  # the rendezvous' store disk: an image file, on a loop device while the host runs
     loop: str = ""  # that loop device
     state: Path | None = None  # a swarm VM's agent state disk
+    internal_ip: str = ""  # its planned internal address, in `subnet`
+    subnet: str = ""
+    aliases: str = ""  # the alias IP range the bed allocated for it (a swarm VM planned with one)
     nspawn: subprocess.Popen[bytes] | None = None
     metadata: subprocess.Popen[str] | None = None
     leader: int = 0
@@ -205,7 +215,8 @@ class Host:
             "attributes": self.attributes, "project": {"startup-script": self.script},
             "instance": {"name": self.name, "hostname": f"{self.name}.c.test.internal",
                          "network-interfaces/0/access-configs/0/external-ip": self.ip,
-                         "network-interfaces/0/ip": self.ip},
+                         "network-interfaces/0/ip": self.internal_ip or self.ip,
+                         **({"network-interfaces/0/ip-aliases/0": self.aliases} if self.aliases else {})},
             "files": {k: str(v) for k, v in self.files.items()}, "host": METADATA_IP, "port": 80}))
         self.metadata = subprocess.Popen(["ip", "netns", "exec", self.namespace, sys.executable, "-m",
                                           "testbed.boot_sandbox", str(spec)], cwd=REPO, stdout=subprocess.PIPE,
@@ -224,7 +235,10 @@ class Host:
                             str(self.merged)], check=True)
         argv = ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--console=read-only",
                 "--link-journal=no", "--timezone=off", f"--machine={self.name}", f"--hostname={self.name}",
-                f"--network-namespace-path=/run/netns/{self.namespace}", "-D", str(self.merged)]
+                f"--network-namespace-path=/run/netns/{self.namespace}",
+                # root on a VM configures its own network (a swarm VM's policy routes per registration address);
+                # nspawn drops this capability unless asked, and the namespace is the VM's alone
+                "--capability=CAP_NET_ADMIN", "-D", str(self.merged)]
         if not Path("/run/systemd/system").exists():
             # no systemd on this machine to allocate a delegated scope for the container: keep our own cgroup
             argv.insert(4, "--keep-unit")
@@ -400,6 +414,11 @@ class Fleet:
             "netns", self.bridge_namespace)
         _ip("-n", host.namespace, "link", "set", f"{self.tag}h{i}", "name", "eth0")
         _ip("-n", host.namespace, "addr", "add", f"{host.ip}/24", "dev", "eth0")
+        if host.internal_ip:
+            prefix = host.subnet.split("/")[1]
+            _ip("-n", host.namespace, "addr", "add", f"{host.internal_ip}/{prefix}", "dev", "eth0")
+        if host.aliases:  # what google-guest-agent does with a VM's alias IP ranges
+            _ip("-n", host.namespace, "route", "add", "local", host.aliases, "dev", "eth0", "table", "local")
         _ip("-n", host.namespace, "link", "set", "eth0", "up")
         _ip("-n", self.bridge_namespace, "link", "set", f"port{i}", "master", "br0")
         _ip("-n", self.bridge_namespace, "link", "set", f"port{i}", "up")
@@ -420,7 +439,8 @@ class Fleet:
         new = Host(vm["name"], after["outputs"]["rendezvousIp"],
                    {k: str(v) for k, v in vm["inputs"]["metadata"].items()},
                    project_script(after),
-                   self.base / f"{vm['name']}-{vm['inputs']['zone']}", "", old.image, old.files, store=old.store)
+                   self.base / f"{vm['name']}-{vm['inputs']['zone']}", "", old.image, old.files, store=old.store,
+                   internal_ip=planned_internal_ip(after, vm["name"]), subnet=old.subnet)
         new.base.mkdir(parents=True, exist_ok=True)
         self.plug(new)
         return new
@@ -499,6 +519,32 @@ def wait_for(what: Callable[[], bool], timeout: float, message: str, poll: float
     return time.monotonic()
 
 
+class AliasAllocator:
+    """Alias IP ranges as Compute Engine allocates a "/N" netmask: an aligned block of the subnet, here from its top
+    half (the planned VMs' own addresses are in its first block)."""
+
+    def __init__(self, subnet: str) -> None:
+        net = ipaddress.IPv4Network(subnet)
+        self.next = int(net.network_address) + net.num_addresses // 2
+        self.end = int(net.broadcast_address)
+
+    def take(self, inputs: dict[str, Any]) -> str:
+        nics = inputs.get("networkInterfaces") or [{}]
+        ranges = nics[0].get("aliasIpRanges") or []
+        if not ranges:
+            return ""
+        size = 2 ** (32 - int(str(ranges[0]["ipCidrRange"]).lstrip("/")))
+        start = -(-self.next // size) * size
+        if start + size - 1 > self.end:
+            raise TestBedError("the planned subnet has no room for another alias IP range")
+        self.next = start + size
+        return f"{ipaddress.IPv4Address(start)}/{32 - (size.bit_length() - 1)}"
+
+
+def planned_internal_ip(plan: dict[str, Any], name: str) -> str:
+    return str(next(h for h in plan["outputs"]["hosts"] if h["name"] == name).get("internalIp") or "")
+
+
 def project_script(plan: dict[str, Any]) -> str:
     """The project's `startup-script` metadata item, as planned."""
     item = next(r for r in plan["resources"] if r["type"] == "gcp:compute/projectMetadataItem:ProjectMetadataItem"
@@ -515,6 +561,9 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
     script = project_script(plan)
     vms = [r for r in plan["resources"] if r["type"] == "gcp:compute/instance:Instance"]
     hosts_out = {h["name"]: h for h in plan["outputs"]["hosts"]}
+    subnet = next(r["inputs"]["ipCidrRange"] for r in plan["resources"]
+                  if r["type"] == "gcp:compute/subnetwork:Subnetwork")
+    aliases = AliasAllocator(subnet)
     tag = f"pf{os.getpid() % 100000}"
     fleet = Fleet([], f"{tag}-br", base, plan, tag)
     files = downloads()
@@ -527,7 +576,8 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
         for vm in vms:
             host = Host(vm["name"], hosts_out[vm["name"]]["externalIp"],
                         {k: str(v) for k, v in vm["inputs"]["metadata"].items()}, script, base / vm["name"], "",
-                        image, files)
+                        image, files, internal_ip=str(hosts_out[vm["name"]].get("internalIp") or ""), subnet=subnet,
+                        aliases=aliases.take(vm["inputs"]))
             host.base.mkdir(parents=True, exist_ok=True)
             if host.role == pilot.ROLE_RENDEZVOUS:
                 host.store = host.base / "store-disk.img"

@@ -32,6 +32,7 @@ LONG_FILES = ("test_fleet_boot.py", "test_registry_aware.py", "test_registry_kil
 # network namespaces, system containers. `plan`: whole plans of the program under the mock engine, and the policy
 # pack's own process. `fast`: everything else, the unit tests of every module (`scripts/dev.sh test --fast`).
 SYSTEM_FILES = (*LONG_FILES, "test_boot_path.py", "test_supervisor.py", "test_live_reconcile.py",
+                "test_registration_addresses.py",
                 "test_daemon_contract.py")
 PLAN_FILES = ("test_plan_cli.py", "test_plan_prod.py", "test_policy_pack.py")
 

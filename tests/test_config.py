@@ -50,8 +50,10 @@ def test_prod_reproduces_the_seed_fleet() -> None:
 
 def test_agent_defaults_apply_unless_a_host_overrides() -> None:
     cfg = parse_stack("prod")
-    assert [h.spawn_parallelism for h in cfg.swarm_hosts] == [10, 20, 10]
-    assert {h.base_udp_port for h in cfg.swarm_hosts} == {10000}
+    assert [h.gogc for h in cfg.swarm_hosts] == [100, 100, 50]  # swarm-3's own; the others take the default
+    assert {h.base_udp_port for h in cfg.swarm_hosts} == {10000} and {h.round_delay_seconds for h in cfg.swarm_hosts} \
+        == {3.0}  # agentDefaults
+    assert [h.spawn_parallelism for h in cfg.swarm_hosts] == [50, 80, 30]  # each host's rounds, sized for 4 minutes
 
 
 def test_dev_stack_is_small() -> None:
@@ -89,8 +91,8 @@ def test_seed_memory_incident_is_rejected() -> None:
      "pilot-fleet:swarmHosts[0].targetAgents (swarm-1): Input should be greater than or equal to 1"),
     ("pilot-fleet:swarmHosts.0.roundDelaySeconds", -1,
      "pilot-fleet:swarmHosts[0].roundDelaySeconds (swarm-1): Input should be greater than or equal to 0"),
-    ("pilot-fleet:swarmHosts.0.spawnParallelism", 50,
-     "pilot-fleet:swarmHosts[0].spawnParallelism (swarm-1): Input should be less than or equal to 20"),
+    ("pilot-fleet:swarmHosts.0.spawnParallelism", 201,
+     "pilot-fleet:swarmHosts[0].spawnParallelism (swarm-1): Input should be less than or equal to 200"),
     ("pilot-fleet:memory.osReserveMb", -1, "pilot-fleet:memory.osReserveMb: Input should be greater than or equal"),
     ("pilot-fleet:swarmHosts.0.targetAgnets", 3000, "pilot-fleet:swarmHosts[0].targetAgnets (swarm-1): unknown key"),
     ("pilot-fleet:rendezvous.operatorRanges", ["0.0.0.0/33"], "pilot-fleet:rendezvous.operatorRanges[0]: not a CIDR"),
@@ -183,9 +185,9 @@ def test_config_accepts_exactly_what_the_vms_accept() -> None:
     problems = problems_for(prod_with("pilot-fleet:swarmHosts.0.baseUdpPort", 100))
     assert problems == [
         "pilot-fleet:swarmHosts[0].baseUdpPort (swarm-1): Input should be greater than or equal to 1024"]
-    too_many = problems_for(prod_with("pilot-fleet:swarmHosts.1.spawnParallelism", 21))
+    too_many = problems_for(prod_with("pilot-fleet:swarmHosts.1.spawnParallelism", 201))
     assert too_many == [
-        "pilot-fleet:swarmHosts[1].spawnParallelism (swarm-2): Input should be less than or equal to 20"]
+        "pilot-fleet:swarmHosts[1].spawnParallelism (swarm-2): Input should be less than or equal to 200"]
 
 
 def test_a_pool_written_with_the_old_per_vm_name_is_told_the_new_one() -> None:

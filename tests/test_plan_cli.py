@@ -111,7 +111,7 @@ def test_pool_and_firewall_rows_show_their_key_inputs() -> None:
                      "autohealing after 1800 s, update REFRESH..REPLACE maxSurge=0 maxUnavailable=3, "
                      "stateful disks pilot-agents-state(NEVER)")
     assert by_type[("InstanceTemplate", "scale-e2-highmem-8")] == (
-        "e2-highmem-8 role=swarm target-agents=3847 version=1.18.0")
+        "e2-highmem-8 registration-addresses=27 role=swarm target-agents=3847 version=1.18.0 alias-ip=/27")
     assert by_type[("HealthCheck", "scale-e2-highmem-8-health")] == "http :8081/healthz every 30 s"
     assert by_type[("RegionDisk", "pilot-rendezvous-scale-store")] == (
         "10 GB pd-balanced us-central1 replicated in us-central1-a,us-central1-b")

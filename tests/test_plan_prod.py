@@ -40,10 +40,19 @@ def test_targets_are_instance_attributes_summing_to_9500(prod) -> None:
     assert md["pilot-rendezvous"]["pilot-role"] == "rendezvous"
     swarm = {n: m for n, m in md.items() if m["pilot-role"] == "swarm"}
     assert sum(int(m["pilot-target-agents"]) for m in swarm.values()) == 9500
-    rendezvous_ip = prod["outputs"]["rendezvousIp"]
-    for m in swarm.values():
-        assert m["pilot-registry"] == f"{rendezvous_ip}:9000" and m["pilot-beacon"] == f"{rendezvous_ip}:9001"
+    # agentReach vpc: agents register with the rendezvous' reserved internal address, from their own addresses
+    internal = of_type(prod, "gcp:compute/address:Address")["pilot-rendezvous-internal-ip"]
+    assert internal["inputs"]["addressType"] == "INTERNAL"
+    rendezvous = next(h for h in prod["outputs"]["hosts"] if h["role"] == "rendezvous")
+    assert instances["pilot-rendezvous"]["inputs"]["networkInterfaces"][0]["networkIp"] == rendezvous["internalIp"]
+    for name, m in swarm.items():
+        assert m["pilot-registry"] == f"{rendezvous['internalIp']}:9000"
+        assert m["pilot-beacon"] == f"{rendezvous['internalIp']}:9001"
         assert m["pilot-version"] == pilot.PILOT_VERSION
+        # as many registration addresses as a 4-minute cold start needs: its own and an alias IP range
+        addresses = int(m["pilot-registration-addresses"])
+        [alias] = instances[name]["inputs"]["networkInterfaces"][0]["aliasIpRanges"]
+        assert addresses > 1 and 2 ** (32 - int(alias["ipCidrRange"].lstrip("/"))) >= addresses - 1
 
 
 def test_no_instance_carries_a_script_key(prod) -> None:
@@ -124,7 +133,8 @@ def test_outputs_schema(prod) -> None:
     assert out["schemaVersion"] == 2
     # schema 2: where monitoring scrapes comes from the outputs (a stack may move any of these)
     assert out["ports"] == {"registry": 9000, "beacon": 9001, "dashboard": 3000, "health": 8081}
-    assert out["registryEndpoint"] == f"{ip}:9000" and out["beaconEndpoint"] == f"{ip}:9001"
+    internal = next(h for h in out["hosts"] if h["role"] == "rendezvous")["internalIp"]  # agentReach vpc
+    assert out["registryEndpoint"] == f"{internal}:9000" and out["beaconEndpoint"] == f"{internal}:9001"
     assert out["statsUrl"] == f"http://{ip}:3000/api/stats" and out["dashboardUrl"] == f"http://{ip}:3000/"
     assert out["expectedAgents"] == 9500
     assert out["expectedAgentsByHost"] == {"swarm-1": 3000, "swarm-2": 5000, "swarm-3": 1500}
@@ -178,10 +188,12 @@ def test_the_root_component_moves_no_resource_of_an_existing_stack(planned, stac
     plan = planned(stack)
     ancestry = _ancestry(plan)
     assert set(BEFORE_ROOT[stack]) <= set(ancestry)
-    # added since, and nothing else: the store disk's snapshot schedule and its attachment
+    # added since, and nothing else: the rendezvous' reserved internal address (agentReach vpc), the store disk's
+    # snapshot schedule and its attachment
     added = sorted(a.split("::")[0] for a in set(ancestry) - set(BEFORE_ROOT[stack]))
-    assert len(added) == 2 and added[0].endswith(STORE_ATTACHMENT[stack]) and \
-        added[1].endswith("/gcp:compute/resourcePolicy:ResourcePolicy"), added
+    assert len(added) == 3 and added[0].endswith("/gcp:compute/address:Address"), added
+    assert added[1].endswith(STORE_ATTACHMENT[stack])
+    assert added[2].endswith("/gcp:compute/resourcePolicy:ResourcePolicy")
     root = next(r["urn"] for r in plan["resources"] if r["type"] == ROOT)
     children = [r for r in plan["resources"] if r["parent"] == root]
     assert children and all(r["options"]["aliases"] == [{"spec": {"noParent": True}}] for r in children)

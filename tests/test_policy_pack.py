@@ -64,6 +64,21 @@ def test_scenario_programs_are_rejected_by_name(scenario: str, policy: str, reso
                for v in violations)
 
 
+def test_a_registry_closed_to_the_swarms_registration_addresses_is_rejected(tmp_path) -> None:
+    """tests/scenarios/registry_closed_to_registration_addresses: agents register from their VMs' internal
+    addresses and alias IP ranges (agentReach vpc); a deny of the registry port from that subnet leaves every swarm
+    VM without a way to register, whatever the policy's own agentSourceRanges say."""
+    out = tmp_path / "plan.json"
+    scenario = REPO / "tests" / "scenarios" / "registry_closed_to_registration_addresses"
+    result = run_fleet("plan", "--program", str(scenario), "--stack", "test", "--json", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    messages = [v["message"] for v in json.loads(out.read_text())["policy"]["violations"]
+                if v["policy"] == "pilot-ports-open"]
+    for vm in ("swarm-1", "swarm-2", "swarm-3"):
+        assert any(f"not open to 10.20.0.0/20, where swarm VM {vm}'s agents register from" in m for m in messages), \
+            messages
+
+
 def test_a_store_disk_with_its_schedule_attached_by_reference_passes(tmp_path) -> None:
     """tests/scenarios/store_with_snapshots: an autonamed regional store disk and its schedule, paired by reference
     (the scenario's other violations are its own: it declares no firewall and no startup script)."""

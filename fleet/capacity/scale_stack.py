@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from fleet.capacity.cold_start import Pacing, parallelism_for
 from fleet.capacity.sizing import Assumptions, CostedFleet
 from fleet.config.model import FleetConfigError
 from fleet.config.pulumi_source import parse_flat_config
@@ -23,7 +24,8 @@ class StackWriteError(Exception):
     pass
 
 
-def stack_config(name: str, fleet: CostedFleet, a: Assumptions) -> dict[str, Any]:
+def stack_config(name: str, fleet: CostedFleet, a: Assumptions,
+                 cold_start_minutes: float | None = None) -> dict[str, Any]:
     region = a.region
     zones = [f"{region}-{z}" for z in ("a", "b", "c")]
     key = pilot.PROJECT_NAME
@@ -34,6 +36,18 @@ def stack_config(name: str, fleet: CostedFleet, a: Assumptions) -> dict[str, Any
         "size": line.count,
         "targetAgents": line.target_agents,
     } for line in fleet.lines]
+    defaults: dict[str, Any] = {"agentMemoryMb": a.agent_memory_mb, "baseUdpPort": a.base_udp_port}
+    budget: dict[str, Any] = {}
+    if cold_start_minutes is not None:  # rounds for the budget; the program sizes each VM's addresses for it
+        busiest = max(line.target_agents for line in fleet.lines)
+        rounds = parallelism_for(Pacing(busiest, 1, a.new_registrations_per_minute, pilot.DEFAULT_SPAWN_PARALLELISM,
+                                        pilot.DEFAULT_ROUND_DELAY_SECONDS), cold_start_minutes * 60,
+                                 pilot.MAX_SPAWN_PARALLELISM)
+        if rounds is None:
+            raise StackWriteError(f"no round of at most {pilot.MAX_SPAWN_PARALLELISM} starts brings {busiest:,} agents "
+                                  f"up within {cold_start_minutes:g} minutes: lower --max-share")
+        defaults["spawnParallelism"] = max(rounds, pilot.DEFAULT_SPAWN_PARALLELISM)
+        budget = {f"{key}:coldStartMinutes": cold_start_minutes, f"{key}:agentReach": "vpc"}
     return {
         "gcp:project": f"pilot-fleet-{name}",
         "gcp:region": region,
@@ -43,25 +57,28 @@ def stack_config(name: str, fleet: CostedFleet, a: Assumptions) -> dict[str, Any
                               "source": build_table().default_source,
                               "failoverZone": zones[1],
                               "newRegistrationsPerMinute": a.new_registrations_per_minute},
-        f"{key}:agentDefaults": {"agentMemoryMb": a.agent_memory_mb, "baseUdpPort": a.base_udp_port},
+        **budget,
+        f"{key}:agentDefaults": defaults,
         f"{key}:memory": {"osReserveMb": a.reserve_mb, "headroomPercent": a.headroom_percent},
         f"{key}:swarmPools": pools,
     }
 
 
-def write_stack(program: Path, name: str, fleet: CostedFleet, a: Assumptions, force: bool = False) -> Path:
+def write_stack(program: Path, name: str, fleet: CostedFleet, a: Assumptions, force: bool = False,
+                cold_start_minutes: float | None = None) -> Path:
     if not STACK_NAME.match(name):
         raise StackWriteError(f"stack name {name!r}: use 1-16 lowercase letters, digits and hyphens, "
                               "starting with a letter (it becomes part of resource names)")
     path = program / f"Pulumi.{name}.yaml"
     if path.exists() and not force:
         raise StackWriteError(f"{path} exists; pass --force to replace it")
-    config = stack_config(name, fleet, a)
+    config = stack_config(name, fleet, a, cold_start_minutes)
     try:  # never write a stack the program would refuse
         parse_flat_config(config)
     except FleetConfigError as exc:
         raise StackWriteError(f"the recommendation does not make a valid stack: {'; '.join(exc.problems)}") from None
-    header = (f"# Written by `python -m fleet capacity --agents {fleet.requested} --write-stack {name}` on "
+    budget = f" --cold-start-minutes {cold_start_minutes:g}" if cold_start_minutes is not None else ""
+    header = (f"# Written by `python -m fleet capacity --agents {fleet.requested}{budget} --write-stack {name}` on "
               f"{datetime.now(UTC):%Y-%m-%d}: {fleet.agents:,} agents on {fleet.vms} VMs, "
               f"${fleet.monthly:,.0f} a month ({a.region} on-demand, fleet/facts/data/prices.yaml).\n"
               "# gcp:project is a placeholder: `pulumi config set gcp:project YOUR_PROJECT`. The rendezvous builds\n"

@@ -161,17 +161,18 @@ def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> 
 SEED_AGENTS_PER_VCPU = 190
 
 
-def _with_notes(fleet: CostedFleet, a: Assumptions) -> CostedFleet:
+def _with_notes(fleet: CostedFleet, a: Assumptions, one_address: bool = True) -> CostedFleet:
     densest = max(line.target_agents / line.capacity.machine.vcpus for line in fleet.lines)
     if densest > SEED_AGENTS_PER_VCPU and not a.max_agents_per_vcpu:
         fleet.notes.append(f"up to {densest:,.0f} agents per vCPU, above the seed's ~{SEED_AGENTS_PER_VCPU}: "
                            "no CPU measurement backs that; --max-agents-per-vcpu caps it")
     busiest = max(line.target_agents for line in fleet.lines)
     hours = busiest / a.new_registrations_per_minute / 60
-    fleet.notes.append(
-        f"first registration of {busiest:,} fresh identities on one VM at the registry's "
-        f"{a.new_registrations_per_minute} new per minute per source IP: {hours:.1f} h (re-registration after a "
-        "reboot is not limited)")
+    if one_address:  # a stack's own registration addresses: its cold start below says what they take
+        fleet.notes.append(
+            f"first registration of {busiest:,} fresh identities on one VM from one address at the registry's "
+            f"{a.new_registrations_per_minute} new per minute per source IP: {hours:.1f} h (re-registration after a "
+            "reboot is not limited; --cold-start-minutes sizes the addresses and rounds that shorten it)")
     return fleet
 
 
@@ -189,7 +190,8 @@ def from_stack(cfg: FleetConfig, stack: str, region: str | None = None,
         lines.append(_stack_line(cfg, pool.machine_type, pool.agent_memory_mb, pool.base_udp_port, pool.size,
                                  pool.target_agents, pool.disk_gb + pool.state_disk_gb, region, prices))
     fleet = CostedFleet(f"stack {stack}", lines, cfg.expected_agents)
-    return _with_notes(fleet, Assumptions(new_registrations_per_minute=cfg.rendezvous.new_registrations_per_minute))
+    return _with_notes(fleet, Assumptions(new_registrations_per_minute=cfg.rendezvous.new_registrations_per_minute),
+                       one_address=False)
 
 
 def _stack_line(cfg: FleetConfig, machine_type: str, agent_mb: float, base_port: int, count: int, target_agents: int,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from fleet.commands import EXIT_OK, fail
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
+    from fleet.capacity.cold_start_plan import ColdStartPlan, for_recommendation, for_stack
     from fleet.capacity.scale_stack import StackWriteError, write_stack
     from fleet.capacity.sizing import Assumptions, PlanningError, from_stack, recommend, render
     from fleet.config.model import FleetConfigError
@@ -21,24 +23,38 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         os_reserve_mb=args.os_reserve_mb, burst_connections=args.burst_connections, connection_mb=args.connection_mb,
         max_share=args.max_share, new_registrations_per_minute=args.new_registrations_per_minute,
         max_agents_per_vcpu=args.max_agents_per_vcpu)
+    stack = args.stack or args.compare_stack
+    if args.stack and args.write_stack:
+        return fail("--write-stack writes a recommendation: use it with --agents, not --stack")
     try:
-        fleets = [recommend(args.agents, assumptions)]
-        if args.compare_stack:
-            project = load_project(Path(args.program), args.compare_stack)
+        fleets = [recommend(args.agents, assumptions)] if args.agents else []
+        cold: ColdStartPlan
+        if stack:
+            project = load_project(Path(args.program), stack)
             cfg = parse_flat_config(project.config)
-            fleets.append(from_stack(cfg, args.compare_stack, args.region))
+            fleets.append(from_stack(cfg, stack, args.region))
+        if args.stack:
+            cold = for_stack(cfg, args.stack, args.cold_start_minutes)
+        else:
+            cold = for_recommendation(fleets[0], args.new_registrations_per_minute,
+                                      args.cold_start_minutes)
     except (PlanningError, PriceError, ProjectError) as exc:
         return fail(str(exc))
     except FleetConfigError as exc:
-        return fail(f"stack {args.compare_stack!r}: " + "; ".join(exc.problems))
+        return fail(f"stack {stack!r}: " + "; ".join(exc.problems))
+    if args.json:
+        print(json.dumps(cold.json(), indent=2))
+        return EXIT_OK
     table = price_table()
     print(render(fleets))
+    print(cold.render())
     print(f"Prices: {args.region} on-demand, {table.date} (fleet/facts/data/prices.yaml); "
           f"{table.hours_per_month:g} hours a month; swarm VMs with their boot and agent state disks "
           "(pd-balanced); the rendezvous is extra.")
     if args.write_stack:
         try:
-            path = write_stack(Path(args.program), args.write_stack, fleets[0], assumptions, force=args.force)
+            path = write_stack(Path(args.program), args.write_stack, fleets[0], assumptions, force=args.force,
+                               cold_start_minutes=args.cold_start_minutes)
         except StackWriteError as exc:
             return fail(str(exc))
         print(f"\nWrote {path}: plan it with `python -m fleet plan --stack {args.write_stack}`")

@@ -13,8 +13,8 @@ from fleet.components.service_account import FleetServiceAccount, ServiceAccount
 from fleet.components.startup_script import ProjectStartupScript, ProjectStartupScriptArgs
 from fleet.components.swarm_host import SwarmHost, SwarmHostArgs
 from fleet.components.swarm_pool import SwarmPool, SwarmPoolArgs
-from fleet.components.swarm_vm import SwarmVmArgs
-from fleet.config.model import FleetConfig
+from fleet.components.swarm_vm import Registration, SwarmVmArgs
+from fleet.config.model import FleetConfig, SwarmVmConfig
 from fleet.facts import pilot
 from fleet.outputs import SCHEMA_VERSION, HostOutput, PoolOutput, PortsOutput, StackOutputs
 
@@ -23,6 +23,10 @@ def fleet_labels(cfg: FleetConfig) -> dict[str, str]:
     # a stack name may hold what a label value may not (upper case, dots): lowercase, the rest as "-", 63 at most
     stack = re.sub(r"[^a-z0-9_-]", "-", pulumi.get_stack().lower())[:63]
     return {"app": pilot.PROJECT_NAME, "stack": stack, "managed-by": "pulumi", **cfg.labels}
+
+
+def registration(cfg: FleetConfig, vm: SwarmVmConfig) -> Registration:
+    return Registration(cfg.registration_addresses(vm), cfg.alias_prefix(vm))
 
 
 class Fleet(pulumi.ComponentResource):
@@ -46,15 +50,16 @@ class Fleet(pulumi.ComponentResource):
         rv = cfg.rendezvous
         self.rendezvous = Rendezvous(rv.name, RendezvousArgs(
             project, cfg.gcp.region, cfg.rendezvous_zone, cfg.store_zones, rv, cfg.pilot_version, network.network,
-            network.subnetwork, rendezvous_sa.email, labels), child)
+            network.subnetwork, rendezvous_sa.email, labels, cfg.agent_reach), child)
         swarm = SwarmVmArgs(
             project, cfg.pilot_version, self.rendezvous.endpoint(rv.ports.registry),
             self.rendezvous.endpoint(rv.ports.beacon), rv.new_registrations_per_minute, cfg.alert_threshold,
             network.network, network.subnetwork, swarm_sa.email, labels)
-        self.hosts = [SwarmHost(h.name, SwarmHostArgs(swarm, h, cfg.zone_of(h.zone), cfg.budget(h).max_agents()),
-                                child) for h in cfg.swarm_hosts]
+        self.hosts = [SwarmHost(h.name, SwarmHostArgs(swarm, h, cfg.zone_of(h.zone), cfg.budget(h).max_agents(),
+                                                      registration(cfg, h)), child) for h in cfg.swarm_hosts]
         self.pools = [SwarmPool(p.name, SwarmPoolArgs(swarm, p, cfg.zones_of(p), cfg.gcp.region,
-                                                      cfg.budget(p).max_agents()), child) for p in cfg.swarm_pools]
+                                                      cfg.budget(p).max_agents(), registration(cfg, p)), child)
+                      for p in cfg.swarm_pools]
         self.outputs = self._outputs(cfg)
         self.register_outputs(self.outputs.exports())
 

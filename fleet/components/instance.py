@@ -47,6 +47,16 @@ class FleetVm:
     # properties whose change replaces the VM instead of updating it in place (the rendezvous: its store disk, so a
     # new VM boots and mounts the new disk; an in-place attach under a running registry would not)
     replace_on_changes: tuple[str, ...] = ()
+    # the netmask of an alias IP range from the subnet, "/N" (Compute Engine picks it): a swarm VM's registration
+    # addresses past its own internal one
+    alias_prefix: int | None = None
+    # a reserved internal address (the rendezvous, agentReach vpc: agents register with it, across a failover)
+    network_ip: pulumi.Input[str] | None = None
+
+    def _aliases(self, shape: str) -> list[Any] | None:
+        if self.alias_prefix is None:
+            return None
+        return [getattr(gcp.compute, f"{shape}NetworkInterfaceAliasIpRangeArgs")(ip_cidr_range=f"/{self.alias_prefix}")]
 
     def _checked_metadata(self) -> dict[str, pulumi.Input[str]]:
         forbidden = set(self.metadata) & set(SCRIPT_METADATA_KEYS)
@@ -80,7 +90,7 @@ class FleetVm:
                      if self.state_disk_gb else [])],
             # an external address per VM: the registry's new-identity limit is per source IP
             network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
-                subnetwork=self.subnetwork,
+                subnetwork=self.subnetwork, alias_ip_ranges=self._aliases("InstanceTemplate"),
                 access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()])],
             **self._hardened("InstanceTemplate"),
             opts=pulumi.ResourceOptions(parent=parent),
@@ -97,7 +107,7 @@ class FleetVm:
             ),
             attached_disks=self.attached_disks or None,
             network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
-                subnetwork=self.subnetwork,
+                subnetwork=self.subnetwork, network_ip=self.network_ip, alias_ip_ranges=self._aliases("Instance"),
                 access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=self.nat_ip)],
             )],
             **self._hardened("Instance"),

@@ -41,6 +41,8 @@ class RendezvousArgs:
     subnetwork: pulumi.Input[str]
     service_account_email: pulumi.Input[str]
     labels: Mapping[str, str]
+    # vpc: agents register with a reserved internal address (FleetConfig.agent_reach)
+    agent_reach: str = "internet"
 
 
 @dataclass
@@ -127,6 +129,12 @@ class Rendezvous(pulumi.ComponentResource):
         address = gcp.compute.Address(names.address(name), name=names.address(name), project=args.project,
                                       region=args.region, address_type="EXTERNAL", network_tier="PREMIUM",
                                       labels=dict(args.labels), opts=child)
+        # Agents in the VPC register with this one (agentReach vpc): reserved in the subnet, it too survives
+        # re-creation and moves with a failover (internal addresses are regional).
+        self.internal_address = gcp.compute.Address(
+            names.internal_address(name), name=names.internal_address(name), project=args.project,
+            region=args.region, address_type="INTERNAL", subnetwork=args.subnetwork, labels=dict(args.labels),
+            opts=child) if args.agent_reach == "vpc" else None
         # The registry's -store lives on its own disk so it outlives the VM and its boot disk (and, regional, a zone).
         store = self._store(name)
         instance = FleetVm(
@@ -144,6 +152,7 @@ class Rendezvous(pulumi.ComponentResource):
             }),
             labels={**args.labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[names.FLEET_TAG, names.RENDEZVOUS_TAG],
             disk_gb=rv.disk_gb, nat_ip=address.address,
+            network_ip=self.internal_address.address if self.internal_address else None,
             attached_disks=[gcp.compute.InstanceAttachedDiskArgs(
                 source=store, device_name=pilot.STORE_DEVICE, force_attach=len(args.store_zones) > 1 or None)],
             # a new zone replaces the VM: the old one must be gone (fenced) before the new one takes the address
@@ -171,4 +180,7 @@ class Rendezvous(pulumi.ComponentResource):
             )
 
     def endpoint(self, port: int) -> pulumi.Output[str]:
-        return self.external_ip.apply(lambda ip: f"{ip}:{port}")
+        """HOST:PORT agents use: the internal address for agents in the VPC (they register from their internal and
+        alias addresses, which only the VPC routes), else the external one."""
+        ip = self.internal_ip if self.args.agent_reach == "vpc" else self.external_ip
+        return ip.apply(lambda host: f"{host}:{port}")

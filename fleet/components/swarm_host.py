@@ -3,13 +3,13 @@ agents' tunnel ports."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
 
 from fleet.components.instance import external_ip, internal_ip
-from fleet.components.swarm_vm import SwarmVmArgs, agent_ports_firewall, swarm_vm
+from fleet.components.swarm_vm import Registration, SwarmVmArgs, agent_ports_firewall, swarm_vm
 from fleet.config.model import SwarmHostConfig
 from fleet.facts import names, pilot
 
@@ -20,6 +20,7 @@ class SwarmHostArgs:
     spec: SwarmHostConfig
     zone: str
     max_target_agents: int  # its machine's memory budget
+    registration: Registration = field(default_factory=Registration)
 
 
 class SwarmHost(pulumi.ComponentResource):
@@ -35,7 +36,8 @@ class SwarmHost(pulumi.ComponentResource):
                                  zone=self.zone, size=spec.state_disk_gb, type=pilot.STATE_DISK_TYPE,
                                  labels=dict(fleet.labels), opts=pulumi.ResourceOptions(parent=self))
         disk = gcp.compute.InstanceAttachedDiskArgs(source=state.self_link, device_name=pilot.STATE_DEVICE)
-        instance = swarm_vm(fleet, spec, self.zone, args.max_target_agents, attached_disks=[disk]).declare(self)
+        instance = swarm_vm(fleet, spec, self.zone, args.max_target_agents, attached_disks=[disk],
+                            registration=args.registration).declare(self)
         agent_ports_firewall(fleet, spec, self)
         self.external_ip = external_ip(instance)
         self.internal_ip = internal_ip(instance)

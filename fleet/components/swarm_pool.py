@@ -4,13 +4,13 @@ rolling updates and the spreading over zones; the fleet supplies the template an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet.components.swarm_vm import SwarmVmArgs, agent_ports_firewall, swarm_vm
+from fleet.components.swarm_vm import Registration, SwarmVmArgs, agent_ports_firewall, swarm_vm
 from fleet.config.model import SwarmPoolConfig
 from fleet.facts import names, pilot
 
@@ -27,6 +27,7 @@ class SwarmPoolArgs:
     zones: Sequence[str]  # one: a zonal group; more: a regional group across them
     region: str
     max_target_agents: int  # its machine's memory budget
+    registration: Registration = field(default_factory=Registration)
 
 
 def _group(name: str, args: SwarmPoolArgs, template: pulumi.Output[str], health: pulumi.Output[str],
@@ -68,7 +69,7 @@ class SwarmPool(pulumi.ComponentResource):
         self.zones = list(args.zones)
         # role and per-VM agent target as metadata attributes; the project-level script does the rest
         template = swarm_vm(fleet, spec, self.zones[0], args.max_target_agents, {pilot.POOL_LABEL: name},
-                            state_disk_gb=spec.state_disk_gb).declare_template(self)
+                            state_disk_gb=spec.state_disk_gb, registration=args.registration).declare_template(self)
         agent_ports_firewall(fleet, spec, self)
         # The supervisor's /healthz: 200 once running >= target x threshold, and while its paced start-up
         # (bounded by the registry's new-identity rate) is still on schedule.

@@ -33,7 +33,17 @@ class SwarmVmArgs:
     labels: Mapping[str, str]
 
 
-def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig, max_target_agents: int) -> dict[str, pulumi.Input[str]]:
+@dataclass(frozen=True)
+class Registration:
+    """Where one VM's agents register from (FleetConfig.registration_addresses): how many addresses, and the
+    netmask of the alias IP range that gives it those past its own."""
+
+    addresses: int = 1
+    alias_prefix: int | None = None
+
+
+def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig, max_target_agents: int,
+                   registration: Registration = Registration()) -> dict[str, pulumi.Input[str]]:
     """The swarm attributes (fleet/vm_contract.py SWARM_ATTRIBUTES) of one VM of SPEC; MAX_TARGET_AGENTS is its
     machine's memory budget (FleetConfig.budget), which the VM also holds a live target to."""
     return metadata(pilot.ROLE_SWARM, {
@@ -51,6 +61,7 @@ def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig, max_target_agents: i
         "health_port": str(pilot.SUPERVISOR_HEALTH_PORT),
         "health_threshold": f"{fleet.health_threshold:g}",
         "rollout_max_unavailable": f"{spec.rollout_max_unavailable:g}",
+        "registration_addresses": str(registration.addresses),
         # the agents' identities live on their own disk, which outlives the VM
         "state_device": pilot.STATE_DEVICE,
     })
@@ -59,16 +70,16 @@ def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig, max_target_agents: i
 def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, max_target_agents: int,
              labels: Mapping[str, str] | None = None,
              attached_disks: Sequence[gcp.compute.InstanceAttachedDiskArgs] = (),
-             state_disk_gb: int | None = None) -> FleetVm:
+             state_disk_gb: int | None = None, registration: Registration = Registration()) -> FleetVm:
     """The VM of a swarm host (its state disk attached), or the template of a pool's VMs (each VM's state disk made
     with it): hardened, tagged for its own firewall rules."""
     return FleetVm(
         name=spec.name, machine_type=spec.machine_type, zone=zone, project=fleet.project,
         subnetwork=fleet.subnetwork, service_account_email=fleet.service_account_email,
-        metadata=swarm_metadata(fleet, spec, max_target_agents),
+        metadata=swarm_metadata(fleet, spec, max_target_agents, registration),
         labels={**fleet.labels, "role": pilot.ROLE_SWARM, **(labels or {})},
         tags=[names.FLEET_TAG, names.swarm_tag(spec.name)], disk_gb=spec.disk_gb, attached_disks=list(attached_disks),
-        state_disk_gb=state_disk_gb,
+        state_disk_gb=state_disk_gb, alias_prefix=registration.alias_prefix,
     )
 
 

@@ -5,17 +5,21 @@ problem reported at once, each with its key as `pulumi config set` writes it."""
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from fleet.capacity.cold_start import Pacing, addresses_for, fleet_cold_start, parallelism_for, vm_cold_start
 from fleet.config.model import FleetConfig, FleetConfigError, RendezvousConfig, SwarmHostConfig, SwarmPoolConfig
 from fleet.facts import names, pilot
 from fleet.facts.machine_types import lookup, machine_types
 from fleet.facts.pilot_releases import known_versions
 from fleet.facts.rendezvous_build import build_table
+from fleet.facts.rendezvous_capacity import rendezvous_capacity
 from fleet.facts.zones import zones_by_region
+from fleet.vm_contract import agent_bounds
 
 SSH_PORT = 22
 
@@ -203,12 +207,64 @@ class _Checks:
                 self.problems.append(f"{key} ({name}): its boot disk would be named like {held[name]}")
 
 
+    def cold_start(self) -> None:
+        """Registration addresses need agentReach vpc; a cold-start budget is met by every VM and by the rendezvous;
+        the subnet holds every VM's alias range."""
+        cfg = self.cfg
+        budget = cfg.cold_start_minutes * 60 if cfg.cold_start_minutes is not None else None
+        most = int(agent_bounds()["registration_addresses"].high)
+        vms: list[tuple[Pacing, int]] = []
+        aliases = 0
+        for kind, specs in (("swarmHosts", cfg.swarm_hosts), ("swarmPools", cfg.swarm_pools)):
+            for i, spec in enumerate(specs):
+                where, count = key_name((kind, i)), getattr(spec, "size", 1)
+                addresses = cfg.registration_addresses(spec)
+                pacing = cfg.pacing(spec, addresses)
+                vms.append((pacing, count))
+                prefix = cfg.alias_prefix(spec)
+                aliases += count * (1 + (2 ** (32 - prefix) if prefix is not None else 0))
+                if addresses > 1 and cfg.agent_reach != "vpc":
+                    self.problems.append(
+                        f"{where}.registrationAddresses ({spec.name}): {addresses} addresses need "
+                        f"{key_name(('agentReach',))}: vpc (alias IPs are reachable only inside the VPC; SCALING.md)")
+                if budget is None or vm_cold_start(pacing) <= budget:
+                    continue
+                needs = []
+                if pacing.floor_by_rounds() > budget:
+                    rounds = parallelism_for(pacing, budget, pilot.MAX_SPAWN_PARALLELISM)
+                    needs.append(f"spawnParallelism {rounds}" if rounds else
+                                 f"more than {pilot.MAX_SPAWN_PARALLELISM} starts a round (fewer agents per VM)")
+                if cfg.agent_reach != "vpc":
+                    needs.append(f"{key_name(('agentReach',))}: vpc, for more than one registration address")
+                else:
+                    wanted = addresses_for(cfg.pacing(spec, 1), budget, most)
+                    if wanted is None or wanted > addresses:
+                        needs.append(f"registrationAddresses {wanted}" if wanted else
+                                     f"more than {most} registration addresses (fewer agents per VM)")
+                self.problems.append(
+                    f"{where} ({spec.name}): a cold start of its {spec.target_agents:,} agents takes "
+                    f"{vm_cold_start(pacing):,.0f} s, over {key_name(('coldStartMinutes',))} ({budget:,.0f} s): "
+                    f"{', or '.join(needs) or 'a longer budget'} (`python -m fleet capacity --stack` sizes it)")
+        if budget is not None and vms:
+            fleet = fleet_cold_start(vms, rendezvous_capacity())
+            if fleet.rendezvous_seconds > budget:
+                self.problems.append(f"{key_name(('coldStartMinutes',))}: one rendezvous registers the fleet in "
+                                     f"{fleet.rendezvous_seconds:,.0f} s at its measured rate, over the budget")
+        net = cfg.network
+        size = ipaddress.ip_network(net.subnet_cidr).num_addresses - 4  # Compute Engine keeps 4 of each subnet
+        if not net.existing and aliases + 1 > size:
+            self.problems.append(f"{key_name(('network', 'subnetCidr'))}: {net.subnet_cidr} holds {size} VM addresses; "
+                                 f"the VMs and their alias ranges (registration addresses) need {aliases + 1}")
+
+
 def _semantic_problems(cfg: FleetConfig) -> list[str]:
     checks = _Checks(cfg)
     checks.fleet()
     checks.rendezvous()
     checks.swarm()
     checks.names()
+    if not checks.problems:  # the cold start is judged on a fleet that is otherwise sound (a target over its
+        checks.cold_start()  # memory budget is that problem, not also a slow start)
     return checks.problems
 
 

@@ -9,13 +9,15 @@ Every problem is reported with the key that holds it, all at once, as a FleetCon
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import urllib.parse
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from fleet.capacity.cold_start import Pacing, addresses_for
 from fleet.facts import pilot
 from fleet.facts.machine_types import lookup
 from fleet.facts.memory_budget import MemoryBudget
@@ -239,6 +241,10 @@ class AgentSettings(Model):
     agent_memory_mb: Annotated[float, NoBool] = Field(default=pilot.DEFAULT_AGENT_MEMORY_MB, gt=0, allow_inf_nan=False)
     # Where peers reach this host's agent tunnel ports from.
     peer_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
+    # How many source addresses the VM's agents register from: its internal address, then an alias IP range's
+    # (agentReach vpc). Unset: what coldStartMinutes needs, else 1.
+    registration_addresses: int | None = Field(default=None, ge=1,
+                                               le=int(agent_bounds()["registration_addresses"].high), strict=True)
 
 
 class SwarmVmConfig(AgentSettings):
@@ -309,6 +315,14 @@ class FleetConfig(Model):
     ssh_source_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE], min_length=1)
     alert_threshold: Annotated[float, NoBool] = _bounded("health_threshold")
     labels: Labels = Field(default_factory=dict)
+    # Who reaches the agents. internet: each VM's agents register from its external IP (one address: the registry
+    # admits 10 new identities a minute from it). vpc: they register with the rendezvous' internal address from
+    # the VM's internal address and alias IP range, so a VM gets as many registration addresses as its cold start
+    # needs, but only the VPC (and networks peered or connected to it) reaches them (SCALING.md).
+    agent_reach: Literal["internet", "vpc"] = "internet"
+    # The budget for a cold start (every identity new to the registry: first deploy, a lost store): the plan sizes
+    # each VM's registration addresses for it and refuses pacing that cannot meet it. Unset: no budget.
+    cold_start_minutes: Annotated[float, NoBool] | None = Field(default=None, gt=0, le=1440, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -349,6 +363,25 @@ class FleetConfig(Model):
 
     def zones_of(self, pool: SwarmPoolConfig) -> list[str]:
         return list(pool.zones) or [self.gcp.zone]
+
+    def pacing(self, vm: SwarmVmConfig, addresses: int | None = None) -> Pacing:
+        """What the VM does at a cold start (fleet/capacity/cold_start.py)."""
+        return Pacing(vm.target_agents, addresses or self.registration_addresses(vm),
+                      self.rendezvous.new_registrations_per_minute, vm.spawn_parallelism, vm.round_delay_seconds)
+
+    def registration_addresses(self, vm: SwarmVmConfig) -> int:
+        """The VM's own setting, or the fewest addresses that meet the cold-start budget (agentReach vpc), or 1."""
+        if vm.registration_addresses is not None:
+            return vm.registration_addresses
+        if self.cold_start_minutes is None or self.agent_reach != "vpc":
+            return 1
+        most = int(agent_bounds()["registration_addresses"].high)
+        return addresses_for(self.pacing(vm, 1), self.cold_start_minutes * 60, most) or most
+
+    def alias_prefix(self, vm: SwarmVmConfig) -> int | None:
+        """The netmask of the VM's alias IP range (its registration addresses past its own internal one)."""
+        extra = self.registration_addresses(vm) - 1
+        return 32 - math.ceil(math.log2(extra)) if extra > 0 else None
 
     def budget(self, host: SwarmHostConfig | SwarmPoolConfig) -> MemoryBudget:
         machine = lookup(host.machine_type)

@@ -29,6 +29,11 @@ def address(rendezvous: str) -> str:
     return f"{rendezvous}-ip"
 
 
+def internal_address(rendezvous: str) -> str:
+    """The rendezvous' reserved internal address (agentReach vpc: agents register with it)."""
+    return f"{rendezvous}-internal-ip"
+
+
 def store_disk(rendezvous: str, from_snapshot: str | None = None) -> str:
     """The registry's store disk; one recreated from a snapshot is named after it (a short digest of its name)."""
     if not from_snapshot:

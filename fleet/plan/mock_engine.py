@@ -116,7 +116,8 @@ class FleetMocks:
         elif typ == "gcp:compute/subnetwork:Subnetwork":
             resource_id = f"projects/{project}/regions/{state.get('region')}/subnetworks/{name}"
         elif typ == "gcp:compute/address:Address":
-            state.setdefault("address", self._address(MOCK_EXTERNAL_NET, name))
+            internal = state.get("addressType") == "INTERNAL"
+            state.setdefault("address", self._address(MOCK_INTERNAL_NET if internal else MOCK_EXTERNAL_NET, name))
         elif typ == "gcp:compute/disk:Disk":
             resource_id = f"projects/{project}/zones/{state.get('zone')}/disks/{name}"
         elif typ == "gcp:compute/regionDisk:RegionDisk":
@@ -141,7 +142,7 @@ class FleetMocks:
             nics = []
             for i, nic in enumerate(state.get("networkInterfaces") or []):
                 nic = dict(nic)
-                nic["networkIp"] = self._address(MOCK_INTERNAL_NET, f"{name}/nic{i}")
+                nic["networkIp"] = nic.get("networkIp") or self._address(MOCK_INTERNAL_NET, f"{name}/nic{i}")
                 nic["accessConfigs"] = [{**ac, "natIp": ac.get("natIp") or
                                          self._address(MOCK_EXTERNAL_NET, f"{name}/nic{i}/access{j}")}
                                         for j, ac in enumerate(nic.get("accessConfigs") or [])]

@@ -33,10 +33,13 @@ def key_inputs(res: PlannedResource) -> str:
     if kind in ("Instance", "InstanceTemplate"):
         md = i.get("metadata") or {}
         shown = (MetadataKey.ROLE, MetadataKey.TARGET_AGENTS) + \
-            ((MetadataKey.VERSION,) if md.get(MetadataKey.ROLE) == "swarm" else ())
+            ((MetadataKey.VERSION, MetadataKey.REGISTRATION_ADDRESSES) if md.get(MetadataKey.ROLE) == "swarm" else ())
         pilot = " ".join(f"{k.removeprefix('pilot-')}={v}" for k, v in sorted(md.items()) if k in shown)
         where = "" if kind == "InstanceTemplate" else f" {i.get('zone')}"
-        return f"{i.get('machineType')}{where} {pilot}{_rendezvous_binary(md)}"
+        nics = i.get("networkInterfaces") or [{}]
+        aliases = " alias-ip=" + ",".join(str(r.get("ipCidrRange")) for r in nics[0].get("aliasIpRanges")) \
+            if nics and isinstance(nics[0], dict) and nics[0].get("aliasIpRanges") else ""
+        return f"{i.get('machineType')}{where} {pilot}{aliases}{_rendezvous_binary(md)}"
     if kind == "Firewall":
         return _firewall(i)
     if kind in ("InstanceGroupManager", "RegionInstanceGroupManager"):

@@ -89,6 +89,12 @@ def subnet_networks(resources: Iterable[Any]) -> dict[str, str]:
             if r.resource_type == SUBNETWORK}
 
 
+def subnet_ranges(resources: Iterable[Any]) -> dict[str, str]:
+    """Subnetwork name -> its primary range, from the subnetworks declared in the stack."""
+    return {last_name(r.props.get("name") or r.name): str(r.props.get("ipCidrRange")) for r in resources
+            if r.resource_type == SUBNETWORK and isinstance(r.props.get("ipCidrRange"), str)}
+
+
 def target_of(props: Mapping[str, Any], subnets: Mapping[str, str]) -> Target:
     nics = props.get("networkInterfaces") or []
     nic = nics[0] if nics and isinstance(nics[0], Mapping) else {}

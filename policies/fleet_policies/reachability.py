@@ -3,7 +3,11 @@
 The ports are the ones each VM boots with, read from its own metadata (the rendezvous' `pilot-registry-port` and
 `pilot-beacon-port`, a swarm VM's base port and target), never from defaults: a stack on other ports is judged on
 its ports, and a rendezvous moved off the port its firewall opens is caught. Policy config holds only operator
-choices: the ranges agents and peers come from."""
+choices: the ranges agents and peers come from.
+
+A swarm VM whose agents register from an alias IP range (agentReach vpc: its internal address and the range, both
+from its subnet's primary range) needs the registry port open to that subnet, whatever the policy config says: the
+registry must admit every registration address of every swarm VM."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .firewall import Target, admits, subnet_networks, target_of
+from .firewall import Target, admits, last_name, subnet_networks, subnet_ranges, target_of
 from .gce import FIREWALL, agent_target, effective_vms, metadata_value
 from .policy_config import ConfigSpec, config_for, config_schema
 
@@ -36,12 +40,29 @@ def _uncovered(rules: Sequence[Mapping[str, Any]], target: Target, protocol: str
     return [w for w in wanted if not admits(rules, target, protocol, first, last, w)]
 
 
+def _registration_ranges(vms: Sequence[Any], ranges: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(swarm VM, its subnet's range) for every swarm VM with an alias IP range: its registration addresses."""
+    found = []
+    for vm in vms:
+        if metadata_value(vm.metadata, pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
+            continue
+        nics = vm.props.get("networkInterfaces") or []
+        nic = nics[0] if nics and isinstance(nics[0], Mapping) else {}
+        if nic.get("aliasIpRanges"):
+            subnet = ranges.get(last_name(nic.get("subnetwork")))
+            if subnet:  # a subnet the stack does not declare (network.existing): its range is not known here
+                found.append((vm.name, subnet))
+    return found
+
+
 def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     config = config_for(args.get_config(), CONFIG)
     rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
     subnets = subnet_networks(args.resources)
+    vms = list(effective_vms(args.resources))
+    registering = _registration_ranges(vms, subnet_ranges(args.resources))
     # every VM kind, and the VMs of groups whose configs override their template's metadata
-    for vm in effective_vms(args.resources):
+    for vm in vms:
         metadata = vm.metadata
         role = metadata_value(metadata, pilot.MetadataKey.ROLE)
         seen_as = target_of(vm.props, subnets)  # what firewall rules match this VM by
@@ -57,6 +78,11 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
                 if missing:
                     report_violation(f"rendezvous {vm.name}: the {what} ({port}/{protocol}) is not open to the "
                                      f"agents' source range(s) {', '.join(missing)}.", vm.urn)
+                for swarm, subnet in registering:
+                    if not admits(rules, seen_as, protocol, port, port, subnet):
+                        report_violation(f"rendezvous {vm.name}: the {what} ({port}/{protocol}) is not open to "
+                                         f"{subnet}, where swarm VM {swarm}'s agents register from (its internal "
+                                         "address and alias IP range).", vm.urn)
         elif role == pilot.ROLE_SWARM:
             base_text = metadata_value(metadata, pilot.MetadataKey.BASE_UDP_PORT)
             target, _ = agent_target(metadata)

@@ -1,0 +1,155 @@
+"""The cold start: how long until every agent of a fleet is registered when the registry knows none of their
+identities (the first `pulumi up`, a lost store), and what a budget for it takes.
+
+Three things bound it, each modelled as it is:
+  * the registry's bucket per registration address: the public rendezvous admits `rate` new identities a minute
+    per source IP, from a bucket that holds `rate` tokens (pkg/registry/server.go, NewRateLimiter / Allow);
+  * the supervisor's pacing: at most `spawn_parallelism` starts per round, rounds `round_delay_seconds` apart, each
+    agent on its own address (index mod addresses) drawing on that address's bucket, which starts refilling
+    REGISTRATION_LAG_SECONDS after a take from full (startup/pilot_supervisor/pacing.py);
+  * what one rendezvous takes: its measured registrations per second (fleet/facts/data/rendezvous_capacity.yaml,
+    from bench/rendezvous_capacity.py), shared by every VM starting at once.
+
+`vm_cold_start` replays the supervisor's rounds against the buckets (no closed form holds once pacing and buckets
+both bind); the whole-fleet test checks its figure against a real host.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fleet.facts.rendezvous_capacity import RendezvousCapacity
+from fleet.vm_contract import REGISTRATION_LAG_SECONDS
+
+# How long a started pilot-daemon takes to be registered (connect, register, open its socket): under a second in
+# the whole-fleet test bed; the last round's agents add it to the cold start.
+REGISTRATION_SECONDS = 1.0
+# Without a token the supervisor tries again at its next tick.
+TICK_SECONDS = 1.0
+# Sizing leaves this much slack under a budget: the whole-fleet test holds the model to 1.1x of a real host.
+SIZING_SLACK = 1.1
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """What one swarm VM does at a cold start."""
+
+    target_agents: int
+    addresses: int
+    per_minute: float
+    spawn_parallelism: int
+    round_delay_seconds: float
+
+    def floor_by_addresses(self) -> float:
+        """The registry's floor alone: the busiest address's identities past its burst, one per 60/rate s."""
+        busiest = math.ceil(self.target_agents / self.addresses)
+        return max(0, busiest - self.per_minute) * 60 / self.per_minute
+
+    def floor_by_rounds(self) -> float:
+        """The pacing floor alone: one round per delay (the last round's registration is the delay too)."""
+        return math.ceil(self.target_agents / self.spawn_parallelism) * self.round_delay_seconds
+
+
+def vm_cold_start(p: Pacing) -> float:
+    """Seconds from the first start until the last of `target_agents` fresh identities is registered."""
+    if p.target_agents <= 0:
+        return 0.0
+    rate = p.per_minute / 60.0
+    base, extra = divmod(p.target_agents, p.addresses)
+    remaining = [base + (1 if k < extra else 0) for k in range(p.addresses)]
+    cap = float(p.per_minute)
+    tokens = [cap] * p.addresses
+    since = [0.0] * p.addresses  # when each bucket refills from (a take from full: REGISTRATION_LAG_SECONDS later)
+    now, last, left, cursor = 0.0, 0.0, p.target_agents, 0
+    while left:
+        for k in range(p.addresses):
+            tokens[k] = min(cap, tokens[k] + max(0.0, now - since[k]) * rate)
+            since[k] = max(since[k], now)
+        started = 0
+        # The supervisor walks the missing agents by index (address = index mod addresses), skipping those whose
+        # address has no token, until the round is full: the addresses in turn, as often as tokens allow.
+        while started < p.spawn_parallelism:
+            took, first = False, cursor
+            for step in range(p.addresses):
+                k = (first + step) % p.addresses
+                if started >= p.spawn_parallelism:
+                    break
+                if remaining[k] and tokens[k] >= 1.0:
+                    if tokens[k] >= cap:
+                        since[k] = now + REGISTRATION_LAG_SECONDS
+                    remaining[k] -= 1
+                    tokens[k] -= 1.0
+                    started += 1
+                    took, cursor = True, (k + 1) % p.addresses
+            if not took:
+                break
+        if started:
+            left -= started
+            last = now
+            now += p.round_delay_seconds
+        else:  # no token anywhere: the first tick after the next one arrives
+            wait = min(max(0.0, since[k] - now) + (1.0 - tokens[k]) / rate
+                       for k in range(p.addresses) if remaining[k])
+            now += max(TICK_SECONDS, math.ceil(wait / TICK_SECONDS) * TICK_SECONDS)
+    return last + REGISTRATION_SECONDS
+
+
+def addresses_for(p: Pacing, budget_seconds: float, most: int) -> int | None:
+    """The fewest addresses (1..most) with which this VM's cold start fits the budget, with SIZING_SLACK; None: no
+    count does."""
+    budget_seconds /= SIZING_SLACK
+    low, high = 1, most
+    if vm_cold_start(_with(p, addresses=high)) > budget_seconds:
+        return None
+    while low < high:
+        mid = (low + high) // 2
+        if vm_cold_start(_with(p, addresses=mid)) <= budget_seconds:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def parallelism_for(p: Pacing, budget_seconds: float, most: int) -> int | None:
+    """The smallest round (spawn_parallelism, up to `most`) that lets the rounds alone fit the budget, with
+    SIZING_SLACK."""
+    budget_seconds /= SIZING_SLACK
+    rounds = math.floor((budget_seconds - REGISTRATION_SECONDS) / p.round_delay_seconds) + 1
+    if rounds < 1:
+        return None
+    needed = max(1, math.ceil(p.target_agents / rounds))
+    return needed if needed <= most else None
+
+
+def _with(p: Pacing, **changes: float) -> Pacing:
+    values = {**p.__dict__, **changes}
+    return Pacing(**values)
+
+
+@dataclass(frozen=True)
+class FleetColdStart:
+    seconds: float
+    slowest_vm_seconds: float
+    rendezvous_seconds: float
+    peak_per_second: float
+    notes: tuple[str, ...]
+
+
+def fleet_cold_start(vms: list[tuple[Pacing, int]], capacity: RendezvousCapacity) -> FleetColdStart:
+    """Every VM (pacing, how many such VMs) starting at once against one rendezvous."""
+    slowest = max((vm_cold_start(p) for p, _ in vms), default=0.0)
+    total = sum(p.target_agents * count for p, count in vms)
+    # at the start every VM offers a full round per delay (its buckets are full)
+    peak = sum(count * min(p.spawn_parallelism, p.target_agents) / p.round_delay_seconds for p, count in vms)
+    by_rendezvous = total / capacity.registrations_per_second
+    notes = []
+    if peak > capacity.registrations_per_second * capacity.usable_share:
+        notes.append(f"the fleet's rounds offer {peak:,.0f} registrations a second at the start, over "
+                     f"{capacity.usable_share:.0%} of the {capacity.registrations_per_second:,} one rendezvous "
+                     "sustained (bench/RESULTS.md): lower spawnParallelism or lengthen roundDelaySeconds")
+    if total > capacity.measured_identities:
+        notes.append(f"{total:,} identities on one rendezvous: measured up to {capacity.measured_identities:,} "
+                     "only (bench/rendezvous_capacity.py); past that, split the fleet over more rendezvous stacks "
+                     "(SCALING.md)")
+    return FleetColdStart(max(slowest, by_rendezvous), slowest, by_rendezvous, peak, tuple(notes))
