@@ -16,7 +16,10 @@ MANDATORY = {"no-instance-startup-scripts", "one-project-startup-script", "start
              "agents-fit-memory", "pilot-ports-open", "pools-heal-safely", "pools-keep-agent-state",
              "rendezvous-keeps-its-registry", "rendezvous-store-snapshots"}
 ADVISORY = {"dashboard-not-public", "no-public-ssh-rdp", "shielded-vm", "no-default-service-account",
-            "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off"}
+            "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off",
+            # scanner parity (policies/fleet_policies/scanner_parity.py)
+            "os-login-not-overridden", "no-ip-forwarding", "no-public-ip", "disk-customer-key", "no-default-network",
+            "no-all-ports-open"}
 
 
 def test_analyzer_info_lists_every_rule_with_its_level() -> None:
@@ -77,6 +80,44 @@ def test_a_registry_closed_to_the_swarms_registration_addresses_is_rejected(tmp_
     for vm in ("swarm-1", "swarm-2", "swarm-3"):
         assert any(f"not open to 10.20.0.0/20, where swarm VM {vm}'s agents register from" in m for m in messages), \
             messages
+
+
+def _scenario_violations(name: str, tmp_path) -> list[dict[str, str]]:
+    out = tmp_path / "plan.json"
+    run_fleet("plan", "--program", str(REPO / "tests" / "scenarios" / name), "--stack", "test", "--json", str(out))
+    return list(json.loads(out.read_text())["policy"]["violations"])
+
+
+@pytest.mark.parametrize(("scenario", "policy", "named"), [
+    # pools whose names share a prefix, autonamed templates, a canary version, a regional template, a template
+    # referenced by its unique self link (not known at preview): each group judged on the templates it runs
+    ("pools_paired_by_reference", "pools-keep-agent-state", {"swarm", "swarm-small"}),
+    # an instance from a swarm template inherits its metadata; only its machine type is its own
+    ("instance_from_template_inherits", "agents-fit-memory", {"swarm-shrunk"}),
+])
+def test_vms_are_paired_with_their_templates_by_reference(scenario: str, policy: str, named: set[str],
+                                                          tmp_path) -> None:
+    violations = _scenario_violations(scenario, tmp_path)
+    assert {v["urn"].rsplit("::", 1)[-1] for v in violations if v["policy"] == policy} == named, violations
+    assert not [v for v in violations if "can't run policy" in v["message"]], violations  # no unknown blinds a rule
+
+
+SCANNER_CHECKS = {"os-login-not-overridden": {"oslogin-off"}, "no-ip-forwarding": {"forwarder"},
+                  "no-public-ip": {"public"}, "disk-customer-key": {"google-keys"},
+                  "no-default-network": {"on-default"}, "no-all-ports-open": {"all-ports", "default-web"}}
+
+
+def test_the_scanners_checks_are_advisories_with_their_ids(tmp_path) -> None:
+    """Scanner parity: each of the six checks (CKV_GCP_34, 36, 40, 38, 27, CKV2_GCP_12) catches its bad variant in
+    tests/scenarios/scanner_parity_bad and accepts the legitimate shapes of tests/scenarios/scanner_parity_good."""
+    bad = _scenario_violations("scanner_parity_bad", tmp_path)
+    found = {policy: {v["urn"].rsplit("::", 1)[-1] for v in bad if v["policy"] == policy}
+             for policy in SCANNER_CHECKS}
+    assert found == SCANNER_CHECKS, bad
+    assert all(v["enforcement"] == "advisory" for v in bad if v["policy"] in SCANNER_CHECKS)
+    (tmp_path / "good").mkdir()
+    good = _scenario_violations("scanner_parity_good", tmp_path / "good")
+    assert [v for v in good if v["policy"] in SCANNER_CHECKS] == []
 
 
 def test_a_store_disk_with_its_schedule_attached_by_reference_passes(tmp_path) -> None:

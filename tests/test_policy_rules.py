@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from fleet.policy_runner.analyzer import analyze_with, running_pack
-from tests.policy_harness import PACK_DIR, UNKNOWN, directly, over_grpc, plan_of, resources_from_plan
+from tests.policy_harness import (
+    BASELINE_ADVISORIES,
+    PACK_DIR,
+    UNKNOWN,
+    directly,
+    over_grpc,
+    plan_of,
+    resources_from_plan,
+)
 
 Resources = list[dict[str, Any]]
 
@@ -274,6 +282,7 @@ def test_unknown_values_do_not_crash_a_rule(stub, baseline) -> None:
     inputs(resources, "swarm-1", ":Instance")["metadata"] = UNKNOWN
     inputs(resources, "swarm-2", ":Instance")["machineType"] = UNKNOWN
     report = analyze_with(stub, plan_of(resources), PACK_DIR, "test", {})
+    report.violations = [v for v in report.violations if v.policy not in BASELINE_ADVISORIES]
     # the engine's own handling of a value not known at plan time: an advisory "can't run policy ... during
     # preview" for that resource, never a crash and never a mandatory violation
     assert report.violations

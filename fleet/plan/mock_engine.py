@@ -46,11 +46,15 @@ class PlannedResource:
     options: dict[str, Any]
     properties: struct_pb2.Struct  # as sent on the wire: unknowns and secrets keep their markers
     inputs: dict[str, Any]  # plain JSON form of `properties`
+    # the resources each input property took a value from (the engine's propertyDependencies): how the policy pack
+    # pairs a group with its template by reference when the link itself is not known yet
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "inputs": self.inputs,
                 "parent": self.parent, "custom": self.custom, "provider": self.provider,
-                "dependencies": self.dependencies, "options": self.options}
+                "dependencies": self.dependencies, "propertyDependencies": self.property_dependencies,
+                "options": self.options}
 
 
 @dataclass
@@ -190,7 +194,10 @@ def _make_monitor(mocks: FleetMocks, plan: Plan) -> Any:
                 urn=response.urn, type=request.type, name=request.name, custom=request.custom,
                 parent=(request.parent if request.parent and request.parent != self.stack_urn else None),
                 provider=request.provider or None, dependencies=sorted(request.dependencies),
-                options=options, properties=properties, inputs=_struct_to_json(properties)))
+                options=options, properties=properties, inputs=_struct_to_json(properties),
+                property_dependencies={name: sorted(request.propertyDependencies[name].urns)  # a map: unordered
+                                       for name in sorted(request.propertyDependencies)
+                                       if request.propertyDependencies[name].urns}))
             return response
 
         def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802

@@ -181,10 +181,15 @@ def analyze_with(stub: analyzer_pb2_grpc.AnalyzerStub, plan: Plan, directory: Pa
                 timeout=CALL_TIMEOUT_SECONDS)
             report.violations += _violations(response, res.urn, levels)
         stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
-            analyzer_pb2.AnalyzerResource(type=r.type, properties=r.properties, urn=r.urn, name=r.name,
-                                          options=_options(r), parent=r.parent or "", dependencies=r.dependencies)
+            analyzer_pb2.AnalyzerResource(
+                type=r.type, properties=r.properties, urn=r.urn, name=r.name, options=_options(r),
+                parent=r.parent or "", dependencies=r.dependencies,
+                propertyDependencies={name: analyzer_pb2.AnalyzerPropertyDependencies(urns=urns)
+                                      for name, urns in r.property_dependencies.items()})
             for r in resources]), timeout=CALL_TIMEOUT_SECONDS)
         report.violations += _violations(stack, "", levels)
+        # the engine registers resources concurrently: the same plan reports in the same order every run
+        report.violations.sort(key=lambda v: (v.policy, v.urn, v.message))
     except grpc.RpcError as exc:
         raise PolicyPackError(f"policy pack {directory} failed: {exc.details()}") from None  # type: ignore[attr-defined]
     return report

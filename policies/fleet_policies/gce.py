@@ -5,9 +5,11 @@ templates). How firewall rules admit traffic is firewall.py's."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pulumi_policy.proxy import UnknownValueError
 
 from . import facts as pilot
 from .facts import lookup
@@ -110,17 +112,52 @@ class EffectiveVm:
     metadata: Mapping[str, Any]
 
 
-def template_of(group: Mapping[str, Any], templates: Iterable[Any]) -> Any:
-    """The instance template a group's versions name (by its self link's last segment against each template's
-    name or name prefix); None when it is not in this stack or not known yet."""
-    for version in group.get("versions") or []:
-        name = last_name((version or {}).get("instanceTemplate") if isinstance(version, Mapping) else None)
-        for template in templates:
-            props = template.props
-            prefix = str(props.get("namePrefix") or "")
-            if name and (name == props.get("name") or (prefix and name.startswith(prefix))):
-                return template
-    return None
+TEMPLATE_TYPES = (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE)
+# the forms a reference to a resource takes: a full API URL, or the path after it (projects/P/...)
+_API_PREFIX = re.compile(r"^https://(?:www|compute)\.googleapis\.com/compute/(?:v1|beta)/")
+
+
+def known(read: Callable[[], Any], default: Any = None) -> Any:
+    """A property value, or DEFAULT where the engine does not know it yet (at preview, reading an unknown value
+    raises, which would otherwise abort the whole rule for every VM)."""
+    try:
+        return read()
+    except UnknownValueError:
+        return default
+
+
+def _link(value: Any) -> str:
+    return _API_PREFIX.sub("", value.strip()) if isinstance(value, str) else ""
+
+
+def _links_of(resource: Any) -> set[str]:
+    """What a reference to RESOURCE may hold: its self link, its unique self link (the provider's recommendation
+    for a group's template), its id; for a group also its name, which is what a per-instance config's
+    `instanceGroupManager` holds (the provider resolves it in the config's own zone or region)."""
+    keys = ["selfLink", "selfLinkUnique", "id"] + (["name"] if resource.resource_type in (MIG, REGION_MIG) else [])
+    return {_link(known(lambda k=k: resource.props.get(k))) for k in keys} - {""}
+
+
+def referenced(resource: Any, props: Sequence[str], values: Sequence[Any], candidates: Iterable[Any]) -> list[Any]:
+    """The CANDIDATES that RESOURCE refers to by reference, never by name: the ones whose link the VALUES (of its
+    properties PROPS) hold; where no value is known yet (a new or replaced template's link is computed at
+    preview), the ones the engine says those properties took their value from (propertyDependencies)."""
+    candidates = list(candidates)
+    wanted = {_link(v) for v in values} - {""}
+    found = [c for c in candidates if wanted & _links_of(c)]
+    if found:
+        return found
+    urns = {c.urn for c in candidates}
+    deps = getattr(resource, "property_dependencies", None) or {}
+    return [d for prop in props for d in deps.get(prop, []) if d.urn in urns]
+
+
+def templates_of(group: Any, templates: Iterable[Any]) -> list[Any]:
+    """The instance templates (zonal or regional) a group's versions run, by reference; none when they are not in
+    this stack."""
+    versions = [v for v in known(lambda: list(group.props.get("versions") or []), []) if isinstance(v, Mapping)]
+    links = [known(lambda v=v: v.get("instanceTemplate")) for v in versions]  # unknown: a new template's
+    return referenced(group, ["versions"], links, templates)
 
 
 def _overlay(base: Mapping[str, Any], extra: Any) -> Mapping[str, Any]:
@@ -128,30 +165,41 @@ def _overlay(base: Mapping[str, Any], extra: Any) -> Mapping[str, Any]:
 
 
 def effective_vms(resources: Sequence[Any]) -> Iterator[EffectiveVm]:
-    """Every VM kind with its own metadata, and every group whose all-instances config or per-instance configs
-    change what its template's VMs see, as the VMs that result."""
-    templates = [r for r in resources if r.resource_type in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE)]
-    groups: dict[str, tuple[Any, Any]] = {}
+    """Every VM kind with the metadata and properties it will run with: an instance, a template; an instance made
+    from a template, which inherits the template's metadata and properties under its own; and every group whose
+    all-instances config or per-instance configs change what its templates' VMs see, as the VMs that result. Groups
+    and instances are paired with their templates by reference (`referenced`)."""
+    templates = [r for r in resources if r.resource_type in TEMPLATE_TYPES]
+    groups: dict[str, tuple[Any, list[Any]]] = {}
     for r in resources:
-        if r.resource_type in VM_TYPES:
+        if r.resource_type == INSTANCE_FROM_TEMPLATE:
+            sources = referenced(r, ["sourceInstanceTemplate"],
+                                 [known(lambda r=r: r.props.get("sourceInstanceTemplate"))], templates)
+            own = {k: known(lambda r=r, k=k: r.props.get(k)) for k in list(r.props) if k != "metadata"}
+            own = {k: v for k, v in own.items() if v is not None}  # unknown or unset: the template's
+            for template in sources[:1] or [None]:
+                base = template.props if template is not None else {}
+                md = metadata_of(template.resource_type, base) if template is not None else {}
+                yield EffectiveVm(r.name, r.urn, {**base, **own}, _overlay(md, metadata_of(r.resource_type, r.props)))
+        elif r.resource_type in VM_TYPES:
             yield EffectiveVm(r.name, r.urn, r.props, metadata_of(r.resource_type, r.props))
         elif r.resource_type in (MIG, REGION_MIG):
-            template = template_of(r.props, templates)
-            if template is None:
-                continue
-            groups[last_name(r.props.get("name") or r.name)] = (r, template)
+            ran = templates_of(r, templates)
+            groups[r.urn] = (r, ran)
             overlay = metadata_of(r.resource_type, r.props)
-            if overlay:
+            for template in ran if overlay else ():
                 yield EffectiveVm(r.name, r.urn, template.props,
                                   _overlay(metadata_of(template.resource_type, template.props), overlay))
     for r in resources:
         if r.resource_type in (PER_INSTANCE_CONFIG, REGION_PER_INSTANCE_CONFIG):
-            manager = r.props.get("instanceGroupManager") or r.props.get("regionInstanceGroupManager")
-            found = groups.get(last_name(manager))
-            if found is None:
-                continue
-            group, template = found
-            metadata = _overlay(_overlay(metadata_of(template.resource_type, template.props),
-                                         metadata_of(group.resource_type, group.props)),
-                                metadata_of(r.resource_type, r.props))
-            yield EffectiveVm(r.name, r.urn, template.props, metadata)
+            prop = "instanceGroupManager" if r.resource_type == PER_INSTANCE_CONFIG else "regionInstanceGroupManager"
+            where = r.props.get("zone") or r.props.get("region")
+            managers = [g for g in referenced(r, [prop], [known(lambda r=r, p=prop: r.props.get(p))],
+                                              [g for g, _ in groups.values()])
+                        if not where or (g.props.get("zone") or g.props.get("region") or where) == where]
+            for group in managers:
+                for template in groups[group.urn][1]:
+                    metadata = _overlay(_overlay(metadata_of(template.resource_type, template.props),
+                                                 metadata_of(group.resource_type, group.props)),
+                                        metadata_of(r.resource_type, r.props))
+                    yield EffectiveVm(r.name, r.urn, template.props, metadata)

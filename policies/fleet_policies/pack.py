@@ -9,6 +9,7 @@ from .memory_fit import agents_fit_memory
 from .pools import pools_heal_safely, pools_keep_agent_state
 from .reachability import pilot_ports_open
 from .rendezvous_store import rendezvous_keeps_its_registry, rendezvous_store_snapshots
+from .scanner_parity import SCANNER_POLICIES
 from .startup_scripts import no_instance_startup_scripts, one_project_startup_script, startup_script_guarded
 
 PACK_NAME = "pilot-fleet-policies"
@@ -24,4 +25,4 @@ MANDATORY_POLICIES: list[Policy] = [
     rendezvous_keeps_its_registry,
     rendezvous_store_snapshots,
 ]
-POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES]
+POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES, *SCANNER_POLICIES]

@@ -24,7 +24,7 @@ from .gce import (
     REGION_INSTANCE_TEMPLATE,
     REGION_MIG,
     metadata_value,
-    template_of,
+    templates_of,
 )
 from .policy_config import ConfigSpec, config_for, config_schema
 
@@ -114,11 +114,9 @@ def _keep_agent_state(args: StackValidationArgs, report_violation: ReportViolati
     for group in args.resources:
         if group.resource_type not in (MIG, REGION_MIG):
             continue
-        template = template_of(group.props, templates.values())
-        if template is None:
-            continue
-        for problem in _state_problems(group.props, template.props):
-            report_violation(f"swarm instance group {group.name} {problem}.", group.urn)
+        for template in templates_of(group, templates.values()):  # each version's, a canary's too
+            for problem in _state_problems(group.props, template.props):
+                report_violation(f"swarm instance group {group.name} {problem}.", group.urn)
 
 
 pools_keep_agent_state = StackValidationPolicy(
