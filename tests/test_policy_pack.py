@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -55,6 +57,9 @@ def test_shipped_stacks_have_no_mandatory_violations(stack: str, tmp_path) -> No
     ("rendezvous_port_moved", "pilot-ports-open", "gcp:compute:Instance: rendezvous"),
     ("guards_after_exit", "startup-script-guarded", "gcp:compute:ProjectMetadataItem: startup-script"),
     ("store_without_snapshots", "rendezvous-store-snapshots", "gcp:compute:Disk: registry-store"),
+    # the guard rule judges effect: a lock and marker at a command's output, tuning in a function nothing calls
+    ("guard_computed_lock", "startup-script-guarded", "gcp:compute:ProjectMetadataItem: startup-script"),
+    ("guard_tuning_never_called", "startup-script-guarded", "gcp:compute:ProjectMetadataItem: startup-script"),
 ])
 def test_scenario_programs_are_rejected_by_name(scenario: str, policy: str, resource: str, tmp_path) -> None:
     out = tmp_path / "plan.json"
@@ -118,6 +123,23 @@ def test_the_scanners_checks_are_advisories_with_their_ids(tmp_path) -> None:
     (tmp_path / "good").mkdir()
     good = _scenario_violations("scanner_parity_good", tmp_path / "good")
     assert [v for v in good if v["policy"] in SCANNER_CHECKS] == []
+
+
+def test_the_guard_rule_accepts_the_legitimate_shapes_of_its_scenarios() -> None:
+    """The two guard scenarios put right: the lock at a fixed path in /run; the tuning function called."""
+    sys.path.insert(0, str(PACK_DIR))
+    from fleet_policies.startup_scripts import missing_guards
+
+    def script_of(scenario: str) -> str:
+        source = (REPO / "tests" / "scenarios" / scenario / "__main__.py").read_text()
+        return str(ast.literal_eval(source.split("SCRIPT = ", 1)[1].split("\n\ngcp.", 1)[0]))
+
+    computed = script_of("guard_computed_lock")
+    assert missing_guards(computed) and missing_guards(computed.replace('"$(mktemp -d)"', '"/run/pilot-fleet"')) == []
+    assert missing_guards(computed.replace('"$(mktemp -d)"', '"/var/lib/pilot-fleet"'))  # survives a reboot
+    uncalled = script_of("guard_tuning_never_called")
+    assert missing_guards(uncalled)
+    assert missing_guards(uncalled.replace("\nstart_agents\n", "\ntune\nstart_agents\n")) == []
 
 
 def test_a_store_disk_with_its_schedule_attached_by_reference_passes(tmp_path) -> None:

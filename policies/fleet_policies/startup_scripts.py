@@ -112,11 +112,22 @@ def code_of(script: str) -> str:
 
 # The prologue, in order: strict mode first; then only plain assignments and `mkdir -p` until the lock; the lock
 # (`exec N>...lock` directly followed by `flock N`); the once-per-boot marker named from the boot id; and the
-# block that leaves when the marker exists.
-ASSIGNMENT = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*="[^"`;&|]*"$')
+# block that leaves when the marker exists. An assignment holds text and ${NAME} or ${NAME:-text} expansions only,
+# never a command's output (`$(mktemp -d)` would give every run its own lock and marker): so the lock's and the
+# marker's paths are known from the text, and both must lie in /run, a tmpfs that survives nothing.
+ASSIGNMENT = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"`;&|$]|\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}"`$]*)?\})*)"$')
 MKDIR = re.compile(r'^mkdir -p "[^"`;&|]*"$')
-LOCK = re.compile(r"^exec ([0-9]+)>\S+\.lock\"?$")
-MARKER = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="[^"]*\$\(<"[^"]*boot_id[^"]*"\)"$')
+LOCK = re.compile(r'^exec ([0-9]+)>"?([^"\s]+\.lock)"?$')
+MARKER = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="([^"$]*(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}[^"$]*)*)'
+                    r'\$\(<"[^"]*boot_id[^"]*"\)"$')
+EXPANSION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+FIXED_DIR = "/run/"
+
+
+def expand(text: str, known: Mapping[str, str]) -> str:
+    """TEXT with its ${NAME} and ${NAME:-default} expansions as the prologue leaves them on a VM: the prologue's
+    own variables, and the default (or nothing) for anything else (test seams are unset there)."""
+    return EXPANSION.sub(lambda m: known.get(m.group(1), m.group(2) or ""), text)
 
 
 def prologue_problems(script: str) -> list[str]:
@@ -125,16 +136,25 @@ def prologue_problems(script: str) -> list[str]:
     code = [line for line in lines if line and not line.startswith("#")]
     if not code or code[0] != "set -euo pipefail":
         return ["strict mode (set -euo pipefail) as its first command"]
-    i = 1
+    i, known = 1, {}
     while i < len(code) and (ASSIGNMENT.match(code[i]) or MKDIR.match(code[i])):
+        assigned = ASSIGNMENT.match(code[i])
+        if assigned:
+            known[assigned.group(1)] = expand(assigned.group(2), known)
         i += 1
     lock = LOCK.match(code[i]) if i < len(code) else None
     if lock is None or i + 1 >= len(code) or code[i + 1] != f"flock {lock.group(1)}":
-        return ["a lock against concurrent runs (`exec N>FILE.lock` then `flock N`) before any other command"]
+        return ["a lock against concurrent runs (`exec N>FILE.lock` then `flock N`) before any other command, "
+                "after only plain assignments (no command output) and `mkdir -p`"]
+    if not expand(lock.group(2), known).startswith(FIXED_DIR):
+        return [f"a lock at a fixed path in {FIXED_DIR} (it is {expand(lock.group(2), known)!r}): a lock elsewhere "
+                "may outlive a reboot or differ between runs"]
     i += 2
     marker = MARKER.match(code[i]) if i < len(code) else None
     if marker is None:
         return ["a once-per-boot marker named from the boot id, right after the lock"]
+    if not expand(marker.group(2), known).startswith(FIXED_DIR):
+        return [f"a once-per-boot marker at a fixed path in {FIXED_DIR} (it is {expand(marker.group(2), known)!r})"]
     name = marker.group(1)
     rest = code[i + 1:]
     end = rest.index("fi") if "fi" in rest else -1
@@ -143,10 +163,59 @@ def prologue_problems(script: str) -> list[str]:
     return []
 
 
+FUNCTION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\(\)\s*\{(.*)$")
+HEREDOC = re.compile(r"<<-?\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)['\"]?")
+DISPATCH = re.compile(r'^\s*"?([A-Za-z_][A-Za-z0-9_]*)\$\{[A-Za-z_][A-Za-z0-9_]*\}"?', re.M)
+
+
+def reached_code(script: str) -> str:
+    """The script's code that runs: what is outside every function, and the bodies of the functions it calls,
+    directly or through others (a name that appears as a word in code that runs). A function defined and never
+    called does not count, nor do comments. Functions are read as this script writes them: `name() {` at the start
+    of a line, `}` alone at the start of a line (or both on one line); heredoc bodies belong to where they are."""
+    top: list[str] = []
+    bodies: dict[str, list[str]] = {}
+    current: str | None = None
+    heredoc = ""
+    for raw in script.splitlines():
+        into = top if current is None else bodies[current]
+        if heredoc:
+            into.append(raw)
+            heredoc = "" if raw.strip() == heredoc else heredoc
+            continue
+        if raw.lstrip().startswith("#"):
+            continue
+        found = FUNCTION.match(raw) if current is None else None
+        if found:
+            name, rest = found.groups()
+            bodies[name] = [rest]
+            current = None if rest.rstrip().endswith("}") else name
+            continue
+        if current is not None and raw.rstrip() == "}":
+            current = None
+            continue
+        into.append(raw)
+        opened = HEREDOC.search(raw)
+        heredoc = opened.group(1) if opened else ""
+    reached: set[str] = set()
+    todo = ["\n".join(top)]
+    while todo:
+        text = todo.pop()
+        # a call dispatched on a value ("setup_${role}") reaches every function of that prefix
+        prefixes = tuple(DISPATCH.findall(text))
+        for name in bodies:
+            if name not in reached and (re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+                                        or (prefixes and name.startswith(prefixes))):
+                reached.add(name)
+                todo.append("\n".join(bodies[name]))
+    return "\n".join([*top, *(line for name in sorted(reached) for line in bodies[name])])
+
+
 def missing_guards(script: str) -> list[str]:
-    code = code_of(script)
+    code = reached_code(script)
     return [*prologue_problems(script),
-            *(what for what, pattern in GUARD_REQUIREMENTS.items() if not re.search(pattern, code))]
+            *(f"{what}, on the boot path (in code that runs, not only in a function nothing calls)"
+              for what, pattern in GUARD_REQUIREMENTS.items() if not re.search(pattern, code))]
 
 
 def _guarded(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
