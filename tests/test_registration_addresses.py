@@ -24,7 +24,8 @@ def _supervisor(tmp_path: Path, **overrides: Any) -> Any:
               "base_udp_port": 20000, "state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run"),
               "spawn_parallelism": 40, "round_delay_seconds": 3.0, "new_registrations_per_minute": 10,
               "health_threshold": 0.95, "rollout_max_unavailable": 0.1,
-              "registration_addresses": ["10.9.0.5", "10.9.0.128"], **overrides}
+              "registration_addresses": ["10.9.0.5", "10.9.0.128"],
+              "registration_lag_seconds": sv.contract.contract()["registration_lag_seconds"], **overrides}
     sup = sv.supervisor.Supervisor(sv.config.Config(**values))
     sup.started_indices = []
     sup.probe_registry = lambda: True

@@ -61,6 +61,7 @@ def prepare(metadata_url: str, install_dir: str, state_dir: str, run_dir: str, c
             "guest_attributes_url": f"{metadata_url.rstrip('/')}/instance/guest-attributes/"
                                     f"{contract()['guest_attributes']['namespace']}",
             "metadata_url": metadata_url, "install_dir": install_dir, "agent_user": agent_user,
+            "registration_lag_seconds": float(contract()["registration_lag_seconds"]),
             "registration_addresses": addresses(metadata_url, int(checked["registration_addresses"]))}
     config = Config(**wanted, **host)
     with suppress(SystemExit):

@@ -47,6 +47,10 @@ class Config:
     # The addresses agents register from, in order: agent i registers from address i mod len (its user's policy
     # routing picks it: sources.py). Empty: the VM's one address, as its routing table picks it.
     registration_addresses: tuple[str, ...] = ()
+    # How much later than a start the registry may see that registration: a bucket refills from that much after a
+    # take from full, as the registry's does (pacing.py). The boot path writes the VM contract's figure; the tests'
+    # plain supervisors, whose fake daemons register at once, leave it at 0.
+    registration_lag_seconds: float = 0.0
     tick_seconds: float = 1.0
     # A full /proc scan (finds agents this supervisor did not start, and adopted ones that died) this often; in
     # between, the agents it started are followed through waitpid alone (cheap at thousands of agents).

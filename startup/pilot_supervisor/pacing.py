@@ -15,8 +15,9 @@ class TokenBucket:
     Both buckets refill from the first registration out of a full bucket, but the registry sees it a daemon's start
     later than the supervisor starts it. A later agent that comes up faster than that first one would find the
     registry's token not there yet, and be refused: so this bucket starts refilling `lag` seconds after a take
-    from full (the VM contract's registration_lag_seconds), as the registry's does when that first daemon takes as
-    long to register. The planner models the same (fleet/capacity/cold_start.py)."""
+    from full (the config's registration_lag_seconds, which the boot path takes from the VM contract), as the
+    registry's does when that first daemon takes as long to register. The planner models the same
+    (fleet/capacity/cold_start.py)."""
 
     def __init__(self, per_minute: float, capacity: int, now: float, lag: float = 0.0) -> None:
         self.rate = per_minute / 60.0

@@ -40,7 +40,6 @@ from pilot_supervisor.agents import (
     send_signal,
 )
 from pilot_supervisor.config import Config
-from pilot_supervisor.contract import contract
 from pilot_supervisor.faults import Faults
 from pilot_supervisor.journal import log
 from pilot_supervisor.pacing import TokenBucket, registry_reachable
@@ -60,9 +59,8 @@ class Supervisor:
         self.config = config
         now = time.monotonic()
         # one bucket per registration address, as the registry keeps one per source IP
-        lag = float(contract()["registration_lag_seconds"])
-        self.buckets = [TokenBucket(config.new_registrations_per_minute, config.bucket_capacity, now, lag)
-                        for _ in range(config.address_count)]
+        self.buckets = [TokenBucket(config.new_registrations_per_minute, config.bucket_capacity, now,
+                                    config.registration_lag_seconds) for _ in range(config.address_count)]
         self.agents: dict[int, AgentState] = {}
         self.children: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
         self.running: dict[int, list[int]] = {}
