@@ -48,6 +48,11 @@ def main() -> int:
             return 1
     if fresh:
         identity.write_text(os.urandom(16).hex())
+    # a deaf agent is deaf from its first moment (a wedged daemon would be): before its socket says it is up, or a
+    # SIGTERM sent as soon as it looks registered could end it before it ignores SIGTERM
+    deaf = (control / f"deaf-{index}").exists()
+    if deaf:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", int(args.listen.rsplit(":", 1)[1])))
     ipc = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -60,7 +65,6 @@ def main() -> int:
         os.unlink(args.socket)
         sys.exit(0)
 
-    deaf = (control / f"deaf-{index}").exists()
     signal.signal(signal.SIGTERM, signal.SIG_IGN if deaf else stop)
     signal.signal(signal.SIGINT, stop)
     while True:

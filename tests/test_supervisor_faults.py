@@ -132,7 +132,9 @@ def test_an_agent_deaf_to_sigterm_is_killed_after_the_grace_and_a_lowered_target
         (control / f"deaf-{TARGET - 1}").write_text("")
         pid = sv.agents.list_agents(sv.config.Config(**box.config))[TARGET - 1][0]
         os.kill(pid, signal.SIGKILL)  # it comes back deaf
-        box.wait_for(lambda: processes(box) == TARGET and box.status().get("restarts") == 1, timeout=CONVERGE)
+        sock = Path(box.config["run_dir"]) / "agents" / f"{TARGET - 1}.sock"  # up (and deaf) once it exists
+        box.wait_for(lambda: processes(box) == TARGET and box.status().get("restarts") == 1 and sock.exists(),
+                     timeout=CONVERGE)
         with sampled(box) as counts:
             metadata.change({"pilot-target-agents": str(TARGET - 1)})
             box.wait_for(lambda: processes(box) == TARGET - 1, timeout=FAST["stop_grace_seconds"] + 10)
