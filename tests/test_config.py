@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -201,3 +202,24 @@ def test_a_pool_written_with_the_old_per_vm_name_is_told_the_new_one() -> None:
     cfg = parse_stack("scale")
     assert cfg.swarm_pools[0].target_agents == 3847 and cfg.swarm_pools[0].total_agents == 13 * 3847
     assert cfg.expected_agents == 13 * 3847
+
+
+@pytest.mark.fast
+def test_a_cold_start_over_its_budget_is_told_what_the_budget_takes() -> None:
+    """prod's host of 5,000 agents with rounds of 10 and 2 addresses cannot meet 4 minutes: the error names the
+    rounds and the addresses that would, and taking its advice gives a config that is accepted. Without agentReach
+    vpc the addresses need that first."""
+    config = prod_with("pilot-fleet:swarmHosts.1.spawnParallelism", 10)
+    host = config["pilot-fleet:swarmHosts"][1]
+    host["registrationAddresses"] = 2
+    [problem] = [p for p in problems_for(config) if "cold start" in p]
+    assert "swarmHosts[1]" in problem and "5,000 agents" in problem, problem
+    advice = re.search(r"spawnParallelism (\d+), and registrationAddresses (\d+) ", problem)
+    assert advice, problem
+    host["spawnParallelism"], host["registrationAddresses"] = int(advice[1]), int(advice[2])
+    assert host["spawnParallelism"] > 10 and host["registrationAddresses"] > 2
+    parse_flat_config({k: wire_value(v) for k, v in config.items()})  # the advice meets the budget
+    config["pilot-fleet:agentReach"] = "internet"
+    host.pop("registrationAddresses")
+    problems = problems_for(config)
+    assert any(f"agentReach: vpc, for {advice[2]} registration addresses" in p for p in problems), problems

@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fleet.facts.pilot import MAX_SPAWN_PARALLELISM
 from fleet.facts.rendezvous_capacity import RendezvousCapacity
-from fleet.vm_contract import REGISTRATION_LAG_SECONDS
+from fleet.vm_contract import MAX_REGISTRATION_ADDRESSES, REGISTRATION_LAG_SECONDS
 
 # How long a started pilot-daemon takes to be registered (connect, register, open its socket): under a second in
 # the whole-fleet test bed; the last round's agents add it to the cold start.
@@ -120,6 +121,25 @@ def parallelism_for(p: Pacing, budget_seconds: float, most: int) -> int | None:
         return None
     needed = max(1, math.ceil(p.target_agents / rounds))
     return needed if needed <= most else None
+
+
+@dataclass(frozen=True)
+class BudgetNeeds:
+    """What a VM's cold start needs to fit a budget: the starts a round, then (with those rounds) the registration
+    addresses; None where nothing within the bounds does."""
+
+    spawn_parallelism: int | None
+    addresses: int | None
+
+
+def budget_needs(p: Pacing, budget_seconds: float) -> BudgetNeeds:
+    """The rounds first (its own when they fit, else the smallest that do), then the fewest addresses with them."""
+    rounds = p.spawn_parallelism if p.floor_by_rounds() <= budget_seconds else \
+        parallelism_for(p, budget_seconds, MAX_SPAWN_PARALLELISM)
+    if rounds is None:
+        return BudgetNeeds(None, None)
+    return BudgetNeeds(rounds, addresses_for(_with(p, addresses=1, spawn_parallelism=rounds), budget_seconds,
+                                             MAX_REGISTRATION_ADDRESSES))
 
 
 def _with(p: Pacing, **changes: float) -> Pacing:

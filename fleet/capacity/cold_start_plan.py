@@ -9,16 +9,14 @@ from typing import Any
 from fleet.capacity.cold_start import (
     FleetColdStart,
     Pacing,
-    addresses_for,
+    budget_needs,
     fleet_cold_start,
-    parallelism_for,
     vm_cold_start,
 )
 from fleet.capacity.sizing import CostedFleet
 from fleet.config.model import FleetConfig
 from fleet.facts import pilot
 from fleet.facts.rendezvous_capacity import rendezvous_capacity
-from fleet.vm_contract import agent_bounds
 
 
 @dataclass(frozen=True)
@@ -85,16 +83,9 @@ class ColdStartPlan:
 
 
 def _vm(name: str, count: int, pacing: Pacing, budget: float | None) -> VmColdStart:
-    seconds = vm_cold_start(pacing)
-    rounds = addresses = None
-    if budget is not None:
-        rounds = pacing.spawn_parallelism if pacing.floor_by_rounds() <= budget else \
-            parallelism_for(pacing, budget, pilot.MAX_SPAWN_PARALLELISM)
-        most = int(agent_bounds()["registration_addresses"].high)
-        if rounds is not None:
-            addresses = addresses_for(Pacing(pacing.target_agents, 1, pacing.per_minute, rounds,
-                                             pacing.round_delay_seconds), budget, most)
-    return VmColdStart(name, count, pacing, seconds, rounds, addresses)
+    needs = budget_needs(pacing, budget) if budget is not None else None
+    return VmColdStart(name, count, pacing, vm_cold_start(pacing), needs and needs.spawn_parallelism,
+                       needs and needs.addresses)
 
 
 def _plan(title: str, budget: float | None, reach: str, vms: list[VmColdStart]) -> ColdStartPlan:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fleet.capacity.cold_start import Pacing, addresses_for, fleet_cold_start, parallelism_for, vm_cold_start
+from fleet.capacity.cold_start import Pacing, budget_needs, fleet_cold_start, vm_cold_start
 from fleet.config.model import FleetConfig, FleetConfigError, RendezvousConfig, SwarmHostConfig, SwarmPoolConfig
 from fleet.facts import names, pilot
 from fleet.facts.machine_types import lookup, machine_types
@@ -19,7 +19,7 @@ from fleet.facts.pilot_releases import known_versions
 from fleet.facts.rendezvous_build import build_table
 from fleet.facts.rendezvous_capacity import rendezvous_capacity
 from fleet.facts.zones import zones_by_region
-from fleet.vm_contract import agent_bounds
+from fleet.vm_contract import MAX_REGISTRATION_ADDRESSES
 
 SSH_PORT = 22
 
@@ -212,7 +212,6 @@ class _Checks:
         the subnet holds every VM's alias range."""
         cfg = self.cfg
         budget = cfg.cold_start_minutes * 60 if cfg.cold_start_minutes is not None else None
-        most = int(agent_bounds()["registration_addresses"].high)
         vms: list[tuple[Pacing, int]] = []
         aliases = 0
         for kind, specs in (("swarmHosts", cfg.swarm_hosts), ("swarmPools", cfg.swarm_pools)):
@@ -227,24 +226,26 @@ class _Checks:
                     self.problems.append(
                         f"{where}.registrationAddresses ({spec.name}): {addresses} addresses need "
                         f"{key_name(('agentReach',))}: vpc (alias IPs are reachable only inside the VPC; SCALING.md)")
-                if budget is None or vm_cold_start(pacing) <= budget:
+                seconds = vm_cold_start(pacing)
+                if budget is None or seconds <= budget:
                     continue
+                takes = budget_needs(pacing, budget)
                 needs = []
-                if pacing.floor_by_rounds() > budget:
-                    rounds = parallelism_for(pacing, budget, pilot.MAX_SPAWN_PARALLELISM)
-                    needs.append(f"spawnParallelism {rounds}" if rounds else
-                                 f"more than {pilot.MAX_SPAWN_PARALLELISM} starts a round (fewer agents per VM)")
-                if cfg.agent_reach != "vpc":
-                    needs.append(f"{key_name(('agentReach',))}: vpc, for more than one registration address")
+                if takes.spawn_parallelism is None:
+                    needs.append(f"more than {pilot.MAX_SPAWN_PARALLELISM} starts a round (fewer agents per VM)")
                 else:
-                    wanted = addresses_for(cfg.pacing(spec, 1), budget, most)
-                    if wanted is None or wanted > addresses:
-                        needs.append(f"registrationAddresses {wanted}" if wanted else
-                                     f"more than {most} registration addresses (fewer agents per VM)")
+                    if takes.spawn_parallelism > pacing.spawn_parallelism:
+                        needs.append(f"spawnParallelism {takes.spawn_parallelism}")
+                    if takes.addresses is None:
+                        needs.append(f"more than {MAX_REGISTRATION_ADDRESSES} registration addresses (fewer agents "
+                                     "per VM)")
+                    elif takes.addresses > addresses:
+                        needs.append(f"registrationAddresses {takes.addresses}" if cfg.agent_reach == "vpc" else
+                                     f"{key_name(('agentReach',))}: vpc, for {takes.addresses} registration addresses")
                 self.problems.append(
                     f"{where} ({spec.name}): a cold start of its {spec.target_agents:,} agents takes "
-                    f"{vm_cold_start(pacing):,.0f} s, over {key_name(('coldStartMinutes',))} ({budget:,.0f} s): "
-                    f"{', or '.join(needs) or 'a longer budget'} (`python -m fleet capacity --stack` sizes it)")
+                    f"{seconds:,.0f} s, over {key_name(('coldStartMinutes',))} ({budget:,.0f} s): "
+                    f"{', and '.join(needs) or 'a longer budget'} (`python -m fleet capacity --stack` sizes it)")
         if budget is not None and vms:
             fleet = fleet_cold_start(vms, rendezvous_capacity())
             if fleet.rendezvous_seconds > budget:

@@ -22,7 +22,7 @@ from fleet.facts import pilot
 from fleet.facts.machine_types import lookup
 from fleet.facts.memory_budget import MemoryBudget
 from fleet.facts.rendezvous_build import build_table
-from fleet.vm_contract import agent_bounds
+from fleet.vm_contract import MAX_REGISTRATION_ADDRESSES, agent_bounds
 
 GCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")  # fullmatch: `$` would let a trailing newline pass
 ZONE = re.compile(r"[a-z]+-[a-z]+\d+-[a-z]")
@@ -244,7 +244,7 @@ class AgentSettings(Model):
     # How many source addresses the VM's agents register from: its internal address, then an alias IP range's
     # (agentReach vpc). Unset: what coldStartMinutes needs, else 1.
     registration_addresses: int | None = Field(default=None, ge=1,
-                                               le=int(agent_bounds()["registration_addresses"].high), strict=True)
+                                               le=MAX_REGISTRATION_ADDRESSES, strict=True)
 
 
 class SwarmVmConfig(AgentSettings):
@@ -375,8 +375,8 @@ class FleetConfig(Model):
             return vm.registration_addresses
         if self.cold_start_minutes is None or self.agent_reach != "vpc":
             return 1
-        most = int(agent_bounds()["registration_addresses"].high)
-        return addresses_for(self.pacing(vm, 1), self.cold_start_minutes * 60, most) or most
+        return addresses_for(self.pacing(vm, 1), self.cold_start_minutes * 60, MAX_REGISTRATION_ADDRESSES) \
+            or MAX_REGISTRATION_ADDRESSES
 
     def alias_prefix(self, vm: SwarmVmConfig) -> int | None:
         """The netmask of the VM's alias IP range (its registration addresses past its own internal one)."""
