@@ -28,6 +28,12 @@ USED: dict[str, tuple[tuple[str, str], ...]] = {
     "pulumi.runtime.stack": (
         ("run_in_stack", "the offline plan runs the program inside a stack, as the language host does"),
     ),
+    "pulumi.runtime.rpc": (
+        ("_special_sig_key", "the wire form of a secret ({sig: secret sig, value: ...}) is the engine's protocol; "
+                             "the SDK names its markers only privately, and the offline plan must not print a "
+                             "secret's value"),
+        ("_special_secret_sig", "the same"),
+    ),
     "pulumi.runtime.sync_await": (
         ("_sync_await", "the offline plan waits for the program's stack on the current event loop"),
     ),
@@ -58,6 +64,12 @@ def _get(module_name: str, name: str) -> Any:
 
 def sdk_version() -> str:
     return importlib.metadata.version("pulumi")
+
+
+def is_secret(value: Any) -> bool:
+    """Whether VALUE (a property in its JSON wire form) is a secret: {sig key: secret sig, "value": ...}."""
+    return isinstance(value, Mapping) and \
+        value.get(_get("pulumi.runtime.rpc", "_special_sig_key")) == _get("pulumi.runtime.rpc", "_special_secret_sig")
 
 
 def config_keys() -> list[str]:

@@ -193,3 +193,76 @@ def test_a_stack_on_other_rendezvous_ports_is_judged_on_its_own_ports(program_wi
     plan = json.loads((program / "p.json").read_text())
     assert not [v for v in plan["policy"]["violations"] if v["enforcement"] == "mandatory"]
     assert plan["outputs"]["ports"] == {"registry": 9100, "beacon": 9101, "dashboard": 3100, "health": 8081}
+
+
+SCRIPTS_STRIPPED = {
+    "ghost": ["metadata.startup-script: removed", "metadataStartupScript: removed"],
+    "swarm-template": ["metadata.startup-script-url: removed"],
+    "swarm": ["allInstancesConfig.metadata.user-data: removed"],
+    "swarm-0": ["preservedState.metadata.shutdown-script: removed"],
+}
+
+
+def test_instance_scripts_are_stripped_at_the_remediate_level(tmp_path) -> None:
+    """tests/scenarios/remediate_instance_scripts: at the default level `no-instance-startup-scripts` rejects every
+    VM kind carrying a script; with policies/remediate.json the runner calls the analyzer's Remediate before Analyze,
+    as the engine does: the script keys are gone from exactly those four resources, nothing else changed (the
+    secret still masked as a secret, the unknown value still unknown), the clean instance untouched, and the rule
+    then finds nothing."""
+    scenario = str(REPO / "tests" / "scenarios" / "remediate_instance_scripts")
+    _ = run_fleet("plan", "--program", scenario, "--stack", "test", "--json", str(tmp_path / "bad.json"))
+    bad = json.loads((tmp_path / "bad.json").read_text())["policy"]
+    rejected = [v["urn"].split("::")[-1] for v in bad["violations"] if v["policy"] == "no-instance-startup-scripts"]
+    assert sorted(rejected) == sorted(["ghost", "ghost", "swarm-template", "swarm", "swarm-0"])
+    assert all(v["enforcement"] == "mandatory" for v in bad["violations"] if v["policy"] == "no-instance-startup-scripts")
+    assert bad["remediations"] == []
+
+    result = run_fleet("plan", "--program", scenario, "--stack", "test", "--policy-config",
+                       str(REPO / "policies" / "remediate.json"), "--json", str(tmp_path / "good.json"))
+    assert "Traceback" not in result.stdout + result.stderr
+    plan = json.loads((tmp_path / "good.json").read_text())
+    policy = plan["policy"]
+    assert policy["policies"]["no-instance-startup-scripts"] == "remediate"
+    assert not [v for v in policy["violations"] if v["policy"] == "no-instance-startup-scripts"]
+    assert {r["urn"].split("::")[-1]: r["changes"] for r in policy["remediations"]} == SCRIPTS_STRIPPED
+    assert "- [remediate]  no-instance-startup-scripts  (gcp:compute:Instance: ghost)\n" \
+           "          metadata.startup-script: removed\n          metadataStartupScript: removed" in result.stdout
+    inputs = {r["name"]: r for r in plan["resources"]}
+    ghost = inputs["ghost"]
+    assert ghost["remediatedBy"] == ["no-instance-startup-scripts"] and "metadataStartupScript" not in ghost["inputs"]
+    assert ghost["inputs"]["metadata"] == {"enable-oslogin": "TRUE", "ssh-keys": "[secret]",
+                                           "peer": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}  # the engine's unknown
+    assert inputs["swarm-0"]["inputs"]["preservedState"] == {"metadata": {"pilot-target-agents": "50"}}
+    assert "remediatedBy" not in inputs["clean"] and inputs["clean"]["inputs"]["metadata"] == {"enable-oslogin": "TRUE"}
+    # the plan never prints a secret's value, remediated or not (pulumi preview shows "[secret]" too)
+    for shown in ((tmp_path / "bad.json").read_text(), (tmp_path / "good.json").read_text(), result.stdout):
+        assert "ssh-ed25519" not in shown
+
+
+def test_a_remediation_keeps_secrets_and_unknowns_over_the_analyzer_protocol() -> None:
+    """The pack's Remediate, called as the engine calls it: opt-in (nothing at the shipped mandatory level), and
+    the properties it returns keep a secret in the wire's secret form and an unknown as the engine's sentinel."""
+    from google.protobuf import json_format, struct_pb2
+    from pulumi.runtime.proto import analyzer_pb2
+
+    secret = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "ops:ssh-ed25519 A"}
+    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    props = struct_pb2.Struct()
+    props.update({"machineType": "e2-small", "metadataStartupScript": "echo hi",
+                  "metadata": {"ssh-keys": secret, "startup-script": "echo hi", "peer": unknown}})
+    request = analyzer_pb2.AnalyzeRequest(type="gcp:compute/instance:Instance", properties=props,
+                                          urn="urn:pulumi:test::p::gcp:compute/instance:Instance::ghost", name="ghost")
+    with running_pack(PACK_DIR) as stub:
+        info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+        for level, expected in ((analyzer_pb2.MANDATORY, 0), (analyzer_pb2.REMEDIATE, 1)):
+            configure = analyzer_pb2.ConfigureAnalyzerRequest()
+            for p in info.policies:
+                configure.policyConfig[p.name].enforcementLevel = p.enforcementLevel
+            configure.policyConfig["no-instance-startup-scripts"].enforcementLevel = level
+            stub.Configure(configure, timeout=30)
+            response = stub.Remediate(request, timeout=30)
+            assert len(response.remediations) == expected
+    [remediation] = response.remediations
+    assert remediation.policyName == "no-instance-startup-scripts" and not remediation.diagnostic
+    assert json_format.MessageToDict(remediation.properties) == {
+        "machineType": "e2-small", "metadata": {"ssh-keys": secret, "peer": unknown}}

@@ -41,6 +41,13 @@ def _plan_and_check(args: argparse.Namespace, *, show_plan: bool, check_policy: 
         except PolicyPackError as exc:
             return fail(str(exc))
         document["policy"] = report.to_json()
+        # the plan shows what the provider would receive: a remediated resource's inputs are the remediated ones
+        remediated = {r.urn: r for r in report.remediations if not r.diagnostic}
+        for resource in document["resources"]:
+            if resource["urn"] in remediated:
+                resource["inputs"] = dict(remediated[resource["urn"]].inputs)
+                resource["remediatedBy"] = sorted({r.policy for r in report.remediations
+                                                   if r.urn == resource["urn"] and not r.diagnostic})
     if show_plan:
         print(render_plan(plan))
     if report:

@@ -20,12 +20,15 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
+from fleet import pulumi_internals
 from fleet.plan.stack_files import PulumiProject
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 # Stand-in addresses come from TEST-NET-3 (RFC 5737) so nobody mistakes them for real ones.
 MOCK_EXTERNAL_NET = "203.0.113"
 MOCK_INTERNAL_NET = "10.20.0"
+# how the plan prints a secret value (pulumi preview's form)
+SECRET_SHOWN = "[secret]"
 # Stand-in hosts .11 to .250 of those /24s.
 FIRST_HOST, ADDRESS_SLOTS = 11, 240
 
@@ -73,19 +76,23 @@ class Plan:
                 "outputs": self.outputs}
 
 
-def _integral(value: Any) -> Any:
-    """Struct numbers are doubles on the wire; show 9500, not 9500.0."""
+def _integral(value: Any, reveal_secrets: bool = False) -> Any:
+    """Struct numbers are doubles on the wire; show 9500, not 9500.0. A secret shows as SECRET_SHOWN, as
+    `pulumi preview` shows it, unless REVEAL_SECRETS."""
+    if not reveal_secrets and pulumi_internals.is_secret(value):
+        return SECRET_SHOWN
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _integral(v) for k, v in sorted(value.items())}
+        return {k: _integral(v, reveal_secrets) for k, v in sorted(value.items())}
     if isinstance(value, list):
-        return [_integral(v) for v in value]
+        return [_integral(v, reveal_secrets) for v in value]
     return value
 
 
-def _struct_to_json(struct: struct_pb2.Struct) -> dict[str, Any]:
-    result: dict[str, Any] = _integral(json_format.MessageToDict(struct))
+def struct_to_json(struct: struct_pb2.Struct, *, reveal_secrets: bool = False) -> dict[str, Any]:
+    """Properties as plain JSON: what the plan prints and writes (secrets masked unless REVEAL_SECRETS)."""
+    result: dict[str, Any] = _integral(json_format.MessageToDict(struct), reveal_secrets)
     return result
 
 
@@ -194,7 +201,7 @@ def _make_monitor(mocks: FleetMocks, plan: Plan) -> Any:
                 urn=response.urn, type=request.type, name=request.name, custom=request.custom,
                 parent=(request.parent if request.parent and request.parent != self.stack_urn else None),
                 provider=request.provider or None, dependencies=sorted(request.dependencies),
-                options=options, properties=properties, inputs=_struct_to_json(properties),
+                options=options, properties=properties, inputs=struct_to_json(properties),
                 property_dependencies={name: sorted(request.propertyDependencies[name].urns)  # a map: unordered
                                        for name in sorted(request.propertyDependencies)
                                        if request.propertyDependencies[name].urns}))
@@ -202,7 +209,7 @@ def _make_monitor(mocks: FleetMocks, plan: Plan) -> Any:
 
         def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
             if request.urn == self.stack_urn:
-                plan.outputs = _struct_to_json(request.outputs)
+                plan.outputs = struct_to_json(request.outputs)
             return super().RegisterResourceOutputs(request)
 
     return Adapter(), CaptureMonitor(Adapter())
@@ -224,8 +231,6 @@ def _program_context(directory: Path) -> Iterator[None]:
 def plan_program(project: PulumiProject, stack: str, gcp_project: str) -> Plan:
     """Run the project's program once under mocks (preview semantics) and return what it declared."""
     import pulumi
-
-    from fleet import pulumi_internals
 
     plan = Plan(project=project.name, stack=stack)
     adapter, monitor = _make_monitor(FleetMocks(gcp_project), plan)

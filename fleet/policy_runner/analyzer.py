@@ -24,7 +24,7 @@ import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
-from fleet.plan.mock_engine import Plan, PlannedResource
+from fleet.plan.mock_engine import Plan, PlannedResource, struct_to_json
 
 ENFORCEMENT_NAMES = {analyzer_pb2.ADVISORY: "advisory", analyzer_pb2.MANDATORY: "mandatory",
                      analyzer_pb2.DISABLED: "disabled", analyzer_pb2.REMEDIATE: "remediate"}
@@ -48,6 +48,39 @@ class Violation:
         return {"policy": self.policy, "enforcement": self.enforcement, "urn": self.urn, "message": self.message}
 
 
+@dataclass(frozen=True)
+class Remediation:
+    """One remediation the pack applied to a resource: which inputs it changed, and the inputs after it (what the
+    provider receives); or, when it could not run (a value unknown at preview), the engine's diagnostic."""
+
+    policy: str
+    urn: str
+    changes: tuple[str, ...]
+    inputs: Mapping[str, Any]
+    diagnostic: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"policy": self.policy, "urn": self.urn, "changes": list(self.changes), "inputs": dict(self.inputs),
+                "diagnostic": self.diagnostic}
+
+
+def changed_inputs(before: Mapping[str, Any], after: Mapping[str, Any], path: str = "") -> list[str]:
+    """The input paths a remediation removed, added or changed (values are not shown: they may be scripts or
+    secrets)."""
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        where = f"{path}{key}"
+        if key not in after:
+            changes.append(f"{where}: removed")
+        elif key not in before:
+            changes.append(f"{where}: added")
+        elif isinstance(before[key], Mapping) and isinstance(after[key], Mapping):
+            changes += changed_inputs(before[key], after[key], f"{where}.")
+        elif before[key] != after[key]:
+            changes.append(f"{where}: changed")
+    return changes
+
+
 @dataclass
 class PolicyReport:
     pack: str
@@ -55,6 +88,7 @@ class PolicyReport:
     directory: Path
     policies: dict[str, str]  # name -> enforcement level
     violations: list[Violation] = field(default_factory=list)
+    remediations: list[Remediation] = field(default_factory=list)
 
     @property
     def mandatory(self) -> list[Violation]:
@@ -62,7 +96,8 @@ class PolicyReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"pack": self.pack, "version": self.version, "policies": self.policies,
-                "violations": [v.to_json() for v in self.violations]}
+                "violations": [v.to_json() for v in self.violations],
+                "remediations": [r.to_json() for r in self.remediations]}
 
 
 def pack_version(directory: Path) -> str:
@@ -175,14 +210,16 @@ def analyze_with(stub: analyzer_pb2_grpc.AnalyzerStub, plan: Plan, directory: Pa
         levels = _configure(stub, info, overrides)
         report = PolicyReport(pack=info.name, version=version, directory=directory, policies=levels)
         resources = [r for r in plan.resources if r.custom]
+        properties = {}
         for res in resources:
+            properties[res.urn] = _remediate(stub, res, report)
             response = stub.Analyze(analyzer_pb2.AnalyzeRequest(
-                type=res.type, properties=res.properties, urn=res.urn, name=res.name, options=_options(res)),
+                type=res.type, properties=properties[res.urn], urn=res.urn, name=res.name, options=_options(res)),
                 timeout=CALL_TIMEOUT_SECONDS)
             report.violations += _violations(response, res.urn, levels)
         stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
             analyzer_pb2.AnalyzerResource(
-                type=r.type, properties=r.properties, urn=r.urn, name=r.name, options=_options(r),
+                type=r.type, properties=properties[r.urn], urn=r.urn, name=r.name, options=_options(r),
                 parent=r.parent or "", dependencies=r.dependencies,
                 propertyDependencies={name: analyzer_pb2.AnalyzerPropertyDependencies(urns=urns)
                                       for name, urns in r.property_dependencies.items()})
@@ -190,9 +227,32 @@ def analyze_with(stub: analyzer_pb2_grpc.AnalyzerStub, plan: Plan, directory: Pa
         report.violations += _violations(stack, "", levels)
         # the engine registers resources concurrently: the same plan reports in the same order every run
         report.violations.sort(key=lambda v: (v.policy, v.urn, v.message))
+        report.remediations.sort(key=lambda r: r.urn)  # stable: a resource's own stay in the order applied
     except grpc.RpcError as exc:
         raise PolicyPackError(f"policy pack {directory} failed: {exc.details()}") from None  # type: ignore[attr-defined]
     return report
+
+
+def _remediate(stub: analyzer_pb2_grpc.AnalyzerStub, res: PlannedResource,
+               report: PolicyReport) -> struct_pb2.Struct:
+    """The engine's Remediate call for one resource: each remediation's properties replace the ones before it, in
+    the order the pack returns them. Returns the inputs the resource is analyzed (and deployed) with."""
+    properties = res.properties
+    response = stub.Remediate(analyzer_pb2.AnalyzeRequest(
+        type=res.type, properties=properties, urn=res.urn, name=res.name, options=_options(res)),
+        timeout=CALL_TIMEOUT_SECONDS)
+    for remediation in response.remediations:
+        if remediation.diagnostic:
+            report.remediations.append(Remediation(remediation.policyName, res.urn, (), struct_to_json(properties),
+                                                   remediation.diagnostic))
+        elif remediation.HasField("properties"):
+            before, properties = properties, remediation.properties
+            report.remediations.append(Remediation(
+                remediation.policyName, res.urn,
+                tuple(changed_inputs(struct_to_json(before, reveal_secrets=True),
+                                    struct_to_json(properties, reveal_secrets=True))),
+                struct_to_json(properties)))
+    return properties
 
 
 def _violations(response: analyzer_pb2.AnalyzeResponse, default_urn: str,

@@ -21,7 +21,13 @@ def render_policy(report: PolicyReport) -> str:
     lines = ["Policies:",
              f"    {report.pack}@v{report.version} (local: {report.directory.name}) {mark}: "
              f"{mandatory} mandatory, {len(report.violations) - mandatory} advisory violation(s); "
-             f"{len(report.policies)} policies checked"]
+             + (f"{len(report.remediations)} remediation(s); " if report.remediations else "")
+             + f"{len(report.policies)} policies checked"]
+    for r in report.remediations:  # in the order the engine applied them
+        lines.append(f"        - [remediate]  {r.policy}  ({_where(r.urn)})")
+        lines += [f"          {change}" for change in r.changes]
+        if r.diagnostic:
+            lines.append(f"          not remediated: {r.diagnostic}")
     for level in ORDER:
         for v in sorted((v for v in report.violations if v.enforcement == level), key=lambda v: (v.policy, v.urn)):
             lines.append(f"        - [{level}]  {v.policy}  ({_where(v.urn)})")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    Secret,
     StackValidationArgs,
     StackValidationPolicy,
 )
@@ -20,6 +22,7 @@ from .gce import (
     PROJECT_METADATA,
     PROJECT_METADATA_ITEM,
     VM_TYPES,
+    known,
     metadata_of,
     script_keys,
 )
@@ -58,11 +61,53 @@ def _instance_scripts(args: ResourceValidationArgs, report_violation: ReportViol
             "(the seed fleet's ghost script spawned 500 extra agents). Remove them.", None)
 
 
+def _stored(value: Any) -> Any:
+    """The stored form behind one of pulumi-policy's property proxies, or VALUE itself: secrets still wrapped as
+    `Secret`, unknowns still their sentinels. It is what the pack's own serializer sends back, so a map rebuilt
+    from it keeps every other value exactly as it came (a secret stays a secret, an unknown stays unknown)."""
+    try:
+        return value["__target"] if isinstance(value, Mapping) else value
+    except KeyError:
+        return value
+
+
+def _without(block: Any, drop: Sequence[str]) -> Any:
+    """A metadata map (or a secret one) without the keys DROP."""
+    stored = _stored(block)
+    if isinstance(stored, Secret):
+        return Secret(_without(stored.value, drop))
+    return {k: v for k, v in stored.items() if k not in drop} if isinstance(stored, Mapping) else stored
+
+
+def _strip_instance_scripts(args: ResourceValidationArgs) -> Mapping[str, Any] | None:
+    """The remediation (enforcement level `remediate`): the same properties without `metadataStartupScript` and
+    without every script key of the VM's, the group's or the per-instance config's metadata; None when there is
+    nothing to strip. What is not known at preview is left as it is (the validation then says so)."""
+    field = args.resource_type in VM_TYPES and bool(known(lambda: args.props.get("metadataStartupScript")))
+    keys = script_keys(known(lambda: metadata_of(args.resource_type, args.props), {}))
+    if not field and not keys:
+        return None
+    props = _stored(args.props)
+    new = {k: v for k, v in props.items() if not (field and k == "metadataStartupScript")}
+    if keys and args.resource_type in VM_TYPES:
+        new["metadata"] = _without(props["metadata"], keys)
+    elif keys:
+        outer, inner = NESTED_METADATA[args.resource_type]
+        block = _stored(props[outer])
+        secret = isinstance(block, Secret)
+        nested = dict(_stored(block.value) if secret else block)
+        nested[inner] = _without(nested[inner], keys)
+        new[outer] = Secret(nested) if secret else nested
+    return new
+
+
 no_instance_startup_scripts = ResourceValidationPolicy(
     name="no-instance-startup-scripts",
     description="No VM, instance template, MIG or per-instance config may carry a startup, shutdown or "
-                "user-data script: the fleet's only boot script is the project-level `startup-script`.",
+                "user-data script: the fleet's only boot script is the project-level `startup-script`. At the "
+                "`remediate` level the keys are removed before they reach the provider.",
     validate=_instance_scripts,
+    remediate=_strip_instance_scripts,
 )
 
 
