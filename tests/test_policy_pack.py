@@ -212,9 +212,10 @@ def test_instance_scripts_are_stripped_at_the_remediate_level(tmp_path) -> None:
     scenario = str(REPO / "tests" / "scenarios" / "remediate_instance_scripts")
     _ = run_fleet("plan", "--program", scenario, "--stack", "test", "--json", str(tmp_path / "bad.json"))
     bad = json.loads((tmp_path / "bad.json").read_text())["policy"]
-    rejected = [v["urn"].split("::")[-1] for v in bad["violations"] if v["policy"] == "no-instance-startup-scripts"]
-    assert sorted(rejected) == sorted(["ghost", "ghost", "swarm-template", "swarm", "swarm-0"])
-    assert all(v["enforcement"] == "mandatory" for v in bad["violations"] if v["policy"] == "no-instance-startup-scripts")
+    scripts = [v for v in bad["violations"] if v["policy"] == "no-instance-startup-scripts"]
+    assert sorted(v["urn"].split("::")[-1] for v in scripts) == sorted(["ghost", "ghost", "swarm-template", "swarm",
+                                                                        "swarm-0"])
+    assert all(v["enforcement"] == "mandatory" for v in scripts)
     assert bad["remediations"] == []
 
     result = run_fleet("plan", "--program", scenario, "--stack", "test", "--policy-config",
