@@ -99,6 +99,11 @@ def _scenario_violations(name: str, tmp_path) -> list[dict[str, str]]:
     ("pools_paired_by_reference", "pools-keep-agent-state", {"swarm", "swarm-small"}),
     # an instance from a swarm template inherits its metadata; only its machine type is its own
     ("instance_from_template_inherits", "agents-fit-memory", {"swarm-shrunk"}),
+    # health checks against the supervisor's port (from the template's metadata), path and protocol, with the
+    # API's default port; a regional group's default maxUnavailable (its zones); the legitimate shapes accepted
+    ("pool_health_and_defaults", "pools-heal-safely",
+     {"wrong-port", "default-port", "tcp-probe", "wrong-path", "regional-default"}),
+    ("pool_health_and_defaults", "pools-keep-agent-state", set()),
 ])
 def test_vms_are_paired_with_their_templates_by_reference(scenario: str, policy: str, named: set[str],
                                                           tmp_path) -> None:

@@ -23,6 +23,8 @@ MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 REGION_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 PER_INSTANCE_CONFIG = "gcp:compute/perInstanceConfig:PerInstanceConfig"
 REGION_PER_INSTANCE_CONFIG = "gcp:compute/regionPerInstanceConfig:RegionPerInstanceConfig"
+HEALTH_CHECK = "gcp:compute/healthCheck:HealthCheck"
+REGION_HEALTH_CHECK = "gcp:compute/regionHealthCheck:RegionHealthCheck"
 FIREWALL = "gcp:compute/firewall:Firewall"
 SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
 PROJECT_METADATA = "gcp:compute/projectMetadata:ProjectMetadata"
@@ -203,3 +205,86 @@ def effective_vms(resources: Sequence[Any]) -> Iterator[EffectiveVm]:
                                                  metadata_of(group.resource_type, group.props)),
                                         metadata_of(r.resource_type, r.props))
                     yield EffectiveVm(r.name, r.urn, template.props, metadata)
+
+
+@dataclass(frozen=True)
+class GroupVms:
+    """The VMs one version of a managed group runs: the group, the template (by reference), and the metadata they
+    see (the template's, overlaid by the group's all-instances config)."""
+
+    group: Any
+    template: Any
+    metadata: Mapping[str, Any]
+
+
+def group_vms(resources: Sequence[Any]) -> Iterator[GroupVms]:
+    """Every (group, template) pair of the stack, zonal and regional, paired by reference."""
+    templates = [r for r in resources if r.resource_type in TEMPLATE_TYPES]
+    for group in resources:
+        if group.resource_type in (MIG, REGION_MIG):
+            overlay = metadata_of(group.resource_type, group.props)
+            for template in templates_of(group, templates):
+                yield GroupVms(group, template, _overlay(metadata_of(template.resource_type, template.props), overlay))
+
+
+# Compute Engine's defaults for a health check's probe when the program leaves `port` unset (the API's, not the
+# provider's: the provider sends nothing). gRPC has no default port.
+PROBE_DEFAULT_PORTS = {"httpHealthCheck": ("HTTP", 80), "httpsHealthCheck": ("HTTPS", 443),
+                       "http2HealthCheck": ("HTTP2", 443), "tcpHealthCheck": ("TCP", 80),
+                       "sslHealthCheck": ("SSL", 443), "grpcHealthCheck": ("GRPC", None)}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a health check sends: its protocol, its port (None: a named port the group does not define, or a value
+    not known at preview, then `known` is False), its request path (HTTP kinds; "/" by default)."""
+
+    protocol: str
+    port: int | None
+    path: str | None
+    port_text: str
+    known: bool = True
+
+
+def probe_of(check: Mapping[str, Any], named_ports: Any) -> Probe | None:
+    """The probe of a HealthCheck or RegionHealthCheck's properties, with the API's defaults; None: no probe block."""
+    for block_name, (protocol, default) in PROBE_DEFAULT_PORTS.items():
+        block = known(lambda b=block_name: check.get(b))
+        if isinstance(block, Mapping):
+            return _probe(protocol, default, block, named_ports)
+    return None
+
+
+def _probe(protocol: str, default: int | None, block: Mapping[str, Any], named_ports: Any) -> Probe:
+    path = str(known(lambda: block.get("requestPath"), "/") or "/") if protocol.startswith("HTTP") else None
+    spec = str(known(lambda: block.get("portSpecification")) or "").upper()
+    name = known(lambda: block.get("portName"))
+    raw = known(lambda: block.get("port"), "?")
+    if raw == "?" or (spec == "USE_NAMED_PORT" and name is None):
+        return Probe(protocol, None, path, "not known at preview", known=False)
+    if spec == "USE_NAMED_PORT" or (not spec and name and raw is None):
+        ports = {str(known(lambda p=p: p.get("name"))): known(lambda p=p: p.get("port"))
+                 for p in known(lambda: list(named_ports or []), []) if isinstance(p, Mapping)}
+        port = ports.get(str(name))
+        where = f" ({port})" if port is not None else ", which the group does not define"
+        return Probe(protocol, _port(port), path, f"named port {name!r}{where}")
+    if raw is None:
+        return Probe(protocol, default, path, f"{default} (the API's default: no port set)")
+    return Probe(protocol, _port(raw), path, str(_port(raw) if _port(raw) is not None else raw))
+
+
+def _port(value: Any) -> int | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def zones_of(group: Any) -> int:
+    """How many zones a group runs in: a zonal group 1; a regional group its distribution policy's zones, else
+    the API's choice of 3 zones of its region."""
+    if group.resource_type != REGION_MIG:
+        return 1
+    zones = known(lambda: group.props.get("distributionPolicyZones"))
+    return len(zones) if isinstance(zones, Sequence) and not isinstance(zones, str) and zones else 3

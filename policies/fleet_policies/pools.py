@@ -19,57 +19,128 @@ from . import facts as pilot
 from .firewall import admits, subnet_networks, target_of
 from .gce import (
     FIREWALL,
+    HEALTH_CHECK,
     INSTANCE_TEMPLATE,
     MIG,
+    REGION_HEALTH_CHECK,
     REGION_INSTANCE_TEMPLATE,
     REGION_MIG,
+    GroupVms,
+    group_vms,
+    known,
     metadata_value,
-    templates_of,
+    probe_of,
+    referenced,
+    zones_of,
 )
 from .policy_config import ConfigSpec, config_for, config_schema
 
 CONFIG: ConfigSpec = {
     "minInitialDelaySec": ("integer", 600),
+    # where a VM's metadata does not say (pilot-health-port), the port its supervisor serves /healthz on
     "healthPort": ("integer", pilot.SUPERVISOR_HEALTH_PORT),
 }
 
 
-def _group_problems(props: Mapping[str, Any], min_delay: int) -> list[str]:
-    problems = []
+def _healing(props: Mapping[str, Any]) -> Mapping[str, Any]:
     healing = props.get("autoHealingPolicies") or {}
     if isinstance(healing, list):  # older providers: a list of one
         healing = healing[0] if healing else {}
+    return healing if isinstance(healing, Mapping) else {}
+
+
+def max_unavailable(group: Any) -> tuple[float | None, str]:
+    """The most VMs a rolling update may take down at once, as the API applies the update policy: a fixed count,
+    a percentage of the target size, or, unset, the API's default (the number of zones the group runs in); None
+    where it is not known at preview. The text says where the figure came from."""
+    update = known(lambda: group.props.get("updatePolicy")) or {}
+    fixed, percent = known(lambda: update.get("maxUnavailableFixed"), "?"), \
+        known(lambda: update.get("maxUnavailablePercent"), "?")
+    if fixed is None and percent is None:
+        zones = zones_of(group)
+        return zones, f"maxUnavailable unset: the API's default, the group's {zones} zone(s)"
+    if "?" in (fixed, percent):
+        return None, "maxUnavailable not known at preview"
+    size = float(known(lambda: group.props.get("targetSize"), 0) or 0)
+    if fixed is not None:
+        return float(fixed), f"maxUnavailableFixed {fixed}"
+    return size * float(percent) / 100, f"maxUnavailablePercent {percent}"
+
+
+def _group_problems(group: Any, min_delay: int) -> list[str]:
+    props = group.props
+    problems = []
+    healing = _healing(props)
     if not healing.get("healthCheck"):
         problems.append("has no autohealing health check: a VM whose agents died stays in the group")
     elif int(healing.get("initialDelaySec") or 0) < min_delay:
         problems.append(f"autohealing starts after {healing.get('initialDelaySec') or 0} s, under {min_delay} s: "
                         "VMs still booting and starting agents would be recreated")
-    update = props.get("updatePolicy") or {}
-    size = int(props.get("targetSize") or 0)
-    unavailable_fixed = update.get("maxUnavailableFixed")
-    unavailable_percent = update.get("maxUnavailablePercent")
-    if not update:
+    if not props.get("updatePolicy"):
         problems.append("has no update policy: a template change would not roll out in bounded steps")
-    elif (unavailable_fixed is not None and size and int(unavailable_fixed) >= size) or \
-            (unavailable_percent is not None and int(unavailable_percent) >= 100):
-        problems.append("may take every VM down at once in a rolling update (maxUnavailable covers the whole "
-                        "group)")
+        return problems
+    size = known(lambda: props.get("targetSize"))
+    down, why = max_unavailable(group)
+    if down is not None and isinstance(size, int | float) and size and down >= size:
+        problems.append(f"may take every VM down at once in a rolling update ({why} covers all {int(size)} VMs)")
+    return problems
+
+
+def _health_port(vms: GroupVms, default: int) -> int | None:
+    text = metadata_value(vms.metadata, pilot.MetadataKey.HEALTH_PORT)
+    return (int(text) if text.isdigit() else None) if text else default
+
+
+def _probe_problems(vms: GroupVms, checks: list[Any], default_port: int) -> list[str]:
+    """The group's autohealing health check against the supervisor its template's VMs run: plain HTTP, on the
+    VMs' health port (their pilot-health-port), on the supervisor's path."""
+    link = known(lambda: _healing(vms.group.props).get("healthCheck"))
+    problems = []
+    for check in referenced(vms.group, ["autoHealingPolicies"], [link], checks):
+        probe = probe_of(check.props, known(lambda: vms.group.props.get("namedPorts")))
+        port = _health_port(vms, default_port)
+        if probe is None or port is None or not probe.known:
+            continue  # no probe block, a malformed port (the VM contract's check says so), or not known yet
+        if probe.protocol in ("TCP", "SSL"):
+            problems.append(f"autoheals on {check.name}, a {probe.protocol} probe: it sees only that a port is open, "
+                            f"so a VM whose agents died stays healthy; probe the supervisor's "
+                            f"{pilot.SUPERVISOR_HEALTH_PATH} over HTTP on {port}")
+        elif probe.protocol != "HTTP":
+            problems.append(f"autoheals on {check.name}, a {probe.protocol} probe: the supervisor serves plain HTTP "
+                            f"{pilot.SUPERVISOR_HEALTH_PATH} on {port}, so every VM would fail it and be recreated")
+        elif probe.port != port:
+            problems.append(f"autoheals on {check.name}, which probes port {probe.port_text}, but the supervisor of "
+                            f"its template {vms.template.name} serves {pilot.SUPERVISOR_HEALTH_PATH} on {port} "
+                            f"({pilot.MetadataKey.HEALTH_PORT}): every VM would fail it and be recreated in a loop")
+        elif probe.path != pilot.SUPERVISOR_HEALTH_PATH:
+            problems.append(f"autoheals on {check.name}, which asks for {probe.path}: the supervisor answers on "
+                            f"{pilot.SUPERVISOR_HEALTH_PATH}, so every VM would fail it and be recreated")
     return problems
 
 
 def _heal_safely(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     config = config_for(args.get_config(), CONFIG)
+    default_port = int(config["healthPort"])
+    checks = [r for r in args.resources if r.resource_type in (HEALTH_CHECK, REGION_HEALTH_CHECK)]
     for group in args.resources:
         if group.resource_type in (MIG, REGION_MIG):
-            for problem in _group_problems(group.props, int(config["minInitialDelaySec"])):
+            for problem in _group_problems(group, int(config["minInitialDelaySec"])):
                 report_violation(f"instance group {group.name} {problem}.", group.urn)
+    swarm = {}  # template urn -> (template, the metadata its VMs see), as groups run it and as it stands alone
+    for vms in group_vms(args.resources):
+        if metadata_value(vms.metadata, pilot.MetadataKey.ROLE) == pilot.ROLE_SWARM:
+            swarm.setdefault(vms.template.urn, (vms.template, vms.metadata))
+            for problem in _probe_problems(vms, checks, default_port):
+                report_violation(f"swarm instance group {vms.group.name} {problem}.", vms.group.urn)
+    for template in args.resources:
+        if template.resource_type in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE) and \
+                metadata_value(template.props.get("metadata") or {}, pilot.MetadataKey.ROLE) == pilot.ROLE_SWARM:
+            swarm.setdefault(template.urn, (template, template.props.get("metadata") or {}))
     rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
     subnets = subnet_networks(args.resources)
-    port = int(config["healthPort"])
-    for template in args.resources:
-        if template.resource_type not in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE):
-            continue
-        if metadata_value(template.props.get("metadata") or {}, pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
+    for template, metadata in swarm.values():
+        port = _health_port(GroupVms(None, template, metadata), default_port)
+        if port is None:
             continue
         target = target_of(template.props, subnets)
         missing = [r for r in pilot.HEALTH_CHECK_RANGES if not admits(rules, target, "tcp", port, port, r)]
@@ -108,15 +179,10 @@ def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> li
 
 
 def _keep_agent_state(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    templates = {t.urn: t for t in args.resources
-                 if t.resource_type in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE)
-                 and metadata_value(t.props.get("metadata") or {}, pilot.MetadataKey.ROLE) == pilot.ROLE_SWARM}
-    for group in args.resources:
-        if group.resource_type not in (MIG, REGION_MIG):
-            continue
-        for template in templates_of(group, templates.values()):  # each version's, a canary's too
-            for problem in _state_problems(group.props, template.props):
-                report_violation(f"swarm instance group {group.name} {problem}.", group.urn)
+    for vms in group_vms(args.resources):  # each version's template, a canary's too, with the group's overlay
+        if metadata_value(vms.metadata, pilot.MetadataKey.ROLE) == pilot.ROLE_SWARM:
+            for problem in _state_problems(vms.group.props, {**vms.template.props, "metadata": vms.metadata}):
+                report_violation(f"swarm instance group {vms.group.name} {problem}.", vms.group.urn)
 
 
 pools_keep_agent_state = StackValidationPolicy(
