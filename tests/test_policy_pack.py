@@ -21,7 +21,9 @@ ADVISORY = {"dashboard-not-public", "no-public-ssh-rdp", "shielded-vm", "no-defa
             "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off",
             # scanner parity (policies/fleet_policies/scanner_parity.py)
             "os-login-not-overridden", "no-ip-forwarding", "no-public-ip", "disk-customer-key", "no-default-network",
-            "no-all-ports-open"}
+            "no-all-ports-open",
+            # values not known at preview (policies/fleet_policies/preview.py)
+            "preview-unknowns"}
 
 
 def test_analyzer_info_lists_every_rule_with_its_level() -> None:
@@ -177,15 +179,24 @@ def test_bad_policy_config_is_one_clear_error(tmp_path) -> None:
 
 def test_a_vm_whose_whole_metadata_is_unknown_at_preview_plans_without_a_crash(tmp_path) -> None:
     """tests/scenarios/unknown_metadata: a metadata map computed from another resource's id. The plan row says
-    its inputs are not known yet, each rule that reads it gets the engine's preview advisory, and the exit code is 0:
-    only a mandatory violation makes `fleet plan` exit 1."""
-    result = run_fleet("plan", "--program", str(REPO / "tests" / "scenarios" / "unknown_metadata"), "--stack", "test")
-    assert result.returncode == 0, result.stdout + result.stderr
+    its inputs are not known yet; each per-resource rule that reads it gets the engine's preview advisory for that
+    resource; the stack rules skip only that VM (preview-unknowns names it, the rule and the value) and still reject
+    "crowded", a known swarm VM over its memory."""
+    out = tmp_path / "plan.json"
+    result = run_fleet("plan", "--program", str(REPO / "tests" / "scenarios" / "unknown_metadata"), "--stack", "test",
+                       "--json", str(out))
     assert "Traceback" not in result.stdout + result.stderr
     assert "computed        (some inputs are not known until the resources they come from exist)" in result.stdout
     assert ("- [advisory]  no-instance-startup-scripts  (gcp:compute:Instance: computed)" in result.stdout)
     assert "can't be known during preview" in result.stdout
-
+    violations = json.loads(out.read_text())["policy"]["violations"]
+    assert not [v for v in violations if not v["urn"]], "no stack-wide can't-run"
+    assert {v["urn"].rsplit("::", 1)[-1] for v in violations if v["enforcement"] == "mandatory"} == {"crowded"}
+    assert any(v["policy"] == "agents-fit-memory" and v["urn"].endswith("::crowded") for v in violations)
+    assert {v["message"].split(": ")[1].split(" did not")[0] for v in violations
+            if v["policy"] == "preview-unknowns" and v["urn"].endswith("::computed")} >= {
+        "agents-fit-memory", "pilot-ports-open", "pools-keep-agent-state"}
+    assert result.returncode == 1  # crowded's mandatory violation, not the unknown
 
 def test_a_stack_on_other_rendezvous_ports_is_judged_on_its_own_ports(program_with_stack: Any) -> None:
     """rendezvous.ports moved to 9100/9101: its VM's metadata and firewall say so, and the pack reads them there

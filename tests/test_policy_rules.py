@@ -277,18 +277,26 @@ def test_policy_config_changes_the_budget(stub, baseline) -> None:
     assert over_grpc(stub, baseline, overrides) == {("agents-fit-memory", "swarm-1"), ("agents-fit-memory", "swarm-3")}
 
 
-def test_unknown_values_do_not_crash_a_rule(stub, baseline) -> None:
+def test_unknown_values_degrade_only_the_checks_that_need_them(stub, baseline) -> None:
+    """swarm-1's whole metadata and swarm-2's machine type are not known at preview, and swarm-3 is given more
+    agents than its memory holds. swarm-3 is still rejected; swarm-1 and swarm-2 are not judged by the rules that
+    need those values, and `preview-unknowns` names each VM, rule and value; nothing is a stack-wide "can't run"."""
     resources = [dict(r, inputs=copy.deepcopy(r["inputs"])) for r in baseline]
     inputs(resources, "swarm-1", ":Instance")["metadata"] = UNKNOWN
     inputs(resources, "swarm-2", ":Instance")["machineType"] = UNKNOWN
+    metadata("swarm-3", pilot_target_agents="9000")(resources)
     report = analyze_with(stub, plan_of(resources), PACK_DIR, "test", {})
-    report.violations = [v for v in report.violations if v.policy not in BASELINE_ADVISORIES]
-    # the engine's own handling of a value not known at plan time: an advisory "can't run policy ... during
-    # preview" for that resource, never a crash and never a mandatory violation
-    assert report.violations
-    assert all(v.enforcement == "advisory" and "can't run policy" in v.message for v in report.violations)
-    # per resource for swarm-1's per-VM rules, and once for each stack-wide rule ("" is the stack):
-    # pilot-ports-open and agents-fit-memory, which judge group-made VMs too and so read the whole stack
-    assert {v.urn.rsplit("::", 1)[-1] for v in report.violations} == {"swarm-1", ""}
-    assert {v.policy for v in report.violations if not v.urn.rsplit("::", 1)[-1]} >= {
-        "pilot-ports-open", "agents-fit-memory"}
+    found = [v for v in report.violations if v.policy not in BASELINE_ADVISORIES]
+    # swarm-3's memory, and its agent ports now past what its firewall rule opens
+    assert {(v.policy, v.urn.rsplit("::", 1)[-1]) for v in found if v.enforcement == "mandatory"} == {
+        ("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}
+    assert not [v for v in found if not v.urn], found  # no stack-wide "can't run policy"
+    unknowns = {(v.urn.rsplit("::", 1)[-1], v.message.split(": ")[1].split(" did not")[0], v.message.split(
+        "at preview: ")[1].split(" not known")[0]) for v in found if v.policy == "preview-unknowns"}
+    assert {("swarm-1", "agents-fit-memory", "metadata"), ("swarm-1", "pilot-ports-open", "metadata"),
+            ("swarm-2", "agents-fit-memory", "machineType")} <= unknowns, unknowns
+    assert {name for name, _, _ in unknowns} == {"swarm-1", "swarm-2"}
+    # per-resource rules that read the unknown value: the engine's own advisory for that resource and value only
+    cant = [v for v in found if "can't run policy" in v.message]
+    assert cant and all(v.urn.endswith("::swarm-1") and ".metadata" in v.message and v.enforcement == "advisory"
+                        for v in cant), cant

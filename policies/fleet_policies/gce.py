@@ -1,11 +1,12 @@
 """Reading Compute Engine resources as the policy engine passes them (camelCase properties, possibly proxied): the
-resource types, a VM's metadata as the VM reads it, and the effective VMs of a stack (groups overlaid on their
-templates). How firewall rules admit traffic is firewall.py's."""
+resource types, a VM's metadata as the VM reads it, references between resources (never names), health-check
+probes and groups' zones with the API's defaults. What each VM runs is vms.py's; how traffic reaches it is
+firewall.py's."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,18 +103,6 @@ def last_name(link: Any) -> str:
     return str(link or "").rstrip("/").rsplit("/", 1)[-1]
 
 
-@dataclass(frozen=True)
-class EffectiveVm:
-    """A VM as it will run: its own properties, with the metadata it will finally see. For a group's VMs that is
-    the template's metadata, overlaid by the group's all-instances config and then a per-instance config (each
-    overrides the one before, agent targets included)."""
-
-    name: str
-    urn: str
-    props: Mapping[str, Any]
-    metadata: Mapping[str, Any]
-
-
 TEMPLATE_TYPES = (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE)
 # the forms a reference to a resource takes: a full API URL, or the path after it (projects/P/...)
 _API_PREFIX = re.compile(r"^https://(?:www|compute)\.googleapis\.com/compute/(?:v1|beta)/")
@@ -160,71 +149,6 @@ def templates_of(group: Any, templates: Iterable[Any]) -> list[Any]:
     versions = [v for v in known(lambda: list(group.props.get("versions") or []), []) if isinstance(v, Mapping)]
     links = [known(lambda v=v: v.get("instanceTemplate")) for v in versions]  # unknown: a new template's
     return referenced(group, ["versions"], links, templates)
-
-
-def _overlay(base: Mapping[str, Any], extra: Any) -> Mapping[str, Any]:
-    return {**base, **extra} if isinstance(extra, Mapping) else base
-
-
-def effective_vms(resources: Sequence[Any]) -> Iterator[EffectiveVm]:
-    """Every VM kind with the metadata and properties it will run with: an instance, a template; an instance made
-    from a template, which inherits the template's metadata and properties under its own; and every group whose
-    all-instances config or per-instance configs change what its templates' VMs see, as the VMs that result. Groups
-    and instances are paired with their templates by reference (`referenced`)."""
-    templates = [r for r in resources if r.resource_type in TEMPLATE_TYPES]
-    groups: dict[str, tuple[Any, list[Any]]] = {}
-    for r in resources:
-        if r.resource_type == INSTANCE_FROM_TEMPLATE:
-            sources = referenced(r, ["sourceInstanceTemplate"],
-                                 [known(lambda r=r: r.props.get("sourceInstanceTemplate"))], templates)
-            own = {k: known(lambda r=r, k=k: r.props.get(k)) for k in list(r.props) if k != "metadata"}
-            own = {k: v for k, v in own.items() if v is not None}  # unknown or unset: the template's
-            for template in sources[:1] or [None]:
-                base = template.props if template is not None else {}
-                md = metadata_of(template.resource_type, base) if template is not None else {}
-                yield EffectiveVm(r.name, r.urn, {**base, **own}, _overlay(md, metadata_of(r.resource_type, r.props)))
-        elif r.resource_type in VM_TYPES:
-            yield EffectiveVm(r.name, r.urn, r.props, metadata_of(r.resource_type, r.props))
-        elif r.resource_type in (MIG, REGION_MIG):
-            ran = templates_of(r, templates)
-            groups[r.urn] = (r, ran)
-            overlay = metadata_of(r.resource_type, r.props)
-            for template in ran if overlay else ():
-                yield EffectiveVm(r.name, r.urn, template.props,
-                                  _overlay(metadata_of(template.resource_type, template.props), overlay))
-    for r in resources:
-        if r.resource_type in (PER_INSTANCE_CONFIG, REGION_PER_INSTANCE_CONFIG):
-            prop = "instanceGroupManager" if r.resource_type == PER_INSTANCE_CONFIG else "regionInstanceGroupManager"
-            where = r.props.get("zone") or r.props.get("region")
-            managers = [g for g in referenced(r, [prop], [known(lambda r=r, p=prop: r.props.get(p))],
-                                              [g for g, _ in groups.values()])
-                        if not where or (g.props.get("zone") or g.props.get("region") or where) == where]
-            for group in managers:
-                for template in groups[group.urn][1]:
-                    metadata = _overlay(_overlay(metadata_of(template.resource_type, template.props),
-                                                 metadata_of(group.resource_type, group.props)),
-                                        metadata_of(r.resource_type, r.props))
-                    yield EffectiveVm(r.name, r.urn, template.props, metadata)
-
-
-@dataclass(frozen=True)
-class GroupVms:
-    """The VMs one version of a managed group runs: the group, the template (by reference), and the metadata they
-    see (the template's, overlaid by the group's all-instances config)."""
-
-    group: Any
-    template: Any
-    metadata: Mapping[str, Any]
-
-
-def group_vms(resources: Sequence[Any]) -> Iterator[GroupVms]:
-    """Every (group, template) pair of the stack, zonal and regional, paired by reference."""
-    templates = [r for r in resources if r.resource_type in TEMPLATE_TYPES]
-    for group in resources:
-        if group.resource_type in (MIG, REGION_MIG):
-            overlay = metadata_of(group.resource_type, group.props)
-            for template in templates_of(group, templates):
-                yield GroupVms(group, template, _overlay(metadata_of(template.resource_type, template.props), overlay))
 
 
 # Compute Engine's defaults for a health check's probe when the program leaves `port` unset (the API's, not the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pulumi_policy import (
@@ -20,6 +20,27 @@ from .policy_config import ConfigSpec, config_for, config_schema
 ADVISORY = EnforcementLevel.ADVISORY
 
 
+class MetadataOnRead(Mapping[str, Any]):
+    """A VM's metadata, read only when a check reads it: a check that does not need it still judges a VM whose
+    metadata is not known at preview (reading it raises, and the engine reports "can't run" for that check)."""
+
+    def __init__(self, props: Mapping[str, Any]) -> None:
+        self._props = props
+
+    def _metadata(self) -> Mapping[str, Any]:
+        md = self._props.get("metadata")
+        return md if isinstance(md, Mapping) else {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._metadata()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._metadata())
+
+    def __len__(self) -> int:
+        return len(self._metadata())
+
+
 def _vm_rule(name: str, description: str,
              check: Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]) -> ResourceValidationPolicy:
     """A rule on every VM-like resource: `check(props, metadata)` returns the problem or None."""
@@ -27,7 +48,7 @@ def _vm_rule(name: str, description: str,
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         if args.resource_type not in VM_TYPES:
             return
-        problem = check(args.props, args.props.get("metadata") or {})
+        problem = check(args.props, MetadataOnRead(args.props))
         if problem:
             report_violation(f"{args.name}: {problem}", None)
 

@@ -6,9 +6,11 @@ from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationP
 
 from . import facts as pilot
 from .facts import MemoryBudget
-from .gce import agent_target, effective_vms, machine_memory_mb, metadata_value
+from .gce import agent_target, machine_memory_mb
 from .policy_config import ConfigSpec, config_for, config_schema
+from .vms import effective_vms
 
+NAME = "agents-fit-memory"
 CONFIG: ConfigSpec = {
     "agentMemoryMb": ("number", pilot.DEFAULT_AGENT_MEMORY_MB),
     "headroomPercent": ("number", pilot.DEFAULT_HEADROOM_PERCENT),
@@ -20,14 +22,14 @@ def _fits(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     config = config_for(args.get_config(), CONFIG)
     # every VM kind, and the VMs of groups whose configs override their template's metadata (agent targets too)
     for vm in effective_vms(args.resources):
-        if metadata_value(vm.metadata, pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
-            continue
+        if vm.unknown_for(NAME) or vm.role != pilot.ROLE_SWARM:
+            continue  # a value it needs is not known at preview: preview-unknowns names it
         target, target_text = agent_target(vm.metadata)
         if target is None:
             report_violation(f"{vm.name}: swarm host without a numeric {pilot.MetadataKey.TARGET_AGENTS} "
                              f"({target_text!r}); its memory cannot be checked.", vm.urn)
             continue
-        machine_type = str(vm.props.get("machineType") or "")
+        machine_type = vm.machine_type
         memory = machine_memory_mb(machine_type)
         if memory is None:
             report_violation(f"{vm.name}: machine type {machine_type!r} is not in the fleet's machine-type table "
@@ -41,7 +43,7 @@ def _fits(args: StackValidationArgs, report_violation: ReportViolation) -> None:
 
 
 agents_fit_memory = StackValidationPolicy(
-    name="agents-fit-memory",
+    name=NAME,
     description="Each swarm host's agent target x per-agent memory, with headroom, fits its machine's memory "
                 "minus the OS reserve.",
     validate=_fits,

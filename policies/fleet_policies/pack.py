@@ -7,6 +7,7 @@ from pulumi_policy import Policy
 from .hardening import ADVISORY_POLICIES
 from .memory_fit import agents_fit_memory
 from .pools import pools_heal_safely, pools_keep_agent_state
+from .preview_unknowns import preview_unknowns
 from .reachability import pilot_ports_open
 from .rendezvous_store import rendezvous_keeps_its_registry, rendezvous_store_snapshots
 from .scanner_parity import SCANNER_POLICIES
@@ -25,4 +26,4 @@ MANDATORY_POLICIES: list[Policy] = [
     rendezvous_keeps_its_registry,
     rendezvous_store_snapshots,
 ]
-POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES, *SCANNER_POLICIES]
+POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES, *SCANNER_POLICIES, preview_unknowns]

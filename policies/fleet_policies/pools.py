@@ -25,8 +25,6 @@ from .gce import (
     REGION_HEALTH_CHECK,
     REGION_INSTANCE_TEMPLATE,
     REGION_MIG,
-    GroupVms,
-    group_vms,
     known,
     metadata_value,
     probe_of,
@@ -34,6 +32,10 @@ from .gce import (
     zones_of,
 )
 from .policy_config import ConfigSpec, config_for, config_schema
+from .vms import EffectiveVm, GroupVms, effective_vms, group_vms
+
+HEAL = "pools-heal-safely"
+KEEP_STATE = "pools-keep-agent-state"
 
 CONFIG: ConfigSpec = {
     "minInitialDelaySec": ("integer", 600),
@@ -86,8 +88,8 @@ def _group_problems(group: Any, min_delay: int) -> list[str]:
     return problems
 
 
-def _health_port(vms: GroupVms, default: int) -> int | None:
-    text = metadata_value(vms.metadata, pilot.MetadataKey.HEALTH_PORT)
+def _health_port(vm: EffectiveVm, default: int) -> int | None:
+    text = metadata_value(vm.metadata, pilot.MetadataKey.HEALTH_PORT)
     return (int(text) if text.isdigit() else None) if text else default
 
 
@@ -98,7 +100,7 @@ def _probe_problems(vms: GroupVms, checks: list[Any], default_port: int) -> list
     problems = []
     for check in referenced(vms.group, ["autoHealingPolicies"], [link], checks):
         probe = probe_of(check.props, known(lambda: vms.group.props.get("namedPorts")))
-        port = _health_port(vms, default_port)
+        port = _health_port(vms.vm, default_port)
         if probe is None or port is None or not probe.known:
             continue  # no probe block, a malformed port (the VM contract's check says so), or not known yet
         if probe.protocol in ("TCP", "SSL"):
@@ -126,23 +128,23 @@ def _heal_safely(args: StackValidationArgs, report_violation: ReportViolation) -
         if group.resource_type in (MIG, REGION_MIG):
             for problem in _group_problems(group, int(config["minInitialDelaySec"])):
                 report_violation(f"instance group {group.name} {problem}.", group.urn)
-    swarm = {}  # template urn -> (template, the metadata its VMs see), as groups run it and as it stands alone
+    swarm: dict[str, tuple[Any, EffectiveVm]] = {}  # template urn -> its VMs, as its groups run it and as it is
     for vms in group_vms(args.resources):
-        if metadata_value(vms.metadata, pilot.MetadataKey.ROLE) == pilot.ROLE_SWARM:
-            swarm.setdefault(vms.template.urn, (vms.template, vms.metadata))
+        if not vms.vm.unknown_for(HEAL) and vms.vm.role == pilot.ROLE_SWARM:
+            swarm.setdefault(vms.template.urn, (vms.template, vms.vm))
             for problem in _probe_problems(vms, checks, default_port):
                 report_violation(f"swarm instance group {vms.group.name} {problem}.", vms.group.urn)
-    for template in args.resources:
-        if template.resource_type in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE) and \
-                metadata_value(template.props.get("metadata") or {}, pilot.MetadataKey.ROLE) == pilot.ROLE_SWARM:
-            swarm.setdefault(template.urn, (template, template.props.get("metadata") or {}))
+    for vm in effective_vms(args.resources):
+        if vm.kind in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE) and not vm.unknown_for(HEAL) and \
+                vm.role == pilot.ROLE_SWARM:
+            swarm.setdefault(vm.urn, (next(r for r in args.resources if r.urn == vm.urn), vm))
     rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
     subnets = subnet_networks(args.resources)
-    for template, metadata in swarm.values():
-        port = _health_port(GroupVms(None, template, metadata), default_port)
+    for template, vm in swarm.values():
+        port = _health_port(vm, default_port)
         if port is None:
             continue
-        target = target_of(template.props, subnets)
+        target = target_of(vm.props, subnets)
         missing = [r for r in pilot.HEALTH_CHECK_RANGES if not admits(rules, target, "tcp", port, port, r)]
         if missing:
             report_violation(f"swarm template {template.name}: Google's health checkers ({', '.join(missing)}) "
@@ -151,7 +153,7 @@ def _heal_safely(args: StackValidationArgs, report_violation: ReportViolation) -
 
 
 pools_heal_safely = StackValidationPolicy(
-    name="pools-heal-safely",
+    name=HEAL,
     description="Swarm instance groups autoheal on the supervisor's health with a start-up delay, roll out in "
                 "bounded steps, and Google's health checkers can reach the health port.",
     validate=_heal_safely,
@@ -180,13 +182,13 @@ def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> li
 
 def _keep_agent_state(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     for vms in group_vms(args.resources):  # each version's template, a canary's too, with the group's overlay
-        if metadata_value(vms.metadata, pilot.MetadataKey.ROLE) == pilot.ROLE_SWARM:
-            for problem in _state_problems(vms.group.props, {**vms.template.props, "metadata": vms.metadata}):
+        if not vms.vm.unknown_for(KEEP_STATE) and vms.vm.role == pilot.ROLE_SWARM:
+            for problem in _state_problems(vms.group.props, {**vms.vm.props, "metadata": vms.vm.metadata}):
                 report_violation(f"swarm instance group {vms.group.name} {problem}.", vms.group.urn)
 
 
 pools_keep_agent_state = StackValidationPolicy(
-    name="pools-keep-agent-state",
+    name=KEEP_STATE,
     description="A swarm instance group keeps each VM's agent state disk (its template's pilot-state-device) as a "
                 "stateful disk that is never deleted, so recreated VMs keep their agents' identities.",
     validate=_keep_agent_state,

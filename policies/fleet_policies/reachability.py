@@ -18,9 +18,11 @@ from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationP
 
 from . import facts as pilot
 from .firewall import Target, admits, last_name, subnet_networks, subnet_ranges, target_of
-from .gce import FIREWALL, agent_target, effective_vms, metadata_value
+from .gce import FIREWALL, agent_target, metadata_value
 from .policy_config import ConfigSpec, config_for, config_schema
+from .vms import effective_vms
 
+NAME = "pilot-ports-open"
 CONFIG: ConfigSpec = {
     "agentSourceRanges": ("array", ["0.0.0.0/0"]),
     "peerSourceRanges": ("array", ["0.0.0.0/0"]),
@@ -59,7 +61,7 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
     config = config_for(args.get_config(), CONFIG)
     rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
     subnets = subnet_networks(args.resources)
-    vms = list(effective_vms(args.resources))
+    vms = [vm for vm in effective_vms(args.resources) if not vm.unknown_for(NAME)]  # else: preview-unknowns
     registering = _registration_ranges(vms, subnet_ranges(args.resources))
     # every VM kind, and the VMs of groups whose configs override their template's metadata
     for vm in vms:
@@ -99,7 +101,7 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
 
 
 pilot_ports_open = StackValidationPolicy(
-    name="pilot-ports-open",
+    name=NAME,
     description="The rendezvous is reachable on its registry (TCP) and beacon (UDP) ports from the agents' "
                 "ranges, and each swarm host's agent UDP range is open to its peers.",
     validate=_ports_open,

@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .gce import INSTANCE, NESTED_METADATA, VM_TYPES, metadata_of, metadata_value
+from .gce import INSTANCE, NESTED_METADATA, VM_TYPES
+from .vms import Plain, effective_vms
 
+SNAPSHOTS = "rendezvous-store-snapshots"
 DISK = "gcp:compute/disk:Disk"
 REGION_DISK = "gcp:compute/regionDisk:RegionDisk"
 RESOURCE_POLICY = "gcp:compute/resourcePolicy:ResourcePolicy"
@@ -29,7 +31,7 @@ def _keeps_registry(args: StackValidationArgs, report_violation: ReportViolation
     for resource in args.resources:
         if resource.resource_type not in (*VM_TYPES, *NESTED_METADATA):
             continue
-        metadata = metadata_of(resource.resource_type, resource.props)
+        metadata, _ = Plain.of(resource).metadata()  # an unknown map or value: preview-unknowns says so
         if pilot.MetadataKey.STANDBY_OF in metadata:
             report_violation(
                 f"{resource.name} sets {pilot.MetadataKey.STANDBY_OF}: a -standby rendezvous never receives the "
@@ -73,10 +75,11 @@ def _scheduled(disk: PolicyResource, resources: list[PolicyResource]) -> bool:
 
 
 def _store_snapshots(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for resource in args.resources:
-        if resource.resource_type != INSTANCE or \
-                metadata_value(metadata_of(INSTANCE, resource.props), pilot.MetadataKey.ROLE) != pilot.ROLE_RENDEZVOUS:
-            continue
+    instances = {r.urn: r for r in args.resources if r.resource_type == INSTANCE}
+    for vm in effective_vms(list(instances.values())):
+        if vm.unknown_for(SNAPSHOTS) or vm.role != pilot.ROLE_RENDEZVOUS:
+            continue  # a value it needs is not known at preview: preview-unknowns names it
+        resource = instances[vm.urn]
         for disk in _store_disks(resource):
             if not _scheduled(disk, args.resources):
                 report_violation(
@@ -87,7 +90,7 @@ def _store_snapshots(args: StackValidationArgs, report_violation: ReportViolatio
 
 
 rendezvous_store_snapshots = StackValidationPolicy(
-    name="rendezvous-store-snapshots",
+    name=SNAPSHOTS,
     description="The rendezvous' store disk has a snapshot schedule (a resource policy attached to it).",
     validate=_store_snapshots,
 )

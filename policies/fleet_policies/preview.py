@@ -1,0 +1,75 @@
+"""Values not known at preview. The engine sends them as sentinels, and pulumi-policy's proxy raises on reading
+one, which would abort a whole stack rule for every VM. The VM model reads each resource once into plain data
+(`plain`), with `UNKNOWN` in place of each such value and the path of each one recorded. A rule then skips only the
+VMs whose values it needs are unknown (`NEEDS`). The advisory rule `preview-unknowns` says which VM, which rule and
+which value; `pulumi up` judges them again with every value known."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pulumi_policy.proxy import UnknownValueError
+
+
+class _Unknown:
+    """A value the engine does not know at preview."""
+
+    def __repr__(self) -> str:
+        return "<not known at preview>"
+
+    def __str__(self) -> str:
+        return ""
+
+
+UNKNOWN = _Unknown()
+
+# What each stack rule reads of a VM, as paths into its effective properties ("metadata.KEY" for one metadata
+# value, "metadata" for all of it). A VM where one of them is unknown is not judged by that rule at preview.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "agents-fit-memory": ("metadata.pilot-role", "metadata.pilot-target-agents", "metadata.pilot-agent-target",
+                          "machineType"),
+    "pilot-ports-open": ("metadata.pilot-role", "metadata.pilot-registry-port", "metadata.pilot-beacon-port",
+                         "metadata.pilot-base-udp-port", "metadata.pilot-target-agents",
+                         "metadata.pilot-agent-target", "networkInterfaces", "tags", "serviceAccount"),
+    "pools-heal-safely": ("metadata.pilot-role", "metadata.pilot-health-port", "networkInterfaces", "tags",
+                          "serviceAccount"),
+    "pools-keep-agent-state": ("metadata.pilot-role", "metadata.pilot-state-device", "disks"),
+    "rendezvous-keeps-its-registry": ("metadata.pilot-standby-of",),
+    "rendezvous-store-snapshots": ("metadata.pilot-role",),
+}
+
+
+def plain(value: Any, path: str = "", unknown: list[str] | None = None) -> Any:
+    """VALUE (possibly one of pulumi-policy's proxies) as plain dicts and lists, each unknown value replaced by
+    UNKNOWN and its path appended to UNKNOWN."""
+    found = unknown if unknown is not None else []
+    if isinstance(value, Mapping):
+        result: dict[str, Any] = {}
+        for key in list(value):
+            try:
+                item = value[key]
+            except UnknownValueError:
+                found.append(f"{path}{key}")
+                result[key] = UNKNOWN
+                continue
+            result[key] = plain(item, f"{path}{key}.", found)
+        return result
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        items = []
+        for i in range(len(value)):
+            try:
+                item = value[i]
+            except UnknownValueError:
+                found.append(f"{path}{i}")
+                items.append(UNKNOWN)
+                continue
+            items.append(plain(item, f"{path}{i}.", found))
+        return items
+    return value
+
+
+def unknown_of(unknown: Iterable[str], needs: Iterable[str]) -> list[str]:
+    """The unknown paths that a check needing NEEDS reads: a path equal to one it needs, inside one (a key of an
+    unknown value), or around one (the whole metadata map, when it needs one key)."""
+    return sorted({u for u in unknown for n in needs if u == n or u.startswith(f"{n}.") or n.startswith(f"{u}.")})

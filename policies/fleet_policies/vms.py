@@ -1,0 +1,190 @@
+"""The VM model: what each VM of a stack will run, built from the resource graph. Every rule that judges VMs asks
+this model rather than reading properties itself.
+
+A VM is an instance, a template, an instance made from a template or a machine image, or the VMs of a managed group
+(zonal or regional) as its all-instances config and per-instance configs change what its templates' VMs see. Groups,
+per-instance configs and instances from a template are paired with their templates by reference (gce.referenced),
+never by name. Each resource is read once into plain data (preview.plain): a value not known at preview becomes
+preview.UNKNOWN, and its path is in `EffectiveVm.unknown`.
+
+How firewall rules and policies admit traffic to a VM is firewall.py's; the network a VM is on is network.py's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import facts as pilot
+from .gce import (
+    INSTANCE_FROM_TEMPLATE,
+    MIG,
+    NESTED_METADATA,
+    PER_INSTANCE_CONFIG,
+    REGION_MIG,
+    REGION_PER_INSTANCE_CONFIG,
+    TEMPLATE_TYPES,
+    VM_TYPES,
+    known,
+    metadata_value,
+    referenced,
+    templates_of,
+)
+from .preview import NEEDS, UNKNOWN, plain, unknown_of
+
+
+@dataclass(frozen=True)
+class Plain:
+    """One resource read once: its properties as plain data, and the paths of the values not known at preview."""
+
+    resource: Any
+    props: Mapping[str, Any]
+    unknown: frozenset[str]
+
+    @staticmethod
+    def of(resource: Any) -> Plain:
+        unknown: list[str] = []
+        props = plain(resource.props, "", unknown)
+        return Plain(resource, props if isinstance(props, Mapping) else {}, frozenset(unknown))
+
+    def metadata(self) -> tuple[Mapping[str, Any], frozenset[str]]:
+        """The metadata this resource carries (a VM's own, a group's all-instances config's, a per-instance
+        config's), and its unknown paths as "metadata..." paths."""
+        kind = self.resource.resource_type
+        if kind in VM_TYPES:
+            where = ("metadata",)
+        elif kind in NESTED_METADATA:
+            where = NESTED_METADATA[kind]
+        else:
+            return {}, frozenset()
+        block: Any = self.props
+        for step in where:
+            block = block.get(step) if isinstance(block, Mapping) else None
+        prefix = ".".join(where)
+        unknown = {"metadata" + u[len(prefix):] for u in self.unknown if u == prefix or u.startswith(f"{prefix}.")}
+        # a nested block not known at all (allInstancesConfig unknown) hides the metadata in it
+        unknown |= {"metadata" for u in self.unknown if prefix.startswith(f"{u}.")}
+        return (block if isinstance(block, Mapping) else {}), frozenset(unknown)
+
+
+@dataclass(frozen=True)
+class EffectiveVm:
+    """A VM as it will run: the properties it is made with (a template's under an instance's own), the metadata it
+    finally sees (each overlay over the one before, agent targets included), and the paths of the values among
+    them not known at preview. `urn` and `name` are the resource a violation names: the instance, template, group
+    or per-instance config."""
+
+    name: str
+    urn: str
+    kind: str
+    props: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+    unknown: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def role(self) -> str:
+        return metadata_value(self.metadata, pilot.MetadataKey.ROLE)
+
+    @property
+    def machine_type(self) -> str:
+        value = self.props.get("machineType")
+        return "" if value is UNKNOWN else str(value or "")
+
+    def unknown_for(self, rule: str) -> list[str]:
+        """What RULE reads of this VM (preview.NEEDS) that is not known at preview: RULE skips the VM when any."""
+        return unknown_of(self.unknown, NEEDS[rule])
+
+
+def _overlay(base: Mapping[str, Any], extra: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {**base, **extra}
+
+
+def _overlaid_unknown(base: frozenset[str], extra_md: Mapping[str, Any], extra_unknown: frozenset[str]) -> frozenset:
+    """An overlay replaces the values it sets: the base's unknown metadata values it sets are known again."""
+    kept = {u for u in base if not (u.startswith("metadata.") and u.split(".", 2)[1] in extra_md
+                                    and extra_md[u.split(".", 2)[1]] is not UNKNOWN)}
+    return frozenset(kept | extra_unknown)
+
+
+def effective_vms(resources: Sequence[Any]) -> Iterator[EffectiveVm]:
+    """Every VM kind with what it will run; see the module docstring."""
+    read = {r.urn: Plain.of(r) for r in resources
+            if r.resource_type in (*VM_TYPES, MIG, REGION_MIG, PER_INSTANCE_CONFIG, REGION_PER_INSTANCE_CONFIG)}
+    templates = [r for r in resources if r.resource_type in TEMPLATE_TYPES]
+    groups: dict[str, tuple[Any, list[Any]]] = {}
+    for r in resources:
+        if r.resource_type == INSTANCE_FROM_TEMPLATE:
+            own = read[r.urn]
+            sources = referenced(r, ["sourceInstanceTemplate"],
+                                 [known(lambda r=r: r.props.get("sourceInstanceTemplate"))], templates)
+            for template in sources[:1] or [None]:
+                base = read[template.urn] if template is not None else Plain(None, {}, frozenset())
+                base_md, base_unknown = base.metadata() if template is not None else ({}, frozenset())
+                own_md, own_md_unknown = own.metadata()
+                # unset (None) properties are the template's; metadata is overlaid key by key
+                props = {**base.props, **{k: v for k, v in own.props.items() if v is not None and k != "metadata"}}
+                unknown = {u for u in base.unknown if not u.startswith("metadata")
+                           and own.props.get(u.split(".", 1)[0]) is None}
+                unknown |= {u for u in own.unknown if not u.startswith("metadata")}
+                yield EffectiveVm(r.name, r.urn, r.resource_type, props, _overlay(base_md, own_md),
+                                  _overlaid_unknown(base_unknown, own_md, own_md_unknown) | unknown)
+        elif r.resource_type in VM_TYPES:
+            own = read[r.urn]
+            md, md_unknown = own.metadata()
+            yield EffectiveVm(r.name, r.urn, r.resource_type, own.props, md,
+                              frozenset(u for u in own.unknown if not u.startswith("metadata")) | md_unknown)
+        elif r.resource_type in (MIG, REGION_MIG):
+            ran = templates_of(r, templates)
+            groups[r.urn] = (r, ran)
+            overlay, overlay_unknown = read[r.urn].metadata()
+            for template in ran if overlay or overlay_unknown else ():
+                yield _group_vm(r.name, r.urn, r.resource_type, read, template, [(overlay, overlay_unknown)])
+    for r in resources:
+        if r.resource_type in (PER_INSTANCE_CONFIG, REGION_PER_INSTANCE_CONFIG):
+            prop = "instanceGroupManager" if r.resource_type == PER_INSTANCE_CONFIG else "regionInstanceGroupManager"
+            where = known(lambda r=r: r.props.get("zone") or r.props.get("region"))
+            managers = [g for g in referenced(r, [prop], [known(lambda r=r, p=prop: r.props.get(p))],
+                                              [g for g, _ in groups.values()])
+                        if not where or (known(lambda g=g: g.props.get("zone") or g.props.get("region")) or where)
+                        == where]
+            for group in managers:
+                for template in groups[group.urn][1]:
+                    yield _group_vm(r.name, r.urn, r.resource_type, read, template,
+                                    [read[group.urn].metadata(), read[r.urn].metadata()])
+
+
+def _group_vm(name: str, urn: str, kind: str, read: Mapping[str, Plain], template: Any,
+              overlays: list[tuple[Mapping[str, Any], frozenset[str]]]) -> EffectiveVm:
+    base = read.get(template.urn) or Plain.of(template)
+    metadata, unknown = base.metadata()
+    for extra, extra_unknown in overlays:
+        unknown = _overlaid_unknown(unknown, extra, extra_unknown)
+        metadata = _overlay(metadata, extra)
+    return EffectiveVm(name, urn, kind, base.props, metadata,
+                       frozenset(u for u in base.unknown if not u.startswith("metadata")) | unknown)
+
+
+@dataclass(frozen=True)
+class GroupVms:
+    """The VMs one version of a managed group runs: the group, the template (by reference), and what they run
+    (the template's properties, its metadata overlaid by the group's all-instances config)."""
+
+    group: Any
+    template: Any
+    vm: EffectiveVm
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return self.vm.metadata
+
+
+def group_vms(resources: Sequence[Any]) -> Iterator[GroupVms]:
+    """Every (group, template) pair of the stack, zonal and regional, paired by reference."""
+    templates = [r for r in resources if r.resource_type in TEMPLATE_TYPES]
+    for group in resources:
+        if group.resource_type in (MIG, REGION_MIG):
+            read = {group.urn: Plain.of(group)}
+            for template in templates_of(group, templates):
+                read[template.urn] = Plain.of(template)
+                yield GroupVms(group, template, _group_vm(group.name, group.urn, group.resource_type, read, template,
+                                                          [read[group.urn].metadata()]))
