@@ -19,8 +19,9 @@ from fleet.facts.machine_types import machine_types
 FACTS_PATH = Path(__file__).resolve().parents[2] / "policies" / "fleet_policies" / "facts.py"
 # The constants the pack reads: of fleet/facts/pilot.py, and of the VM contract (besides MetadataKey, copied whole).
 CONSTANTS = ("PROJECT_NAME", "REGISTRY_PORT", "BEACON_PORT", "DASHBOARD_PORT", "MAX_PORT", "SUPERVISOR_HEALTH_PORT",
-             "SUPERVISOR_HEALTH_PATH", "HEALTH_CHECK_RANGES", "IAP_RANGE", "ROLE_RENDEZVOUS", "ROLE_SWARM", "DEFAULT_AGENT_MEMORY_MB",
-             "DEFAULT_HEADROOM_PERCENT", "DEFAULT_OS_RESERVE_MB", "STATE_DEVICE", "STORE_DEVICE")
+             "SUPERVISOR_HEALTH_PATH", "HEALTH_CHECK_RANGES", "IAP_RANGE", "ROLE_RENDEZVOUS", "ROLE_SWARM",
+             "DEFAULT_AGENT_MEMORY_MB", "DEFAULT_HEADROOM_PERCENT", "DEFAULT_OS_RESERVE_MB", "STATE_DEVICE",
+             "STORE_DEVICE")
 CONTRACT_CONSTANTS = ("SCRIPT_METADATA_KEYS", "SCRIPT_METADATA_PREFIXES", "SCRIPT_METADATA_PATTERN", "RENAMED")
 
 

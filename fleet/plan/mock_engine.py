@@ -9,6 +9,7 @@ Values only the cloud knows (IDs, addresses, e-mails) are stand-ins from FleetMo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import runpy
 import sys
@@ -66,6 +67,9 @@ class Plan:
     stack: str
     resources: list[PlannedResource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # package -> the inputs of its default provider, as the engine makes them: the stack's config in that package's
+    # namespace (secret values left out: the offline plan has none to give)
+    default_providers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -228,11 +232,21 @@ def _program_context(directory: Path) -> Iterator[None]:
         sys.path[:] = old_path
 
 
+def default_providers(project: PulumiProject) -> dict[str, dict[str, str]]:
+    """package -> config key -> value (text) for each package namespace of the stack's config."""
+    providers: dict[str, dict[str, str]] = {}
+    for key, value in project.config.items():
+        package, _, name = key.partition(":")
+        if name and key not in project.secret_keys and package not in (project.name, "pulumi"):
+            providers.setdefault(package, {})[name] = value if isinstance(value, str) else json.dumps(value)
+    return providers
+
+
 def plan_program(project: PulumiProject, stack: str, gcp_project: str) -> Plan:
     """Run the project's program once under mocks (preview semantics) and return what it declared."""
     import pulumi
 
-    plan = Plan(project=project.name, stack=stack)
+    plan = Plan(project=project.name, stack=stack, default_providers=default_providers(project))
     adapter, monitor = _make_monitor(FleetMocks(gcp_project), plan)
     pulumi_internals.set_stack_config(project.config, project.secret_keys)
     pulumi.runtime.set_mocks(adapter, project=project.name, stack=stack, preview=True, monitor=monitor)

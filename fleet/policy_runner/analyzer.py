@@ -194,6 +194,28 @@ def _options(res: PlannedResource) -> analyzer_pb2.AnalyzerResourceOptions:
         additionalSecretOutputs=opts.get("additionalSecretOutputs", []), parent=res.parent or "")
 
 
+def providers_of(plan: Plan) -> dict[str, analyzer_pb2.AnalyzerProviderResource]:
+    """urn -> the provider the engine sends with it: its explicit provider resource (the `URN::ID` reference the
+    resource was registered with), else its package's default provider, whose inputs are the stack's config in
+    that package's namespace (`gcp:project`, ...)."""
+    declared = {r.urn: r for r in plan.resources}
+    found = {}
+    for res in plan.resources:
+        package = res.type.split(":", 1)[0]
+        if res.provider:
+            provider = declared.get(res.provider.rsplit("::", 1)[0])
+            if provider is not None:
+                found[res.urn] = analyzer_pb2.AnalyzerProviderResource(
+                    type=provider.type, properties=provider.properties, urn=provider.urn, name=provider.name)
+        elif package in plan.default_providers:
+            properties = struct_pb2.Struct()
+            properties.update(plan.default_providers[package])
+            found[res.urn] = analyzer_pb2.AnalyzerProviderResource(
+                type=f"pulumi:providers:{package}", properties=properties, name="default",
+                urn=f"urn:pulumi:{plan.stack}::{plan.project}::pulumi:providers:{package}::default")
+    return found
+
+
 def analyze(plan: Plan, directory: Path, overrides: Mapping[str, Any] | None = None) -> PolicyReport:
     """Check every resource of `plan` against the pack in `directory` (started and stopped here)."""
     directory = directory.resolve()
@@ -210,17 +232,18 @@ def analyze_with(stub: analyzer_pb2_grpc.AnalyzerStub, plan: Plan, directory: Pa
         levels = _configure(stub, info, overrides)
         report = PolicyReport(pack=info.name, version=version, directory=directory, policies=levels)
         resources = [r for r in plan.resources if r.custom]
+        providers = providers_of(plan)
         properties = {}
         for res in resources:
-            properties[res.urn] = _remediate(stub, res, report)
+            properties[res.urn] = _remediate(stub, res, report, providers.get(res.urn))
             response = stub.Analyze(analyzer_pb2.AnalyzeRequest(
-                type=res.type, properties=properties[res.urn], urn=res.urn, name=res.name, options=_options(res)),
-                timeout=CALL_TIMEOUT_SECONDS)
+                type=res.type, properties=properties[res.urn], urn=res.urn, name=res.name, options=_options(res),
+                provider=providers.get(res.urn)), timeout=CALL_TIMEOUT_SECONDS)
             report.violations += _violations(response, res.urn, levels)
         stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
             analyzer_pb2.AnalyzerResource(
                 type=r.type, properties=properties[r.urn], urn=r.urn, name=r.name, options=_options(r),
-                parent=r.parent or "", dependencies=r.dependencies,
+                parent=r.parent or "", dependencies=r.dependencies, provider=providers.get(r.urn),
                 propertyDependencies={name: analyzer_pb2.AnalyzerPropertyDependencies(urns=urns)
                                       for name, urns in r.property_dependencies.items()})
             for r in resources]), timeout=CALL_TIMEOUT_SECONDS)
@@ -233,13 +256,13 @@ def analyze_with(stub: analyzer_pb2_grpc.AnalyzerStub, plan: Plan, directory: Pa
     return report
 
 
-def _remediate(stub: analyzer_pb2_grpc.AnalyzerStub, res: PlannedResource,
-               report: PolicyReport) -> struct_pb2.Struct:
+def _remediate(stub: analyzer_pb2_grpc.AnalyzerStub, res: PlannedResource, report: PolicyReport,
+               provider: analyzer_pb2.AnalyzerProviderResource | None) -> struct_pb2.Struct:
     """The engine's Remediate call for one resource: each remediation's properties replace the ones before it, in
     the order the pack returns them. Returns the inputs the resource is analyzed (and deployed) with."""
     properties = res.properties
     response = stub.Remediate(analyzer_pb2.AnalyzeRequest(
-        type=res.type, properties=properties, urn=res.urn, name=res.name, options=_options(res)),
+        type=res.type, properties=properties, urn=res.urn, name=res.name, options=_options(res), provider=provider),
         timeout=CALL_TIMEOUT_SECONDS)
     for remediation in response.remediations:
         if remediation.diagnostic:
