@@ -106,9 +106,20 @@ def _scenario_violations(name: str, tmp_path) -> list[dict[str, str]]:
     ("pool_health_and_defaults", "pools-heal-safely",
      {"wrong-port", "default-port", "tcp-probe", "wrong-path", "regional-default"}),
     ("pool_health_and_defaults", "pools-keep-agent-state", set()),
+    # network firewall policies (global, regional) and hierarchical ones, with their order against the VPC rules
+    ("firewall_policies", "pilot-ports-open",
+     {"rv-deny-first", "rv-regional-deny", "rv-folder-deny", "rv-goto-next-closed"}),
+    # a network is a project and a name: a rule on another project's same-named network does not open it; a VM
+    # on a Shared VPC subnetwork this stack does not declare is not judged on a guess
+    ("networks_and_projects", "pilot-ports-open", {"rv-other-project"}),
+    # one startup-script item per project: two projects may each have theirs, a second in one project may not
+    ("networks_and_projects", "one-project-startup-script", {"startup-script-again"}),
+    ("networks_and_projects", "preview-unknowns", {"rv-shared-vpc"}),
 ])
-def test_vms_are_paired_with_their_templates_by_reference(scenario: str, policy: str, named: set[str],
-                                                          tmp_path) -> None:
+def test_scenarios_are_judged_on_the_graph(scenario: str, policy: str, named: set[str], tmp_path) -> None:
+    """Each scenario program names its bad variants and its legitimate shapes in its docstring: the rule rejects
+    exactly the bad ones, paired and placed by reference (templates, health checks, subnetworks, networks with
+    their projects, firewall policies with their associations), never by name."""
     violations = _scenario_violations(scenario, tmp_path)
     assert {v["urn"].rsplit("::", 1)[-1] for v in violations if v["policy"] == policy} == named, violations
     assert not [v for v in violations if "can't run policy" in v["message"]], violations  # no unknown blinds a rule
@@ -195,7 +206,7 @@ def test_a_vm_whose_whole_metadata_is_unknown_at_preview_plans_without_a_crash(t
     assert any(v["policy"] == "agents-fit-memory" and v["urn"].endswith("::crowded") for v in violations)
     assert {v["message"].split(": ")[1].split(" did not")[0] for v in violations
             if v["policy"] == "preview-unknowns" and v["urn"].endswith("::computed")} >= {
-        "agents-fit-memory", "pilot-ports-open", "pools-keep-agent-state"}
+        "agents-fit-memory", "pilot-ports-open", "rendezvous-store-snapshots"}
     assert result.returncode == 1  # crowded's mandatory violation, not the unknown
 
 def test_a_stack_on_other_rendezvous_ports_is_judged_on_its_own_ports(program_with_stack: Any) -> None:

@@ -1,16 +1,43 @@
-"""Compute Engine's firewall as it evaluates VPC rules: the rule's network, target tags, else target service
-accounts, else every VM; by priority, a deny at the same or a better priority winning; disabled rules skipped; no
-source meaning 0.0.0.0/0."""
+"""Compute Engine's firewall as it evaluates ingress, for one VM: hierarchical firewall policies (organization,
+then folders) first; then the VPC firewall rules of the VM's network and the network firewall policies attached to
+it (global, then the VM's region's), in the order the network's `networkFirewallPolicyEnforcementOrder` sets
+(VPC rules first unless BEFORE_CLASSIC_FIREWALL); then the implied deny.
+
+Within the VPC rules: the rules of the VM's network that target it (target tags, else target service accounts,
+else every VM), by priority, a deny at the same or a better priority winning, disabled rules skipped, no source
+meaning 0.0.0.0/0. Within a policy: its rules that target the VM (secure tags, service accounts, a hierarchical
+rule's target networks) by priority; `allow` and `deny` end the evaluation, `goto_next` passes to the next level.
+Judged conservatively: traffic is admitted only when a level is proven to allow all of it (one rule covering the
+whole port range and source) with no deny before it touching any of it, and every part passed on is admitted by the
+levels after. A hierarchical policy the stack associates with an organization or folder is taken to cover the
+stack's projects (the stack cannot see the resource hierarchy)."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import facts as pilot
-from .gce import SUBNETWORK, last_name, truthy
+from .gce import FIREWALL, known, referenced, truthy
+from .network import (
+    HIERARCHICAL_POLICY,
+    HIERARCHICAL_POLICY_ASSOCIATION,
+    HIERARCHICAL_POLICY_RULE,
+    NETWORK_POLICY,
+    NETWORK_POLICY_ASSOCIATION,
+    NETWORK_POLICY_RULE,
+    REGION_NETWORK_POLICY,
+    REGION_NETWORK_POLICY_ASSOCIATION,
+    REGION_NETWORK_POLICY_RULE,
+    NetworkRef,
+    Networks,
+    network_ref,
+    project_of,
+    zone_region,
+)
+from .preview import plain
 
 WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
@@ -76,49 +103,31 @@ def is_ingress(rule: Mapping[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class Target:
-    """What a firewall rule is matched against on one VM (or template): its network, tags, service accounts."""
+    """What firewall rules and policies match one VM by: its network, tags, service accounts, secure tags (the
+    values of its `params.resourceManagerTags`), and region."""
 
-    network: str
+    network: NetworkRef | None
     tags: frozenset[str]
     service_accounts: frozenset[str]
+    secure_tags: frozenset[str] = frozenset()
+    region: str = ""
 
 
-def subnet_networks(resources: Iterable[Any]) -> dict[str, str]:
-    """Subnetwork name -> network name, from the subnetworks declared in the stack."""
-    return {last_name(r.props.get("name") or r.name): last_name(r.props.get("network")) for r in resources
-            if r.resource_type == SUBNETWORK}
-
-
-def subnet_ranges(resources: Iterable[Any]) -> dict[str, str]:
-    """Subnetwork name -> its primary range, from the subnetworks declared in the stack."""
-    return {last_name(r.props.get("name") or r.name): str(r.props.get("ipCidrRange")) for r in resources
-            if r.resource_type == SUBNETWORK and isinstance(r.props.get("ipCidrRange"), str)}
-
-
-def target_of(props: Mapping[str, Any], subnets: Mapping[str, str]) -> Target:
-    nics = props.get("networkInterfaces") or []
-    nic = nics[0] if nics and isinstance(nics[0], Mapping) else {}
-    network = last_name(nic.get("network")) or subnets.get(last_name(nic.get("subnetwork")), "")
+def target_of(vm: Any) -> Target:
+    """The firewall's view of an EffectiveVm (vms.py)."""
+    props = vm.props
     account = props.get("serviceAccount")
     emails = {str(account.get("email"))} if isinstance(account, Mapping) and account.get("email") else set()
-    return Target(network, frozenset(str(t) for t in props.get("tags") or []), frozenset(emails))
+    params = props.get("params")
+    tags = params.get("resourceManagerTags") if isinstance(params, Mapping) else None
+    secure = {str(v) for v in tags.values()} if isinstance(tags, Mapping) else set()
+    tag_list = props.get("tags")
+    region = zone_region(props.get("zone")) or str(props.get("region") or "")
+    return Target(vm.network, frozenset(str(t) for t in tag_list) if isinstance(tag_list, list) else frozenset(),
+                  frozenset(emails), frozenset(secure), region)
 
 
-def applies_to(rule: Mapping[str, Any], target: Target) -> bool:
-    """As Compute Engine matches an enabled INGRESS rule: in the VM's network (when both are known), then by
-    target tags, else by target service accounts, else to every VM of the network."""
-    if truthy(rule.get("disabled", False)) or not is_ingress(rule):
-        return False
-    network = last_name(rule.get("network"))
-    if network and target.network and network != target.network:
-        return False
-    tags = {str(t) for t in rule.get("targetTags") or []}
-    if tags:
-        return bool(tags & target.tags)
-    accounts = {str(a) for a in rule.get("targetServiceAccounts") or []}
-    if accounts:
-        return bool(accounts & target.service_accounts)
-    return True
+ALLOW, DENY, NEXT = "allow", "deny", "goto_next"
 
 
 def priority(rule: Mapping[str, Any]) -> int:
@@ -128,42 +137,223 @@ def priority(rule: Mapping[str, Any]) -> int:
         return 1000
 
 
-def _sources_cover(rule: Mapping[str, Any], wanted: Any) -> bool:
-    """The rule admits every address of `wanted`: a range that contains it, or no source at all (0.0.0.0/0).
-    Source tags and service accounts match only VMs of the network, never an outside range."""
-    if not any(rule.get(key) for key in ("sourceRanges", "sourceTags", "sourceServiceAccounts")):
+@dataclass(frozen=True)
+class Rule:
+    """One VPC firewall rule's allows or denies, or one firewall-policy rule, as evaluation reads it."""
+
+    name: str
+    action: str
+    priority: int
+    layer4: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]  # (protocol, port ranges); "all" any protocol
+    sources: tuple[str, ...] | None  # ranges; None: any source
+    other_sources: bool  # sources of other kinds (tags, accounts, FQDNs, regions...): never cover an outside range
+    network: NetworkRef | None = None  # a VPC rule's network (a policy's rules take their policy's attachment)
+    target_tags: frozenset[str] = frozenset()
+    target_accounts: frozenset[str] = frozenset()
+    target_secure_tags: frozenset[str] = frozenset()
+    target_networks: tuple[NetworkRef, ...] = ()
+
+    def applies(self, target: Target) -> bool:
+        if self.network is not None and (target.network is None or not self.network.same(target.network)):
+            return False
+        if self.target_networks and not any(target.network is not None and n.same(target.network)
+                                            for n in self.target_networks):
+            return False
+        if self.target_tags:
+            return bool(self.target_tags & target.tags)
+        if self.target_secure_tags:
+            return bool(self.target_secure_tags & target.secure_tags)
+        if self.target_accounts:
+            return bool(self.target_accounts & target.service_accounts)
         return True
-    return covers(rule.get("sourceRanges") or [], wanted)
 
+    def _ports(self, protocol: str) -> list[tuple[int, int]]:
+        return [span for proto, spans in self.layer4 if proto in (protocol, "all") for span in spans]
 
-def _sources_touch(rule: Mapping[str, Any], wanted: Any) -> bool:
-    """The rule matches some address of `wanted`."""
-    if not any(rule.get(key) for key in ("sourceRanges", "sourceTags", "sourceServiceAccounts")):
-        return True
-    target = ipaddress.ip_network(str(wanted), strict=False)
-    return any(target.version == n.version and target.overlaps(n) for n in networks(rule.get("sourceRanges")))
+    def covers(self, protocol: str, first: int, last: int, wanted: str) -> bool:
+        """Matches every port first..last of protocol from every address of WANTED."""
+        if not any(lo <= first and last <= hi for lo, hi in self._ports(protocol)):
+            return False
+        return (self.sources is None and not self.other_sources) or covers(self.sources or [], wanted)
 
-
-def _denies_any(rule: Mapping[str, Any], protocol: str, first: int, last: int) -> bool:
-    for deny in rule.get("denies") or []:
-        if str(deny.get("protocol", "")).lower() not in (protocol, "all"):
-            continue
-        if any(lo <= last and first <= hi for lo, hi in port_ranges(deny.get("ports"))):
+    def touches(self, protocol: str, first: int, last: int, wanted: str) -> bool:
+        """Matches some port first..last of protocol from some address of WANTED (sources of other kinds may)."""
+        if not any(lo <= last and first <= hi for lo, hi in self._ports(protocol)):
+            return False
+        if self.sources is None or self.other_sources:
             return True
-    return False
+        target = ipaddress.ip_network(str(wanted), strict=False)
+        return any(target.version == n.version and target.overlaps(n) for n in networks(self.sources))
 
 
-def admits(rules: Sequence[Mapping[str, Any]], target: Target, protocol: str, first: int, last: int,
-           wanted: Any) -> bool:
-    """Whether every port first..last of `protocol` on `target` is reachable from every address of `wanted`, as
-    Compute Engine evaluates ingress: the applicable rules by priority (lower number first), a deny winning over
-    an allow of the same priority. Judged conservatively: one allow rule must cover the whole range and source,
-    and no deny rule of the same or a better priority may touch any part of them."""
-    applicable = [r for r in rules if applies_to(r, target)]
-    allows = [priority(r) for r in applicable
-              if allowed(r, protocol, first, last) and _sources_cover(r, wanted)]
-    if not allows:
-        return False
-    best = min(allows)
-    return not any(priority(r) <= best and _denies_any(r, protocol, first, last) and _sources_touch(r, wanted)
-                   for r in applicable)
+def _layer4(entries: Any, key: str) -> tuple[tuple[str, tuple[tuple[int, int], ...]], ...]:
+    return tuple((str(e.get(key, "")).lower(), tuple(port_ranges(e.get("ports"))))
+                 for e in entries or [] if isinstance(e, Mapping))
+
+
+def _vpc_rules(resource: Any, props: Mapping[str, Any]) -> list[Rule]:
+    if truthy(props.get("disabled", False)) or not is_ingress(props):
+        return []
+    other = bool(props.get("sourceTags") or props.get("sourceServiceAccounts"))
+    ranges = props.get("sourceRanges") or []
+    sources = None if not ranges and not other else tuple(str(r) for r in ranges)
+    common = {"name": resource.name, "priority": priority(props), "sources": sources, "other_sources": other,
+              "network": network_ref(props.get("network"), project_of(resource)),
+              "target_tags": frozenset(str(t) for t in props.get("targetTags") or []),
+              "target_accounts": frozenset(str(a) for a in props.get("targetServiceAccounts") or [])}
+    rules = []
+    if props.get("allows"):
+        rules.append(Rule(action=ALLOW, layer4=_layer4(props.get("allows"), "protocol"), **common))
+    if props.get("denies"):
+        rules.append(Rule(action=DENY, layer4=_layer4(props.get("denies"), "protocol"), **common))
+    return rules
+
+
+# a policy rule's sources other than ranges
+_OTHER_SOURCES = ("srcSecureTags", "srcAddressGroups", "srcFqdns", "srcRegionCodes", "srcThreatIntelligences",
+                  "srcNetworks", "srcNetworkScope")
+
+
+def _policy_rule(resource: Any, props: Mapping[str, Any]) -> list[Rule]:
+    if truthy(props.get("disabled", False)) or not is_ingress(props):
+        return []
+    project = project_of(resource)
+    match = props.get("match") if isinstance(props.get("match"), Mapping) else {}
+    other = any(match.get(k) for k in _OTHER_SOURCES)
+    ranges = match.get("srcIpRanges") or []
+    sources = None if not ranges and not other else tuple(str(r) for r in ranges)
+    secure = {str(t.get("name")) for t in props.get("targetSecureTags") or [] if isinstance(t, Mapping)}
+    return [Rule(name=resource.name, action=str(props.get("action") or "").lower(), priority=priority(props),
+                layer4=_layer4(match.get("layer4Configs"), "ipProtocol"), sources=sources, other_sources=other,
+                target_accounts=frozenset(str(a) for a in props.get("targetServiceAccounts") or []),
+                target_secure_tags=frozenset(secure),
+                 target_networks=tuple(n for n in (network_ref(t, project) for t in props.get("targetResources")
+                                                   or []) if n is not None))]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One step of the evaluation: the VPC rules, or one firewall policy's rules."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    vpc: bool = False
+    region: str = ""  # a regional network policy's region
+
+
+@dataclass(frozen=True)
+class _Attached:
+    """A network firewall policy attached to a network (global, or in a region)."""
+
+    network: NetworkRef
+    level: Level
+
+
+class Firewall:
+    """The stack's VPC firewall rules and firewall policies, paired by reference: a policy rule with its policy
+    (`firewallPolicy` holds its name, id or link), an association with its policy and its network or node."""
+
+    def __init__(self, resources: Sequence[Any], networks: Networks) -> None:
+        self._networks = networks
+        # rules with a value not known at preview: (name, the unknown paths, its network when known)
+        self.unknown: list[tuple[str, list[str], NetworkRef | None]] = []
+        self._vpc = [rule for r in resources if r.resource_type == FIREWALL for rule in self._read(r, _vpc_rules)]
+        policies = [r for r in resources if r.resource_type in (NETWORK_POLICY, REGION_NETWORK_POLICY,
+                                                                  HIERARCHICAL_POLICY)]
+        rules: dict[str, list[Rule]] = {p.urn: [] for p in policies}
+        for r in resources:
+            if r.resource_type in (NETWORK_POLICY_RULE, REGION_NETWORK_POLICY_RULE, HIERARCHICAL_POLICY_RULE):
+                for policy in self._policy_of(r, policies):
+                    rules[policy.urn] += self._read(r, _policy_rule)
+        self._attached: list[_Attached] = []
+        organization: list[Level] = []
+        folders: list[Level] = []
+        for a in resources:
+            if a.resource_type not in (NETWORK_POLICY_ASSOCIATION, REGION_NETWORK_POLICY_ASSOCIATION,
+                                       HIERARCHICAL_POLICY_ASSOCIATION):
+                continue
+            for policy in self._policy_of(a, policies):
+                target = known(lambda a=a: a.props.get("attachmentTarget"))
+                level = Level(f"firewall policy {policy.name}", tuple(rules[policy.urn]),
+                              region=str(known(lambda p=policy: p.props.get("region")) or ""))
+                if a.resource_type == HIERARCHICAL_POLICY_ASSOCIATION:
+                    (organization if str(target).startswith("organizations/") else folders).append(level)
+                    continue
+                network = network_ref(target, project_of(a))
+                if network is not None:
+                    self._attached.append(_Attached(network, level))
+        self._hierarchical = [*organization, *folders]
+
+    def _read(self, resource: Any, build: Any) -> list[Rule]:
+        """The rules RESOURCE makes; none, and a note in `unknown`, when a value of it is not known at preview."""
+        unknown: list[str] = []
+        props = plain(resource.props, "", unknown)
+        if unknown:
+            self.unknown.append((resource.name, unknown, network_ref(props.get("network"), project_of(resource))))
+            return []
+        return list(build(resource, props))
+
+    def unknown_for(self, target: Target) -> list[str]:
+        """The rules that could judge TARGET but hold a value not known at preview, each with the values."""
+        return [f"firewall rule {name}'s {', '.join(paths)}" for name, paths, network in self.unknown
+                if network is None or target.network is None or network.same(target.network)]
+
+    @staticmethod
+    def _policy_of(resource: Any, policies: list[Any]) -> list[Any]:
+        value = known(lambda: resource.props.get("firewallPolicy"))
+        return referenced(resource, ["firewallPolicy"], [value], policies)
+
+    def levels(self, target: Target) -> list[Level]:
+        """The levels that judge TARGET's ingress, in Compute Engine's order."""
+        if target.network is None:
+            return list(self._hierarchical)
+        vpc = Level("VPC firewall rules", tuple(self._vpc), vpc=True)
+        attached = [a.level for a in self._attached if a.network.same(target.network)]
+        policies = [lv for lv in attached if not lv.region] + \
+            [lv for lv in attached if lv.region and (not target.region or lv.region == target.region)]
+        if self._networks.enforcement_order(target.network) == "BEFORE_CLASSIC_FIREWALL":
+            return [*self._hierarchical, *policies, vpc]
+        return [*self._hierarchical, vpc, *policies]
+
+    def admits(self, target: Target, protocol: str, first: int, last: int, wanted: Any) -> bool | None:
+        """Whether every port first..last of PROTOCOL on TARGET is reachable from every address of WANTED; None when
+        a rule that could judge it holds a value not known at preview (`unknown_for` says which)."""
+        if self.unknown_for(target):
+            return None
+        return _through(self.levels(target), target, protocol, first, last, str(wanted))
+
+
+def _through(levels: Sequence[Level], target: Target, protocol: str, first: int, last: int, wanted: str) -> bool:
+    for i, level in enumerate(levels):
+        verdict, passed_on = _verdict(level, target, protocol, first, last, wanted)
+        if verdict == DENY:
+            return False
+        if verdict == ALLOW:
+            return not passed_on or _through(levels[i + 1:], target, protocol, first, last, wanted)
+    return False  # the implied deny
+
+
+def _verdict(level: Level, target: Target, protocol: str, first: int, last: int, wanted: str) -> tuple[str, bool]:
+    """ALLOW, DENY or NEXT for this level, and whether some part was passed on to the next levels (goto_next)."""
+    rules = [r for r in level.rules if r.applies(target)]
+    if level.vpc:
+        allows = [r.priority for r in rules if r.action == ALLOW and r.covers(protocol, first, last, wanted)]
+        best = min(allows) if allows else None
+        if any(r.action == DENY and r.touches(protocol, first, last, wanted) and (best is None or r.priority <= best)
+               for r in rules):
+            return DENY, False
+        return (ALLOW, False) if best is not None else (NEXT, False)
+    passed_on = False
+    for rule in sorted(rules, key=lambda r: (r.priority, r.action != DENY)):
+        if not rule.touches(protocol, first, last, wanted):
+            continue
+        if rule.action == DENY:
+            return DENY, passed_on
+        whole = rule.covers(protocol, first, last, wanted)
+        if rule.action == ALLOW and whole:
+            return ALLOW, passed_on
+        if rule.action == NEXT:
+            if whole:
+                return NEXT, False
+            passed_on = True
+    return NEXT, passed_on

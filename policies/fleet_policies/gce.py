@@ -117,7 +117,14 @@ def known(read: Callable[[], Any], default: Any = None) -> Any:
         return default
 
 
-def _link(value: Any) -> str:
+# Resources a reference may name by their API name: a group (a per-instance config's `instanceGroupManager`), a
+# network firewall policy (a rule's or an association's `firewallPolicy`, resolved in its project).
+NAMED_BY_NAME = (MIG, REGION_MIG, "gcp:compute/networkFirewallPolicy:NetworkFirewallPolicy",
+                 "gcp:compute/regionNetworkFirewallPolicy:RegionNetworkFirewallPolicy")
+
+
+def link_of(value: Any) -> str:
+    """A reference in the form it is compared in: the path after the API prefix (projects/P/...), or a name."""
     return _API_PREFIX.sub("", value.strip()) if isinstance(value, str) else ""
 
 
@@ -125,8 +132,8 @@ def _links_of(resource: Any) -> set[str]:
     """What a reference to RESOURCE may hold: its self link, its unique self link (the provider's recommendation
     for a group's template), its id; for a group also its name, which is what a per-instance config's
     `instanceGroupManager` holds (the provider resolves it in the config's own zone or region)."""
-    keys = ["selfLink", "selfLinkUnique", "id"] + (["name"] if resource.resource_type in (MIG, REGION_MIG) else [])
-    return {_link(known(lambda k=k: resource.props.get(k))) for k in keys} - {""}
+    keys = ["selfLink", "selfLinkUnique", "id"] + (["name"] if resource.resource_type in NAMED_BY_NAME else [])
+    return {link_of(known(lambda k=k: resource.props.get(k))) for k in keys} - {""}
 
 
 def referenced(resource: Any, props: Sequence[str], values: Sequence[Any], candidates: Iterable[Any]) -> list[Any]:
@@ -134,7 +141,7 @@ def referenced(resource: Any, props: Sequence[str], values: Sequence[Any], candi
     properties PROPS) hold; where no value is known yet (a new or replaced template's link is computed at
     preview), the ones the engine says those properties took their value from (propertyDependencies)."""
     candidates = list(candidates)
-    wanted = {_link(v) for v in values} - {""}
+    wanted = {link_of(v) for v in values} - {""}
     found = [c for c in candidates if wanted & _links_of(c)]
     if found:
         return found

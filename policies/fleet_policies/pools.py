@@ -16,9 +16,8 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .firewall import admits, subnet_networks, target_of
+from .firewall import Firewall, target_of
 from .gce import (
-    FIREWALL,
     HEALTH_CHECK,
     INSTANCE_TEMPLATE,
     MIG,
@@ -31,6 +30,7 @@ from .gce import (
     referenced,
     zones_of,
 )
+from .network import Networks
 from .policy_config import ConfigSpec, config_for, config_schema
 from .vms import EffectiveVm, GroupVms, effective_vms, group_vms
 
@@ -138,14 +138,13 @@ def _heal_safely(args: StackValidationArgs, report_violation: ReportViolation) -
         if vm.kind in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE) and not vm.unknown_for(HEAL) and \
                 vm.role == pilot.ROLE_SWARM:
             swarm.setdefault(vm.urn, (next(r for r in args.resources if r.urn == vm.urn), vm))
-    rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
-    subnets = subnet_networks(args.resources)
+    firewall = Firewall(args.resources, Networks(args.resources))
     for template, vm in swarm.values():
         port = _health_port(vm, default_port)
-        if port is None:
-            continue
-        target = target_of(vm.props, subnets)
-        missing = [r for r in pilot.HEALTH_CHECK_RANGES if not admits(rules, target, "tcp", port, port, r)]
+        target = target_of(vm)
+        if port is None or firewall.unknown_for(target):
+            continue  # a malformed port (the VM contract's check says so), or a rule not known at preview
+        missing = [r for r in pilot.HEALTH_CHECK_RANGES if not firewall.admits(target, "tcp", port, port, r)]
         if missing:
             report_violation(f"swarm template {template.name}: Google's health checkers ({', '.join(missing)}) "
                              f"cannot reach the supervisor on {port}/tcp; autohealing would see every VM as "

@@ -31,12 +31,24 @@ NEEDS: dict[str, tuple[str, ...]] = {
                           "machineType"),
     "pilot-ports-open": ("metadata.pilot-role", "metadata.pilot-registry-port", "metadata.pilot-beacon-port",
                          "metadata.pilot-base-udp-port", "metadata.pilot-target-agents",
-                         "metadata.pilot-agent-target", "networkInterfaces", "tags", "serviceAccount"),
-    "pools-heal-safely": ("metadata.pilot-role", "metadata.pilot-health-port", "networkInterfaces", "tags",
-                          "serviceAccount"),
+                         "metadata.pilot-agent-target", "networkInterfaces", "network", "tags", "serviceAccount",
+                         "params"),
+    "pools-heal-safely": ("metadata.pilot-role", "metadata.pilot-health-port", "networkInterfaces", "network", "tags",
+                          "serviceAccount", "params"),
     "pools-keep-agent-state": ("metadata.pilot-role", "metadata.pilot-state-device", "disks"),
     "rendezvous-keeps-its-registry": ("metadata.pilot-standby-of",),
     "rendezvous-store-snapshots": ("metadata.pilot-role",),
+}
+
+# Which VMs each rule judges: their roles (none: every VM), and whether only templates and groups' VMs (the pool
+# rules). A VM whose role is known and is not one of them is not reported for that rule.
+JUDGES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "agents-fit-memory": (("swarm",), False),
+    "pilot-ports-open": (("rendezvous", "swarm"), False),
+    "pools-heal-safely": (("swarm",), True),
+    "pools-keep-agent-state": (("swarm",), True),
+    "rendezvous-keeps-its-registry": ((), False),
+    "rendezvous-store-snapshots": (("rendezvous",), False),
 }
 
 

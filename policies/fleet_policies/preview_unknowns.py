@@ -1,28 +1,56 @@
-"""preview-unknowns (advisory): the VMs a stack rule could not judge at preview, each with the rule and the values
-it needs that are not known yet. The rules judge every other VM as usual (preview.py)."""
+"""preview-unknowns (advisory): the VMs a stack rule could not judge, each with the rule and what it needs that is
+not known: a value not known at preview, a firewall rule holding one, or a network this stack does not declare
+(a Shared VPC host's subnetwork). The rules judge every other VM as usual (preview.py)."""
 
 from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs, StackValidationPolicy
 
-from .preview import NEEDS
-from .vms import effective_vms
+from . import facts as pilot
+from .firewall import Firewall, target_of
+from .gce import INSTANCE, INSTANCE_FROM_MACHINE_IMAGE, INSTANCE_FROM_TEMPLATE
+from .network import Networks
+from .preview import JUDGES, NEEDS
+from .vms import EffectiveVm, effective_vms
+
+# the stack rules that judge a VM's reachability through the firewall, and the roles they judge
+FIREWALL_RULES = {"pilot-ports-open": (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM),
+                  "pools-heal-safely": (pilot.ROLE_SWARM,)}
 
 
 def _unknowns(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    firewall = Firewall(args.resources, Networks(args.resources))
     for vm in effective_vms(args.resources):
-        for rule in NEEDS:
+        for rule in (r for r in NEEDS if _judged_by(vm, r)):
             missing = vm.unknown_for(rule)
-            if missing:
-                report_violation(f"{vm.name}: {rule} did not judge this VM at preview: {', '.join(missing)} "
-                                 "not known until the resources it comes from exist; `pulumi up` judges it with "
-                                 "the values.", vm.urn)
+            if "network" in missing and len(missing) == 1:
+                report_violation(f"{vm.name}: {rule} did not judge this VM: the network of its subnetwork is not "
+                                 "declared in this stack (a Shared VPC host's, or another stack's), so the rules "
+                                 "that reach it cannot be told.", vm.urn)
+            elif missing:
+                report_violation(f"{vm.name}: {rule} did not judge this VM at preview: "
+                                 f"{', '.join(m for m in missing if m != 'network')} not known until the resources "
+                                 "it comes from exist; `pulumi up` judges it with the values.", vm.urn)
+            elif rule in FIREWALL_RULES and vm.role in FIREWALL_RULES[rule]:
+                rules = firewall.unknown_for(target_of(vm))
+                if rules:
+                    report_violation(f"{vm.name}: {rule} did not judge this VM at preview: {'; '.join(rules)} not "
+                                     "known until the resources they come from exist.", vm.urn)
+
+
+def _judged_by(vm: EffectiveVm, rule: str) -> bool:
+    """Whether RULE would judge VM, as far as its known values tell (an unknown role: it might)."""
+    roles, pools_only = JUDGES[rule]
+    if pools_only and vm.kind in (INSTANCE, INSTANCE_FROM_TEMPLATE, INSTANCE_FROM_MACHINE_IMAGE):
+        return False
+    role_known = not any(u in ("metadata", f"metadata.{pilot.MetadataKey.ROLE}") for u in vm.unknown)
+    return not roles or not role_known or vm.role in roles
 
 
 preview_unknowns = StackValidationPolicy(
     name="preview-unknowns",
-    description="Each VM a stack rule could not judge at preview, with the values not known yet; every other VM "
-                "and rule is judged as usual.",
+    description="Each VM a stack rule could not judge, with what was not known (a value at preview, or a network "
+                "outside this stack); every other VM and rule is judged as usual.",
     validate=_unknowns,
     enforcement_level=EnforcementLevel.ADVISORY,
 )

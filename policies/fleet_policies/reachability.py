@@ -17,10 +17,11 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .firewall import Target, admits, last_name, subnet_networks, subnet_ranges, target_of
-from .gce import FIREWALL, agent_target, metadata_value
+from .firewall import Firewall, Target, target_of
+from .gce import agent_target, metadata_value
+from .network import Networks
 from .policy_config import ConfigSpec, config_for, config_schema
-from .vms import effective_vms
+from .vms import EffectiveVm, effective_vms
 
 NAME = "pilot-ports-open"
 CONFIG: ConfigSpec = {
@@ -35,39 +36,43 @@ def _port(metadata: Mapping[str, Any], key: str) -> int | None:
     return int(value) if value.isdigit() and 1 <= int(value) <= pilot.MAX_PORT else None
 
 
-def _uncovered(rules: Sequence[Mapping[str, Any]], target: Target, protocol: str, first: int, last: int,
+def _uncovered(firewall: Firewall, target: Target, protocol: str, first: int, last: int,
                wanted: Sequence[str]) -> list[str]:
-    """Source ranges in `wanted` from which first..last of protocol is not reachable on `target` (GCE's rule
-    evaluation: network, targets, priority, deny before allow, disabled, no source = everywhere)."""
-    return [w for w in wanted if not admits(rules, target, protocol, first, last, w)]
+    """Source ranges in `wanted` from which first..last of protocol is not reachable on `target` (firewall.py)."""
+    return [w for w in wanted if not firewall.admits(target, protocol, first, last, w)]
 
 
-def _registration_ranges(vms: Sequence[Any], ranges: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(swarm VM, its subnet's range) for every swarm VM with an alias IP range: its registration addresses."""
+def _registration_ranges(vms: Sequence[EffectiveVm], nets: Networks,
+                         resources: Sequence[Any]) -> list[tuple[str, str]]:
+    """(swarm VM, its subnet's range) for every swarm VM with an alias IP range: its registration addresses. The
+    subnet is found by reference (a subnet the stack does not declare, network.existing: its range is not known)."""
+    by_urn = {r.urn: r for r in resources}
     found = []
     for vm in vms:
-        if metadata_value(vm.metadata, pilot.MetadataKey.ROLE) != pilot.ROLE_SWARM:
+        if vm.role != pilot.ROLE_SWARM:
             continue
         nics = vm.props.get("networkInterfaces") or []
         nic = nics[0] if nics and isinstance(nics[0], Mapping) else {}
         if nic.get("aliasIpRanges"):
-            subnet = ranges.get(last_name(nic.get("subnetwork")))
-            if subnet:  # a subnet the stack does not declare (network.existing): its range is not known here
+            subnet = nets.subnet_range(by_urn.get(vm.urn), vm.props, vm.project)
+            if subnet:
                 found.append((vm.name, subnet))
     return found
 
 
 def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     config = config_for(args.get_config(), CONFIG)
-    rules = [r.props for r in args.resources if r.resource_type == FIREWALL]
-    subnets = subnet_networks(args.resources)
+    nets = Networks(args.resources)
+    firewall = Firewall(args.resources, nets)
     vms = [vm for vm in effective_vms(args.resources) if not vm.unknown_for(NAME)]  # else: preview-unknowns
-    registering = _registration_ranges(vms, subnet_ranges(args.resources))
+    registering = _registration_ranges(vms, nets, args.resources)
     # every VM kind, and the VMs of groups whose configs override their template's metadata
     for vm in vms:
         metadata = vm.metadata
-        role = metadata_value(metadata, pilot.MetadataKey.ROLE)
-        seen_as = target_of(vm.props, subnets)  # what firewall rules match this VM by
+        role = vm.role
+        seen_as = target_of(vm)  # what firewall rules and policies match this VM by
+        if firewall.unknown_for(seen_as):
+            continue  # a rule that could judge it is not known at preview: preview-unknowns names it
         if role == pilot.ROLE_RENDEZVOUS:
             for what, protocol, key in (("registry", "tcp", pilot.MetadataKey.REGISTRY_PORT),
                                         ("beacon", "udp", pilot.MetadataKey.BEACON_PORT)):
@@ -76,12 +81,12 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
                     report_violation(f"rendezvous {vm.name}: no valid {key} in its metadata: the boot path would "
                                      f"refuse it, and its {what} port cannot be checked.", vm.urn)
                     continue
-                missing = _uncovered(rules, seen_as, protocol, port, port, config["agentSourceRanges"])
+                missing = _uncovered(firewall, seen_as, protocol, port, port, config["agentSourceRanges"])
                 if missing:
                     report_violation(f"rendezvous {vm.name}: the {what} ({port}/{protocol}) is not open to the "
                                      f"agents' source range(s) {', '.join(missing)}.", vm.urn)
                 for swarm, subnet in registering:
-                    if not admits(rules, seen_as, protocol, port, port, subnet):
+                    if not firewall.admits(seen_as, protocol, port, port, subnet):
                         report_violation(f"rendezvous {vm.name}: the {what} ({port}/{protocol}) is not open to "
                                          f"{subnet}, where swarm VM {swarm}'s agents register from (its internal "
                                          "address and alias IP range).", vm.urn)
@@ -94,7 +99,7 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
                 continue
             base = int(base_text)
             last = base + target - 1
-            missing = _uncovered(rules, seen_as, "udp", base, last, config["peerSourceRanges"])
+            missing = _uncovered(firewall, seen_as, "udp", base, last, config["peerSourceRanges"])
             if missing:
                 report_violation(f"swarm host {vm.name}: its agents' UDP ports {base}-{last} are not open to "
                                  f"{', '.join(missing)}; peers cannot reach its {target} agents.", vm.urn)

@@ -26,6 +26,8 @@ from .gce import (
     metadata_of,
     script_keys,
 )
+from .network import project_of
+from .vms import effective_vms
 
 # The guards that stop a second fleet (one run at a time, at most once per boot) must run, not merely appear: the
 # script starts with a fixed prologue, checked line by line (see `prologue_problems`). A real shell parser would
@@ -138,9 +140,31 @@ def _one_project_script(args: StackValidationArgs, report_violation: ReportViola
                 report_violation(f"{r.name} sets {', '.join(keys)} as zone-level metadata ({r.props.get('zone')}): "
                                  "zonal metadata overrides the project's for every VM in that zone, so the fleet's "
                                  "startup-script would not be the one that runs there. Remove it.", r.urn)
-    for extra in items[1:]:
-        report_violation(f"{extra.name} is a second project-level 'startup-script' item ({len(items)} in all): "
-                         "exactly one may exist, or deploys fight over the value.", extra.urn)
+    # one item per project: the project is the item's own, else its provider's (two projects may each have one);
+    # an item whose project is not known may be in any of them
+    by_project: dict[str, list[Any]] = {}
+    for item in items:
+        by_project.setdefault(project_of(item), []).append(item)
+    unplaced = by_project.get("", [])
+    reported: set[str] = set()
+    for project, same in (by_project.items() if set(by_project) != {""} else [("", unplaced)]):
+        if not project and len(by_project) > 1:
+            continue  # counted with each known project below
+        together = sorted({r.urn: r for r in same + unplaced}.values(), key=lambda r: r.urn)  # any order
+        for extra in together[1:]:
+            if extra.urn not in reported:
+                reported.add(extra.urn)
+                report_violation(f"{extra.name} is a second project-level 'startup-script' item "
+                                 f"{f'in project {project} ' if project else ''}({len(together)} in all): exactly "
+                                 "one may exist per project, or deploys fight over the value.", extra.urn)
+    if items:
+        with_script = set(by_project)
+        for vm in effective_vms(args.resources):
+            if vm.role in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM) and vm.project and "" not in with_script \
+                    and vm.project not in with_script:
+                report_violation(f"{vm.name} is a fleet VM in project {vm.project}, which has no 'startup-script' "
+                                 f"item (the stack's are in {', '.join(sorted(with_script))}): it would boot "
+                                 "without the fleet's boot path.", vm.urn)
 
 
 one_project_startup_script = StackValidationPolicy(

@@ -30,6 +30,7 @@ from .gce import (
     referenced,
     templates_of,
 )
+from .network import NetworkRef, Networks, project_of
 from .preview import NEEDS, UNKNOWN, plain, unknown_of
 
 
@@ -80,6 +81,9 @@ class EffectiveVm:
     props: Mapping[str, Any]
     metadata: Mapping[str, Any]
     unknown: frozenset[str] = field(default_factory=frozenset)
+    project: str = ""  # "" when not known
+    # the VPC network its first interface is on; None when the stack cannot say (then "network" is in `unknown`)
+    network: NetworkRef | None = None
 
     @property
     def role(self) -> str:
@@ -107,7 +111,24 @@ def _overlaid_unknown(base: frozenset[str], extra_md: Mapping[str, Any], extra_u
 
 
 def effective_vms(resources: Sequence[Any]) -> Iterator[EffectiveVm]:
-    """Every VM kind with what it will run; see the module docstring."""
+    """Every VM kind with what it will run, its project and its network; see the module docstring."""
+    nets = Networks(resources)
+    by_urn = {r.urn: r for r in resources}
+    for vm, made_from in _vms(resources):
+        yield placed(vm, made_from or by_urn[vm.urn], nets)
+
+
+def placed(vm: EffectiveVm, made_from: Any, nets: Networks) -> EffectiveVm:
+    """VM with its project and network: those of the resource its interfaces come from (its own, or its
+    template's)."""
+    project = project_of(made_from)
+    network = nets.of_vm(made_from, vm.props, project)
+    unknown = vm.unknown | ({"network"} if network is None else set())
+    return EffectiveVm(vm.name, vm.urn, vm.kind, vm.props, vm.metadata, frozenset(unknown), project, network)
+
+
+def _vms(resources: Sequence[Any]) -> Iterator[tuple[EffectiveVm, Any]]:
+    """Every VM kind with what it will run, and the resource its properties come from (None: its own)."""
     read = {r.urn: Plain.of(r) for r in resources
             if r.resource_type in (*VM_TYPES, MIG, REGION_MIG, PER_INSTANCE_CONFIG, REGION_PER_INSTANCE_CONFIG)}
     templates = [r for r in resources if r.resource_type in TEMPLATE_TYPES]
@@ -127,18 +148,19 @@ def effective_vms(resources: Sequence[Any]) -> Iterator[EffectiveVm]:
                            and own.props.get(u.split(".", 1)[0]) is None}
                 unknown |= {u for u in own.unknown if not u.startswith("metadata")}
                 yield EffectiveVm(r.name, r.urn, r.resource_type, props, _overlay(base_md, own_md),
-                                  _overlaid_unknown(base_unknown, own_md, own_md_unknown) | unknown)
+                                  _overlaid_unknown(base_unknown, own_md, own_md_unknown) | unknown), \
+                    (r if own.props.get("networkInterfaces") is not None or template is None else template)
         elif r.resource_type in VM_TYPES:
             own = read[r.urn]
             md, md_unknown = own.metadata()
             yield EffectiveVm(r.name, r.urn, r.resource_type, own.props, md,
-                              frozenset(u for u in own.unknown if not u.startswith("metadata")) | md_unknown)
+                              frozenset(u for u in own.unknown if not u.startswith("metadata")) | md_unknown), None
         elif r.resource_type in (MIG, REGION_MIG):
             ran = templates_of(r, templates)
             groups[r.urn] = (r, ran)
             overlay, overlay_unknown = read[r.urn].metadata()
             for template in ran if overlay or overlay_unknown else ():
-                yield _group_vm(r.name, r.urn, r.resource_type, read, template, [(overlay, overlay_unknown)])
+                yield _group_vm(r.name, r.urn, r.resource_type, read, template, [(overlay, overlay_unknown)]), template
     for r in resources:
         if r.resource_type in (PER_INSTANCE_CONFIG, REGION_PER_INSTANCE_CONFIG):
             prop = "instanceGroupManager" if r.resource_type == PER_INSTANCE_CONFIG else "regionInstanceGroupManager"
@@ -150,7 +172,7 @@ def effective_vms(resources: Sequence[Any]) -> Iterator[EffectiveVm]:
             for group in managers:
                 for template in groups[group.urn][1]:
                     yield _group_vm(r.name, r.urn, r.resource_type, read, template,
-                                    [read[group.urn].metadata(), read[r.urn].metadata()])
+                                    [read[group.urn].metadata(), read[r.urn].metadata()]), template
 
 
 def _group_vm(name: str, urn: str, kind: str, read: Mapping[str, Plain], template: Any,
@@ -181,10 +203,11 @@ class GroupVms:
 def group_vms(resources: Sequence[Any]) -> Iterator[GroupVms]:
     """Every (group, template) pair of the stack, zonal and regional, paired by reference."""
     templates = [r for r in resources if r.resource_type in TEMPLATE_TYPES]
+    nets = Networks(resources)
     for group in resources:
         if group.resource_type in (MIG, REGION_MIG):
             read = {group.urn: Plain.of(group)}
             for template in templates_of(group, templates):
                 read[template.urn] = Plain.of(template)
-                yield GroupVms(group, template, _group_vm(group.name, group.urn, group.resource_type, read, template,
-                                                          [read[group.urn].metadata()]))
+                vm = _group_vm(group.name, group.urn, group.resource_type, read, template, [read[group.urn].metadata()])
+                yield GroupVms(group, template, placed(vm, template, nets))

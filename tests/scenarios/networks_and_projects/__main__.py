@@ -1,0 +1,52 @@
+"""Projects and networks as Compute Engine tells them apart: a network is a project and a name, and a resource's
+project is its own `project`, else its provider's (here the default provider's `gcp:project: svc-project`, and an
+explicit provider for host-project).
+
+Rendezvous VMs, each judged by `pilot-ports-open` on the rules of its own network:
+- "rv-own": on svc-project's pilot-net, opened by a rule of svc-project's pilot-net: accepted;
+- "rv-other-project": on svc-project's lone-net; the rule that opens the ports is on a network of the same name in
+  other-project, which does not reach it: rejected;
+- "rv-shared-vpc": on a Shared VPC subnetwork of host-project that this stack does not declare: the stack cannot
+  say which rules reach it, so it is not judged (preview-unknowns says so), never rejected on a guess.
+- "rv-host": on host-project's pilot-net through a subnetwork declared with the host provider, opened by a rule
+  made with that provider (its project from the provider): accepted.
+Startup scripts: one item in svc-project and one in host-project (one per project: accepted); a second item in
+svc-project ("startup-script-again"): rejected by `one-project-startup-script`."""
+
+import pulumi
+import pulumi_gcp as gcp
+
+from fleet.components.startup_script import ProjectStartupScript, ProjectStartupScriptArgs
+
+host = gcp.Provider("host", project="host-project")
+ON_HOST = pulumi.ResourceOptions(provider=host)
+RENDEZVOUS = {"pilot-role": "rendezvous", "pilot-registry-port": "9000", "pilot-beacon-port": "9001"}
+OPEN = [{"protocol": "tcp", "ports": ["9000"]}, {"protocol": "udp", "ports": ["9001"]}]
+
+
+def rendezvous(name: str, nic: dict, opts: pulumi.ResourceOptions | None = None) -> None:
+    gcp.compute.Instance(name, machine_type="e2-standard-4", zone="us-central1-a",
+                         boot_disk={"initialize_params": {"image": "debian-cloud/debian-12"}},
+                         network_interfaces=[{**nic, "access_configs": [{}]}], metadata=RENDEZVOUS, opts=opts)
+
+
+own = gcp.compute.Network("pilot-net", name="pilot-net", auto_create_subnetworks=False)
+gcp.compute.Firewall("open-own", network=own.name, allows=OPEN, source_ranges=["0.0.0.0/0"])
+rendezvous("rv-own", {"network": own.self_link})
+
+lone = gcp.compute.Network("lone-net", name="lone-net", auto_create_subnetworks=False)
+gcp.compute.Firewall("open-other-project", project="other-project", network="lone-net", allows=OPEN,
+                     source_ranges=["0.0.0.0/0"])
+rendezvous("rv-other-project", {"network": lone.name})
+
+rendezvous("rv-shared-vpc", {"subnetwork": "projects/host-project/regions/us-central1/subnetworks/shared"})
+
+host_net = gcp.compute.Network("host-net", name="pilot-net", auto_create_subnetworks=False, opts=ON_HOST)
+host_sub = gcp.compute.Subnetwork("host-sub", name="host-sub", region="us-central1", ip_cidr_range="10.8.0.0/20",
+                                  network=host_net.self_link, opts=ON_HOST)
+gcp.compute.Firewall("open-host", network="pilot-net", allows=OPEN, source_ranges=["0.0.0.0/0"], opts=ON_HOST)
+rendezvous("rv-host", {"subnetwork": host_sub.self_link})
+
+ProjectStartupScript("startup-script", ProjectStartupScriptArgs("svc-project"))
+ProjectStartupScript("host-startup-script", ProjectStartupScriptArgs("host-project"))
+ProjectStartupScript("startup-script-again", ProjectStartupScriptArgs("svc-project"))
