@@ -294,3 +294,25 @@ def test_a_remediation_keeps_secrets_and_unknowns_over_the_analyzer_protocol() -
     assert remediation.policyName == "no-instance-startup-scripts" and not remediation.diagnostic
     assert json_format.MessageToDict(remediation.properties) == {
         "machineType": "e2-small", "metadata": {"ssh-keys": secret, "peer": unknown}}
+
+
+def test_a_new_health_check_not_known_at_preview_blinds_nothing(tmp_path) -> None:
+    """In a real preview a new health check's id is not known yet: tests/scenarios/pool_health_and_defaults with
+    every group's `autoHealingPolicies.healthCheck` unknown. The groups still count as autohealing, each is still
+    paired with its check through the engine's propertyDependencies, and pools-heal-safely names the same groups,
+    with no stack-wide "can't run"."""
+    from fleet.policy_runner.analyzer import analyze_with
+    from tests.policy_harness import UNKNOWN, plan_of, resources_from_plan
+
+    out = tmp_path / "plan.json"
+    run_fleet("plan", "--program", str(REPO / "tests" / "scenarios" / "pool_health_and_defaults"), "--stack", "test",
+              "--json", str(out))
+    resources = resources_from_plan(json.loads(out.read_text()))
+    groups = [r for r in resources if r["type"].endswith("InstanceGroupManager")]
+    for group in groups:
+        group["inputs"]["autoHealingPolicies"]["healthCheck"] = UNKNOWN
+    with running_pack(PACK_DIR) as stub:
+        report = analyze_with(stub, plan_of(resources), PACK_DIR, "test", {})
+    assert not [v for v in report.violations if "can't run" in v.message]
+    assert {v.urn.rsplit("::", 1)[-1] for v in report.violations if v.policy == "pools-heal-safely"} == {
+        "wrong-port", "default-port", "tcp-probe", "wrong-path", "regional-default"}

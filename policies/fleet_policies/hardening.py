@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pulumi_policy import (
@@ -10,96 +10,94 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 from . import facts as pilot
 from .firewall import allowed, is_ingress, opens_to_world
-from .gce import FIREWALL, VM_TYPES, truthy
+from .gce import FIREWALL, truthy
 from .policy_config import ConfigSpec, config_for, config_schema
+from .preview import unknown_of
+from .vms import EffectiveVm, effective_vms
 
 ADVISORY = EnforcementLevel.ADVISORY
 
 
-class MetadataOnRead(Mapping[str, Any]):
-    """A VM's metadata, read only when a check reads it: a check that does not need it still judges a VM whose
-    metadata is not known at preview (reading it raises, and the engine reports "can't run" for that check)."""
-
-    def __init__(self, props: Mapping[str, Any]) -> None:
-        self._props = props
-
-    def _metadata(self) -> Mapping[str, Any]:
-        md = self._props.get("metadata")
-        return md if isinstance(md, Mapping) else {}
-
-    def __getitem__(self, key: str) -> Any:
-        return self._metadata()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._metadata())
-
-    def __len__(self) -> int:
-        return len(self._metadata())
+VmCheck = Callable[[EffectiveVm], str | None]
 
 
-def _vm_rule(name: str, description: str,
-             check: Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]) -> ResourceValidationPolicy:
-    """A rule on every VM-like resource: `check(props, metadata)` returns the problem or None."""
+def vm_rule(name: str, description: str, needs: tuple[str, ...], check: VmCheck) -> StackValidationPolicy:
+    """An advisory on every VM the model knows (vms.py): instances, templates, instances from a template (with what
+    they inherit) and the VMs of groups whose configs change their metadata. `check(vm)` returns the problem or
+    None; a VM where a value in NEEDS is not known at preview is said to be not judged, on its own."""
 
-    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if args.resource_type not in VM_TYPES:
-            return
-        problem = check(args.props, MetadataOnRead(args.props))
-        if problem:
-            report_violation(f"{args.name}: {problem}", None)
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for vm in effective_vms(args.resources):
+            missing = unknown_of(vm.unknown, needs)
+            if missing:
+                report_violation(f"{vm.name}: not judged at preview: {', '.join(missing)} not known yet.", vm.urn)
+                continue
+            problem = check(vm)
+            if problem:
+                report_violation(f"{vm.name}: {problem}", vm.urn)
 
-    return ResourceValidationPolicy(name=name, description=description, validate=validate,
-                                    enforcement_level=ADVISORY)
+    return StackValidationPolicy(name=name, description=description, validate=validate, enforcement_level=ADVISORY)
 
 
-def _shielded(props: Mapping[str, Any], _md: Mapping[str, Any]) -> str | None:
-    cfg = props.get("shieldedInstanceConfig") or {}
+def _shielded(vm: EffectiveVm) -> str | None:
+    cfg = vm.props.get("shieldedInstanceConfig") or {}
     off = [k for k in ("enableSecureBoot", "enableVtpm", "enableIntegrityMonitoring") if not cfg.get(k)]
     return f"shielded VM settings off: {', '.join(off)}" if off else None
 
 
-def _service_account(props: Mapping[str, Any], _md: Mapping[str, Any]) -> str | None:
-    email = str((props.get("serviceAccount") or {}).get("email") or "")
+def _account(vm: EffectiveVm) -> Mapping[str, Any]:
+    account = vm.props.get("serviceAccount")
+    return account if isinstance(account, Mapping) else {}
+
+
+def _service_account(vm: EffectiveVm) -> str | None:
+    email = str(_account(vm).get("email") or "")
     if not email or email.endswith("-compute@developer.gserviceaccount.com"):
         return "runs as the default compute service account; give it a dedicated least-privilege account"
     return None
 
 
-def _scopes(props: Mapping[str, Any], _md: Mapping[str, Any]) -> str | None:
-    scopes = (props.get("serviceAccount") or {}).get("scopes") or []
-    if any(str(s).rstrip("/").endswith("cloud-platform") for s in scopes):
+def _scopes(vm: EffectiveVm) -> str | None:
+    if any(str(s).rstrip("/").endswith("cloud-platform") for s in _account(vm).get("scopes") or []):
         return "has the cloud-platform scope (full access to all Cloud APIs)"
     return None
 
 
-def _block_project_keys(_props: Mapping[str, Any], md: Mapping[str, Any]) -> str | None:
-    return None if truthy(md.get(pilot.MetadataKey.BLOCK_PROJECT_SSH_KEYS)) else \
+def _block_project_keys(vm: EffectiveVm) -> str | None:
+    return None if truthy(vm.metadata.get(pilot.MetadataKey.BLOCK_PROJECT_SSH_KEYS)) else \
         "accepts project-wide SSH keys (set block-project-ssh-keys: TRUE)"
 
 
-def _os_login(_props: Mapping[str, Any], md: Mapping[str, Any]) -> str | None:
-    return None if truthy(md.get(pilot.MetadataKey.OS_LOGIN)) else "OS Login is not enabled (enable-oslogin: TRUE)"
+def _os_login(vm: EffectiveVm) -> str | None:
+    return None if truthy(vm.metadata.get(pilot.MetadataKey.OS_LOGIN)) else \
+        "OS Login is not enabled (enable-oslogin: TRUE)"
 
 
-def _serial_port(_props: Mapping[str, Any], md: Mapping[str, Any]) -> str | None:
-    return "serial port access is enabled" if truthy(md.get(pilot.MetadataKey.SERIAL_PORT)) else None
+def _serial_port(vm: EffectiveVm) -> str | None:
+    return "serial port access is enabled" if truthy(vm.metadata.get(pilot.MetadataKey.SERIAL_PORT)) else None
 
 
-shielded_vm = _vm_rule("shielded-vm", "VMs use Shielded VM: secure boot, vTPM, integrity monitoring (CKV_GCP_39).",
-                       _shielded)
-no_default_service_account = _vm_rule(
+shielded_vm = vm_rule("shielded-vm", "VMs use Shielded VM: secure boot, vTPM, integrity monitoring (CKV_GCP_39).",
+                      ("shieldedInstanceConfig",), _shielded)
+no_default_service_account = vm_rule(
     "no-default-service-account", "VMs do not run as the default compute service account (CKV_GCP_30).",
-    _service_account)
-no_cloud_platform_scope = _vm_rule(
-    "no-cloud-platform-scope", "VMs are not given the cloud-platform scope (CKV_GCP_31).", _scopes)
-block_project_ssh_keys = _vm_rule(
-    "block-project-ssh-keys", "VMs block project-wide SSH keys (CKV_GCP_32).", _block_project_keys)
-os_login = _vm_rule("os-login", "VMs use OS Login (CKV_GCP_33).", _os_login)
-serial_port_off = _vm_rule("serial-port-off", "VMs keep the serial port off (CKV_GCP_35).", _serial_port)
+    ("serviceAccount",), _service_account)
+no_cloud_platform_scope = vm_rule(
+    "no-cloud-platform-scope", "VMs are not given the cloud-platform scope (CKV_GCP_31).", ("serviceAccount",),
+    _scopes)
+block_project_ssh_keys = vm_rule(
+    "block-project-ssh-keys", "VMs block project-wide SSH keys (CKV_GCP_32).",
+    (f"metadata.{pilot.MetadataKey.BLOCK_PROJECT_SSH_KEYS}",), _block_project_keys)
+os_login = vm_rule("os-login", "VMs use OS Login (CKV_GCP_33).", (f"metadata.{pilot.MetadataKey.OS_LOGIN}",),
+                   _os_login)
+serial_port_off = vm_rule("serial-port-off", "VMs keep the serial port off (CKV_GCP_35).",
+                          (f"metadata.{pilot.MetadataKey.SERIAL_PORT}",), _serial_port)
 
 
 def _firewall_rule(name: str, description: str, ports: Callable[[Mapping[str, Any]], list[int]],

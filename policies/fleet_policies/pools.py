@@ -32,7 +32,8 @@ from .gce import (
 )
 from .network import Networks
 from .policy_config import ConfigSpec, config_for, config_schema
-from .vms import EffectiveVm, GroupVms, effective_vms, group_vms
+from .preview import UNKNOWN
+from .vms import EffectiveVm, GroupVms, Plain, effective_vms, group_vms
 
 HEAL = "pools-heal-safely"
 KEEP_STATE = "pools-keep-agent-state"
@@ -45,52 +46,60 @@ CONFIG: ConfigSpec = {
 
 
 def _healing(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A group's autohealing policy from its plain properties (preview.plain)."""
     healing = props.get("autoHealingPolicies") or {}
     if isinstance(healing, list):  # older providers: a list of one
         healing = healing[0] if healing else {}
     return healing if isinstance(healing, Mapping) else {}
 
 
-def max_unavailable(group: Any) -> tuple[float | None, str]:
-    """The most VMs a rolling update may take down at once, as the API applies the update policy: a fixed count,
-    a percentage of the target size, or, unset, the API's default (the number of zones the group runs in); None
-    where it is not known at preview. The text says where the figure came from."""
-    update = known(lambda: group.props.get("updatePolicy")) or {}
-    fixed, percent = known(lambda: update.get("maxUnavailableFixed"), "?"), \
-        known(lambda: update.get("maxUnavailablePercent"), "?")
+def _number(value: Any) -> float | None:
+    """A number from plain properties; None when unset or not known at preview (UNKNOWN)."""
+    try:
+        return float(value) if value is not None and value is not UNKNOWN else None
+    except (TypeError, ValueError):
+        return None
+
+
+def max_unavailable(group: Any, props: Mapping[str, Any]) -> tuple[float | None, str]:
+    """The most VMs a rolling update may take down at once, as the API applies the update policy (PROPS: the
+    group's plain properties): a fixed count, a percentage of the target size, or, unset, the API's default (the
+    number of zones the group runs in); None where it is not known at preview. The text says where it came from."""
+    update = props.get("updatePolicy")
+    update = update if isinstance(update, Mapping) else {}
+    fixed, percent = update.get("maxUnavailableFixed"), update.get("maxUnavailablePercent")
     if fixed is None and percent is None:
         zones = zones_of(group)
         return zones, f"maxUnavailable unset: the API's default, the group's {zones} zone(s)"
-    if "?" in (fixed, percent):
-        return None, "maxUnavailable not known at preview"
-    size = float(known(lambda: group.props.get("targetSize"), 0) or 0)
     if fixed is not None:
-        return float(fixed), f"maxUnavailableFixed {fixed}"
-    return size * float(percent) / 100, f"maxUnavailablePercent {percent}"
+        down = _number(fixed)
+        return down, f"maxUnavailableFixed {fixed}" if down is not None else "maxUnavailable not known at preview"
+    share, size = _number(percent), _number(props.get("targetSize"))
+    if share is None or size is None:
+        return None, "maxUnavailable not known at preview"
+    return size * share / 100, f"maxUnavailablePercent {percent}"
 
 
 def _group_problems(group: Any, min_delay: int) -> list[str]:
-    props = group.props
+    """A group's autohealing and update policy. A value not known at preview (a new health check's id, a size
+    from another resource) counts as set, and what depends on its figure is not judged."""
+    props = Plain.of(group).props
     problems = []
     healing = _healing(props)
+    delay = _number(healing.get("initialDelaySec"))
     if not healing.get("healthCheck"):
         problems.append("has no autohealing health check: a VM whose agents died stays in the group")
-    elif int(healing.get("initialDelaySec") or 0) < min_delay:
-        problems.append(f"autohealing starts after {healing.get('initialDelaySec') or 0} s, under {min_delay} s: "
+    elif healing.get("initialDelaySec") is not UNKNOWN and (delay or 0) < min_delay:
+        problems.append(f"autohealing starts after {int(delay or 0)} s, under {min_delay} s: "
                         "VMs still booting and starting agents would be recreated")
     if not props.get("updatePolicy"):
         problems.append("has no update policy: a template change would not roll out in bounded steps")
         return problems
-    size = known(lambda: props.get("targetSize"))
-    down, why = max_unavailable(group)
-    if down is not None and isinstance(size, int | float) and size and down >= size:
+    size = _number(props.get("targetSize"))
+    down, why = max_unavailable(group, props)
+    if down is not None and size and down >= size:
         problems.append(f"may take every VM down at once in a rolling update ({why} covers all {int(size)} VMs)")
     return problems
-
-
-def _health_port(vm: EffectiveVm, default: int) -> int | None:
-    text = metadata_value(vm.metadata, pilot.MetadataKey.HEALTH_PORT)
-    return (int(text) if text.isdigit() else None) if text else default
 
 
 def _probe_problems(vms: GroupVms, checks: list[Any], default_port: int) -> list[str]:
@@ -100,7 +109,7 @@ def _probe_problems(vms: GroupVms, checks: list[Any], default_port: int) -> list
     problems = []
     for check in referenced(vms.group, ["autoHealingPolicies"], [link], checks):
         probe = probe_of(check.props, known(lambda: vms.group.props.get("namedPorts")))
-        port = _health_port(vms.vm, default_port)
+        port = vms.vm.health_port(default_port)
         if probe is None or port is None or not probe.known:
             continue  # no probe block, a malformed port (the VM contract's check says so), or not known yet
         if probe.protocol in ("TCP", "SSL"):
@@ -140,7 +149,7 @@ def _heal_safely(args: StackValidationArgs, report_violation: ReportViolation) -
             swarm.setdefault(vm.urn, (next(r for r in args.resources if r.urn == vm.urn), vm))
     firewall = Firewall(args.resources, Networks(args.resources))
     for template, vm in swarm.values():
-        port = _health_port(vm, default_port)
+        port = vm.health_port(default_port)
         target = target_of(vm)
         if port is None or firewall.unknown_for(target):
             continue  # a malformed port (the VM contract's check says so), or a rule not known at preview
@@ -171,7 +180,10 @@ def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> li
     disks = [d for d in template.get("disks") or [] if isinstance(d, Mapping)]
     if not any(d.get("deviceName") == device and not d.get("boot") for d in disks):
         return [f"its template has no disk named {device} ({pilot.MetadataKey.STATE_DEVICE}) for the agents' state"]
-    kept = [d for d in group.get("statefulDisks") or [] if isinstance(d, Mapping) and d.get("deviceName") == device]
+    stateful = group.get("statefulDisks")
+    if stateful is UNKNOWN:
+        return []  # not known at preview: judged at `pulumi up`
+    kept = [d for d in stateful or [] if isinstance(d, Mapping) and d.get("deviceName") == device]
     if not kept:
         return [f"does not keep the disk {device} as stateful: a recreated VM gets a new, empty one"]
     if str(kept[0].get("deleteRule") or "NEVER") != "NEVER":
@@ -182,7 +194,7 @@ def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> li
 def _keep_agent_state(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     for vms in group_vms(args.resources):  # each version's template, a canary's too, with the group's overlay
         if not vms.vm.unknown_for(KEEP_STATE) and vms.vm.role == pilot.ROLE_SWARM:
-            for problem in _state_problems(vms.group.props, {**vms.vm.props, "metadata": vms.vm.metadata}):
+            for problem in _state_problems(Plain.of(vms.group).props, {**vms.vm.props, "metadata": vms.vm.metadata}):
                 report_violation(f"swarm instance group {vms.group.name} {problem}.", vms.group.urn)
 
 

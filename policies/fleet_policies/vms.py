@@ -90,6 +90,30 @@ class EffectiveVm:
         return metadata_value(self.metadata, pilot.MetadataKey.ROLE)
 
     @property
+    def interfaces(self) -> list[Mapping[str, Any]]:
+        nics = self.props.get("networkInterfaces")
+        return [n for n in nics if isinstance(n, Mapping)] if isinstance(nics, list) else []
+
+    @property
+    def disks(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """(name, settings) of every disk it is made with: an instance's boot and attached disks, a template's."""
+        found: list[tuple[str, Mapping[str, Any]]] = []
+        boot = self.props.get("bootDisk")
+        if isinstance(boot, Mapping):
+            found.append(("boot disk", boot))
+        for key, label in (("attachedDisks", "attached disk"), ("disks", "disk")):
+            disks = self.props.get(key)
+            for i, disk in enumerate(disks if isinstance(disks, list) else []):
+                if isinstance(disk, Mapping):
+                    found.append((f"{label} {disk.get('deviceName') or i}", disk))
+        return found
+
+    def health_port(self, default: int) -> int | None:
+        """The port its supervisor serves /healthz on: its pilot-health-port, else DEFAULT; None when malformed."""
+        text = metadata_value(self.metadata, pilot.MetadataKey.HEALTH_PORT)
+        return (int(text) if text.isdigit() else None) if text else default
+
+    @property
     def machine_type(self) -> str:
         value = self.props.get("machineType")
         return "" if value is UNKNOWN else str(value or "")
