@@ -112,8 +112,9 @@ def _scenario_violations(name: str, tmp_path) -> list[dict[str, str]]:
     # a network is a project and a name: a rule on another project's same-named network does not open it; a VM
     # on a Shared VPC subnetwork this stack does not declare is not judged on a guess
     ("networks_and_projects", "pilot-ports-open", {"rv-other-project"}),
-    # one startup-script item per project: two projects may each have theirs, a second in one project may not
-    ("networks_and_projects", "one-project-startup-script", {"startup-script-again"}),
+    # one startup-script item per project: two projects may each have theirs, a second in one project may not, and
+    # a project where a fleet VM runs needs one
+    ("networks_and_projects", "one-project-startup-script", {"startup-script-again", "rv-third"}),
     ("networks_and_projects", "preview-unknowns", {"rv-shared-vpc"}),
 ])
 def test_scenarios_are_judged_on_the_graph(scenario: str, policy: str, named: set[str], tmp_path) -> None:

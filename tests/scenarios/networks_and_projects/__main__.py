@@ -11,7 +11,8 @@ Rendezvous VMs, each judged by `pilot-ports-open` on the rules of its own networ
 - "rv-host": on host-project's pilot-net through a subnetwork declared with the host provider, opened by a rule
   made with that provider (its project from the provider): accepted.
 Startup scripts: one item in svc-project and one in host-project (one per project: accepted); a second item in
-svc-project ("startup-script-again"): rejected by `one-project-startup-script`."""
+svc-project ("startup-script-again"), and "rv-third", a rendezvous in third-project, which has no item: rejected by
+`one-project-startup-script`."""
 
 import pulumi
 import pulumi_gcp as gcp
@@ -24,8 +25,8 @@ RENDEZVOUS = {"pilot-role": "rendezvous", "pilot-registry-port": "9000", "pilot-
 OPEN = [{"protocol": "tcp", "ports": ["9000"]}, {"protocol": "udp", "ports": ["9001"]}]
 
 
-def rendezvous(name: str, nic: dict, opts: pulumi.ResourceOptions | None = None) -> None:
-    gcp.compute.Instance(name, machine_type="e2-standard-4", zone="us-central1-a",
+def rendezvous(name: str, nic: dict, opts: pulumi.ResourceOptions | None = None, **extra: str) -> None:
+    gcp.compute.Instance(name, machine_type="e2-standard-4", zone="us-central1-a", **extra,
                          boot_disk={"initialize_params": {"image": "debian-cloud/debian-12"}},
                          network_interfaces=[{**nic, "access_configs": [{}]}], metadata=RENDEZVOUS, opts=opts)
 
@@ -46,6 +47,9 @@ host_sub = gcp.compute.Subnetwork("host-sub", name="host-sub", region="us-centra
                                   network=host_net.self_link, opts=ON_HOST)
 gcp.compute.Firewall("open-host", network="pilot-net", allows=OPEN, source_ranges=["0.0.0.0/0"], opts=ON_HOST)
 rendezvous("rv-host", {"subnetwork": host_sub.self_link})
+
+# a fleet VM in a project with no startup-script item would boot without the fleet's boot path
+rendezvous("rv-third", {"network": own.self_link}, project="third-project")
 
 ProjectStartupScript("startup-script", ProjectStartupScriptArgs("svc-project"))
 ProjectStartupScript("host-startup-script", ProjectStartupScriptArgs("host-project"))
