@@ -38,6 +38,8 @@ def sandbox(short_run_dir, request) -> Iterator[BootSandbox]:
     # a short base: the agents' sockets (PILOT_ROOT/run/pilot-fleet/agents/N.sock) must fit sun_path
     tmp_path = Path(short_run_dir)
     attributes = dict(getattr(request, "param", SWARM))
+    if attributes.get("pilot-base-udp-port") == FREE_PORTS:  # chosen now, not at import: no other test holds them
+        attributes["pilot-base-udp-port"] = str(free_udp_ports(int(attributes["pilot-target-agents"]) + 4))
     with registry_port() as registry, MetadataServer(attributes).serving() as server:
         if attributes.get("pilot-registry") == SWARM["pilot-registry"]:
             attributes["pilot-registry"] = registry  # the supervisor starts agents only while it answers
@@ -259,15 +261,20 @@ def test_a_build_kept_on_the_store_disk_is_reused_and_a_damaged_one_is_not(sandb
     assert not (sandbox.root / "opt/pilot-fleet/bin/pilot-rendezvous").exists() and not cache.exists()
 
 
+# a base UDP port the sandbox fixture picks when the test starts
+FREE_PORTS = "free"
+
+
 def _small_swarm(target: int = 5) -> dict[str, str]:
-    return {**SWARM, "pilot-target-agents": str(target), "pilot-base-udp-port": str(free_udp_ports(target + 4)),
+    return {**SWARM, "pilot-target-agents": str(target), "pilot-base-udp-port": FREE_PORTS,
             "pilot-spawn-parallelism": "2", "pilot-round-delay-seconds": "0.2"}
 
 
-def _wait(what: Callable[[], bool], timeout: float = 20.0) -> None:
+def _wait(what: Callable[[], bool], timeout: float = 20.0, seen: Callable[[], object] | None = None) -> None:
+    """Poll WHAT until true; on timeout, say what SEEN returns (what the test was waiting on)."""
     deadline = time.monotonic() + timeout
     while not what():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out; last seen: {seen() if seen else '-'}"
         time.sleep(0.05)
 
 
@@ -289,7 +296,8 @@ def test_swarm_boot_installs_pilot_and_the_supervisor_reaches_the_target(sandbox
     unit = (sandbox.root / "etc/systemd/system/pilot-agents.service").read_text()
     assert "KillMode=mixed" in unit and f"--config {sandbox.root}/etc/pilot-fleet/supervisor.json" in unit
     assert "systemctl enable --quiet pilot-agents.service" in sandbox.calls()
-    _wait(lambda: len(sandbox.agent_starts()) == 5 and sandbox.supervisor_status().get("running") == 5)
+    _wait(lambda: len(sandbox.agent_starts()) == 5 and sandbox.supervisor_status().get("running") == 5,
+          seen=lambda: (sandbox.agent_starts(), sandbox.supervisor_status()))
     lint = subprocess.run(["shellcheck", str(sandbox.root / "usr/local/sbin/pilot-fleet-agents")],
                           capture_output=True, text=True, check=False)
     assert lint.returncode == 0, lint.stdout
