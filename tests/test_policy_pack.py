@@ -317,3 +317,29 @@ def test_a_new_health_check_not_known_at_preview_blinds_nothing(tmp_path) -> Non
     assert not [v for v in report.violations if "can't run" in v.message]
     assert {v.urn.rsplit("::", 1)[-1] for v in report.violations if v.policy == "pools-heal-safely"} == {
         "wrong-port", "default-port", "tcp-probe", "wrong-path", "regional-default"}
+
+
+def test_a_stack_on_an_existing_network_is_still_judged_on_its_rules(program_with_stack: Any) -> None:
+    """network.existing: the stack does not declare the network or its subnet, so the VMs name the network on their
+    interface beside the subnetwork (Compute Engine would infer it; the pack cannot). Every VM is then judged on the
+    firewall rules of that network, none skipped as on an unknown network: a registry opened only to the VPC
+    (rendezvous.agentSourceRanges 10.0.0.0/8) is rejected against the policy's 0.0.0.0/0. prod's own VMs are unchanged."""
+    config = load_stack_config("prod")
+    config["pilot-fleet:network"] = {"existing": True}
+    config.setdefault("pilot-fleet:rendezvous", {})["agentSourceRanges"] = ["10.0.0.0/8"]
+    program = program_with_stack(config)
+    result = run_fleet("plan", "--program", str(program), "--stack", "test", "--json", str(program / "p.json"))
+    plan = json.loads((program / "p.json").read_text())
+    violations = plan["policy"]["violations"]
+    assert not [v for v in violations if v["policy"] == "preview-unknowns"]
+    assert {(v["policy"], v["urn"].rsplit("::", 1)[-1]) for v in violations if v["enforcement"] == "mandatory"} == {
+        ("pilot-ports-open", "pilot-rendezvous")}, violations
+    assert result.returncode == 1
+    instances = [r for r in plan["resources"] if r["type"] == "gcp:compute/instance:Instance"]
+    assert instances and all(r["inputs"]["networkInterfaces"][0]["network"] ==
+                             "projects/pilot-fleet-prod/global/networks/pilot-fleet" for r in instances)
+    prod = run_fleet("plan", "--stack", "prod", "--json", str(program / "prod.json"))
+    assert prod.returncode == 0
+    assert all("network" not in r["inputs"]["networkInterfaces"][0] for r in
+               json.loads((program / "prod.json").read_text())["resources"]
+               if r["type"] == "gcp:compute/instance:Instance")  # prod's VMs stay as they are

@@ -52,6 +52,10 @@ class FleetVm:
     alias_prefix: int | None = None
     # a reserved internal address (the rendezvous, agentReach vpc: agents register with it, across a failover)
     network_ip: pulumi.Input[str] | None = None
+    # the network, named on the interface beside the subnetwork when this stack does not declare them
+    # (network.existing). Compute Engine infers it from the subnetwork anyway; the policy pack cannot, and needs it
+    # to tell which firewall rules reach the VM.
+    network: pulumi.Input[str] | None = None
 
     def _aliases(self, shape: str) -> list[Any] | None:
         if self.alias_prefix is None:
@@ -90,7 +94,7 @@ class FleetVm:
                      if self.state_disk_gb else [])],
             # an external address per VM: the registry's new-identity limit is per source IP
             network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
-                subnetwork=self.subnetwork, alias_ip_ranges=self._aliases("InstanceTemplate"),
+                network=self.network, subnetwork=self.subnetwork, alias_ip_ranges=self._aliases("InstanceTemplate"),
                 access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()])],
             **self._hardened("InstanceTemplate"),
             opts=pulumi.ResourceOptions(parent=parent),
@@ -107,7 +111,8 @@ class FleetVm:
             ),
             attached_disks=self.attached_disks or None,
             network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
-                subnetwork=self.subnetwork, network_ip=self.network_ip, alias_ip_ranges=self._aliases("Instance"),
+                network=self.network, subnetwork=self.subnetwork, network_ip=self.network_ip,
+                alias_ip_ranges=self._aliases("Instance"),
                 access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=self.nat_ip)],
             )],
             **self._hardened("Instance"),

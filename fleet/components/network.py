@@ -25,6 +25,8 @@ class NetworkArgs:
 class FleetNetwork(pulumi.ComponentResource):
     network: pulumi.Output[str]
     subnetwork: pulumi.Output[str]
+    # what VMs name on their interfaces beside the subnetwork: the network when this stack does not declare it
+    interface_network: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pilot-fleet:fleet:Network", name, None, opts)
@@ -34,12 +36,14 @@ class FleetNetwork(pulumi.ComponentResource):
         if args.existing:
             self.network = pulumi.Output.from_input(f"projects/{project}/global/networks/{name}")
             self.subnetwork = pulumi.Output.from_input(f"projects/{project}/regions/{region}/subnetworks/{subnet_name}")
+            self.interface_network = self.network
         else:
             network = gcp.compute.Network(name, name=name, project=project, auto_create_subnetworks=False, opts=child)
             subnet = gcp.compute.Subnetwork(subnet_name, name=subnet_name, project=project, region=region,
                                             network=network.id, ip_cidr_range=args.subnet_cidr,
                                             private_ip_google_access=True, opts=child)
             self.network, self.subnetwork = network.id, subnet.id
+            self.interface_network = None  # the subnetwork, declared here, says it (and prod's VMs stay as they are)
         gcp.compute.Firewall(
             names.ssh_rule(name),
             name=names.ssh_rule(name),

@@ -43,6 +43,8 @@ class RendezvousArgs:
     labels: Mapping[str, str]
     # vpc: agents register with a reserved internal address (FleetConfig.agent_reach)
     agent_reach: str = "internet"
+    # the network named on the VM's interface (network.existing: the stack does not declare it; FleetVm.network)
+    interface_network: pulumi.Input[str] | None = None
 
 
 @dataclass
@@ -139,7 +141,8 @@ class Rendezvous(pulumi.ComponentResource):
         store = self._store(name)
         instance = FleetVm(
             name=name, machine_type=rv.machine_type, zone=args.zone, project=args.project,
-            subnetwork=args.subnetwork, service_account_email=args.service_account_email,
+            subnetwork=args.subnetwork, network=args.interface_network,
+            service_account_email=args.service_account_email,
             metadata=metadata(pilot.ROLE_RENDEZVOUS, {
                 "version": args.pilot_version,
                 "store_device": pilot.STORE_DEVICE,

@@ -31,6 +31,8 @@ class SwarmVmArgs:
     subnetwork: pulumi.Input[str]
     service_account_email: pulumi.Input[str]
     labels: Mapping[str, str]
+    # the network named on each VM's interface (network.existing: the stack does not declare it; FleetVm.network)
+    interface_network: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, max_target_agen
     with it): hardened, tagged for its own firewall rules."""
     return FleetVm(
         name=spec.name, machine_type=spec.machine_type, zone=zone, project=fleet.project,
-        subnetwork=fleet.subnetwork, service_account_email=fleet.service_account_email,
+        subnetwork=fleet.subnetwork, network=fleet.interface_network,
+        service_account_email=fleet.service_account_email,
         metadata=swarm_metadata(fleet, spec, max_target_agents, registration),
         labels={**fleet.labels, "role": pilot.ROLE_SWARM, **(labels or {})},
         tags=[names.FLEET_TAG, names.swarm_tag(spec.name)], disk_gb=spec.disk_gb, attached_disks=list(attached_disks),
