@@ -6,43 +6,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pulumi_policy import (
-    EnforcementLevel,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
-    StackValidationArgs,
-    StackValidationPolicy,
 )
 
 from . import facts as pilot
+from .advisory import ADVISORY, vm_rule
 from .firewall import allowed, is_ingress, opens_to_world
 from .gce import FIREWALL, truthy
 from .policy_config import ConfigSpec, config_for, config_schema
-from .preview import unknown_of
-from .vms import EffectiveVm, effective_vms
-
-ADVISORY = EnforcementLevel.ADVISORY
-
-
-VmCheck = Callable[[EffectiveVm], str | None]
-
-
-def vm_rule(name: str, description: str, needs: tuple[str, ...], check: VmCheck) -> StackValidationPolicy:
-    """An advisory on every VM the model knows (vms.py): instances, templates, instances from a template (with what
-    they inherit) and the VMs of groups whose configs change their metadata. `check(vm)` returns the problem or
-    None; a VM where a value in NEEDS is not known at preview is said to be not judged, on its own."""
-
-    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-        for vm in effective_vms(args.resources):
-            missing = unknown_of(vm.unknown, needs)
-            if missing:
-                report_violation(f"{vm.name}: not judged at preview: {', '.join(missing)} not known yet.", vm.urn)
-                continue
-            problem = check(vm)
-            if problem:
-                report_violation(f"{vm.name}: {problem}", vm.urn)
-
-    return StackValidationPolicy(name=name, description=description, validate=validate, enforcement_level=ADVISORY)
+from .vms import EffectiveVm
 
 
 def _shielded(vm: EffectiveVm) -> str | None:

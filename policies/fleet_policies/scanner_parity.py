@@ -11,9 +11,9 @@ from __future__ import annotations
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 from . import facts as pilot
+from .advisory import ADVISORY, vm_rule
 from .firewall import allowed, is_ingress, opens_to_world
 from .gce import FIREWALL, last_name, truthy
-from .hardening import ADVISORY, vm_rule
 from .vms import EffectiveVm
 
 NEEDS_PUBLIC_IP = (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM)
