@@ -127,7 +127,8 @@ def _overlay(base: Mapping[str, Any], extra: Mapping[str, Any]) -> Mapping[str, 
     return {**base, **extra}
 
 
-def _overlaid_unknown(base: frozenset[str], extra_md: Mapping[str, Any], extra_unknown: frozenset[str]) -> frozenset:
+def _overlaid_unknown(base: frozenset[str], extra_md: Mapping[str, Any],
+                      extra_unknown: frozenset[str]) -> frozenset[str]:
     """An overlay replaces the values it sets: the base's unknown metadata values it sets are known again."""
     kept = {u for u in base if not (u.startswith("metadata.") and u.split(".", 2)[1] in extra_md
                                     and extra_md[u.split(".", 2)[1]] is not UNKNOWN)}
