@@ -323,7 +323,8 @@ def test_a_stack_on_an_existing_network_is_still_judged_on_its_rules(program_wit
     """network.existing: the stack does not declare the network or its subnet, so the VMs name the network on their
     interface beside the subnetwork (Compute Engine would infer it; the pack cannot). Every VM is then judged on the
     firewall rules of that network, none skipped as on an unknown network: a registry opened only to the VPC
-    (rendezvous.agentSourceRanges 10.0.0.0/8) is rejected against the policy's 0.0.0.0/0. prod's own VMs are unchanged."""
+    (rendezvous.agentSourceRanges 10.0.0.0/8) is rejected against the policy's 0.0.0.0/0. prod's own VMs are
+    unchanged."""
     config = load_stack_config("prod")
     config["pilot-fleet:network"] = {"existing": True}
     config.setdefault("pilot-fleet:rendezvous", {})["agentSourceRanges"] = ["10.0.0.0/8"]
