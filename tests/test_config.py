@@ -110,6 +110,10 @@ def test_seed_memory_incident_is_rejected() -> None:
     ("pilot-fleet:alertThreshold", 1.5, "pilot-fleet:alertThreshold: Input should be less than or equal to 1"),
     ("pilot-fleet:rendezvous.ports.dashboard", 9000,
      "pilot-fleet:rendezvous.ports: registry and dashboard cannot share TCP port 9000"),
+    # a disk key: a KMS key's resource name, in the disks' region or global
+    ("pilot-fleet:diskKmsKey", "disks-key", "pilot-fleet:diskKmsKey: 'disks-key' is not a Cloud KMS key name"),
+    ("pilot-fleet:diskKmsKey", "projects/kms-project/locations/europe-west1/keyRings/fleet/cryptoKeys/disks",
+     "pilot-fleet:diskKmsKey: the key is in europe-west1; the fleet's disks are in us-central1"),
 ])
 def test_bad_input_names_the_key_and_the_reason(path: str, value: Any, expected: str) -> None:
     problems = problems_for(prod_with(path, value))

@@ -344,3 +344,30 @@ def test_a_stack_on_an_existing_network_is_still_judged_on_its_rules(program_wit
     assert all("network" not in r["inputs"]["networkInterfaces"][0] for r in
                json.loads((program / "prod.json").read_text())["resources"]
                if r["type"] == "gcp:compute/instance:Instance")  # prod's VMs stay as they are
+
+
+@pytest.mark.parametrize("stack", ["prod", "scale"])
+def test_a_disk_key_encrypts_every_disk_and_clears_the_advisory(stack: str, program_with_stack: Any) -> None:
+    """diskKmsKey: every disk the fleet makes (boot disks of instances and templates, a template's state disk, a
+    host's state disk, the registry's store, zonal or regional) carries the key, and the stack plans with no
+    violation at all; disk-customer-key finds attached disks' keys on the disks they attach, by reference."""
+    key = "projects/kms-project/locations/global/keyRings/fleet/cryptoKeys/disks"
+    config = load_stack_config(stack)
+    config["pilot-fleet:diskKmsKey"] = key
+    program = program_with_stack(config)
+    result = run_fleet("plan", "--program", str(program), "--stack", "test", "--json", str(program / "p.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = json.loads((program / "p.json").read_text())
+    assert plan["policy"]["violations"] == []
+    keys = []
+    for r in plan["resources"]:
+        inputs = r["inputs"]
+        if r["type"] == "gcp:compute/instance:Instance":
+            keys.append(inputs["bootDisk"]["kmsKeySelfLink"])
+        elif r["type"] == "gcp:compute/instanceTemplate:InstanceTemplate":
+            keys += [d["diskEncryptionKey"]["kmsKeySelfLink"] for d in inputs["disks"]]
+        elif r["type"] == "gcp:compute/disk:Disk":
+            keys.append(inputs["diskEncryptionKey"]["kmsKeySelfLink"])
+        elif r["type"] == "gcp:compute/regionDisk:RegionDisk":
+            keys.append(inputs["diskEncryptionKey"]["kmsKeyName"])
+    assert keys and set(keys) == {key}, keys

@@ -50,11 +50,12 @@ class Fleet(pulumi.ComponentResource):
         rv = cfg.rendezvous
         self.rendezvous = Rendezvous(rv.name, RendezvousArgs(
             project, cfg.gcp.region, cfg.rendezvous_zone, cfg.store_zones, rv, cfg.pilot_version, network.network,
-            network.subnetwork, rendezvous_sa.email, labels, cfg.agent_reach, network.interface_network), child)
+            network.subnetwork, rendezvous_sa.email, labels, cfg.agent_reach, network.interface_network,
+            cfg.disk_kms_key), child)
         swarm = SwarmVmArgs(
             project, cfg.pilot_version, self.rendezvous.endpoint(rv.ports.registry),
             self.rendezvous.endpoint(rv.ports.beacon), rv.new_registrations_per_minute, cfg.alert_threshold,
-            network.network, network.subnetwork, swarm_sa.email, labels, network.interface_network)
+            network.network, network.subnetwork, swarm_sa.email, labels, network.interface_network, cfg.disk_kms_key)
         self.hosts = [SwarmHost(h.name, SwarmHostArgs(swarm, h, cfg.zone_of(h.zone), cfg.budget(h).max_agents(),
                                                       registration(cfg, h)), child) for h in cfg.swarm_hosts]
         self.pools = [SwarmPool(p.name, SwarmPoolArgs(swarm, p, cfg.zones_of(p), cfg.gcp.region,

@@ -56,6 +56,12 @@ class FleetVm:
     # (network.existing). Compute Engine infers it from the subnetwork anyway; the policy pack cannot, and needs it
     # to tell which firewall rules reach the VM.
     network: pulumi.Input[str] | None = None
+    # a Cloud KMS key (CMEK) for its disks (FleetConfig.disk_kms_key); None: Google-managed keys
+    kms_key: str | None = None
+
+    def _template_key(self) -> gcp.compute.InstanceTemplateDiskDiskEncryptionKeyArgs | None:
+        return gcp.compute.InstanceTemplateDiskDiskEncryptionKeyArgs(kms_key_self_link=self.kms_key) \
+            if self.kms_key else None
 
     def _aliases(self, shape: str) -> list[Any] | None:
         if self.alias_prefix is None:
@@ -87,10 +93,12 @@ class FleetVm:
             self.name,
             name_prefix=names.template_prefix(self.name),
             disks=[gcp.compute.InstanceTemplateDiskArgs(source_image=pilot.BOOT_IMAGE, disk_size_gb=self.disk_gb,
-                                                        disk_type="pd-balanced", boot=True, auto_delete=True),
+                                                        disk_type="pd-balanced", boot=True, auto_delete=True,
+                                                        disk_encryption_key=self._template_key()),
                    *([gcp.compute.InstanceTemplateDiskArgs(
                        device_name=pilot.STATE_DEVICE, disk_size_gb=self.state_disk_gb,
-                       disk_type=pilot.STATE_DISK_TYPE, boot=False, auto_delete=False)]
+                       disk_type=pilot.STATE_DISK_TYPE, boot=False, auto_delete=False,
+                       disk_encryption_key=self._template_key())]
                      if self.state_disk_gb else [])],
             # an external address per VM: the registry's new-identity limit is per source IP
             network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
@@ -108,6 +116,7 @@ class FleetVm:
             boot_disk=gcp.compute.InstanceBootDiskArgs(
                 initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
                     image=pilot.BOOT_IMAGE, size=self.disk_gb, type="pd-balanced"),
+                kms_key_self_link=self.kms_key,
             ),
             attached_disks=self.attached_disks or None,
             network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(

@@ -45,6 +45,8 @@ class RendezvousArgs:
     agent_reach: str = "internet"
     # the network named on the VM's interface (network.existing: the stack does not declare it; FleetVm.network)
     interface_network: pulumi.Input[str] | None = None
+    # a Cloud KMS key (CMEK) for its boot and store disks (FleetConfig.disk_kms_key)
+    disk_kms_key: str | None = None
 
 
 @dataclass
@@ -93,15 +95,21 @@ class Rendezvous(pulumi.ComponentResource):
         common = {"name": disk_name, "project": args.project, "size": rv.store_disk_gb,
                   "type": pilot.DISK_TYPE, "labels": dict(args.labels),
                   **({"snapshot": rv.store_from_snapshot} if rv.store_from_snapshot else {})}
+        key = args.disk_kms_key
         schedule = self._snapshot_schedule(name)
         policy = {"resource_name": names.store_snapshots(name), "name": schedule.name, "project": args.project,
                   "opts": child}
         if len(args.store_zones) > 1:
-            regional = gcp.compute.RegionDisk(names.store_disk(name), region=args.region,
-                                              replica_zones=list(args.store_zones), opts=child, **common)
+            regional = gcp.compute.RegionDisk(
+                names.store_disk(name), region=args.region, replica_zones=list(args.store_zones), opts=child,
+                disk_encryption_key=gcp.compute.RegionDiskDiskEncryptionKeyArgs(kms_key_name=key) if key else None,
+                **common)
             gcp.compute.RegionDiskResourcePolicyAttachment(disk=regional.name, region=args.region, **policy)
             return regional.self_link
-        disk = gcp.compute.Disk(names.store_disk(name), zone=args.store_zones[0], opts=child, **common)
+        disk = gcp.compute.Disk(
+            names.store_disk(name), zone=args.store_zones[0], opts=child,
+            disk_encryption_key=gcp.compute.DiskDiskEncryptionKeyArgs(kms_key_self_link=key) if key else None,
+            **common)
         gcp.compute.DiskResourcePolicyAttachment(disk=disk.name, zone=args.store_zones[0], **policy)
         return disk.self_link
 
@@ -141,7 +149,7 @@ class Rendezvous(pulumi.ComponentResource):
         store = self._store(name)
         instance = FleetVm(
             name=name, machine_type=rv.machine_type, zone=args.zone, project=args.project,
-            subnetwork=args.subnetwork, network=args.interface_network,
+            subnetwork=args.subnetwork, network=args.interface_network, kms_key=args.disk_kms_key,
             service_account_email=args.service_account_email,
             metadata=metadata(pilot.ROLE_RENDEZVOUS, {
                 "version": args.pilot_version,

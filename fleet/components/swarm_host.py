@@ -34,7 +34,9 @@ class SwarmHost(pulumi.ComponentResource):
         # new image) gets it back, and its agents come back as the identities the registry knows.
         state = gcp.compute.Disk(names.state_disk(name), name=names.state_disk(name), project=fleet.project,
                                  zone=self.zone, size=spec.state_disk_gb, type=pilot.STATE_DISK_TYPE,
-                                 labels=dict(fleet.labels), opts=pulumi.ResourceOptions(parent=self))
+                                 labels=dict(fleet.labels), opts=pulumi.ResourceOptions(parent=self),
+                                 disk_encryption_key=gcp.compute.DiskDiskEncryptionKeyArgs(
+                                     kms_key_self_link=fleet.disk_kms_key) if fleet.disk_kms_key else None)
         disk = gcp.compute.InstanceAttachedDiskArgs(source=state.self_link, device_name=pilot.STATE_DEVICE)
         instance = swarm_vm(fleet, spec, self.zone, args.max_target_agents, attached_disks=[disk],
                             registration=args.registration).declare(self)

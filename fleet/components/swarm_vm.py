@@ -33,6 +33,8 @@ class SwarmVmArgs:
     labels: Mapping[str, str]
     # the network named on each VM's interface (network.existing: the stack does not declare it; FleetVm.network)
     interface_network: pulumi.Input[str] | None = None
+    # a Cloud KMS key (CMEK) for each VM's disks (FleetConfig.disk_kms_key)
+    disk_kms_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, max_target_agen
     with it): hardened, tagged for its own firewall rules."""
     return FleetVm(
         name=spec.name, machine_type=spec.machine_type, zone=zone, project=fleet.project,
-        subnetwork=fleet.subnetwork, network=fleet.interface_network,
+        subnetwork=fleet.subnetwork, network=fleet.interface_network, kms_key=fleet.disk_kms_key,
         service_account_email=fleet.service_account_email,
         metadata=swarm_metadata(fleet, spec, max_target_agents, registration),
         labels={**fleet.labels, "role": pilot.ROLE_SWARM, **(labels or {})},

@@ -12,7 +12,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleet.capacity.cold_start import Pacing, budget_needs, fleet_cold_start, vm_cold_start
-from fleet.config.model import FleetConfig, FleetConfigError, RendezvousConfig, SwarmHostConfig, SwarmPoolConfig
+from fleet.config.model import (
+    KMS_KEY,
+    FleetConfig,
+    FleetConfigError,
+    RendezvousConfig,
+    SwarmHostConfig,
+    SwarmPoolConfig,
+)
 from fleet.facts import names, pilot
 from fleet.facts.machine_types import lookup, machine_types
 from fleet.facts.pilot_releases import known_versions
@@ -96,6 +103,10 @@ class _Checks:
     def fleet(self) -> None:
         cfg = self.cfg
         self.zone("gcp:zone", cfg.gcp.zone)
+        key = KMS_KEY.fullmatch(cfg.disk_kms_key or "")
+        if key and key.group(2) not in ("global", cfg.gcp.region):
+            self.problems.append(f"{key_name(('diskKmsKey',))}: the key is in {key.group(2)}; the fleet's disks are in "
+                                 f"{cfg.gcp.region}, and Compute Engine takes a key in the disk's region or global")
         if cfg.pilot_version not in known_versions():
             self.problems.append(f"{key_name(('pilotVersion',))}: no pilot-daemon wheel known for {cfg.pilot_version} "
                                  f"(known: {', '.join(known_versions())}; "

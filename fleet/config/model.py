@@ -26,6 +26,9 @@ from fleet.vm_contract import MAX_REGISTRATION_ADDRESSES, agent_bounds
 
 GCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")  # fullmatch: `$` would let a trailing newline pass
 ZONE = re.compile(r"[a-z]+-[a-z]+\d+-[a-z]")
+# A Cloud KMS key's resource name (what a disk's kmsKeySelfLink takes)
+KMS_KEY = re.compile(r"projects/([a-z][-a-z0-9]{4,28}[a-z0-9])/locations/([a-z0-9-]+)/keyRings/([A-Za-z0-9_-]{1,63})"
+                     r"/cryptoKeys/([A-Za-z0-9_-]{1,63})")
 # Google Cloud project ids: 6-30 characters, lowercase letters, digits and hyphens, a letter first, no hyphen last.
 PROJECT_ID = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 # Compute Engine labels: keys and values of lowercase letters, digits, `_` and `-`, at most 63; a key starts with a
@@ -121,7 +124,15 @@ def _zone(value: str) -> str:
     return value
 
 
+def _kms_key(value: str) -> str:
+    if not KMS_KEY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Cloud KMS key name "
+                         "(projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY)")
+    return value
+
+
 Cidr = Annotated[str, AfterValidator(_cidr)]
+KmsKey = Annotated[str, AfterValidator(_kms_key)]
 GceName = Annotated[str, AfterValidator(_gce_name)]
 Zone = Annotated[str, AfterValidator(_zone)]
 Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT, strict=True)]
@@ -323,6 +334,11 @@ class FleetConfig(Model):
     # The budget for a cold start (every identity new to the registry: first deploy, a lost store): the plan sizes
     # each VM's registration addresses for it and refuses pacing that cannot meet it. Unset: no budget.
     cold_start_minutes: Annotated[float, NoBool] | None = Field(default=None, gt=0, le=1440, allow_inf_nan=False)
+    # A Cloud KMS key (CMEK) for every disk the fleet makes: boot disks, swarm state disks, the registry's store.
+    # Unset: Google-managed keys. Set it when a stack is created: a disk's key cannot change, so setting or changing
+    # it on a running stack replaces every disk (the registry's store among them). Compute Engine's service agent
+    # needs roles/cloudkms.cryptoKeyEncrypterDecrypter on the key (README "Disk encryption").
+    disk_kms_key: KmsKey | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -16,12 +16,10 @@ from collections.abc import Mapping
 from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .gce import INSTANCE, NESTED_METADATA, VM_TYPES
+from .gce import DISK, INSTANCE, NESTED_METADATA, REGION_DISK, VM_TYPES
 from .vms import Plain, effective_vms
 
 SNAPSHOTS = "rendezvous-store-snapshots"
-DISK = "gcp:compute/disk:Disk"
-REGION_DISK = "gcp:compute/regionDisk:RegionDisk"
 RESOURCE_POLICY = "gcp:compute/resourcePolicy:ResourcePolicy"
 ATTACHMENTS = ("gcp:compute/diskResourcePolicyAttachment:DiskResourcePolicyAttachment",
                "gcp:compute/regionDiskResourcePolicyAttachment:RegionDiskResourcePolicyAttachment")

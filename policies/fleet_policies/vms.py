@@ -11,21 +11,25 @@ How firewall rules and policies admit traffic to a VM is firewall.py's; the netw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import facts as pilot
 from .gce import (
+    DISK,
     INSTANCE_FROM_TEMPLATE,
     MIG,
     NESTED_METADATA,
     PER_INSTANCE_CONFIG,
+    REGION_DISK,
     REGION_MIG,
     REGION_PER_INSTANCE_CONFIG,
     TEMPLATE_TYPES,
     VM_TYPES,
     known,
+    link_of,
     metadata_value,
     referenced,
     templates_of,
@@ -84,6 +88,8 @@ class EffectiveVm:
     project: str = ""  # "" when not known
     # the VPC network its first interface is on; None when the stack cannot say (then "network" is in `unknown`)
     network: NetworkRef | None = None
+    # attached disk index -> the properties of the disk resource it attaches (found by reference), where declared
+    disk_sources: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def role(self) -> str:
@@ -105,7 +111,8 @@ class EffectiveVm:
             disks = self.props.get(key)
             for i, disk in enumerate(disks if isinstance(disks, list) else []):
                 if isinstance(disk, Mapping):
-                    found.append((f"{label} {disk.get('deviceName') or i}", disk))
+                    source = self.disk_sources.get(i, {}) if key == "attachedDisks" else {}
+                    found.append((f"{label} {disk.get('deviceName') or i}", {**source, **disk}))
         return found
 
     def health_port(self, default: int) -> int | None:
@@ -139,17 +146,40 @@ def effective_vms(resources: Sequence[Any]) -> Iterator[EffectiveVm]:
     """Every VM kind with what it will run, its project and its network; see the module docstring."""
     nets = Networks(resources)
     by_urn = {r.urn: r for r in resources}
+    disks = [r for r in resources if r.resource_type in (DISK, REGION_DISK)]
     for vm, made_from in _vms(resources):
-        yield placed(vm, made_from or by_urn[vm.urn], nets)
+        yield placed(vm, made_from or by_urn[vm.urn], nets, disks)
 
 
-def placed(vm: EffectiveVm, made_from: Any, nets: Networks) -> EffectiveVm:
-    """VM with its project and network: those of the resource its interfaces come from (its own, or its
-    template's)."""
+def placed(vm: EffectiveVm, made_from: Any, nets: Networks, disks: Sequence[Any] = ()) -> EffectiveVm:
+    """VM with its project and network (those of the resource its interfaces come from: its own, or its
+    template's), and the disk resources it attaches."""
     project = project_of(made_from)
     network = nets.of_vm(made_from, vm.props, project)
     unknown = vm.unknown | ({"network"} if network is None else set())
-    return EffectiveVm(vm.name, vm.urn, vm.kind, vm.props, vm.metadata, frozenset(unknown), project, network)
+    return EffectiveVm(vm.name, vm.urn, vm.kind, vm.props, vm.metadata, frozenset(unknown), project, network,
+                       _disk_sources(made_from, vm.props, disks))
+
+
+_DISK_LINK = re.compile(r"^projects/([^/]+)/(zones|regions)/([^/]+)/disks/([^/]+)$")
+
+
+def _disk_sources(resource: Any, props: Mapping[str, Any], disks: Sequence[Any]) -> dict[int, Mapping[str, Any]]:
+    """Attached disk index -> the declared disk it attaches: by the project, zone or region and name its `source`
+    link spells, else by reference (self link, id), else, for a VM that attaches one disk, the one disk the engine
+    says `attachedDisks` took its value from."""
+    attached = props.get("attachedDisks")
+    found: dict[int, Mapping[str, Any]] = {}
+    for i, entry in enumerate(attached if isinstance(attached, list) else []):
+        source = entry.get("source") if isinstance(entry, Mapping) else None
+        link = _DISK_LINK.match(link_of(source)) if isinstance(source, str) else None
+        match = [d for d in disks if link and known(lambda d=d: d.props.get("name")) == link.group(4)
+                 and known(lambda d=d: d.props.get("zone") or d.props.get("region")) in (link.group(3), None)]
+        if not match and (len(attached) == 1 or link):  # a source not known at preview: the engine's dependencies
+            match = referenced(resource, ["attachedDisks"], [None if source is UNKNOWN else source], disks)
+        if len(match) == 1:
+            found[i] = Plain.of(match[0]).props
+    return found
 
 
 def _vms(resources: Sequence[Any]) -> Iterator[tuple[EffectiveVm, Any]]:
