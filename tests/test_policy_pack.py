@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import sys
 from typing import Any
@@ -149,14 +148,12 @@ def test_the_guard_rule_accepts_the_legitimate_shapes_of_its_scenarios() -> None
     sys.path.insert(0, str(PACK_DIR))
     from fleet_policies.startup_scripts import missing_guards
 
-    def script_of(scenario: str) -> str:
-        source = (REPO / "tests" / "scenarios" / scenario / "__main__.py").read_text()
-        return str(ast.literal_eval(source.split("SCRIPT = ", 1)[1].split("\n\ngcp.", 1)[0]))
+    from tests.scenarios.guard_parts import COMPUTED_LOCK, TUNING_NEVER_CALLED
 
-    computed = script_of("guard_computed_lock")
+    computed = COMPUTED_LOCK  # tests/scenarios/guard_computed_lock
     assert missing_guards(computed) and missing_guards(computed.replace('"$(mktemp -d)"', '"/run/pilot-fleet"')) == []
     assert missing_guards(computed.replace('"$(mktemp -d)"', '"/var/lib/pilot-fleet"'))  # survives a reboot
-    uncalled = script_of("guard_tuning_never_called")
+    uncalled = TUNING_NEVER_CALLED  # tests/scenarios/guard_tuning_never_called
     assert missing_guards(uncalled)
     assert missing_guards(uncalled.replace("\nstart_agents\n", "\ntune\nstart_agents\n")) == []
 

@@ -18,6 +18,7 @@ from tests.policy_harness import (
     plan_of,
     resources_from_plan,
 )
+from tests.scenarios import guard_parts
 
 Resources = list[dict[str, Any]]
 
@@ -109,21 +110,8 @@ def remove(name: str, type_suffix: str) -> Callable[[Resources], None]:
 
 
 COMMENTED_ONLY = "#!/bin/bash\nset -euo pipefail\n# flock boot_id kernel.pid_max fs.file-max fs.nr_open\necho hi\n"
-# The fleet's own prologue, as a working script would start (startup/startup.sh), and what follows it.
-PROLOGUE = """#!/bin/bash
-set -euo pipefail
-RUN_DIR="/run/pilot-fleet"
-mkdir -p "${RUN_DIR}"
-exec 9>"${RUN_DIR}/startup.lock"
-flock 9
-BOOT_MARKER="${RUN_DIR}/startup-done.$(<"/proc/sys/kernel/random/boot_id")"
-if [[ -e "${BOOT_MARKER}" ]]; then
-  exit 0
-fi
-"""
-TUNING = ("cat <<EOF\nkernel.pid_max = 4194304\nfs.file-max = 1\nfs.nr_open = 1\nnet.core.rmem_max = 1\n"
-          "net.core.wmem_max = 1\nnet.ipv4.udp_mem = 1\nnet.ipv4.ip_local_reserved_ports = 1\nEOF\n"
-          "echo 'TasksMax=infinity LimitNOFILE=1048576'\n")
+# The fleet's own prologue, as a working script would start (startup/common.sh), and what follows it.
+PROLOGUE, TUNING = guard_parts.PROLOGUE, guard_parts.TUNING
 # the guards present but skipped: after an unconditional exit, or inside a heredoc that only prints them
 GUARDS_AFTER_EXIT = PROLOGUE.replace('mkdir -p "${RUN_DIR}"\n', 'mkdir -p "${RUN_DIR}"\nexit 0\n') + TUNING
 GUARDS_IN_HEREDOC = ("#!/bin/bash\nset -euo pipefail\ncat <<'X'\n" + PROLOGUE.split("\n", 2)[2] + "X\n" + TUNING)
