@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import facts as pilot
-from .gce import FIREWALL, known, referenced, truthy
-from .network import (
+from .gce import (
+    FIREWALL,
     HIERARCHICAL_POLICY,
     HIERARCHICAL_POLICY_ASSOCIATION,
     HIERARCHICAL_POLICY_RULE,
@@ -31,13 +31,18 @@ from .network import (
     REGION_NETWORK_POLICY,
     REGION_NETWORK_POLICY_ASSOCIATION,
     REGION_NETWORK_POLICY_RULE,
+    known,
+    referenced,
+    truthy,
+)
+from .network import (
     NetworkRef,
     Networks,
     network_ref,
     project_of,
     zone_region,
 )
-from .preview import plain
+from .preview import Plain
 
 WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
@@ -286,12 +291,12 @@ class Firewall:
 
     def _read(self, resource: Any, build: Any) -> list[Rule]:
         """The rules RESOURCE makes; none, and a note in `unknown`, when a value of it is not known at preview."""
-        unknown: list[str] = []
-        props = plain(resource.props, "", unknown)
-        if unknown:
-            self.unknown.append((resource.name, unknown, network_ref(props.get("network"), project_of(resource))))
+        read = Plain.of(resource)
+        if read.unknown:
+            self.unknown.append((resource.name, sorted(read.unknown),
+                                 network_ref(read.props.get("network"), project_of(resource))))
             return []
-        return list(build(resource, props))
+        return list(build(resource, read.props))
 
     def unknown_for(self, target: Target) -> list[str]:
         """The rules that could judge TARGET but hold a value not known at preview, each with the values."""

@@ -30,6 +30,17 @@ HEALTH_CHECK = "gcp:compute/healthCheck:HealthCheck"
 REGION_HEALTH_CHECK = "gcp:compute/regionHealthCheck:RegionHealthCheck"
 FIREWALL = "gcp:compute/firewall:Firewall"
 SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
+NETWORK = "gcp:compute/network:Network"
+NETWORK_POLICY = "gcp:compute/networkFirewallPolicy:NetworkFirewallPolicy"
+REGION_NETWORK_POLICY = "gcp:compute/regionNetworkFirewallPolicy:RegionNetworkFirewallPolicy"
+NETWORK_POLICY_RULE = "gcp:compute/networkFirewallPolicyRule:NetworkFirewallPolicyRule"
+REGION_NETWORK_POLICY_RULE = "gcp:compute/regionNetworkFirewallPolicyRule:RegionNetworkFirewallPolicyRule"
+NETWORK_POLICY_ASSOCIATION = "gcp:compute/networkFirewallPolicyAssociation:NetworkFirewallPolicyAssociation"
+REGION_NETWORK_POLICY_ASSOCIATION = \
+    "gcp:compute/regionNetworkFirewallPolicyAssociation:RegionNetworkFirewallPolicyAssociation"
+HIERARCHICAL_POLICY = "gcp:compute/firewallPolicy:FirewallPolicy"
+HIERARCHICAL_POLICY_RULE = "gcp:compute/firewallPolicyRule:FirewallPolicyRule"
+HIERARCHICAL_POLICY_ASSOCIATION = "gcp:compute/firewallPolicyAssociation:FirewallPolicyAssociation"
 PROJECT_METADATA = "gcp:compute/projectMetadata:ProjectMetadata"
 PROJECT_METADATA_ITEM = "gcp:compute/projectMetadataItem:ProjectMetadataItem"
 # Zone-level metadata: it overrides the project's metadata for every VM in its zone.
@@ -121,8 +132,7 @@ def known(read: Callable[[], Any], default: Any = None) -> Any:
 
 # Resources a reference may name by their API name: a group (a per-instance config's `instanceGroupManager`), a
 # network firewall policy (a rule's or an association's `firewallPolicy`, resolved in its project).
-NAMED_BY_NAME = (MIG, REGION_MIG, "gcp:compute/networkFirewallPolicy:NetworkFirewallPolicy",
-                 "gcp:compute/regionNetworkFirewallPolicy:RegionNetworkFirewallPolicy")
+NAMED_BY_NAME = (MIG, REGION_MIG, NETWORK_POLICY, REGION_NETWORK_POLICY)
 
 
 def link_of(value: Any) -> str:

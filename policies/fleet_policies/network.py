@@ -16,20 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .gce import SUBNETWORK, known, link_of, referenced
+from .gce import NETWORK, SUBNETWORK, known, link_of, referenced
 from .preview import UNKNOWN
 
-NETWORK = "gcp:compute/network:Network"
-NETWORK_POLICY = "gcp:compute/networkFirewallPolicy:NetworkFirewallPolicy"
-REGION_NETWORK_POLICY = "gcp:compute/regionNetworkFirewallPolicy:RegionNetworkFirewallPolicy"
-NETWORK_POLICY_RULE = "gcp:compute/networkFirewallPolicyRule:NetworkFirewallPolicyRule"
-REGION_NETWORK_POLICY_RULE = "gcp:compute/regionNetworkFirewallPolicyRule:RegionNetworkFirewallPolicyRule"
-NETWORK_POLICY_ASSOCIATION = "gcp:compute/networkFirewallPolicyAssociation:NetworkFirewallPolicyAssociation"
-REGION_NETWORK_POLICY_ASSOCIATION = \
-    "gcp:compute/regionNetworkFirewallPolicyAssociation:RegionNetworkFirewallPolicyAssociation"
-HIERARCHICAL_POLICY = "gcp:compute/firewallPolicy:FirewallPolicy"
-HIERARCHICAL_POLICY_RULE = "gcp:compute/firewallPolicyRule:FirewallPolicyRule"
-HIERARCHICAL_POLICY_ASSOCIATION = "gcp:compute/firewallPolicyAssociation:FirewallPolicyAssociation"
 # A network's `networkFirewallPolicyEnforcementOrder` when unset (the API's default): VPC rules first.
 DEFAULT_ENFORCEMENT_ORDER = "AFTER_CLASSIC_FIREWALL"
 

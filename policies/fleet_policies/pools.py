@@ -32,8 +32,8 @@ from .gce import (
 )
 from .network import Networks
 from .policy_config import ConfigSpec, config_for, config_schema
-from .preview import UNKNOWN
-from .vms import EffectiveVm, GroupVms, Plain, effective_vms, group_vms
+from .preview import UNKNOWN, Plain
+from .vms import EffectiveVm, GroupVms, effective_vms, group_vms
 
 HEAL = "pools-heal-safely"
 KEEP_STATE = "pools-keep-agent-state"

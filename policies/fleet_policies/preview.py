@@ -7,9 +7,12 @@ which value; `pulumi up` judges them again with every value known."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pulumi_policy.proxy import UnknownValueError
+
+from .gce import NESTED_METADATA, VM_TYPES
 
 
 class _Unknown:
@@ -85,3 +88,37 @@ def unknown_of(unknown: Iterable[str], needs: Iterable[str]) -> list[str]:
     """The unknown paths that a check needing NEEDS reads: a path equal to one it needs, inside one (a key of an
     unknown value), or around one (the whole metadata map, when it needs one key)."""
     return sorted({u for u in unknown for n in needs if u == n or u.startswith(f"{n}.") or n.startswith(f"{u}.")})
+
+
+@dataclass(frozen=True)
+class Plain:
+    """One resource read once: its properties as plain data, and the paths of the values not known at preview."""
+
+    resource: Any
+    props: Mapping[str, Any]
+    unknown: frozenset[str]
+
+    @staticmethod
+    def of(resource: Any) -> Plain:
+        unknown: list[str] = []
+        props = plain(resource.props, "", unknown)
+        return Plain(resource, props if isinstance(props, Mapping) else {}, frozenset(unknown))
+
+    def metadata(self) -> tuple[Mapping[str, Any], frozenset[str]]:
+        """The metadata this resource carries (a VM's own, a group's all-instances config's, a per-instance
+        config's), and its unknown paths as "metadata..." paths."""
+        kind = self.resource.resource_type
+        if kind in VM_TYPES:
+            where = ("metadata",)
+        elif kind in NESTED_METADATA:
+            where = NESTED_METADATA[kind]
+        else:
+            return {}, frozenset()
+        block: Any = self.props
+        for step in where:
+            block = block.get(step) if isinstance(block, Mapping) else None
+        prefix = ".".join(where)
+        unknown = {"metadata" + u[len(prefix):] for u in self.unknown if u == prefix or u.startswith(f"{prefix}.")}
+        # a nested block not known at all (allInstancesConfig unknown) hides the metadata in it
+        unknown |= {"metadata" for u in self.unknown if prefix.startswith(f"{u}.")}
+        return (block if isinstance(block, Mapping) else {}), frozenset(unknown)

@@ -17,7 +17,8 @@ from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs, 
 
 from . import facts as pilot
 from .gce import DISK, INSTANCE, NESTED_METADATA, REGION_DISK, VM_TYPES
-from .vms import Plain, effective_vms
+from .preview import Plain
+from .vms import effective_vms
 
 SNAPSHOTS = "rendezvous-store-snapshots"
 RESOURCE_POLICY = "gcp:compute/resourcePolicy:ResourcePolicy"

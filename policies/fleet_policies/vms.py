@@ -4,7 +4,7 @@ this model rather than reading properties itself.
 A VM is an instance, a template, an instance made from a template or a machine image, or the VMs of a managed group
 (zonal or regional) as its all-instances config and per-instance configs change what its templates' VMs see. Groups,
 per-instance configs and instances from a template are paired with their templates by reference (gce.referenced),
-never by name. Each resource is read once into plain data (preview.plain): a value not known at preview becomes
+never by name. Each resource is read once into plain data (preview.Plain): a value not known at preview becomes
 preview.UNKNOWN, and its path is in `EffectiveVm.unknown`.
 
 How firewall rules and policies admit traffic to a VM is firewall.py's; the network a VM is on is network.py's."""
@@ -21,7 +21,6 @@ from .gce import (
     DISK,
     INSTANCE_FROM_TEMPLATE,
     MIG,
-    NESTED_METADATA,
     PER_INSTANCE_CONFIG,
     REGION_DISK,
     REGION_MIG,
@@ -35,41 +34,7 @@ from .gce import (
     templates_of,
 )
 from .network import NetworkRef, Networks, project_of
-from .preview import NEEDS, UNKNOWN, plain, unknown_of
-
-
-@dataclass(frozen=True)
-class Plain:
-    """One resource read once: its properties as plain data, and the paths of the values not known at preview."""
-
-    resource: Any
-    props: Mapping[str, Any]
-    unknown: frozenset[str]
-
-    @staticmethod
-    def of(resource: Any) -> Plain:
-        unknown: list[str] = []
-        props = plain(resource.props, "", unknown)
-        return Plain(resource, props if isinstance(props, Mapping) else {}, frozenset(unknown))
-
-    def metadata(self) -> tuple[Mapping[str, Any], frozenset[str]]:
-        """The metadata this resource carries (a VM's own, a group's all-instances config's, a per-instance
-        config's), and its unknown paths as "metadata..." paths."""
-        kind = self.resource.resource_type
-        if kind in VM_TYPES:
-            where = ("metadata",)
-        elif kind in NESTED_METADATA:
-            where = NESTED_METADATA[kind]
-        else:
-            return {}, frozenset()
-        block: Any = self.props
-        for step in where:
-            block = block.get(step) if isinstance(block, Mapping) else None
-        prefix = ".".join(where)
-        unknown = {"metadata" + u[len(prefix):] for u in self.unknown if u == prefix or u.startswith(f"{prefix}.")}
-        # a nested block not known at all (allInstancesConfig unknown) hides the metadata in it
-        unknown |= {"metadata" for u in self.unknown if prefix.startswith(f"{u}.")}
-        return (block if isinstance(block, Mapping) else {}), frozenset(unknown)
+from .preview import NEEDS, UNKNOWN, Plain, unknown_of
 
 
 @dataclass(frozen=True)
