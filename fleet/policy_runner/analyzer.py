@@ -236,9 +236,8 @@ def analyze_with(stub: analyzer_pb2_grpc.AnalyzerStub, plan: Plan, directory: Pa
         properties = {}
         for res in resources:
             properties[res.urn] = _remediate(stub, res, report, providers.get(res.urn))
-            response = stub.Analyze(analyzer_pb2.AnalyzeRequest(
-                type=res.type, properties=properties[res.urn], urn=res.urn, name=res.name, options=_options(res),
-                provider=providers.get(res.urn)), timeout=CALL_TIMEOUT_SECONDS)
+            response = stub.Analyze(_request(res, properties[res.urn], providers.get(res.urn)),
+                                    timeout=CALL_TIMEOUT_SECONDS)
             report.violations += _violations(response, res.urn, levels)
         stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
             analyzer_pb2.AnalyzerResource(
@@ -256,14 +255,19 @@ def analyze_with(stub: analyzer_pb2_grpc.AnalyzerStub, plan: Plan, directory: Pa
     return report
 
 
+def _request(res: PlannedResource, properties: struct_pb2.Struct,
+             provider: analyzer_pb2.AnalyzerProviderResource | None) -> analyzer_pb2.AnalyzeRequest:
+    """What Remediate and Analyze are asked about one resource (the same message, as the engine sends it)."""
+    return analyzer_pb2.AnalyzeRequest(type=res.type, properties=properties, urn=res.urn, name=res.name,
+                                       options=_options(res), provider=provider)
+
+
 def _remediate(stub: analyzer_pb2_grpc.AnalyzerStub, res: PlannedResource, report: PolicyReport,
                provider: analyzer_pb2.AnalyzerProviderResource | None) -> struct_pb2.Struct:
     """The engine's Remediate call for one resource: each remediation's properties replace the ones before it, in
     the order the pack returns them. Returns the inputs the resource is analyzed (and deployed) with."""
     properties = res.properties
-    response = stub.Remediate(analyzer_pb2.AnalyzeRequest(
-        type=res.type, properties=properties, urn=res.urn, name=res.name, options=_options(res), provider=provider),
-        timeout=CALL_TIMEOUT_SECONDS)
+    response = stub.Remediate(_request(res, properties, provider), timeout=CALL_TIMEOUT_SECONDS)
     for remediation in response.remediations:
         if remediation.diagnostic:
             report.remediations.append(Remediation(remediation.policyName, res.urn, (), struct_to_json(properties),

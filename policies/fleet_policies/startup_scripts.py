@@ -145,23 +145,20 @@ def _one_project_script(args: StackValidationArgs, report_violation: ReportViola
     by_project: dict[str, list[Any]] = {}
     for item in items:
         by_project.setdefault(project_of(item), []).append(item)
-    unplaced = by_project.get("", [])
+    unplaced = by_project.pop("", [])
     reported: set[str] = set()
-    for project, same in (by_project.items() if set(by_project) != {""} else [("", unplaced)]):
-        if not project and len(by_project) > 1:
-            continue  # counted with each known project below
-        together = sorted({r.urn: r for r in same + unplaced}.values(), key=lambda r: r.urn)  # any order
+    for project in by_project or [""]:
+        together = sorted(by_project.get(project, []) + unplaced, key=lambda r: r.urn)  # registered in any order
         for extra in together[1:]:
             if extra.urn not in reported:
                 reported.add(extra.urn)
                 report_violation(f"{extra.name} is a second project-level 'startup-script' item "
                                  f"{f'in project {project} ' if project else ''}({len(together)} in all): exactly "
                                  "one may exist per project, or deploys fight over the value.", extra.urn)
-    if items:
+    if items and not unplaced:  # an item whose project is not known may be in any VM's project
         with_script = set(by_project)
         for vm in effective_vms(args.resources):
-            if vm.role in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM) and vm.project and "" not in with_script \
-                    and vm.project not in with_script:
+            if vm.role in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM) and vm.project and vm.project not in with_script:
                 report_violation(f"{vm.name} is a fleet VM in project {vm.project}, which has no 'startup-script' "
                                  f"item (the stack's are in {', '.join(sorted(with_script))}): it would boot "
                                  "without the fleet's boot path.", vm.urn)
