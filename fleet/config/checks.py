@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleet.capacity.cold_start import Pacing, budget_needs, fleet_cold_start, vm_cold_start
+from fleet.config.fields import KMS_KEY
 from fleet.config.model import (
-    KMS_KEY,
     FleetConfig,
     FleetConfigError,
     RendezvousConfig,

@@ -1,0 +1,124 @@
+"""The value types of the stack config (fleet/config/model.py): names, zones, ranges, labels, project ids, key
+names, ports and sizes, each with its validator, whose message is the one line a bad value gets."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import urllib.parse
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from fleet.facts import pilot
+
+GCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")  # fullmatch: `$` would let a trailing newline pass
+ZONE = re.compile(r"[a-z]+-[a-z]+\d+-[a-z]")
+# Google Cloud project ids: 6-30 characters, lowercase letters, digits and hyphens, a letter first, no hyphen last.
+PROJECT_ID = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+# A Cloud KMS key's resource name (what a disk's kmsKeySelfLink takes)
+KMS_KEY = re.compile(rf"projects/({PROJECT_ID.pattern})/locations/([a-z0-9-]+)/keyRings/([A-Za-z0-9_-]{{1,63}})"
+                     r"/cryptoKeys/([A-Za-z0-9_-]{1,63})")
+# Compute Engine labels: keys and values of lowercase letters, digits, `_` and `-`, at most 63; a key starts with a
+# letter; at most 64 labels on a resource. The fleet's own are set by the program.
+LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+FLEET_LABELS = ("app", "stack", "managed-by", "role", pilot.POOL_LABEL)
+MAX_LABELS = 64
+# Compute Engine's largest persistent disk (GB).
+MAX_DISK_GB = 65536
+
+
+def _no_bool(value: Any) -> Any:
+    """A number field refuses booleans (`targetAgents: true` would otherwise be one agent)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a number")
+    return value
+
+
+def _subnet(value: str) -> str:
+    """A subnet of the fleet's own VPC: private IPv4 (RFC 1918, or RFC 6598's shared range), /8 to /29."""
+    net = ipaddress.ip_network(_cidr(value))
+    if net.version != 4:
+        raise ValueError(f"{value} is not an IPv4 range (the subnet's primary range is IPv4)")
+    shared = ipaddress.ip_network("100.64.0.0/10")
+    if net.is_loopback or net.is_link_local or not (net.is_private or net.subnet_of(shared)) or net.prefixlen < 8:
+        raise ValueError(f"{value} is not a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10)")
+    if net.prefixlen > 29:
+        raise ValueError(f"{value} is smaller than /29, Compute Engine's smallest subnet")
+    return value
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    bad = [f"{k}={v}" for k, v in value.items()
+           if not LABEL_KEY.fullmatch(k) or not isinstance(v, str) or not LABEL_VALUE.fullmatch(v)]
+    if bad:
+        raise ValueError(f"labels {', '.join(bad[:5])} are not Compute Engine labels (lowercase letters, digits, _ "
+                         "and -, at most 63; a key starts with a letter)")
+    own = sorted(set(value) & set(FLEET_LABELS))
+    if own:
+        raise ValueError(f"{', '.join(own)} are the fleet's own labels, which the program sets")
+    if len(value) + len(FLEET_LABELS) > MAX_LABELS:
+        raise ValueError(f"{len(value)} labels and the fleet's own {len(FLEET_LABELS)}: a resource takes at most "
+                         f"{MAX_LABELS}")
+    return value
+
+
+def _project(value: str) -> str:
+    if not PROJECT_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a project id (6-30 lowercase letters, digits and hyphens, starting with "
+                         "a letter)")
+    return value
+
+
+_CREDENTIAL_PARAMS = ("token", "access_token", "key", "sig", "signature", "x-goog-signature", "x-goog-credential",
+                      "password")
+
+
+def _release_url(value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    params = {k.lower() for k, _ in urllib.parse.parse_qsl(parts.query)}
+    if parts.username or parts.password or params & set(_CREDENTIAL_PARAMS):
+        raise ValueError("carries credentials, which would be written in clear into the VM's metadata and the plan "
+                         "(secret config values are still clear there): serve the binary where the VM fetches it "
+                         "without them")
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"not a CIDR range: {value!r} ({exc})") from None
+
+
+def _gce_name(value: str) -> str:
+    if not GCE_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid Compute Engine name (lowercase letters, digits, hyphens; 1-63)")
+    return value
+
+
+def _zone(value: str) -> str:
+    if not ZONE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a zone name such as us-central1-a")
+    return value
+
+
+def _kms_key(value: str) -> str:
+    if not KMS_KEY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Cloud KMS key name "
+                         "(projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY)")
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+KmsKey = Annotated[str, AfterValidator(_kms_key)]
+GceName = Annotated[str, AfterValidator(_gce_name)]
+Zone = Annotated[str, AfterValidator(_zone)]
+Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT, strict=True)]
+DiskGb = Annotated[int, Field(ge=10, le=MAX_DISK_GB, strict=True)]
+Subnet = Annotated[str, AfterValidator(_subnet)]
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+NoBool = BeforeValidator(_no_bool)
+ProjectId = Annotated[str, AfterValidator(_project)]
+ReleaseUrl = Annotated[str, Field(pattern=r"^https://\S+$"), AfterValidator(_release_url)]
