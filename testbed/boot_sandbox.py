@@ -362,6 +362,11 @@ class BootSandbox:
         path = self.root / "run/pilot-fleet/status.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
+    def unit_log(self, unit: str) -> str:
+        """What the stand-in systemctl's UNIT printed (its journal)."""
+        log = self.base / "units" / f"{unit}.log"
+        return log.read_text(errors="replace") if log.exists() else ""
+
     def agent_starts(self) -> list[str]:
         log = self.root / "var/lib/pilot-fleet/standin/events.log"
         return [line for line in (log.read_text().splitlines() if log.exists() else []) if " start " in line]

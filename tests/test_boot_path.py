@@ -25,10 +25,13 @@ from fleet.vm_contract import MetadataKey, metadata
 from testbed.boot_sandbox import SOURCE_FIXTURE, BootSandbox, MetadataServer, free_tcp_port, mirror_path
 from testbed.supervisor_harness import free_udp_ports, registry_port
 
+# a port the sandbox fixture picks when the test starts: a port picked at import stays picked for the whole run,
+# and any other test's server may hold it by the time a supervisor binds it
+FREE_PORTS = "free"
 SWARM = {"pilot-role": "swarm", "pilot-version": pilot.PILOT_VERSION, "pilot-target-agents": "3000",
          "pilot-daemon-release": releases()[pilot.PILOT_VERSION].attribute(),
          "pilot-base-udp-port": "10000", "pilot-registry": "203.0.113.11:9000", "pilot-beacon": "203.0.113.11:9001",
-         "pilot-health-port": str(free_tcp_port()), "enable-oslogin": "TRUE"}
+         "pilot-health-port": FREE_PORTS, "enable-oslogin": "TRUE"}
 RENDEZVOUS = {"pilot-role": "rendezvous", "pilot-version": pilot.PILOT_VERSION, "pilot-registry-port": "9000",
               "pilot-beacon-port": "9001", "pilot-dashboard-port": "3000"}
 
@@ -38,8 +41,10 @@ def sandbox(short_run_dir, request) -> Iterator[BootSandbox]:
     # a short base: the agents' sockets (PILOT_ROOT/run/pilot-fleet/agents/N.sock) must fit sun_path
     tmp_path = Path(short_run_dir)
     attributes = dict(getattr(request, "param", SWARM))
-    if attributes.get("pilot-base-udp-port") == FREE_PORTS:  # chosen now, not at import: no other test holds them
+    if attributes.get("pilot-base-udp-port") == FREE_PORTS:
         attributes["pilot-base-udp-port"] = str(free_udp_ports(int(attributes["pilot-target-agents"]) + 4))
+    if attributes.get("pilot-health-port") == FREE_PORTS:
+        attributes["pilot-health-port"] = str(free_tcp_port())
     with registry_port() as registry, MetadataServer(attributes).serving() as server:
         if attributes.get("pilot-registry") == SWARM["pilot-registry"]:
             attributes["pilot-registry"] = registry  # the supervisor starts agents only while it answers
@@ -261,10 +266,6 @@ def test_a_build_kept_on_the_store_disk_is_reused_and_a_damaged_one_is_not(sandb
     assert not (sandbox.root / "opt/pilot-fleet/bin/pilot-rendezvous").exists() and not cache.exists()
 
 
-# a base UDP port the sandbox fixture picks when the test starts
-FREE_PORTS = "free"
-
-
 def _small_swarm(target: int = 5) -> dict[str, str]:
     return {**SWARM, "pilot-target-agents": str(target), "pilot-base-udp-port": FREE_PORTS,
             "pilot-spawn-parallelism": "2", "pilot-round-delay-seconds": "0.2"}
@@ -297,7 +298,8 @@ def test_swarm_boot_installs_pilot_and_the_supervisor_reaches_the_target(sandbox
     assert "KillMode=mixed" in unit and f"--config {sandbox.root}/etc/pilot-fleet/supervisor.json" in unit
     assert "systemctl enable --quiet pilot-agents.service" in sandbox.calls()
     _wait(lambda: len(sandbox.agent_starts()) == 5 and sandbox.supervisor_status().get("running") == 5,
-          seen=lambda: (sandbox.agent_starts(), sandbox.supervisor_status()))
+          seen=lambda: (sandbox.agent_starts(), sandbox.supervisor_status(),
+                        sandbox.unit_log("pilot-agents.service")[-2000:]))
     lint = subprocess.run(["shellcheck", str(sandbox.root / "usr/local/sbin/pilot-fleet-agents")],
                           capture_output=True, text=True, check=False)
     assert lint.returncode == 0, lint.stdout

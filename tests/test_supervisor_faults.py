@@ -1,7 +1,7 @@
 """The supervisor survives faults (startup/pilot_supervisor/: live.py's watch, faults.py, rolling.py): a metadata
 server that answers badly or too fast, a full run directory, a read-only state directory, pacing put right, a live
 target above the VM's memory budget, a UDP base moved by fewer ports than the target, an agent deaf to SIGTERM, a
-supervisor stopped (SIGSTOP) mid-rollout, a refusal put right.
+supervisor stopped (SIGSTOP) mid-rollout, a refusal put right, a health port another process holds.
 
 Each case runs the real supervisor (the renderer's zipapp) against the stand-in daemon and the metadata stand-in
 with fault modes (testbed/boot_sandbox.py), and asserts: never more agent processes than the target in force
@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -225,3 +226,22 @@ def test_a_read_only_state_directory_makes_a_restart_wait_not_the_supervisor_exi
         log = supervisor_log(box)
     assert max(counts) <= TARGET
     assert "agent-start-failed" in {e["event"] for e in log}
+
+
+def test_a_taken_health_port_is_a_fault_not_an_exit(tmp_path: Path) -> None:
+    """Another process on the health port: the agents are still brought to the target, the status names the port,
+    and the endpoint is served as soon as the port is free (an exit would orphan the agents, and systemd's restart
+    would meet the same port)."""
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        with supervised(tmp_path, TARGET, health_address="127.0.0.1", health_port=port) as box:
+            box.start()
+            box.wait_for(lambda: processes(box) == TARGET and any(
+                d.startswith(f"health-endpoint: cannot serve on port {port}") for d in box.status()["degraded"]),
+                         timeout=CONVERGE)
+            holder.close()
+            box.wait_for(lambda: box.status()["degraded"] == [], timeout=CONVERGE)
+            assert _health(box)["running"] == TARGET
+            log = supervisor_log(box)
+    faults = [(e["event"], e["fault"]) for e in log if e["event"].startswith("fault")]
+    assert faults == [("fault", "health-endpoint"), ("fault-cleared", "health-endpoint")]

@@ -1,7 +1,7 @@
 """Faults the supervisor lives with instead of exiting: a full or read-only disk, a metadata server that fails or
-answers badly, a tick that raised. Each is logged when it starts or changes and when it clears; the status, /healthz
-body and /metrics list the ones in force. The agents keep being supervised throughout: an exit would leave them
-orphaned, and systemd's restart would meet the same disk."""
+answers badly, a tick that raised, a health port another process holds. Each is logged when it starts or changes
+and when it clears; the status, /healthz body and /metrics list the ones in force. The agents keep being supervised
+throughout: an exit would leave them orphaned, and systemd's restart would meet the same disk or port."""
 
 from __future__ import annotations
 

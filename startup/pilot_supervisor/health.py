@@ -130,6 +130,8 @@ def metrics(sup: Supervisor) -> str:
 
 
 def serve_health(sup: Supervisor) -> ThreadingHTTPServer | None:
+    """The endpoint on its own thread; None if the host has no health port, or if it cannot be served yet (then it
+    is the fault `health-endpoint` until a later call serves it)."""
     config = sup.config
     if not config.health_port:
         return None
@@ -157,6 +159,11 @@ def serve_health(sup: Supervisor) -> ThreadingHTTPServer | None:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer((config.health_address, config.health_port), Health)
+    try:
+        server = ThreadingHTTPServer((config.health_address, config.health_port), Health)
+    except OSError as exc:  # the port is taken: the agents are supervised all the same, and the loop tries again
+        sup.faults.record("health-endpoint", f"cannot serve on port {config.health_port}: {exc.strerror or exc}")
+        return None
+    sup.faults.clear("health-endpoint")
     threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
     return server

@@ -116,6 +116,8 @@ def run(config: Config, config_path: Path) -> int:
             if began - last_began > STOPPED_SECONDS + sup.config.tick_seconds:
                 rolling.resumed(sup, began - last_began - sup.config.tick_seconds)
             last_began = began
+            if server is None and sup.config.health_port:  # its port was taken: try again each tick
+                server = health.serve_health(sup)
             if watcher is not None and not watcher.is_alive():
                 sup.watcher_down = True
                 log("metadata-watch-died", restarting=True)
