@@ -6,11 +6,12 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from fleet.commands import PROJECT_DIR
+from fleet.commands import PROJECT_DIR, fail
 from fleet.commands.capacity import cmd_capacity
 from fleet.commands.plan import cmd_plan, cmd_policy
 from fleet.commands.rendezvous import cmd_rendezvous_digest
 from fleet.commands.verify import cmd_monitoring, cmd_verify
+from fleet.facts.tables import FactsTableError
 
 T = TypeVar("T", int, float)
 
@@ -138,4 +139,7 @@ _minutes = _number(float, "a number of minutes", lambda v: 0 < v <= 1440, "must 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except FactsTableError as error:  # a row an operator added (README: "Where each fact lives")
+        return fail(f"invalid facts table: {error}")

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
-import yaml
-
-TABLE_PATH = Path(__file__).with_name("data") / "machine_types.yaml"
+from fleet.facts.tables import table
 
 
 @dataclass(frozen=True)
@@ -20,8 +17,8 @@ class MachineType:
 
 @cache
 def machine_types() -> dict[str, MachineType]:
-    raw = yaml.safe_load(TABLE_PATH.read_text())["machine_types"]
-    return {name: MachineType(name, int(row["vcpus"]), int(row["memory_mb"])) for name, row in raw.items()}
+    return {name: MachineType(name, row.number("vcpus"), row.number("memory_mb"))
+            for name, row in table("machine_types.yaml").mapping("machine_types").rows()}
 
 
 def lookup(name: str) -> MachineType | None:

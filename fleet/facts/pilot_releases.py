@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
-import yaml
-
-TABLE_PATH = Path(__file__).with_name("data") / "pilot_releases.yaml"
+from fleet.facts.tables import HTTPS, SHA256, Row, table
 
 
 @dataclass(frozen=True)
@@ -43,11 +40,15 @@ class Release:
 
 @cache
 def releases() -> dict[str, Release]:
-    raw = yaml.safe_load(TABLE_PATH.read_text())
-    return {str(version): Release(str(version), tuple(row["flags"]),
-                                  tuple(Wheel(str(version), arch, w["url"], w["sha256"])
-                                        for arch, w in row["wheels"].items()))
-            for version, row in raw.items()}
+    return {version: Release(version, row.texts("flags"), wheels_of(version, row.mapping("wheels")))
+            for version, row in table("pilot_releases.yaml").rows()}
+
+
+def wheels_of(version: str, row: Row) -> tuple[Wheel, ...]:
+    """A version's wheels, one per CPU: an https URL and a sha256 (64 lower-case hex digits) each."""
+    return tuple(Wheel(version, arch, wheel.text("url", HTTPS, "an https URL"),
+                       wheel.text("sha256", SHA256, "a sha256 (64 lower-case hex digits)"))
+                 for arch, wheel in row.rows())
 
 
 def wheels() -> tuple[Wheel, ...]:

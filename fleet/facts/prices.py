@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
-from typing import Any
-
-import yaml
 
 from fleet.facts.machine_types import MachineType
+from fleet.facts.tables import table
 
-TABLE_PATH = Path(__file__).with_name("data") / "prices.yaml"
+TABLE_NAME = "prices.yaml"
 
 
 class PriceError(Exception):
@@ -43,14 +40,18 @@ class PriceTable:
 
     def require_region(self, region: str) -> None:
         if region not in self.regions:
-            raise PriceError(f"no prices for region {region!r} in {TABLE_PATH.name} (known: "
+            raise PriceError(f"no prices for region {region!r} in {TABLE_NAME} (known: "
                              f"{', '.join(sorted(self.regions))})")
 
 
 @cache
 def price_table() -> PriceTable:
-    raw: dict[str, Any] = yaml.safe_load(TABLE_PATH.read_text())
-    regions = {region: {family: (float(r["vcpu_hour"]), float(r["gb_hour"])) for family, r in families.items()}
-               for region, families in raw["regions"].items()}
-    disks = {region: {kind: float(rate) for kind, rate in kinds.items()} for region, kinds in raw["disks"].items()}
-    return PriceTable(str(raw["date"]), str(raw["currency"]), float(raw["hours_per_month"]), regions, disks)
+    raw = table(TABLE_NAME)
+    regions = {region: {family: (float(rates.number("vcpu_hour", whole=False)),
+                                 float(rates.number("gb_hour", whole=False)))
+                        for family, rates in families.rows()}
+               for region, families in raw.mapping("regions").rows()}
+    disks = {region: {kind: float(kinds.number(kind, whole=False)) for kind in map(str, kinds.raw)}
+             for region, kinds in raw.mapping("disks").rows()}
+    return PriceTable(raw.text("date"), raw.text("currency"), float(raw.number("hours_per_month", whole=False)),
+                      regions, disks)

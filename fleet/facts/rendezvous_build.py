@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-from fleet.facts.pilot_releases import Wheel
-
-TABLE_PATH = Path(__file__).with_name("data") / "rendezvous_build.yaml"
+from fleet.facts.pilot_releases import Wheel, wheels_of
+from fleet.facts.tables import HTTPS, SHA256, table
 
 
 @dataclass(frozen=True)
@@ -44,14 +39,17 @@ class BuildTable:
 
 @cache
 def build_table() -> BuildTable:
-    raw: dict[str, Any] = yaml.safe_load(TABLE_PATH.read_text())
-    sources = {str(commit): Source(str(commit), row["repository"], row["url"], row["tree_sha256"], str(row["go"]))
-               for commit, row in raw["sources"].items()}
-    toolchains = tuple(Wheel(str(version), arch, row["url"], row["sha256"])
-                       for version, arches in raw["toolchains"].items() for arch, row in arches.items())
-    table = BuildTable(str(raw["default_source"]), sources, toolchains)
-    missing = [s.commit for s in sources.values() if s.go not in table.toolchain_versions()]
-    if table.default_source not in sources or missing:
-        raise ValueError(f"{TABLE_PATH}: default_source must be one of the sources, and every source's go version "
-                         f"a toolchain (sources without one: {missing})")
-    return table
+    raw = table("rendezvous_build.yaml")
+    sources = {commit: Source(commit, row.text("repository"), row.text("url", HTTPS, "an https URL"),
+                              row.text("tree_sha256", SHA256, "a sha256 (64 lower-case hex digits)"), row.text("go"))
+               for commit, row in raw.mapping("sources").rows()}
+    toolchains = tuple(w for version, arches in raw.mapping("toolchains").rows() for w in wheels_of(version, arches))
+    built = BuildTable(raw.text("default_source"), sources, toolchains)
+    if built.default_source not in sources:
+        raw.fail(f"is {built.default_source!r}, not one of the sources ({', '.join(sorted(sources))})",
+                 "default_source")
+    known = ", ".join(sorted(built.toolchain_versions()))
+    for source in sources.values():
+        if source.go not in built.toolchain_versions():
+            raw.fail(f"is {source.go!r}, not one of the toolchains ({known})", f"sources.{source.commit}.go")
+    return built

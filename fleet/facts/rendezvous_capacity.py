@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
-import yaml
-
-TABLE_PATH = Path(__file__).with_name("data") / "rendezvous_capacity.yaml"
+from fleet.facts.tables import table
 
 
 @dataclass(frozen=True)
@@ -24,6 +21,6 @@ class RendezvousCapacity:
 
 @cache
 def rendezvous_capacity() -> RendezvousCapacity:
-    raw = yaml.safe_load(TABLE_PATH.read_text())
-    return RendezvousCapacity(int(raw["registrations_per_second"]), int(raw["measured_identities"]),
-                              float(raw["usable_share"]), str(raw["measured_on"]))
+    row = table("rendezvous_capacity.yaml")
+    return RendezvousCapacity(row.number("registrations_per_second"), row.number("measured_identities"),
+                              float(row.number("usable_share", whole=False, at_most=1)), row.text("measured_on"))

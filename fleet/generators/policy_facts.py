@@ -15,6 +15,7 @@ from pathlib import Path
 from fleet import vm_contract
 from fleet.facts import memory_budget, pilot
 from fleet.facts.machine_types import machine_types
+from fleet.facts.tables import FactsTableError
 
 FACTS_PATH = Path(__file__).resolve().parents[2] / "policies" / "fleet_policies" / "facts.py"
 # The constants the pack reads: of fleet/facts/pilot.py, and of the VM contract (besides MetadataKey, copied whole).
@@ -68,7 +69,12 @@ def lookup(name: str) -> MachineType | None:
 
 
 def main() -> int:
-    FACTS_PATH.write_text(render_facts())
+    try:
+        facts = render_facts()
+    except FactsTableError as error:  # nothing is written: the pack keeps the facts it had
+        print(f"error: invalid facts table: {error}", file=sys.stderr)
+        return 2
+    FACTS_PATH.write_text(facts)
     print(f"wrote {FACTS_PATH}")
     return 0
 
