@@ -103,6 +103,13 @@ def set_input(name: str, type_suffix: str, key: str, value: Any) -> Callable[[Re
     return change
 
 
+def both(*changes: Callable[[Resources], None]) -> Callable[[Resources], None]:
+    def change(resources: Resources) -> None:
+        for each in changes:
+            each(resources)
+    return change
+
+
 def remove(name: str, type_suffix: str) -> Callable[[Resources], None]:
     def change(resources: Resources) -> None:
         resources.remove(find(resources, name, type_suffix))
@@ -228,6 +235,9 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
                            {("no-public-ssh-rdp", "pilot-fleet-allow-ssh")}),
     "ssh to the world": (set_input("pilot-fleet-allow-ssh", ":Firewall", "sourceRanges", ["0.0.0.0/0"]),
                          {("no-public-ssh-rdp", "pilot-fleet-allow-ssh")}),
+    # a disabled rule admits nothing (as pilot-ports-open reads it too)
+    "ssh to the world, disabled": (both(set_input("pilot-fleet-allow-ssh", ":Firewall", "sourceRanges", ["0.0.0.0/0"]),
+                                        set_input("pilot-fleet-allow-ssh", ":Firewall", "disabled", True)), set()),
     "shielded vm off": (set_input("swarm-1", ":Instance", "shieldedInstanceConfig", {"enableSecureBoot": False}),
                         {("shielded-vm", "swarm-1")}),
     "default service account": (set_input("swarm-2", ":Instance", "serviceAccount",

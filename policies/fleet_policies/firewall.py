@@ -106,6 +106,11 @@ def is_ingress(rule: Mapping[str, Any]) -> bool:
     return str(rule.get("direction") or "INGRESS").upper() == "INGRESS"
 
 
+def ingress_in_force(rule: Mapping[str, Any]) -> bool:
+    """An ingress rule Compute Engine applies: a disabled rule (a VPC rule's or a policy rule's) admits nothing."""
+    return is_ingress(rule) and not truthy(rule.get("disabled", False))
+
+
 @dataclass(frozen=True)
 class Target:
     """What firewall rules and policies match one VM by: its network, tags, service accounts, secure tags (the
@@ -197,7 +202,7 @@ def _layer4(entries: Any, key: str) -> tuple[tuple[str, tuple[tuple[int, int], .
 
 
 def _vpc_rules(resource: Any, props: Mapping[str, Any]) -> list[Rule]:
-    if truthy(props.get("disabled", False)) or not is_ingress(props):
+    if not ingress_in_force(props):
         return []
     other = bool(props.get("sourceTags") or props.get("sourceServiceAccounts"))
     ranges = props.get("sourceRanges") or []
@@ -220,7 +225,7 @@ _OTHER_SOURCES = ("srcSecureTags", "srcAddressGroups", "srcFqdns", "srcRegionCod
 
 
 def _policy_rule(resource: Any, props: Mapping[str, Any]) -> list[Rule]:
-    if truthy(props.get("disabled", False)) or not is_ingress(props):
+    if not ingress_in_force(props):
         return []
     project = project_of(resource)
     match = props.get("match") if isinstance(props.get("match"), Mapping) else {}

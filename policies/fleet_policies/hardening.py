@@ -13,7 +13,7 @@ from pulumi_policy import (
 
 from . import facts as pilot
 from .advisory import ADVISORY, vm_rule
-from .firewall import allowed, is_ingress, opens_to_world
+from .firewall import allowed, ingress_in_force, opens_to_world
 from .gce import FIREWALL, truthy
 from .policy_config import ConfigSpec, config_for, config_schema
 from .vms import EffectiveVm
@@ -79,9 +79,7 @@ def _firewall_rule(name: str, description: str, ports: Callable[[Mapping[str, An
     """A rule on firewalls: none of `ports(config)` (TCP) may be open to the whole internet."""
 
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if args.resource_type != FIREWALL or not opens_to_world(args.props):
-            return
-        if not is_ingress(args.props):
+        if args.resource_type != FIREWALL or not ingress_in_force(args.props) or not opens_to_world(args.props):
             return
         for port in ports(config_for(args.get_config(), config or {})):
             if allowed(args.props, "tcp", port, port):

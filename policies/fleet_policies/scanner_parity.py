@@ -12,7 +12,7 @@ from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValid
 
 from . import facts as pilot
 from .advisory import ADVISORY, vm_rule
-from .firewall import allowed, is_ingress, opens_to_world
+from .firewall import allowed, ingress_in_force, opens_to_world
 from .gce import FIREWALL, last_name, truthy
 from .vms import EffectiveVm
 
@@ -72,7 +72,7 @@ def _all_ports(args: ResourceValidationArgs, report_violation: ReportViolation) 
         return
     if last_name(props.get("network")) == "default":
         report_violation(f"{args.name} is a rule of the project's default network (CKV_GCP_27).", None)
-    if is_ingress(props) and opens_to_world(props) and \
+    if ingress_in_force(props) and opens_to_world(props) and \
             (allowed(props, "tcp", 0, pilot.MAX_PORT) or allowed(props, "udp", 0, pilot.MAX_PORT)):
         report_violation(f"{args.name} admits every port from the whole internet.", None)
 

@@ -1,6 +1,7 @@
 """The legitimate shapes of scanner_parity_bad: OS Login on, no forwarding, no external IP, a customer-managed key
-on every disk, a custom network, a rule open to the internet on one port only. None of the six advisories may fire
-(the fleet's own VMs keep their external IPs: the rendezvous is reached at it, swarm VMs download through it)."""
+on every disk, a custom network, a rule open to the internet on one port only, a disabled rule open on every port.
+None of the six advisories may fire (the fleet's own VMs keep their external IPs: the rendezvous is reached at it,
+swarm VMs download through it)."""
 
 import pulumi_gcp as gcp
 
@@ -19,3 +20,6 @@ gcp.compute.Instance(
     metadata={"enable-oslogin": "TRUE", "pilot-role": "swarm", "pilot-target-agents": "10"})
 gcp.compute.Firewall("https", network="private", direction="INGRESS", source_ranges=["0.0.0.0/0"],
                      allows=[{"protocol": "tcp", "ports": ["443"]}])
+# every port to the world, but disabled: Compute Engine applies none of it
+gcp.compute.Firewall("all-ports-disabled", network="private", direction="INGRESS", source_ranges=["0.0.0.0/0"],
+                     allows=[{"protocol": "tcp"}], disabled=True)
