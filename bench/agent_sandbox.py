@@ -42,7 +42,9 @@ sys.path.insert(0, str(REPO))
 from bench.supervisor_scale import compile_standin  # noqa: E402
 from fleet.startup_render import build_zipapp, render_contract  # noqa: E402
 from fleet.vm_contract import AGENT_USER  # noqa: E402
-from testbed.vm_fleet import Host, _ip, ensure_image, wait_for  # noqa: E402
+from testbed.vm_fleet import run_ip, wait_for  # noqa: E402
+from testbed.vm_host import Host  # noqa: E402
+from testbed.vm_image import ensure_image  # noqa: E402
 
 PARALLELISM, ROUND_DELAY = 50, 0.2
 STEADY_SECONDS = 30.0
@@ -145,8 +147,8 @@ def main() -> int:
             (upper / rel).write_bytes(data)
             (upper / rel).chmod(mode)
         namespace = f"pfsb{tmp[-6:]}"
-        _ip("netns", "add", namespace)
-        _ip("-n", namespace, "link", "set", "lo", "up")
+        run_ip("netns", "add", namespace)
+        run_ip("-n", namespace, "link", "set", "lo", "up")
         host = Host("bench", "127.0.0.1", {}, "", base / "host", namespace, image, {})
         try:
             host.boot()

@@ -125,7 +125,7 @@ case "${job}" in
     fetch_debian_tool prometheus promtool
     if [[ "$(id -u)" == 0 ]]; then # the whole-fleet boot test: system containers need root
       install_debian_packages
-      "${venv}/bin/python" -m testbed.vm_fleet image >/dev/null
+      "${venv}/bin/python" -m testbed.vm_image >/dev/null
     fi
     # the tests call the tools the virtualenv installed (shellcheck, ruff) by name
     PATH="${venv}/bin:${PATH}"

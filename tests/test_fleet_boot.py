@@ -35,7 +35,8 @@ from fleet.capacity.cold_start import Pacing, vm_cold_start
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import REGISTRATION_LAG_SECONDS, MetadataKey
-from testbed.vm_fleet import Fleet, Host, fleet_of, plan_stack, wait_for
+from testbed.vm_fleet import Fleet, fleet_of, plan_stack, wait_for
+from testbed.vm_host import Host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="system containers need root")
 
