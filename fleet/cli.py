@@ -141,5 +141,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except FactsTableError as error:  # a row an operator added (README: "Where each fact lives")
+    except FactsTableError as error:  # a row an operator added (README: "Where to change what")
         return fail(f"invalid facts table: {error}")

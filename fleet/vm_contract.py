@@ -81,7 +81,6 @@ MIN_AGENT_PORT = 1024
 HOST_PORT_PATTERN = r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"
 VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 DEVICE_PATTERN = r"^[a-z0-9-]+$"
-SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # A swarm VM's registration addresses: its own and at most a /24 alias range (sources.py routes each by its user,
 # through policy-routing table ROUTE_TABLE_BASE + its position).
 MAX_REGISTRATION_ADDRESSES = 257

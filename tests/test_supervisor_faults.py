@@ -236,9 +236,9 @@ def test_a_taken_health_port_is_a_fault_not_an_exit(tmp_path: Path) -> None:
         port = holder.getsockname()[1]
         with supervised(tmp_path, TARGET, health_address="127.0.0.1", health_port=port) as box:
             box.start()
+            refused = f"health-endpoint: cannot serve on port {port}"
             box.wait_for(lambda: processes(box) == TARGET and any(
-                d.startswith(f"health-endpoint: cannot serve on port {port}") for d in box.status()["degraded"]),
-                         timeout=CONVERGE)
+                d.startswith(refused) for d in box.status().get("degraded", [])), timeout=CONVERGE)
             holder.close()
             box.wait_for(lambda: box.status()["degraded"] == [], timeout=CONVERGE)
             assert _health(box)["running"] == TARGET

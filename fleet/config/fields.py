@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from fleet.facts import pilot
+from fleet.facts.tables import HTTPS_PATTERN
 
 GCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")  # fullmatch: `$` would let a trailing newline pass
 ZONE = re.compile(r"[a-z]+-[a-z]+\d+-[a-z]")
@@ -121,4 +122,4 @@ Subnet = Annotated[str, AfterValidator(_subnet)]
 Labels = Annotated[dict[str, str], AfterValidator(_labels)]
 NoBool = BeforeValidator(_no_bool)
 ProjectId = Annotated[str, AfterValidator(_project)]
-ReleaseUrl = Annotated[str, Field(pattern=r"^https://\S+$"), AfterValidator(_release_url)]
+ReleaseUrl = Annotated[str, Field(pattern=HTTPS_PATTERN), AfterValidator(_release_url)]

@@ -32,6 +32,7 @@ from fleet.facts import pilot
 from fleet.facts.machine_types import lookup
 from fleet.facts.memory_budget import MemoryBudget
 from fleet.facts.rendezvous_build import build_table
+from fleet.facts.tables import SHA256_PATTERN
 from fleet.vm_contract import MAX_REGISTRATION_ADDRESSES, agent_bounds
 
 
@@ -84,7 +85,7 @@ class RendezvousPorts(Model):
 
 class RendezvousRelease(Model):
     url: ReleaseUrl
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str = Field(pattern=SHA256_PATTERN)
 
 
 class StoreSnapshots(Model):

@@ -14,8 +14,10 @@ import yaml
 
 DATA = Path(__file__).with_name("data")
 REPOSITORY = Path(__file__).resolve().parents[2]
-SHA256 = re.compile(r"[0-9a-f]{64}")
-HTTPS = re.compile(r"https://\S+")
+# The forms of a digest and a download URL, wherever the program takes one (tables, stack config)
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+HTTPS_PATTERN = r"^https://\S+$"
+SHA256, HTTPS = re.compile(SHA256_PATTERN), re.compile(HTTPS_PATTERN)
 
 
 class FactsTableError(Exception):
