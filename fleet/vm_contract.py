@@ -242,7 +242,8 @@ RENAMED_GUEST_ATTRIBUTES: dict[str, str] = {GuestAttribute.TARGET_AGENTS: "agent
 # `running`: agents (indices below the target) with a process; `processes`: every agent process it counts, surplus
 # ones included; `degraded`: the faults it lives with now (a full disk, a failing metadata server).
 STATUS_FIELDS = ("target_agents", "running", "processes", "restarts", "stopping", "updated", "ticks", "tick_seconds",
-                 "version", "rollout", "degraded", "agents_user", "agents_counted_by", "registration_addresses")
+                 "version", "rollout", "degraded", "agents_user", "agents_counted_by", "registration_addresses",
+                 "supervisor")
 
 
 class MetricName:

@@ -133,6 +133,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 # Where a test changes a stand-in's instance attributes, as `pulumi up` changes a VM's metadata (not a GCE path).
 CONTROL_PATH = "/stand-in/attributes"
+PROJECT_CONTROL_PATH = "/stand-in/project"  # the same for the project's metadata (its startup-script item)
 
 
 @dataclass
@@ -170,6 +171,29 @@ class MetadataServer:
                 else:
                     self.attributes[key] = value
             self.changed.notify_all()
+
+    def change_project(self, updates: dict[str, str | None]) -> None:
+        """What `pulumi up` does to the project's metadata (its startup-script item): a watcher's pending
+        wait_for_change on that value returns."""
+        with self.changed:
+            for key, value in updates.items():
+                if value is None:
+                    self.project.pop(key, None)
+                else:
+                    self.project[key] = value
+            self.changed.notify_all()
+
+    def project_value_after(self, name: str, query: dict[str, str]) -> tuple[str | None, str]:
+        """One project value and its ETag (None: no such item); with wait_for_change, once its ETag differs from
+        last_etag (or at the timeout)."""
+        def tag() -> str:
+            return hashlib.sha256(self.project.get(name, "").encode()).hexdigest()[:16]
+
+        with self.changed:
+            if query.get("wait_for_change") == "true":
+                last = query.get("last_etag", "")
+                self.changed.wait_for(lambda: tag() != last, timeout=float(query.get("timeout_sec", 60)))
+            return self.project.get(name), tag()
 
     def attributes_after(self, query: dict[str, str]) -> tuple[dict[str, str], str]:
         """The attributes and their ETag; with wait_for_change, once they differ from last_etag (or at the
@@ -226,8 +250,12 @@ class MetadataServer:
                     body = server.guest_attributes[path[26:]]
                 elif path.startswith("instance/attributes/") and path[20:] in server.attributes:
                     body = server.attributes[path[20:]]
-                elif path.startswith("project/attributes/") and path[19:] in server.project:
-                    body = server.project[path[19:]]
+                elif path.startswith("project/attributes/"):
+                    value, etag = server.project_value_after(path[19:], params)
+                    if value is None:
+                        self.send_error(404)
+                        return
+                    body = value
                 else:
                     self.send_error(404)
                     return
@@ -259,9 +287,10 @@ class MetadataServer:
                 return True
 
             def do_PUT(self) -> None:
-                if self.path == CONTROL_PATH:
+                if self.path in (CONTROL_PATH, PROJECT_CONTROL_PATH):
                     length = int(self.headers.get("Content-Length") or 0)
-                    server.change(json.loads(self.rfile.read(length)))
+                    change = server.change if self.path == CONTROL_PATH else server.change_project
+                    change(json.loads(self.rfile.read(length)))
                     self.send_response(204)
                     self.end_headers()
                     return

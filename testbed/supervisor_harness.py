@@ -3,7 +3,9 @@ private directory."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import os
 import signal
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -34,6 +37,28 @@ if not SUPERVISOR.exists():
     _tmp = SUPERVISOR.with_name(f".{os.getpid()}.tmp")
     _tmp.write_bytes(ZIPAPP)
     _tmp.replace(SUPERVISOR)
+
+
+def script_with(script: str, zipapp: bytes) -> str:
+    """A rendered startup script with its supervisor zipapp replaced: what `pulumi up` of another pilot-fleet release
+    puts in the project's metadata."""
+    encoded = base64.encodebytes(ZIPAPP).decode()
+    if encoded not in script:
+        raise ValueError("the script does not carry this session's supervisor zipapp as the renderer writes it")
+    return script.replace(encoded, base64.encodebytes(zipapp).decode())
+
+
+def release_with(name: str, body: bytes, base: bytes = ZIPAPP) -> bytes:
+    """The supervisor zipapp with member NAME set to BODY (added or replaced): another release of the program."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(base)) as old, zipfile.ZipFile(out, "w") as new:
+        for item in old.infolist():
+            if item.filename != name:
+                new.writestr(item, old.read(item))
+        new.writestr(name, body)
+    return out.getvalue()
+
+
 # In-process tests import the package from that same zipapp, with that same contract.
 sys.path.insert(0, str(SUPERVISOR))
 import pilot_supervisor.agents  # noqa: E402
@@ -91,6 +116,9 @@ class Supervised:
     proc: subprocess.Popen[str] | None = None
     # a command the supervisor runs under (e.g. a private mount namespace for file-system faults)
     prefix: list[str] = field(default_factory=list)
+    # the zipapp it runs, its contract.json beside it: the session's shared one, or a test's own copy (an upgrade
+    # test's supervisor installs its new release where it runs from)
+    program: Path = SUPERVISOR
 
     @property
     def state_dir(self) -> Path:
@@ -100,7 +128,7 @@ class Supervised:
         self.config.update(changes)
         path = self.base / "supervisor.json"
         path.write_text(json.dumps(self.config))
-        self.proc = subprocess.Popen([*self.prefix, sys.executable, str(SUPERVISOR), "run", "--config", str(path)],
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, str(self.program), "run", "--config", str(path)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      start_new_session=True)
 
@@ -175,13 +203,13 @@ def registry_port(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
 
 @contextmanager
-def supervised(base: Path, target: int, **overrides: Any) -> Iterator[Supervised]:
+def supervised(base: Path, target: int, program: Path = SUPERVISOR, **overrides: Any) -> Iterator[Supervised]:
     port = free_udp_ports(target + 8)
     with registry_port() as registry:
         config = {"target_agents": target, "daemon": str(STANDIN), "registry": registry, "beacon": "127.0.0.1:9",
                   "base_udp_port": port, "state_dir": str(base / "state"), "run_dir": str(base / "run"),
                   **FAST, **overrides}
-        box = Supervised(base, config)
+        box = Supervised(base, config, program=program)
         try:
             yield box
         finally:

@@ -26,7 +26,14 @@ from fleet.facts import pilot
 from fleet.facts.pilot_releases import known_versions
 from fleet.facts.rendezvous_build import build_table
 from fleet.vm_contract import MetadataKey
-from testbed.boot_sandbox import CONTROL_PATH, SOURCE_FIXTURE, WHEEL_CACHE, cached_wheel, mirror_path
+from testbed.boot_sandbox import (
+    CONTROL_PATH,
+    PROJECT_CONTROL_PATH,
+    SOURCE_FIXTURE,
+    WHEEL_CACHE,
+    cached_wheel,
+    mirror_path,
+)
 from testbed.vm_image import METADATA_IP, REPO, TestBedError
 
 # Where the supervisor installs each pilot-daemon version: /opt/pilot-fleet/versions/<version>/pilot-daemon.
@@ -205,16 +212,20 @@ class Host:
                         found[int(entry.name)] = argv0[len(VERSIONS_DIR):].split("/")[0]
         return found
 
-    def change_metadata(self, updates: dict[str, str | None]) -> None:
-        """What `pulumi up` does to this VM's metadata: the stand-in's attributes change (a watcher's pending
-        wait_for_change returns with the new ETag)."""
+    def change_metadata(self, updates: dict[str, str | None], project: bool = False) -> None:
+        """What `pulumi up` does to this VM's metadata (with PROJECT, to the project's, as the stand-in serves it to
+        this VM): the stand-in's values change (a watcher's pending wait_for_change returns with the new ETag)."""
         body = json.dumps(updates)
-        result = subprocess.run(["ip", "netns", "exec", self.namespace, "curl", "-fsS", "-X", "PUT", "--data",
-                                 body, f"http://{METADATA_IP}{CONTROL_PATH}"], capture_output=True, text=True,
+        control = PROJECT_CONTROL_PATH if project else CONTROL_PATH
+        result = subprocess.run(["ip", "netns", "exec", self.namespace, "curl", "-fsS", "-X", "PUT", "--data-binary",
+                                 "@-", f"http://{METADATA_IP}{control}"], input=body, capture_output=True, text=True,
                                 timeout=10, check=False)
         if result.returncode != 0:
             raise TestBedError(f"{self.name}: the metadata stand-in refused the change: {result.stderr}")
-        self.attributes.update({k: v for k, v in updates.items() if v is not None})
+        if not project:
+            self.attributes.update({k: v for k, v in updates.items() if v is not None})
+        elif updates.get(MetadataKey.STARTUP_SCRIPT):  # what a power-on runs from now on
+            self.script = str(updates[MetadataKey.STARTUP_SCRIPT])
 
     def unit(self, unit: str, *properties: str) -> dict[str, str]:
         """`systemctl show` properties of a unit in this VM."""

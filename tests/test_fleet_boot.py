@@ -7,7 +7,8 @@ pilot-daemon from the pinned wheel and their supervisors register them with that
 
 Day two follows on the same fleet, through metadata alone as `pulumi up` changes it: one swarm host's target goes
 20 -> 30 -> 15, the other (booted on pilotprotocol 1.17.0) is upgraded live to 1.18.0, then offered a wheel whose
-sha256 does not match; no unit restarts, no reboot, no SSH.
+sha256 does not match; then every supervisor takes up another pilot-fleet release from the project's startup
+script, in place; no unit restarts, no reboot, no SSH.
 
 Stand-ins (named in testbed/vm_fleet.py): sysctl, the enforcement of TasksMax, the store disk, the internet.
 One scenario on one fleet, in named phases (PHASES at the end): each starts from the state the previous one left,
@@ -16,6 +17,7 @@ and each is reported with its time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -35,6 +37,7 @@ from fleet.capacity.cold_start import Pacing, vm_cold_start
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import REGISTRATION_LAG_SECONDS, MetadataKey
+from testbed.supervisor_harness import release_with, script_with
 from testbed.vm_fleet import Fleet, fleet_of, plan_stack, wait_for
 from testbed.vm_host import Host
 
@@ -445,6 +448,26 @@ def phase_a_wheel_that_fails_its_sha256_is_refused_and_the_host_keeps_its_versio
     assert host.registered_agents() == TARGET
 
 
+def phase_a_new_supervisor_release_takes_over_live_keeping_every_agent(fleet: Fleet) -> None:
+    """`pulumi up` of another pilot-fleet release changes the project's startup script: each swarm host's supervisor
+    stages the zipapp in it, checks it against the host's config and re-executes itself in place, under real
+    systemd: the same main PID, no unit restart, every agent the same process (upgrade.py)."""
+    new = release_with("pilot_supervisor/release_note.txt", b"a release after this one\n")
+    wanted = hashlib.sha256(new).hexdigest()
+    before = {h.name: (h.unit("pilot-agents.service", *UNIT_IDENTITY), sorted(h.agent_pids())) for h in fleet.swarm}
+    for host in fleet.swarm:
+        host.change_metadata({MetadataKey.STARTUP_SCRIPT: script_with(host.script, new)}, project=True)
+    for host in fleet.swarm:
+        wait_for(lambda h=host: h.status().get("supervisor", {}).get("digest") == wanted, 60,
+                 f"{host.name}'s supervisor did not take up the new release")
+        assert (host.unit("pilot-agents.service", *UNIT_IDENTITY), sorted(host.agent_pids())) == before[host.name]
+        # where the unit starts it from: a restart, the unit's stop and the next boot run the new release
+        assert host.path("/opt/pilot-fleet/lib/pilot-supervisor.pyz").read_bytes() == new
+        journal = host.journal("pilot-agents.service")
+        assert "supervisor-upgrade-staged" in journal and "supervisor-upgraded" in journal
+        assert host.status()["running"] == host.target
+
+
 def phase_a_recreated_swarm_vm_comes_back_on_its_state_disk_with_no_new_identity(fleet: Fleet) -> None:
     """A VM that autohealing, a rolling update or a replacement recreates: a fresh boot disk, the same agent state
     disk. Its agents come back as the identities the registry knows: no new node, no refusal."""
@@ -623,6 +646,7 @@ PHASES: list[Callable[..., None]] = [
     phase_a_changed_target_converges_live_with_no_unit_restart,
     phase_a_new_daemon_version_rolls_over_live_keeping_every_identity,
     phase_a_wheel_that_fails_its_sha256_is_refused_and_the_host_keeps_its_version,
+    phase_a_new_supervisor_release_takes_over_live_keeping_every_agent,
     phase_a_recreated_swarm_vm_comes_back_on_its_state_disk_with_no_new_identity,
     phase_a_rendezvous_failover_to_the_other_zone_keeps_every_agent,
     phase_fresh_identities_register_from_two_addresses_in_the_planned_time,

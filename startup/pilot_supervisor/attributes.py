@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -165,6 +166,26 @@ def fetch_attributes(metadata_url: str, etag: str = "", wait_seconds: int = 0) -
     if not isinstance(body, dict):
         raise MetadataError("the metadata server's attributes are not an object")
     return {str(k): str(v) for k, v in body.items()}, tag
+
+
+def fetch_project_value(metadata_url: str, name: str, etag: str = "", wait_seconds: int = 0) -> tuple[str, str]:
+    """One project metadata value (the fleet's `startup-script`) and its ETag, watched as the attributes are; ("",
+    "") when the project has no such item (a 404: nothing to watch, and no fault)."""
+    query = f"?wait_for_change=true&timeout_sec={wait_seconds}" + (f"&last_etag={etag}" if etag else "") \
+        if wait_seconds else ""
+    request = urllib.request.Request(f"{metadata_url.rstrip('/')}/project/attributes/{name}{query}",
+                                     headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=wait_seconds + 15) as response:
+            raw = response.read(MAX_ANSWER_BYTES + 1)
+            tag = response.headers.get("ETag", "")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return "", ""
+        raise
+    if len(raw) > MAX_ANSWER_BYTES:
+        raise MetadataError(f"the metadata server's answer is over {MAX_ANSWER_BYTES} bytes")
+    return raw.decode(), tag
 
 
 def instance_value(metadata_url: str, path: str) -> str:

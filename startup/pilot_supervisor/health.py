@@ -34,7 +34,10 @@ def status(sup: Supervisor) -> dict[str, Any]:
               "rollout": sup.rollout_status(),
               # who the agents run as, and what decides that a process is one (privilege.py)
               "agents_user": sup.user.name if sup.user else "", "agents_counted_by": sup.counted_by,
-              "registration_addresses": list(sup.config.registration_addresses)}
+              "registration_addresses": list(sup.config.registration_addresses),
+              # the supervisor program (upgrade.py): its sha256, and a newer one staged (running soon) or refused
+              "supervisor": {"digest": sup.supervisor_digest,
+                             "upgrade": {k: v for k, v in sup.upgrade.items() if k != "path"}}}
     return {name: values[name] for name in contract()["status_fields"]}
 
 

@@ -2,18 +2,22 @@
 with the boot path's own `settings`, installs a new daemon version, and hands the main loop the config to converge
 to; the main loop alone applies it (`take_pending`). A new target starts or stops agents at the paced speed; what
 changes an agent's command line or environment rolls (rollout.py); pacing applies to the next starts. What it
-converges to is written back to the config file."""
+converges to is written back to the config file. A second watcher follows the project's startup script: a new
+supervisor in it is upgrade.py's."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pilot_supervisor.attributes import AttributesError, fetch_attributes, settings
+from pilot_supervisor import upgrade
+from pilot_supervisor.attributes import AttributesError, fetch_attributes, fetch_project_value, settings
 from pilot_supervisor.config import Config
+from pilot_supervisor.contract import key
 from pilot_supervisor.install import InstallError, install_daemon
 from pilot_supervisor.journal import log
 from pilot_supervisor.rollout import ROLLED_FIELDS, Rollout
@@ -28,32 +32,51 @@ WATCH_REQUESTS_PER_SECOND = 2.0
 
 
 def watch(sup: Supervisor) -> None:
-    """The watcher thread. Never touches agents itself, and never ends but with the supervisor: every failure of a
-    request (connection, HTTP, a cut-off or oversized answer, bad JSON) or of acting on it is logged and retried
-    with backoff."""
+    """The attributes' watcher thread (see `watching`)."""
+    watching(sup, "metadata-watch", lambda etag, wait: fetch_attributes(sup.config.metadata_url, etag, wait),
+             lambda attributes: consider(sup, attributes))
+
+
+def watch_script(sup: Supervisor) -> None:
+    """The project startup script's watcher thread: a new supervisor in it (upgrade.py)."""
+    name = key("STARTUP_SCRIPT")
+
+    def act(script: str) -> None:
+        upgrade.consider(sup, script)
+        nudge(sup)  # a staged release is taken up at once, not at the next tick
+
+    watching(sup, "script-watch", lambda etag, wait: fetch_project_value(sup.config.metadata_url, name, etag, wait),
+             act)
+
+
+def watching(sup: Supervisor, name: str, fetch: Callable[[str, int], tuple[Any, str]],
+             act: Callable[[Any], None]) -> None:
+    """A watcher thread. Never touches agents itself, and never ends but with the supervisor: every failure of a
+    request (connection, HTTP, a cut-off or oversized answer, bad JSON) or of acting on it is logged (NAME-failed,
+    fault NAME) and retried with backoff."""
     etag, delay, last, throttled = "", 1.0, 0.0, False
     gap = 1.0 / WATCH_REQUESTS_PER_SECOND
     while not sup.stopping.is_set():
         early = last + gap - time.monotonic()
         if early > 0:
             if not throttled:  # said once per run of quick answers, not once per request
-                log("metadata-watch-throttled", requests_per_second=WATCH_REQUESTS_PER_SECOND)
+                log(f"{name}-throttled", requests_per_second=WATCH_REQUESTS_PER_SECOND)
                 throttled = True
             sup.stopping.wait(early)
         last = time.monotonic()
         try:
-            attributes, etag = fetch_attributes(sup.config.metadata_url, etag, sup.config.watch_seconds if etag else 0)
+            value, etag = fetch(etag, sup.config.watch_seconds if etag else 0)
             if time.monotonic() - last > gap:
                 throttled = False  # the server held the request: it waits for changes as it should
-            consider(sup, attributes)
+            act(value)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the watch goes on (and says so)
-            sup.faults.record("metadata-watch", exc)
-            log("metadata-watch-failed", error=f"{type(exc).__name__}: {exc}", retry_in_seconds=delay)
+            sup.faults.record(name, exc)
+            log(f"{name}-failed", error=f"{type(exc).__name__}: {exc}", retry_in_seconds=delay)
             etag = ""  # ask afresh: a cut-off answer may have carried a wrong ETag
             sup.stopping.wait(delay)
             delay = min(delay * 2, 60.0)
             continue
-        sup.faults.clear("metadata-watch")
+        sup.faults.clear(name)
         delay = 1.0
         if not etag:  # a metadata server without ETags cannot hold a request: poll gently instead
             sup.stopping.wait(sup.config.tick_seconds * 5)

@@ -9,11 +9,11 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from pilot_supervisor import health, live, rolling
+from pilot_supervisor import health, live, rolling, upgrade
 from pilot_supervisor.agents import send_signal
 from pilot_supervisor.config import Config
 from pilot_supervisor.journal import log
@@ -27,8 +27,8 @@ MIN_TICK_GAP_SECONDS = 0.05
 STOPPED_SECONDS = 5.0
 
 
-def _watcher(sup: Supervisor) -> threading.Thread:
-    thread = threading.Thread(target=live.watch, args=(sup,), daemon=True, name="watch")
+def _watcher(sup: Supervisor, target: Callable[[Supervisor], None] = live.watch) -> threading.Thread:
+    thread = threading.Thread(target=target, args=(sup,), daemon=True, name=target.__name__)
     thread.start()
     return thread
 
@@ -97,6 +97,7 @@ def run(config: Config, config_path: Path) -> int:
     with locked(Path(config.run_dir)):
         sup = Supervisor(config)
         sup.config_path = config_path
+        upgrade.settle(sup)  # which supervisor this is; one just upgraded to installs itself for the unit
         # The loop sleeps in select() on a pipe that signals write to (set_wakeup_fd): an agent's exit (SIGCHLD)
         # or a stop request wakes it at once, so a rollout batch goes on as soon as its agents are gone.
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -109,6 +110,7 @@ def run(config: Config, config_path: Path) -> int:
         log("supervising", target_agents=config.target_agents, daemon=config.daemon, version=config.version,
             base_udp_port=config.base_udp_port, watching=bool(config.metadata_url))
         watcher = _watcher(sup) if config.metadata_url else None
+        script_watcher = _watcher(sup, live.watch_script) if config.metadata_url else None
         last_began = time.monotonic()
         while not sup.stopping.is_set():
             began = time.monotonic()
@@ -124,12 +126,24 @@ def run(config: Config, config_path: Path) -> int:
                 watcher = _watcher(sup)
             else:
                 sup.watcher_down = False
+            if script_watcher is not None and not script_watcher.is_alive():
+                log("script-watch-died", restarting=True)
+                script_watcher = _watcher(sup, live.watch_script)
             try:
                 tick(sup)
                 sup.faults.clear("tick")
             except Exception as exc:  # noqa: BLE001 - supervising goes on; the fault is logged and reported
                 sup.faults.record("tick", exc)
                 log("tick-failed", error=f"{type(exc).__name__}: {exc}")
+            staged = upgrade.due(sup)
+            if staged is not None:  # the new supervisor takes over this process: the agents run on, its children
+                signal.set_wakeup_fd(-1)
+                if server:
+                    server.shutdown()
+                    server.server_close()
+                upgrade.execute(sup, staged)  # returns only if it could not be run (then it is refused)
+                signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+                server = health.serve_health(sup)
             now = time.monotonic()
             sup.ticks += 1
             sup.last_tick_seconds = now - began

@@ -95,6 +95,9 @@ class Supervisor:
         self.last_change: dict[str, Any] = {}  # the latest rollout's (or refused version's) outcome, for reports
         self.wakeup_fd: int | None = None  # the write end of the main loop's wake-up pipe
         self.faults = Faults()
+        # the supervisor program itself (upgrade.py): the running zipapp's sha256, and a new one staged or refused
+        self.supervisor_digest = ""
+        self.upgrade: dict[str, str] = {}
         self.watcher_down = False  # the metadata watch thread ended (the loop restarts it)
         self.persist_pending = False  # the last config write failed: written again at the next tick
         self.terminating: dict[int, float] = {}  # pid sent SIGTERM -> when it gets SIGKILL (stop grace)
