@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fleet.startup_render import render_startup_script
 from testbed.supervisor_harness import SUPERVISOR, ZIPAPP, Supervised, release_with, script_with, sv
-from tests.test_live_reconcile import TARGET, fake_wheel, live_host, supervisor_log
+from tests.test_live_reconcile import TARGET, alive, attributes, fake_wheel, live_host, supervisor_log
 
 CONVERGE = 30.0
 SCRIPT = render_startup_script()
@@ -84,3 +84,26 @@ def test_a_release_that_cannot_read_the_hosts_config_is_refused_and_the_running_
         log = supervisor_log(box)
     assert [e["event"] for e in log].count("supervisor-upgrade-refused") == 2
     assert os.listdir(program.parent / "releases") == [hashlib.sha256(broken).hexdigest()]
+
+
+def test_a_release_staged_during_a_rollout_waits_for_the_rollout_to_end(tmp_path: Path) -> None:
+    """A rollout's batches live in the running program's memory: the new release takes over only once it is done."""
+    program = _own_copy(tmp_path)
+    new = release_with("pilot_supervisor/release_note.txt", b"the next release\n")
+    wheels = {"1.0.0": fake_wheel(tmp_path, "1.0.0"), "1.1.0": fake_wheel(tmp_path, "1.1.0")}
+    with live_host(tmp_path, wheels, program=program) as (box, metadata):
+        assert box.proc is not None
+        pid = box.proc.pid
+        # rounds 2 s apart: four batches of two take some 8 s, time enough to stage a release mid-rollout
+        metadata.change(attributes(box.config["registry"], box.config["base_udp_port"], "1.1.0", wheels["1.1.0"],
+                                   **{"pilot-round-delay-seconds": "2"}))
+        box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "rolling", timeout=CONVERGE)
+        metadata.change_project({"startup-script": script_with(SCRIPT, new)})
+        box.wait_for(lambda: box.status()["supervisor"]["digest"] == hashlib.sha256(new).hexdigest(),
+                     timeout=CONVERGE)
+        assert box.proc.pid == pid and box.status()["version"] == "1.1.0"
+        assert alive(box) == dict.fromkeys(range(TARGET), "1.1.0")
+        log = supervisor_log(box)
+    events = [e["event"] for e in log]
+    assert events.index("supervisor-upgrade-staged") < events.index("rollout-done") < \
+        events.index("supervisor-upgrading")
