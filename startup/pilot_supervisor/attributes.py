@@ -149,19 +149,25 @@ def script_keys(names: list[str]) -> list[str]:
                   or re.match(rule["pattern"], n))
 
 
-def fetch_attributes(metadata_url: str, etag: str = "", wait_seconds: int = 0) -> tuple[dict[str, str], str]:
-    """This VM's instance attributes and their ETag; with `wait_seconds`, held until they differ from `etag` (or
-    the wait ends), as Compute Engine documents for watching metadata."""
-    query = "recursive=true"
+def _watched(url: str, query: list[str], etag: str, wait_seconds: int) -> tuple[bytes, str]:
+    """A metadata answer and its ETag; with `wait_seconds`, held until it differs from `etag` (or the wait ends), as
+    Compute Engine documents for watching metadata. An answer over MAX_ANSWER_BYTES is an error."""
     if wait_seconds:
-        query += f"&wait_for_change=true&timeout_sec={wait_seconds}" + (f"&last_etag={etag}" if etag else "")
-    request = urllib.request.Request(f"{metadata_url.rstrip('/')}/instance/attributes/?{query}",
+        query = [*query, "wait_for_change=true", f"timeout_sec={wait_seconds}"]
+        query += [f"last_etag={etag}"] if etag else []
+    request = urllib.request.Request(url + (f"?{'&'.join(query)}" if query else ""),
                                      headers={"Metadata-Flavor": "Google"})
     with urllib.request.urlopen(request, timeout=wait_seconds + 15) as response:
         raw = response.read(MAX_ANSWER_BYTES + 1)
         tag = response.headers.get("ETag", "")
     if len(raw) > MAX_ANSWER_BYTES:
         raise MetadataError(f"the metadata server's answer is over {MAX_ANSWER_BYTES} bytes")
+    return raw, tag
+
+
+def fetch_attributes(metadata_url: str, etag: str = "", wait_seconds: int = 0) -> tuple[dict[str, str], str]:
+    """This VM's instance attributes and their ETag, watched with `wait_seconds` (`_watched`)."""
+    raw, tag = _watched(f"{metadata_url.rstrip('/')}/instance/attributes/", ["recursive=true"], etag, wait_seconds)
     body = json.loads(raw.decode())
     if not isinstance(body, dict):
         raise MetadataError("the metadata server's attributes are not an object")
@@ -171,20 +177,12 @@ def fetch_attributes(metadata_url: str, etag: str = "", wait_seconds: int = 0) -
 def fetch_project_value(metadata_url: str, name: str, etag: str = "", wait_seconds: int = 0) -> tuple[str, str]:
     """One project metadata value (the fleet's `startup-script`) and its ETag, watched as the attributes are; ("",
     "") when the project has no such item (a 404: nothing to watch, and no fault)."""
-    query = f"?wait_for_change=true&timeout_sec={wait_seconds}" + (f"&last_etag={etag}" if etag else "") \
-        if wait_seconds else ""
-    request = urllib.request.Request(f"{metadata_url.rstrip('/')}/project/attributes/{name}{query}",
-                                     headers={"Metadata-Flavor": "Google"})
     try:
-        with urllib.request.urlopen(request, timeout=wait_seconds + 15) as response:
-            raw = response.read(MAX_ANSWER_BYTES + 1)
-            tag = response.headers.get("ETag", "")
+        raw, tag = _watched(f"{metadata_url.rstrip('/')}/project/attributes/{name}", [], etag, wait_seconds)
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return "", ""
         raise
-    if len(raw) > MAX_ANSWER_BYTES:
-        raise MetadataError(f"the metadata server's answer is over {MAX_ANSWER_BYTES} bytes")
     return raw.decode(), tag
 
 
