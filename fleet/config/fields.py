@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -65,11 +66,19 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-def _project(value: str) -> str:
-    if not PROJECT_ID.fullmatch(value):
-        raise ValueError(f"{value!r} is not a project id (6-30 lowercase letters, digits and hyphens, starting with "
-                         "a letter)")
-    return value
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A validator: VALUE must match PATTERN whole, else "'VALUE' is not WHAT"."""
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+    return check
+
+
+_project = _matching(PROJECT_ID, "a project id (6-30 lowercase letters, digits and hyphens, starting with a letter)")
+_gce_name = _matching(GCE_NAME, "a valid Compute Engine name (lowercase letters, digits, hyphens; 1-63)")
+_zone = _matching(ZONE, "a zone name such as us-central1-a")
+_kms_key = _matching(KMS_KEY, "a Cloud KMS key name (projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY)")
 
 
 _CREDENTIAL_PARAMS = ("token", "access_token", "key", "sig", "signature", "x-goog-signature", "x-goog-credential",
@@ -93,23 +102,6 @@ def _cidr(value: str) -> str:
         raise ValueError(f"not a CIDR range: {value!r} ({exc})") from None
 
 
-def _gce_name(value: str) -> str:
-    if not GCE_NAME.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid Compute Engine name (lowercase letters, digits, hyphens; 1-63)")
-    return value
-
-
-def _zone(value: str) -> str:
-    if not ZONE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a zone name such as us-central1-a")
-    return value
-
-
-def _kms_key(value: str) -> str:
-    if not KMS_KEY.fullmatch(value):
-        raise ValueError(f"{value!r} is not a Cloud KMS key name "
-                         "(projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY)")
-    return value
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]
