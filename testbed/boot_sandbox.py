@@ -164,24 +164,22 @@ class MetadataServer:
         return hashlib.sha256(json.dumps(self.attributes, sort_keys=True).encode()).hexdigest()[:16]
 
     def change(self, updates: dict[str, str | None]) -> None:
+        self._update(self.attributes, updates)
+
+    def _update(self, values: dict[str, str], updates: dict[str, str | None]) -> None:
+        """Set VALUES from UPDATES (None deletes) and wake every pending wait_for_change."""
         with self.changed:
             for key, value in updates.items():
                 if value is None:
-                    self.attributes.pop(key, None)
+                    values.pop(key, None)
                 else:
-                    self.attributes[key] = value
+                    values[key] = value
             self.changed.notify_all()
 
     def change_project(self, updates: dict[str, str | None]) -> None:
         """What `pulumi up` does to the project's metadata (its startup-script item): a watcher's pending
         wait_for_change on that value returns."""
-        with self.changed:
-            for key, value in updates.items():
-                if value is None:
-                    self.project.pop(key, None)
-                else:
-                    self.project[key] = value
-            self.changed.notify_all()
+        self._update(self.project, updates)
 
     def project_value_after(self, name: str, query: dict[str, str]) -> tuple[str | None, str]:
         """One project value and its ETag (None: no such item); with wait_for_change, once its ETag differs from
