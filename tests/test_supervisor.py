@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -290,3 +291,25 @@ def test_refusals_hold_fresh_starts_back_and_a_forgotten_identity_is_paced_as_fr
     assert len(again) == 6 and all(e["fresh_identity"] for e in again)
     restarts = sorted(e.at for e in events if e.kind == "start")
     assert restarts[-1] - refused[0].at >= 3.0, (restarts, refused[0].at)  # not all at once: paced
+
+
+def test_the_reaper_leaves_a_probe_to_its_owner_and_still_finds_the_agents() -> None:
+    """The main loop reaps with one wait per exit (waitpid on any child). A probe a watcher thread runs meanwhile (a
+    new version's -version, a new release's config check) must keep its own exit status: reaped by the loop, Python
+    would report 0 for it and a failed check would pass (seen in CI: a broken release was taken up). Twenty probes
+    that exit 5, each while the loop reaps as fast as it can and an agent exits too."""
+    sup = object.__new__(sv.supervisor.Supervisor)  # the reaper alone: it reads only the agents it started
+    for _ in range(20):
+        agent = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+        sup.children = {agent.pid: (0, agent)}
+        done: dict[str, subprocess.CompletedProcess[str]] = {}
+        probe = threading.Thread(target=lambda done=done: done.update(result=sv.probes.run(
+            [sys.executable, "-c", "import sys; sys.exit(5)"], timeout=30)))
+        probe.start()
+        seen: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 30
+        while (probe.is_alive() or (agent.pid, 3) not in seen) and time.monotonic() < deadline:
+            seen += list(sup.exited_children())
+        probe.join()
+        assert done["result"].returncode == 5
+        assert (agent.pid, 3) in seen

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import tempfile
 import urllib.request
 import zipfile
@@ -14,6 +13,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
+from pilot_supervisor import probes
 from pilot_supervisor.agents import BASE_FLAGS
 
 
@@ -78,8 +78,8 @@ def contract_problems(binary: Path, version: str, flags: Sequence[str]) -> str:
     """What keeps BINARY from being run as VERSION with these flags: its `-version`, and every flag the supervisor
     would pass in its `-h`. Empty when it is fit."""
     try:
-        said = subprocess.run([str(binary), "-version"], capture_output=True, text=True, timeout=30, check=False)
-        helptext = subprocess.run([str(binary), "-h"], capture_output=True, text=True, timeout=30, check=False)
+        said = probes.run([str(binary), "-version"], timeout=30)
+        helptext = probes.run([str(binary), "-h"], timeout=30)
     except OSError as exc:
         return f"{binary} does not run: {exc}"
     if said.stdout.strip() != version:

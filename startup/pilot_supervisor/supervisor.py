@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pilot_supervisor import probes
 from pilot_supervisor import rollout as rollouts
 from pilot_supervisor.agents import (
     REFUSED_REGISTRATION,
@@ -132,15 +133,35 @@ class Supervisor:
         return running
 
     def exited_children(self) -> Iterator[tuple[int, int]]:
-        """(pid, exit status) of every child that exited since the last call: one waitpid per exit, not per agent."""
+        """(pid, exit status) of every child that exited since the last call: one wait per exit, not per agent.
+        Each exit is looked at before it is reaped: a probe's (probes.py) is its owner's to reap, and while one
+        waits for its owner the agents this program started are looked at one by one instead."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if info is None:
+                return
+            if probes.is_probe(info.si_pid):
+                yield from self._exited_agents()
+                return
+            try:
+                pid, status = os.waitpid(info.si_pid, os.WNOHANG)
+            except ChildProcessError:  # its owner reaped it between the look and here
+                continue
+            if not pid:
                 return
             yield pid, os.waitstatus_to_exitcode(status)
+
+    def _exited_agents(self) -> Iterator[tuple[int, int]]:
+        for pid in list(self.children):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if done:
+                yield done, os.waitstatus_to_exitcode(status)
 
     def reap(self, now: float) -> None:
         for pid, code in self.exited_children():

@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pilot_supervisor import probes
 from pilot_supervisor.contract import FILE_NAME
 from pilot_supervisor.journal import log
 
@@ -109,8 +110,8 @@ def stage(zipapp: bytes, contract: bytes) -> Path:
 def check(staged: Path, config_path: Path) -> str:
     """"" if the staged supervisor reads this host's config (and its contract); else why not, in one line."""
     try:
-        done = subprocess.run([sys.executable, str(staged), "stop-budget", "--config", str(config_path)],
-                              capture_output=True, text=True, timeout=CHECK_SECONDS, check=False)
+        done = probes.run([sys.executable, str(staged), "stop-budget", "--config", str(config_path)],
+                          timeout=CHECK_SECONDS)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"its check could not run: {type(exc).__name__}: {exc}"
     if done.returncode == 0:
