@@ -3,16 +3,15 @@
 #   scripts/dev.sh plan [ARGS]   the offline plan (default: the prod stack), see `python -m fleet plan -h`
 #   scripts/dev.sh test [ARGS]   linters and the test suite (what CI runs)
 #   scripts/dev.sh test --fast [ARGS]   linters and the unit tests of every module (-m fast): no root, no
-#                                containers, no whole plans, no downloads of wheels or images
+#                                containers, no whole plans, no VM image; it fetches the pinned pilotprotocol wheels
+#                                (the contract tests run the real pilot-daemon's -h) and promtool once
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv="$(realpath -m "${PILOT_FLEET_VENV:-.venv}")"
 
 setup() {
-  if [[ ! -x "${venv}/bin/python" ]]; then
-    python3 -m venv "${venv}"
-  fi
+  bootstrap
   local want have
   want="$(cat requirements.txt requirements-dev.txt policies/requirements.txt | sha256sum | cut -d" " -f1)"
   have="$(cat "${venv}/.requirements-sha256" 2>/dev/null || true)"
@@ -21,6 +20,27 @@ setup() {
     "${venv}/bin/python" -m pip install --quiet -r requirements-dev.txt
     printf '%s\n' "${want}" >"${venv}/.requirements-sha256"
   fi
+}
+
+# The virtualenv with what reading the facts tables takes (PyYAML, pinned in requirements.txt): enough for
+# fetch_rendezvous_source, which runs before the full set-up so that a missing source is said within seconds.
+bootstrap() {
+  if [[ ! -x "${venv}/bin/python" ]]; then
+    python3 -m venv "${venv}"
+  fi
+  if ! "${venv}/bin/python" -c 'import yaml' 2>/dev/null; then
+    "${venv}/bin/python" -m pip install --quiet "$(grep -i '^PyYAML' requirements.txt)"
+  fi
+}
+
+# The pinned rendezvous source (fleet/facts/data/rendezvous_build.yaml), for the tests that build the real rendezvous
+# and the boot tests that serve it to a rendezvous VM: fetched from its pinned URL the way that VM does, its content
+# digest checked, into .cache/sources. An archive with the pinned content in ${PILOT_FLEET_OFFLINE_SOURCES} (default:
+# ../shared/fixtures, a cache kept beside the checkout on machines that cannot reach GitHub) is taken instead. Where
+# neither works it says so in one line and the job stops, before anything else runs.
+fetch_rendezvous_source() {
+  bootstrap
+  "${venv}/bin/python" -m testbed.rendezvous_source "${PILOT_FLEET_OFFLINE_SOURCES:-../shared/fixtures}" >/dev/null
 }
 
 # The pinned pilotprotocol wheels of every release in fleet/facts/data/pilot_releases.yaml, for the boot tests (they serve
@@ -110,6 +130,7 @@ case "${job}" in
       require_tools python3 apt-get dpkg-deb node npm
       setup
       setup_node_tools
+      fetch_pilot_wheels
       fetch_debian_tool prometheus promtool
       PATH="${venv}/bin:${PATH}"
       export PATH
@@ -117,6 +138,7 @@ case "${job}" in
       exec "${venv}/bin/python" -m pytest -m fast "$@"
     fi
     require_tools python3 apt-get dpkg-deb node npm ip
+    fetch_rendezvous_source || exit 2
     setup
     setup_node_tools
     fetch_pilot_wheels

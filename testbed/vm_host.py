@@ -29,11 +29,11 @@ from fleet.vm_contract import MetadataKey
 from testbed.boot_sandbox import (
     CONTROL_PATH,
     PROJECT_CONTROL_PATH,
-    SOURCE_FIXTURE,
     WHEEL_CACHE,
     cached_wheel,
     mirror_path,
 )
+from testbed.rendezvous_source import require_archive
 from testbed.vm_image import METADATA_IP, REPO, TestBedError
 
 # Where the supervisor installs each pilot-daemon version: /opt/pilot-fleet/versions/<version>/pilot-daemon.
@@ -51,7 +51,7 @@ def downloads() -> dict[str, Path]:
         files[mirror_path(wheel.url)] = wheel_path
     table = build_table()
     source = table.sources[table.default_source]
-    files[mirror_path(source.url)] = SOURCE_FIXTURE
+    files[mirror_path(source.url)] = require_archive()
     for toolchain in table.toolchains:
         path = WHEEL_CACHE / toolchain.filename
         if path.exists():
