@@ -28,8 +28,16 @@ SUPERVISOR_PACKAGE = STARTUP_DIR / "pilot_supervisor"
 CONTRACT_MARKER = "# @vm-contract\n"
 ZIPAPP_MARKER = "# @supervisor-zipapp\n"
 HEREDOC_ENDS = ("PILOT_VM_CONTRACT", "PILOT_SUPERVISOR_PYZ")
-# Compute Engine limits a metadata value to 256 KB.
+# Compute Engine limits a metadata value to 256 KB. The script keeps to half of it, so that a release has room
+# to grow and the limit is never met on a deploy: past the budget the plan fails, naming both figures.
 METADATA_VALUE_LIMIT = 256 * 1024
+SCRIPT_BUDGET = METADATA_VALUE_LIMIT // 2
+# The supervisor's modules the zipapp packs, by name: what runs as root on every VM is exactly these tracked files,
+# never a scratch file left beside them (tests/test_startup_script.py holds this list to `git ls-files`).
+SUPERVISOR_MODULES = ("__init__.py", "__main__.py", "agents.py", "attributes.py", "boot.py", "config.py",
+                      "contract.py", "faults.py", "health.py", "install.py", "journal.py", "live.py", "loop.py",
+                      "pacing.py", "privilege.py", "probes.py", "rolling.py", "rollout.py", "sources.py", "store.py",
+                      "supervisor.py", "tick.py", "upgrade.py")
 # Fixed member times: the zipapp's bytes depend on its sources alone.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 ZIPAPP_MAIN = "import sys\n\nfrom pilot_supervisor.__main__ import main\n\nsys.exit(main())\n"
@@ -39,24 +47,28 @@ def render_contract() -> str:
     return json.dumps(vm_contract.render(), indent=1, sort_keys=True) + "\n"
 
 
-def supervisor_sources() -> dict[str, bytes]:
-    """archive name -> bytes of every module of the supervisor package."""
-    files = sorted(SUPERVISOR_PACKAGE.glob("*.py"))
-    if not files:
-        raise ValueError(f"{SUPERVISOR_PACKAGE}: no supervisor package there")
-    return {f"pilot_supervisor/{path.name}": path.read_bytes() for path in files}
+def supervisor_sources(package: Path = SUPERVISOR_PACKAGE) -> dict[str, bytes]:
+    """archive name -> bytes of each of SUPERVISOR_MODULES in PACKAGE."""
+    missing = [name for name in SUPERVISOR_MODULES if not (package / name).is_file()]
+    if missing:
+        raise ValueError(f"{package}: the supervisor modules {', '.join(missing)} are not there "
+                         "(fleet/startup_render.py SUPERVISOR_MODULES lists what the zipapp packs)")
+    return {f"pilot_supervisor/{name}": (package / name).read_bytes() for name in SUPERVISOR_MODULES}
 
 
-def build_zipapp() -> bytes:
-    """The supervisor package as a zipapp (`python3 pilot-supervisor.pyz COMMAND`). Stored, not deflated: zlib's
-    output differs between builds of it, and the script must render to the same bytes on every deployer's machine."""
-    members = {"__main__.py": ZIPAPP_MAIN.encode(), **supervisor_sources()}
+def build_zipapp(package: Path = SUPERVISOR_PACKAGE) -> bytes:
+    """The supervisor package as a zipapp (`python3 pilot-supervisor.pyz COMMAND`), deflated at level 9 with fixed
+    member names, order, times and modes: the bytes depend on the sources and on zlib's deflate alone, which gives
+    the same output wherever CPython runs on zlib 1.2 or 1.3 (a zlib-ng build compresses differently: a plan there
+    shows a changed script, and the hosts take it up as a release with the same modules)."""
+    members = {"__main__.py": ZIPAPP_MAIN.encode(), **supervisor_sources(package)}
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for name in sorted(members):
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
             info.external_attr = 0o644 << 16
-            archive.writestr(info, members[name])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, members[name], compresslevel=9)
     return buffer.getvalue()
 
 
@@ -73,7 +85,7 @@ def render_startup_script() -> str:
     zipapp = base64.encodebytes(build_zipapp()).decode()
     body = body.replace(CONTRACT_MARKER, contract).replace(ZIPAPP_MARKER, zipapp)
     size = len(body.encode())
-    if size > METADATA_VALUE_LIMIT:
-        raise ValueError(f"the startup script is {size} bytes: over the {METADATA_VALUE_LIMIT}-byte limit of a "
-                         "metadata value")
+    if size > SCRIPT_BUDGET:
+        raise ValueError(f"the startup script is {size} bytes: over its budget of {SCRIPT_BUDGET} bytes, half of "
+                         f"Compute Engine's {METADATA_VALUE_LIMIT}-byte limit of a metadata value")
     return body

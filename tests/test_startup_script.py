@@ -1,4 +1,4 @@
-"""The startup script as shipped: lint-clean and small enough to be one metadata value."""
+"""The startup script as shipped: lint-clean, within its budget of half a metadata value, and made of tracked files."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.startup_render import (
     METADATA_VALUE_LIMIT,
+    SCRIPT_BUDGET,
     SCRIPT_PARTS,
     STARTUP_DIR,
+    SUPERVISOR_MODULES,
+    SUPERVISOR_PACKAGE,
     build_zipapp,
     render_contract,
     render_startup_script,
@@ -42,7 +45,7 @@ def test_shellcheck_and_bash_n(script: Path) -> None:
 
 def test_rendered_script_fits_metadata_and_passes_shellcheck(tmp_path: Path) -> None:
     body = render_startup_script()
-    assert len(body.encode()) < METADATA_VALUE_LIMIT
+    assert len(body.encode()) <= SCRIPT_BUDGET == METADATA_VALUE_LIMIT // 2 == 131072
     assert body.startswith("#!/bin/bash\n") and "set -euo pipefail" in body
     assert render_contract() in body  # the contract travels inside the one metadata value, as JSON
     rendered = tmp_path / "startup-script"
@@ -71,9 +74,35 @@ def test_the_zipapp_and_contract_unpacked_from_the_script_are_the_renderers(tmp_
         out = subprocess.run(["bash", str(rendered)], capture_output=True, check=True, env=env).stdout
         assert out == expected, function
     with zipfile.ZipFile(io.BytesIO(build_zipapp())) as archive:
-        for path in (STARTUP_DIR / "pilot_supervisor").glob("*.py"):
-            assert archive.read(f"pilot_supervisor/{path.name}") == path.read_bytes()
+        assert all(info.compress_type == zipfile.ZIP_DEFLATED for info in archive.infolist())
+        for name in SUPERVISOR_MODULES:
+            assert archive.read(f"pilot_supervisor/{name}") == (SUPERVISOR_PACKAGE / name).read_bytes()
     assert build_zipapp() == build_zipapp()  # the same bytes every time: plans diff cleanly
+
+
+def test_the_zipapp_packs_exactly_the_tracked_modules(tmp_path: Path) -> None:
+    """What runs as root on every VM is the list of tracked modules: an untracked scratch file beside them changes
+    nothing, a listed module that is missing is an error naming it, and the list is what git tracks."""
+    tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=SUPERVISOR_PACKAGE, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert sorted(tracked) == sorted(SUPERVISOR_MODULES)
+    copy = tmp_path / "pilot_supervisor"
+    shutil.copytree(SUPERVISOR_PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "scratch.py").write_text("import os\nos.system('echo would run as root')\n")
+    assert build_zipapp(copy) == build_zipapp()
+    (copy / "upgrade.py").unlink()
+    with pytest.raises(ValueError, match=r"the supervisor modules upgrade\.py are not there"):
+        build_zipapp(copy)
+
+
+def test_a_script_over_its_budget_fails_the_render_naming_both_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet import startup_render
+
+    size = len(render_startup_script().encode())
+    monkeypatch.setattr(startup_render, "SCRIPT_BUDGET", size - 1)
+    with pytest.raises(ValueError, match=rf"is {size} bytes: over its budget of {size - 1} bytes, half of Compute "
+                                         rf"Engine's {METADATA_VALUE_LIMIT}-byte limit"):
+        startup_render.render_startup_script()
 
 
 def test_rendering_refuses_parts_without_their_markers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
