@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="policy config JSON, as for `pulumi preview --policy-pack-config`")
         p.add_argument("--json", metavar="FILE", help="also write the plan (with policy results) as JSON to FILE")
     plan.add_argument("--no-policy", action="store_true", help="plan only; do not run the policy pack")
+    plan.add_argument("--compare", metavar="OLD_PLAN", help="a plan written earlier with --json: name the VMs whose "
+                      "settings that take effect only at their next boot this plan changes")
     plan.set_defaults(func=cmd_plan)
     policy.set_defaults(func=cmd_policy)
 

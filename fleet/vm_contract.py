@@ -50,8 +50,8 @@ class MetadataKey:
     RENDEZVOUS_SOURCE_DIGEST = "pilot-rendezvous-source-digest"
     GO_VERSION = "pilot-go-version"
     REGISTRY_START_FRESH = "pilot-registry-start-fresh"
-    # Never set by the fleet: a `-standby` rendezvous never receives the registry (PILOT_FACTS). The boot path and
-    # the policy pack refuse a VM that carries it.
+    # Never set by the fleet: a `-standby` rendezvous never receives the registry (docs/pilot-facts.md). The boot path
+    # and the policy pack refuse a VM that carries it.
     STANDBY_OF = "pilot-standby-of"
     HEALTH_PORT = "pilot-health-port"
     HEALTH_THRESHOLD = "pilot-health-threshold"
@@ -66,6 +66,12 @@ class MetadataKey:
     BLOCK_PROJECT_SSH_KEYS = "block-project-ssh-keys"
     SERIAL_PORT = "serial-port-enable"
     STARTUP_SCRIPT = "startup-script"
+
+
+# A swarm VM's attributes its supervisor does not apply live: they take effect when the startup script runs, at the
+# VM's next boot (the registration addresses' users and routes need root and CAP_NET_ADMIN, which the supervisor
+# lacks). Every attribute of a rendezvous is read at boot only. `fleet plan --compare` names the VMs they change on.
+NEXT_BOOT_SWARM_KEYS = (MetadataKey.REGISTRATION_ADDRESSES,)
 
 
 # new name -> the name it had, written beside it and read after it until the next contract version drops it

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 
+import yaml
+
+from fleet.facts import pilot
 from tests.conftest import REPO, load_stack_config, run_fleet
 
 
@@ -77,9 +81,9 @@ def test_the_plan_says_where_the_rendezvous_binary_comes_from(program_with_stack
 
 def test_rendezvous_digest_pins_the_fixture_and_refuses_a_non_archive(tmp_path) -> None:
     from fleet.facts.rendezvous_build import build_table
-    from testbed.boot_sandbox import SOURCE_FIXTURE
+    from testbed.rendezvous_source import require_archive
 
-    result = run_fleet("rendezvous-digest", str(SOURCE_FIXTURE))
+    result = run_fleet("rendezvous-digest", str(require_archive()))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == build_table().sources[build_table().default_source].tree_sha256
     bad = tmp_path / "notes.txt"
@@ -171,3 +175,42 @@ def test_recreating_the_store_disk_from_a_snapshot_is_one_config_value(program_w
 
     (program / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
     assert_clean_error(run_fleet("plan", "--stack", "test", "--program", str(program)), "storeFromSnapshot")
+
+
+def test_a_pool_or_host_runs_its_own_daemon_version_for_a_canary_and_a_bad_one_is_named(program_with_stack,
+                                                                                          tmp_path) -> None:
+    """pilotVersion per host or pool: the canary host's VM is planned with its release, the others with the
+    fleet's; a version with no known wheels is one error naming that host's key."""
+    config = copy.deepcopy(load_stack_config("prod"))
+    config["pilot-fleet:swarmHosts"][0]["pilotVersion"] = "1.17.0"
+    out, program = tmp_path / "plan.json", program_with_stack(config)
+    result = run_fleet("plan", "--stack", "test", "--program", str(program), "--no-policy", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    versions = {r["name"]: r["inputs"]["metadata"]["pilot-version"] for r in json.loads(out.read_text())["resources"]
+                if r["type"] == "gcp:compute/instance:Instance" and "pilot-version" in r["inputs"].get("metadata", {})
+                and r["inputs"]["metadata"].get("pilot-role") == "swarm"}
+    assert versions == {"swarm-1": "1.17.0", "swarm-2": pilot.PILOT_VERSION, "swarm-3": pilot.PILOT_VERSION}
+    config["pilot-fleet:swarmHosts"][0]["pilotVersion"] = "0.0.1"
+    (program / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
+    refused = run_fleet("plan", "--stack", "test", "--program", str(program), "--no-policy")
+    assert_clean_error(refused, "pilot-fleet:swarmHosts[0].pilotVersion: no pilot-daemon wheel known for 0.0.1")
+
+
+def test_the_plan_names_the_vms_a_change_reaches_only_at_their_next_boot(program_with_stack, tmp_path) -> None:
+    """A higher target re-sizes the VM's registration addresses (its alias IP range), which its supervisor cannot
+    apply live: `plan --compare` names that VM and the values, and only it; a file that is no plan is one line."""
+    old = tmp_path / "old.json"
+    assert run_fleet("plan", "--stack", "prod", "--no-policy", "--json", str(old)).returncode == 0
+    config = copy.deepcopy(load_stack_config("prod"))
+    config["pilot-fleet:swarmHosts"][0]["targetAgents"] = 3800
+    program = program_with_stack(config)
+    result = run_fleet("plan", "--stack", "test", "--program", str(program), "--no-policy", "--compare", str(old))
+    assert result.returncode == 0, result.stderr
+    report = result.stdout.split("\nNext boot only")[1].splitlines()
+    assert len(report) == 2 and report[1].startswith("    swarm-1: pilot-registration-addresses "), report
+    assert "; alias IP range /" in report[1]
+    unchanged = run_fleet("plan", "--stack", "prod", "--no-policy", "--compare", str(old))
+    assert "Next boot only (against " in unchanged.stdout and "nothing; every change converges live" in unchanged.stdout
+    (tmp_path / "notes.json").write_text('{"resources": 3}')
+    assert_clean_error(run_fleet("plan", "--stack", "prod", "--compare", str(tmp_path / "notes.json")),
+                       "notes.json: not a plan written by `fleet plan --json`")

@@ -19,15 +19,18 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 def _plan_and_check(args: argparse.Namespace, *, show_plan: bool, check_policy: bool) -> int:
     from fleet.plan.mock_engine import ProgramError, plan_program
+    from fleet.plan.next_boot import PlanFileError, load_plan, next_boot_changes, render_next_boot
     from fleet.plan.report import render_plan
     from fleet.plan.stack_files import ProjectError, load_project
     from fleet.policy_runner.analyzer import PolicyPackError, analyze, load_overrides
     from fleet.policy_runner.report import render_policy
 
+    compare = getattr(args, "compare", None)
     try:
         project = load_project(Path(args.program), args.stack)
         overrides = load_overrides(Path(args.policy_config) if args.policy_config else None)
-    except (ProjectError, PolicyPackError) as exc:
+        old_plan = load_plan(Path(compare)) if compare else None
+    except (ProjectError, PolicyPackError, PlanFileError) as exc:
         return fail(str(exc))
     try:
         plan = plan_program(project, args.stack, project.config.get("gcp:project", "mock-project"))
@@ -50,6 +53,8 @@ def _plan_and_check(args: argparse.Namespace, *, show_plan: bool, check_policy: 
                                                    if r.urn == resource["urn"] and not r.diagnostic})
     if show_plan:
         print(render_plan(plan))
+    if old_plan is not None:
+        print("\n" + render_next_boot(Path(compare), next_boot_changes(old_plan, document)))
     if report:
         print(("\n" if show_plan else "") + render_policy(report))
     if args.json:

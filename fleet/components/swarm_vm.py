@@ -50,9 +50,10 @@ def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig, max_target_agents: i
                    registration: Registration = Registration()) -> dict[str, pulumi.Input[str]]:
     """The swarm attributes (fleet/vm_contract.py SWARM_ATTRIBUTES) of one VM of SPEC; MAX_TARGET_AGENTS is its
     machine's memory budget (FleetConfig.budget), which the VM also holds a live target to."""
+    version = spec.pilot_version or fleet.pilot_version  # a pool's or host's own release: a canary, a rollback
     return metadata(pilot.ROLE_SWARM, {
-        "version": fleet.pilot_version,
-        "daemon_release": releases()[fleet.pilot_version].attribute(),
+        "version": version,
+        "daemon_release": releases()[version].attribute(),
         "target_agents": str(spec.target_agents),
         "max_target_agents": str(max_target_agents),
         "registry": fleet.registry,

@@ -107,10 +107,13 @@ class _Checks:
         if key and key.group(2) not in ("global", cfg.gcp.region):
             self.problems.append(f"{key_name(('diskKmsKey',))}: the key is in {key.group(2)}; the fleet's disks are in "
                                  f"{cfg.gcp.region}, and Compute Engine takes a key in the disk's region or global")
-        if cfg.pilot_version not in known_versions():
-            self.problems.append(f"{key_name(('pilotVersion',))}: no pilot-daemon wheel known for {cfg.pilot_version} "
-                                 f"(known: {', '.join(known_versions())}; "
-                                 "add its wheels to fleet/facts/data/pilot_releases.yaml)")
+        self.version(key_name(("pilotVersion",)), cfg.pilot_version)
+
+    def version(self, key: str, version: str) -> None:
+        if version not in known_versions():
+            self.problems.append(f"{key}: no pilot-daemon wheel known for {version} (known: "
+                                 f"{', '.join(known_versions())}; add its wheels to "
+                                 "fleet/facts/data/pilot_releases.yaml)")
 
     def rendezvous(self) -> None:
         rv, home = self.cfg.rendezvous, self.cfg.zone_of(self.cfg.rendezvous.zone)
@@ -141,6 +144,8 @@ class _Checks:
             self.problems.append(f"{where}.name: duplicate name {spec.name!r} (also {self.seen[spec.name]})")
         self.seen[spec.name] = f"{where}.name"
         self.machine(f"{where}.machineType", spec.machine_type)
+        if spec.pilot_version is not None:
+            self.version(f"{where}.pilotVersion", spec.pilot_version)
         machine, target = lookup(spec.machine_type), spec.target_agents
         if machine is not None and not self.cfg.budget(spec).fits(target):
             self.problems.append(f"{where}.targetAgents ({spec.name}): "

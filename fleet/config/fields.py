@@ -7,6 +7,7 @@ import ipaddress
 import re
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -104,14 +105,22 @@ def _cidr(value: str) -> str:
 
 
 
-Cidr = Annotated[str, AfterValidator(_cidr)]
-KmsKey = Annotated[str, AfterValidator(_kms_key)]
-GceName = Annotated[str, AfterValidator(_gce_name)]
-Zone = Annotated[str, AfterValidator(_zone)]
-Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT, strict=True)]
-DiskGb = Annotated[int, Field(ge=10, le=MAX_DISK_GB, strict=True)]
-Subnet = Annotated[str, AfterValidator(_subnet)]
-Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+@dataclass(frozen=True)
+class Kind:
+    """What a value type is, in the configuration reference's words (fleet/generators/config_reference.py);
+    pydantic passes it by."""
+
+    name: str
+
+
+Cidr = Annotated[str, AfterValidator(_cidr), Kind("CIDR range")]
+KmsKey = Annotated[str, AfterValidator(_kms_key), Kind("Cloud KMS key name")]
+GceName = Annotated[str, AfterValidator(_gce_name), Kind("Compute Engine name")]
+Zone = Annotated[str, AfterValidator(_zone), Kind("zone")]
+Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT, strict=True), Kind("port")]
+DiskGb = Annotated[int, Field(ge=10, le=MAX_DISK_GB, strict=True), Kind("GB")]
+Subnet = Annotated[str, AfterValidator(_subnet), Kind("private IPv4 range")]
+Labels = Annotated[dict[str, str], AfterValidator(_labels), Kind("labels")]
 NoBool = BeforeValidator(_no_bool)
-ProjectId = Annotated[str, AfterValidator(_project)]
-ReleaseUrl = Annotated[str, Field(pattern=HTTPS_PATTERN), AfterValidator(_release_url)]
+ProjectId = Annotated[str, AfterValidator(_project), Kind("project id")]
+ReleaseUrl = Annotated[str, Field(pattern=HTTPS_PATTERN), AfterValidator(_release_url), Kind("https URL")]

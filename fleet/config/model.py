@@ -46,11 +46,12 @@ class FleetConfigError(Exception):
 
 
 
-def _bounded(name: str) -> Any:
+def _bounded(name: str, meaning: str = "") -> Any:
     """A field with the bounds (and default) the VMs accept: fleet/vm_contract.py's SWARM_ATTRIBUTES, the one table the
-    startup script is rendered from."""
+    startup script is rendered from. Its description is MEANING, then the reason for the bounds."""
     bounds = agent_bounds()[name]
-    limits: dict[str, Any] = {"gt" if bounds.low_open else "ge": bounds.low, "description": bounds.why}
+    limits: dict[str, Any] = {"gt" if bounds.low_open else "ge": bounds.low,
+                              "description": f"{meaning}; {bounds.why}" if meaning else bounds.why}
     if name != "target_agents":  # a target's first bound is its machine's memory budget (config/checks.py)
         limits["le"] = bounds.high
     limits.update({"strict": True} if bounds.whole else {"allow_inf_nan": False})
@@ -64,37 +65,38 @@ class Model(BaseModel):
 
 
 class GcpSettings(Model):
-    project: ProjectId
-    region: str = Field(min_length=1)
-    zone: Zone
+    project: ProjectId = Field(description="the project every resource is created in")
+    region: str = Field(min_length=1, description="region of the subnet and the static IPs; every zone must be in "
+                        "it", json_schema_extra={"default_text": "the region of `gcp:zone`"})
+    zone: Zone = Field(description="default zone of every VM")
 
 
 class NetworkConfig(Model):
-    name: GceName = "pilot-fleet"
-    # existing: true uses a network (and subnet) that already exist, by name, instead of creating them.
-    existing: bool = False
-    subnet_name: GceName | None = None
-    subnet_cidr: Subnet = "10.20.0.0/20"
+    name: GceName = Field("pilot-fleet", description="the VPC network")
+    existing: bool = Field(False, description="use a network and subnet that already exist, by name, instead of "
+                           "creating them")
+    subnet_name: GceName | None = Field(None, description="the subnet (default: the network's name)")
+    subnet_cidr: Subnet = Field("10.20.0.0/20", description="the subnet's primary range, which the program creates")
 
 
 class RendezvousPorts(Model):
-    registry: Port = pilot.REGISTRY_PORT
-    beacon: Port = pilot.BEACON_PORT
-    dashboard: Port = pilot.DASHBOARD_PORT
+    registry: Port = Field(pilot.REGISTRY_PORT, description="the registry (TCP)")
+    beacon: Port = Field(pilot.BEACON_PORT, description="the beacon (UDP)")
+    dashboard: Port = Field(pilot.DASHBOARD_PORT, description="the dashboard and JSON API (TCP)")
 
 
 class RendezvousRelease(Model):
-    url: ReleaseUrl
-    sha256: str = Field(pattern=SHA256_PATTERN)
+    url: ReleaseUrl = Field(description="where the VM downloads the binary; no credentials (metadata is clear text)")
+    sha256: str = Field(pattern=SHA256_PATTERN, description="the binary's sha256, checked before it runs")
 
 
 class StoreSnapshots(Model):
     """The registry store disk's snapshot schedule: what losing the disk costs (README: "The registry's store")."""
 
-    # one snapshot this often (Compute Engine's hourly schedule: 1 to 23 hours; 24 is a daily one)
-    every_hours: int = Field(default=1, ge=1, le=24, strict=True)
-    # snapshots older than this are deleted (they are kept when the disk is deleted)
-    retention_days: int = Field(default=7, ge=1, le=65536, strict=True)
+    every_hours: int = Field(default=1, ge=1, le=24, strict=True, description="one snapshot this often (Compute "
+                             "Engine's hourly schedule: 1 to 23 hours; 24 is a daily one)")
+    retention_days: int = Field(default=7, ge=1, le=65536, strict=True, description="snapshots older than this are "
+                                "deleted (they are kept when the disk is deleted)")
 
 
 # a snapshot's name, or its path in a project
@@ -103,36 +105,34 @@ SNAPSHOT = rf"^({_SNAPSHOT_NAME}|projects/[a-z][-a-z0-9]{{4,28}}[a-z0-9]/global/
 
 
 class RendezvousConfig(Model):
-    name: GceName = "pilot-rendezvous"
-    machine_type: str = "e2-standard-4"
-    zone: Zone | None = None
-    # The registry's store on a regional disk replicated into this second zone of the region: a failover runs the
-    # rendezvous VM there on the same store (the public rendezvous has no working replication to a -standby).
-    failover_zone: Zone | None = None
-    # Where the VM runs: `zone` (default) or `failoverZone`. Setting it to the other one and `pulumi up` is the
-    # failover (the VM is recreated there, on the same disk and address).
-    active_zone: Zone | None = None
-    disk_gb: DiskGb = pilot.DEFAULT_BOOT_DISK_GB
-    store_disk_gb: DiskGb = 10
-    ports: RendezvousPorts = RendezvousPorts()
-    # Where agents register from: a public rendezvous serves agents anywhere on the Pilot network.
-    agent_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
-    # Who may open the dashboard and JSON API (3000/tcp). Default: only through IAP TCP forwarding.
-    operator_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE])
+    name: GceName = Field("pilot-rendezvous", description="the rendezvous VM")
+    machine_type: str = Field("e2-standard-4", description="a machine type of fleet/facts/data/machine_types.yaml")
+    zone: Zone | None = Field(None, description="its zone (default: `gcp:zone`)")
+    failover_zone: Zone | None = Field(None, description="a second zone of the region: the registry's store becomes a "
+                                       "regional disk replicated into it, so a failover runs the rendezvous there on "
+                                       "the same store (the public rendezvous cannot replicate to a -standby)")
+    active_zone: Zone | None = Field(None, description="where the VM runs: `zone` or `failoverZone`; setting it to "
+                                     "the other one and `pulumi up` is the failover (same disk, same address)")
+    disk_gb: DiskGb = Field(pilot.DEFAULT_BOOT_DISK_GB, description="boot disk")
+    store_disk_gb: DiskGb = Field(10, description="the registry's store disk")
+    ports: RendezvousPorts = Field(RendezvousPorts(), description="its ports")
+    agent_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1,
+                                            description="where agents register from (default: a public rendezvous)")
+    operator_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE], description="who may open the "
+                                        "dashboard and JSON API (default: only through IAP TCP forwarding)")
     new_registrations_per_minute: int = _bounded("new_registrations_per_minute")
-    # The rendezvous binary is not on PyPI. By default its host builds it at first boot from this pinned commit of
-    # the public source (fleet/facts/data/rendezvous_build.yaml); a prebuilt release (url, sha256) wins when set.
-    # `source: null` (or "") builds nothing: then `release` is required.
-    source: str | None = Field(default_factory=lambda: build_table().default_source)
-    release: RendezvousRelease | None = None
-    # Start with an empty registry over a damaged store, on purpose (every agent registers as new, at the registry's
-    # rate limit). Never needed otherwise: before each start the store is checked and, damaged or missing, restored
-    # from its last good generation; with none, the rendezvous does not start (README: "The registry's store").
-    start_fresh: bool = False
-    store_snapshots: StoreSnapshots = StoreSnapshots()
-    # Losing the store disk: the name (or projects/P/global/snapshots/NAME) of a snapshot to recreate it from. Setting
-    # it replaces the store disk on `pulumi up` (its recovery point is that snapshot's time).
-    store_from_snapshot: str | None = Field(default=None, pattern=SNAPSHOT)
+    source: str | None = Field(default_factory=lambda: build_table().default_source, description="the pinned commit "
+                               "of the public source the VM builds at first boot (fleet/facts/data/"
+                               "rendezvous_build.yaml); `null` builds nothing, and then `release` is required")
+    release: RendezvousRelease | None = Field(None, description="a prebuilt binary (`url`, `sha256`); wins over "
+                                              "`source`")
+    start_fresh: bool = Field(False, description="start an empty registry over a damaged store, on purpose: every "
+                              "agent registers again as new, at the registry's rate limit. Never needed otherwise: "
+                              "a damaged or missing store is restored from its last good generation")
+    store_snapshots: StoreSnapshots = Field(StoreSnapshots(), description="the store disk's snapshot schedule")
+    store_from_snapshot: str | None = Field(default=None, pattern=SNAPSHOT, description="a snapshot's name (or "
+                                            "projects/P/global/snapshots/NAME): `pulumi up` recreates the store disk "
+                                            "from it, after the disk is lost")
 
     @model_validator(mode="before")
     @classmethod
@@ -153,24 +153,29 @@ class AgentSettings(Model):
     rollout_max_unavailable: Annotated[float, NoBool] = _bounded("rollout_max_unavailable")
     base_udp_port: int = _bounded("base_udp_port")
     gogc: int = _bounded("gogc")
-    agent_memory_mb: Annotated[float, NoBool] = Field(default=pilot.DEFAULT_AGENT_MEMORY_MB, gt=0, allow_inf_nan=False)
-    # Where peers reach this host's agent tunnel ports from.
-    peer_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
-    # How many source addresses the VM's agents register from: its internal address, then an alias IP range's
-    # (agentReach vpc). Unset: what coldStartMinutes needs, else 1.
-    registration_addresses: int | None = Field(default=None, ge=1,
-                                               le=MAX_REGISTRATION_ADDRESSES, strict=True)
+    agent_memory_mb: Annotated[float, NoBool] = Field(default=pilot.DEFAULT_AGENT_MEMORY_MB, gt=0, allow_inf_nan=False,
+                                                      description="memory per idle agent in the budget (pilot-daemon "
+                                                      "1.18.0 measured 13.1-13.4 MB RSS)")
+    peer_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1,
+                                           description="where peers reach the agents' UDP tunnel ports from")
+    registration_addresses: int | None = Field(default=None, ge=1, le=MAX_REGISTRATION_ADDRESSES, strict=True,
+                                               description="source addresses the VM's agents register from: its "
+                                               "internal address, then an alias IP range's (needs `agentReach: "
+                                               "vpc`); unset: what `coldStartMinutes` needs, else 1")
 
 
 class SwarmVmConfig(AgentSettings):
     """What a swarm VM is, a host's or each of a pool's: its machine, its agents' target and its disks."""
 
-    name: GceName
-    machine_type: str
-    # agents per VM (one name for a VM's agents everywhere; a pool's totalAgents is size x this)
-    target_agents: int = _bounded("target_agents")
-    disk_gb: DiskGb = pilot.DEFAULT_BOOT_DISK_GB
-    state_disk_gb: DiskGb = pilot.DEFAULT_STATE_DISK_GB
+    name: GceName = Field(description="the VM (a pool's: the prefix of its VMs' names)")
+    machine_type: str = Field(description="a machine type of fleet/facts/data/machine_types.yaml")
+    target_agents: int = _bounded("target_agents", "agents per VM (a pool's total is size x this); held to the "
+                                  "machine's memory budget")
+    pilot_version: str | None = Field(None, description="the Pilot Protocol release of this host's or pool's VMs, "
+                                      "for a canary or a rollback (default: the fleet's `pilotVersion`)")
+    disk_gb: DiskGb = Field(pilot.DEFAULT_BOOT_DISK_GB, description="boot disk")
+    state_disk_gb: DiskGb = Field(pilot.DEFAULT_STATE_DISK_GB, description="the agents' state disk (their "
+                                  "identities), which outlives the VM")
 
     @property
     def last_udp_port(self) -> int:
@@ -178,7 +183,7 @@ class SwarmVmConfig(AgentSettings):
 
 
 class SwarmHostConfig(SwarmVmConfig):
-    zone: Zone | None = None
+    zone: Zone | None = Field(None, description="its zone (default: `gcp:zone`)")
 
     @property
     def total_agents(self) -> int:
@@ -188,12 +193,15 @@ class SwarmHostConfig(SwarmVmConfig):
 class SwarmPoolConfig(SwarmVmConfig):
     """Identical swarm VMs in a managed instance group: an instance template, autohealing, rolling updates."""
 
-    zones: list[Zone] = Field(default_factory=list)  # empty: gcp:zone; more than one: a regional group
-    size: int = Field(ge=0, le=1000, strict=True)
+    zones: list[Zone] = Field(default_factory=list, description="its zones (default: `[gcp:zone]`); more than one "
+                              "makes a regional group")
+    size: int = Field(ge=0, le=1000, strict=True, description="VMs in the group")
     # A pool VM keeps its agents' state disk when it is recreated: Compute Engine recreates it under its own name
     # (replacement RECREATE), so a rolling update adds no VM (maxSurge 0) and takes down maxUnavailable at a time.
-    max_surge: int = Field(default=0, ge=0, le=0)
-    max_unavailable: int | None = Field(default=None, ge=1, strict=True)  # default: one per zone
+    max_surge: int = Field(default=0, ge=0, le=0, description="0, the only value: VMs are recreated under their "
+                           "names to keep their state disks")
+    max_unavailable: int | None = Field(default=None, ge=1, strict=True, description="VMs a rolling update takes "
+                                        "down at once (default: one per zone; a regional group needs one per zone)")
 
     def unavailable(self, zones: int) -> int:
         return zones if self.max_unavailable is None else self.max_unavailable
@@ -212,37 +220,47 @@ class SwarmPoolConfig(SwarmVmConfig):
 
 
 class MemoryPolicy(Model):
-    os_reserve_mb: int = Field(default=pilot.DEFAULT_OS_RESERVE_MB, ge=0, strict=True)
+    os_reserve_mb: int = Field(default=pilot.DEFAULT_OS_RESERVE_MB, ge=0, strict=True,
+                               description="memory kept for the OS on every swarm VM")
     headroom_percent: Annotated[float, NoBool] = Field(default=pilot.DEFAULT_HEADROOM_PERCENT, ge=0,
-                                                       allow_inf_nan=False)
+                                                       allow_inf_nan=False, description="headroom over the agents' "
+                                                       "idle memory for connection bursts (the seed's swap incident)")
 
 
 class FleetConfig(Model):
     gcp: GcpSettings
-    pilot_version: str = pilot.PILOT_VERSION  # a version of fleet/facts/data/pilot_releases.yaml (config/checks.py)
-    network: NetworkConfig = NetworkConfig()
-    rendezvous: RendezvousConfig = RendezvousConfig()
-    agent_defaults: AgentSettings = AgentSettings()
-    memory: MemoryPolicy = MemoryPolicy()
-    swarm_hosts: list[SwarmHostConfig] = Field(default_factory=list)
-    swarm_pools: list[SwarmPoolConfig] = Field(default_factory=list)
+    pilot_version: str = Field(pilot.PILOT_VERSION, description="the Pilot Protocol release every swarm VM runs, "
+                               "unless a pool or host sets its own: a version of fleet/facts/data/pilot_releases.yaml")
+    network: NetworkConfig = Field(NetworkConfig(), description="the VPC network and subnet")
+    rendezvous: RendezvousConfig = Field(RendezvousConfig(), description="the rendezvous server")
+    agent_defaults: AgentSettings = Field(AgentSettings(), description="agent settings every swarm host and pool "
+                                          "starts from; each may set its own")
+    memory: MemoryPolicy = Field(MemoryPolicy(), description="the memory budget every swarm VM's target is held to")
+    swarm_hosts: list[SwarmHostConfig] = Field(default_factory=list, description="stand-alone swarm VMs")
+    swarm_pools: list[SwarmPoolConfig] = Field(default_factory=list, description="managed instance groups of "
+                                               "identical swarm VMs with stateful disks")
     # at least one: a firewall rule with no source at all admits 0.0.0.0/0 on Compute Engine
-    ssh_source_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE], min_length=1)
+    ssh_source_ranges: list[Cidr] = Field(default_factory=lambda: [pilot.IAP_RANGE], min_length=1,
+                                          description="who may SSH to fleet VMs (default: IAP TCP forwarding only)")
     alert_threshold: Annotated[float, NoBool] = _bounded("health_threshold")
-    labels: Labels = Field(default_factory=dict)
-    # Who reaches the agents. internet: each VM's agents register from its external IP (one address: the registry
-    # admits 10 new identities a minute from it). vpc: they register with the rendezvous' internal address from
-    # the VM's internal address and alias IP range, so a VM gets as many registration addresses as its cold start
-    # needs, but only the VPC (and networks peered or connected to it) reaches them (SCALING.md).
-    agent_reach: Literal["internet", "vpc"] = "internet"
-    # The budget for a cold start (every identity new to the registry: first deploy, a lost store): the plan sizes
-    # each VM's registration addresses for it and refuses pacing that cannot meet it. Unset: no budget.
-    cold_start_minutes: Annotated[float, NoBool] | None = Field(default=None, gt=0, le=1440, allow_inf_nan=False)
-    # A Cloud KMS key (CMEK) for every disk the fleet makes: boot disks, swarm state disks, the registry's store.
-    # Unset: Google-managed keys. Set it when a stack is created: a disk's key cannot change, so setting or changing
-    # it on a running stack replaces every disk (the registry's store among them). Compute Engine's service agent
-    # needs roles/cloudkms.cryptoKeyEncrypterDecrypter on the key (README "Disk encryption").
-    disk_kms_key: KmsKey | None = None
+    labels: Labels = Field(default_factory=dict, description="extra labels on every resource that takes labels")
+    agent_reach: Literal["internet", "vpc"] = Field("internet", description="who reaches the agents. `internet`: "
+                                                    "each VM registers from its external address, one address, so 10 "
+                                                    "new identities a minute per VM. `vpc`: agents register with the "
+                                                    "rendezvous' internal address from their VM's internal address "
+                                                    "and alias IP range, as many addresses as the cold-start budget "
+                                                    "needs, and only the VPC (and networks connected to it) reaches "
+                                                    "them (SCALING.md)")
+    cold_start_minutes: Annotated[float, NoBool] | None = Field(default=None, gt=0, le=1440, allow_inf_nan=False,
+                                                                description="the budget for a cold start (every "
+                                                                "identity new to the registry): each VM's "
+                                                                "registration addresses are sized for it, and pacing "
+                                                                "that cannot meet it is an error")
+    disk_kms_key: KmsKey | None = Field(None, description="a Cloud KMS key (CMEK) for every disk the fleet makes. Set "
+                                        "it when the stack is created: a disk's key cannot change, so setting it "
+                                        "later replaces every disk, the registry's store among them. Compute "
+                                        "Engine's service agent needs roles/cloudkms.cryptoKeyEncrypterDecrypter on "
+                                        "it. Unset: Google-managed keys")
 
     @model_validator(mode="before")
     @classmethod
