@@ -4,7 +4,7 @@
 # (fleet/startup_render.py) joins this common part (the guarded prologue first), swarm.sh,
 # rendezvous.sh and main.sh, and embeds the VM contract (JSON) and the supervisor package (a zipapp).
 #
-# What it does, in order, and why (figures in shared/PILOT_FACTS.md):
+# What it does, in order, and why (figures in docs/pilot-facts.md):
 #   1. one run at a time (flock) and at most once per boot (a marker keyed on the kernel's boot id): a second
 #      run must never start a second fleet;
 #   2. reads and checks every `pilot-*` instance attribute before touching anything, with the zipapp's checker

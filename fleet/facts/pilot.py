@@ -1,4 +1,4 @@
-"""Facts about Pilot Protocol and Compute Engine that the fleet is built against (see shared/PILOT_FACTS.md).
+"""Facts about Pilot Protocol and Compute Engine that the fleet is built against (docs/pilot-facts.md).
 
 Every port, metadata key and default range is named here once; the stack, the startup script renderer,
 the policy pack and the post-deploy check all read them from this module.

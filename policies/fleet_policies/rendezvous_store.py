@@ -2,8 +2,8 @@
 rendezvous-store-snapshots: the rendezvous' store disk has a snapshot schedule (its loss costs a snapshot, not every
 identity).
 
-The public rendezvous has no way to set the replication token a standby needs (PILOT_FACTS: a `-standby` holds 0
-nodes while its primary holds 3), so a promoted standby starts with an empty registry and every agent registers
+The public rendezvous has no way to set the replication token a standby needs (docs/pilot-facts.md: a `-standby`
+holds 0 nodes while its primary holds 3), so a promoted standby starts with an empty registry and every agent registers
 again as a new identity, at 10 a minute per source IP. The fleet's failover moves the store disk instead (a regional
 disk, `rendezvous.failoverZone`); a VM whose metadata (any VM kind, or a group's configs) asks for `-standby`
 (`pilot-standby-of`) is a violation.
