@@ -55,3 +55,16 @@ def test_the_fleet_is_bounded_by_the_rendezvous_and_says_past_what_was_measured(
                                                                          for n in fleet.notes)
 
 
+
+
+def test_every_in_bounds_round_delay_is_modelled_zero_included() -> None:
+    """roundDelaySeconds 0 is in bounds: rounds back to back, bounded by the buckets alone, never a division by it."""
+    back_to_back = Pacing(20, 1, 10, 10, 0.0)
+    assert vm_cold_start(back_to_back) == REGISTRATION_LAG_SECONDS + 60.0 + 1.0  # the registry's floor alone
+    assert parallelism_for(back_to_back, 240, 200) == 1
+    fleet = fleet_cold_start([(back_to_back, 2)], RendezvousCapacity(registrations_per_second=100,
+                                                                     measured_identities=1000, usable_share=0.5,
+                                                                     measured_on="test"))
+    assert fleet.seconds == vm_cold_start(back_to_back)
+    assert any("roundDelaySeconds 0 starts the rounds back to back" in note for note in fleet.notes)
+    assert fleet.back_to_back == 2 and fleet.peak_per_second == 0

@@ -102,6 +102,18 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
     # messages that named the wrong thing
     "a target over the port bound on swarm-3": (text("targetAgents: 1500", "targetAgents: 70000"),
                                                 ("swarmHosts[2].targetAgents (swarm-3)", "memory budget")),
+    # round two (#31): keys and values added since the first round
+    "a config key that is a YAML number": (top("5: x"), ("Pulumi.case.yaml", "config key 5 is not text")),
+    "a config key that is null": (top("null: x"), ("Pulumi.case.yaml", "config key None is not text")),
+    "diskKmsKey under gcp:": (top("gcp:diskKmsKey: projects/p-123456/locations/us-central1/keyRings/r/cryptoKeys/k"),
+                              ("gcp:diskKmsKey", "did you mean pilot-fleet:diskKmsKey?")),
+    "coldStartMinutes under pulumi:": (top("pulumi:coldStartMinutes: 4"),
+                                       ("pulumi:coldStartMinutes", "did you mean pilot-fleet:coldStartMinutes?")),
+    "startFresh: 1": (text("    zone: us-central1-a\n", "    zone: us-central1-a\n    startFresh: 1\n"),
+                      ("pilot-fleet:rendezvous.startFresh", "valid boolean")),
+    "startFresh: on": (text("    zone: us-central1-a\n", "    zone: us-central1-a\n    startFresh: \"on\"\n"),
+                       ("pilot-fleet:rendezvous.startFresh", "valid boolean")),
+    "roundDelaySeconds: 0 plans": (text("roundDelaySeconds: 3", "roundDelaySeconds: 0"), PLANS),
 }
 
 

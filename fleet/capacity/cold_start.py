@@ -116,9 +116,11 @@ def parallelism_for(p: Pacing, budget_seconds: float, most: int) -> int | None:
     """The smallest round (spawn_parallelism, up to `most`) that lets the rounds alone fit the budget, with
     SIZING_SLACK."""
     budget_seconds /= SIZING_SLACK
-    rounds = math.floor((budget_seconds - REGISTRATION_SECONDS) / p.round_delay_seconds) + 1
-    if rounds < 1:
+    if budget_seconds < REGISTRATION_SECONDS:
         return None
+    if p.round_delay_seconds == 0:  # rounds back to back: they never bind
+        return 1
+    rounds = math.floor((budget_seconds - REGISTRATION_SECONDS) / p.round_delay_seconds) + 1
     needed = max(1, math.ceil(p.target_agents / rounds))
     return needed if needed <= most else None
 
@@ -152,19 +154,27 @@ class FleetColdStart:
     seconds: float
     slowest_vm_seconds: float
     rendezvous_seconds: float
-    peak_per_second: float
+    peak_per_second: float  # what the paced VMs offer; back_to_back VMs (roundDelaySeconds 0) are not bounded so
     notes: tuple[str, ...]
+    back_to_back: int = 0
 
 
 def fleet_cold_start(vms: list[tuple[Pacing, int]], capacity: RendezvousCapacity) -> FleetColdStart:
     """Every VM (pacing, how many such VMs) starting at once against one rendezvous."""
     slowest = max((vm_cold_start(p) for p, _ in vms), default=0.0)
     total = sum(p.target_agents * count for p, count in vms)
-    # at the start every VM offers a full round per delay (its buckets are full)
-    peak = sum(count * min(p.spawn_parallelism, p.target_agents) / p.round_delay_seconds for p, count in vms)
+    # at the start every VM offers a full round per delay (its buckets are full); with no delay, rounds come back
+    # to back and nothing in the pacing bounds what the VM offers
+    back_to_back = [count for p, count in vms if p.round_delay_seconds == 0 and p.target_agents > p.spawn_parallelism]
+    peak = sum(count * min(p.spawn_parallelism, p.target_agents) / p.round_delay_seconds
+               for p, count in vms if p.round_delay_seconds > 0)
     by_rendezvous = total / capacity.registrations_per_second
     notes = []
-    if peak > capacity.registrations_per_second * capacity.usable_share:
+    if back_to_back:
+        notes.append("roundDelaySeconds 0 starts the rounds back to back: the registrations offered at the start "
+                     "are bounded by the registry's buckets alone, not by pacing; one rendezvous sustained "
+                     f"{capacity.registrations_per_second:,} a second (bench/RESULTS.md)")
+    elif peak > capacity.registrations_per_second * capacity.usable_share:
         notes.append(f"the fleet's rounds offer {peak:,.0f} registrations a second at the start, over "
                      f"{capacity.usable_share:.0%} of the {capacity.registrations_per_second:,} one rendezvous "
                      "sustained (bench/RESULTS.md): lower spawnParallelism or lengthen roundDelaySeconds")
@@ -172,4 +182,4 @@ def fleet_cold_start(vms: list[tuple[Pacing, int]], capacity: RendezvousCapacity
         notes.append(f"{total:,} identities on one rendezvous: measured up to {capacity.measured_identities:,} "
                      "only (bench/rendezvous_capacity.py); past that, split the fleet over more rendezvous stacks "
                      "(SCALING.md)")
-    return FleetColdStart(max(slowest, by_rendezvous), slowest, by_rendezvous, peak, tuple(notes))
+    return FleetColdStart(max(slowest, by_rendezvous), slowest, by_rendezvous, peak, tuple(notes), sum(back_to_back))

@@ -58,6 +58,7 @@ class ColdStartPlan:
                 "rendezvous": {"registrationsPerSecondMeasured": capacity.registrations_per_second,
                                "identitiesMeasured": capacity.measured_identities,
                                "peakRegistrationsPerSecond": round(self.fleet.peak_per_second, 1),
+                               "backToBackVms": self.fleet.back_to_back,
                                "coldStartSeconds": round(self.fleet.rendezvous_seconds, 1)},
                 "vms": [vm.json() for vm in self.vms], "notes": list(self.fleet.notes)}
 
@@ -75,7 +76,9 @@ class ColdStartPlan:
                         if vm.seconds > self.budget_seconds else "met")
             out.append(f"  {vm.name:<24} {vm.count:>4} {p.target_agents:>7,} {p.addresses:>9} "
                        f"{p.spawn_parallelism:>6} {p.round_delay_seconds:>6g} {vm.seconds:>8,.0f}   {need}")
-        out.append(f"  rendezvous: {self.fleet.peak_per_second:,.0f} registrations a second offered at the start; "
+        unpaced = f" (and {self.fleet.back_to_back} VMs with rounds back to back)" if self.fleet.back_to_back else ""
+        out.append(f"  rendezvous: {self.fleet.peak_per_second:,.0f} registrations a second offered at the start"
+                   f"{unpaced}; "
                    f"measured {rendezvous_capacity().registrations_per_second:,} a second up to "
                    f"{rendezvous_capacity().measured_identities:,} identities (bench/RESULTS.md)")
         out.extend(f"  note: {note}" for note in self.fleet.notes)

@@ -73,8 +73,8 @@ class GcpSettings(Model):
 
 class NetworkConfig(Model):
     name: GceName = Field("pilot-fleet", description="the VPC network")
-    existing: bool = Field(False, description="use a network and subnet that already exist, by name, instead of "
-                           "creating them")
+    existing: bool = Field(False, strict=True, description="use a network and subnet that already exist, by name, "
+                           "instead of creating them")
     subnet_name: GceName | None = Field(None, description="the subnet (default: the network's name)")
     subnet_cidr: Subnet = Field("10.20.0.0/20", description="the subnet's primary range, which the program creates")
 
@@ -126,9 +126,10 @@ class RendezvousConfig(Model):
                                "rendezvous_build.yaml); `null` builds nothing, and then `release` is required")
     release: RendezvousRelease | None = Field(None, description="a prebuilt binary (`url`, `sha256`); wins over "
                                               "`source`")
-    start_fresh: bool = Field(False, description="start an empty registry over a damaged store, on purpose: every "
-                              "agent registers again as new, at the registry's rate limit. Never needed otherwise: "
-                              "a damaged or missing store is restored from its last good generation")
+    start_fresh: bool = Field(False, strict=True, description="start an empty registry over a damaged store, on "
+                              "purpose: every agent registers again as new, at the registry's rate limit. Never "
+                              "needed otherwise: a damaged or missing store is restored from its last good "
+                              "generation")
     store_snapshots: StoreSnapshots = Field(StoreSnapshots(), description="the store disk's snapshot schedule")
     store_from_snapshot: str | None = Field(default=None, pattern=SNAPSHOT, description="a snapshot's name (or "
                                             "projects/P/global/snapshots/NAME): `pulumi up` recreates the store disk "

@@ -41,8 +41,14 @@ def _raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {"gcp": {}}
     prefix = pilot.PROJECT_NAME + ":"
     problems = []
+    fleet_keys = {field.alias or name for name, field in FleetConfig.model_fields.items()} - {"gcp"}
     for key, value in flat.items():
-        if key.startswith("gcp:") and key[4:] in GCP_KEYS:
+        namespace, _, name = key.partition(":")
+        if namespace != pilot.PROJECT_NAME and name in fleet_keys:
+            # the provider and the engine would keep it without a word, and the fleet would run without it
+            problems.append(f"{key}: a {pilot.PROJECT_NAME} key under {namespace}:, which this program does not read "
+                            f"there (did you mean {prefix}{name}?)")
+        elif key.startswith("gcp:") and key[4:] in GCP_KEYS:
             raw["gcp"][key[4:]] = value
         elif key.startswith("gcp:") and (close := difflib.get_close_matches(key[4:], GCP_KEYS, n=1, cutoff=0.7)):
             # the provider has many keys of its own; one this close to ours is a typo of ours, silently ignored

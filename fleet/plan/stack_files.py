@@ -72,13 +72,15 @@ def load_project(directory: Path, stack: str) -> PulumiProject:
 
     result = PulumiProject(directory=directory, name=name, main=main)
 
-    def qualified(key: str) -> str:
+    def qualified(key: object, where: Path) -> str:
+        if not isinstance(key, str):  # YAML reads `5:` or `null:` as a number or nothing, never as a key
+            raise ProjectError(f"{where}: config key {key!r} is not text (quote it if it is meant as a key)")
         return key if ":" in key else f"{name}:{key}"
 
     # Project-level defaults first (Pulumi.yaml `config: {key: {default: ...}}`), then the stack file.
     for key, spec in (project.get("config") or {}).items():
         if isinstance(spec, dict) and ("default" in spec or "value" in spec):
-            result.config[qualified(key)] = wire_value(spec.get("value", spec.get("default")))
+            result.config[qualified(key, project_file)] = wire_value(spec.get("value", spec.get("default")))
     stack_file = directory / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
         known = ", ".join(available_stacks(directory)) or "none"
@@ -89,8 +91,8 @@ def load_project(directory: Path, stack: str) -> PulumiProject:
     for key, value in stack_config.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             # Offline there is no secrets provider to decrypt with: the program sees a placeholder.
-            result.config[qualified(key)] = SECRET_PLACEHOLDER
-            result.secret_keys.append(qualified(key))
+            result.config[qualified(key, stack_file)] = SECRET_PLACEHOLDER
+            result.secret_keys.append(qualified(key, stack_file))
         else:
-            result.config[qualified(key)] = wire_value(value)
+            result.config[qualified(key, stack_file)] = wire_value(value)
     return result
