@@ -26,7 +26,7 @@ def fleet_labels(cfg: FleetConfig) -> dict[str, str]:
 
 
 def registration(cfg: FleetConfig, vm: SwarmVmConfig) -> Registration:
-    return Registration(cfg.registration_addresses(vm), cfg.alias_prefix(vm))
+    return Registration(addresses=cfg.registration_addresses(vm), alias_prefix=cfg.alias_prefix(vm))
 
 
 class Fleet(pulumi.ComponentResource):
@@ -41,26 +41,32 @@ class Fleet(pulumi.ComponentResource):
         # stack with this version replaces nothing; tests/test_plan_prod.py checks every URN against the last ones.
         child = pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)])
         project, labels = cfg.gcp.project, fleet_labels(cfg)
-        ProjectStartupScript("startup-script", ProjectStartupScriptArgs(project), child)
+        ProjectStartupScript("startup-script", ProjectStartupScriptArgs(project=project), child)
         net = cfg.network
-        network = FleetNetwork(net.name, NetworkArgs(project, cfg.gcp.region, net.subnet_cidr, cfg.ssh_source_ranges,
-                                                     net.existing, net.subnet_name), child)
-        rendezvous_sa = FleetServiceAccount("pilot-rendezvous-vm", ServiceAccountArgs(project), child)
-        swarm_sa = FleetServiceAccount("pilot-swarm-vm", ServiceAccountArgs(project), child)
+        network = FleetNetwork(net.name, NetworkArgs(
+            project=project, region=cfg.gcp.region, subnet_cidr=net.subnet_cidr,
+            ssh_source_ranges=cfg.ssh_source_ranges, existing=net.existing, subnet_name=net.subnet_name), child)
+        rendezvous_sa = FleetServiceAccount("pilot-rendezvous-vm", ServiceAccountArgs(project=project), child)
+        swarm_sa = FleetServiceAccount("pilot-swarm-vm", ServiceAccountArgs(project=project), child)
         rv = cfg.rendezvous
         self.rendezvous = Rendezvous(rv.name, RendezvousArgs(
-            project, cfg.gcp.region, cfg.rendezvous_zone, cfg.store_zones, rv, cfg.pilot_version, network.network,
-            network.subnetwork, rendezvous_sa.email, labels, cfg.agent_reach, network.interface_network,
-            cfg.disk_kms_key), child)
+            project=project, region=cfg.gcp.region, zone=cfg.rendezvous_zone, store_zones=cfg.store_zones, spec=rv,
+            pilot_version=cfg.pilot_version, network=network.network, subnetwork=network.subnetwork,
+            service_account_email=rendezvous_sa.email, labels=labels, agent_reach=cfg.agent_reach,
+            interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key), child)
         swarm = SwarmVmArgs(
-            project, cfg.pilot_version, self.rendezvous.endpoint(rv.ports.registry),
-            self.rendezvous.endpoint(rv.ports.beacon), rv.new_registrations_per_minute, cfg.alert_threshold,
-            network.network, network.subnetwork, swarm_sa.email, labels, network.interface_network, cfg.disk_kms_key)
-        self.hosts = [SwarmHost(h.name, SwarmHostArgs(swarm, h, cfg.zone_of(h.zone), cfg.budget(h).max_agents(),
-                                                      registration(cfg, h)), child) for h in cfg.swarm_hosts]
-        self.pools = [SwarmPool(p.name, SwarmPoolArgs(swarm, p, cfg.zones_of(p), cfg.gcp.region,
-                                                      cfg.budget(p).max_agents(), registration(cfg, p)), child)
-                      for p in cfg.swarm_pools]
+            project=project, pilot_version=cfg.pilot_version, registry=self.rendezvous.endpoint(rv.ports.registry),
+            beacon=self.rendezvous.endpoint(rv.ports.beacon),
+            new_registrations_per_minute=rv.new_registrations_per_minute, health_threshold=cfg.alert_threshold,
+            network=network.network, subnetwork=network.subnetwork, service_account_email=swarm_sa.email,
+            labels=labels, interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key)
+        self.hosts = [SwarmHost(h.name, SwarmHostArgs(
+            fleet=swarm, spec=h, zone=cfg.zone_of(h.zone), max_target_agents=cfg.budget(h).max_agents(),
+            registration=registration(cfg, h)), child) for h in cfg.swarm_hosts]
+        self.pools = [SwarmPool(p.name, SwarmPoolArgs(
+            fleet=swarm, spec=p, zones=cfg.zones_of(p), region=cfg.gcp.region,
+            max_target_agents=cfg.budget(p).max_agents(), registration=registration(cfg, p)), child)
+            for p in cfg.swarm_pools]
         self.outputs = self._outputs(cfg)
         self.register_outputs(self.outputs.exports())
 

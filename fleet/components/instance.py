@@ -23,7 +23,7 @@ HARDENING_METADATA = {
 }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FleetVm:
     """The one way the fleet declares a VM (not a component of its own: the host, pool or rendezvous that owns it
     declares it as its child), as an instance or as a managed group's instance template."""

@@ -11,7 +11,7 @@ import pulumi_gcp as gcp
 from fleet.facts import names
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NetworkArgs:
     project: str
     region: str

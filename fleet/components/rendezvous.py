@@ -29,7 +29,7 @@ def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:
             "go_version": source.go}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RendezvousArgs:
     project: str
     region: str
@@ -49,22 +49,6 @@ class RendezvousArgs:
     disk_kms_key: str | None = None
 
 
-@dataclass
-class RendezvousVm:
-    name: str
-    zone: str
-    address: gcp.compute.Address
-    instance: gcp.compute.Instance
-
-    @property
-    def external_ip(self) -> pulumi.Output[str]:
-        return self.address.address
-
-    @property
-    def internal_ip(self) -> pulumi.Output[str]:
-        return internal_ip(self.instance)
-
-
 class Rendezvous(pulumi.ComponentResource):
     """One rendezvous VM with a reserved static IP and the registry's store on its own disk. With `failoverZone` the
     store disk is a regional disk replicated across the two zones, and `activeZone` says where the VM runs: a
@@ -78,11 +62,9 @@ class Rendezvous(pulumi.ComponentResource):
     def __init__(self, name: str, args: RendezvousArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pilot-fleet:fleet:Rendezvous", name, None, opts)
         self.args = args
-        self.primary = self._vm(name)
+        self.zone = args.zone
+        self._vm(name)
         self._firewalls(name)
-        self.external_ip = self.primary.external_ip
-        self.internal_ip = self.primary.internal_ip
-        self.zone = self.primary.zone
         self.register_outputs({"externalIp": self.external_ip, "internalIp": self.internal_ip})
 
     def _store(self, name: str) -> pulumi.Output[str]:
@@ -131,7 +113,8 @@ class Rendezvous(pulumi.ComponentResource):
                     storage_locations=args.region, labels=dict(args.labels))),
             opts=pulumi.ResourceOptions(parent=self))
 
-    def _vm(self, name: str) -> RendezvousVm:
+    def _vm(self, name: str) -> None:
+        """The VM, its reserved addresses and its store disk; sets external_ip and internal_ip."""
         args, rv = self.args, self.args.spec
         child = pulumi.ResourceOptions(parent=self)
         # Agents are configured with this address: it must survive stop/start and re-creation of the VM, and a
@@ -170,7 +153,8 @@ class Rendezvous(pulumi.ComponentResource):
             # and the disk; so does a store disk recreated from a snapshot (storeFromSnapshot)
             delete_before_replace=True, replace_on_changes=("attachedDisks",),
         ).declare(self)
-        return RendezvousVm(name, args.zone, address, instance)
+        self.external_ip = address.address
+        self.internal_ip = internal_ip(instance)
 
     def _firewalls(self, name: str) -> None:
         args, rv = self.args, self.args.spec

@@ -12,7 +12,7 @@ ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 SCOPES = ("https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServiceAccountArgs:
     project: str
 

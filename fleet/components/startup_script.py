@@ -11,7 +11,7 @@ from fleet.startup_render import render_startup_script
 from fleet.vm_contract import MetadataKey
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProjectStartupScriptArgs:
     project: str
 

@@ -14,7 +14,7 @@ from fleet.config.model import SwarmHostConfig
 from fleet.facts import names, pilot
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SwarmHostArgs:
     fleet: SwarmVmArgs
     spec: SwarmHostConfig

@@ -20,7 +20,7 @@ from fleet.facts import names, pilot
 MINIMAL_ACTION = "REFRESH"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SwarmPoolArgs:
     fleet: SwarmVmArgs
     spec: SwarmPoolConfig

@@ -17,7 +17,7 @@ from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import metadata
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SwarmVmArgs:
     """The fleet-wide part of every swarm VM."""
 
@@ -37,7 +37,7 @@ class SwarmVmArgs:
     disk_kms_key: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Registration:
     """Where one VM's agents register from (FleetConfig.registration_addresses): how many addresses, and the
     netmask of the alias IP range that gives it those past its own."""

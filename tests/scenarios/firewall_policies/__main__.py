@@ -95,4 +95,4 @@ net_g = network("net-g", vpc_allows=False)
 hierarchical_policy("org-hand-on-closed", "organizations/789", "goto_next", BOTH, net_g)
 rendezvous("rv-goto-next-closed", net_g)
 
-ProjectStartupScript("startup-script", ProjectStartupScriptArgs("svc-project"))
+ProjectStartupScript("startup-script", ProjectStartupScriptArgs(project="svc-project"))

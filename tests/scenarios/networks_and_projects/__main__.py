@@ -51,6 +51,6 @@ rendezvous("rv-host", {"subnetwork": host_sub.self_link})
 # a fleet VM in a project with no startup-script item would boot without the fleet's boot path
 rendezvous("rv-third", {"network": own.self_link}, project="third-project")
 
-ProjectStartupScript("startup-script", ProjectStartupScriptArgs("svc-project"))
-ProjectStartupScript("host-startup-script", ProjectStartupScriptArgs("host-project"))
-ProjectStartupScript("startup-script-again", ProjectStartupScriptArgs("svc-project"))
+ProjectStartupScript("startup-script", ProjectStartupScriptArgs(project="svc-project"))
+ProjectStartupScript("host-startup-script", ProjectStartupScriptArgs(project="host-project"))
+ProjectStartupScript("startup-script-again", ProjectStartupScriptArgs(project="svc-project"))

@@ -33,4 +33,4 @@ gcp.compute.Instance(
 # the fleet's own project startup script, so that the only findings are about the unknown map
 from fleet.components.startup_script import ProjectStartupScript, ProjectStartupScriptArgs  # noqa: E402
 
-ProjectStartupScript("startup-script", ProjectStartupScriptArgs("scenario-project"))
+ProjectStartupScript("startup-script", ProjectStartupScriptArgs(project="scenario-project"))
