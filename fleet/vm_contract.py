@@ -311,9 +311,11 @@ SYSCTL: dict[str, str] = {
     "net.ipv4.udp_mem": "4096 87380 16777216",
 }
 RESERVED_PORTS_SYSCTL = "net.ipv4.ip_local_reserved_ports"
-# The registry store's generations (startup/pilot_supervisor/store.py): one kept this often, the newest this many.
-REGISTRY_GENERATION_SECONDS = 300
-REGISTRY_GENERATIONS = 12
+# The registry store's generations (startup/pilot_supervisor/store.py): the store is kept this often when it changed
+# (a restore loses at most this much of the registrations before the damage), the newest this many (an hour of
+# churn).
+REGISTRY_GENERATION_SECONDS = 60
+REGISTRY_GENERATIONS = 60
 
 # The fleet's own system users on every VM (least privilege): the agents (the supervisor drops to this user when it
 # starts one), the rendezvous, and the rendezvous' build from source (unpacking and compiling downloaded code).

@@ -146,7 +146,8 @@ install_from_source() {
 }
 
 # The store's generations: every REGISTRY_GENERATION_SECONDS the store is kept if it is fit (checked as before a
-# start), the newest REGISTRY_GENERATIONS only; run as the rendezvous' user, in its sandbox.
+# start) and changed since the newest generation, the newest REGISTRY_GENERATIONS only; run as the rendezvous'
+# user, in its sandbox. The timer is accurate to a second (systemd's default would let it slip by a minute).
 generations_service() {
   local user=""
   [[ -n "${rendezvous_user}" ]] && user="User=${rendezvous_user}"
@@ -173,6 +174,7 @@ Description=pilot-fleet: keep the registry store's last good generations every $
 [Timer]
 OnActiveSec=${every}
 OnUnitActiveSec=${every}
+AccuracySec=1s
 
 [Install]
 WantedBy=timers.target

@@ -46,6 +46,11 @@ KillMode=mixed
 TimeoutStopSec=${stop_seconds}
 Delegate=yes
 CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL
+# /run is empty at boot, and systemd may start this unit before the startup script has made the run directory: the
+# sandbox below names it, and a missing one would fail the start at NAMESPACE. systemd makes it first instead, and
+# keeps it across stops (the startup script's lock and boot marker live there too).
+RuntimeDirectory=${RUN_DIR##*/}
+RuntimeDirectoryPreserve=yes
 $(unit_sandbox "${STATE_DIR}" "${RUN_DIR}" "${INSTALL_DIR}" "${CONF_DIR}${cgroups}")
 
 [Install]

@@ -101,8 +101,8 @@ def test_starting_fresh_on_purpose_keeps_the_damage_aside(disk: tuple[Path, Path
 
 def test_keep_refuses_an_implausible_store_and_keeps_the_newest_n(disk: tuple[Path, Path]) -> None:
     path, generations = disk
-    path.write_text(registry(100))
     for second in range(4):
+        path.write_text(registry(100 + second))
         store.keep(path, generations, 3)
         newest = store.generations(generations)[0]
         newest.rename(generations / f"registry-2026010{second}T000000Z.json")
@@ -120,3 +120,33 @@ def test_the_command_says_why_in_one_line_and_exits_1(disk: tuple[Path, Path]) -
                              str(generations)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("registry store: ERROR: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_a_registry_exists_from_its_first_good_save_not_from_its_first_generation(disk: tuple[Path, Path]) -> None:
+    """The first minutes: a store the pre-start check found fit and knowing a key marks the disk, so its loss before
+    any generation was kept is refused, never taken for a first boot (the rendezvous would start empty and every
+    agent would register again as new)."""
+    path, generations = disk
+    path.write_text(registry(0))
+    assert store.check(path, generations) == "" and not (generations / store.EXISTED_MARKER).exists()  # no key yet
+    path.write_text(registry(40))
+    assert store.check(path, generations) == ""
+    assert (generations / store.EXISTED_MARKER).exists() and store.generations(generations) == []
+    path.unlink()
+    with pytest.raises(store.StoreError, match="is missing, and no good generation exists"):
+        store.check(path, generations)
+
+
+def test_the_generations_job_keeps_a_changed_store_only_and_marks_the_disk(disk: tuple[Path, Path]) -> None:
+    path, generations = disk
+    assert store.keep(path, generations, 3).startswith("nothing to keep: no store yet")
+    path.write_text(registry(40))
+    assert store.keep(path, generations, 3).startswith("kept registry-")
+    assert (generations / store.EXISTED_MARKER).exists()
+    assert store.keep(path, generations, 3).startswith("unchanged since registry-")
+    assert len(store.generations(generations)) == 1
+    newest = store.generations(generations)[0]
+    newest.rename(generations / "registry-20000101T000000Z.json")  # a minute has passed
+    path.write_text(registry(41))
+    assert store.keep(path, generations, 3).startswith("kept registry-")
+    assert len(store.generations(generations)) == 2

@@ -8,10 +8,15 @@ the registry's rate limit (hours for a fleet). So the check runs before it can:
 - the store parses and knows at least MIN_KEPT of the public keys the newest good generation knew (keys, not
   nodes: a paced mass stop deregisters every node, but the registry keeps their keys in `pub_key_idx`): it starts;
 - else, when a good generation exists: that generation is restored (one rename, synced), and it starts;
-- else, when the store is damaged or missing after a registry existed (any generation was ever kept, or a damaged
-  file is there): it does not start, and says why, unless the operator asked for a fresh start
-  (the rendezvous' start_fresh attribute), which moves the damaged store aside;
-- a store disk that never held a registry (the first boot) starts empty, as it must."""
+- else, when the store is damaged or missing after a registry existed (a fit store that knew a key was ever seen
+  here, by this check or by the generations job, or a damaged file is there): it does not start, and says why,
+  unless the operator asked for a fresh start (the rendezvous' start_fresh attribute), which moves the damaged store
+  aside;
+- a store disk that never held a registry (the first boot) starts empty, as it must.
+
+The generations job runs every minute and keeps the store when it changed since the newest generation (and is fit):
+the first one within a minute of the first registrations, and during churn one a minute, so a restore loses at
+most the last minute's registrations, whose agents then register again as new identities."""
 
 from __future__ import annotations
 
@@ -113,12 +118,27 @@ def judged(store: Path, good: Snapshot | None) -> tuple[int, str]:
     return keys, ""
 
 
+def existed(directory: Path, owner: str = "") -> None:
+    """Mark DIRECTORY's disk as one that held a registry: from then on a missing or damaged store is never taken for
+    a first boot. Written once (the job that keeps generations runs as the rendezvous' user: it owns the marker)."""
+    marker = directory / EXISTED_MARKER
+    if marker.exists():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    if owner:
+        shutil.chown(marker, owner, owner)
+        shutil.chown(directory, owner, owner)
+
+
 def check(store: Path, directory: Path, start_fresh: bool = False, owner: str = "") -> str:
     """Before the rendezvous starts: "" when the store is fit, else what was done (a restore, a fresh start).
     Raises StoreError when it must not start."""
     good = newest_good(directory)
-    _, problem = judged(store, good)
+    keys, problem = judged(store, good)
     if not problem:
+        if keys:  # a registry exists here from its first good save, not from its first generation
+            existed(directory, owner)
         return ""
     if not store.exists() and not (directory / EXISTED_MARKER).exists() and good is None:
         return ""  # a new store disk: the registry's first start
@@ -141,15 +161,28 @@ def check(store: Path, directory: Path, start_fresh: bool = False, owner: str = 
 
 
 def keep(store: Path, directory: Path, count: int) -> str:
-    """The periodic job: keep the store as a new generation if it is fit (checked as before a start), and the
-    newest COUNT generations only. Returns what it did."""
-    keys, problem = judged(store, newest_good(directory))
+    """The periodic job: keep the store as a new generation if it is fit (checked as before a start) and changed
+    since the newest generation, and the newest COUNT generations only. Returns what it did."""
+    good = newest_good(directory)
+    if not store.exists() and good is None:
+        return "nothing to keep: no store yet (the registry has not saved)"
+    keys, problem = judged(store, good)
     if problem:
         return f"not kept: {problem}"
+    if keys:
+        existed(directory)
+    if good is not None and _same(store, good.path):
+        return f"unchanged since {good.path.name} ({keys} public keys)"
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{GENERATION_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     durable_copy(store, directory / name)
-    (directory / EXISTED_MARKER).touch()
     for old in generations(directory)[count:]:
         old.unlink(missing_ok=True)
     return f"kept {name} ({keys} public keys)"
+
+
+def _same(one: Path, other: Path) -> bool:
+    try:
+        return one.stat().st_size == other.stat().st_size and one.read_bytes() == other.read_bytes()
+    except OSError:
+        return False
