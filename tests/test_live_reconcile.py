@@ -244,6 +244,6 @@ def test_health_stays_200_through_a_rollout_and_a_raised_target_on_schedule(tmp_
     supervisor.view = {i: (1,) for i in range(89)}
     assert not sv.health.healthy(supervisor)  # more than a batch down: something is wrong
     supervisor.rollout = None
-    supervisor.pending = dataclasses.replace(supervisor.config, target_agents=200)
-    sv.live.take_pending(supervisor, time.monotonic())
+    sv.handover.hand_over(supervisor, sv.handover.Converge(dataclasses.replace(supervisor.config, target_agents=200)))
+    sv.live.take_changes(supervisor, time.monotonic())
     assert supervisor.config.target_agents == 200 and sv.health.healthy(supervisor)  # 100 more fresh ones on schedule

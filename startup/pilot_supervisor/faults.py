@@ -5,6 +5,7 @@ throughout: an exit would leave them orphaned, and systemd's restart would meet 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,17 +13,24 @@ from pilot_supervisor.journal import log
 
 
 class Faults:
+    """Shared by the main loop, the watcher threads and the health endpoint (each reports its own faults, the health
+    endpoint lists them): its lock is the one owner of `current`."""
+
     def __init__(self) -> None:
         self.current: dict[str, str] = {}
+        self.lock = threading.Lock()
 
     def record(self, name: str, exc: BaseException | str) -> None:
         text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-        if self.current.get(name) != text:
+        with self.lock:
+            changed, self.current[name] = self.current.get(name) != text, text
+        if changed:
             log("fault", fault=name, error=text)
-        self.current[name] = text
 
     def clear(self, name: str) -> None:
-        if self.current.pop(name, None) is not None:
+        with self.lock:
+            was = self.current.pop(name, None)
+        if was is not None:
             log("fault-cleared", fault=name)
 
     @contextmanager
@@ -37,4 +45,5 @@ class Faults:
             self.clear(name)
 
     def listing(self) -> list[str]:
-        return [f"{name}: {text}" for name, text in sorted(self.current.items())]
+        with self.lock:
+            return [f"{name}: {text}" for name, text in sorted(self.current.items())]

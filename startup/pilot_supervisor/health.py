@@ -46,7 +46,7 @@ def healthy(sup: Supervisor) -> bool:
     it was asked, a start-up (or a raised target) still on schedule, or a rollout with no more than its one batch
     down."""
     now = status(sup)
-    if sup.watcher_down:  # never silent: a dead watch is red until it is back (the loop restarts it at once)
+    if sup.threads_down:  # never silent: a dead watcher is red until it is back (the loop restarts it at once)
         return False
     if now["running"] >= math.ceil(now["target_agents"] * sup.config.health_threshold):
         return True

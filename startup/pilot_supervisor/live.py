@@ -1,23 +1,29 @@
-"""Day two: the watcher thread long-polls the instance attributes (wait_for_change with the last ETag), checks them
-with the boot path's own `settings`, installs a new daemon version, and hands the main loop the config to converge
-to; the main loop alone applies it (`take_pending`). A new target starts or stops agents at the paced speed; what
+"""Day two, as a controller's reconcile loop: the desired state is a Config (what the metadata asks), the observed
+state what the supervisor lists and reaps (supervisor.py), and the main loop alone reconciles the one to the other.
+
+The watcher thread long-polls the instance attributes (wait_for_change with the last ETag), checks them with the
+boot path's own `settings`, installs a new daemon version, and hands the main loop what it found through the
+supervisor's inbox, a queue (`Converge`: a config to converge to; `Report`: a refusal to show, or that a refusal is
+history). It keeps its own state (`AttributeWatch`) and writes nothing the main loop owns; the main loop drains the
+inbox at the start of each tick (`take_changes`). A new target starts or stops agents at the paced speed; what
 changes an agent's command line or environment rolls (rollout.py); pacing applies to the next starts. What it
 converges to is written back to the config file. A second watcher follows the project's startup script: a new
-supervisor in it is upgrade.py's."""
+supervisor in it is upgrade.py's, handed over the same way (`Release`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import queue
 import time
 from collections.abc import Callable
-from contextlib import suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pilot_supervisor import upgrade
 from pilot_supervisor.attributes import AttributesError, fetch_attributes, fetch_project_value, settings
 from pilot_supervisor.config import Config
 from pilot_supervisor.contract import key
+from pilot_supervisor.handover import Converge, Report, hand_over
 from pilot_supervisor.install import InstallError, install_daemon
 from pilot_supervisor.journal import log
 from pilot_supervisor.rollout import ROLLED_FIELDS, Rollout
@@ -29,23 +35,33 @@ if TYPE_CHECKING:
 # At most this many watch requests a second, sustained, whatever the metadata server does (one that answers at once
 # with a new ETag every time, or the same ETag with other content, would otherwise be asked in a tight loop).
 WATCH_REQUESTS_PER_SECOND = 2.0
+# The watcher threads, by the name their faults and journal events carry: what the main loop keeps alive.
+WATCHERS = ("metadata-watch", "script-watch")
+
+
+@dataclass
+class AttributeWatch:
+    """The attributes watcher's own state: what the attributes last asked for, and the refusal it last said."""
+
+    wanted: dict[str, Any] | None = None
+    refused: str = ""
 
 
 def watch(sup: Supervisor) -> None:
     """The attributes' watcher thread (see `watching`)."""
-    watching(sup, "metadata-watch", lambda etag, wait: fetch_attributes(sup.config.metadata_url, etag, wait),
-             lambda attributes: consider(sup, attributes))
+    state = AttributeWatch()
+    watching(sup, WATCHERS[0], lambda etag, wait: fetch_attributes(sup.config.metadata_url, etag, wait),
+             lambda attributes: consider(sup, state, attributes))
 
 
 def watch_script(sup: Supervisor) -> None:
     """The project startup script's watcher thread: a new supervisor in it (upgrade.py)."""
-    name = key("STARTUP_SCRIPT")
+    name, state = key("STARTUP_SCRIPT"), upgrade.ReleaseWatch()
 
     def act(script: str) -> None:
-        upgrade.consider(sup, script)
-        nudge(sup)  # a staged release is taken up at once, not at the next tick
+        upgrade.consider(sup, state, script)
 
-    watching(sup, "script-watch", lambda etag, wait: fetch_project_value(sup.config.metadata_url, name, etag, wait),
+    watching(sup, WATCHERS[1], lambda etag, wait: fetch_project_value(sup.config.metadata_url, name, etag, wait),
              act)
 
 
@@ -82,21 +98,22 @@ def watching(sup: Supervisor, name: str, fetch: Callable[[str, int], tuple[Any, 
             sup.stopping.wait(sup.config.tick_seconds * 5)
 
 
-def consider(sup: Supervisor, attributes: dict[str, str]) -> None:
+def consider(sup: Supervisor, state: AttributeWatch, attributes: dict[str, str]) -> None:
+    """The watcher's part: check the attributes, install a new version, hand the result to the main loop. It reads
+    the config the loop runs (replaced whole, never changed in place) and writes only its own STATE."""
     try:
         wanted = settings(attributes)
     except AttributesError as exc:
-        if str(exc) != sup.refused_attributes:
+        if str(exc) != state.refused:
             log("attributes-refused", problem=str(exc), keeping_version=sup.config.version)
-            sup.last_change = {"state": "refused", "reason": str(exc)}
-        sup.refused_attributes = str(exc)
+            hand_over(sup, Report({"state": "refused", "reason": str(exc)}))
+        state.refused = str(exc)
         return
-    sup.refused_attributes = ""
-    if sup.last_change.get("state") == "refused":  # the operator put it right: the refusal is history
-        sup.last_change = {}
-    if wanted == sup.wanted:
+    state.refused = ""
+    hand_over(sup, Report(None))  # the operator put it right: a refusal shown is history
+    if wanted == state.wanted:
         return
-    sup.wanted = wanted
+    state.wanted = wanted
     current = sup.config
     daemon = current.daemon
     if (wanted["version"], wanted["daemon_flags"], wanted["wheel_sha256"]) != \
@@ -110,25 +127,36 @@ def consider(sup: Supervisor, attributes: dict[str, str]) -> None:
                                         wanted["wheel_sha256"], wanted["daemon_flags"]))
         except InstallError as exc:
             log("version-refused", version=wanted["version"], reason=str(exc), keeping_version=current.version)
-            sup.last_change = {"state": "refused", "version": wanted["version"], "reason": str(exc)}
+            hand_over(sup, Report({"state": "refused", "version": wanted["version"], "reason": str(exc)}))
             return
         log("version-installed", version=wanted["version"], daemon=daemon)
-    with sup.lock:
-        sup.pending = current.with_settings(wanted, daemon)
-    nudge(sup)
+    hand_over(sup, Converge(current.with_settings(wanted, daemon)))
 
 
-def nudge(sup: Supervisor) -> None:
-    """Wake the main loop now (a pending change, a child's exit) instead of at its next tick."""
-    if sup.wakeup_fd is not None:
-        with suppress(BlockingIOError, OSError):
-            os.write(sup.wakeup_fd, b"!")
+def take_changes(sup: Supervisor, now: float) -> None:
+    """The main loop's part: everything the watchers handed over since the last tick, in order; of several configs,
+    the latest is converged to."""
+    new: Config | None = None
+    while True:
+        try:
+            change = sup.inbox.get_nowait()
+        except queue.Empty:
+            break
+        if isinstance(change, Converge):
+            new = change.config
+        elif isinstance(change, Report):
+            if change.change is not None:
+                sup.last_change = change.change
+            elif sup.last_change.get("state") == "refused":
+                sup.last_change = {}
+        else:
+            sup.upgrade = change.upgrade
+    if new is not None:
+        converge(sup, new, now)
 
 
-def take_pending(sup: Supervisor, now: float) -> None:
-    with sup.lock:
-        new, sup.pending = sup.pending, None
-    if new is None or new == sup.config or sup.stopping.is_set():
+def converge(sup: Supervisor, new: Config, now: float) -> None:
+    if new == sup.config or sup.stopping.is_set():
         return
     old = sup.config
     changed = {f.name: [getattr(old, f.name), getattr(new, f.name)] for f in dataclasses.fields(Config)

@@ -1,5 +1,7 @@
-"""The main loop: one supervisor per host (a lock), woken by agents' exits, changes and due rounds; on SIGTERM the
-paced stop (mass deregistration floods the registry), then KILL for what is left after the grace period."""
+"""The main loop: one supervisor per host (a lock), woken by agents' exits, changes and due rounds; each turn one
+tick reconciles what runs with what the metadata asks; on SIGTERM the paced stop (mass deregistration floods the
+registry), then KILL for what is left after the grace period. It keeps the watcher threads alive, and says when it
+found one dead."""
 
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from pilot_supervisor.agents import send_signal
 from pilot_supervisor.config import Config
 from pilot_supervisor.journal import log
 from pilot_supervisor.supervisor import Supervisor
-from pilot_supervisor.tick import tick
 
 # However often children exit, at most this many ticks a second.
 MIN_TICK_GAP_SECONDS = 0.05
@@ -27,10 +28,52 @@ MIN_TICK_GAP_SECONDS = 0.05
 STOPPED_SECONDS = 5.0
 
 
-def _watcher(sup: Supervisor, target: Callable[[Supervisor], None] = live.watch) -> threading.Thread:
+def _watcher(sup: Supervisor, target: Callable[[Supervisor], None]) -> threading.Thread:
     thread = threading.Thread(target=target, args=(sup,), daemon=True, name=target.__name__)
     thread.start()
     return thread
+
+
+def keep_watchers(sup: Supervisor, watchers: dict[str, threading.Thread]) -> None:
+    """Restart a watcher thread that ended (it never should: every failure is retried inside it), and say so: the
+    journal once, and /healthz red for this tick (sup.threads_down)."""
+    dead = tuple(name for name, thread in watchers.items() if not thread.is_alive())
+    for name in dead:
+        log(f"{name}-died", restarting=True)
+        watchers[name] = _watcher(sup, WATCH_TARGETS[name])
+    sup.threads_down = dead
+
+
+# each watcher thread by its name (live.WATCHERS), and what it runs
+WATCH_TARGETS: dict[str, Callable[[Supervisor], None]] = dict(zip(live.WATCHERS, (live.watch, live.watch_script),
+                                                                  strict=True))
+
+
+def tick(sup: Supervisor) -> None:
+    """One reconcile: take what the watchers handed over, reap, list, trim, kill what ignored SIGTERM, mark the
+    registered, roll, start a paced round, report."""
+    now = time.monotonic()
+    live.take_changes(sup, now)
+    sup.reap(now)
+    if sup.batch_failure:
+        if sup.rollout is not None:
+            rolling.fail(sup, sup.batch_failure)
+        sup.batch_failure = ""
+    if now >= sup.next_scan:
+        sup.running = sup.listing()
+        sup.next_scan = now + sup.config.scan_seconds
+        sup.fingerprints = {pid: fp for pid, fp in sup.fingerprints.items()
+                            if any(pid in pids for pids in sup.running.values())}
+    sup.trim()
+    sup.escalate(now)
+    sup.mark_registered()
+    if sup.persist_pending:
+        sup.persist()
+    if not sup.stopping.is_set():
+        rolling.roll(sup, now)
+        sup.start_round(now)
+    sup.publish_view()
+    health.report(sup, now)
 
 
 @contextmanager
@@ -109,8 +152,8 @@ def run(config: Config, config_path: Path) -> int:
         server = health.serve_health(sup)
         log("supervising", target_agents=config.target_agents, daemon=config.daemon, version=config.version,
             base_udp_port=config.base_udp_port, watching=bool(config.metadata_url))
-        watcher = _watcher(sup) if config.metadata_url else None
-        script_watcher = _watcher(sup, live.watch_script) if config.metadata_url else None
+        watchers = {name: _watcher(sup, target) for name, target in WATCH_TARGETS.items()} \
+            if config.metadata_url else {}
         last_began = time.monotonic()
         while not sup.stopping.is_set():
             began = time.monotonic()
@@ -120,15 +163,7 @@ def run(config: Config, config_path: Path) -> int:
             last_began = began
             if server is None and sup.config.health_port:  # its port was taken: try again each tick
                 server = health.serve_health(sup)
-            if watcher is not None and not watcher.is_alive():
-                sup.watcher_down = True
-                log("metadata-watch-died", restarting=True)
-                watcher = _watcher(sup)
-            else:
-                sup.watcher_down = False
-            if script_watcher is not None and not script_watcher.is_alive():
-                log("script-watch-died", restarting=True)
-                script_watcher = _watcher(sup, live.watch_script)
+            keep_watchers(sup, watchers)
             try:
                 tick(sup)
                 sup.faults.clear("tick")

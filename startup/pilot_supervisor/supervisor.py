@@ -1,5 +1,5 @@
 """The supervisor's state and what it does to agents: reap, list, trim, mark the registered, start a paced round
-(tick.py puts one tick together).
+(loop.py puts one tick together).
 
 Every tick it
   * reaps exited children (one waitpid per exit) and, every `scan_seconds`, lists the running agents with a single
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -42,6 +43,7 @@ from pilot_supervisor.agents import (
 )
 from pilot_supervisor.config import Config
 from pilot_supervisor.faults import Faults
+from pilot_supervisor.handover import Change
 from pilot_supervisor.journal import log
 from pilot_supervisor.pacing import TokenBucket, registry_reachable
 from pilot_supervisor.privilege import AgentCgroup, AgentUser, address_user
@@ -84,12 +86,10 @@ class Supervisor:
         # identities the registry knows, from the markers earlier runs left (read once; kept in step after)
         self.known = {int(m.parent.name) for m in (Path(config.state_dir) / "agents").glob(f"*/{REGISTERED_MARKER}")
                       if m.parent.name.isdigit()}
-        # day two: the watcher thread hands the main loop a new config; the main loop alone applies it (live.py)
+        # day two: the watcher threads hand the main loop what they found through this queue (handover.py); the
+        # main loop alone drains it and applies it (live.take_changes): every field here is the main loop's
         self.config_path: Path | None = None
-        self.lock = threading.Lock()
-        self.pending: Config | None = None
-        self.wanted: dict[str, Any] | None = None  # the settings the attributes last asked for (watcher's)
-        self.refused_attributes = ""
+        self.inbox: queue.SimpleQueue[Change] = queue.SimpleQueue()
         self.fingerprints: dict[int, tuple[str, ...]] = {}  # pid -> what it runs
         self.rollout: rollouts.Rollout | None = None
         self.rolled: set[int] = set()  # pids a rollout stopped: their exit is no failure and waits for no backoff
@@ -99,7 +99,7 @@ class Supervisor:
         # the supervisor program itself (upgrade.py): the running zipapp's sha256, and a new one staged or refused
         self.supervisor_digest = ""
         self.upgrade: dict[str, str] = {}
-        self.watcher_down = False  # the metadata watch thread ended (the loop restarts it)
+        self.threads_down: tuple[str, ...] = ()  # watcher threads the loop found dead (and restarted) this tick
         self.persist_pending = False  # the last config write failed: written again at the next tick
         self.terminating: dict[int, float] = {}  # pid sent SIGTERM -> when it gets SIGKILL (stop grace)
         self.trimmed: set[int] = set()  # pids stopped because the target went down: their exit is no restart

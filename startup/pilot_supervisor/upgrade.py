@@ -25,11 +25,13 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pilot_supervisor import probes
 from pilot_supervisor.contract import FILE_NAME
+from pilot_supervisor.handover import Release, hand_over
 from pilot_supervisor.journal import log
 
 if TYPE_CHECKING:
@@ -120,45 +122,55 @@ def check(staged: Path, config_path: Path) -> str:
     return f"its check exited {done.returncode}: {said[-1][:300] if said else 'without a word'}"
 
 
-def consider(sup: Supervisor, script: str) -> None:
-    """The watcher's part: a new supervisor in the project's startup script is staged and checked, and handed to
-    the main loop (`sup.upgrade` staged, which `due` reads); a refused one is said once."""
+@dataclass
+class ReleaseWatch:
+    """The script watcher's own state: the release it last handed over (staged or refused)."""
+
+    last: dict[str, str] = field(default_factory=dict)
+
+
+def consider(sup: Supervisor, state: ReleaseWatch, script: str) -> None:
+    """The script watcher's part: a new supervisor in the project's startup script is staged and checked, and
+    handed to the main loop (handover.Release: staged, which `due` then finds; or refused, said once). It reads what
+    never changes while this program runs (its own digest, its config file's path) and writes only its own STATE."""
     if not script:  # the project has no startup-script item (or it is not this fleet's to read)
         return
     try:
         zipapp, contract = parts(script)
     except UpgradeError as exc:
-        refuse(sup, "", str(exc))
+        _refused(sup, state, "", str(exc))
         return
     wanted = digest(zipapp)
     if wanted == sup.supervisor_digest:
-        if sup.upgrade.get("state") == "refused":  # the operator went back to the running release
-            sup.upgrade = {}
+        if state.last.get("state") == "refused":  # the operator went back to the running release
+            state.last = {}
+            hand_over(sup, Release({}))
         return
-    if wanted == sup.upgrade.get("digest"):
+    if wanted == state.last.get("digest"):
         return  # staged already, or refused already: tried again only when the script changes again
     staged = stage(zipapp, contract)
     problem = check(staged, sup.config_path) if sup.config_path else "no config file to check it against"
     if problem:
-        refuse(sup, wanted, problem)
+        _refused(sup, state, wanted, problem)
         return
     log("supervisor-upgrade-staged", digest=wanted[:16], running=sup.supervisor_digest[:16], path=str(staged))
-    with sup.lock:
-        sup.upgrade = {"state": "staged", "digest": wanted, "path": str(staged)}
+    state.last = {"state": "staged", "digest": wanted, "path": str(staged)}
+    hand_over(sup, Release(dict(state.last)))
 
 
-def refuse(sup: Supervisor, wanted: str, problem: str) -> None:
-    if sup.upgrade != {"state": "refused", "digest": wanted, "reason": problem}:
+def _refused(sup: Supervisor, state: ReleaseWatch, wanted: str, problem: str) -> None:
+    refusal = {"state": "refused", "digest": wanted, "reason": problem}
+    if state.last != refusal:
         log("supervisor-upgrade-refused", digest=wanted[:16], problem=problem, keeping=sup.supervisor_digest[:16])
-    sup.upgrade = {"state": "refused", "digest": wanted, "reason": problem}
+        state.last = refusal
+        hand_over(sup, Release(dict(refusal)))
 
 
 def due(sup: Supervisor) -> Path | None:
     """The staged supervisor to run now: one is staged and nothing is in flight that a restart of the program
-    would lose (a rollout's batches, a config not yet applied)."""
-    with sup.lock:
-        if sup.upgrade.get("state") != "staged" or sup.pending is not None:
-            return None
+    would lose (a rollout's batches, a change handed over but not yet taken)."""
+    if sup.upgrade.get("state") != "staged" or not sup.inbox.empty():
+        return None
     if sup.rollout is not None or sup.stopping.is_set():
         return None
     return Path(sup.upgrade["path"])
@@ -173,8 +185,10 @@ def execute(sup: Supervisor, staged: Path) -> None:
     sys.stdout.flush()
     try:
         os.execv(sys.executable, [sys.executable, str(staged), *sys.argv[1:]])
-    except OSError as exc:
-        refuse(sup, wanted, f"could not run it: {exc}")
+    except OSError as exc:  # the main loop's own: it owns `upgrade`
+        problem = f"could not run it: {exc}"
+        log("supervisor-upgrade-refused", digest=wanted[:16], problem=problem, keeping=sup.supervisor_digest[:16])
+        sup.upgrade = {"state": "refused", "digest": wanted, "reason": problem}
 
 
 def settle(sup: Supervisor) -> None:
