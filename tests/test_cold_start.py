@@ -68,3 +68,15 @@ def test_every_in_bounds_round_delay_is_modelled_zero_included() -> None:
     assert fleet.seconds == vm_cold_start(back_to_back)
     assert any("roundDelaySeconds 0 starts the rounds back to back" in note for note in fleet.notes)
     assert fleet.back_to_back == 2 and fleet.peak_per_second == 0
+
+
+def test_known_identities_start_first_and_take_the_tokens_they_find_without_waiting() -> None:
+    """A scale-up or a restart after a reboot: the supervisor starts the identities the registry knows first; each
+    takes a token where its address's bucket has one (the registry takes one from a known key whenever it can),
+    and none waits for one, so the fresh ones after them find the bucket that much emptier."""
+    # ten known ones take the burst, exactly as ten fresh ones would
+    assert vm_cold_start(Pacing(20, 1, 10, 10, 3.0, known=10)) == vm_cold_start(Pacing(30, 1, 10, 10, 3.0))
+    # fifteen known ones on an empty bucket past the burst do not wait: five fresh after them beat twenty fresh
+    assert vm_cold_start(Pacing(5, 1, 10, 10, 3.0, known=15)) < vm_cold_start(Pacing(20, 1, 10, 10, 3.0))
+    # from two addresses, known ones alternate as their indices do
+    assert vm_cold_start(Pacing(40, 2, 10, 10, 3.0, known=15)) > vm_cold_start(Pacing(40, 2, 10, 10, 3.0))

@@ -16,31 +16,40 @@ both bind); the whole-fleet test checks its figure against a real host.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
+from fleet.capacity.supervisor_code import supervisor_module
 from fleet.facts.pilot import MAX_SPAWN_PARALLELISM
 from fleet.facts.rendezvous_capacity import RendezvousCapacity
 from fleet.vm_contract import MAX_REGISTRATION_ADDRESSES, REGISTRATION_LAG_SECONDS
 
+# The supervisor's own bucket per address and its tick (startup/pilot_supervisor/): the model replays them, it does
+# not copy them.
+_pacing, _config = supervisor_module("pacing"), supervisor_module("config")
+TokenBucket = _pacing.TokenBucket
+# Without a token the supervisor tries again at its next tick.
+TICK_SECONDS: float = next(f.default for f in dataclasses.fields(_config.Config) if f.name == "tick_seconds")
 # How long a started pilot-daemon takes to be registered (connect, register, open its socket): under a second in
 # the whole-fleet test bed; the last round's agents add it to the cold start.
 REGISTRATION_SECONDS = 1.0
-# Without a token the supervisor tries again at its next tick.
-TICK_SECONDS = 1.0
 # Sizing leaves this much slack under a budget: the whole-fleet test holds the model to 1.1x of a real host.
 SIZING_SLACK = 1.1
 
 
 @dataclass(frozen=True)
 class Pacing:
-    """What one swarm VM does at a cold start."""
+    """What one swarm VM does at a cold start: TARGET_AGENTS fresh identities, after KNOWN ones (identities the
+    registry knows, started first: each takes a token from its address's bucket where there is one, as the registry
+    takes one from a known key whenever it can, but none waits for one)."""
 
     target_agents: int
     addresses: int
     per_minute: float
     spawn_parallelism: int
     round_delay_seconds: float
+    known: int = 0
 
     def floor_by_addresses(self) -> float:
         """The registry's floor alone: the busiest address's identities past its burst, one per 60/rate s."""
@@ -52,22 +61,32 @@ class Pacing:
         return math.ceil(self.target_agents / self.spawn_parallelism) * self.round_delay_seconds
 
 
+def _spread(count: int, addresses: int, first: int = 0) -> list[int]:
+    """COUNT agents by address, indices FIRST.. (agent i registers from address i mod addresses)."""
+    out = [0] * addresses
+    for index in range(first, first + count):
+        out[index % addresses] += 1
+    return out
+
+
 def vm_cold_start(p: Pacing) -> float:
-    """Seconds from the first start until the last of `target_agents` fresh identities is registered."""
+    """Seconds from the first start until the last of `target_agents` fresh identities is registered (the known
+    ones, started first, are registered sooner)."""
     if p.target_agents <= 0:
         return 0.0
-    rate = p.per_minute / 60.0
-    base, extra = divmod(p.target_agents, p.addresses)
-    remaining = [base + (1 if k < extra else 0) for k in range(p.addresses)]
-    cap = float(p.per_minute)
-    tokens = [cap] * p.addresses
-    since = [0.0] * p.addresses  # when each bucket refills from (a take from full: REGISTRATION_LAG_SECONDS later)
+    # one bucket per address, as the supervisor keeps it (and the registry, per source IP)
+    buckets = [TokenBucket(p.per_minute, max(1, int(p.per_minute)), 0.0, REGISTRATION_LAG_SECONDS)
+               for _ in range(p.addresses)]
+    known, remaining = 0, _spread(p.target_agents, p.addresses, p.known)
     now, last, left, cursor = 0.0, 0.0, p.target_agents, 0
     while left:
-        for k in range(p.addresses):
-            tokens[k] = min(cap, tokens[k] + max(0.0, now - since[k]) * rate)
-            since[k] = max(since[k], now)
-        started = 0
+        started = fresh_started = 0
+        # Known identities first (the supervisor starts them before the fresh ones, by index): a token each where
+        # there is one, and none waits for one
+        while known < p.known and started < p.spawn_parallelism:
+            buckets[known % p.addresses].take(now)
+            known += 1
+            started += 1
         # The supervisor walks the missing agents by index (address = index mod addresses), skipping those whose
         # address has no token, until the round is full: the addresses in turn, as often as tokens allow.
         while started < p.spawn_parallelism:
@@ -76,22 +95,19 @@ def vm_cold_start(p: Pacing) -> float:
                 k = (first + step) % p.addresses
                 if started >= p.spawn_parallelism:
                     break
-                if remaining[k] and tokens[k] >= 1.0:
-                    if tokens[k] >= cap:
-                        since[k] = now + REGISTRATION_LAG_SECONDS
+                if remaining[k] and buckets[k].take(now):
                     remaining[k] -= 1
-                    tokens[k] -= 1.0
                     started += 1
+                    fresh_started += 1
                     took, cursor = True, (k + 1) % p.addresses
             if not took:
                 break
         if started:
-            left -= started
-            last = now
+            left -= fresh_started
+            last = now if fresh_started else last
             now += p.round_delay_seconds
         else:  # no token anywhere: the first tick after the next one arrives
-            wait = min(max(0.0, since[k] - now) + (1.0 - tokens[k]) / rate
-                       for k in range(p.addresses) if remaining[k])
+            wait = min(buckets[k].seconds_to_token(now) for k in range(p.addresses) if remaining[k])
             now += max(TICK_SECONDS, math.ceil(wait / TICK_SECONDS) * TICK_SECONDS)
     return last + REGISTRATION_SECONDS
 

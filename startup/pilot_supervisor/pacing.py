@@ -44,6 +44,11 @@ class TokenBucket:
     def empty(self, now: float) -> None:
         self.tokens, self.stamp = 0.0, now
 
+    def seconds_to_token(self, now: float) -> float:
+        """How long from NOW until a take would succeed (0: now). The planner's cold-start model asks it."""
+        tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.rate)
+        return 0.0 if tokens >= 1.0 else max(0.0, self.stamp - now) + (1.0 - tokens) / self.rate
+
 
 def registry_reachable(address: str, timeout: float) -> bool:
     """Whether the registry (HOST:PORT) accepts a TCP connection now."""
