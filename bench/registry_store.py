@@ -13,7 +13,8 @@ losetup; it mounts two small ext4 images under a temporary directory, nothing el
    the median time per save on each, and the ratio.
 3. The store check (startup/pilot_supervisor/store.py) on the dirsync mount: a truncated `registry.json` with a
    good generation beside it; reported: the time of the check that restores it, and of the check of a fit store
-   (what every start pays).
+   (what every start pays); and the generations job (every minute): keeping a changed store, and finding one
+   unchanged, with the disk the kept generations take.
 
 A loop device's writes land in the page cache of the image file: the figures are the file-system side of `dirsync`
 (the extra synchronous directory update), not a persistent disk's latency.
@@ -34,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from fleet import vm_contract  # noqa: E402
 from testbed.real_rendezvous import rendezvous_on_loopback  # noqa: E402
 from testbed.registry_client import fresh_key, register  # noqa: E402
 from testbed.supervisor_harness import sv  # noqa: E402
@@ -95,7 +97,14 @@ def main() -> int:
         with_dirsync, without = (replay_saves(durable, payload, args.writes),
                                  replay_saves(plain, payload, args.writes))
         store, generations = durable / "registry.json", durable / "generations"
-        sv.store.keep(store, generations, 12)
+        keep = vm_contract.REGISTRY_GENERATIONS
+        began = time.perf_counter()
+        kept = sv.store.keep(store, generations, keep)
+        keep_changed = time.perf_counter() - began
+        began = time.perf_counter()
+        unchanged = sv.store.keep(store, generations, keep)
+        keep_unchanged = time.perf_counter() - began
+        assert kept.startswith("kept ") and unchanged.startswith("unchanged "), (kept, unchanged)
         began = time.perf_counter()
         assert sv.store.check(store, generations) == ""
         fit = time.perf_counter() - began
@@ -113,6 +122,10 @@ def main() -> int:
           f"{1000 * without:.2f} ms without: {with_dirsync / without:.2f}x")
     print(f"store check before a start: {1000 * fit:.1f} ms for a fit store, {1000 * restore:.1f} ms to restore a "
           "truncated one from its generation")
+    every = vm_contract.REGISTRY_GENERATION_SECONDS
+    print(f"generations job (every {every} s): {1000 * keep_changed:.1f} ms to keep a changed store, "
+          f"{1000 * keep_unchanged:.1f} ms to find it unchanged; {vm_contract.REGISTRY_GENERATIONS} kept take "
+          f"{vm_contract.REGISTRY_GENERATIONS * len(payload) / 1e6:.0f} MB of the store disk")
     return 0
 
 
