@@ -22,6 +22,8 @@ def test_one_address_meets_the_registrys_own_floor() -> None:
     assert vm_cold_start(Pacing(20, 1, 10, 10, 3.0)) == REGISTRATION_LAG_SECONDS + 60.0 + 1.0
     # the rounds alone bind when the registry does not: 1,000 in rounds of 20, 3 s apart
     assert vm_cold_start(Pacing(1000, 1, 100_000, 20, 3.0)) == 49 * 3.0 + 1.0
+    # ... which is the pacing floor: the last round is charged its registration, not a whole delay
+    assert Pacing(1000, 1, 100_000, 20, 3.0).floor_by_rounds() == 49 * 3.0 + 1.0
 
 
 def test_more_addresses_never_take_longer_and_meet_the_floor_of_their_share() -> None:

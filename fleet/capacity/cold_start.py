@@ -57,8 +57,9 @@ class Pacing:
         return max(0, busiest - self.per_minute) * 60 / self.per_minute
 
     def floor_by_rounds(self) -> float:
-        """The pacing floor alone: one round per delay (the last round's registration is the delay too)."""
-        return math.ceil(self.target_agents / self.spawn_parallelism) * self.round_delay_seconds
+        """The pacing floor alone: one round per delay, and the last round's registration."""
+        rounds = math.ceil(self.target_agents / self.spawn_parallelism)
+        return (rounds - 1) * self.round_delay_seconds + REGISTRATION_SECONDS if rounds else 0.0
 
 
 def _spread(count: int, addresses: int, first: int = 0) -> list[int]:
