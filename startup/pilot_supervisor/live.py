@@ -57,12 +57,8 @@ def watch(sup: Supervisor) -> None:
 def watch_script(sup: Supervisor) -> None:
     """The project startup script's watcher thread: a new supervisor in it (upgrade.py)."""
     name, state = key("STARTUP_SCRIPT"), upgrade.ReleaseWatch()
-
-    def act(script: str) -> None:
-        upgrade.consider(sup, state, script)
-
     watching(sup, WATCHERS[1], lambda etag, wait: fetch_project_value(sup.config.metadata_url, name, etag, wait),
-             act)
+             lambda script: upgrade.consider(sup, state, script))
 
 
 def watching(sup: Supervisor, name: str, fetch: Callable[[str, int], tuple[Any, str]],
