@@ -37,6 +37,8 @@ class StatsServer:
     labelled: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     zone_metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # zone -> its instanceSettings metadata
     requests: list[tuple[str, str]] = field(default_factory=list)  # (path, authorization)
+    # a Compute Engine call whose path holds the key answers this instead (a hostile or broken API)
+    compute_overrides: dict[str, Answer] = field(default_factory=dict)
     url: str = ""
     base: str = ""
 
@@ -51,8 +53,18 @@ class StatsServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def overridden(self) -> bool:
+                for fragment, answer in server.compute_overrides.items():
+                    if fragment in self.path:
+                        time.sleep(answer.delay)
+                        self.reply(answer)
+                        return True
+                return False
+
             def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Authorization", "")))
+                if self.path.startswith("/compute/") and self.overridden():
+                    return None
                 if "/getGuestAttributes" in self.path:
                     name = self.path.split("/instances/")[1].split("/")[0]
                     if name not in server.guest_attributes:
@@ -86,6 +98,8 @@ class StatsServer:
 
             def do_POST(self) -> None:  # instanceGroupManagers.listManagedInstances
                 server.requests.append((self.path, self.headers.get("Authorization", "")))
+                if self.overridden():
+                    return None
                 if "/listManagedInstances" not in self.path:
                     return self.reply(Answer(404, b'{"error": {"code": 404}}'))
                 manager = self.path.split("/instanceGroupManagers/")[1].split("/")[0]

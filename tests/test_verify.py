@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -344,6 +345,8 @@ UNTRUSTED: dict[str, tuple[Callable[[], Answer], int, str]] = {
     "nesting 100,000 deep": (lambda: Answer(200, b"[" * 100_000), 2, "JSON it cannot read"),
     "more online than known": (lambda: Answer.stats(**{**REAL, "active_nodes": 200, "total_nodes": 3}), 2,
                                "active_nodes 200 is more than total_nodes 3"),
+    "a key given twice": (lambda: Answer(200, b'{"total_nodes": 10, "active_nodes": 1, "active_nodes": 10}'), 2,
+                          "duplicate key 'active_nodes'"),
 }
 
 
@@ -429,3 +432,95 @@ def test_a_vms_claimed_target_above_the_stacks_covers_no_shortfall(monkeypatch: 
     verdict, _ = converging(Expectation("http://x/api/stats", 200, 0.95), FleetCount(150, 200, "rendezvous"), [host],
                             "short")
     assert verdict == "degraded"
+
+
+def _endless_pages() -> Answer:
+    return Answer(200, json.dumps({"managedInstances": [], "nextPageToken": "same-again"}).encode())
+
+
+# verify as the client of an untrusted Compute Engine API (#31): each row one call's answer (by a fragment of its
+# path), and what the report says of it. Every check ends within its deadline, without a traceback, and the verdict
+# stays the stats' own (a VM that cannot be read is named, never counted).
+HOSTILE_COMPUTE: dict[str, tuple[str, Callable[[], Answer], str]] = {
+    "guest attributes dripped": ("/getGuestAttributes", lambda: Answer(200, b'{"queryValue": {"items": []}}' * 50,
+                                                                       drip=0.5), "unreachable: Timeout"),
+    "guest attributes nested 100,000 deep": ("/getGuestAttributes", lambda: Answer(200, b"[" * 100_000),
+                                             "an unexpected document"),
+    "guest attributes with a key twice": ("/getGuestAttributes",
+                                          lambda: Answer(200, b'{"queryValue": {}, "queryValue": {"items": []}}'),
+                                          "an unexpected document (duplicate key 'queryValue')"),
+    "a group listing whose page token never ends": ("/listManagedInstances", _endless_pages,
+                                                    "a page token it gave before"),
+    "a project listing with a list for its items": ("/aggregated/instances",
+                                                    lambda: Answer(200, b'{"items": [1, 2, 3]}'),
+                                                    "items is not an object"),
+    "a listing over the size cap": ("/aggregated/instances",
+                                    lambda: Answer(200, b'{"items": {}, "x": "' + b"0" * (33 << 20) + b'"}'),
+                                    "answered more than 32 MiB"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_COMPUTE))
+def test_verify_is_the_client_of_an_untrusted_compute_api(planned: Any, case: str) -> None:
+    fragment, make, named = HOSTILE_COMPUTE[case]
+    with StatsServer([Answer.stats(**{**REAL, "active_nodes": 40_000, "total_nodes": 50_011})]).serving() as server:
+        outputs = _outputs(planned, server, "scale")
+        (pool,) = outputs["pools"]
+        vms = [(f"{pool['name']}-{i:04x}", pool["zones"][i % 3]) for i in range(pool["size"])]
+        server.managed_instances = {pool["name"]: vms}
+        server.guest_attributes = {name: {"target-agents": str(pool["targetAgents"])} for name, _ in vms}
+        server.compute_overrides = {fragment: make()}
+        env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
+        started = time.monotonic()
+        result = verify("--outputs", "-", "--json", stdin=json.dumps(outputs), env=env, timeout=120)
+        took = time.monotonic() - started
+    assert "Traceback" not in result.stderr and result.returncode == 1, (result.stdout, result.stderr)
+    assert named in result.stdout, result.stdout
+    assert report(result)["verdict"] == "degraded"
+    assert took < 10 + 30 + 5  # the stats' deadline, then the Compute Engine side's, and the interpreter's start
+
+
+def test_a_claimed_change_that_does_not_move_stops_covering_the_shortfall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Converging needs evidence: a VM whose claimed rollout backs its metadata, but whose report has not moved for
+    STALL_SECONDS, covers no shortfall any more, and is named; one that moves goes on covering it."""
+    from fleet.verify import check as checks
+    from fleet.verify.compute_api import connected
+    from fleet.verify.guest_attributes import read_hosts
+    from fleet.verify.stats import FleetCount
+
+    claim = {"target-agents": "200", "agents-running": "150", "rollout": "rolling 50/200: version 1.17.0 -> 1.18.0"}
+    with StatsServer([Answer.stats()], guest_attributes={"vm": claim},
+                     metadata={"vm": {"pilot-version": "1.18.0"}}).serving() as server:
+        monkeypatch.setenv("PILOT_FLEET_COMPUTE_API", f"{server.base}/compute/v1")
+        monkeypatch.setenv("PILOT_FLEET_ACCESS_TOKEN", "t")
+        with connected() as api:
+            (host,) = read_hosts(api, "p", [("vm", "z", 200)])
+    assert host.converging
+    expectation, count, progress = checks.Expectation("http://x", 200, 0.95), FleetCount(150, 200, "rendezvous"), \
+        checks.Progress()
+
+    def verdict(now: float, report: checks.HostReport) -> tuple[str, str]:
+        return checks.converging(expectation, count, [report], "short", progress.stalled([report], now))
+
+    assert verdict(0.0, host)[0] == "converging"
+    assert verdict(checks.STALL_SECONDS - 1, host)[0] == "converging"
+    stuck = verdict(checks.STALL_SECONDS, host)
+    assert stuck[0] == "degraded" and "no progress in 300 s from host(s) that claim a change: vm" in stuck[1]
+    moved = dataclasses.replace(host, running=160, rollout="rolling 60/200: version 1.17.0 -> 1.18.0")
+    assert verdict(checks.STALL_SECONDS + 1, moved)[0] == "converging"  # it moved: its claim covers again
+
+
+def test_a_change_that_outlasts_wait_is_degraded_and_named(planned: Any, server: StatsServer) -> None:
+    outputs = _outputs(planned, server)
+    server.set(Answer.stats(**{**REAL, "active_nodes": 8000, "total_nodes": 9500}))
+    server.guest_attributes = {"swarm-3": {"target-agents": "1500", "agents-running": "0",
+                                           "rollout": "rolling 0/1500: version 1.17.0 -> 1.18.0"},
+                               "swarm-1": {"target-agents": "3000", "agents-running": "3000"},
+                               "swarm-2": {"target-agents": "5000", "agents-running": "5000"}}
+    server.metadata = {"swarm-3": {"pilot-version": "1.18.0"}}
+    env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
+    once = verify("--outputs", "-", stdin=json.dumps(outputs), env=env)
+    assert once.returncode == 3 and once.stdout.startswith("CONVERGING:"), once.stdout  # one check: come back later
+    waited = verify("--outputs", "-", "--wait", "2", "--interval", "1", stdin=json.dumps(outputs), env=env)
+    assert waited.returncode == 1 and "still mid-change when --wait (2 s) ran out: swarm-3" in waited.stdout, \
+        waited.stdout

@@ -84,14 +84,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _watch(expectation: Expectation, args: argparse.Namespace, line: Callable[[Report], str]) -> int:
     """The seed's health loop done properly: one line per change of verdict or count, until interrupted."""
-    from fleet.verify.check import check_once
+    from fleet.verify.check import Progress, check_once
 
     last: tuple[str, int | None] | None = None
-    code, checks = 0, 0
+    code, checks, progress = 0, 0, Progress()  # a host that claims a change without moving stops covering
     try:
         while args.checks is None or checks < args.checks:
             report = check_once(expectation, time.monotonic() + min(args.watch, 10.0) + 0.5,
-                                per_host=not args.no_per_host)
+                                per_host=not args.no_per_host, progress=progress)
             checks += 1
             code = report.exit_code
             state = (report.verdict, report.count.online if report.count else None)

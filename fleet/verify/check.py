@@ -18,6 +18,12 @@ OK, DEGRADED, FAILED, CONVERGING = "ok", "degraded", "failed", "converging"
 # converging: below the threshold, but only by what hosts in the middle of a change (a rollout, a new target) have
 # not brought back yet; check again later (`--wait`).
 EXIT_CODES = {OK: 0, DEGRADED: 1, FAILED: 2, CONVERGING: 3}
+# A host mid-change must show progress: what it reports (its running agents, its rollout's count) must move within
+# this long, or its claim covers no shortfall (a VM that claims a change forever would keep the fleet converging).
+STALL_SECONDS = 300.0
+# The Compute Engine side of a check (guest attributes, group listings, the script audit) ends by the check's
+# deadline, or this long after the stats were read if that is later: a slow or hostile API holds verify no longer.
+COMPUTE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -107,9 +113,35 @@ def judge(expectation: Expectation, count: FleetCount) -> tuple[str, str]:
                       f"{expectation.threshold:g}; {count.shape} stats shape)")
 
 
-def converging(expectation: Expectation, count: FleetCount, hosts: list[HostReport], message: str) -> tuple[str, str]:
-    """DEGRADED stays so unless hosts mid-change account for the whole shortfall."""
-    moving = [h for h in hosts if h.converging]
+@dataclass
+class Progress:
+    """What each host mid-change last reported, and since when (time.monotonic), across the checks of one verify."""
+
+    seen: dict[str, tuple[tuple[int | None, str | None], float]] = field(default_factory=dict)
+
+    def stalled(self, hosts: list[HostReport], now: float) -> set[str]:
+        """The hosts that claim a change but reported nothing new for STALL_SECONDS."""
+        out = set()
+        for host in hosts:
+            if not host.converging:
+                self.seen.pop(host.name, None)
+                continue
+            mark, last = (host.running, host.rollout), self.seen.get(host.name)
+            if last is None or last[0] != mark:
+                self.seen[host.name] = (mark, now)
+            elif now - last[1] >= STALL_SECONDS:
+                out.add(host.name)
+        return out
+
+
+def converging(expectation: Expectation, count: FleetCount, hosts: list[HostReport], message: str,
+               stalled: set[str] = frozenset()) -> tuple[str, str]:  # type: ignore[assignment]
+    """DEGRADED stays so unless hosts mid-change, and moving, account for the whole shortfall."""
+    claims = [h for h in hosts if h.converging]
+    moving = [h for h in claims if h.name not in stalled]
+    if stalled:
+        names = ", ".join(sorted(stalled)[:5]) + (" ..." if len(stalled) > 5 else "")
+        message = f"{message}; no progress in {STALL_SECONDS:.0f} s from host(s) that claim a change: {names}"
     if not moving or count.online > expectation.expected:
         return DEGRADED, message
     # the fleet's own figure, never a VM's claim: a guest attribute saying 99999 must not cover a shortfall
@@ -120,7 +152,8 @@ def converging(expectation: Expectation, count: FleetCount, hosts: list[HostRepo
     return CONVERGING, f"{message}; {len(moving)} host(s) mid-change ({names}) account for the shortfall"
 
 
-def check_once(expectation: Expectation, deadline: float, per_host: bool = True) -> Report:
+def check_once(expectation: Expectation, deadline: float, per_host: bool = True,
+               progress: Progress | None = None) -> Report:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     try:
         count = Poller(expectation.stats_url).fetch(deadline)
@@ -131,7 +164,7 @@ def check_once(expectation: Expectation, deadline: float, per_host: bool = True)
     report = Report(verdict, message, expectation, count, checked_at=now)
     if per_host and (expectation.hosts or expectation.pools) and expectation.project:
         try:
-            with connected() as api:
+            with connected(deadline=max(deadline, time.monotonic() + COMPUTE_SECONDS)) as api:
                 report.hosts = read_hosts(api, expectation.project, list(expectation.hosts), list(expectation.pools))
                 report.per_host = "guest attributes"
                 if expectation.rendezvous:
@@ -140,8 +173,9 @@ def check_once(expectation: Expectation, deadline: float, per_host: bool = True)
                 vms = [(h.name, h.zone) for h in report.hosts if h.zone]
                 report.script_problems, report.script_unread = audit(
                     api, expectation.project, vms + ([expectation.rendezvous] if expectation.rendezvous else []))
+            stalled = (progress or Progress()).stalled(report.hosts, time.monotonic())
             if verdict == DEGRADED:
-                report.verdict, report.message = converging(expectation, count, report.hosts, message)
+                report.verdict, report.message = converging(expectation, count, report.hosts, message, stalled)
             if report.script_problems:
                 report.verdict = DEGRADED
                 report.message = (f"{report.message}; {len(report.script_problems)} instance- or zone-level "
@@ -159,9 +193,15 @@ def check(expectation: Expectation, wait: float, interval: float, per_host: bool
     Every request is bounded by the overall deadline; with `wait` 0 one check gets up to 10 s of retries."""
     start = time.monotonic()
     deadline = start + (wait if wait > 0 else 10.0)
+    progress = Progress()
     while True:
-        report = check_once(expectation, deadline, per_host)
+        report = check_once(expectation, deadline, per_host, progress)
         remaining = deadline - time.monotonic()
         if report.verdict == OK or report.settled or wait <= 0 or remaining <= interval:
-            return report
+            break
         time.sleep(interval)
+    if report.verdict == CONVERGING and wait > 0:  # waited as long as asked: a change that outlasts it is a finding
+        moving = ", ".join(h.name for h in report.hosts if h.converging)
+        report.verdict = DEGRADED
+        report.message = f"{report.message}; still mid-change when --wait ({wait:g} s) ran out: {moving}"
+    return report

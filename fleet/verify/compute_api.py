@@ -4,13 +4,17 @@ wrong."""
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+from fleet.verify import bounded
 
 COMPUTE_API = "https://compute.googleapis.com/compute/v1"
 # Seams for a local stand-in of the API (tests) or a proxy: both honoured only when set.
@@ -41,28 +45,63 @@ def access_token() -> str:
     return str(credentials.token)
 
 
+# A listing of more pages than this is not the fleet's (the API's pages hold 500 items): it is cut off and said.
+MAX_PAGES = 100
+
+
 @dataclass(frozen=True)
 class ComputeApi:
+    """The API within one check: each request bounded by `timeout` and by the check's one `deadline`
+    (time.monotonic), body included; answers capped in size and read as strict JSON objects."""
+
     session: requests.Session
     base: str
     token: str
     timeout: float = 10.0
+    deadline: float = math.inf
 
     def call(self, path: str, params: Mapping[str, str] | None = None, method: str = "GET") -> dict[str, Any] | str:
         """The JSON object the API answers at PATH (below its base), or what went wrong: "unreachable: <error>",
-        "HTTP <status>" or "an unexpected document"."""
+        "HTTP <status>", "no answer by the check's deadline" or "an unexpected document (<why>)"."""
+        until = min(time.monotonic() + self.timeout, self.deadline)
+        if until <= time.monotonic():
+            return "no answer by the check's deadline"
         try:
-            response = self.session.request(method, f"{self.base}/{path}", params=params, timeout=self.timeout,
-                                            headers={"Authorization": f"Bearer {self.token}"})
+            status, body = bounded.fetch(self.session, f"{self.base}/{path}", until, method=method, params=params,
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        except requests.Timeout:
+            return "no answer by the check's deadline" if until == self.deadline else "unreachable: Timeout"
         except requests.RequestException as exc:
             return f"unreachable: {type(exc).__name__}"
-        if response.status_code != 200:
-            return f"HTTP {response.status_code}"
+        except (bounded.TooLargeError, bounded.RedirectRefusedError) as exc:
+            return f"an unexpected document ({exc})"
+        if status != 200:
+            return f"HTTP {status}"
         try:
-            doc = response.json()
-        except ValueError:
-            return "an unexpected document"
-        return doc if isinstance(doc, dict) else "an unexpected document"
+            doc = bounded.loads(body)
+        except (ValueError, RecursionError) as exc:
+            return f"an unexpected document ({str(exc)[:80] or type(exc).__name__})"
+        return doc if isinstance(doc, dict) else "an unexpected document (not an object)"
+
+    def pages(self, path: str, params: Mapping[str, str] | None = None,
+              method: str = "GET") -> Iterator[dict[str, Any] | str]:
+        """Every page of a listing, each a document or what went wrong (then the listing ends): at most MAX_PAGES,
+        and a page token the API gave before ends it too (a listing that never ends is said, not followed)."""
+        params, seen = dict(params or {}), set()
+        for _ in range(MAX_PAGES):
+            doc = self.call(path, params, method)
+            yield doc
+            if isinstance(doc, str):
+                return
+            token = doc.get("nextPageToken")
+            if not token:
+                return
+            if not isinstance(token, str) or token in seen:
+                yield "an unexpected document (a page token it gave before)"
+                return
+            seen.add(token)
+            params = {**params, "pageToken": token}
+        yield f"an unexpected document (more than {MAX_PAGES} pages)"
 
 
 def failure(method: str, said: str) -> str:
@@ -82,8 +121,9 @@ def metadata_items(block: Any) -> dict[str, str] | None:
 
 
 @contextmanager
-def connected(timeout: float = 10.0) -> Iterator[ComputeApi]:
-    """The API with this machine's credentials. Raises NoCredentialsError when there are none at all."""
+def connected(timeout: float = 10.0, deadline: float = math.inf) -> Iterator[ComputeApi]:
+    """The API with this machine's credentials, within the check's DEADLINE (time.monotonic). Raises
+    NoCredentialsError when there are none at all."""
     token = access_token()
     with requests.Session() as session:
-        yield ComputeApi(session, os.environ.get(API_ENV, COMPUTE_API).rstrip("/"), token, timeout)
+        yield ComputeApi(session, os.environ.get(API_ENV, COMPUTE_API).rstrip("/"), token, timeout, deadline)

@@ -115,7 +115,7 @@ def read_host(api: ComputeApi, project: str, zone: str, name: str, target_agents
 def read_metadata(api: ComputeApi, project: str, zone: str, name: str) -> dict[str, str] | None:
     """The VM's instance metadata as Compute Engine holds it (instances.get), or None when it cannot be read."""
     doc = api.call(f"projects/{project}/zones/{zone}/instances/{name}")
-    return None if isinstance(doc, str) else metadata_items(doc.get("metadata", {}))
+    return None if isinstance(doc, str) else metadata_items(doc.get("metadata"))
 
 
 # Guest attributes are the VM's word: any process on it can write them. Counts are whole numbers of at most this
@@ -135,9 +135,7 @@ def shown(value: str | None) -> str | None:
 def list_pool_instances(api: ComputeApi, manager_path: str) -> list[tuple[str, str]] | str:
     """(name, zone) of a managed instance group's VMs (instanceGroupManagers.listManagedInstances), or why not."""
     instances: list[tuple[str, str]] = []
-    params: dict[str, str] = {}
-    while True:
-        doc = api.call(f"{manager_path}/listManagedInstances", params, method="POST")
+    for doc in api.pages(f"{manager_path}/listManagedInstances", method="POST"):
         if isinstance(doc, str):
             return failure("listManagedInstances", doc)
         try:
@@ -146,9 +144,7 @@ def list_pool_instances(api: ComputeApi, manager_path: str) -> list[tuple[str, s
                 instances.append((parts[parts.index("instances") + 1], parts[parts.index("zones") + 1]))
         except (ValueError, AttributeError, KeyError, TypeError, IndexError):
             return failure("listManagedInstances", "an unexpected document")
-        if not doc.get("nextPageToken"):
-            return instances
-        params = {"pageToken": str(doc["nextPageToken"])}
+    return instances
 
 
 def read_registry_restore(api: ComputeApi, project: str, name: str, zone: str) -> str | None:

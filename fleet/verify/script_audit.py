@@ -26,18 +26,19 @@ def labelled_vms(api: ComputeApi, project: str) -> dict[tuple[str, str], dict[st
     """(name, zone) -> metadata of the project's VMs labelled as the fleet's, or why they cannot be listed."""
     found: dict[tuple[str, str], dict[str, str] | None] = {}
     params = {"filter": f"labels.app = {pilot.PROJECT_NAME}"}
-    while True:
-        doc = api.call(f"projects/{project}/aggregated/instances", params)
+    for doc in api.pages(f"projects/{project}/aggregated/instances", params):
         if isinstance(doc, str):
             return failure("instances.aggregatedList", doc)
-        for scope in (doc.get("items") or {}).values():
-            for vm in scope.get("instances", []) if isinstance(scope, Mapping) else []:
+        scopes = doc.get("items") or {}
+        if not isinstance(scopes, Mapping):
+            return failure("instances.aggregatedList", "an unexpected document (items is not an object)")
+        for scope in scopes.values():
+            listed = scope.get("instances", []) if isinstance(scope, Mapping) else []
+            for vm in listed if isinstance(listed, list) else []:
                 if isinstance(vm, Mapping) and "name" in vm:
                     zone = str(vm.get("zone", "")).rsplit("/", 1)[-1]
-                    found[(str(vm["name"]), zone)] = metadata_items(vm.get("metadata", {}))
-        if not doc.get("nextPageToken"):
-            return found
-        params = {**params, "pageToken": str(doc["nextPageToken"])}
+                    found[(str(vm["name"]), zone)] = metadata_items(vm.get("metadata"))
+    return found
 
 
 def audit(api: ComputeApi, project: str, vms: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
@@ -52,7 +53,7 @@ def audit(api: ComputeApi, project: str, vms: Iterable[tuple[str, str]]) -> tupl
     for name, zone in vms:
         if (name, zone) not in known:
             doc = api.call(f"projects/{project}/zones/{zone}/instances/{name}")
-            known[(name, zone)] = doc if isinstance(doc, str) else metadata_items(doc.get("metadata", {}))
+            known[(name, zone)] = doc if isinstance(doc, str) else metadata_items(doc.get("metadata"))
     for (name, zone), metadata in sorted(known.items(), key=lambda item: item[0]):
         if isinstance(metadata, str) or metadata is None:
             said = failure("instances.get", metadata or "an unexpected document")
@@ -65,7 +66,7 @@ def audit(api: ComputeApi, project: str, vms: Iterable[tuple[str, str]]) -> tupl
         doc = api.call(f"projects/{project}/zones/{zone}/instanceSettings")
         if doc == "HTTP 404":
             continue  # a zone without instance settings: nothing overrides there
-        settings = doc if isinstance(doc, str) else metadata_items(doc.get("metadata", {}))
+        settings = doc if isinstance(doc, str) else metadata_items(doc.get("metadata"))
         if isinstance(settings, str) or settings is None:
             unread.append(f"could not read the instance settings of zone {zone}: "
                           f"{failure('instanceSettings.get', settings or 'an unexpected document')}")

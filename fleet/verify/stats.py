@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-# The largest answer read, decompressed: the real /api/stats lists every node (about 5 MB at 50,000 agents, measured),
-# so this leaves room for six times that and none for a body that would fill memory (a gzip bomb, an endless one).
-MAX_BODY_BYTES = 32 << 20
-# Redirects followed, and only to the same scheme, host and port: a stats URL never leads anywhere else (a redirect
-# to 169.254.169.254 would make verify ask the metadata server of the machine it runs on).
-MAX_REDIRECTS = 3
+from fleet.verify import bounded
 
 # The real rendezvous (cmd/rendezvous); the shape the seed's operations blog shows (older or proxied).
 SHAPE_RENDEZVOUS = "rendezvous"
@@ -58,7 +51,7 @@ def parse_stats(body: bytes, url: str) -> FleetCount:
     if not body.strip():
         raise StatsError(f"{url} answered an empty body")
     try:
-        raw = json.loads(body.decode("utf-8"))
+        raw = bounded.loads(body)
     except UnicodeDecodeError:
         raise StatsError(f"{url} answered a body that is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -137,55 +130,12 @@ class Poller:
 
 
     def _get(self, session: requests.Session, until: float) -> tuple[int, bytes]:
-        """(status, body) of one GET, whole by UNTIL: a server that drips its body is cut off there, as one that
-        stalls is. The read runs in a thread of its own that the deadline abandons (a socket's timeout is per read,
-        and a drip never lets one expire); the process does not wait for it."""
-        outcome: list[tuple[int, bytes] | BaseException] = []
-
-        def read() -> None:
-            try:
-                outcome.append(self._read(session, until))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
-                outcome.append(exc)
-
-        worker = threading.Thread(target=read, daemon=True, name="stats-get")
-        worker.start()
-        worker.join(max(0.0, until - time.monotonic()))
-        if not outcome:
-            raise requests.Timeout("the answer did not arrive whole by the deadline")
-        if isinstance(outcome[0], BaseException):
-            raise outcome[0]
-        return outcome[0]
-
-    def _read(self, session: requests.Session, until: float) -> tuple[int, bytes]:
-        """At most MAX_BODY_BYTES decompressed; redirects followed only on the stats host."""
-        url = self.url
-        for _ in range(MAX_REDIRECTS + 1):
-            left = until - time.monotonic()
-            if left <= 0:
-                raise requests.Timeout("no answer by the deadline")
-            with session.get(url, timeout=(min(3.0, left), left), allow_redirects=False, stream=True,
-                             headers={"Accept": "application/json"}) as response:
-                if response.is_redirect:
-                    target = urllib.parse.urljoin(url, response.headers.get("Location", ""))
-                    if _origin(target) != _origin(self.url):
-                        raise StatsError(f"{self.url} redirected to another host ({_origin(target)}): not followed")
-                    url = target
-                    continue
-                body = bytearray()
-                for chunk in response.iter_content(64 * 1024):  # decompressed as it arrives
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        raise StatsError(f"{self.url} answered more than {MAX_BODY_BYTES >> 20} MiB (decompressed)")
-                    if time.monotonic() > until:
-                        raise requests.Timeout("the body did not arrive by the deadline")
-                return response.status_code, bytes(body)
-        raise StatsError(f"{self.url}: more than {MAX_REDIRECTS} redirects")
-
-
-def _origin(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        """(status, body) of one GET, whole by UNTIL, at most MAX_BODY_BYTES, redirects only on the stats host."""
+        try:
+            return bounded.fetch(session, self.url, until, headers={"Accept": "application/json"},
+                                 redirects=bounded.MAX_REDIRECTS)
+        except (bounded.TooLargeError, bounded.RedirectRefusedError) as exc:
+            raise StatsError(f"{self.url} {exc}") from None
 
 
 def _reason(exc: Exception) -> str:
