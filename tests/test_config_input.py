@@ -13,6 +13,7 @@ import pytest
 
 from fleet.config.model import FleetConfigError
 from fleet.config.pulumi_source import parse_flat_config
+from fleet.facts import names
 from fleet.plan.stack_files import ProjectError, load_project
 from tests.conftest import REPO, run_fleet
 
@@ -24,6 +25,14 @@ def text(old: str, new: str) -> Callable[[str], str]:
     def edit(source: str) -> str:
         assert old in source, old
         return source.replace(old, new, 1)
+    return edit
+
+
+def both(*edits: Callable[[str], str]) -> Callable[[str], str]:
+    def edit(source: str) -> str:
+        for one in edits:
+            source = one(source)
+        return source
     return edit
 
 
@@ -113,6 +122,22 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
                       ("pilot-fleet:rendezvous.startFresh", "valid boolean")),
     "startFresh: on": (text("    zone: us-central1-a\n", "    zone: us-central1-a\n    startFresh: \"on\"\n"),
                        ("pilot-fleet:rendezvous.startFresh", "valid boolean")),
+    "a signed URL as the release": (text("operatorRanges:", "release: {url: 'https://storage.example.com/rv?"
+                                         f"X-Amz-Signature=abc&api_key=k', sha256: '{'0' * 64}'}}\n"
+                                         "    operatorRanges:"),
+                                    ("rendezvous.release.url", "has a query string")),
+    "coldStartMinutes: .nan": (text("coldStartMinutes: 4", "coldStartMinutes: .nan"),
+                               ("pilot-fleet:coldStartMinutes", "must be a finite number")),
+    "startFresh with a snapshot restore": (text("    zone: us-central1-a\n", "    zone: us-central1-a\n    startFresh: "
+                                                "true\n    storeFromSnapshot: pilot-store-1\n"),
+                                           ("pilot-fleet:rendezvous.startFresh", "choose one")),
+    "an existing network with a subnetCidr": (top("pilot-fleet:network: {name: shared, existing: true, subnetCidr: "
+                                                  "10.9.0.0/16}"), ("pilot-fleet:network.subnetCidr",
+                                                                     "would be ignored")),
+    "a host named like the store disk made from a snapshot": (
+        both(text("    zone: us-central1-a\n", "    zone: us-central1-a\n    storeFromSnapshot: pilot-store-1\n"),
+             text("name: swarm-3", f"name: {names.store_disk('pilot-rendezvous', 'pilot-store-1')}")),
+        ("swarmHosts[2].name", "its boot disk would be named like the rendezvous' store disk made from")),
     "roundDelaySeconds: 0 plans": (text("roundDelaySeconds: 3", "roundDelaySeconds: 0"), PLANS),
 }
 

@@ -58,7 +58,7 @@ def _pydantic_problems(exc: ValidationError, raw: Mapping[str, Any]) -> list[str
         loc = tuple(err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see the configuration reference in README.md)"
+            message = "unknown key (check the spelling; see the configuration reference, docs/configuration.md)"
         elif err["type"] == "missing":
             message = "required but not set"
         elif err["type"] == "finite_number":
@@ -103,6 +103,10 @@ class _Checks:
     def fleet(self) -> None:
         cfg = self.cfg
         self.zone("gcp:zone", cfg.gcp.zone)
+        if cfg.network.existing and "subnet_cidr" in cfg.network.model_fields_set:
+            self.problems.append(f"{key_name(('network', 'subnetCidr'))}: set with existing: true, which uses the "
+                                 "subnet as it is: the range would be ignored (drop it, or let the program create "
+                                 "the network)")
         key = KMS_KEY.fullmatch(cfg.disk_kms_key or "")
         if key and key.group(2) not in ("global", cfg.gcp.region):
             self.problems.append(f"{key_name(('diskKmsKey',))}: the key is in {key.group(2)}; the fleet's disks are in "
@@ -133,6 +137,10 @@ class _Checks:
             if rv.failover_zone == home:
                 self.problems.append(f"{key_name(('rendezvous', 'failoverZone'))}: must be another zone than the "
                                      f"rendezvous' own ({home}): the store disk is replicated across the two")
+        if rv.start_fresh and rv.store_from_snapshot:
+            self.problems.append(f"{key_name(('rendezvous', 'startFresh'))}: true with "
+                                 f"{key_name(('rendezvous', 'storeFromSnapshot'))} {rv.store_from_snapshot}: a "
+                                 "store restored from a snapshot would be set aside at once; choose one")
         if rv.active_zone and rv.active_zone not in {home, rv.failover_zone}:
             self.problems.append(f"{key_name(('rendezvous', 'activeZone'))}: {rv.active_zone} is neither the "
                                  f"rendezvous' zone ({home}) nor its failoverZone ({rv.failover_zone or 'not set'}): "
@@ -215,6 +223,8 @@ class _Checks:
                                      f"Engine's 63 characters: {', '.join(long)}")
         # a VM's boot disk takes the VM's name: none may take the name of a state or store disk
         held = {names.store_disk(rv.name): "the rendezvous' store disk",
+                names.store_disk(rv.name, rv.store_from_snapshot): "the rendezvous' store disk made from "
+                                                                  f"{rv.store_from_snapshot}",
                 **{names.state_disk(h.name): f"the state disk of {h.name}" for h in cfg.swarm_hosts}}
         vms = [(key_name(("rendezvous", "name")), rv.name)]
         vms += [(key_name(("swarmHosts", i, "name")), h.name) for i, h in enumerate(cfg.swarm_hosts)]

@@ -4,6 +4,7 @@ names, ports and sizes, each with its validator, whose message is the one line a
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -33,9 +34,12 @@ MAX_DISK_GB = 65536
 
 
 def _no_bool(value: Any) -> Any:
-    """A number field refuses booleans (`targetAgents: true` would otherwise be one agent)."""
+    """A number field refuses booleans (`targetAgents: true` would otherwise be one agent), and says that NaN and
+    the infinities are no numbers before any bound is checked against them."""
     if isinstance(value, bool):
         raise ValueError(f"{str(value).lower()} is a boolean, not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
     return value
 
 
@@ -82,17 +86,19 @@ _zone = _matching(ZONE, "a zone name such as us-central1-a")
 _kms_key = _matching(KMS_KEY, "a Cloud KMS key name (projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY)")
 
 
-_CREDENTIAL_PARAMS = ("token", "access_token", "key", "sig", "signature", "x-goog-signature", "x-goog-credential",
-                      "password")
-
-
 def _release_url(value: str) -> str:
+    """No credentials: the URL is written in clear into the VM's metadata and the plan. A query string is refused
+    whole, not by a list of parameter names: signed storage URLs and API keys go by many names, and a binary pinned
+    by its sha256 needs no query to be found."""
     parts = urllib.parse.urlsplit(value)
-    params = {k.lower() for k, _ in urllib.parse.parse_qsl(parts.query)}
-    if parts.username or parts.password or params & set(_CREDENTIAL_PARAMS):
-        raise ValueError("carries credentials, which would be written in clear into the VM's metadata and the plan "
-                         "(secret config values are still clear there): serve the binary where the VM fetches it "
-                         "without them")
+    if parts.username or parts.password:
+        raise ValueError("carries credentials (user:password@), which would be written in clear into the VM's "
+                         "metadata and the plan (secret config values are still clear there): serve the binary "
+                         "where the VM fetches it without them")
+    if parts.query or value.rstrip().endswith("?"):
+        raise ValueError("has a query string, which is written in clear into the VM's metadata and the plan, secret "
+                         "or not (a signed URL or an API key there is a credential): serve the binary at a URL "
+                         "without one")
     return value
 
 

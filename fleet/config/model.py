@@ -252,7 +252,7 @@ class FleetConfig(Model):
                                                     "and alias IP range, as many addresses as the cold-start budget "
                                                     "needs, and only the VPC (and networks connected to it) reaches "
                                                     "them (SCALING.md)")
-    cold_start_minutes: Annotated[float, NoBool] | None = Field(default=None, gt=0, le=1440, allow_inf_nan=False,
+    cold_start_minutes: Annotated[float | None, NoBool] = Field(default=None, gt=0, le=1440, allow_inf_nan=False,
                                                                 description="the budget for a cold start (every "
                                                                 "identity new to the registry): each VM's "
                                                                 "registration addresses are sized for it, and pacing "
