@@ -138,6 +138,12 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
         both(text("    zone: us-central1-a\n", "    zone: us-central1-a\n    storeFromSnapshot: pilot-store-1\n"),
              text("name: swarm-3", f"name: {names.store_disk('pilot-rendezvous', 'pilot-store-1')}")),
         ("swarmHosts[2].name", "its boot disk would be named like the rendezvous' store disk made from")),
+    "a merge key, as the CLI reads it": (both(text("  pilot-fleet:agentDefaults:\n", "  pilot-fleet:agentDefaults: "
+                                                   "&defaults\n"),
+                                              text("    - name: swarm-3\n", "    - <<: *defaults\n      name: "
+                                                   "swarm-3\n")), PLANS),
+    "a merge key of a scalar": (text("    - name: swarm-3\n", "    - <<: 5\n      name: swarm-3\n"),
+                                ("Pulumi.case.yaml", "expected a mapping or list of mappings for merging")),
     "roundDelaySeconds: 0 plans": (text("roundDelaySeconds: 3", "roundDelaySeconds: 0"), PLANS),
 }
 

@@ -1,7 +1,8 @@
 """Stack files read as the Pulumi CLI reads them (Go's yaml.v3, YAML 1.2's core schema), not as PyYAML's YAML 1.1:
 `no`, `yes`, `on`, `off` are strings, so are dates; only `true` and `false` are booleans. A key given twice in one
 mapping is refused (YAML forbids it; PyYAML would keep the last), and so are tags that are no config value
-(`!!binary`, `!!set`, `!!timestamp`, `!!omap`, `!!pairs`, and any application tag)."""
+(`!!binary`, `!!set`, `!!timestamp`, `!!omap`, `!!pairs`, and any application tag). Merge keys (`<<: *anchor`)
+merge, as they do for the CLI."""
 
 from __future__ import annotations
 
@@ -33,9 +34,16 @@ def _where(node: yaml.Node) -> str:
     return f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
 
 
+MERGE = "tag:yaml.org,2002:merge"
+
+
 def _mapping(loader: Yaml12Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    """A mapping whose own keys are each given once; merge keys (`<<: *defaults`) read as yaml.v3 reads them: the
+    merged mappings' keys, which the mapping's own keys override."""
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
+        if key_node.tag == MERGE:
+            continue
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
