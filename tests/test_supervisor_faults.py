@@ -42,9 +42,11 @@ def sampled(box: Supervised) -> Iterator[list[int]]:
     done = threading.Event()
     config = sv.config.Config(**box.config)
 
-    def sample() -> None:
-        while not done.wait(0.1):
+    def sample() -> None:  # the first at once: a change that is over within 100 ms still has its samples
+        while True:
             counts.append(sum(len(pids) for pids in sv.agents.list_agents(config).values()))
+            if done.wait(0.1):
+                return
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
