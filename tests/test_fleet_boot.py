@@ -679,6 +679,42 @@ def phase_no_unit_of_the_fleet_failed_a_start(fleet: Fleet) -> None:
     assert not any(failed.values()), failed
 
 
+# A scale-up the registry paces: the burst of 10 per registration address, then one every 6 s.
+SCALE_UP_FRESH = 30
+
+
+def phase_a_registry_restart_during_a_scale_up_costs_no_refusal(fleet: Fleet) -> None:
+    """The second host grows by SCALE_UP_FRESH fresh identities from its two addresses, its buckets full, and the
+    rendezvous restarts (`systemctl restart`: it saves its store on the way down) once the burst has registered.
+    The restarted registry's buckets are new and full; the agents it knows heartbeat on without registering again
+    (pilot-daemon registers again only after 3 failed heartbeats); so the supervisor's buckets stay the careful ones:
+    no refusal, every fresh identity registered once, in the planner's time for the same pacing. (The operator also
+    puts the host's version attributes right: the tampered wheel above is still asked for, and refused.)"""
+    host = fleet.swarm[1]
+    addresses = host.status()["registration_addresses"]
+    time.sleep(max(0.0, _last_registration(fleet, host, addresses) + 60 + REGISTRATION_LAG_SECONDS + 1 - time.time()))
+    a, refused, target = host.attributes, fleet.refusals(), TARGET + SCALE_UP_FRESH
+    pacing = Pacing(SCALE_UP_FRESH, len(addresses), float(a[MetadataKey.NEW_REGISTRATIONS_PER_MINUTE]),
+                    int(a[MetadataKey.SPAWN_PARALLELISM]), float(a[MetadataKey.ROUND_DELAY_SECONDS]))
+    burst = TARGET + len(addresses) * int(pacing.per_minute)
+    began = time.time()
+    host.change_metadata({**release_metadata(NEW_VERSION), MetadataKey.TARGET_AGENTS: str(target)})
+    wait_for(lambda: host.registered_agents() >= burst, 60, "the scale-up's burst did not register")
+    time.sleep(2.0)  # past the registry's save (at most once a second)
+    restarted = fleet.rendezvous.run("systemctl", "restart", "pilot-rendezvous.service", timeout=60)
+    assert restarted.returncode == 0, restarted.stderr
+    wait_for(lambda: host.registered_agents() == target, 300, "the scale-up did not finish after the restart")
+    new = [when for when, mode, _ in _registrations(fleet, began - 1) if mode == "new_node"]
+    starts = _journal_events(host, "agent-started", began)
+    took, predicted = max(new) - min(e["time"] for e in starts), vm_cold_start(pacing)
+    print(f"scale-up {TARGET} -> {target} with a registry restart: {took:.1f} s, planner {predicted:.1f} s "
+          f"({took / predicted:.2f}x)")
+    assert fleet.refusals() == refused and len(new) == SCALE_UP_FRESH, (fleet.refusals() - refused, len(new))
+    assert predicted / 1.1 <= took <= predicted * 1.1
+    host.change_metadata({MetadataKey.TARGET_AGENTS: str(TARGET)})
+    wait_for(lambda: len(host.agent_pids()) == TARGET, 120, "the host did not come back to its target")
+
+
 def _journal_events(host: Host, event: str, since: float) -> list[dict[str, Any]]:
     """The supervisor's journal events named EVENT since SINCE (epoch seconds), each with its time as "when"."""
     out = host.run("journalctl", "--no-pager", "-o", "json", "-u", "pilot-agents.service",
@@ -711,6 +747,7 @@ PHASES: list[Callable[..., None]] = [
     phase_a_new_supervisor_release_takes_over_live_keeping_every_agent,
     # the first host's buckets refill while the second host rolls: the cold start waits less for them
     phase_fresh_identities_register_from_two_addresses_in_the_planned_time,
+    phase_a_registry_restart_during_a_scale_up_costs_no_refusal,
     phase_a_recreated_swarm_vm_comes_back_on_its_state_disk_with_no_new_identity,
     phase_a_rendezvous_failover_to_the_other_zone_keeps_every_agent,
     phase_no_unit_of_the_fleet_failed_a_start,
