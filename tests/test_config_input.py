@@ -144,6 +144,14 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
                                                    "swarm-3\n")), PLANS),
     "a merge key of a scalar": (text("    - name: swarm-3\n", "    - <<: 5\n      name: swarm-3\n"),
                                 ("Pulumi.case.yaml", "expected a mapping or list of mappings for merging")),
+    "agentSourceRanges that leave out the subnet": (text("operatorRanges:", "agentSourceRanges: [192.168.0.0/16]\n"
+                                                          "    operatorRanges:"),
+                                                     ("pilot-fleet:rendezvous.agentSourceRanges",
+                                                      "do not admit the subnet 10.20.0.0/20")),
+    "a pool a rolling update could take down whole": (top("pilot-fleet:swarmPools: [{name: pool-a, machineType: "
+                                                          "e2-standard-8, size: 2, targetAgents: 100, maxUnavailable: "
+                                                          "2}]"), ("swarmPools[0].maxUnavailable (pool-a)",
+                                                                   "could take every VM down at once")),
     "roundDelaySeconds: 0 plans": (text("roundDelaySeconds: 3", "roundDelaySeconds: 0"), PLANS),
 }
 

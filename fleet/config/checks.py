@@ -137,6 +137,13 @@ class _Checks:
             if rv.failover_zone == home:
                 self.problems.append(f"{key_name(('rendezvous', 'failoverZone'))}: must be another zone than the "
                                      f"rendezvous' own ({home}): the store disk is replicated across the two")
+        subnet = ipaddress.ip_network(self.cfg.network.subnet_cidr)
+        if self.cfg.agent_reach == "vpc" and not self.cfg.network.existing and not any(
+                subnet.subnet_of(ipaddress.ip_network(r)) for r in rv.agent_source_ranges
+                if ipaddress.ip_network(r).version == subnet.version):
+            self.problems.append(f"{key_name(('rendezvous', 'agentSourceRanges'))}: "
+                                 f"{', '.join(rv.agent_source_ranges)} do not admit the subnet {subnet}, which every "
+                                 "agent registers from with agentReach: vpc (its VM's internal and alias addresses)")
         if rv.start_fresh and rv.store_from_snapshot:
             self.problems.append(f"{key_name(('rendezvous', 'startFresh'))}: true with "
                                  f"{key_name(('rendezvous', 'storeFromSnapshot'))} {rv.store_from_snapshot}: a "
@@ -189,6 +196,10 @@ class _Checks:
                 self.problems.append(f"{where}.zones ({pool.name}): a zone is listed twice")
             self.agents(where, pool)
             unavailable = pool.unavailable(len(zones))
+            if pool.size and unavailable >= pool.size:
+                self.problems.append(f"{where}.maxUnavailable ({pool.name}): {unavailable} of its {pool.size} VMs "
+                                     "(one per zone unless set): a rolling update could take every VM down at once; "
+                                     "grow the pool or set fewer")
             if len(zones) > 1 and unavailable < len(zones):
                 self.problems.append(f"{where}.maxUnavailable ({pool.name}): a regional group across {len(zones)} "
                                      f"zones needs at least {len(zones)} (Compute Engine's rule), not {unavailable}")
