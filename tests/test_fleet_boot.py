@@ -556,14 +556,14 @@ def phase_a_rendezvous_failover_to_the_other_zone_keeps_every_agent(fleet: Fleet
 def _registrations(fleet: Fleet, since: float) -> list[tuple[float, str, str]]:
     """(when, mode, listen address) of every registration the rendezvous logged since SINCE (epoch seconds)."""
     out = fleet.rendezvous.run("journalctl", "--no-pager", "-o", "json", "-u", "pilot-rendezvous.service",
-                               f"--since=@{since:.0f}").stdout
+                               f"--since=@{math.floor(since)}").stdout  # whole seconds: see _journal_events
     found = []
     for line in out.splitlines():
         entry = json.loads(line)
-        message = entry.get("MESSAGE")
-        if isinstance(message, str) and '"registered node"' in message:
+        message, when = entry.get("MESSAGE"), int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+        if isinstance(message, str) and '"registered node"' in message and when >= since:
             fields = json.loads(message)
-            found.append((int(entry["__REALTIME_TIMESTAMP"]) / 1e6, fields["mode"], fields["listen"]))
+            found.append((when, fields["mode"], fields["listen"]))
     return found
 
 
@@ -716,15 +716,18 @@ def phase_a_registry_restart_during_a_scale_up_costs_no_refusal(fleet: Fleet) ->
 
 
 def _journal_events(host: Host, event: str, since: float) -> list[dict[str, Any]]:
-    """The supervisor's journal events named EVENT since SINCE (epoch seconds), each with its time as "when"."""
+    """The supervisor's journal events named EVENT since SINCE (epoch seconds), each with its time as "when".
+    journalctl takes whole seconds: it is asked from the second SINCE falls in (rounding to the nearest one dropped
+    the first round of a scale-up half the time, and the measured time came out a round too short), and the events
+    before SINCE are left out here."""
     out = host.run("journalctl", "--no-pager", "-o", "json", "-u", "pilot-agents.service",
-                   f"--since=@{since:.0f}").stdout
+                   f"--since=@{math.floor(since)}").stdout
     found = []
     for line in out.splitlines():
         entry = json.loads(line)
-        message = entry.get("MESSAGE")
-        if isinstance(message, str) and f'"event": "{event}"' in message:
-            found.append({**json.loads(message), "when": int(entry["__REALTIME_TIMESTAMP"]) / 1e6})
+        message, when = entry.get("MESSAGE"), int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+        if isinstance(message, str) and f'"event": "{event}"' in message and when >= since:
+            found.append({**json.loads(message), "when": when})
     return found
 
 
