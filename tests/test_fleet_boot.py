@@ -553,15 +553,23 @@ def phase_a_rendezvous_failover_to_the_other_zone_keeps_every_agent(fleet: Fleet
 
 # The scenario: each phase starts from the state the previous one left, so they run as one test, in this order,
 # each reported with its time; the first that fails ends the scenario and names itself.
-def _registrations(fleet: Fleet, since: float) -> list[tuple[float, str, str]]:
-    """(when, mode, listen address) of every registration the rendezvous logged since SINCE (epoch seconds)."""
-    out = fleet.rendezvous.run("journalctl", "--no-pager", "-o", "json", "-u", "pilot-rendezvous.service",
-                               f"--since=@{math.floor(since)}").stdout  # whole seconds: see _journal_events
-    found = []
+def _journal(host: Host, unit: str, since: float) -> Iterator[tuple[float, str]]:
+    """(when, message) of UNIT's journal entries since SINCE (epoch seconds). journalctl takes whole seconds: it is
+    asked from the second SINCE falls in (rounding to the nearest one dropped the first round of a scale-up half the
+    time, and a cold start measured a round short), and the entries before SINCE are left out here."""
+    out = host.run("journalctl", "--no-pager", "-o", "json", "-u", unit, f"--since=@{math.floor(since)}").stdout
     for line in out.splitlines():
         entry = json.loads(line)
         message, when = entry.get("MESSAGE"), int(entry["__REALTIME_TIMESTAMP"]) / 1e6
-        if isinstance(message, str) and '"registered node"' in message and when >= since:
+        if isinstance(message, str) and when >= since:
+            yield when, message
+
+
+def _registrations(fleet: Fleet, since: float) -> list[tuple[float, str, str]]:
+    """(when, mode, listen address) of every registration the rendezvous logged since SINCE (epoch seconds)."""
+    found = []
+    for when, message in _journal(fleet.rendezvous, "pilot-rendezvous.service", since):
+        if '"registered node"' in message:
             fields = json.loads(message)
             found.append((when, fields["mode"], fields["listen"]))
     return found
@@ -584,6 +592,12 @@ def _last_registration(fleet: Fleet, host: Host, addresses: list[str]) -> float:
                ["ExecMainStartTimestampMonotonic"]) / 1e6
     rendezvous_started = time.time() - (time.monotonic() - mono)
     return max([*new, *started, rendezvous_started + REREGISTERED_WITHIN])
+
+
+def _until_buckets_are_full(fleet: Fleet, host: Host, addresses: list[str]) -> None:
+    """Sleep until the buckets of ADDRESSES (the registry's, and the supervisor's, which refills from the
+    contract's lag after a take) are full again: a minute after their last registration."""
+    time.sleep(max(0.0, _last_registration(fleet, host, addresses) + 60 + REGISTRATION_LAG_SECONDS + 1 - time.time()))
 
 
 def _udp_counters(host: Host) -> dict[str, int]:
@@ -614,8 +628,7 @@ def phase_fresh_identities_register_from_two_addresses_in_the_planned_time(fleet
     # The buckets for these addresses (the registry's, and the supervisor's, which refills from the contract's lag
     # after a take) are full again a minute after their last registration: a new one (logged), or a known one
     # (logged only at debug level: the agents re-registered with a restarted rendezvous in earlier phases).
-    last = _last_registration(fleet, host, addresses)
-    time.sleep(max(0.0, last + 60 + REGISTRATION_LAG_SECONDS + 1 - time.time()))
+    _until_buckets_are_full(fleet, host, addresses)
     began = time.time()
     host.change_metadata({MetadataKey.TARGET_AGENTS: str(target)})
     wait_for(lambda: host.registered_agents() == target, 600, "the fresh identities did not all register")
@@ -692,7 +705,7 @@ def phase_a_registry_restart_during_a_scale_up_costs_no_refusal(fleet: Fleet) ->
     puts the host's version attributes right: the tampered wheel above is still asked for, and refused.)"""
     host = fleet.swarm[1]
     addresses = host.status()["registration_addresses"]
-    time.sleep(max(0.0, _last_registration(fleet, host, addresses) + 60 + REGISTRATION_LAG_SECONDS + 1 - time.time()))
+    _until_buckets_are_full(fleet, host, addresses)
     a, refused, target = host.attributes, fleet.refusals(), TARGET + SCALE_UP_FRESH
     pacing = Pacing(SCALE_UP_FRESH, len(addresses), float(a[MetadataKey.NEW_REGISTRATIONS_PER_MINUTE]),
                     int(a[MetadataKey.SPAWN_PARALLELISM]), float(a[MetadataKey.ROUND_DELAY_SECONDS]))
@@ -716,19 +729,9 @@ def phase_a_registry_restart_during_a_scale_up_costs_no_refusal(fleet: Fleet) ->
 
 
 def _journal_events(host: Host, event: str, since: float) -> list[dict[str, Any]]:
-    """The supervisor's journal events named EVENT since SINCE (epoch seconds), each with its time as "when".
-    journalctl takes whole seconds: it is asked from the second SINCE falls in (rounding to the nearest one dropped
-    the first round of a scale-up half the time, and the measured time came out a round too short), and the events
-    before SINCE are left out here."""
-    out = host.run("journalctl", "--no-pager", "-o", "json", "-u", "pilot-agents.service",
-                   f"--since=@{math.floor(since)}").stdout
-    found = []
-    for line in out.splitlines():
-        entry = json.loads(line)
-        message, when = entry.get("MESSAGE"), int(entry["__REALTIME_TIMESTAMP"]) / 1e6
-        if isinstance(message, str) and f'"event": "{event}"' in message and when >= since:
-            found.append({**json.loads(message), "when": when})
-    return found
+    """The supervisor's journal events named EVENT since SINCE (epoch seconds), each with its time as "when"."""
+    return [{**json.loads(message), "when": when} for when, message in _journal(host, "pilot-agents.service", since)
+            if f'"event": "{event}"' in message]
 
 
 PHASES: list[Callable[..., None]] = [
