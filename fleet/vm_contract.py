@@ -87,8 +87,9 @@ MIN_AGENT_PORT = 1024
 HOST_PORT_PATTERN = r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"
 VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 DEVICE_PATTERN = r"^[a-z0-9-]+$"
-# A swarm VM's registration addresses: its own and at most a /24 alias range (sources.py routes each by its user,
-# through policy-routing table ROUTE_TABLE_BASE + its position).
+# A swarm VM's registration addresses: its own and one alias range of at most a /24. The /24 is our cap, not
+# Compute Engine's (it asks only that a range fit the subnet on its own boundary): sources.py makes one user and one
+# policy-routing table (ROUTE_TABLE_BASE + its position) per address.
 MAX_REGISTRATION_ADDRESSES = 257
 ROUTE_TABLE_BASE = 1000
 # How much later than its start the registry may see a fresh agent's registration (a daemon's start under a boot's

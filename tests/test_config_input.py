@@ -153,6 +153,27 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
                                                           "2}]"), ("swarmPools[0].maxUnavailable (pool-a)",
                                                                    "could take every VM down at once")),
     "roundDelaySeconds: 0 plans": (text("roundDelaySeconds: 3", "roundDelaySeconds: 0"), PLANS),
+    # alias ranges placed as Compute Engine places them: on a multiple of their size, clear of the 4 kept addresses
+    "a /25 alias range in a /24 subnet": (both(text("  pilot-fleet:coldStartMinutes: 4\n", ""),
+                                               host(0, "registrationAddresses: 129"),
+                                               top("pilot-fleet:network: {subnetCidr: 10.20.0.0/24}")),
+                                          ("swarmHosts[0] (swarm-1) does not fit",
+                                           "no free /25 on its own boundary")),
+    "prod's alias ranges in a /23 plan": (top("pilot-fleet:network: {subnetCidr: 10.20.0.0/23}"), PLANS),
+    "prod's alias ranges in a /24": (top("pilot-fleet:network: {subnetCidr: 10.20.0.0/24}"),
+                                     ("pilot-fleet:network.subnetCidr: swarmHosts[", "no free /25 on its own")),
+    # keys no reader reads: the provider reads its own keys (those of the pinned pulumi-gcp), the engine its own
+    "a provider key misspelt": (top("gcp:impersonateServiceAcount: sa@p-123456.iam.gserviceaccount.com"),
+                                ("gcp:impersonateServiceAcount", "did you mean gcp:impersonateServiceAccount?")),
+    "a gcp: key nobody reads": (top("gcp:machineType: e2-standard-8"),
+                                ("gcp:machineType", "not a key the gcp provider or this program reads")),
+    "a provider key of its own plans": (top("gcp:impersonateServiceAccount: sa@p-123456.iam.gserviceaccount.com"),
+                                        PLANS),
+    "an engine key plans": (top("pulumi:tags: {team: fleet}"), PLANS),
+    "an engine key misspelt": (top("pulumi:disable-default-provider: '[]'"),
+                               ("pulumi:disable-default-provider", "did you mean pulumi:disable-default-providers?")),
+    "a pulumi: key nobody reads": (top("pulumi:stackName: prod"),
+                                   ("pulumi:stackName", "not a key the Pulumi engine or this program reads")),
 }
 
 

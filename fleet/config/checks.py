@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleet.capacity.cold_start import Pacing, budget_needs, fleet_cold_start, vm_cold_start
+from fleet.capacity.subnet import Claim, place
 from fleet.config.fields import KMS_KEY
 from fleet.config.model import (
     FleetConfig,
@@ -250,15 +251,14 @@ class _Checks:
         cfg = self.cfg
         budget = cfg.cold_start_minutes * 60 if cfg.cold_start_minutes is not None else None
         vms: list[tuple[Pacing, int]] = []
-        aliases = 0
+        claims = [Claim(who=f"rendezvous ({cfg.rendezvous.name})", count=1, alias_prefix=None)]
         for kind, specs in (("swarmHosts", cfg.swarm_hosts), ("swarmPools", cfg.swarm_pools)):
             for i, spec in enumerate(specs):
                 where, count = key_name((kind, i)), getattr(spec, "size", 1)
                 addresses = cfg.registration_addresses(spec)
                 pacing = cfg.pacing(spec, addresses)
                 vms.append((pacing, count))
-                prefix = cfg.alias_prefix(spec)
-                aliases += count * (1 + (2 ** (32 - prefix) if prefix is not None else 0))
+                claims.append(Claim(who=f"{kind}[{i}] ({spec.name})", count=count, alias_prefix=cfg.alias_prefix(spec)))
                 if addresses > 1 and cfg.agent_reach != "vpc":
                     self.problems.append(
                         f"{where}.registrationAddresses ({spec.name}): {addresses} addresses need "
@@ -289,10 +289,9 @@ class _Checks:
                 self.problems.append(f"{key_name(('coldStartMinutes',))}: one rendezvous registers the fleet in "
                                      f"{fleet.rendezvous_seconds:,.0f} s at its measured rate, over the budget")
         net = cfg.network
-        size = ipaddress.ip_network(net.subnet_cidr).num_addresses - 4  # Compute Engine keeps 4 of each subnet
-        if not net.existing and aliases + 1 > size:
-            self.problems.append(f"{key_name(('network', 'subnetCidr'))}: {net.subnet_cidr} holds {size} VM addresses; "
-                                 f"the VMs and their alias ranges (registration addresses) need {aliases + 1}")
+        if not net.existing and (short := place(net.subnet_cidr, claims)):
+            # an existing network's subnet holds other VMs too: what is free there is not in the stack
+            self.problems.append(f"{key_name(('network', 'subnetCidr'))}: {short.who} does not fit: {short.reason}")
 
 
 def _semantic_problems(cfg: FleetConfig) -> list[str]:

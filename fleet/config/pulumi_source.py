@@ -2,7 +2,8 @@
 
 Keys live in two namespaces, as `pulumi config set` writes them: `gcp:project`, `gcp:region`, `gcp:zone` for
 the provider, and `pilot-fleet:<key>` for everything else. A key under any other namespace is an error with a
-"did you mean" (a typo such as `pilot-fleets:swarmHosts` would otherwise plan a fleet without it).
+"did you mean" (a typo such as `pilot-fleets:swarmHosts` would otherwise plan a fleet without it), and so is a
+`gcp:` key the provider does not read or a `pulumi:` key the engine does not (fleet/config/namespaces.py).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from fleet.config import namespaces
 from fleet.config.checks import parse_fleet_config
 from fleet.config.model import FleetConfig, FleetConfigError
 from fleet.facts import pilot
 
-GCP_KEYS = ("project", "region", "zone")
+GCP_KEYS = namespaces.PROGRAM_PROVIDER_KEYS
 # What the offline plan hands the program for a secret (it has no secrets provider to decrypt with).
 SECRET_PLACEHOLDER = "[secret]"
 # Config namespaces this program reads: its own, the one provider it uses, and the engine's own.
@@ -50,9 +52,11 @@ def _raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
                             f"there (did you mean {prefix}{name}?)")
         elif key.startswith("gcp:") and key[4:] in GCP_KEYS:
             raw["gcp"][key[4:]] = value
-        elif key.startswith("gcp:") and (close := difflib.get_close_matches(key[4:], GCP_KEYS, n=1, cutoff=0.7)):
+        elif key.startswith("gcp:") and (close := difflib.get_close_matches(name, GCP_KEYS, n=1, cutoff=0.7)):
             # the provider has many keys of its own; one this close to ours is a typo of ours, silently ignored
             problems.append(f"{key}: not a key this program reads (did you mean gcp:{close[0]}?)")
+        elif namespace in (namespaces.PROVIDER, "pulumi") and (problem := _unread(namespace, name)):
+            problems.append(f"{key}: {problem}")
         elif key.startswith(prefix) and value == SECRET_PLACEHOLDER:
             problems.append(f"{key}: a secret, which the offline plan cannot decrypt (it has no secrets provider): "
                             "plan it with `pulumi preview`, or keep this setting in clear")
@@ -64,6 +68,19 @@ def _raw_from_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
     if "region" not in raw["gcp"] and isinstance(zone, str) and "-" in zone:
         raw["gcp"]["region"] = zone.rsplit("-", 1)[0]
     return raw
+
+
+def _unread(namespace: str, name: str) -> str | None:
+    """Why NAME under the provider's or the engine's namespace is read by nobody, or None if its reader reads it."""
+    if namespace == "pulumi":
+        known, reader = namespaces.ENGINE_KEYS, "the Pulumi engine"
+    else:
+        known, reader = tuple(sorted(namespaces.provider_keys())), f"the {namespace} provider"
+    if name in known:
+        return None
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+    hint = f" (did you mean {namespace}:{close[0]}?)" if close else ""
+    return f"not a key {reader} or this program reads, so it would do nothing{hint}"
 
 
 def _unknown_namespace(key: str) -> str:
