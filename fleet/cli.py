@@ -136,7 +136,7 @@ _seconds = _number(float, "a number of seconds", lambda v: 0 <= v <= MAX_SECONDS
 _watch_seconds = _number(float, "a number of seconds", lambda v: 0.1 <= v <= MAX_SECONDS,
                          f"must be between 0.1 and {MAX_SECONDS:.0f} seconds")
 _share = _number(float, "a number", lambda v: 0 < v <= 1, "must be a share in (0, 1]")
-_minutes = _number(float, "a number of minutes", lambda v: 0 < v <= 1440, "must be between 0 and 1440 (a day)")
+_minutes = _number(float, "a number of minutes", lambda v: 1 <= v <= 1440, "must be between 1 and 1440 (a day)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -144,8 +144,9 @@ def test_the_rendezvous_builds_from_the_pinned_source_unless_a_release_is_set() 
     assert metadata == {"source_commit": pinned.commit, "source_url": pinned.url,
                         "source_digest": pinned.tree_sha256, "go_version": pinned.go}
     release = {"url": "https://releases.example.com/rv", "sha256": "0" * 64}
-    cfg = parse_flat_config({k: wire_value(v) for k, v in
-                                            prod_with("pilot-fleet:rendezvous.release", release).items()})
+    config = prod_with("pilot-fleet:rendezvous.release", release)
+    del config["pilot-fleet:rendezvous"]["source"]  # a release instead of the pin (both is an error)
+    cfg = parse_flat_config({k: wire_value(v) for k, v in config.items()})
     assert install_source_metadata(cfg.rendezvous) == {"release_url": release["url"],
                                                        "release_sha256": release["sha256"]}
 

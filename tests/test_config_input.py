@@ -50,7 +50,7 @@ def top(line: str) -> Callable[[str], str]:
 CASES: dict[str, tuple[Callable[[str], str], Any]] = {
     # YAML as the Pulumi CLI reads it
     "a date as the version": (text("pilotVersion: 1.18.0", "pilotVersion: 2024-01-01"),
-                              ("pilot-fleet:pilotVersion", "no pilot-daemon wheel known for 2024-01-01")),
+                              ("pilot-fleet:pilotVersion", "no pilot-daemon wheel known for '2024-01-01'")),
     "a host named like a date": (text("name: swarm-3", "name: 2024-01-01"),
                                  ("swarmHosts[2].name", "'2024-01-01' is not a valid Compute Engine name")),
     "a !!binary value": (text("name: swarm-3", "name: !!binary c3dhcm0tMw=="), ("Pulumi.case.yaml", "!!binary")),
@@ -61,7 +61,7 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
     "targetAgents twice in a host": (host(0, "targetAgents: 1"), ("Pulumi.case.yaml", "appears twice")),
     "name: no is the string no": (text("name: swarm-3", "name: no"), PLANS),
     "a version that is a YAML number": (text("pilotVersion: 1.18.0", "pilotVersion: 1.18"),
-                                        ("pilot-fleet:pilotVersion", "no pilot-daemon wheel known for 1.18")),
+                                        ("pilot-fleet:pilotVersion", "no pilot-daemon wheel known for '1.18'")),
     # types
     "targetAgents: true": (text("targetAgents: 1500", "targetAgents: true"),
                            ("swarmHosts[2].targetAgents (swarm-3)", "valid integer")),
@@ -152,6 +152,8 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
                                                           "e2-standard-8, size: 2, targetAgents: 100, maxUnavailable: "
                                                           "2}]"), ("swarmPools[0].maxUnavailable (pool-a)",
                                                                    "could take every VM down at once")),
+    "a budget under a minute": (text("coldStartMinutes: 4", "coldStartMinutes: 0.001"),
+                                ("pilot-fleet:coldStartMinutes", "greater than or equal to 1")),
     "roundDelaySeconds: 0 plans": (text("roundDelaySeconds: 3", "roundDelaySeconds: 0"), PLANS),
     # alias ranges placed as Compute Engine places them: on a multiple of their size, clear of the 4 kept addresses
     "a /25 alias range in a /24 subnet": (both(text("  pilot-fleet:coldStartMinutes: 4\n", ""),
@@ -162,6 +164,26 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
     "prod's alias ranges in a /23 plan": (top("pilot-fleet:network: {subnetCidr: 10.20.0.0/23}"), PLANS),
     "prod's alias ranges in a /24": (top("pilot-fleet:network: {subnetCidr: 10.20.0.0/24}"),
                                      ("pilot-fleet:network.subnetCidr: swarmHosts[", "no free /25 on its own")),
+    # more contradictions and dangers, refused before anything is planned
+    "a release beside a source pin": (text("operatorRanges:", "release: {url: 'https://example.com/rv', sha256: "
+                                           f"'{'0' * 64}'}}\n    operatorRanges:"),
+                                      ("pilot-fleet:rendezvous.release", "choose one")),
+    "a release instead of the source pin plans": (
+        both(text("    source: 4c54cc0c7b1412bc06260d408ca9ee83e6f1063b\n", ""),
+             text("operatorRanges:", f"release: {{url: 'https://example.com/rv', sha256: '{'0' * 64}'}}\n"
+                  "    operatorRanges:")), PLANS),
+    "a fragment in the release URL": (both(text("    source: 4c54cc0c7b1412bc06260d408ca9ee83e6f1063b\n", ""),
+                                           text("operatorRanges:", "release: {url: 'https://example.com/rv#token=x', "
+                                                f"sha256: '{'0' * 64}'}}\n    operatorRanges:")),
+                                      ("rendezvous.release.url", "has a fragment")),
+    "an agent budget under an idle daemon's memory": (text("agentMemoryMb: 10", "agentMemoryMb: 1"),
+                                                      ("pilot-fleet:agentDefaults.agentMemoryMb", "would swap")),
+    "one host's agent budget under it": (host(0, "agentMemoryMb: 8"),
+                                         ("swarmHosts[0].agentMemoryMb (swarm-1)", "13.4 MB")),
+    "a zone twice is that problem alone": (top("pilot-fleet:swarmPools: [{name: pool-a, machineType: e2-standard-8, "
+                                               "size: 2, targetAgents: 100, zones: [us-central1-a, us-central1-a]}]"),
+                                           ("swarmPools[0].zones (pool-a)", "listed twice")),
+    "a section that is null": (top("pilot-fleet:network: null"), ("pilot-fleet:network", "should be a mapping")),
     # keys no reader reads: the provider reads its own keys (those of the pinned pulumi-gcp), the engine its own
     "a provider key misspelt": (top("gcp:impersonateServiceAcount: sa@p-123456.iam.gserviceaccount.com"),
                                 ("gcp:impersonateServiceAcount", "did you mean gcp:impersonateServiceAccount?")),

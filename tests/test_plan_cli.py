@@ -74,9 +74,10 @@ def test_the_plan_says_where_the_rendezvous_binary_comes_from(program_with_stack
     config = copy.deepcopy(load_stack_config("prod"))
     url = "https://releases.example.com/pilot-rendezvous"
     config["pilot-fleet:rendezvous"]["release"] = {"url": url, "sha256": "ab" * 32}
+    del config["pilot-fleet:rendezvous"]["source"]  # the release instead of the default source pin (both: an error)
     released = run_fleet("plan", "--stack", "test", "--program", str(program_with_stack(config)), "--no-policy")
     assert released.returncode == 0, released.stderr
-    assert f"role=rendezvous binary=release {url}" in released.stdout  # a release wins over the source pin
+    assert f"role=rendezvous binary=release {url}" in released.stdout
 
 
 def test_rendezvous_digest_pins_the_fixture_and_refuses_a_non_archive(tmp_path) -> None:
@@ -193,7 +194,7 @@ def test_a_pool_or_host_runs_its_own_daemon_version_for_a_canary_and_a_bad_one_i
     config["pilot-fleet:swarmHosts"][0]["pilotVersion"] = "0.0.1"
     (program / "Pulumi.test.yaml").write_text(yaml.safe_dump({"config": config}))
     refused = run_fleet("plan", "--stack", "test", "--program", str(program), "--no-policy")
-    assert_clean_error(refused, "pilot-fleet:swarmHosts[0].pilotVersion: no pilot-daemon wheel known for 0.0.1")
+    assert_clean_error(refused, "pilot-fleet:swarmHosts[0].pilotVersion: no pilot-daemon wheel known for '0.0.1'")
 
 
 def test_the_plan_names_the_vms_a_change_reaches_only_at_their_next_boot(program_with_stack, tmp_path) -> None:

@@ -64,6 +64,8 @@ def _pydantic_problems(exc: ValidationError, raw: Mapping[str, Any]) -> list[str
             message = "required but not set"
         elif err["type"] == "finite_number":
             message = "must be a finite number"
+        elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            message = "should be a mapping of keys (see the configuration reference, docs/configuration.md)"
         problems.append(f"{key_name(loc)}{_owner(raw, loc)}: {message[:300]}")
     return problems
 
@@ -113,10 +115,20 @@ class _Checks:
             self.problems.append(f"{key_name(('diskKmsKey',))}: the key is in {key.group(2)}; the fleet's disks are in "
                                  f"{cfg.gcp.region}, and Compute Engine takes a key in the disk's region or global")
         self.version(key_name(("pilotVersion",)), cfg.pilot_version)
+        self.agent_memory(key_name(("agentDefaults", "agentMemoryMb")), cfg.agent_defaults.agent_memory_mb)
+
+    def agent_memory(self, key: str, megabytes: float) -> None:
+        """The budget per agent, headroom included, holds an idle daemon as measured (else the VM swaps under a
+        target its budget admits: the seed's swap incident)."""
+        headroom = self.cfg.memory.headroom_percent
+        if megabytes * (1 + headroom / 100) < pilot.IDLE_AGENT_RSS_MB:
+            self.problems.append(f"{key}: {megabytes:g} MB x {1 + headroom / 100:.2f} ({headroom:g}% headroom) is "
+                                 f"under the {pilot.IDLE_AGENT_RSS_MB:g} MB an idle pilot-daemon was measured to use "
+                                 "(docs/pilot-facts.md): the VM would swap at a target its budget admits")
 
     def version(self, key: str, version: str) -> None:
         if version not in known_versions():
-            self.problems.append(f"{key}: no pilot-daemon wheel known for {version} (known: "
+            self.problems.append(f"{key}: no pilot-daemon wheel known for {version!r} (known: "
                                  f"{', '.join(known_versions())}; add its wheels to "
                                  "fleet/facts/data/pilot_releases.yaml)")
 
@@ -162,6 +174,8 @@ class _Checks:
         self.machine(f"{where}.machineType", spec.machine_type)
         if spec.pilot_version is not None:
             self.version(f"{where}.pilotVersion", spec.pilot_version)
+        if spec.agent_memory_mb != self.cfg.agent_defaults.agent_memory_mb:  # the fleet's own is checked once
+            self.agent_memory(f"{where}.agentMemoryMb ({spec.name})", spec.agent_memory_mb)
         machine, target = lookup(spec.machine_type), spec.target_agents
         if machine is not None and not self.cfg.budget(spec).fits(target):
             self.problems.append(f"{where}.targetAgents ({spec.name}): "
@@ -193,11 +207,12 @@ class _Checks:
             zones = self.cfg.zones_of(pool)
             for zone in zones:
                 self.zone(f"{where}.zones", zone)
-            if len(set(zones)) != len(zones):
+            twice = len(set(zones)) != len(zones)
+            if twice:
                 self.problems.append(f"{where}.zones ({pool.name}): a zone is listed twice")
             self.agents(where, pool)
             unavailable = pool.unavailable(len(zones))
-            if pool.size and unavailable >= pool.size:
+            if pool.size and unavailable >= pool.size and not twice:  # a zone twice is that problem, not also this
                 self.problems.append(f"{where}.maxUnavailable ({pool.name}): {unavailable} of its {pool.size} VMs "
                                      "(one per zone unless set): a rolling update could take every VM down at once; "
                                      "grow the pool or set fewer")
@@ -312,6 +327,9 @@ def _install_source_problems(rv: RendezvousConfig) -> list[str]:
     if rv.source and rv.source not in table.sources:
         return [f"{key_name(('rendezvous', 'source'))}: commit {rv.source!r} is not pinned in "
                 f"fleet/facts/data/rendezvous_build.yaml (pinned: {known})"]
+    if rv.release is not None and "source" in rv.model_fields_set and rv.source:
+        return [f"{key_name(('rendezvous', 'release'))}: set with {key_name(('rendezvous', 'source'))}: the "
+                "release would win and the commit be ignored; choose one"]
     if not rv.source and rv.release is None:
         return [f"{key_name(('rendezvous', 'source'))}: the rendezvous has no install source: set it to a pinned "
                 f"commit ({known}) or set {key_name(('rendezvous', 'release'))} (url, sha256 of a prebuilt binary)"]

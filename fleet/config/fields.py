@@ -99,6 +99,9 @@ def _release_url(value: str) -> str:
         raise ValueError("has a query string, which is written in clear into the VM's metadata and the plan, secret "
                          "or not (a signed URL or an API key there is a credential): serve the binary at a URL "
                          "without one")
+    if parts.fragment or "#" in value:
+        raise ValueError("has a fragment (#...), which no server is sent and which is written in clear into the "
+                         "VM's metadata and the plan: a binary pinned by its sha256 needs none")
     return value
 
 

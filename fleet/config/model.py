@@ -124,8 +124,8 @@ class RendezvousConfig(Model):
     source: str | None = Field(default_factory=lambda: build_table().default_source, description="the pinned commit "
                                "of the public source the VM builds at first boot (fleet/facts/data/"
                                "rendezvous_build.yaml); `null` builds nothing, and then `release` is required")
-    release: RendezvousRelease | None = Field(None, description="a prebuilt binary (`url`, `sha256`); wins over "
-                                              "`source`")
+    release: RendezvousRelease | None = Field(None, description="a prebuilt binary (`url`, `sha256`), instead "
+                                              "of the default `source`; setting both is an error")
     start_fresh: bool = Field(False, strict=True, description="start an empty registry over a damaged store, on "
                               "purpose: every agent registers again as new, at the registry's rate limit. Never "
                               "needed otherwise: a damaged or missing store is restored from its last good "
@@ -252,11 +252,12 @@ class FleetConfig(Model):
                                                     "and alias IP range, as many addresses as the cold-start budget "
                                                     "needs, and only the VPC (and networks connected to it) reaches "
                                                     "them (SCALING.md)")
-    cold_start_minutes: Annotated[float | None, NoBool] = Field(default=None, gt=0, le=1440, allow_inf_nan=False,
+    cold_start_minutes: Annotated[float | None, NoBool] = Field(default=None, ge=1, le=1440, allow_inf_nan=False,
                                                                 description="the budget for a cold start (every "
                                                                 "identity new to the registry): each VM's "
                                                                 "registration addresses are sized for it, and pacing "
-                                                                "that cannot meet it is an error")
+                                                                "that cannot meet it is an error (at least a minute: "
+                                                                "the registry admits new identities by the minute)")
     disk_kms_key: KmsKey | None = Field(None, description="a Cloud KMS key (CMEK) for every disk the fleet makes. Set "
                                         "it when the stack is created: a disk's key cannot change, so setting it "
                                         "later replaces every disk, the registry's store among them. Compute "

@@ -29,8 +29,10 @@ MAX_PORT = 65535
 # Memory budget (seed fleet): ~3 GB for the OS, ~60% headroom over the agents' idle memory for connection bursts.
 DEFAULT_OS_RESERVE_MB = 3072
 DEFAULT_HEADROOM_PERCENT = 60
-# The seed fleet's operational figure per idle agent; 1.18.0 measured 13.1-13.4 MB RSS (see README).
+# The seed fleet's operational figure per idle agent; 1.18.0 measured 13.1-13.4 MB RSS (docs/pilot-facts.md).
 DEFAULT_AGENT_MEMORY_MB = 10.0
+# The most an idle pilot-daemon was measured to use (1.18.0): a budget per agent, headroom included, under it swaps.
+IDLE_AGENT_RSS_MB = 13.4
 # OS threads per daemon (7-8 measured): each counts against pid_max and TasksMax.
 THREADS_PER_AGENT = 8
 # Open file descriptors per idle daemon (15 measured with 1.18.0).
