@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--policy-config", metavar="FILE",
                        help="policy config JSON, as for `pulumi preview --policy-pack-config`")
         p.add_argument("--json", metavar="FILE", help="also write the plan (with policy results) as JSON to FILE")
+        p.add_argument("--up", action="store_true", help="judge the plan as `pulumi up` does: every value another "
+                       "resource gives resolved to the mock engine's (none unknown), where the default judges it as "
+                       "`pulumi preview` does")
     plan.add_argument("--no-policy", action="store_true", help="plan only; do not run the policy pack")
     plan.add_argument("--compare", metavar="OLD_PLAN", help="a plan written earlier with --json: name the VMs whose "
                       "settings that take effect only at their next boot this plan changes")

@@ -33,7 +33,8 @@ def _plan_and_check(args: argparse.Namespace, *, show_plan: bool, check_policy: 
     except (ProjectError, PolicyPackError, PlanFileError) as exc:
         return fail(str(exc))
     try:
-        plan = plan_program(project, args.stack, project.config.get("gcp:project", "mock-project"))
+        plan = plan_program(project, args.stack, project.config.get("gcp:project", "mock-project"),
+                            up=getattr(args, "up", False))
     except ProgramError as exc:
         return fail(f"stack {args.stack!r} of {project.directory}: {exc}")
     document = plan.to_json()

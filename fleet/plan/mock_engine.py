@@ -74,8 +74,12 @@ class Plan:
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
 
+    # "preview": values only the cloud knows are unknown, as `pulumi preview` sends them; "up": every output is the
+    # value the mock engine gives it, as `pulumi up` has them once the resources it depends on exist
+    mode: str = "preview"
+
     def to_json(self) -> dict[str, Any]:
-        return {"stack": self.stack, "project": self.project,
+        return {"stack": self.stack, "project": self.project, "mode": self.mode,
                 "resources": [r.to_json() for r in sorted(self.resources, key=lambda r: r.urn)],
                 "outputs": self.outputs}
 
@@ -151,6 +155,12 @@ class FleetMocks:
             resource_id = f"projects/{project}/regions/{state.get('region')}/instanceGroupManagers/{name}"
             state.setdefault("instanceGroup", f"https://www.googleapis.com/compute/v1/{resource_id}".replace(
                 "instanceGroupManagers", "instanceGroups"))
+        elif typ == "gcp:compute/firewallPolicy:FirewallPolicy":
+            # a hierarchical policy's name is the number the API gives it, its id "locations/global/...": a stable
+            # stand-in number from its short name
+            number = int(hashlib.sha256(str(state.get("shortName") or args.name).encode()).hexdigest(), 16) % 10**12
+            state["name"] = state["firewallPolicyId"] = str(number)
+            resource_id = f"locations/global/firewallPolicies/{number}"
         elif typ == "gcp:serviceaccount/account:Account":
             state["email"] = f"{state.get('accountId')}@{project}.iam.gserviceaccount.com"
         elif typ == "gcp:compute/instance:Instance":
@@ -242,14 +252,17 @@ def default_providers(project: PulumiProject) -> dict[str, dict[str, str]]:
     return providers
 
 
-def plan_program(project: PulumiProject, stack: str, gcp_project: str) -> Plan:
-    """Run the project's program once under mocks (preview semantics) and return what it declared."""
+def plan_program(project: PulumiProject, stack: str, gcp_project: str, *, up: bool = False) -> Plan:
+    """Run the project's program once under mocks and return what it declared: with preview semantics (a value
+    another resource gives is unknown until it exists), or with UP every output resolved to the value the mock
+    engine gives it (what `pulumi up` sends the policy pack once those resources exist)."""
     import pulumi
 
-    plan = Plan(project=project.name, stack=stack, default_providers=default_providers(project))
+    plan = Plan(project=project.name, stack=stack, default_providers=default_providers(project),
+                mode="up" if up else "preview")
     adapter, monitor = _make_monitor(FleetMocks(gcp_project), plan)
     pulumi_internals.set_stack_config(project.config, project.secret_keys)
-    pulumi.runtime.set_mocks(adapter, project=project.name, stack=stack, preview=True, monitor=monitor)
+    pulumi.runtime.set_mocks(adapter, project=project.name, stack=stack, preview=not up, monitor=monitor)
     # set_mocks registers and closes a root stack of its own; replace it with one that runs the program
     # and registers its exports at the end, as the language host does.
     pulumi_internals.reset_root_resource()

@@ -120,7 +120,8 @@ def render_plan(plan: Plan) -> str:
     walk(None, 0)
     width_t = max((len(r[0]) for r in rows), default=4)
     width_n = max((len(r[1]) for r in rows), default=4)
-    lines = [f"Plan of stack {plan.stack!r} (project {plan.project}): {len(plan.resources)} resources, "
+    mode = " as `pulumi up` resolves it" if plan.mode == "up" else ""
+    lines = [f"Plan of stack {plan.stack!r} (project {plan.project}){mode}: {len(plan.resources)} resources, "
              f"{sum(r.custom for r in plan.resources)} of them cloud resources", ""]
     lines.append(f"{'TYPE':<{width_t}}  {'NAME':<{width_n}}  KEY INPUTS")
     lines += [f"{t:<{width_t}}  {n:<{width_n}}  {k}".rstrip() for t, n, k in rows]

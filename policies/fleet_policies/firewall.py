@@ -14,6 +14,7 @@ stack's projects (the stack cannot see the resource hierarchy)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -249,6 +250,35 @@ class Level:
     rules: tuple[Rule, ...]
     vpc: bool = False
     region: str = ""  # a regional network policy's region
+    policy: str = ""  # a policy's URN
+
+
+@dataclass(frozen=True)
+class UnknownRule:
+    """A rule holding a value not known at preview, set aside alone: where it sits (the VPC rules of its network,
+    or its policies' levels: none found, any policy's), and its priority when that is known. Judged both ways: as
+    an allow of everything and as a deny of everything at its place; a verdict both agree on stands."""
+
+    name: str
+    paths: tuple[str, ...]
+    vpc: bool
+    network: NetworkRef | None = None
+    policies: tuple[str, ...] = ()
+    priority: int | None = None
+
+    def in_level(self, level: Level) -> bool:
+        if level.vpc:
+            return self.vpc
+        return not self.vpc and (not self.policies or level.policy in self.policies)
+
+    def as_rule(self, action: str) -> Rule:
+        return Rule(name=self.name, action=action, priority=self.priority if self.priority is not None else 0,
+                    layer4=(("all", ((0, pilot.MAX_PORT),)),), sources=None, other_sources=False,
+                    network=self.network)
+
+
+# What the evaluation never reads of a rule: a value of these not known at preview sets nothing aside
+UNREAD = frozenset({"description", "name", "ruleName", "logConfig", "enableLogging"})
 
 
 @dataclass(frozen=True)
@@ -265,16 +295,21 @@ class Firewall:
 
     def __init__(self, resources: Sequence[Any], networks: Networks) -> None:
         self._networks = networks
-        # rules with a value not known at preview: (name, the unknown paths, its network when known)
-        self.unknown: list[tuple[str, list[str], NetworkRef | None]] = []
+        # rules with a value not known at preview, each set aside alone
+        self.unknown: list[UnknownRule] = []
         self._vpc = [rule for r in resources if r.resource_type == FIREWALL for rule in self._read(r, _vpc_rules)]
         policies = [r for r in resources if r.resource_type in (NETWORK_POLICY, REGION_NETWORK_POLICY,
                                                                   HIERARCHICAL_POLICY)]
         rules: dict[str, list[Rule]] = {p.urn: [] for p in policies}
         for r in resources:
             if r.resource_type in (NETWORK_POLICY_RULE, REGION_NETWORK_POLICY_RULE, HIERARCHICAL_POLICY_RULE):
-                for policy in self._policy_of(r, policies):
-                    rules[policy.urn] += self._read(r, _policy_rule)
+                # a new policy's name and id are not known at preview: the rule is paired with it by reference
+                # (the engine's propertyDependencies), and its own values are read as they are
+                paired = self._policy_of(r, policies)
+                made = self._read(r, _policy_rule, {"firewallPolicy"} if paired else set(),
+                                  tuple(p.urn for p in paired))
+                for policy in paired:
+                    rules[policy.urn] += made
         self._attached: list[_Attached] = []
         organization: list[Level] = []
         folders: list[Level] = []
@@ -285,7 +320,7 @@ class Firewall:
             for policy in self._policy_of(a, policies):
                 target = known(lambda a=a: a.props.get("attachmentTarget"))
                 level = Level(f"firewall policy {policy.name}", tuple(rules[policy.urn]),
-                              region=str(known(lambda p=policy: p.props.get("region")) or ""))
+                              region=str(known(lambda p=policy: p.props.get("region")) or ""), policy=policy.urn)
                 if a.resource_type == HIERARCHICAL_POLICY_ASSOCIATION:
                     (organization if str(target).startswith("organizations/") else folders).append(level)
                     continue
@@ -294,19 +329,28 @@ class Firewall:
                     self._attached.append(_Attached(network, level))
         self._hierarchical = [*organization, *folders]
 
-    def _read(self, resource: Any, build: Any) -> list[Rule]:
-        """The rules RESOURCE makes; none, and a note in `unknown`, when a value of it is not known at preview."""
+    def _read(self, resource: Any, build: Any, paired_by_reference: set[str] | frozenset[str] = frozenset(),
+              policies: tuple[str, ...] = ()) -> list[Rule]:
+        """The rules RESOURCE makes; none, and an UnknownRule in `unknown`, when a value the evaluation reads is not
+        known at preview (PAIRED_BY_REFERENCE: values it was paired by already, by reference)."""
         read = Plain.of(resource)
-        if read.unknown:
-            self.unknown.append((resource.name, sorted(read.unknown),
-                                 network_ref(read.props.get("network"), project_of(resource))))
+        paths = sorted(p for p in read.unknown if p.split(".", 1)[0] not in UNREAD | paired_by_reference)
+        if paths:
+            vpc = resource.resource_type == FIREWALL
+            self.unknown.append(UnknownRule(
+                resource.name, tuple(paths), vpc,
+                network_ref(read.props.get("network"), project_of(resource)) if vpc else None,
+                policies, priority(read.props) if "priority" not in read.unknown else None))
             return []
         return list(build(resource, read.props))
 
     def unknown_for(self, target: Target) -> list[str]:
         """The rules that could judge TARGET but hold a value not known at preview, each with the values."""
-        return [f"firewall rule {name}'s {', '.join(paths)}" for name, paths, network in self.unknown
-                if network is None or target.network is None or network.same(target.network)]
+        return [f"firewall rule {u.name}'s {', '.join(u.paths)}" for u in self._unknown_for(target)]
+
+    def _unknown_for(self, target: Target) -> list[UnknownRule]:
+        return [u for u in self.unknown
+                if not u.vpc or u.network is None or target.network is None or u.network.same(target.network)]
 
     @staticmethod
     def _policy_of(resource: Any, policies: list[Any]) -> list[Any]:
@@ -327,10 +371,22 @@ class Firewall:
 
     def admits(self, target: Target, protocol: str, first: int, last: int, wanted: Any) -> bool | None:
         """Whether every port first..last of PROTOCOL on TARGET is reachable from every address of WANTED; None when
-        a rule that could judge it holds a value not known at preview (`unknown_for` says which)."""
-        if self.unknown_for(target):
-            return None
-        return _through(self.levels(target), target, protocol, first, last, str(wanted))
+        it depends on a rule holding a value not known at preview (`unknown_for` says which): each such rule is
+        judged as allowing everything and as denying everything at its place, and a verdict both agree on stands,
+        so an unknown rule never hides what the known ones show."""
+        levels, unknown = self.levels(target), self._unknown_for(target)
+        if not unknown:
+            return _through(levels, target, protocol, first, last, str(wanted))
+        both = [_through(_with(levels, unknown, action), target, protocol, first, last, str(wanted))
+                for action in (ALLOW, DENY)]
+        return both[0] if both[0] == both[1] else None
+
+
+def _with(levels: Sequence[Level], unknown: Sequence[UnknownRule], action: str) -> list[Level]:
+    """LEVELS with each unknown rule in its place as an ACTION of everything."""
+    return [dataclasses.replace(level, rules=(*level.rules, *(u.as_rule(action) for u in unknown
+                                                              if u.in_level(level))))
+            for level in levels]
 
 
 def _through(levels: Sequence[Level], target: Target, protocol: str, first: int, last: int, wanted: str) -> bool:

@@ -131,8 +131,9 @@ def known(read: Callable[[], Any], default: Any = None) -> Any:
 
 
 # Resources a reference may name by their API name: a group (a per-instance config's `instanceGroupManager`), a
-# network firewall policy (a rule's or an association's `firewallPolicy`, resolved in its project).
-NAMED_BY_NAME = (MIG, REGION_MIG, NETWORK_POLICY, REGION_NETWORK_POLICY)
+# network firewall policy (a rule's or an association's `firewallPolicy`, resolved in its project), a hierarchical
+# one (its name is the number the API gives it).
+NAMED_BY_NAME = (MIG, REGION_MIG, NETWORK_POLICY, REGION_NETWORK_POLICY, HIERARCHICAL_POLICY)
 
 
 def link_of(value: Any) -> str:

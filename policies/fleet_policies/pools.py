@@ -151,9 +151,10 @@ def _heal_safely(args: StackValidationArgs, report_violation: ReportViolation) -
     for template, vm in swarm.values():
         port = vm.health_port(default_port)
         target = target_of(vm)
-        if port is None or firewall.unknown_for(target):
-            continue  # a malformed port (the VM contract's check says so), or a rule not known at preview
-        missing = [r for r in pilot.HEALTH_CHECK_RANGES if not firewall.admits(target, "tcp", port, port, r)]
+        if port is None:
+            continue  # a malformed port: the VM contract's check says so
+        # a rule not known at preview is judged both ways; what it alone decides, preview-unknowns names
+        missing = [r for r in pilot.HEALTH_CHECK_RANGES if firewall.admits(target, "tcp", port, port, r) is False]
         if missing:
             report_violation(f"swarm template {template.name}: Google's health checkers ({', '.join(missing)}) "
                              f"cannot reach the supervisor on {port}/tcp; autohealing would see every VM as "

@@ -11,7 +11,12 @@ from .firewall import Firewall, target_of
 from .gce import INSTANCE, INSTANCE_FROM_MACHINE_IMAGE, INSTANCE_FROM_TEMPLATE
 from .network import Networks
 from .preview import JUDGES, NEEDS
+from .startup_scripts import boot_path_unknowns
 from .vms import EffectiveVm, effective_vms
+
+# what judges a value preview cannot: the offline plan with every output resolved, and `pulumi up` itself
+UP_JUDGES = ("`python -m fleet plan --up` judges it with the values the mock engine gives, `pulumi up` with the real "
+             "ones.")
 
 # the stack rules that judge a VM's reachability through the firewall, and the roles they judge
 FIREWALL_RULES = {"pilot-ports-open": (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM),
@@ -19,8 +24,15 @@ FIREWALL_RULES = {"pilot-ports-open": (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM),
 
 
 def _unknowns(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for name, urn, what in boot_path_unknowns(args.resources):
+        report_violation(f"{name}: {what}; {UP_JUDGES}", urn)
     firewall = Firewall(args.resources, Networks(args.resources))
     for vm in effective_vms(args.resources):
+        role_unknown = any(u in ("metadata", f"metadata.{pilot.MetadataKey.ROLE}") for u in vm.unknown)
+        if "project" in vm.unknown and (role_unknown or vm.role in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM)):
+            report_violation(f"{vm.name}: one-project-startup-script did not judge this VM at preview: its project "
+                             f"is not known, so whether that project has the fleet's startup-script cannot be "
+                             f"told; {UP_JUDGES}", vm.urn)
         for rule in (r for r in NEEDS if _judged_by(vm, r)):
             missing = vm.unknown_for(rule)
             if "network" in missing and len(missing) == 1:
@@ -30,12 +42,14 @@ def _unknowns(args: StackValidationArgs, report_violation: ReportViolation) -> N
             elif missing:
                 report_violation(f"{vm.name}: {rule} did not judge this VM at preview: "
                                  f"{', '.join(m for m in missing if m != 'network')} not known until the resources "
-                                 "it comes from exist; `pulumi up` judges it with the values.", vm.urn)
+                                 f"it comes from exist; {UP_JUDGES}", vm.urn)
             elif rule in FIREWALL_RULES and vm.role in FIREWALL_RULES[rule]:
                 rules = firewall.unknown_for(target_of(vm))
                 if rules:
-                    report_violation(f"{vm.name}: {rule} did not judge this VM at preview: {'; '.join(rules)} not "
-                                     "known until the resources they come from exist.", vm.urn)
+                    report_violation(f"{vm.name}: {rule} judged this VM at preview with {'; '.join(rules)} not "
+                                     "known until the resources they come from exist: each such rule taken as "
+                                     "allowing and as denying everything, what both agree on is judged, the rest "
+                                     f"is not; {UP_JUDGES}", vm.urn)
 
 
 def _judged_by(vm: EffectiveVm, rule: str) -> bool:

@@ -39,7 +39,7 @@ def _port(metadata: Mapping[str, Any], key: str) -> int | None:
 def _uncovered(firewall: Firewall, target: Target, protocol: str, first: int, last: int,
                wanted: Sequence[str]) -> list[str]:
     """Source ranges in `wanted` from which first..last of protocol is not reachable on `target` (firewall.py)."""
-    return [w for w in wanted if not firewall.admits(target, protocol, first, last, w)]
+    return [w for w in wanted if firewall.admits(target, protocol, first, last, w) is False]  # None: preview-unknowns
 
 
 def _registration_ranges(vms: Sequence[EffectiveVm], nets: Networks,
@@ -70,9 +70,8 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
     for vm in vms:
         metadata = vm.metadata
         role = vm.role
-        seen_as = target_of(vm)  # what firewall rules and policies match this VM by
-        if firewall.unknown_for(seen_as):
-            continue  # a rule that could judge it is not known at preview: preview-unknowns names it
+        seen_as = target_of(vm)  # what firewall rules and policies match this VM by; a rule not known at preview
+        # is judged both ways (firewall.py): what the known rules decide stands, the rest preview-unknowns names
         if role == pilot.ROLE_RENDEZVOUS:
             for what, protocol, key in (("registry", "tcp", pilot.MetadataKey.REGISTRY_PORT),
                                         ("beacon", "udp", pilot.MetadataKey.BEACON_PORT)):
@@ -86,7 +85,7 @@ def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) ->
                     report_violation(f"rendezvous {vm.name}: the {what} ({port}/{protocol}) is not open to the "
                                      f"agents' source range(s) {', '.join(missing)}.", vm.urn)
                 for swarm, subnet in registering:
-                    if not firewall.admits(seen_as, protocol, port, port, subnet):
+                    if firewall.admits(seen_as, protocol, port, port, subnet) is False:
                         report_violation(f"rendezvous {vm.name}: the {what} ({port}/{protocol}) is not open to "
                                          f"{subnet}, where swarm VM {swarm}'s agents register from (its internal "
                                          "address and alias IP range).", vm.urn)

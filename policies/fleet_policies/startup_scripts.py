@@ -49,10 +49,25 @@ GUARD_REQUIREMENTS = {
 }
 
 
+_NOT_KNOWN = object()
+
+
+def _value(props: Mapping[str, Any], key: str) -> Any:
+    """PROPS[KEY]; _NOT_KNOWN when the engine does not know it yet; None when it is not set. Which keys are set is
+    known at preview even where their values are not (iterating the proxy reads no value)."""
+    if key not in list(props):
+        return None
+    return known(lambda: props.get(key), _NOT_KNOWN)
+
+
 def _instance_scripts(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type in VM_TYPES and args.props.get("metadataStartupScript"):
+    script = _value(args.props, "metadataStartupScript") if args.resource_type in VM_TYPES else None
+    if script is _NOT_KNOWN or script:
+        # set is enough: whatever its value (one not known until another resource exists), it takes the place of
+        # the project's script on this VM
+        value = " (its value not known at preview: set at all, it is enough)" if script is _NOT_KNOWN else ""
         report_violation(
-            f"{args.name} sets metadataStartupScript: an instance-level startup script disables the fleet's "
+            f"{args.name} sets metadataStartupScript{value}: an instance-level startup script disables the fleet's "
             "project-level script on this VM. Put boot logic in startup/ (the one project-level script).", None)
     keys = script_keys(metadata_of(args.resource_type, args.props))
     if keys:
@@ -113,31 +128,60 @@ no_instance_startup_scripts = ResourceValidationPolicy(
 )
 
 
+def _key(item: Any) -> Any:
+    """A ProjectMetadataItem's key as the guest agent reads it (surrounding whitespace dropped), or _NOT_KNOWN."""
+    key = _value(item.props, "key")
+    return key if key is _NOT_KNOWN else str(key or "").strip()
+
+
+def boot_path_unknowns(resources: Sequence[Any]) -> list[tuple[str, str, str]]:
+    """(resource name, urn, what) for each project- or zone-level boot-path resource a rule could not judge at
+    preview: an item whose key is not known (it may be a second startup-script, or a shutdown-script), the
+    startup-script item's value (its guards and tuning), zonal metadata not known. preview-unknowns reports them."""
+    found = []
+    for r in resources:
+        if r.resource_type == PROJECT_METADATA_ITEM:
+            key = _key(r)
+            if key is _NOT_KNOWN:
+                found.append((r.name, r.urn, "one-project-startup-script did not judge this item at preview: its "
+                              "key is not known (it may be a second startup-script, or another script key)"))
+            elif key == pilot.MetadataKey.STARTUP_SCRIPT and _value(r.props, "value") is _NOT_KNOWN:
+                found.append((r.name, r.urn, "startup-script-guarded did not judge this item at preview: its value "
+                              "is not known (its guards and tuning cannot be read)"))
+        elif r.resource_type == INSTANCE_SETTINGS and _value(r.props, "metadata") is _NOT_KNOWN:
+            found.append((r.name, r.urn, "one-project-startup-script did not judge this zone's metadata at preview: "
+                          "it is not known (it may carry a startup-script that overrides the project's)"))
+    return found
+
+
 def _one_project_script(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    items = [r for r in args.resources if r.resource_type == PROJECT_METADATA_ITEM
-             and r.props.get("key") == pilot.MetadataKey.STARTUP_SCRIPT]
+    # an item whose key is not known is set aside (preview-unknowns names it); every other resource is judged
+    keyed = [(r, _key(r)) for r in args.resources if r.resource_type == PROJECT_METADATA_ITEM]
+    items = [r for r, key in keyed if key == pilot.MetadataKey.STARTUP_SCRIPT]
+    maybe = [r for r, key in keyed if key is _NOT_KNOWN]
     for r in args.resources:
         if r.resource_type == PROJECT_METADATA:
             report_violation(
                 f"{r.name} is a gcp.compute.ProjectMetadata resource: it owns the whole project metadata and "
                 "deletes every key it does not declare (SSH keys, OS Login settings, other teams' keys). Use one "
                 "gcp.compute.ProjectMetadataItem per key.", r.urn)
-    if not items:
+    if not items and not maybe:
         report_violation("No ProjectMetadataItem with key 'startup-script': the hosts would boot without the "
                          "fleet's boot path (no tuning, no supervisor).", None)
-    for r in args.resources:
+    for r, key in keyed:
         # the guest agent runs every script key, not startup-script alone: startup-script-url beside it,
         # shutdown-script* at every stop, user-data through cloud-init
-        key = str(r.props.get("key") or "").strip() if r.resource_type == PROJECT_METADATA_ITEM else ""
-        if key and key != pilot.MetadataKey.STARTUP_SCRIPT and script_keys({key: ""}):
+        if isinstance(key, str) and key and key != pilot.MetadataKey.STARTUP_SCRIPT and script_keys({key: ""}):
             report_violation(f"{r.name} sets the project-level {key}: the guest agent runs it on every VM beside "
                              "the fleet's one startup-script (or at every stop). Remove it.", r.urn)
+    for r in args.resources:
         if r.resource_type == INSTANCE_SETTINGS:
-            zonal = r.props.get("metadata")
-            zonal_items = zonal.get("items") if isinstance(zonal, Mapping) else None
+            zonal = known(lambda r=r: r.props.get("metadata"))
+            zonal_items = known(lambda z=zonal: z.get("items")) if isinstance(zonal, Mapping) else None
             keys = script_keys(zonal_items) if isinstance(zonal_items, Mapping) else []
             if keys:
-                report_violation(f"{r.name} sets {', '.join(keys)} as zone-level metadata ({r.props.get('zone')}): "
+                report_violation(f"{r.name} sets {', '.join(keys)} as zone-level metadata "
+                                 f"({known(lambda r=r: r.props.get('zone'), 'a zone not known at preview')}): "
                                  "zonal metadata overrides the project's for every VM in that zone, so the fleet's "
                                  "startup-script would not be the one that runs there. Remove it.", r.urn)
     # one item per project: the project is the item's own, else its provider's (two projects may each have one);
@@ -157,7 +201,11 @@ def _one_project_script(args: StackValidationArgs, report_violation: ReportViola
                                  "one may exist per project, or deploys fight over the value.", extra.urn)
     if items and not unplaced:  # an item whose project is not known may be in any VM's project
         with_script = set(by_project)
+        # an item whose key is not known may be the script of its project (of any, when that is not known either)
+        maybe_projects = {project_of(m) for m in maybe}
         for vm in effective_vms(args.resources):
+            if "" in maybe_projects or vm.project in maybe_projects:
+                continue
             if vm.role in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM) and vm.project and vm.project not in with_script:
                 report_violation(f"{vm.name} is a fleet VM in project {vm.project}, which has no 'startup-script' "
                                  f"item (the stack's are in {', '.join(sorted(with_script))}): it would boot "
@@ -285,9 +333,13 @@ def missing_guards(script: str) -> list[str]:
 
 
 def _guarded(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != PROJECT_METADATA_ITEM or args.props.get("key") != pilot.MetadataKey.STARTUP_SCRIPT:
+    if args.resource_type != PROJECT_METADATA_ITEM:
         return
-    missing = missing_guards(str(args.props.get("value") or ""))
+    key = _value(args.props, "key")
+    value = _value(args.props, "value")
+    if key is _NOT_KNOWN or str(key or "").strip() != pilot.MetadataKey.STARTUP_SCRIPT or value is _NOT_KNOWN:
+        return  # a key or value not known at preview: preview-unknowns names the item, `fleet plan --up` judges it
+    missing = missing_guards(str(value or ""))
     if missing:
         report_violation(f"The project startup-script lacks: {'; '.join(missing)}. Without them a reboot can "
                          "spawn a second fleet or hit the PID, file and socket limits the seed fleet hit.", None)
