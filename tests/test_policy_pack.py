@@ -150,6 +150,9 @@ def test_a_value_unknown_at_preview_narrows_a_rule_and_up_judges_it(tmp_path) ->
     # a project where a fleet VM runs needs one
     ("networks_and_projects", "one-project-startup-script", {"startup-script-again", "rv-third"}),
     ("networks_and_projects", "preview-unknowns", {"rv-shared-vpc"}),
+    # protocols by number ("6", "17") and sources by network tag (the VMs that carry it: a quarantine of a VM
+    # outside the fleet touches no agent, a deny from a swarm VM's tag drops its registrations)
+    ("firewall_forms", "pilot-ports-open", {"rv-deny-by-number", "rv-deny-swarm-tag"}),
 ])
 def test_scenarios_are_judged_on_the_graph(scenario: str, policy: str, named: set[str], tmp_path) -> None:
     """Each scenario program names its bad variants and its legitimate shapes in its docstring: the rule rejects

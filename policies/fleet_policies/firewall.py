@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from .gce import (
     REGION_NETWORK_POLICY_ASSOCIATION,
     REGION_NETWORK_POLICY_RULE,
     known,
+    protocol_name,
     referenced,
     truthy,
 )
@@ -95,7 +96,7 @@ def port_ranges(ports: Any) -> Iterator[tuple[int, int]]:
 def allowed(rule: Mapping[str, Any], protocol: str, first: int, last: int) -> bool:
     """Whether an ingress rule's `allows` admits every port first..last of protocol."""
     for allow in rule.get("allows") or []:
-        proto = str(allow.get("protocol", "")).lower()
+        proto = protocol_name(allow.get("protocol", ""))
         if proto not in (protocol, "all"):
             continue
         if any(lo <= first and last <= hi for lo, hi in port_ranges(allow.get("ports"))):
@@ -157,7 +158,10 @@ class Rule:
     priority: int
     layer4: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]  # (protocol, port ranges); "all" any protocol
     sources: tuple[str, ...] | None  # ranges; None: any source
-    other_sources: bool  # sources of other kinds (tags, accounts, FQDNs, regions...): never cover an outside range
+    other_sources: bool  # sources of other kinds (FQDNs, regions, address groups...): never cover an outside range
+    # a VPC rule's source tags and service accounts: traffic from the VMs that carry them (their own addresses)
+    source_tags: frozenset[str] = frozenset()
+    source_accounts: frozenset[str] = frozenset()
     network: NetworkRef | None = None  # a VPC rule's network (a policy's rules take their policy's attachment)
     target_tags: frozenset[str] = frozenset()
     target_accounts: frozenset[str] = frozenset()
@@ -181,34 +185,76 @@ class Rule:
     def _ports(self, protocol: str) -> list[tuple[int, int]]:
         return [span for proto, spans in self.layer4 if proto in (protocol, "all") for span in spans]
 
+    @property
+    def any_source(self) -> bool:
+        return self.sources is None and not self.other_sources and not self.source_tags and not self.source_accounts
+
     def covers(self, protocol: str, first: int, last: int, wanted: str) -> bool:
-        """Matches every port first..last of protocol from every address of WANTED."""
+        """Matches every port first..last of protocol from every address of WANTED (tags and accounts never cover a
+        range: they match VMs, not addresses)."""
         if not any(lo <= first and last <= hi for lo, hi in self._ports(protocol)):
             return False
-        return (self.sources is None and not self.other_sources) or covers(self.sources or [], wanted)
+        return self.any_source or covers(self.sources or [], wanted)
 
-    def touches(self, protocol: str, first: int, last: int, wanted: str) -> bool:
-        """Matches some port first..last of protocol from some address of WANTED (sources of other kinds may)."""
+    def touches(self, protocol: str, first: int, last: int, wanted: str, senders: Senders) -> bool:
+        """Matches some port first..last of protocol from some address of WANTED: a range that overlaps it, a source
+        of another kind (an FQDN, a region: any address may be one), or a tag or service account that a fleet VM
+        (SENDERS, whose traffic is what is judged) carries; a tag only VMs outside the fleet carry (a quarantine)
+        touches none of it."""
         if not any(lo <= last and first <= hi for lo, hi in self._ports(protocol)):
             return False
-        if self.sources is None or self.other_sources:
+        if self.any_source or self.other_sources:
+            return True
+        if senders.carry(self.source_tags, self.source_accounts):
             return True
         target = ipaddress.ip_network(str(wanted), strict=False)
-        return any(target.version == n.version and target.overlaps(n) for n in networks(self.sources))
+        return any(target.version == n.version and target.overlaps(n) for n in networks(self.sources or []))
+
+
+@dataclass(frozen=True)
+class Senders:
+    """The network tags and service accounts the fleet's own VMs carry: a rule whose source is one of them matches
+    the fleet's traffic. A fleet VM whose tags or account are not known at preview may carry any (UNKNOWN)."""
+
+    tags: frozenset[str] = frozenset()
+    accounts: frozenset[str] = frozenset()
+    unknown: bool = False
+
+    def carry(self, tags: frozenset[str], accounts: frozenset[str]) -> bool:
+        return bool((tags or accounts) and self.unknown) or bool(tags & self.tags or accounts & self.accounts)
+
+
+def senders_of(vms: Iterable[Any]) -> Senders:
+    """The Senders of the fleet's VMs (EffectiveVm, vms.py): every VM whose role is the rendezvous' or a swarm's,
+    or not known at preview."""
+    tags: set[str] = set()
+    accounts: set[str] = set()
+    unknown = False
+    for vm in vms:
+        role_unknown = any(u in ("metadata", f"metadata.{pilot.MetadataKey.ROLE}") for u in vm.unknown)
+        if not role_unknown and vm.role not in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM):
+            continue
+        target = target_of(vm)
+        tags |= target.tags
+        accounts |= target.service_accounts
+        unknown |= any(u.split(".", 1)[0] in ("tags", "serviceAccount") for u in vm.unknown)
+    return Senders(frozenset(tags), frozenset(accounts), unknown)
 
 
 def _layer4(entries: Any, key: str) -> tuple[tuple[str, tuple[tuple[int, int], ...]], ...]:
-    return tuple((str(e.get(key, "")).lower(), tuple(port_ranges(e.get("ports"))))
+    return tuple((protocol_name(e.get(key, "")), tuple(port_ranges(e.get("ports"))))
                  for e in entries or [] if isinstance(e, Mapping))
 
 
 def _vpc_rules(resource: Any, props: Mapping[str, Any]) -> list[Rule]:
     if not ingress_in_force(props):
         return []
-    other = bool(props.get("sourceTags") or props.get("sourceServiceAccounts"))
+    tags = frozenset(str(t) for t in props.get("sourceTags") or [])
+    accounts = frozenset(str(a) for a in props.get("sourceServiceAccounts") or [])
     ranges = props.get("sourceRanges") or []
-    sources = None if not ranges and not other else tuple(str(r) for r in ranges)
-    common = {"name": resource.name, "priority": priority(props), "sources": sources, "other_sources": other,
+    sources = None if not ranges and not tags and not accounts else tuple(str(r) for r in ranges)
+    common = {"name": resource.name, "priority": priority(props), "sources": sources, "other_sources": False,
+              "source_tags": tags, "source_accounts": accounts,
               "network": network_ref(props.get("network"), project_of(resource)),
               "target_tags": frozenset(str(t) for t in props.get("targetTags") or []),
               "target_accounts": frozenset(str(a) for a in props.get("targetServiceAccounts") or [])}
@@ -293,8 +339,9 @@ class Firewall:
     """The stack's VPC firewall rules and firewall policies, paired by reference: a policy rule with its policy
     (`firewallPolicy` holds its name, id or link), an association with its policy and its network or node."""
 
-    def __init__(self, resources: Sequence[Any], networks: Networks) -> None:
+    def __init__(self, resources: Sequence[Any], networks: Networks, senders: Senders = Senders()) -> None:
         self._networks = networks
+        self.senders = senders
         # rules with a value not known at preview, each set aside alone
         self.unknown: list[UnknownRule] = []
         self._vpc = [rule for r in resources if r.resource_type == FIREWALL for rule in self._read(r, _vpc_rules)]
@@ -376,8 +423,8 @@ class Firewall:
         so an unknown rule never hides what the known ones show."""
         levels, unknown = self.levels(target), self._unknown_for(target)
         if not unknown:
-            return _through(levels, target, protocol, first, last, str(wanted))
-        both = [_through(_with(levels, unknown, action), target, protocol, first, last, str(wanted))
+            return _through(levels, target, protocol, first, last, str(wanted), self.senders)
+        both = [_through(_with(levels, unknown, action), target, protocol, first, last, str(wanted), self.senders)
                 for action in (ALLOW, DENY)]
         return both[0] if both[0] == both[1] else None
 
@@ -389,29 +436,32 @@ def _with(levels: Sequence[Level], unknown: Sequence[UnknownRule], action: str) 
             for level in levels]
 
 
-def _through(levels: Sequence[Level], target: Target, protocol: str, first: int, last: int, wanted: str) -> bool:
+def _through(levels: Sequence[Level], target: Target, protocol: str, first: int, last: int, wanted: str,
+             senders: Senders) -> bool:
     for i, level in enumerate(levels):
-        verdict, passed_on = _verdict(level, target, protocol, first, last, wanted)
+        verdict, passed_on = _verdict(level, target, protocol, first, last, wanted, senders)
         if verdict == DENY:
             return False
         if verdict == ALLOW:
-            return not passed_on or _through(levels[i + 1:], target, protocol, first, last, wanted)
+            return not passed_on or _through(levels[i + 1:], target, protocol, first, last, wanted, senders)
     return False  # the implied deny
 
 
-def _verdict(level: Level, target: Target, protocol: str, first: int, last: int, wanted: str) -> tuple[str, bool]:
+def _verdict(level: Level, target: Target, protocol: str, first: int, last: int, wanted: str,
+             senders: Senders) -> tuple[str, bool]:
     """ALLOW, DENY or NEXT for this level, and whether some part was passed on to the next levels (goto_next)."""
     rules = [r for r in level.rules if r.applies(target)]
     if level.vpc:
         allows = [r.priority for r in rules if r.action == ALLOW and r.covers(protocol, first, last, wanted)]
         best = min(allows) if allows else None
-        if any(r.action == DENY and r.touches(protocol, first, last, wanted) and (best is None or r.priority <= best)
+        if any(r.action == DENY and r.touches(protocol, first, last, wanted, senders)
+               and (best is None or r.priority <= best)
                for r in rules):
             return DENY, False
         return (ALLOW, False) if best is not None else (NEXT, False)
     passed_on = False
     for rule in sorted(rules, key=lambda r: (r.priority, r.action != DENY)):
-        if not rule.touches(protocol, first, last, wanted):
+        if not rule.touches(protocol, first, last, wanted, senders):
             continue
         if rule.action == DENY:
             return DENY, passed_on

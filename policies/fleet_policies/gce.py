@@ -107,6 +107,16 @@ def machine_memory_mb(machine_type: str) -> int | None:
     return int(custom.group(2)) if custom else None
 
 
+# IP protocol numbers Compute Engine takes in place of a protocol's name (IANA's assignments)
+PROTOCOL_NUMBERS = {"1": "icmp", "4": "ipip", "6": "tcp", "17": "udp", "50": "esp", "51": "ah", "132": "sctp"}
+
+
+def protocol_name(value: Any) -> str:
+    """A firewall protocol as a name: "tcp", "TCP" and "6" are one protocol to Compute Engine."""
+    text = str(value if value is not None else "").strip().lower()
+    return PROTOCOL_NUMBERS.get(text, text)
+
+
 def truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes", "on")
 

@@ -147,7 +147,7 @@ def _heal_safely(args: StackValidationArgs, report_violation: ReportViolation) -
         if vm.kind in (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE) and not vm.unknown_for(HEAL) and \
                 vm.role == pilot.ROLE_SWARM:
             swarm.setdefault(vm.urn, (next(r for r in args.resources if r.urn == vm.urn), vm))
-    firewall = Firewall(args.resources, Networks(args.resources))
+    firewall = Firewall(args.resources, Networks(args.resources))  # probers carry no tag: a tag source is not theirs
     for template, vm in swarm.values():
         port = vm.health_port(default_port)
         target = target_of(vm)

@@ -17,7 +17,7 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .firewall import Firewall, Target, target_of
+from .firewall import Firewall, Target, senders_of, target_of
 from .gce import agent_target, metadata_value
 from .network import Networks
 from .policy_config import ConfigSpec, config_for, config_schema
@@ -63,8 +63,9 @@ def _registration_ranges(vms: Sequence[EffectiveVm], nets: Networks,
 def _ports_open(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     config = config_for(args.get_config(), CONFIG)
     nets = Networks(args.resources)
-    firewall = Firewall(args.resources, nets)
-    vms = [vm for vm in effective_vms(args.resources) if not vm.unknown_for(NAME)]  # else: preview-unknowns
+    every = list(effective_vms(args.resources))
+    firewall = Firewall(args.resources, nets, senders_of(every))
+    vms = [vm for vm in every if not vm.unknown_for(NAME)]  # else: preview-unknowns
     registering = _registration_ranges(vms, nets, args.resources)
     # every VM kind, and the VMs of groups whose configs override their template's metadata
     for vm in vms:
