@@ -153,6 +153,9 @@ def test_a_value_unknown_at_preview_narrows_a_rule_and_up_judges_it(tmp_path) ->
     # protocols by number ("6", "17") and sources by network tag (the VMs that carry it: a quarantine of a VM
     # outside the fleet touches no agent, a deny from a swarm VM's tag drops its registrations)
     ("firewall_forms", "pilot-ports-open", {"rv-deny-by-number", "rv-deny-swarm-tag"}),
+    # a machine image carries its source VM's machine type and metadata; a template named by its plain name or a
+    # spelled link is the template (no dependency for the engine to record)
+    ("machine_images_and_names", "agents-fit-memory", {"clone-small", "from-plain", "from-spelled"}),
 ])
 def test_scenarios_are_judged_on_the_graph(scenario: str, policy: str, named: set[str], tmp_path) -> None:
     """Each scenario program names its bad variants and its legitimate shapes in its docstring: the rule rejects

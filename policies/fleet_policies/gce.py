@@ -20,6 +20,8 @@ INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 REGION_INSTANCE_TEMPLATE = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
 INSTANCE_FROM_TEMPLATE = "gcp:compute/instanceFromTemplate:InstanceFromTemplate"
 INSTANCE_FROM_MACHINE_IMAGE = "gcp:compute/instanceFromMachineImage:InstanceFromMachineImage"
+# An image of a whole VM (its machine type, metadata, disks, network), taken from `sourceInstance`
+MACHINE_IMAGE = "gcp:compute/machineImage:MachineImage"
 MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 REGION_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 PER_INSTANCE_CONFIG = "gcp:compute/perInstanceConfig:PerInstanceConfig"
@@ -151,12 +153,36 @@ def link_of(value: Any) -> str:
     return _API_PREFIX.sub("", value.strip()) if isinstance(value, str) else ""
 
 
+# How a link to a resource is spelled by hand (what the API's self link holds after its prefix): a reference may be
+# written so instead of taken from the resource, and then the engine records no dependency to pair it by
+SPELLED = {
+    INSTANCE: "projects/{project}/zones/{zone}/instances/{name}",
+    INSTANCE_TEMPLATE: "projects/{project}/global/instanceTemplates/{name}",
+    REGION_INSTANCE_TEMPLATE: "projects/{project}/regions/{region}/instanceTemplates/{name}",
+    MACHINE_IMAGE: "projects/{project}/global/machineImages/{name}",
+}
+# Resources a reference may name by their plain name (the provider resolves it in the referrer's project)
+NAMED_PLAINLY = (INSTANCE_TEMPLATE, REGION_INSTANCE_TEMPLATE, MACHINE_IMAGE, INSTANCE)
+
+
 def _links_of(resource: Any) -> set[str]:
     """What a reference to RESOURCE may hold: its self link, its unique self link (the provider's recommendation
     for a group's template), its id; for a group also its name, which is what a per-instance config's
-    `instanceGroupManager` holds (the provider resolves it in the config's own zone or region)."""
-    keys = ["selfLink", "selfLinkUnique", "id"] + (["name"] if resource.resource_type in NAMED_BY_NAME else [])
-    return {link_of(known(lambda k=k: resource.props.get(k))) for k in keys} - {""}
+    `instanceGroupManager` holds (the provider resolves it in the config's own zone or region); for a template,
+    a machine image or an instance its link spelled from its project, place and name, and its plain name."""
+    kind = resource.resource_type
+    keys = ["selfLink", "selfLinkUnique", "id"] + (["name"] if kind in NAMED_BY_NAME + NAMED_PLAINLY else [])
+    links = {link_of(known(lambda k=k: resource.props.get(k))) for k in keys}
+    if kind in SPELLED:
+        from .network import project_of  # network.py reads its references with this module's helpers
+
+        fields = {"project": project_of(resource)}
+        for key in ("zone", "region", "name"):
+            value = known(lambda k=key: resource.props.get(k))
+            fields[key] = value if isinstance(value, str) else ""
+        if all(fields[f] for f in ("project", "zone", "region", "name") if "{" + f + "}" in SPELLED[kind]):
+            links.add(SPELLED[kind].format(**fields))
+    return links - {""}
 
 
 def referenced(resource: Any, props: Sequence[str], values: Sequence[Any], candidates: Iterable[Any]) -> list[Any]:

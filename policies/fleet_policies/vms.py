@@ -19,7 +19,10 @@ from typing import Any
 from . import facts as pilot
 from .gce import (
     DISK,
+    INSTANCE,
+    INSTANCE_FROM_MACHINE_IMAGE,
     INSTANCE_FROM_TEMPLATE,
+    MACHINE_IMAGE,
     MIG,
     PER_INSTANCE_CONFIG,
     REGION_DISK,
@@ -154,10 +157,9 @@ def _vms(resources: Sequence[Any]) -> Iterator[tuple[EffectiveVm, Any]]:
     templates = [r for r in resources if r.resource_type in TEMPLATE_TYPES]
     groups: dict[str, tuple[Any, list[Any]]] = {}
     for r in resources:
-        if r.resource_type == INSTANCE_FROM_TEMPLATE:
+        if r.resource_type in (INSTANCE_FROM_TEMPLATE, INSTANCE_FROM_MACHINE_IMAGE):
             own = read[r.urn]
-            sources = referenced(r, ["sourceInstanceTemplate"],
-                                 [known(lambda r=r: r.props.get("sourceInstanceTemplate"))], templates)
+            sources = _made_from(r, resources, templates)
             for template in sources[:1] or [None]:
                 base = read[template.urn] if template is not None else Plain(None, {}, frozenset())
                 base_md, base_unknown = base.metadata() if template is not None else ({}, frozenset())
@@ -193,6 +195,19 @@ def _vms(resources: Sequence[Any]) -> Iterator[tuple[EffectiveVm, Any]]:
                 for template in groups[group.urn][1]:
                     yield _group_vm(r.name, r.urn, r.resource_type, read, template,
                                     [read[group.urn].metadata(), read[r.urn].metadata()]), template
+
+
+def _made_from(vm: Any, resources: Sequence[Any], templates: Sequence[Any]) -> list[Any]:
+    """What an instance made from a template or a machine image takes its properties from: the template, or the
+    instance the machine image was taken from (its machine type, metadata, network), by reference."""
+    if vm.resource_type == INSTANCE_FROM_TEMPLATE:
+        return referenced(vm, ["sourceInstanceTemplate"], [known(lambda: vm.props.get("sourceInstanceTemplate"))],
+                          templates)
+    images = referenced(vm, ["sourceMachineImage"], [known(lambda: vm.props.get("sourceMachineImage"))],
+                        [r for r in resources if r.resource_type == MACHINE_IMAGE])
+    instances = [r for r in resources if r.resource_type == INSTANCE]
+    return [source for image in images[:1] for source in referenced(
+        image, ["sourceInstance"], [known(lambda i=image: i.props.get("sourceInstance"))], instances)]
 
 
 def _group_vm(name: str, urn: str, kind: str, read: Mapping[str, Plain], template: Any,
