@@ -15,7 +15,7 @@ from tests.policy_harness import PACK_DIR
 
 MANDATORY = {"no-instance-startup-scripts", "one-project-startup-script", "startup-script-guarded",
              "agents-fit-memory", "pilot-ports-open", "pools-heal-safely", "pools-keep-agent-state",
-             "rendezvous-keeps-its-registry", "rendezvous-store-snapshots"}
+             "rendezvous-keeps-its-registry", "rendezvous-store-snapshots", "types-the-pack-judges"}
 ADVISORY = {"dashboard-not-public", "no-public-ssh-rdp", "shielded-vm", "no-default-service-account",
             "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off",
             # scanner parity (policies/fleet_policies/scanner_parity.py)
@@ -156,6 +156,9 @@ def test_a_value_unknown_at_preview_narrows_a_rule_and_up_judges_it(tmp_path) ->
     # a machine image carries its source VM's machine type and metadata; a template named by its plain name or a
     # spelled link is the template (no dependency for the engine to record)
     ("machine_images_and_names", "agents-fit-memory", {"clone-small", "from-plain", "from-spelled"}),
+    # rules declared inline by a *WithRules policy, and a secure tag bound to a VM by a TagBinding (by reference)
+    ("policies_with_rules_and_tags", "pilot-ports-open", {"rv-inline-deny", "rv-tag-denied"}),
+    ("policies_with_rules_and_tags", "types-the-pack-judges", {"bulk-tags"}),
 ])
 def test_scenarios_are_judged_on_the_graph(scenario: str, policy: str, named: set[str], tmp_path) -> None:
     """Each scenario program names its bad variants and its legitimate shapes in its docstring: the rule rejects

@@ -161,6 +161,10 @@ class FleetMocks:
             number = int(hashlib.sha256(str(state.get("shortName") or args.name).encode()).hexdigest(), 16) % 10**12
             state["name"] = state["firewallPolicyId"] = str(number)
             resource_id = f"locations/global/firewallPolicies/{number}"
+        elif typ == "gcp:tags/tagValue:TagValue":
+            # a tag value is named by the number the API gives it
+            number = int(hashlib.sha256(str(state.get("shortName") or args.name).encode()).hexdigest(), 16) % 10**12
+            state["name"] = resource_id = f"tagValues/{number}"
         elif typ == "gcp:serviceaccount/account:Account":
             state["email"] = f"{state.get('accountId')}@{project}.iam.gserviceaccount.com"
         elif typ == "gcp:compute/instance:Instance":

@@ -26,12 +26,17 @@ from .gce import (
     HIERARCHICAL_POLICY,
     HIERARCHICAL_POLICY_ASSOCIATION,
     HIERARCHICAL_POLICY_RULE,
+    INSTANCE,
+    INSTANCE_FROM_MACHINE_IMAGE,
+    INSTANCE_FROM_TEMPLATE,
     NETWORK_POLICY,
     NETWORK_POLICY_ASSOCIATION,
     NETWORK_POLICY_RULE,
     REGION_NETWORK_POLICY,
     REGION_NETWORK_POLICY_ASSOCIATION,
     REGION_NETWORK_POLICY_RULE,
+    TAG_BINDINGS,
+    WITH_RULES,
     known,
     protocol_name,
     referenced,
@@ -44,7 +49,7 @@ from .network import (
     project_of,
     zone_region,
 )
-from .preview import Plain
+from .preview import UNKNOWN, Plain
 
 WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
@@ -123,6 +128,7 @@ class Target:
     service_accounts: frozenset[str]
     secure_tags: frozenset[str] = frozenset()
     region: str = ""
+    urn: str = ""  # the VM's resource: tag bindings name it
 
 
 def target_of(vm: Any) -> Target:
@@ -136,7 +142,7 @@ def target_of(vm: Any) -> Target:
     tag_list = props.get("tags")
     region = zone_region(props.get("zone")) or str(props.get("region") or "")
     return Target(vm.network, frozenset(str(t) for t in tag_list) if isinstance(tag_list, list) else frozenset(),
-                  frozenset(emails), frozenset(secure), region)
+                  frozenset(emails), frozenset(secure), region, vm.urn)
 
 
 ALLOW, DENY, NEXT = "allow", "deny", "goto_next"
@@ -346,8 +352,11 @@ class Firewall:
         self.unknown: list[UnknownRule] = []
         self._vpc = [rule for r in resources if r.resource_type == FIREWALL for rule in self._read(r, _vpc_rules)]
         policies = [r for r in resources if r.resource_type in (NETWORK_POLICY, REGION_NETWORK_POLICY,
-                                                                  HIERARCHICAL_POLICY)]
+                                                                  HIERARCHICAL_POLICY, *WITH_RULES)]
         rules: dict[str, list[Rule]] = {p.urn: [] for p in policies}
+        for policy in (p for p in policies if p.resource_type in WITH_RULES):
+            rules[policy.urn] += self._inline_rules(policy)
+        self._bound = _tag_bindings(resources)
         for r in resources:
             if r.resource_type in (NETWORK_POLICY_RULE, REGION_NETWORK_POLICY_RULE, HIERARCHICAL_POLICY_RULE):
                 # a new policy's name and id are not known at preview: the rule is paired with it by reference
@@ -391,9 +400,32 @@ class Firewall:
             return []
         return list(build(resource, read.props))
 
+    def _inline_rules(self, policy: Any) -> list[Rule]:
+        """The rules a *WithRules policy declares in its own `rules`; each holding an unknown value set aside alone
+        (the whole list not known: one unknown rule of the policy)."""
+        read = Plain.of(policy)
+        if "rules" in read.unknown:
+            self.unknown.append(UnknownRule(policy.name, ("rules",), False, None, (policy.urn,)))
+            return []
+        made = []
+        for i, rule in enumerate(read.props.get("rules") or []):
+            paths = sorted(p for p in read.unknown if p.startswith(f"rules.{i}.")
+                           and p.split(".")[2] not in UNREAD)
+            if paths or not isinstance(rule, Mapping):
+                known_priority = f"rules.{i}.priority" not in read.unknown and isinstance(rule, Mapping)
+                self.unknown.append(UnknownRule(f"{policy.name} rule {i}", tuple(paths), False, None, (policy.urn,),
+                                                priority(rule) if known_priority else None))
+                continue
+            made += _policy_rule(policy, rule)
+        return made
+
     def unknown_for(self, target: Target) -> list[str]:
         """The rules that could judge TARGET but hold a value not known at preview, each with the values."""
-        return [f"firewall rule {u.name}'s {', '.join(u.paths)}" for u in self._unknown_for(target)]
+        found = [f"firewall rule {u.name}'s {', '.join(u.paths)}" for u in self._unknown_for(target)]
+        bound = self._bound.get(target.urn)
+        if bound is not None and bound.unknown:
+            found.append(f"the secure tag bound to it by {', '.join(bound.unknown)}")
+        return found
 
     def _unknown_for(self, target: Target) -> list[UnknownRule]:
         return [u for u in self.unknown
@@ -421,12 +453,32 @@ class Firewall:
         it depends on a rule holding a value not known at preview (`unknown_for` says which): each such rule is
         judged as allowing everything and as denying everything at its place, and a verdict both agree on stands,
         so an unknown rule never hides what the known ones show."""
+        bound = self._bound.get(target.urn)
+        if bound is not None:
+            target = dataclasses.replace(target, secure_tags=target.secure_tags | bound.tags)
         levels, unknown = self.levels(target), self._unknown_for(target)
-        if not unknown:
+        maybe_tagged = bound is not None and bool(bound.unknown)
+        if not unknown and not maybe_tagged:
             return _through(levels, target, protocol, first, last, str(wanted), self.senders)
-        both = [_through(_with(levels, unknown, action), target, protocol, first, last, str(wanted), self.senders)
-                for action in (ALLOW, DENY)]
+        both = []
+        for action in (ALLOW, DENY):  # every unknown taken as admitting, then as refusing
+            judged = _with(levels, unknown, action)
+            if maybe_tagged:  # a rule targeting a secure tag the VM may carry applies when that is worse/better
+                judged = _maybe_tagged(judged, target, action)
+            both.append(_through(judged, target, protocol, first, last, str(wanted), self.senders))
         return both[0] if both[0] == both[1] else None
+
+
+def _maybe_tagged(levels: Sequence[Level], target: Target, action: str) -> list[Level]:
+    """LEVELS for a VM bound to secure tags not known at preview: a policy rule targeting secure tags it is not
+    known to carry may apply; taken as admitting (ACTION allow) it applies when it is not a deny, taken as refusing
+    only when it is one."""
+    def may(rule: Rule) -> bool:
+        return bool(rule.target_secure_tags) and not rule.target_secure_tags & target.secure_tags
+
+    return [dataclasses.replace(level, rules=tuple(
+        dataclasses.replace(r, target_secure_tags=frozenset()) if may(r) and ((r.action == DENY) == (action == DENY))
+        else r for r in level.rules)) for level in levels]
 
 
 def _with(levels: Sequence[Level], unknown: Sequence[UnknownRule], action: str) -> list[Level]:
@@ -473,3 +525,29 @@ def _verdict(level: Level, target: Target, protocol: str, first: int, last: int,
                 return NEXT, False
             passed_on = True
     return NEXT, passed_on
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The secure tags bound to one VM by TagBinding/LocationTagBinding resources, and the bindings whose tag value
+    is not known at preview."""
+
+    tags: frozenset[str] = frozenset()
+    unknown: tuple[str, ...] = ()
+
+
+def _tag_bindings(resources: Sequence[Any]) -> dict[str, Bound]:
+    """VM urn -> the secure tags bound to it: each binding paired with its VM by reference (its `parent` holds the
+    VM's numeric id, so the engine's dependency pairs it), its `tagValue` the tag value's name ("tagValues/N")."""
+    vms = [r for r in resources if r.resource_type in (INSTANCE, INSTANCE_FROM_TEMPLATE, INSTANCE_FROM_MACHINE_IMAGE)]
+    found: dict[str, Bound] = {}
+    for binding in resources:
+        if binding.resource_type not in TAG_BINDINGS:
+            continue
+        parent = known(lambda b=binding: b.props.get("parent"))
+        value = known(lambda b=binding: b.props.get("tagValue"), UNKNOWN)
+        for vm in referenced(binding, ["parent"], [parent], vms):
+            was = found.get(vm.urn, Bound())
+            found[vm.urn] = Bound(was.tags | ({str(value)} if value is not UNKNOWN and value else set()),
+                                  was.unknown + ((binding.name,) if value is UNKNOWN else ()))
+    return found

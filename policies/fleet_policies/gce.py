@@ -43,6 +43,12 @@ REGION_NETWORK_POLICY_ASSOCIATION = \
 HIERARCHICAL_POLICY = "gcp:compute/firewallPolicy:FirewallPolicy"
 HIERARCHICAL_POLICY_RULE = "gcp:compute/firewallPolicyRule:FirewallPolicyRule"
 HIERARCHICAL_POLICY_ASSOCIATION = "gcp:compute/firewallPolicyAssociation:FirewallPolicyAssociation"
+# Firewall policies that declare their rules inline (`rules`), hierarchical, global and regional
+WITH_RULES = ("gcp:compute/firewallPolicyWithRules:FirewallPolicyWithRules",
+              "gcp:compute/networkFirewallPolicyWithRules:NetworkFirewallPolicyWithRules",
+              "gcp:compute/regionNetworkFirewallPolicyWithRules:RegionNetworkFirewallPolicyWithRules")
+# Secure tags bound to a resource (a VM: firewall-policy rules target it by them)
+TAG_BINDINGS = ("gcp:tags/tagBinding:TagBinding", "gcp:tags/locationTagBinding:LocationTagBinding")
 PROJECT_METADATA = "gcp:compute/projectMetadata:ProjectMetadata"
 PROJECT_METADATA_ITEM = "gcp:compute/projectMetadataItem:ProjectMetadataItem"
 # Zone-level metadata: it overrides the project's metadata for every VM in its zone.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
+from .coverage import types_the_pack_judges
 from .hardening import ADVISORY_POLICIES
 from .memory_fit import agents_fit_memory
 from .pools import pools_heal_safely, pools_keep_agent_state
@@ -25,5 +26,6 @@ MANDATORY_POLICIES: list[Policy] = [
     pools_keep_agent_state,
     rendezvous_keeps_its_registry,
     rendezvous_store_snapshots,
+    types_the_pack_judges,
 ]
 POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES, *SCANNER_POLICIES, preview_unknowns]
