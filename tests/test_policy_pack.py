@@ -144,8 +144,9 @@ def test_a_value_unknown_at_preview_narrows_a_rule_and_up_judges_it(tmp_path) ->
     ("firewall_policies", "pilot-ports-open",
      {"rv-deny-first", "rv-regional-deny", "rv-folder-deny", "rv-goto-next-closed"}),
     # a network is a project and a name: a rule on another project's same-named network does not open it; a VM
-    # on a Shared VPC subnetwork this stack does not declare is not judged on a guess
-    ("networks_and_projects", "pilot-ports-open", {"rv-other-project"}),
+    # on a Shared VPC subnetwork this stack does not declare is not judged on a guess; a subnetwork is read in the
+    # interface's subnetworkProject, and a partial link in the VM's own project
+    ("networks_and_projects", "pilot-ports-open", {"rv-other-project", "rv-subnet-project", "rv-partial-closed"}),
     # one startup-script item per project: two projects may each have theirs, a second in one project may not, and
     # a project where a fleet VM runs needs one
     ("networks_and_projects", "one-project-startup-script", {"startup-script-again", "rv-third"}),

@@ -22,8 +22,9 @@ from .preview import UNKNOWN
 # A network's `networkFirewallPolicyEnforcementOrder` when unset (the API's default): VPC rules first.
 DEFAULT_ENFORCEMENT_ORDER = "AFTER_CLASSIC_FIREWALL"
 
-_NETWORK_LINK = re.compile(r"^projects/([^/]+)/global/networks/([^/]+)$")
-_SUBNET_LINK = re.compile(r"^projects/([^/]+)/regions/([^/]+)/subnetworks/([^/]+)$")
+# Links as the API takes them, whole or partial (no project: the referrer's, as the API resolves it)
+_NETWORK_LINK = re.compile(r"^(?:projects/([^/]+)/)?global/networks/([^/]+)$")
+_SUBNET_LINK = re.compile(r"^(?:projects/([^/]+)/)?regions/([^/]+)/subnetworks/([^/]+)$")
 
 
 def project_of(resource: Any) -> str:
@@ -58,7 +59,7 @@ def network_ref(value: Any, project: str) -> NetworkRef | None:
     link = link_of(value)
     match = _NETWORK_LINK.match(link)
     if match:
-        return NetworkRef(match.group(1), match.group(2))
+        return NetworkRef(match.group(1) or project, match.group(2))
     return NetworkRef(project, link.rsplit("/", 1)[-1]) if "/" not in link else None
 
 
@@ -82,7 +83,7 @@ class Networks:
             name = known(lambda s=subnet: s.props.get("name"))
             if spelled and name == spelled.group(3) and \
                     known(lambda s=subnet: s.props.get("region")) in (spelled.group(2), None) and \
-                    project_of(subnet) in (spelled.group(1), ""):
+                    project_of(subnet) in (spelled.group(1) or project, ""):
                 return subnet
             if "/" not in link and name == link and project_of(subnet) in (project, ""):
                 return subnet
@@ -98,17 +99,18 @@ class Networks:
         if nic.get("network") not in (None, ""):
             return network_ref(nic.get("network"), project)
         if nic.get("subnetwork") not in (None, ""):
-            subnet = self.subnet(resource, nic.get("subnetwork"), project)
+            where = _subnet_project(nic, project)
+            subnet = self.subnet(resource, nic.get("subnetwork"), where)
             if subnet is None:
                 return None
-            return network_ref(known(lambda: subnet.props.get("network")), project_of(subnet) or project)
+            return network_ref(known(lambda: subnet.props.get("network")), project_of(subnet) or where)
         return NetworkRef(project, "default") if isinstance(nics, list) else None
 
     def subnet_range(self, resource: Any, props: Mapping[str, Any], project: str) -> str | None:
         """The primary range of the declared subnetwork a VM's first interface is on."""
         nics = props.get("networkInterfaces")
         nic = nics[0] if isinstance(nics, list) and nics and isinstance(nics[0], Mapping) else {}
-        subnet = self.subnet(resource, nic.get("subnetwork"), project)
+        subnet = self.subnet(resource, nic.get("subnetwork"), _subnet_project(nic, project))
         value = known(lambda: subnet.props.get("ipCidrRange")) if subnet is not None else None
         return value if isinstance(value, str) else None
 
@@ -119,6 +121,13 @@ class Networks:
                 order = known(lambda n=network: n.props.get("networkFirewallPolicyEnforcementOrder"))
                 return str(order or DEFAULT_ENFORCEMENT_ORDER)
         return DEFAULT_ENFORCEMENT_ORDER
+
+
+def _subnet_project(nic: Mapping[str, Any], project: str) -> str:
+    """The project an interface's subnetwork is read in: its `subnetworkProject` (a Shared VPC host's), else the
+    VM's."""
+    value = nic.get("subnetworkProject")
+    return value if isinstance(value, str) and value else project
 
 
 def zone_region(zone: Any) -> str:

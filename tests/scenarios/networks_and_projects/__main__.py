@@ -10,6 +10,11 @@ Rendezvous VMs, each judged by `pilot-ports-open` on the rules of its own networ
   say which rules reach it, so it is not judged (preview-unknowns says so), never rejected on a guess.
 - "rv-host": on host-project's pilot-net through a subnetwork declared with the host provider, opened by a rule
   made with that provider (its project from the provider): accepted.
+- "rv-subnet-project": on subnetwork "sub-y" of its `subnetworkProject`, host-project, whose network nothing
+  opens; svc-project has an open subnetwork of the same name, which it is not on: rejected;
+- "rv-partial-open": on "regions/us-central1/subnetworks/sub-y", a partial link read in its own project
+  (svc-project's open sub-y): accepted; "rv-partial-closed": the same form to svc-project's sub-z on a network
+  nothing opens: rejected.
 Startup scripts: one item in svc-project and one in host-project (one per project: accepted); a second item in
 svc-project ("startup-script-again"), and "rv-third", a rendezvous in third-project, which has no item: rejected by
 `one-project-startup-script`."""
@@ -54,3 +59,18 @@ rendezvous("rv-third", {"network": own.self_link}, project="third-project")
 ProjectStartupScript("startup-script", ProjectStartupScriptArgs(project="svc-project"))
 ProjectStartupScript("host-startup-script", ProjectStartupScriptArgs(project="host-project"))
 ProjectStartupScript("startup-script-again", ProjectStartupScriptArgs(project="svc-project"))
+
+open_net = gcp.compute.Network("open-net", name="open-net", auto_create_subnetworks=False)
+gcp.compute.Firewall("open-open-net", network=open_net.name, allows=OPEN, source_ranges=["0.0.0.0/0"])
+gcp.compute.Subnetwork("svc-sub-y", name="sub-y", region="us-central1", ip_cidr_range="10.9.0.0/20",
+                       network=open_net.id)
+closed_net = gcp.compute.Network("closed-net", name="closed-net", auto_create_subnetworks=False)
+gcp.compute.Subnetwork("svc-sub-z", name="sub-z", region="us-central1", ip_cidr_range="10.10.0.0/20",
+                       network=closed_net.id)
+host_closed = gcp.compute.Network("host-closed-net", name="host-closed-net", auto_create_subnetworks=False,
+                                  opts=ON_HOST)
+gcp.compute.Subnetwork("host-sub-y", name="sub-y", region="us-central1", ip_cidr_range="10.11.0.0/20",
+                       network=host_closed.id, opts=ON_HOST)
+rendezvous("rv-subnet-project", {"subnetwork": "sub-y", "subnetwork_project": "host-project"})
+rendezvous("rv-partial-open", {"subnetwork": "regions/us-central1/subnetworks/sub-y"})
+rendezvous("rv-partial-closed", {"subnetwork": "regions/us-central1/subnetworks/sub-z"})
