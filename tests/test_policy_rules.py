@@ -122,6 +122,25 @@ PROLOGUE, TUNING = guard_parts.PROLOGUE, guard_parts.TUNING
 # the guards present but skipped: after an unconditional exit, or inside a heredoc that only prints them
 GUARDS_AFTER_EXIT = PROLOGUE.replace('mkdir -p "${RUN_DIR}"\n', 'mkdir -p "${RUN_DIR}"\nexit 0\n') + TUNING
 GUARDS_IN_HEREDOC = ("#!/bin/bash\nset -euo pipefail\ncat <<'X'\n" + PROLOGUE.split("\n", 2)[2] + "X\n" + TUNING)
+# the guard rule reads the script as bash does (policies/fleet_policies/shell.py), so each of these is caught:
+APPLY = "sysctl -q -p /etc/sysctl.d/60-pilot.conf\n"
+GUARD_TRICKS = {
+    # the keys are data in a heredoc: the call that applies them deleted, or commented out
+    "the tuning's apply deleted": PROLOGUE + TUNING.replace(APPLY, ""),
+    "the tuning's apply commented out": PROLOGUE + TUNING.replace(APPLY, "# " + APPLY),
+    "the tuning applied only under a condition": PROLOGUE + TUNING.replace(APPLY, "[[ -n ${TUNE:-} ]] && " + APPLY),
+    # a command run inside an argument or an assignment before the lock
+    "a command inside an allowed mkdir": PROLOGUE.replace('mkdir -p "${RUN_DIR}"',
+                                                          'mkdir -p "$(touch /x; echo /run/a)"') + TUNING,
+    "a command inside a prologue assignment": PROLOGUE.replace('RUN_DIR="/run/pilot-fleet"',
+                                                               'RUN_DIR="/run/$(id -u)"') + TUNING,
+    # the once-per-boot exit under a condition of its own
+    "the exit nested under a condition": PROLOGUE.replace("  exit 0\n", "  if [[ -n ${X:-} ]]; then exit 0; fi\n")
+    + TUNING,
+    # the lock released on the boot path
+    "the lock closed after the marker check": PROLOGUE + "exec 9>&-\n" + TUNING,
+    "the lock unlocked in a function the boot path calls": PROLOGUE + "unlock() {\n  flock -u 9\n}\nunlock\n" + TUNING,
+}
 TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 ITEM = "gcp:compute/projectMetadataItem:ProjectMetadataItem"
@@ -171,6 +190,10 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
                                 {("startup-script-guarded", "startup-script")}),
     "guards only in comments": (set_input("startup-script", ":ProjectMetadataItem", "value", COMMENTED_ONLY),
                                 {("startup-script-guarded", "startup-script")}),
+    **{trick: (set_input("startup-script", ":ProjectMetadataItem", "value", script),
+               {("startup-script-guarded", "startup-script")}) for trick, script in GUARD_TRICKS.items()},
+    "the lock released only in a function nothing calls": (set_input(
+        "startup-script", ":ProjectMetadataItem", "value", PROLOGUE + "unlock() {\n  flock -u 9\n}\n" + TUNING), set()),
     "swarm over memory budget": (metadata("swarm-3", pilot_target_agents="2000"),
                                  {("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}),
     # for the one release both names are written, an old supervisor reads the old one: it counts too

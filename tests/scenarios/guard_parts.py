@@ -16,7 +16,7 @@ if [[ -e "${BOOT_MARKER}" ]]; then
   exit 0
 fi
 """
-# Every kernel key and unit limit the guard rule requires, written as a VM would write them.
+# Every kernel key and unit limit the guard rule requires, written as a VM would write them, and the keys applied.
 TUNING = """cat >/etc/sysctl.d/60-pilot.conf <<TUNING
 kernel.pid_max = 4194304
 fs.file-max = 2097152
@@ -26,6 +26,7 @@ net.core.wmem_max = 16777216
 net.ipv4.udp_mem = 4096 87380 16777216
 net.ipv4.ip_local_reserved_ports = 10000-12999
 TUNING
+sysctl -q -p /etc/sysctl.d/60-pilot.conf
 printf '[Service]\\nTasksMax=infinity\\nLimitNOFILE=1048576\\n' >/etc/systemd/system/pilot-agents.service.d/50.conf
 """
 DONE = 'touch "${BOOT_MARKER}"\n'
