@@ -156,7 +156,7 @@ def test_a_value_unknown_at_preview_narrows_a_rule_and_up_judges_it(tmp_path) ->
     ("firewall_forms", "pilot-ports-open", {"rv-deny-by-number", "rv-deny-swarm-tag"}),
     # a machine image carries its source VM's machine type and metadata; a template named by its plain name or a
     # spelled link is the template (no dependency for the engine to record)
-    ("machine_images_and_names", "agents-fit-memory", {"clone-small", "from-plain", "from-spelled"}),
+    ("machine_images_and_names", "agents-fit-memory", {"clone-small", "from-plain", "from-spelled", "from-partial"}),
     # rules declared inline by a *WithRules policy, and a secure tag bound to a VM by a TagBinding (by reference)
     ("policies_with_rules_and_tags", "pilot-ports-open", {"rv-inline-deny", "rv-tag-denied"}),
     ("policies_with_rules_and_tags", "types-the-pack-judges", {"bulk-tags"}),

@@ -187,7 +187,8 @@ def _links_of(resource: Any) -> set[str]:
             value = known(lambda k=key: resource.props.get(k))
             fields[key] = value if isinstance(value, str) else ""
         if all(fields[f] for f in ("project", "zone", "region", "name") if "{" + f + "}" in SPELLED[kind]):
-            links.add(SPELLED[kind].format(**fields))
+            spelled = SPELLED[kind].format(**fields)
+            links |= {spelled, spelled.split("/", 2)[2]}  # whole, and partial (the referrer's project)
     return links - {""}
 
 

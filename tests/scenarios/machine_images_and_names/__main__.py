@@ -6,6 +6,7 @@ to record). Each such VM runs the source's agent target on its own machine type 
 - "clone-small": a clone of swarm-src (3,000 agents) onto an e2-standard-4;
 - "from-plain": an instance from the template named "swarm-tpl" onto an e2-standard-4;
 - "from-spelled": the same, the template's link spelled as projects/P/global/instanceTemplates/swarm-tpl;
+- "from-partial": the same, as a partial link global/instanceTemplates/swarm-tpl (read in its own project);
 and accept "swarm-src", "clone-same" (the source's own machine type) and the template itself."""
 
 import pulumi_gcp as gcp
@@ -27,3 +28,5 @@ gcp.compute.InstanceFromTemplate("from-plain", zone="us-central1-a", machine_typ
                                  source_instance_template="swarm-tpl")
 gcp.compute.InstanceFromTemplate("from-spelled", zone="us-central1-a", machine_type="e2-standard-4",
                                  source_instance_template="projects/scenario-project/global/instanceTemplates/swarm-tpl")
+gcp.compute.InstanceFromTemplate("from-partial", zone="us-central1-a", machine_type="e2-standard-4",
+                                 source_instance_template="global/instanceTemplates/swarm-tpl")
