@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.components.rendezvous import install_source_metadata
+from fleet.components.fleet import install_source_metadata
 from fleet.config.model import RendezvousConfig
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases

@@ -134,7 +134,7 @@ def test_region_defaults_to_the_zone_region() -> None:
 
 
 def test_the_rendezvous_builds_from_the_pinned_source_unless_a_release_is_set() -> None:
-    from fleet.components.rendezvous import install_source_metadata
+    from fleet.components.fleet import install_source_metadata
     from fleet.facts.rendezvous_build import build_table
 
     pinned = build_table().sources[build_table().default_source]

@@ -1,5 +1,6 @@
 """The fleet: the root component of everything the program declares, built from a validated FleetConfig, and the
-stack outputs it registers (fleet/outputs.py, the one schema monitoring and `fleet verify` read)."""
+stack outputs it registers (fleet/outputs.py, the one schema monitoring and `fleet verify` read). It is the one
+place the config models meet the components: each component takes keyword-only typed arguments of its own."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from fleet.components.service_account import FleetServiceAccount, ServiceAccount
 from fleet.components.startup_script import ProjectStartupScript, ProjectStartupScriptArgs
 from fleet.components.swarm_host import SwarmHost, SwarmHostArgs
 from fleet.components.swarm_pool import SwarmPool, SwarmPoolArgs
-from fleet.components.swarm_vm import Registration, SwarmVmArgs
-from fleet.config.model import FleetConfig, SwarmVmConfig
+from fleet.components.swarm_vm import AgentVm, Registration, SwarmVmArgs
+from fleet.config.model import FleetConfig, RendezvousConfig, SwarmVmConfig
 from fleet.facts import pilot
+from fleet.facts.rendezvous_build import build_table
 from fleet.outputs import SCHEMA_VERSION, HostOutput, PoolOutput, PortsOutput, StackOutputs
 
 
@@ -25,8 +27,27 @@ def fleet_labels(cfg: FleetConfig) -> dict[str, str]:
     return {"app": pilot.PROJECT_NAME, "stack": stack, "managed-by": "pulumi", **cfg.labels}
 
 
-def registration(cfg: FleetConfig, vm: SwarmVmConfig) -> Registration:
-    return Registration(addresses=cfg.registration_addresses(vm), alias_prefix=cfg.alias_prefix(vm))
+def agent_vm(cfg: FleetConfig, vm: SwarmVmConfig) -> AgentVm:
+    """A swarm host's or pool's VM as the components take it: the config's values, resolved."""
+    return AgentVm(
+        name=vm.name, machine_type=vm.machine_type, target_agents=vm.target_agents,
+        max_target_agents=cfg.budget(vm).max_agents(), pilot_version=vm.pilot_version,
+        base_udp_port=vm.base_udp_port, spawn_parallelism=vm.spawn_parallelism,
+        round_delay_seconds=vm.round_delay_seconds, gogc=vm.gogc, rollout_max_unavailable=vm.rollout_max_unavailable,
+        peer_source_ranges=list(vm.peer_source_ranges), disk_gb=vm.disk_gb, state_disk_gb=vm.state_disk_gb,
+        registration=Registration(addresses=cfg.registration_addresses(vm), alias_prefix=cfg.alias_prefix(vm)))
+
+
+def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:
+    """Where the rendezvous VM gets its binary (by the VM contract's field names): the prebuilt release when set,
+    else the pinned source (config validation allows one of the two)."""
+    if rv.release:
+        return {"release_url": rv.release.url, "release_sha256": rv.release.sha256}
+    if not rv.source:
+        return {}
+    source = build_table().sources[rv.source]
+    return {"source_commit": source.commit, "source_url": source.url, "source_digest": source.tree_sha256,
+            "go_version": source.go}
 
 
 class Fleet(pulumi.ComponentResource):
@@ -50,8 +71,15 @@ class Fleet(pulumi.ComponentResource):
         swarm_sa = FleetServiceAccount("pilot-swarm-vm", ServiceAccountArgs(project=project), child)
         rv = cfg.rendezvous
         self.rendezvous = Rendezvous(rv.name, RendezvousArgs(
-            project=project, region=cfg.gcp.region, zone=cfg.rendezvous_zone, store_zones=cfg.store_zones, spec=rv,
-            pilot_version=cfg.pilot_version, network=network.network, subnetwork=network.subnetwork,
+            project=project, region=cfg.gcp.region, zone=cfg.rendezvous_zone, store_zones=cfg.store_zones,
+            machine_type=rv.machine_type, disk_gb=rv.disk_gb, store_disk_gb=rv.store_disk_gb,
+            store_from_snapshot=rv.store_from_snapshot, snapshot_every_hours=rv.store_snapshots.every_hours,
+            snapshot_retention_days=rv.store_snapshots.retention_days,
+            new_registrations_per_minute=rv.new_registrations_per_minute, registry_port=rv.ports.registry,
+            beacon_port=rv.ports.beacon, dashboard_port=rv.ports.dashboard,
+            agent_source_ranges=list(rv.agent_source_ranges), operator_ranges=list(rv.operator_ranges),
+            install_source=install_source_metadata(rv), start_fresh=rv.start_fresh, pilot_version=cfg.pilot_version,
+            network=network.network, subnetwork=network.subnetwork,
             service_account_email=rendezvous_sa.email, labels=labels, agent_reach=cfg.agent_reach,
             interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key), child)
         swarm = SwarmVmArgs(
@@ -60,13 +88,11 @@ class Fleet(pulumi.ComponentResource):
             new_registrations_per_minute=rv.new_registrations_per_minute, health_threshold=cfg.alert_threshold,
             network=network.network, subnetwork=network.subnetwork, service_account_email=swarm_sa.email,
             labels=labels, interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key)
-        self.hosts = [SwarmHost(h.name, SwarmHostArgs(
-            fleet=swarm, spec=h, zone=cfg.zone_of(h.zone), max_target_agents=cfg.budget(h).max_agents(),
-            registration=registration(cfg, h)), child) for h in cfg.swarm_hosts]
+        self.hosts = [SwarmHost(h.name, SwarmHostArgs(fleet=swarm, vm=agent_vm(cfg, h), zone=cfg.zone_of(h.zone)),
+                                child) for h in cfg.swarm_hosts]
         self.pools = [SwarmPool(p.name, SwarmPoolArgs(
-            fleet=swarm, spec=p, zones=cfg.zones_of(p), region=cfg.gcp.region,
-            max_target_agents=cfg.budget(p).max_agents(), registration=registration(cfg, p)), child)
-            for p in cfg.swarm_pools]
+            fleet=swarm, vm=agent_vm(cfg, p), size=p.size, max_unavailable=p.unavailable(len(cfg.zones_of(p))),
+            zones=cfg.zones_of(p), region=cfg.gcp.region), child) for p in cfg.swarm_pools]
         self.outputs = self._outputs(cfg)
         self.register_outputs(self.outputs.exports())
 

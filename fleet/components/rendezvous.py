@@ -9,24 +9,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fleet.components.instance import FleetVm, internal_ip
-from fleet.config.model import RendezvousConfig
 from fleet.facts import names, pilot
-from fleet.facts.rendezvous_build import build_table
 from fleet.vm_contract import metadata
-
-
-def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:
-    """Where the VM gets its rendezvous binary (by the VM contract's field names): the prebuilt release when set (it
-    wins), else the pinned source.
-
-    Config validation guarantees one of the two."""
-    if rv.release:
-        return {"release_url": rv.release.url, "release_sha256": rv.release.sha256}
-    if not rv.source:
-        return {}
-    source = build_table().sources[rv.source]
-    return {"source_commit": source.commit, "source_url": source.url, "source_digest": source.tree_sha256,
-            "go_version": source.go}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +19,21 @@ class RendezvousArgs:
     region: str
     zone: str  # where the VM runs now: the rendezvous' zone, or its activeZone
     store_zones: Sequence[str]  # one: a zonal store disk; two: regional, replicated across them
-    spec: RendezvousConfig
+    machine_type: str
+    disk_gb: int
+    store_disk_gb: int
+    store_from_snapshot: str | None  # a snapshot the store disk is recreated from (its name changes with it)
+    snapshot_every_hours: int
+    snapshot_retention_days: int
+    new_registrations_per_minute: int
+    registry_port: int
+    beacon_port: int
+    dashboard_port: int
+    agent_source_ranges: Sequence[str]
+    operator_ranges: Sequence[str]
+    # where the VM gets its binary, by the VM contract's field names: a pinned source, or a prebuilt release
+    install_source: Mapping[str, str]
+    start_fresh: bool
     pilot_version: str
     network: pulumi.Input[str]
     subnetwork: pulumi.Input[str]
@@ -70,13 +68,13 @@ class Rendezvous(pulumi.ComponentResource):
     def _store(self, name: str) -> pulumi.Output[str]:
         """The registry's -store disk: zonal, or regional across the rendezvous' zone and its failoverZone, with its
         snapshot schedule (what losing the disk costs); recreated from `storeFromSnapshot` when that is set."""
-        args, rv = self.args, self.args.spec
+        args = self.args
         child = pulumi.ResourceOptions(parent=self)
         # recreated from a snapshot, the disk takes a name of its own: the new one is created before the old one goes
-        disk_name = names.store_disk(name, rv.store_from_snapshot)
-        common = {"name": disk_name, "project": args.project, "size": rv.store_disk_gb,
+        disk_name = names.store_disk(name, args.store_from_snapshot)
+        common = {"name": disk_name, "project": args.project, "size": args.store_disk_gb,
                   "type": pilot.DISK_TYPE, "labels": dict(args.labels),
-                  **({"snapshot": rv.store_from_snapshot} if rv.store_from_snapshot else {})}
+                  **({"snapshot": args.store_from_snapshot} if args.store_from_snapshot else {})}
         key = args.disk_kms_key
         schedule = self._snapshot_schedule(name)
         policy = {"resource_name": names.store_snapshots(name), "name": schedule.name, "project": args.project,
@@ -96,11 +94,11 @@ class Rendezvous(pulumi.ComponentResource):
         return disk.self_link
 
     def _snapshot_schedule(self, name: str) -> gcp.compute.ResourcePolicy:
-        args, every = self.args, self.args.spec.store_snapshots
+        args, every = self.args, self.args.snapshot_every_hours
         hours = gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleHourlyScheduleArgs(
-            hours_in_cycle=every.every_hours, start_time="00:00") if every.every_hours < 24 else None
+            hours_in_cycle=every, start_time="00:00") if every < 24 else None
         daily = gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleDailyScheduleArgs(
-            days_in_cycle=1, start_time="00:00") if every.every_hours == 24 else None
+            days_in_cycle=1, start_time="00:00") if every == 24 else None
         return gcp.compute.ResourcePolicy(
             names.store_snapshots(name), name=names.store_snapshots(name), project=args.project, region=args.region,
             description="the rendezvous' registry store disk: snapshots for the loss of the disk",
@@ -108,14 +106,14 @@ class Rendezvous(pulumi.ComponentResource):
                 schedule=gcp.compute.ResourcePolicySnapshotSchedulePolicyScheduleArgs(hourly_schedule=hours,
                                                                                       daily_schedule=daily),
                 retention_policy=gcp.compute.ResourcePolicySnapshotSchedulePolicyRetentionPolicyArgs(
-                    max_retention_days=every.retention_days, on_source_disk_delete="KEEP_AUTO_SNAPSHOTS"),
+                    max_retention_days=args.snapshot_retention_days, on_source_disk_delete="KEEP_AUTO_SNAPSHOTS"),
                 snapshot_properties=gcp.compute.ResourcePolicySnapshotSchedulePolicySnapshotPropertiesArgs(
                     storage_locations=args.region, labels=dict(args.labels))),
             opts=pulumi.ResourceOptions(parent=self))
 
     def _vm(self, name: str) -> None:
         """The VM, its reserved addresses and its store disk; sets external_ip and internal_ip."""
-        args, rv = self.args, self.args.spec
+        args = self.args
         child = pulumi.ResourceOptions(parent=self)
         # Agents are configured with this address: it must survive stop/start and re-creation of the VM, and a
         # failover moves it to the VM in the other zone.
@@ -131,21 +129,21 @@ class Rendezvous(pulumi.ComponentResource):
         # The registry's -store lives on its own disk so it outlives the VM and its boot disk (and, regional, a zone).
         store = self._store(name)
         instance = FleetVm(
-            name=name, machine_type=rv.machine_type, zone=args.zone, project=args.project,
+            name=name, machine_type=args.machine_type, zone=args.zone, project=args.project,
             subnetwork=args.subnetwork, network=args.interface_network, kms_key=args.disk_kms_key,
             service_account_email=args.service_account_email,
             metadata=metadata(pilot.ROLE_RENDEZVOUS, {
                 "version": args.pilot_version,
                 "store_device": pilot.STORE_DEVICE,
-                "new_registrations_per_minute": str(rv.new_registrations_per_minute),
-                "registry_port": str(rv.ports.registry),
-                "beacon_port": str(rv.ports.beacon),
-                "dashboard_port": str(rv.ports.dashboard),
-                **install_source_metadata(rv),
-                **({"start_fresh": "true"} if rv.start_fresh else {}),
+                "new_registrations_per_minute": str(args.new_registrations_per_minute),
+                "registry_port": str(args.registry_port),
+                "beacon_port": str(args.beacon_port),
+                "dashboard_port": str(args.dashboard_port),
+                **args.install_source,
+                **({"start_fresh": "true"} if args.start_fresh else {}),
             }),
             labels={**args.labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[names.FLEET_TAG, names.RENDEZVOUS_TAG],
-            disk_gb=rv.disk_gb, nat_ip=address.address,
+            disk_gb=args.disk_gb, nat_ip=address.address,
             network_ip=self.internal_address.address if self.internal_address else None,
             attached_disks=[gcp.compute.InstanceAttachedDiskArgs(
                 source=store, device_name=pilot.STORE_DEVICE, force_attach=len(args.store_zones) > 1 or None)],
@@ -157,11 +155,11 @@ class Rendezvous(pulumi.ComponentResource):
         self.internal_ip = internal_ip(instance)
 
     def _firewalls(self, name: str) -> None:
-        args, rv = self.args, self.args.spec
+        args = self.args
         rules = [
-            ("registry", "tcp", rv.ports.registry, rv.agent_source_ranges, "Pilot registry from agents"),
-            ("beacon", "udp", rv.ports.beacon, rv.agent_source_ranges, "Pilot beacon from agents"),
-            ("dashboard", "tcp", rv.ports.dashboard, rv.operator_ranges, "Dashboard and JSON API from operators"),
+            ("registry", "tcp", args.registry_port, args.agent_source_ranges, "Pilot registry from agents"),
+            ("beacon", "udp", args.beacon_port, args.agent_source_ranges, "Pilot beacon from agents"),
+            ("dashboard", "tcp", args.dashboard_port, args.operator_ranges, "Dashboard and JSON API from operators"),
         ]
         for what, protocol, port, ranges, why in rules:
             if not ranges:  # an empty source list would mean 0.0.0.0/0 to GCP: declare no rule instead

@@ -4,14 +4,13 @@ rolling updates and the spreading over zones; the fleet supplies the template an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
 
-from fleet.components.swarm_vm import Registration, SwarmVmArgs, agent_ports_firewall, swarm_vm
-from fleet.config.model import SwarmPoolConfig
+from fleet.components.swarm_vm import AgentVm, SwarmVmArgs, agent_ports_firewall, swarm_vm
 from fleet.facts import names, pilot
 
 # A metadata-only change of the template (a new target, daemon version, pacing) is applied to the pool's VMs in
@@ -23,17 +22,17 @@ MINIMAL_ACTION = "REFRESH"
 @dataclass(frozen=True, kw_only=True)
 class SwarmPoolArgs:
     fleet: SwarmVmArgs
-    spec: SwarmPoolConfig
+    vm: AgentVm  # each of its VMs
+    size: int
+    max_unavailable: int  # VMs a rolling update takes down at once
     zones: Sequence[str]  # one: a zonal group; more: a regional group across them
     region: str
-    max_target_agents: int  # its machine's memory budget
-    registration: Registration = field(default_factory=Registration)
 
 
 def _group(name: str, args: SwarmPoolArgs, template: pulumi.Output[str], health: pulumi.Output[str],
            opts: pulumi.ResourceOptions) -> gcp.compute.InstanceGroupManager | gcp.compute.RegionInstanceGroupManager:
     """The managed group, zonal or regional: the same declaration, in the API's two shapes."""
-    spec, zones = args.spec, list(args.zones)
+    vm, zones = args.vm, list(args.zones)
     regional = len(zones) > 1
     api = gcp.compute.RegionInstanceGroupManager if regional else gcp.compute.InstanceGroupManager
     prefix = "RegionInstanceGroupManager" if regional else "InstanceGroupManager"
@@ -43,12 +42,12 @@ def _group(name: str, args: SwarmPoolArgs, template: pulumi.Output[str], health:
         {"zone": zones[0]}
     update: dict[str, Any] = {
         "type": "PROACTIVE", "minimal_action": MINIMAL_ACTION, "most_disruptive_allowed_action": "REPLACE",
-        "replacement_method": "RECREATE", "max_surge_fixed": 0, "max_unavailable_fixed": spec.unavailable(len(zones)),
+        "replacement_method": "RECREATE", "max_surge_fixed": 0, "max_unavailable_fixed": args.max_unavailable,
         # a stateful regional group does not move VMs between zones (their disks are zonal)
         **({"instance_redistribution_type": "NONE"} if regional else {})}
     return api(
-        name, name=name, project=args.fleet.project, base_instance_name=name, target_size=spec.size,
-        description=f"{spec.size} x {spec.target_agents} agents", **where,
+        name, name=name, project=args.fleet.project, base_instance_name=name, target_size=args.size,
+        description=f"{args.size} x {vm.target_agents} agents", **where,
         versions=[arg["Version"](instance_template=template, name="primary")],
         # Each VM's agent state disk is stateful: kept when autohealing or a rolling update recreates the VM (under
         # its own name, so no surge), never deleted with it.
@@ -65,12 +64,12 @@ class SwarmPool(pulumi.ComponentResource):
     def __init__(self, name: str, args: SwarmPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pilot-fleet:fleet:SwarmPool", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        fleet, spec, tag = args.fleet, args.spec, names.swarm_tag(name)
+        fleet, vm, tag = args.fleet, args.vm, names.swarm_tag(name)
         self.zones = list(args.zones)
         # role and per-VM agent target as metadata attributes; the project-level script does the rest
-        template = swarm_vm(fleet, spec, self.zones[0], args.max_target_agents, {pilot.POOL_LABEL: name},
-                            state_disk_gb=spec.state_disk_gb, registration=args.registration).declare_template(self)
-        agent_ports_firewall(fleet, spec, self)
+        template = swarm_vm(fleet, vm, zone=self.zones[0], labels={pilot.POOL_LABEL: name},
+                            state_disk_gb=vm.state_disk_gb).declare_template(self)
+        agent_ports_firewall(fleet, vm, self)
         # The supervisor's /healthz: 200 once running >= target x threshold, and while its paced start-up
         # (bounded by the registry's new-identity rate) is still on schedule.
         health = gcp.compute.HealthCheck(

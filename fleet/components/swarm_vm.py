@@ -5,13 +5,12 @@ agents' UDP tunnel ports."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
 
 from fleet.components.instance import FleetVm
-from fleet.config.model import SwarmVmConfig
 from fleet.facts import names, pilot
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import metadata
@@ -46,57 +45,79 @@ class Registration:
     alias_prefix: int | None = None
 
 
-def swarm_metadata(fleet: SwarmVmArgs, spec: SwarmVmConfig, max_target_agents: int,
-                   registration: Registration = Registration()) -> dict[str, pulumi.Input[str]]:
-    """The swarm attributes (fleet/vm_contract.py SWARM_ATTRIBUTES) of one VM of SPEC; MAX_TARGET_AGENTS is its
-    machine's memory budget (FleetConfig.budget), which the VM also holds a live target to."""
-    version = spec.pilot_version or fleet.pilot_version  # a pool's or host's own release: a canary, a rollback
+@dataclass(frozen=True, kw_only=True)
+class AgentVm:
+    """One swarm VM as its components declare it (a host's, or each of a pool's): what it runs and how it paces its
+    agents. The fleet fills it from the validated config (fleet/components/fleet.py)."""
+
+    name: str
+    machine_type: str
+    target_agents: int
+    max_target_agents: int  # its machine's memory budget, which the VM also holds a live target to
+    pilot_version: str | None  # its own daemon version (a canary, a rollback); None: the fleet's
+    base_udp_port: int
+    spawn_parallelism: int
+    round_delay_seconds: float
+    gogc: int
+    rollout_max_unavailable: float
+    peer_source_ranges: Sequence[str]
+    disk_gb: int
+    state_disk_gb: int
+    registration: Registration = field(default_factory=lambda: Registration())
+
+    @property
+    def last_udp_port(self) -> int:
+        return self.base_udp_port + self.target_agents - 1
+
+
+def swarm_metadata(fleet: SwarmVmArgs, vm: AgentVm) -> dict[str, pulumi.Input[str]]:
+    """The swarm attributes (fleet/vm_contract.py SWARM_ATTRIBUTES) of VM."""
+    version = vm.pilot_version or fleet.pilot_version  # a pool's or host's own release: a canary, a rollback
     return metadata(pilot.ROLE_SWARM, {
         "version": version,
         "daemon_release": releases()[version].attribute(),
-        "target_agents": str(spec.target_agents),
-        "max_target_agents": str(max_target_agents),
+        "target_agents": str(vm.target_agents),
+        "max_target_agents": str(vm.max_target_agents),
         "registry": fleet.registry,
         "beacon": fleet.beacon,
-        "base_udp_port": str(spec.base_udp_port),
-        "spawn_parallelism": str(spec.spawn_parallelism),
-        "round_delay_seconds": f"{spec.round_delay_seconds:g}",
+        "base_udp_port": str(vm.base_udp_port),
+        "spawn_parallelism": str(vm.spawn_parallelism),
+        "round_delay_seconds": f"{vm.round_delay_seconds:g}",
         "new_registrations_per_minute": str(fleet.new_registrations_per_minute),
-        "gogc": str(spec.gogc),
+        "gogc": str(vm.gogc),
         "health_port": str(pilot.SUPERVISOR_HEALTH_PORT),
         "health_threshold": f"{fleet.health_threshold:g}",
-        "rollout_max_unavailable": f"{spec.rollout_max_unavailable:g}",
-        "registration_addresses": str(registration.addresses),
+        "rollout_max_unavailable": f"{vm.rollout_max_unavailable:g}",
+        "registration_addresses": str(vm.registration.addresses),
         # the agents' identities live on their own disk, which outlives the VM
         "state_device": pilot.STATE_DEVICE,
     })
 
 
-def swarm_vm(fleet: SwarmVmArgs, spec: SwarmVmConfig, zone: str, max_target_agents: int,
-             labels: Mapping[str, str] | None = None,
+def swarm_vm(fleet: SwarmVmArgs, vm: AgentVm, *, zone: str, labels: Mapping[str, str] | None = None,
              attached_disks: Sequence[gcp.compute.InstanceAttachedDiskArgs] = (),
-             state_disk_gb: int | None = None, registration: Registration = Registration()) -> FleetVm:
+             state_disk_gb: int | None = None) -> FleetVm:
     """The VM of a swarm host (its state disk attached), or the template of a pool's VMs (each VM's state disk made
     with it): hardened, tagged for its own firewall rules."""
     return FleetVm(
-        name=spec.name, machine_type=spec.machine_type, zone=zone, project=fleet.project,
+        name=vm.name, machine_type=vm.machine_type, zone=zone, project=fleet.project,
         subnetwork=fleet.subnetwork, network=fleet.interface_network, kms_key=fleet.disk_kms_key,
         service_account_email=fleet.service_account_email,
-        metadata=swarm_metadata(fleet, spec, max_target_agents, registration),
+        metadata=swarm_metadata(fleet, vm),
         labels={**fleet.labels, "role": pilot.ROLE_SWARM, **(labels or {})},
-        tags=[names.FLEET_TAG, names.swarm_tag(spec.name)], disk_gb=spec.disk_gb, attached_disks=list(attached_disks),
-        state_disk_gb=state_disk_gb, alias_prefix=registration.alias_prefix,
+        tags=[names.FLEET_TAG, names.swarm_tag(vm.name)], disk_gb=vm.disk_gb, attached_disks=list(attached_disks),
+        state_disk_gb=state_disk_gb, alias_prefix=vm.registration.alias_prefix,
     )
 
 
-def agent_ports_firewall(fleet: SwarmVmArgs, spec: SwarmVmConfig, parent: pulumi.Resource) -> gcp.compute.Firewall:
+def agent_ports_firewall(fleet: SwarmVmArgs, vm: AgentVm, parent: pulumi.Resource) -> gcp.compute.Firewall:
     """Exactly the VM's agents' UDP tunnel ports, from the peers' ranges."""
-    name = spec.name
+    name = vm.name
     return gcp.compute.Firewall(
         names.agents_rule(name), name=names.agents_rule(name), project=fleet.project,
         network=fleet.network, direction="INGRESS",
-        description=f"Pilot tunnel ports of {name}'s {spec.target_agents} agents per VM.",
-        allows=[gcp.compute.FirewallAllowArgs(protocol="udp", ports=[f"{spec.base_udp_port}-{spec.last_udp_port}"])],
-        source_ranges=list(spec.peer_source_ranges), target_tags=[names.swarm_tag(name)],
+        description=f"Pilot tunnel ports of {name}'s {vm.target_agents} agents per VM.",
+        allows=[gcp.compute.FirewallAllowArgs(protocol="udp", ports=[f"{vm.base_udp_port}-{vm.last_udp_port}"])],
+        source_ranges=list(vm.peer_source_ranges), target_tags=[names.swarm_tag(name)],
         opts=pulumi.ResourceOptions(parent=parent),
     )
