@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import subprocess
 import sys
@@ -196,6 +197,36 @@ class Fleet:
         for host in self.hosts:
             subprocess.run(["ip", "netns", "del", host.namespace], check=False, capture_output=True)
         subprocess.run(["ip", "netns", "del", self.bridge_namespace], check=False, capture_output=True)
+
+
+def journal(host: Host, unit: str, since: float) -> Iterator[tuple[float, str]]:
+    """(when, message) of UNIT's journal entries on HOST since SINCE (epoch seconds). journalctl takes whole seconds:
+    it is asked from the second SINCE falls in (rounding to the nearest one dropped the first round of a scale-up half
+    the time, and a cold start measured a round short), and the entries before SINCE are left out here."""
+    out = host.run("journalctl", "--no-pager", "-o", "json", "-u", unit, f"--since=@{math.floor(since)}").stdout
+    for line in out.splitlines():
+        entry = json.loads(line)
+        message, when = entry.get("MESSAGE"), int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+        if isinstance(message, str) and when >= since:
+            yield when, message
+
+
+def supervisor_events(host: Host, event: str, since: float) -> list[dict[str, Any]]:
+    """The supervisor's journal events named EVENT on HOST since SINCE (epoch seconds), each with its time as
+    "when"."""
+    return [{**json.loads(message), "when": when} for when, message in journal(host, "pilot-agents.service", since)
+            if f'"event": "{event}"' in message]
+
+
+def registrations(fleet: Fleet, since: float) -> list[tuple[float, str, str]]:
+    """(when, mode, listen address) of every registration the fleet's rendezvous logged since SINCE (epoch
+    seconds)."""
+    found = []
+    for when, message in journal(fleet.rendezvous, "pilot-rendezvous.service", since):
+        if '"registered node"' in message:
+            fields = json.loads(message)
+            found.append((when, fields["mode"], fields["listen"]))
+    return found
 
 
 def wait_for(what: Callable[[], bool], timeout: float, message: str, poll: float = 0.2) -> float:

@@ -40,7 +40,7 @@ from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import REGISTRATION_LAG_SECONDS, MetadataKey
 from testbed.supervisor_harness import release_with, script_with
-from testbed.vm_fleet import Fleet, fleet_of, plan_stack, wait_for
+from testbed.vm_fleet import Fleet, fleet_of, plan_stack, registrations, supervisor_events, wait_for
 from testbed.vm_host import Host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="system containers need root")
@@ -553,28 +553,6 @@ def phase_a_rendezvous_failover_to_the_other_zone_keeps_every_agent(fleet: Fleet
 
 # The scenario: each phase starts from the state the previous one left, so they run as one test, in this order,
 # each reported with its time; the first that fails ends the scenario and names itself.
-def _journal(host: Host, unit: str, since: float) -> Iterator[tuple[float, str]]:
-    """(when, message) of UNIT's journal entries since SINCE (epoch seconds). journalctl takes whole seconds: it is
-    asked from the second SINCE falls in (rounding to the nearest one dropped the first round of a scale-up half the
-    time, and a cold start measured a round short), and the entries before SINCE are left out here."""
-    out = host.run("journalctl", "--no-pager", "-o", "json", "-u", unit, f"--since=@{math.floor(since)}").stdout
-    for line in out.splitlines():
-        entry = json.loads(line)
-        message, when = entry.get("MESSAGE"), int(entry["__REALTIME_TIMESTAMP"]) / 1e6
-        if isinstance(message, str) and when >= since:
-            yield when, message
-
-
-def _registrations(fleet: Fleet, since: float) -> list[tuple[float, str, str]]:
-    """(when, mode, listen address) of every registration the rendezvous logged since SINCE (epoch seconds)."""
-    found = []
-    for when, message in _journal(fleet.rendezvous, "pilot-rendezvous.service", since):
-        if '"registered node"' in message:
-            fields = json.loads(message)
-            found.append((when, fields["mode"], fields["listen"]))
-    return found
-
-
 # A daemon whose registry went away registers again by itself within a keepalive interval (30 s at the pinned
 # commit, docs/pilot-facts.md): so long after a rendezvous start, its agents' re-registrations are done.
 REREGISTERED_WITHIN = 30.0 + 5.0
@@ -586,8 +564,8 @@ def _last_registration(fleet: Fleet, host: Host, addresses: list[str]) -> float:
     re-registrations every agent makes by itself after the rendezvous started. Too early an answer fails the phase
     (a fresh identity refused), never passes it."""
     since = time.time() - 900
-    new = [when for when, _, listen in _registrations(fleet, since) if listen.rsplit(":", 1)[0] in addresses]
-    started = [event["when"] for event in _journal_events(host, "agent-started", since)]
+    new = [when for when, _, listen in registrations(fleet, since) if listen.rsplit(":", 1)[0] in addresses]
+    started = [event["when"] for event in supervisor_events(host, "agent-started", since)]
     mono = int(fleet.rendezvous.unit("pilot-rendezvous.service", "ExecMainStartTimestampMonotonic")
                ["ExecMainStartTimestampMonotonic"]) / 1e6
     rendezvous_started = time.time() - (time.monotonic() - mono)
@@ -632,11 +610,11 @@ def phase_fresh_identities_register_from_two_addresses_in_the_planned_time(fleet
     began = time.time()
     host.change_metadata({MetadataKey.TARGET_AGENTS: str(target)})
     wait_for(lambda: host.registered_agents() == target, 600, "the fresh identities did not all register")
-    new = [(when, listen) for when, mode, listen in _registrations(fleet, began - 1) if mode == "new_node"]
+    new = [(when, listen) for when, mode, listen in registrations(fleet, began - 1) if mode == "new_node"]
     base = int(a[MetadataKey.BASE_UDP_PORT])
     assert sorted(int(listen.rsplit(":", 1)[1]) - base for _, listen in new) == list(range(first, target)), new
     assert fleet.refusals() == 0
-    starts = _journal_events(host, "agent-started", began)
+    starts = supervisor_events(host, "agent-started", began)
     assert sorted(e["index"] for e in starts if e["fresh_identity"]) == list(range(first, target)), starts
     took = max(when for when, _ in new) - min(e["time"] for e in starts)
     predicted = vm_cold_start(pacing)
@@ -717,8 +695,8 @@ def phase_a_registry_restart_during_a_scale_up_costs_no_refusal(fleet: Fleet) ->
     restarted = fleet.rendezvous.run("systemctl", "restart", "pilot-rendezvous.service", timeout=60)
     assert restarted.returncode == 0, restarted.stderr
     wait_for(lambda: host.registered_agents() == target, 300, "the scale-up did not finish after the restart")
-    new = [when for when, mode, _ in _registrations(fleet, began - 1) if mode == "new_node"]
-    starts = _journal_events(host, "agent-started", began)
+    new = [when for when, mode, _ in registrations(fleet, began - 1) if mode == "new_node"]
+    starts = supervisor_events(host, "agent-started", began)
     took, predicted = max(new) - min(e["time"] for e in starts), vm_cold_start(pacing)
     print(f"scale-up {TARGET} -> {target} with a registry restart: {took:.1f} s, planner {predicted:.1f} s "
           f"({took / predicted:.2f}x)")
@@ -726,12 +704,6 @@ def phase_a_registry_restart_during_a_scale_up_costs_no_refusal(fleet: Fleet) ->
     assert predicted / 1.1 <= took <= predicted * 1.1
     host.change_metadata({MetadataKey.TARGET_AGENTS: str(TARGET)})
     wait_for(lambda: len(host.agent_pids()) == TARGET, 120, "the host did not come back to its target")
-
-
-def _journal_events(host: Host, event: str, since: float) -> list[dict[str, Any]]:
-    """The supervisor's journal events named EVENT since SINCE (epoch seconds), each with its time as "when"."""
-    return [{**json.loads(message), "when": when} for when, message in _journal(host, "pilot-agents.service", since)
-            if f'"event": "{event}"' in message]
 
 
 PHASES: list[Callable[..., None]] = [
