@@ -15,9 +15,10 @@ from tests.policy_harness import PACK_DIR
 
 MANDATORY = {"no-instance-startup-scripts", "one-project-startup-script", "startup-script-guarded",
              "agents-fit-memory", "pilot-ports-open", "pools-heal-safely", "pools-keep-agent-state",
-             "rendezvous-keeps-its-registry", "rendezvous-store-snapshots", "types-the-pack-judges"}
+             "rendezvous-keeps-its-registry", "rendezvous-store-snapshots", "types-the-pack-judges", "no-private-keys"}
 ADVISORY = {"dashboard-not-public", "no-public-ssh-rdp", "shielded-vm", "no-default-service-account",
             "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off",
+            "registry-not-plaintext-over-internet",
             # scanner parity (policies/fleet_policies/scanner_parity.py)
             "os-login-not-overridden", "no-ip-forwarding", "no-public-ip", "disk-customer-key", "no-default-network",
             "no-all-ports-open",

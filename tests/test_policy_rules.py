@@ -141,6 +141,8 @@ GUARD_TRICKS = {
     "the lock closed after the marker check": PROLOGUE + "exec 9>&-\n" + TUNING,
     "the lock unlocked in a function the boot path calls": PROLOGUE + "unlock() {\n  flock -u 9\n}\nunlock\n" + TUNING,
 }
+# the form of one, not a key: its body is not a valid key
+PEM_KEY = "-----BEGIN EC PRIVATE KEY-----\nbm90IGEga2V5LCBvbmx5IGl0cyBmb3Jt\n-----END EC PRIVATE KEY-----"
 TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 ITEM = "gcp:compute/projectMetadataItem:ProjectMetadataItem"
@@ -194,6 +196,20 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
                {("startup-script-guarded", "startup-script")}) for trick, script in GUARD_TRICKS.items()},
     "the lock released only in a function nothing calls": (set_input(
         "startup-script", ":ProjectMetadataItem", "value", PROLOGUE + "unlock() {\n  flock -u 9\n}\n" + TUNING), set()),
+    # private keys never in metadata or a startup script (key_material.py); a Secret Manager name is a reference
+    "a PEM key in instance metadata": (metadata("swarm-1", tls_key=PEM_KEY), {("no-private-keys", "swarm-1")}),
+    "a service-account key file in project metadata": (
+        add(ITEM, "sa-key", {"key": "sa", "value": '{"type": "service_account", "private_key": "' + PEM_KEY + '"}'}),
+        {("no-private-keys", "sa-key")}),
+    "a value under a secret's name": (metadata("swarm-2", db_password="hunter2"), {("no-private-keys", "swarm-2")}),
+    "a Secret Manager name is not the key": (
+        metadata("swarm-2", registry_tls_key_secret="projects/p-1/secrets/registry-key/versions/latest"), set()),
+    "a PEM key written by the startup script": (set_input(
+        "startup-script", ":ProjectMetadataItem", "value", PROLOGUE + TUNING + "cat >/etc/k.pem <<K\n" + PEM_KEY
+        + "\nK\n"), {("no-private-keys", "startup-script")}),
+    # agents that register with a public registry address over plaintext: an advisory
+    "a public registry over plaintext": (metadata("swarm-3", pilot_registry="203.0.113.5:9000"),
+                                         {("registry-not-plaintext-over-internet", "swarm-3")}),
     "swarm over memory budget": (metadata("swarm-3", pilot_target_agents="2000"),
                                  {("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}),
     # for the one release both names are written, an old supervisor reads the old one: it counts too

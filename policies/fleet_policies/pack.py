@@ -6,6 +6,7 @@ from pulumi_policy import Policy
 
 from .coverage import types_the_pack_judges
 from .hardening import ADVISORY_POLICIES
+from .key_material import no_private_keys, registry_not_plaintext_over_internet
 from .memory_fit import agents_fit_memory
 from .pools import pools_heal_safely, pools_keep_agent_state
 from .preview_unknowns import preview_unknowns
@@ -27,5 +28,7 @@ MANDATORY_POLICIES: list[Policy] = [
     rendezvous_keeps_its_registry,
     rendezvous_store_snapshots,
     types_the_pack_judges,
+    no_private_keys,
 ]
-POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES, *SCANNER_POLICIES, preview_unknowns]
+POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES, registry_not_plaintext_over_internet,
+                          *SCANNER_POLICIES, preview_unknowns]
