@@ -153,8 +153,9 @@ def test_a_value_unknown_at_preview_narrows_a_rule_and_up_judges_it(tmp_path) ->
     ("networks_and_projects", "one-project-startup-script", {"startup-script-again", "rv-third"}),
     ("networks_and_projects", "preview-unknowns", {"rv-shared-vpc"}),
     # protocols by number ("6", "17") and sources by network tag (the VMs that carry it: a quarantine of a VM
-    # outside the fleet touches no agent, a deny from a swarm VM's tag drops its registrations)
-    ("firewall_forms", "pilot-ports-open", {"rv-deny-by-number", "rv-deny-swarm-tag"}),
+    # outside the fleet touches no agent, a deny from a swarm VM's tag drops its registrations); one rule's sources
+    # together; destination ranges, judged to the safe side
+    ("firewall_forms", "pilot-ports-open", {"rv-deny-by-number", "rv-deny-swarm-tag", "rv-allow-elsewhere"}),
     # a machine image carries its source VM's machine type and metadata; a template named by its plain name or a
     # spelled link is the template (no dependency for the engine to record)
     ("machine_images_and_names", "agents-fit-memory", {"clone-small", "from-plain", "from-spelled", "from-partial"}),

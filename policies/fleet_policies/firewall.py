@@ -65,9 +65,11 @@ def networks(ranges: Any) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
 def covers(sources: Sequence[Any], wanted: Any) -> bool:
-    """Whether one of the ranges in `sources` contains the network `wanted` (no union of several)."""
+    """Whether the ranges in `sources` together contain the network `wanted` (0.0.0.0/1 and 128.0.0.0/1 are the
+    whole of IPv4, as one rule's source list)."""
     target = ipaddress.ip_network(str(wanted), strict=False)
-    return any(target.version == s.version and target.subnet_of(s) for s in networks(sources))  # type: ignore[arg-type]
+    same = [s for s in networks(sources) if s.version == target.version]
+    return any(target.subnet_of(s) for s in ipaddress.collapse_addresses(same))  # type: ignore[arg-type]
 
 
 def opens_to_world(rule: Mapping[str, Any]) -> bool:
@@ -129,6 +131,8 @@ class Target:
     secure_tags: frozenset[str] = frozenset()
     region: str = ""
     urn: str = ""  # the VM's resource: tag bindings name it
+    addresses: frozenset[str] = frozenset()  # its internal and external addresses, where the program sets them
+    all_addresses: bool = False  # every address it has is among them (none left for Compute Engine to give)
 
 
 def target_of(vm: Any) -> Target:
@@ -141,11 +145,24 @@ def target_of(vm: Any) -> Target:
     secure = {str(v) for v in tags.values()} if isinstance(tags, Mapping) else set()
     tag_list = props.get("tags")
     region = zone_region(props.get("zone")) or str(props.get("region") or "")
+    nics = props.get("networkInterfaces")
+    nic = nics[0] if isinstance(nics, list) and nics and isinstance(nics[0], Mapping) else {}
+    given = [nic.get("networkIp"), *(c.get("natIp") if isinstance(c, Mapping) else None
+                                      for c in nic.get("accessConfigs") or [])]
+    addresses = frozenset(a for a in given if isinstance(a, str) and _is_ip(a))
     return Target(vm.network, frozenset(str(t) for t in tag_list) if isinstance(tag_list, list) else frozenset(),
-                  frozenset(emails), frozenset(secure), region, vm.urn)
+                  frozenset(emails), frozenset(secure), region, vm.urn, addresses, len(addresses) == len(given))
 
 
 ALLOW, DENY, NEXT = "allow", "deny", "goto_next"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def priority(rule: Mapping[str, Any]) -> int:
@@ -173,8 +190,24 @@ class Rule:
     target_accounts: frozenset[str] = frozenset()
     target_secure_tags: frozenset[str] = frozenset()
     target_networks: tuple[NetworkRef, ...] = ()
+    destinations: tuple[str, ...] | None = None  # an ingress rule's destination ranges; None: any address of the VM
+
+    def _to(self, target: Target) -> bool:
+        """Whether traffic to TARGET may be matched by the rule's destination ranges, judged to the safe side: an
+        allow counts only when every address of the VM is provably inside them, a deny unless every one is provably
+        outside (a VM's address is often not known before Compute Engine gives it)."""
+        if self.destinations is None:
+            return True
+        ranges = networks(self.destinations)
+        inside = [any(ipaddress.ip_address(a) in r for r in ranges if r.version == ipaddress.ip_address(a).version)
+                  for a in target.addresses]
+        if self.action == DENY:
+            return not target.all_addresses or any(inside)
+        return bool(inside) and all(inside)
 
     def applies(self, target: Target) -> bool:
+        if not self._to(target):
+            return False
         if self.network is not None and (target.network is None or not self.network.same(target.network)):
             return False
         if self.target_networks and not any(target.network is not None and n.same(target.network)
@@ -259,8 +292,10 @@ def _vpc_rules(resource: Any, props: Mapping[str, Any]) -> list[Rule]:
     accounts = frozenset(str(a) for a in props.get("sourceServiceAccounts") or [])
     ranges = props.get("sourceRanges") or []
     sources = None if not ranges and not tags and not accounts else tuple(str(r) for r in ranges)
+    destinations = props.get("destinationRanges") or None
     common = {"name": resource.name, "priority": priority(props), "sources": sources, "other_sources": False,
               "source_tags": tags, "source_accounts": accounts,
+              "destinations": tuple(str(r) for r in destinations) if destinations else None,
               "network": network_ref(props.get("network"), project_of(resource)),
               "target_tags": frozenset(str(t) for t in props.get("targetTags") or []),
               "target_accounts": frozenset(str(a) for a in props.get("targetServiceAccounts") or [])}
@@ -286,7 +321,9 @@ def _policy_rule(resource: Any, props: Mapping[str, Any]) -> list[Rule]:
     ranges = match.get("srcIpRanges") or []
     sources = None if not ranges and not other else tuple(str(r) for r in ranges)
     secure = {str(t.get("name")) for t in props.get("targetSecureTags") or [] if isinstance(t, Mapping)}
+    destinations = match.get("destIpRanges") or None
     return [Rule(name=resource.name, action=str(props.get("action") or "").lower(), priority=priority(props),
+                 destinations=tuple(str(r) for r in destinations) if destinations else None,
                 layer4=_layer4(match.get("layer4Configs"), "ipProtocol"), sources=sources, other_sources=other,
                 target_accounts=frozenset(str(a) for a in props.get("targetServiceAccounts") or []),
                 target_secure_tags=frozenset(secure),
