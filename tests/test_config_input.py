@@ -184,6 +184,10 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
                                                "size: 2, targetAgents: 100, zones: [us-central1-a, us-central1-a]}]"),
                                            ("swarmPools[0].zones (pool-a)", "listed twice")),
     "a section that is null": (top("pilot-fleet:network: null"), ("pilot-fleet:network", "should be a mapping")),
+    # labels as Compute Engine takes them: international lowercase letters too
+    "an international label plans": (top("pilot-fleet:labels: {équipe: flotte-été}"), PLANS),
+    "an upper-case international label": (top("pilot-fleet:labels: {équipe: Été}"),
+                                          ("pilot-fleet:labels", "are not Compute Engine labels")),
     # keys no reader reads: the provider reads its own keys (those of the pinned pulumi-gcp), the engine its own
     "a provider key misspelt": (top("gcp:impersonateServiceAcount: sa@p-123456.iam.gserviceaccount.com"),
                                 ("gcp:impersonateServiceAcount", "did you mean gcp:impersonateServiceAccount?")),

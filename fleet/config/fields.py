@@ -25,8 +25,20 @@ KMS_KEY = re.compile(rf"projects/({PROJECT_ID.pattern})/locations/([a-z0-9-]+)/k
                      r"/cryptoKeys/([A-Za-z0-9_-]{1,63})")
 # Compute Engine labels: keys and values of lowercase letters, digits, `_` and `-`, at most 63; a key starts with a
 # letter; at most 64 labels on a resource. The fleet's own are set by the program.
-LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+# Compute Engine labels: lowercase letters (international ones too), digits, _ and -; at most 63 characters; a key
+# starts with a lowercase letter and is not empty
+
+
+def _label_char(c: str) -> bool:
+    return c in "0123456789_-" or (c.isalpha() and c.islower())
+
+
+def label_key_ok(key: str) -> bool:
+    return 0 < len(key) <= 63 and key[0].isalpha() and key[0].islower() and all(map(_label_char, key))
+
+
+def label_value_ok(value: str) -> bool:
+    return len(value) <= 63 and all(map(_label_char, value))
 FLEET_LABELS = ("app", "stack", "managed-by", "role", pilot.POOL_LABEL)
 MAX_LABELS = 64
 # Compute Engine's largest persistent disk (GB).
@@ -58,7 +70,7 @@ def _subnet(value: str) -> str:
 
 def _labels(value: dict[str, str]) -> dict[str, str]:
     bad = [f"{k}={v}" for k, v in value.items()
-           if not LABEL_KEY.fullmatch(k) or not isinstance(v, str) or not LABEL_VALUE.fullmatch(v)]
+           if not label_key_ok(k) or not isinstance(v, str) or not label_value_ok(v)]
     if bad:
         raise ValueError(f"labels {', '.join(bad[:5])} are not Compute Engine labels (lowercase letters, digits, _ "
                          "and -, at most 63; a key starts with a letter)")
