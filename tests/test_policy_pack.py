@@ -193,7 +193,7 @@ def test_the_scanners_checks_are_advisories_with_their_ids(tmp_path) -> None:
 def test_the_guard_rule_accepts_the_legitimate_shapes_of_its_scenarios() -> None:
     """The two guard scenarios put right: the lock at a fixed path in /run; the tuning function called."""
     sys.path.insert(0, str(PACK_DIR))
-    from fleet_policies.startup_scripts import missing_guards
+    from fleet_policies.guard import missing_guards
 
     from tests.scenarios.guard_parts import COMPUTED_LOCK, TUNING_NEVER_CALLED
 

@@ -13,7 +13,7 @@ from pulumi_policy import (
 
 from . import facts as pilot
 from .advisory import ADVISORY, vm_rule
-from .firewall import allowed, ingress_in_force, opens_to_world
+from .firewall_rules import allowed, ingress_in_force, opens_to_world
 from .gce import FIREWALL, truthy
 from .policy_config import ConfigSpec, config_for, config_schema
 from .vms import EffectiveVm

@@ -16,7 +16,8 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .firewall import Firewall, target_of
+from .firewall import Firewall
+from .firewall_rules import target_of
 from .gce import (
     HEALTH_CHECK,
     INSTANCE_TEMPLATE,

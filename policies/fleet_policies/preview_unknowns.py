@@ -7,7 +7,8 @@ from __future__ import annotations
 from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .firewall import Firewall, target_of
+from .firewall import Firewall
+from .firewall_rules import target_of
 from .gce import INSTANCE, INSTANCE_FROM_MACHINE_IMAGE, INSTANCE_FROM_TEMPLATE
 from .network import Networks
 from .preview import JUDGES, NEEDS

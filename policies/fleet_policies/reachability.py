@@ -17,7 +17,8 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from . import facts as pilot
-from .firewall import Firewall, Target, senders_of, target_of
+from .firewall import Firewall
+from .firewall_rules import Target, senders_of, target_of
 from .gce import agent_target, metadata_value
 from .network import Networks
 from .policy_config import ConfigSpec, config_for, config_schema

@@ -12,7 +12,7 @@ from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValid
 
 from . import facts as pilot
 from .advisory import ADVISORY, vm_rule
-from .firewall import allowed, ingress_in_force, opens_to_world
+from .firewall_rules import allowed, ingress_in_force, opens_to_world
 from .gce import FIREWALL, last_name, truthy
 from .vms import EffectiveVm
 

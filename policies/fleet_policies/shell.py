@@ -90,14 +90,14 @@ class BootPath:
                 body = node.child_by_field_name("body")
                 if name is not None and body is not None:
                     path.functions[text(name)] = body
-        path._body(statements(root))
+        path.run(statements(root))
         return path
 
     @property
     def top(self) -> list[Node]:
         return [s for s in statements(self.root) if s.type != "function_definition"]
 
-    def _body(self, body: list[Node]) -> str:
+    def run(self, body: list[Node]) -> str:
         """Run a body's statements in order; "exit" when one ends the script, "return" when one ends its function,
         "" when it runs to its end."""
         for statement in body:
@@ -124,10 +124,10 @@ class BootPath:
                 self._statement(part)
             return ""
         if kind in _SEQUENCES:
-            ended = self._body(statements(node))
+            ended = self.run(statements(node))
             return "" if kind == "subshell" else ended  # an exit in ( ) leaves only the subshell
         if kind == "if_statement":
-            return self._body(_condition(node))
+            return self.run(_condition(node))
         if kind in ("while_statement", "for_statement", "c_style_for_statement", "case_statement"):
             return ""
         self.statements.append(node)  # a command, an assignment, a declaration, a test
@@ -137,7 +137,7 @@ class BootPath:
     def _substitute(self, node: Node) -> None:
         """Run the substitutions in NODE's words: they run before it, in a subshell (an exit there ends only it)."""
         for substitution in substitutions(node):
-            self._body(statements(substitution))
+            self.run(statements(substitution))
 
     def _command(self, node: Node) -> str:
         self.commands.append(node)
@@ -150,7 +150,7 @@ class BootPath:
         for called in self._called(name, word):
             if called not in self._entered:
                 self._entered.add(called)
-                if self._body(statements(self.functions[called])) == "exit":
+                if self.run(statements(self.functions[called])) == "exit":
                     return "exit"
         return ""
 
