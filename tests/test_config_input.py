@@ -184,6 +184,15 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
                                                "size: 2, targetAgents: 100, zones: [us-central1-a, us-central1-a]}]"),
                                            ("swarmPools[0].zones (pool-a)", "listed twice")),
     "a section that is null": (top("pilot-fleet:network: null"), ("pilot-fleet:network", "should be a mapping")),
+    # a fleet-wide value is named where it was written, once per VM it reaches
+    "agentDefaults.baseUdpPort over the registry": (
+        both(text("    baseUdpPort: 10000\n", "    baseUdpPort: 8500\n"),
+             text("    - name: swarm-1\n      machineType: e2-standard-16\n      targetAgents: 3000\n",
+                  "    - name: swarm-1\n      machineType: e2-standard-16\n      targetAgents: 3000\n"
+                  "      baseUdpPort: 20000\n"),
+             text("    - name: swarm-2\n", "    - name: swarm-2\n      baseUdpPort: 20000\n")),
+        ("pilot-fleet:agentDefaults.baseUdpPort (swarm-3)", "include the rendezvous registry port 9000 and the "
+         "rendezvous beacon port 9001")),
     # labels as Compute Engine takes them: international lowercase letters too
     "an international label plans": (top("pilot-fleet:labels: {équipe: flotte-été}"), PLANS),
     "an upper-case international label": (top("pilot-fleet:labels: {équipe: Été}"),

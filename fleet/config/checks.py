@@ -183,15 +183,20 @@ class _Checks:
             return  # the budget is the first bound it breaks: its ports would only repeat that
         first, last = spec.base_udp_port, spec.last_udp_port
         span = f"UDP ports {first}-{last} ({target} agents from baseUdpPort {first})"
+        # named where the operator wrote it: agentDefaults, when the VM takes the fleet's value from there
+        defaults = self.cfg.agent_defaults
+        key = key_name(("agentDefaults", "baseUdpPort")) if "base_udp_port" in defaults.model_fields_set and \
+            first == defaults.base_udp_port else f"{where}.baseUdpPort"
         if last > pilot.MAX_PORT:
-            self.problems.append(f"{where}.baseUdpPort ({spec.name}): {span} run past {pilot.MAX_PORT}")
-        for port, what in self.reserved.items():
-            if first <= port <= last:
-                self.problems.append(f"{where}.baseUdpPort ({spec.name}): {span} include the {what} port {port}")
+            self.problems.append(f"{key} ({spec.name}): {span} run past {pilot.MAX_PORT}")
+        taken = [f"the {what} port {port}" for port, what in self.reserved.items() if first <= port <= last]
+        if taken:
+            self.problems.append(f"{key} ({spec.name}): {span} include {', '.join(taken[:-1])}"
+                                 f"{' and ' if len(taken) > 1 else ''}{taken[-1]}")
         eph_lo, eph_hi = pilot.EPHEMERAL_PORT_RANGE
         if first <= eph_hi and last >= eph_lo:
-            self.problems.append(f"{where}.baseUdpPort ({spec.name}): {span} overlap the kernel's ephemeral port "
-                                 f"range {eph_lo}-{eph_hi}")
+            self.problems.append(f"{key} ({spec.name}): {span} overlap the kernel's ephemeral port range "
+                                 f"{eph_lo}-{eph_hi}")
 
     def swarm(self) -> None:
         if self.cfg.expected_agents == 0:
