@@ -71,7 +71,10 @@ def tick(sup: Supervisor) -> None:
         sup.persist()
     if not sup.stopping.is_set():
         rolling.roll(sup, now)
-        sup.start_round(now)
+        # the round's clock is when it begins, not when the tick did: the listing, the reaping and the roll above
+        # take time on a loaded host, and a round timed from the tick's start followed the last one's spawns by
+        # less than the round delay
+        sup.start_round(time.monotonic())
     sup.publish_view()
     health.report(sup, now)
 
