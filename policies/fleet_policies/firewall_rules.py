@@ -233,8 +233,7 @@ def senders_of(vms: Iterable[Any]) -> Senders:
     accounts: set[str] = set()
     unknown = False
     for vm in vms:
-        role_unknown = any(u in ("metadata", f"metadata.{pilot.MetadataKey.ROLE}") for u in vm.unknown)
-        if not role_unknown and vm.role not in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM):
+        if not vm.role_unknown and vm.role not in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM):
             continue
         target = target_of(vm)
         tags |= target.tags

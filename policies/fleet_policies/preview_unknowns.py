@@ -29,8 +29,7 @@ def _unknowns(args: StackValidationArgs, report_violation: ReportViolation) -> N
         report_violation(f"{name}: {what}; {UP_JUDGES}", urn)
     firewall = Firewall(args.resources, Networks(args.resources))
     for vm in effective_vms(args.resources):
-        role_unknown = any(u in ("metadata", f"metadata.{pilot.MetadataKey.ROLE}") for u in vm.unknown)
-        if "project" in vm.unknown and (role_unknown or vm.role in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM)):
+        if "project" in vm.unknown and (vm.role_unknown or vm.role in (pilot.ROLE_RENDEZVOUS, pilot.ROLE_SWARM)):
             report_violation(f"{vm.name}: one-project-startup-script did not judge this VM at preview: its project "
                              f"is not known, so whether that project has the fleet's startup-script cannot be "
                              f"told; {UP_JUDGES}", vm.urn)
@@ -58,8 +57,7 @@ def _judged_by(vm: EffectiveVm, rule: str) -> bool:
     roles, pools_only = JUDGES[rule]
     if pools_only and vm.kind in (INSTANCE, INSTANCE_FROM_TEMPLATE, INSTANCE_FROM_MACHINE_IMAGE):
         return False
-    role_known = not any(u in ("metadata", f"metadata.{pilot.MetadataKey.ROLE}") for u in vm.unknown)
-    return not roles or not role_known or vm.role in roles
+    return not roles or vm.role_unknown or vm.role in roles
 
 
 preview_unknowns = StackValidationPolicy(

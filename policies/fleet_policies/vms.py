@@ -64,6 +64,11 @@ class EffectiveVm:
         return metadata_value(self.metadata, pilot.MetadataKey.ROLE)
 
     @property
+    def role_unknown(self) -> bool:
+        """Its role is not known at preview (its whole metadata, or the role's value)."""
+        return any(u in ("metadata", f"metadata.{pilot.MetadataKey.ROLE}") for u in self.unknown)
+
+    @property
     def interfaces(self) -> list[Mapping[str, Any]]:
         nics = self.props.get("networkInterfaces")
         return [n for n in nics if isinstance(n, Mapping)] if isinstance(nics, list) else []
