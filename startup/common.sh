@@ -17,7 +17,7 @@
 #   6. the role's own part: swarm.sh (the supervisor and its unit) or rendezvous.sh (store disk, binary, unit).
 #
 # Test seams, honoured only when set: PILOT_ROOT prefixes every path written, PILOT_METADATA_URL replaces the
-# metadata server, PILOT_BOOT_ID_FILE replaces /proc/sys/kernel/random/boot_id, PILOT_DOWNLOAD_MIRROR serves every
+# metadata server, PILOT_SECRET_MANAGER_URL Secret Manager's API, PILOT_BOOT_ID_FILE replaces /proc/sys/kernel/random/boot_id, PILOT_DOWNLOAD_MIRROR serves every
 # download (https://HOST/PATH is fetched as $PILOT_DOWNLOAD_MIRROR/HOST/PATH, checked the same way), PILOT_DAEMON_BIN
 # is the binary the supervisor starts instead of the installed pilot-daemon; sysctl, systemctl, blkid, mkfs.ext4,
 # mount and mountpoint are found on PATH.
@@ -38,6 +38,8 @@ fi
 
 # The link-local address needs no DNS this early in boot.
 METADATA_URL="${PILOT_METADATA_URL:-http://169.254.169.254/computeMetadata/v1}"
+# shellcheck disable=SC2034 # the rendezvous part's (its key is a secret there)
+SECRET_MANAGER_URL="${PILOT_SECRET_MANAGER_URL:-https://secretmanager.googleapis.com/v1}"
 # shellcheck disable=SC2034 # STATE_DIR and INSTALL_DIR are the role parts' (swarm.sh, rendezvous.sh)
 STATE_DIR="${PILOT_ROOT}/var/lib/pilot-fleet"
 SYSCTL_FILE="${PILOT_ROOT}/etc/sysctl.d/60-pilot-fleet.conf"

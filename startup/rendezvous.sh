@@ -12,6 +12,10 @@ RENDEZVOUS_BIN="${INSTALL_DIR}/bin/pilot-rendezvous"
 REGISTRY_STORE="${STORE_MOUNT}/registry.json"
 GENERATIONS_DIR="${STORE_MOUNT}/generations"
 GENERATIONS_UNIT="pilot-store-generations"
+# the registry's certificate and key, in memory only, read by the rendezvous' user alone; and the watcher that
+# restarts the rendezvous when they change
+TLS_DIR="${PILOT_ROOT}/run/pilot-rendezvous-tls"
+TLS_WATCH_UNIT="pilot-rendezvous-tls-watch.service"
 # the rendezvous' own user (the VM contract's rendezvous_user), set by setup_rendezvous; empty in a sandbox
 rendezvous_user=""
 
@@ -37,7 +41,13 @@ ConditionPathIsMountPoint=${STORE_MOUNT}
 # before every start (boot, restart, crash): the store parses and is plausible, or the last good generation is
 # restored, or the rendezvous does not start (it would start empty and overwrite the store); as root (+)
 ExecStartPre=+/usr/bin/python3 ${SUPERVISOR_LIB}/pilot-supervisor.pyz store-check --store ${REGISTRY_STORE} --generations ${GENERATIONS_DIR} --owner "${rendezvous_user}" --guest-attributes-url ${METADATA_URL}/instance/guest-attributes/pilot${fresh}
-ExecStart=${RENDEZVOUS_BIN} -registry-addr :${attr[registry_port]} -beacon-addr :${attr[beacon_port]} -http :${attr[dashboard_port]} -store ${REGISTRY_STORE} -log-format json
+# before every start too: the certificate (metadata) and its key (Secret Manager) as the attributes say now, or
+# plaintext without them; a key that cannot be read or is not the certificate's keeps the registry down, never
+# plaintext in its place. The flags reach ExecStart through the file it writes, which systemd reads again before each
+# command (optional here: it does not exist before the first ExecStartPre; ExecStart runs only once that wrote it).
+ExecStartPre=+/usr/bin/python3 ${SUPERVISOR_LIB}/pilot-supervisor.pyz registry-tls --metadata-url ${METADATA_URL} --secret-manager-url ${SECRET_MANAGER_URL} --dir ${TLS_DIR} --owner "${rendezvous_user}"
+EnvironmentFile=-${TLS_DIR}/tls.env
+ExecStart=${RENDEZVOUS_BIN} -registry-addr :${attr[registry_port]} -beacon-addr :${attr[beacon_port]} -http :${attr[dashboard_port]} -store ${REGISTRY_STORE} -log-format json \$PILOT_REGISTRY_TLS_FLAGS
 Restart=always
 RestartSec=5
 LimitNOFILE=${nofile}
@@ -181,6 +191,30 @@ WantedBy=timers.target
 EOF2
 }
 
+# Restarts the rendezvous when its certificate or key changes (a rotation: `pulumi up` changed the attributes). Root,
+# for systemctl alone; it reads the metadata server and nothing else.
+tls_watch_unit() {
+  cat <<EOF2
+[Unit]
+Description=pilot-fleet: restart the rendezvous when the registry's certificate changes
+After=${RENDEZVOUS_UNIT}
+
+[Service]
+ExecStart=/usr/bin/python3 ${SUPERVISOR_LIB}/pilot-supervisor.pyz registry-tls-watch --metadata-url ${METADATA_URL} --unit ${RENDEZVOUS_UNIT}
+Restart=always
+RestartSec=5
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+
+[Install]
+WantedBy=multi-user.target
+EOF2
+}
+
 # The store (its directory and the registry's files) is the rendezvous user's, which alone writes it.
 give_store_to_rendezvous() {
   local path
@@ -213,10 +247,12 @@ setup_rendezvous() {
   install_file "${UNIT_DIR}/${RENDEZVOUS_UNIT}" "$(rendezvous_unit)" && units=1
   install_file "${UNIT_DIR}/${GENERATIONS_UNIT}.service" "$(generations_service)" && units=1
   install_file "${UNIT_DIR}/${GENERATIONS_UNIT}.timer" "$(generations_timer)" && units=1
+  install_file "${UNIT_DIR}/${TLS_WATCH_UNIT}" "$(tls_watch_unit)" && units=1
   limit_user_slice && units=1
   if ((units)); then
     systemctl daemon-reload || die "systemctl daemon-reload failed"
   fi
   start_unit "${RENDEZVOUS_UNIT}" $((units || rendezvous_installed))
   start_unit "${GENERATIONS_UNIT}.timer" 0
+  start_unit "${TLS_WATCH_UNIT}" "${units}"
 }

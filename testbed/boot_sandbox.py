@@ -6,6 +6,7 @@ that record what they were asked into files under the sandbox.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -132,6 +133,8 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+# Where the stand-in answers Secret Manager's REST API (the boot path's PILOT_SECRET_MANAGER_URL in the bed)
+SECRET_MANAGER_PATH = "/secretmanager/v1"
 # Where a test changes a stand-in's instance attributes, as `pulumi up` changes a VM's metadata (not a GCE path).
 CONTROL_PATH = "/stand-in/attributes"
 PROJECT_CONTROL_PATH = "/stand-in/project"  # the same for the project's metadata (its startup-script item)
@@ -160,6 +163,32 @@ class MetadataServer:
     url: str = ""
     base_url: str = ""
     changed: threading.Condition = field(default_factory=threading.Condition)
+    # the VM's service account (its metadata token), and Secret Manager's versions it may be asked for
+    # (testbed/secret_manager.py: version -> {data (base64), readers}); each access asked, with its answer's status
+    service_account: str = ""
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secret_reads: list[tuple[str, int]] = field(default_factory=list)
+
+    def token(self) -> str:
+        return "bed-token-" + hashlib.sha256(self.service_account.encode()).hexdigest()[:16]
+
+    def secret_access(self, path: str, authorization: str) -> tuple[int, dict[str, Any]]:
+        """Secret Manager's answer to GET /v1/{version}:access: the payload for a reader of the secret, else the
+        API's error."""
+        version = path.removesuffix(":access")
+        if not self.service_account or authorization != f"Bearer {self.token()}":
+            return 401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}}
+        secret = self.secrets.get(version)
+        if secret is None:
+            return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message": f"{version} not found"}}
+        if self.service_account not in secret["readers"]:
+            return 403, {"error": {"code": 403, "status": "PERMISSION_DENIED", "message":
+                                   f"Permission 'secretmanager.versions.access' denied on {version}"}}
+        from testbed.supervisor_harness import sv  # the VM's own CRC32C (its test checks the value)
+
+        crc32c = sv.registry_tls.crc32c
+        data = base64.b64decode(secret["data"])
+        return 200, {"name": version, "payload": {"data": secret["data"], "dataCrc32c": str(crc32c(data))}}
 
     def etag(self) -> str:
         return hashlib.sha256(json.dumps(self.attributes, sort_keys=True).encode()).hexdigest()[:16]
@@ -217,8 +246,26 @@ class MetadataServer:
                     return None
                 return self.path[len(PREFIX):]
 
+            def _json(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_GET(self) -> None:
                 server.requested.append(self.path)
+                if self.path.startswith(SECRET_MANAGER_PATH + "/"):
+                    status, body = server.secret_access(self.path[len(SECRET_MANAGER_PATH) + 1:],
+                                                        self.headers.get("Authorization", ""))
+                    server.secret_reads.append((self.path, status))
+                    self._json(status, body)
+                    return
+                if self.path == f"{PREFIX}instance/service-accounts/default/token" and server.service_account \
+                        and self.headers.get("Metadata-Flavor") == "Google":
+                    self._json(200, {"access_token": server.token(), "expires_in": 3599, "token_type": "Bearer"})
+                    return
                 if self.path in server.files:
                     data = server.files[self.path].read_bytes()
                     self.send_response(200)
@@ -439,7 +486,8 @@ def serve_forever(spec_path: Path) -> None:
     spec = json.loads(spec_path.read_text())
     server = MetadataServer(spec["attributes"], instance=spec["instance"], project=spec["project"],
                             files={k: Path(v) for k, v in spec["files"].items()},
-                            address=(spec["host"], spec["port"]))
+                            address=(spec["host"], spec["port"]), service_account=spec.get("service_account", ""),
+                            secrets=spec.get("secrets", {}))
     with ExitStack() as stack:
         for address in spec.get("listen", []):
             host, _, port = address.rpartition(":")

@@ -96,13 +96,15 @@ class Rendezvous:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     registrations_per_minute: int = 0  # a test-only build with this limit (rendezvous_binary); 0: as pinned
+    tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files: the registry serves TLS only, with them
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(rendezvous_binary(self.registrations_per_minute)), "-registry-addr", self.registry,
                  "-beacon-addr", self.beacon, "-http", self.stats_url.split("/")[2], "-store", str(self.store),
-                 "-log-format", "json"],
+                 "-log-format", "json",
+                 *(["-tls", "-tls-cert", str(self.tls[0]), "-tls-key", str(self.tls[1])] if self.tls else [])],
                 stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not self.answers():
@@ -128,11 +130,12 @@ class Rendezvous:
 
 
 @contextmanager
-def rendezvous_on_loopback(base: Path, start: bool = True,
-                           registrations_per_minute: int = 0) -> Iterator[Rendezvous]:
+def rendezvous_on_loopback(base: Path, start: bool = True, registrations_per_minute: int = 0,
+                           tls: tuple[Path, Path] | None = None) -> Iterator[Rendezvous]:
     registry, beacon, http = free_tcp_port(), free_tcp_port(), free_tcp_port()
     rv = Rendezvous(f"127.0.0.1:{registry}", f"127.0.0.1:{beacon}", f"http://127.0.0.1:{http}/api/stats",
-                    base / "registry.json", base / "rendezvous.log", registrations_per_minute=registrations_per_minute)
+                    base / "registry.json", base / "rendezvous.log", registrations_per_minute=registrations_per_minute,
+                    tls=tls)
     try:
         if start:
             rv.start()

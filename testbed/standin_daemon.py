@@ -24,9 +24,10 @@ from pathlib import Path
 def main() -> int:
     parser = argparse.ArgumentParser(prog="pilot-daemon")
     for flag in ("registry", "beacon", "listen", "socket", "identity", "log-format", "log-level", "log-max-size",
-                 "log-max-backups", "telemetry-url", "motd-feed-url", "endpoint", "hostname"):
+                 "log-max-backups", "telemetry-url", "motd-feed-url", "endpoint", "hostname", "registry-fingerprint"):
         parser.add_argument(f"-{flag}")
     parser.add_argument("-no-skillinject", action="store_true")
+    parser.add_argument("-registry-tls", action="store_true")
     args = parser.parse_args()
     identity = Path(args.identity)
     index = identity.parent.name

@@ -69,6 +69,7 @@ import pilot_supervisor.health  # noqa: E402
 import pilot_supervisor.install  # noqa: E402
 import pilot_supervisor.live  # noqa: E402
 import pilot_supervisor.pacing  # noqa: E402
+import pilot_supervisor.registry_tls  # noqa: E402
 import pilot_supervisor.rollout  # noqa: E402
 import pilot_supervisor.store  # noqa: E402
 import pilot_supervisor.supervisor  # noqa: E402

@@ -49,9 +49,12 @@ import yaml
 from fleet.facts import pilot
 from fleet.plan.mock_engine import MOCK_EXTERNAL_NET
 from fleet.vm_contract import MetadataKey
+from testbed.secret_manager import planned_secrets
 from testbed.vm_host import Host, downloads
 from testbed.vm_image import METADATA_IP, REPO, TestBedError, ensure_image
 
+# The plan's key under which plan_stack keeps the secret versions the bed's Secret Manager serves.
+BED_SECRETS = "bedSecrets"
 # What the public rendezvous logs for each registration its rate limit refuses (pkg/registry/server.go).
 REFUSED = "registration rate limited"
 
@@ -77,7 +80,15 @@ def plan_stack(stack: str, target: int, workdir: Path, rendezvous: dict[str, Any
                              "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
     if result.returncode != 0:
         raise TestBedError(f"planning {stack} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return dict(json.loads(out.read_text()))
+    plan = dict(json.loads(out.read_text()))
+    # what the bed's Secret Manager holds: the plan's text has [secret] in their place
+    plan[BED_SECRETS] = planned_secrets(workdir, "bed")
+    return plan
+
+
+def service_account(vm: dict[str, Any]) -> str:
+    """The e-mail of a planned VM's service account."""
+    return str((vm["inputs"].get("serviceAccount") or {}).get("email") or "")
 
 
 @dataclass
@@ -130,7 +141,8 @@ class Fleet:
                    {k: str(v) for k, v in vm["inputs"]["metadata"].items()},
                    project_script(after),
                    self.base / f"{vm['name']}-{vm['inputs']['zone']}", "", old.image, old.files, store=old.store,
-                   internal_ip=planned_internal_ip(after, vm["name"]), subnet=old.subnet)
+                   internal_ip=planned_internal_ip(after, vm["name"]), subnet=old.subnet,
+                   service_account=service_account(vm), secrets=after.get(BED_SECRETS, {}))
         new.base.mkdir(parents=True, exist_ok=True)
         self.plug(new)
         return new
@@ -297,7 +309,8 @@ def fleet_of(plan: dict[str, Any], base: Path) -> Iterator[Fleet]:
             host = Host(vm["name"], hosts_out[vm["name"]]["externalIp"],
                         {k: str(v) for k, v in vm["inputs"]["metadata"].items()}, script, base / vm["name"], "",
                         image, files, internal_ip=str(hosts_out[vm["name"]].get("internalIp") or ""), subnet=subnet,
-                        aliases=aliases.take(vm["inputs"]))
+                        aliases=aliases.take(vm["inputs"]), service_account=service_account(vm),
+                        secrets=plan.get(BED_SECRETS, {}))
             host.base.mkdir(parents=True, exist_ok=True)
             if host.role == pilot.ROLE_RENDEZVOUS:
                 host.store = host.base / "store-disk.img"

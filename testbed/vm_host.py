@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,8 @@ class Host:
     internal_ip: str = ""  # its planned internal address, in `subnet`
     subnet: str = ""
     aliases: str = ""  # the alias IP range the bed allocated for it (a swarm VM planned with one)
+    service_account: str = ""  # its planned service account (the metadata token; Secret Manager's reader)
+    secrets: dict[str, Any] = field(default_factory=dict)  # the plan's secret versions (testbed/secret_manager.py)
     nspawn: subprocess.Popen[bytes] | None = None
     metadata: subprocess.Popen[str] | None = None
     leader: int = 0
@@ -102,7 +104,8 @@ class Host:
                          "network-interfaces/0/access-configs/0/external-ip": self.ip,
                          "network-interfaces/0/ip": self.internal_ip or self.ip,
                          **({"network-interfaces/0/ip-aliases/0": self.aliases} if self.aliases else {})},
-            "files": {k: str(v) for k, v in self.files.items()}, "host": METADATA_IP, "port": 80}))
+            "files": {k: str(v) for k, v in self.files.items()}, "host": METADATA_IP, "port": 80,
+            "service_account": self.service_account, "secrets": self.secrets}))
         self.metadata = subprocess.Popen(["ip", "netns", "exec", self.namespace, sys.executable, "-m",
                                           "testbed.boot_sandbox", str(spec)], cwd=REPO, stdout=subprocess.PIPE,
                                          text=True)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from testbed.boot_sandbox import SYSCTL_STUB
+from testbed.boot_sandbox import SECRET_MANAGER_PATH, SYSCTL_STUB
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_CACHE = REPO / ".cache" / "vm"
@@ -36,11 +36,15 @@ SYSCTL_STANDIN = SYSCTL_STUB.replace(
     "set -euo pipefail\n# test bed stand-in: /proc/sys is read-only in a container\n"
     "SANDBOX=/var/lib/sysctl-standin\nmkdir -p \"${SANDBOX}\"\n", 1)
 MIRROR_DROPIN = f"[Service]\nEnvironment=PILOT_DOWNLOAD_MIRROR=http://{METADATA_IP}/mirror\n"
+# the rendezvous reads its registry key from the metadata stand-in's Secret Manager (testbed/secret_manager.py)
+SECRET_MANAGER_DROPIN = f"[Service]\nEnvironment=PILOT_SECRET_MANAGER_URL=http://{METADATA_IP}{SECRET_MANAGER_PATH}\n"
 IMAGE_FILES = {
     "usr/local/sbin/sysctl": (SYSCTL_STANDIN, 0o755),
     # the boot path and the supervisor (which installs new versions live) download through the mirror
     "etc/systemd/system/google-startup-scripts.service.d/50-test-bed-mirror.conf": (MIRROR_DROPIN, 0o644),
     "etc/systemd/system/pilot-agents.service.d/50-test-bed-mirror.conf": (MIRROR_DROPIN, 0o644),
+    "etc/systemd/system/google-startup-scripts.service.d/51-test-bed-secret-manager.conf":
+        (SECRET_MANAGER_DROPIN, 0o644),
 }
 
 

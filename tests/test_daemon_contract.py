@@ -25,7 +25,7 @@ def _config(daemon: Path, base: Path, version: str = pilot.PILOT_VERSION) -> obj
         base_udp_port=free_udp_ports(1), state_dir=str(base / "state"), run_dir=str(base / "run"),
         hostname_prefix="swarm-contract", endpoint_ip="127.0.0.1", spawn_parallelism=1, round_delay_seconds=3.0,
         new_registrations_per_minute=10, health_threshold=0.95, rollout_max_unavailable=0.1, version=version,
-        daemon_flags=releases()[version].flags)
+        daemon_flags=releases()[version].flags, registry_fingerprint="0" * 64)
 
 
 @pytest.mark.parametrize("version", known_versions())
@@ -41,7 +41,8 @@ def test_every_release_is_its_version_and_takes_every_flag_the_supervisor_passes
     argv = sv.agents.daemon_argv(_config(daemon, tmp_path, version), 0)
     passed = {arg[1:] for arg in argv[1:] if arg.startswith("-")}
     assert passed and passed <= defined, passed - defined
-    assert {"telemetry-url", "motd-feed-url", "no-skillinject", "identity", "socket", "listen"} <= passed
+    assert {"telemetry-url", "motd-feed-url", "no-skillinject", "identity", "socket", "listen", "registry-tls",
+            "registry-fingerprint"} <= passed
     assert sv.install.contract_problems(daemon, version, list(releases()[version].flags)) == ""
     other = next(v for v in known_versions() if v != version)
     assert f"reports version {version!r}, not {other}" in sv.install.contract_problems(daemon, other, [])

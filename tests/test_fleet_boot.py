@@ -123,6 +123,69 @@ def phase_all_hosts_boot_at_once_and_reach_their_targets_registered(fleet: Fleet
     assert set(fleet.swarm[1].agent_versions().values()) == {OLD_VERSION}
 
 
+# Run inside a swarm VM: what the registry presents to a TLS client (the hex SHA-256 of its certificate's DER), and
+# what it answers a plaintext registration (pilot-daemon's own JSON framing: a 4-byte length, then the message).
+WIRE_PROBE = """
+import hashlib, json, socket, ssl, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(raw) as tls:
+    print(hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest(), tls.version())
+message = json.dumps({"type": "register", "listen_addr": "10.0.0.1:4000"}).encode()
+with socket.create_connection((host, int(port)), timeout=5) as plain:
+    plain.sendall(struct.pack(">I", len(message)) + message)
+    answer = b""
+    try:
+        while chunk := plain.recv(4096):
+            answer += chunk
+    except OSError:
+        pass
+print(answer[:64].hex() or "closed")
+"""
+
+
+def phase_agents_register_over_pinned_tls_and_a_wrong_pin_is_a_fault(fleet: Fleet) -> None:
+    pin = fleet.swarm[0].attributes[MetadataKey.REGISTRY_FINGERPRINT]
+    registry = fleet.swarm[0].attributes[MetadataKey.REGISTRY]
+    rendezvous = fleet.rendezvous
+    assert re.fullmatch(r"[0-9a-f]{64}", pin) and all(
+        h.attributes[MetadataKey.REGISTRY_FINGERPRINT] == pin for h in fleet.swarm)
+    # the registry listens with TLS only, on the key Secret Manager gave it, which no metadata carried
+    journal = rendezvous.journal("pilot-rendezvous.service")
+    assert '"transport":"TLS"' in journal and "registry TLS: on, key from projects/" in journal, journal[-3000:]
+    key = rendezvous.path("/run/pilot-rendezvous-tls/key.pem")
+    assert key.stat().st_mode & 0o777 == 0o400 and "PRIVATE KEY" in key.read_text()
+    for host in fleet.hosts:
+        assert not any("PRIVATE KEY" in v for v in host.attributes.values()) and "PRIVATE KEY" not in host.script
+    # every agent was started pinned
+    for host in fleet.swarm:
+        for pid in host.agent_pids():
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            assert argv[argv.index("-registry-fingerprint") + 1] == pin and "-registry-tls" in argv, argv
+    # on the wire: a TLS handshake shows the pinned certificate; a plaintext registration gets no answer
+    probe = fleet.swarm[0].run("python3", "-c", WIRE_PROBE, registry)
+    assert probe.returncode == 0, probe.stderr
+    (presented, version), plaintext = (line.split() for line in probe.stdout.splitlines()[:2])
+    assert presented == pin and version.startswith("TLSv1"), probe.stdout
+    assert plaintext[0] == "closed" or bytes.fromhex(plaintext[0])[4:5] != b"{", probe.stdout
+    stats = fleet.stats()
+    assert stats is not None and stats["total_nodes"] == 2 * TARGET, stats
+    # a wrong pin: the supervisor sees the registry present another certificate, starts nothing, rolls nothing,
+    # and says so in its status; the right pin back clears it, and no agent restarted
+    host = fleet.swarm[0]
+    restarts = host.status()["restarts"]
+    host.change_metadata({MetadataKey.REGISTRY_FINGERPRINT: "0" * 64})
+    wait_for(lambda: any(f.startswith("registry-pin:") for f in host.status().get("degraded", [])), 60,
+             "a wrong pin was not a fault in the status")
+    assert len(host.agent_pids()) == TARGET and host.registered_agents() == TARGET
+    host.change_metadata({MetadataKey.REGISTRY_FINGERPRINT: pin})
+    wait_for(lambda: not host.status().get("degraded") and
+             (host.status().get("rollout") or {}).get("state") not in ("rolling", "reverting"), 60,
+             "the right pin back did not clear the fault")
+    assert host.status()["restarts"] == restarts and len(host.agent_pids()) == TARGET
+
+
 # The supervisor's capabilities (CapabilityBoundingSet in startup/swarm.sh): chown 0, kill 5, setgid 6, setuid 7.
 SUPERVISOR_CAPS = (1 << 0) | (1 << 5) | (1 << 6) | (1 << 7)
 # The exposure `systemd-analyze security` gives each unit (0 safest, 10 unsafe), recorded in the README.
@@ -708,6 +771,7 @@ def phase_a_registry_restart_during_a_scale_up_costs_no_refusal(fleet: Fleet) ->
 
 PHASES: list[Callable[..., None]] = [
     phase_all_hosts_boot_at_once_and_reach_their_targets_registered,
+    phase_agents_register_over_pinned_tls_and_a_wrong_pin_is_a_fault,
     phase_no_pilot_process_runs_as_root_and_each_unit_is_sandboxed,
     phase_a_process_that_only_looks_like_an_agent_is_not_counted,
     phase_rerunning_the_startup_script_adds_nothing,

@@ -13,16 +13,21 @@ import dataclasses
 import hashlib
 import json
 import os
+import socket
+import ssl
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fleet.components.registry_tls import fingerprint
+from fleet.plan import tls_standin
 from testbed.boot_sandbox import MIRROR_PATH, MetadataServer, free_tcp_port, mirror_path
 from testbed.supervisor_harness import STANDIN, Event, Supervised, supervised, sv
 
@@ -247,3 +252,63 @@ def test_health_stays_200_through_a_rollout_and_a_raised_target_on_schedule(tmp_
     sv.handover.hand_over(supervisor, sv.handover.Converge(dataclasses.replace(supervisor.config, target_agents=200)))
     sv.live.take_changes(supervisor, time.monotonic())
     assert supervisor.config.target_agents == 200 and sv.health.healthy(supervisor)  # 100 more fresh ones on schedule
+
+
+class TlsRegistry:
+    """A registry port that presents a certificate in a TLS handshake, and another once swapped (a rendezvous
+    restarted on a rotated key): a stand-in for the real rendezvous' listener, whose TLS the real daemons meet in
+    tests/test_registry_tls.py. The stand-in daemons here never dial it; the supervisor's probe does."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.context: ssl.SSLContext | None = None
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def serve(self, seed: str) -> str:
+        """Present a new certificate from now on; returns its pin."""
+        key, cert = tls_standin.key_and_certificate(seed)
+        (self.base / f"{seed}.pem").write_text(cert + key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.base / f"{seed}.pem")
+        self.context = context
+        return fingerprint(cert)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with suppress(OSError), conn:
+                if self.context is not None:
+                    with self.context.wrap_socket(conn, server_side=True):
+                        pass
+
+
+def test_a_rotated_pin_waits_for_the_registry_then_rolls_with_the_same_identities(tmp_path: Path) -> None:
+    """Rotation: the new pin arrives before the rendezvous serves the new certificate. Nothing is stopped while the
+    registry presents the old one (the fault says why); once it presents the new one, the agents roll to it in
+    batches, keeping their identities."""
+    registry = TlsRegistry(tmp_path)
+    old = registry.serve("generation-1")
+    with live_host(tmp_path, {"1.0.0": fake_wheel(tmp_path, "1.0.0")}) as (box, metadata):
+        metadata.change({"pilot-registry": registry.address, "pilot-registry-fingerprint": old})
+        box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "done", timeout=30)
+        before = len(box.events())
+        new = fingerprint(tls_standin.key_and_certificate("generation-2")[1])  # what the rotation will serve
+        metadata.change({"pilot-registry-fingerprint": new})
+        box.wait_for(lambda: any(f.startswith("registry-pin:") for f in box.status().get("degraded", [])))
+        time.sleep(1.5)  # several ticks and rounds: still nothing stopped
+        assert len(box.events()) == before and box.status()["rollout"]["state"] == "rolling"
+        assert f"presents certificate {old}, the agents pin {new}" in box.status()["degraded"][0]
+        assert registry.serve("generation-2") == new
+        box.wait_for(lambda: box.status().get("rollout", {}).get("state") == "done", timeout=30)
+        assert not box.status()["degraded"] and registered(box) == TARGET
+        assert json.loads((tmp_path / "supervisor.json").read_text())["registry_fingerprint"] == new
+        rolled = [e for e in box.events()[before:] if e.kind == "start"]
+        log = supervisor_log(box)
+    assert len(rolled) == TARGET and all(e.detail.startswith("known") for e in rolled)
+    assert [len(e["agents"]) for e in log if e["event"] == "rollout-batch"][-4:] == [2, 2, 2, 2]
+

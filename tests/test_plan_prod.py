@@ -10,7 +10,7 @@ import pytest
 
 from fleet.facts import pilot
 from fleet.startup_render import render_startup_script
-from fleet.vm_contract import SCRIPT_METADATA_KEYS, SCRIPT_METADATA_PREFIXES
+from fleet.vm_contract import SCRIPT_METADATA_KEYS, SCRIPT_METADATA_PREFIXES, MetadataKey
 
 INSTANCE = "gcp:compute/instance:Instance"
 FIREWALL = "gcp:compute/firewall:Firewall"
@@ -102,7 +102,9 @@ def test_instances_are_hardened(prod) -> None:
         assert i["shieldedInstanceConfig"] == {"enableIntegrityMonitoring": True, "enableSecureBoot": True,
                                                "enableVtpm": True}, name
         assert i["serviceAccount"]["email"].startswith("pilot-"), name
-        assert not [s for s in i["serviceAccount"]["scopes"] if s.endswith("cloud-platform")], name
+        # cloud-platform: the one scope Secret Manager takes, for the rendezvous alone (its account reads one secret)
+        wide = [s for s in i["serviceAccount"]["scopes"] if s.endswith("cloud-platform")]
+        assert not wide or (name == "pilot-rendezvous" and i["metadata"][MetadataKey.REGISTRY_KEY_SECRET]), name
         md = i["metadata"]
         assert (md["enable-oslogin"], md["block-project-ssh-keys"], md["serial-port-enable"]) == ("TRUE", "TRUE",
                                                                                                   "FALSE")
@@ -163,6 +165,9 @@ STORE_ATTACHMENT = {
 BEFORE_ROOT = json.loads((Path(__file__).with_name("data") / "resources_before_root_component.json").read_text())
 
 
+REGISTRY_TLS = "pilot-fleet:fleet:RegistryTls"
+
+
 def _ancestry(plan: dict[str, Any]) -> list[str]:
     """Every resource as "its ancestors' types/its type::its name", the root component left out."""
     by_urn = {r["urn"]: r for r in plan["resources"]}
@@ -189,8 +194,13 @@ def test_the_root_component_moves_no_resource_of_an_existing_stack(planned, stac
     ancestry = _ancestry(plan)
     assert set(BEFORE_ROOT[stack]) <= set(ancestry)
     # added since, and nothing else: the rendezvous' reserved internal address (agentReach vpc), the store disk's
-    # snapshot schedule and its attachment
+    # snapshot schedule and its attachment, and the registry's TLS (its component and what it holds)
     added = sorted(a.split("::")[0] for a in set(ancestry) - set(BEFORE_ROOT[stack]))
+    tls = sorted(a.removeprefix(f"{REGISTRY_TLS}/") for a in added if a.startswith(REGISTRY_TLS))
+    assert tls == ["gcp:secretmanager/secret:Secret", "gcp:secretmanager/secretIamMember:SecretIamMember",
+                   "gcp:secretmanager/secretVersion:SecretVersion", REGISTRY_TLS, "tls:index/privateKey:PrivateKey",
+                   "tls:index/selfSignedCert:SelfSignedCert"], tls
+    added = [a for a in added if not a.startswith(REGISTRY_TLS)]
     assert len(added) == 3 and added[0].endswith("/gcp:compute/address:Address"), added
     assert added[1].endswith(STORE_ATTACHMENT[stack])
     assert added[2].endswith("/gcp:compute/resourcePolicy:ResourcePolicy")

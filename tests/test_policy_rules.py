@@ -208,8 +208,10 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
         "startup-script", ":ProjectMetadataItem", "value", PROLOGUE + TUNING + "cat >/etc/k.pem <<K\n" + PEM_KEY
         + "\nK\n"), {("no-private-keys", "startup-script")}),
     # agents that register with a public registry address over plaintext: an advisory
-    "a public registry over plaintext": (metadata("swarm-3", pilot_registry="203.0.113.5:9000"),
+    "a public registry over plaintext": (metadata("swarm-3", pilot_registry="203.0.113.5:9000",
+                                                  pilot_registry_fingerprint=None),
                                          {("registry-not-plaintext-over-internet", "swarm-3")}),
+    "a public registry over pinned TLS": (metadata("swarm-3", pilot_registry="203.0.113.5:9000"), set()),
     "swarm over memory budget": (metadata("swarm-3", pilot_target_agents="2000"),
                                  {("agents-fit-memory", "swarm-3"), ("pilot-ports-open", "swarm-3")}),
     # for the one release both names are written, an old supervisor reads the old one: it counts too
@@ -287,6 +289,13 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
                                        {"email": "pilot-swarm-vm@p.iam.gserviceaccount.com",
                                         "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}),
                              {("no-cloud-platform-scope", "swarm-2")}),
+    # the rendezvous reads the registry's key from Secret Manager, which takes cloud-platform alone: with its own
+    # account (the plan's) that passes; with the default compute account it does not
+    "cloud-platform scope to read the registry key, default account": (
+        set_input("pilot-rendezvous", ":Instance", "serviceAccount",
+                  {"email": "123-compute@developer.gserviceaccount.com",
+                   "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}),
+        {("no-cloud-platform-scope", "pilot-rendezvous"), ("no-default-service-account", "pilot-rendezvous")}),
     "project ssh keys allowed": (metadata("swarm-1", block_project_ssh_keys="FALSE"),
                                  {("block-project-ssh-keys", "swarm-1")}),
     "no os login": (metadata("swarm-1", enable_oslogin=None), {("os-login", "swarm-1")}),

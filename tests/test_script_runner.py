@@ -63,6 +63,9 @@ def host(short_run_dir: str, planned: Callable[[str], dict[str, Any]]) -> Iterat
     attributes["pilot-target-agents"] = str(TARGET)
     # one registration address: this sandbox has no alias IP range (the whole-fleet test boots the dev stack's two)
     attributes[MetadataKey.REGISTRATION_ADDRESSES] = "1"
+    # plaintext: the registry here is a port that accepts connections, not a TLS server (the whole-fleet test pins
+    # the real rendezvous' certificate)
+    del attributes[MetadataKey.REGISTRY_FINGERPRINT]
     # a short base: the agents' sockets live under it (PILOT_ROOT/run/pilot-fleet/agents/N.sock) and must fit
     # sun_path, which pytest's numbered temporary paths can exceed
     tmp_path = Path(short_run_dir)

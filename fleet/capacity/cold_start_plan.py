@@ -16,7 +16,7 @@ from fleet.capacity.cold_start import (
 from fleet.capacity.sizing import CostedFleet
 from fleet.config.model import FleetConfig
 from fleet.facts import pilot
-from fleet.facts.rendezvous_capacity import rendezvous_capacity
+from fleet.facts.rendezvous_capacity import RendezvousCapacity, rendezvous_capacity
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,16 @@ class ColdStartPlan:
     agent_reach: str
     vms: list[VmColdStart]
     fleet: FleetColdStart
+    capacity: RendezvousCapacity  # of its registry's transport
 
     def json(self) -> dict[str, Any]:
-        capacity = rendezvous_capacity()
+        capacity = self.capacity
         return {"title": self.title, "agentReach": self.agent_reach,
                 "coldStartSeconds": round(self.fleet.seconds, 1),
                 "coldStartBudgetSeconds": self.budget_seconds,
                 "withinBudget": None if self.budget_seconds is None else self.fleet.seconds <= self.budget_seconds,
-                "rendezvous": {"registrationsPerSecondMeasured": capacity.registrations_per_second,
+                "rendezvous": {"transport": capacity.transport_name,
+                               "registrationsPerSecondMeasured": capacity.registrations_per_second,
                                "identitiesMeasured": capacity.measured_identities,
                                "peakRegistrationsPerSecond": round(self.fleet.peak_per_second, 1),
                                "backToBackVms": self.fleet.back_to_back,
@@ -79,8 +81,9 @@ class ColdStartPlan:
         unpaced = f" (and {self.fleet.back_to_back} VMs with rounds back to back)" if self.fleet.back_to_back else ""
         out.append(f"  rendezvous: {self.fleet.peak_per_second:,.0f} registrations a second offered at the start"
                    f"{unpaced}; "
-                   f"measured {rendezvous_capacity().registrations_per_second:,} a second up to "
-                   f"{rendezvous_capacity().measured_identities:,} identities (bench/RESULTS.md)")
+                   f"measured {self.capacity.registrations_per_second:,} a second over "
+                   f"{self.capacity.transport_name} up to {self.capacity.measured_identities:,} identities "
+                   "(bench/RESULTS.md)")
         out.extend(f"  note: {note}" for note in self.fleet.notes)
         return "\n".join(out) + "\n"
 
@@ -91,9 +94,10 @@ def _vm(name: str, count: int, pacing: Pacing, budget: float | None) -> VmColdSt
                        needs and needs.addresses)
 
 
-def _plan(title: str, budget: float | None, reach: str, vms: list[VmColdStart]) -> ColdStartPlan:
+def _plan(title: str, budget: float | None, reach: str, vms: list[VmColdStart], tls: bool) -> ColdStartPlan:
+    capacity = rendezvous_capacity().transport(tls)
     return ColdStartPlan(title, budget, reach, vms,
-                         fleet_cold_start([(vm.pacing, vm.count) for vm in vms], rendezvous_capacity()))
+                         fleet_cold_start([(vm.pacing, vm.count) for vm in vms], capacity), capacity)
 
 
 def for_stack(cfg: FleetConfig, stack: str, budget_minutes: float | None = None) -> ColdStartPlan:
@@ -103,7 +107,7 @@ def for_stack(cfg: FleetConfig, stack: str, budget_minutes: float | None = None)
     budget = minutes * 60 if minutes is not None else None
     vms = [_vm(h.name, 1, cfg.pacing(h), budget) for h in cfg.swarm_hosts]
     vms += [_vm(p.name, p.size, cfg.pacing(p), budget) for p in cfg.swarm_pools]
-    return _plan(f"stack {stack}", budget, cfg.agent_reach, vms)
+    return _plan(f"stack {stack}", budget, cfg.agent_reach, vms, cfg.registry.tls)
 
 
 def for_recommendation(fleet: CostedFleet, per_minute: int, budget_minutes: float | None) -> ColdStartPlan:
@@ -112,4 +116,4 @@ def for_recommendation(fleet: CostedFleet, per_minute: int, budget_minutes: floa
     vms = [_vm(line.capacity.machine.name, line.count,
                Pacing(line.target_agents, 1, per_minute, pilot.DEFAULT_SPAWN_PARALLELISM,
                       pilot.DEFAULT_ROUND_DELAY_SECONDS), budget) for line in fleet.lines]
-    return _plan(fleet.title, budget, "internet", vms)
+    return _plan(fleet.title, budget, "internet", vms, tls=True)  # registry TLS: on for new stacks

@@ -9,6 +9,7 @@ import re
 import pulumi
 
 from fleet.components.network import FleetNetwork, NetworkArgs
+from fleet.components.registry_tls import RegistryTls, RegistryTlsArgs
 from fleet.components.rendezvous import Rendezvous, RendezvousArgs
 from fleet.components.service_account import FleetServiceAccount, ServiceAccountArgs
 from fleet.components.startup_script import ProjectStartupScript, ProjectStartupScriptArgs
@@ -70,6 +71,9 @@ class Fleet(pulumi.ComponentResource):
         rendezvous_sa = FleetServiceAccount("pilot-rendezvous-vm", ServiceAccountArgs(project=project), child)
         swarm_sa = FleetServiceAccount("pilot-swarm-vm", ServiceAccountArgs(project=project), child)
         rv = cfg.rendezvous
+        registry_tls = RegistryTls("registry-tls", RegistryTlsArgs(
+            project=project, rendezvous=rv.name, rotation=cfg.registry.tls_rotation, reader=rendezvous_sa.email,
+            labels=labels), child) if cfg.registry.tls else None
         self.rendezvous = Rendezvous(rv.name, RendezvousArgs(
             project=project, region=cfg.gcp.region, zone=cfg.rendezvous_zone, store_zones=cfg.store_zones,
             machine_type=rv.machine_type, disk_gb=rv.disk_gb, store_disk_gb=rv.store_disk_gb,
@@ -81,13 +85,16 @@ class Fleet(pulumi.ComponentResource):
             install_source=install_source_metadata(rv), start_fresh=rv.start_fresh, pilot_version=cfg.pilot_version,
             network=network.network, subnetwork=network.subnetwork,
             service_account_email=rendezvous_sa.email, labels=labels, agent_reach=cfg.agent_reach,
-            interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key), child)
+            interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key,
+            tls_certificate=registry_tls.certificate if registry_tls else None,
+            tls_key_version=registry_tls.key_version if registry_tls else None), child)
         swarm = SwarmVmArgs(
             project=project, pilot_version=cfg.pilot_version, registry=self.rendezvous.endpoint(rv.ports.registry),
             beacon=self.rendezvous.endpoint(rv.ports.beacon),
             new_registrations_per_minute=rv.new_registrations_per_minute, health_threshold=cfg.alert_threshold,
             network=network.network, subnetwork=network.subnetwork, service_account_email=swarm_sa.email,
-            labels=labels, interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key)
+            labels=labels, interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key,
+            registry_fingerprint=registry_tls.fingerprint if registry_tls else None)
         self.hosts = [SwarmHost(h.name, SwarmHostArgs(fleet=swarm, vm=agent_vm(cfg, h), zone=cfg.zone_of(h.zone)),
                                 child) for h in cfg.swarm_hosts]
         self.pools = [SwarmPool(p.name, SwarmPoolArgs(

@@ -58,6 +58,9 @@ class FleetVm:
     network: pulumi.Input[str] | None = None
     # a Cloud KMS key (CMEK) for its disks (FleetConfig.disk_kms_key); None: Google-managed keys
     kms_key: str | None = None
+    # its OAuth scopes: logging and monitoring; the rendezvous with registry TLS adds cloud-platform, the only scope
+    # Secret Manager accepts (what it may read is its service account's IAM: one secret)
+    scopes: Sequence[str] = SCOPES
 
     def _template_key(self) -> gcp.compute.InstanceTemplateDiskDiskEncryptionKeyArgs | None:
         return gcp.compute.InstanceTemplateDiskDiskEncryptionKeyArgs(kms_key_self_link=self.kms_key) \
@@ -81,7 +84,7 @@ class FleetVm:
             "project": self.project, "machine_type": self.machine_type, "metadata": self._checked_metadata(),
             "labels": dict(self.labels), "tags": list(self.tags),
             "service_account": getattr(gcp.compute, f"{shape}ServiceAccountArgs")(
-                email=self.service_account_email, scopes=list(SCOPES)),
+                email=self.service_account_email, scopes=list(self.scopes)),
             "shielded_instance_config": getattr(gcp.compute, f"{shape}ShieldedInstanceConfigArgs")(
                 enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
         }

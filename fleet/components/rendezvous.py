@@ -9,6 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from fleet.components.instance import FleetVm, internal_ip
+from fleet.components.service_account import SCOPES, SECRET_READER_SCOPES
 from fleet.facts import names, pilot
 from fleet.vm_contract import metadata
 
@@ -45,6 +46,9 @@ class RendezvousArgs:
     interface_network: pulumi.Input[str] | None = None
     # a Cloud KMS key (CMEK) for its boot and store disks (FleetConfig.disk_kms_key)
     disk_kms_key: str | None = None
+    # registry TLS (RegistryTls): the certificate it serves (DER in base64) and the secret version of its key
+    tls_certificate: pulumi.Input[str] | None = None
+    tls_key_version: pulumi.Input[str] | None = None
 
 
 class Rendezvous(pulumi.ComponentResource):
@@ -141,7 +145,10 @@ class Rendezvous(pulumi.ComponentResource):
                 "dashboard_port": str(args.dashboard_port),
                 **args.install_source,
                 **({"start_fresh": "true"} if args.start_fresh else {}),
+                **({"registry_tls_cert": args.tls_certificate, "registry_key_secret": args.tls_key_version}
+                   if args.tls_certificate is not None and args.tls_key_version is not None else {}),
             }),
+            scopes=SECRET_READER_SCOPES if args.tls_key_version is not None else SCOPES,
             labels={**args.labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[names.FLEET_TAG, names.RENDEZVOUS_TAG],
             disk_gb=args.disk_gb, nat_ip=address.address,
             network_ip=self.internal_address.address if self.internal_address else None,

@@ -10,6 +10,9 @@ import pulumi_gcp as gcp
 ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 # OAuth scopes on the VM match the IAM roles, never cloud-platform.
 SCOPES = ("https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write")
+# ... but for the rendezvous with registry TLS: Secret Manager accepts no narrower scope than cloud-platform, so its
+# service account's IAM is what bounds it (logs, metrics, and reading the one secret of the registry's key)
+SECRET_READER_SCOPES = (*SCOPES, "https://www.googleapis.com/auth/cloud-platform")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,6 +34,8 @@ class SwarmVmArgs:
     interface_network: pulumi.Input[str] | None = None
     # a Cloud KMS key (CMEK) for each VM's disks (FleetConfig.disk_kms_key)
     disk_kms_key: str | None = None
+    # the registry certificate's fingerprint agents pin (RegistryTls); None: plaintext
+    registry_fingerprint: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +93,7 @@ def swarm_metadata(fleet: SwarmVmArgs, vm: AgentVm) -> dict[str, pulumi.Input[st
         "registration_addresses": str(vm.registration.addresses),
         # the agents' identities live on their own disk, which outlives the VM
         "state_device": pilot.STATE_DEVICE,
+        **({"registry_fingerprint": fleet.registry_fingerprint} if fleet.registry_fingerprint is not None else {}),
     })
 
 

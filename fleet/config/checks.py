@@ -304,7 +304,7 @@ class _Checks:
                     f"{seconds:,.0f} s, over {key_name(('coldStartMinutes',))} ({budget:,.0f} s): "
                     f"{', and '.join(needs) or 'a longer budget'} (`python -m fleet capacity --stack` sizes it)")
         if budget is not None and vms:
-            fleet = fleet_cold_start(vms, rendezvous_capacity())
+            fleet = fleet_cold_start(vms, rendezvous_capacity().transport(cfg.registry.tls))
             if fleet.rendezvous_seconds > budget:
                 self.problems.append(f"{key_name(('coldStartMinutes',))}: one rendezvous registers the fleet in "
                                      f"{fleet.rendezvous_seconds:,.0f} s at its measured rate, over the budget")

@@ -146,6 +146,17 @@ class RendezvousConfig(Model):
         return data
 
 
+class RegistryConfig(Model):
+    """How agents talk to the registry (README "Registry TLS")."""
+
+    tls: bool = Field(True, strict=True, description="agents register and heartbeat over TLS, pinned to the fleet's "
+                      "own certificate (made by the stack; its key reaches only the rendezvous, through Secret "
+                      "Manager); `false`: plaintext")
+    tls_rotation: int = Field(1, ge=1, le=1_000_000, strict=True, description="the certificate's generation: raise "
+                              "it by one and `pulumi up` to rotate the key and certificate (agents move to the new pin "
+                              "in paced rounds once the rendezvous serves it)")
+
+
 class AgentSettings(Model):
     """Per-host agent settings; `agentDefaults` sets them for all swarm hosts, a host may override each."""
 
@@ -234,6 +245,7 @@ class FleetConfig(Model):
                                "unless a pool or host sets its own: a version of fleet/facts/data/pilot_releases.yaml")
     network: NetworkConfig = Field(NetworkConfig(), description="the VPC network and subnet")
     rendezvous: RendezvousConfig = Field(RendezvousConfig(), description="the rendezvous server")
+    registry: RegistryConfig = Field(RegistryConfig(), description="how agents talk to the registry")
     agent_defaults: AgentSettings = Field(AgentSettings(), description="agent settings every swarm host and pool "
                                           "starts from; each may set its own")
     memory: MemoryPolicy = Field(MemoryPolicy(), description="the memory budget every swarm VM's target is held to")

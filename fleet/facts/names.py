@@ -74,3 +74,8 @@ def health_check(pool: str) -> str:
 
 def health_checks_rule(pool: str) -> str:
     return f"{pool}-allow-health-checks"
+
+
+def registry_key_secret(rendezvous: str) -> str:
+    """The Secret Manager secret holding the registry certificate's private key (its versions are the rotations)."""
+    return f"{rendezvous}-registry-key"

@@ -22,6 +22,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from fleet import pulumi_internals
+from fleet.plan import tls_standin
 from fleet.plan.stack_files import PulumiProject
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -104,6 +105,11 @@ def struct_to_json(struct: struct_pb2.Struct, *, reveal_secrets: bool = False) -
     return result
 
 
+def secret_version_name(secret: str) -> str:
+    """The stand-in name of a Secret Manager version of SECRET (projects/P/secrets/S)."""
+    return f"{secret}/versions/1"
+
+
 class FleetMocks:
     """Answers for the cloud: a stable fake ID and the computed attributes programs read back."""
 
@@ -165,6 +171,14 @@ class FleetMocks:
             # a tag value is named by the number the API gives it
             number = int(hashlib.sha256(str(state.get("shortName") or args.name).encode()).hexdigest(), 16) % 10**12
             state["name"] = resource_id = f"tagValues/{number}"
+        elif typ in tls_standin.TYPES:
+            state = tls_standin.outputs(typ, f"{self.project}/{args.name}", state)
+        elif typ == "gcp:secretmanager/secret:Secret":
+            resource_id = f"projects/{project}/secrets/{state.get('secretId')}"
+            state["name"] = resource_id
+        elif typ == "gcp:secretmanager/secretVersion:SecretVersion":
+            # the first version of its secret (the API numbers them; a rotation's is the next one)
+            resource_id = state["name"] = secret_version_name(str(state.get("secret")))
         elif typ == "gcp:serviceaccount/account:Account":
             state["email"] = f"{state.get('accountId')}@{project}.iam.gserviceaccount.com"
         elif typ == "gcp:compute/instance:Instance":

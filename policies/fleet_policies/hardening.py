@@ -38,9 +38,15 @@ def _service_account(vm: EffectiveVm) -> str | None:
 
 
 def _scopes(vm: EffectiveVm) -> str | None:
-    if any(str(s).rstrip("/").endswith("cloud-platform") for s in _account(vm).get("scopes") or []):
-        return "has the cloud-platform scope (full access to all Cloud APIs)"
-    return None
+    """cloud-platform is the one scope Secret Manager accepts: a VM that reads the registry's key from it
+    (pilot-registry-key-secret) may hold it with a dedicated account, whose IAM is then what bounds it."""
+    if not any(str(s).rstrip("/").endswith("cloud-platform") for s in _account(vm).get("scopes") or []):
+        return None
+    if vm.metadata.get(pilot.MetadataKey.REGISTRY_KEY_SECRET) and _service_account(vm) is None:
+        return None
+    return "has the cloud-platform scope (full access to all Cloud APIs)" + (
+        " with the default compute service account" if vm.metadata.get(pilot.MetadataKey.REGISTRY_KEY_SECRET)
+        else "")
 
 
 def _block_project_keys(vm: EffectiveVm) -> str | None:
@@ -63,8 +69,9 @@ no_default_service_account = vm_rule(
     "no-default-service-account", "VMs do not run as the default compute service account (CKV_GCP_30).",
     ("serviceAccount",), _service_account)
 no_cloud_platform_scope = vm_rule(
-    "no-cloud-platform-scope", "VMs are not given the cloud-platform scope (CKV_GCP_31).", ("serviceAccount",),
-    _scopes)
+    "no-cloud-platform-scope", "VMs are not given the cloud-platform scope (CKV_GCP_31), but for one that reads "
+    "the registry's key from Secret Manager with a dedicated service account.", (
+        "serviceAccount", f"metadata.{pilot.MetadataKey.REGISTRY_KEY_SECRET}"), _scopes)
 block_project_ssh_keys = vm_rule(
     "block-project-ssh-keys", "VMs block project-wide SSH keys (CKV_GCP_32).",
     (f"metadata.{pilot.MetadataKey.BLOCK_PROJECT_SSH_KEYS}",), _block_project_keys)

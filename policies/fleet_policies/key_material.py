@@ -115,16 +115,18 @@ def _plaintext_over_internet(vm: EffectiveVm) -> str | None:
         return None
     endpoint = metadata_value(vm.metadata, pilot.MetadataKey.REGISTRY)
     host = endpoint.rsplit(":", 1)[0].strip("[]")
-    if not host or not _public(host):
+    if not host or not _public(host) or metadata_value(vm.metadata, pilot.MetadataKey.REGISTRY_FINGERPRINT):
         return None
     return (f"its agents register with {endpoint}, a public address, over plaintext: anyone on the path reads "
             "every lookup and can replay a heartbeat (signed over constant text) to keep a dead agent online; "
-            "registry TLS is not built yet, so keep agentReach: vpc where peers allow it")
+            "set pilot-fleet:registry.tls: true (agents pin the registry's certificate), or agentReach: vpc")
 
 
 registry_not_plaintext_over_internet = vm_rule(
     "registry-not-plaintext-over-internet",
-    "A swarm VM whose agents register with a public registry address over plaintext (agentReach internet).",
-    (f"metadata.{pilot.MetadataKey.ROLE}", f"metadata.{pilot.MetadataKey.REGISTRY}"),
+    "A swarm VM whose agents register with a public registry address over plaintext (agentReach internet, "
+    "registry.tls false).",
+    (f"metadata.{pilot.MetadataKey.ROLE}", f"metadata.{pilot.MetadataKey.REGISTRY}",
+     f"metadata.{pilot.MetadataKey.REGISTRY_FINGERPRINT}"),
     _plaintext_over_internet,
 )

@@ -11,7 +11,7 @@ import platform
 import sys
 from pathlib import Path
 
-from pilot_supervisor import boot, sources, store
+from pilot_supervisor import boot, registry_tls, sources, store
 from pilot_supervisor.agents import daemon_argv
 from pilot_supervisor.attributes import AttributesError
 from pilot_supervisor.config import Config
@@ -38,6 +38,8 @@ COMMANDS = {
     "unwheel": "extract the members of WHEEL under PREFIX into DIR",
     "store-check": "before the rendezvous starts: check its store, restore the last good generation if needed",
     "store-keep": "keep the registry's store as a generation if it is fit, and the newest KEEP only",
+    "registry-tls": "before the rendezvous starts: its certificate and key (Secret Manager) into DIR, or plaintext",
+    "registry-tls-watch": "restart UNIT when the registry's certificate or key secret changes",
 }
 
 
@@ -75,7 +77,30 @@ def parser() -> argparse.ArgumentParser:
     cmd["store-check"].add_argument("--owner", default="", help="the rendezvous' user, who owns a restored store")
     cmd["store-check"].add_argument("--guest-attributes-url", default="")
     cmd["store-keep"].add_argument("--keep", type=int, required=True)
+    for name in ("registry-tls", "registry-tls-watch"):
+        cmd[name].add_argument("--metadata-url", required=True)
+    cmd["registry-tls"].add_argument("--secret-manager-url", default=registry_tls.SECRET_MANAGER_URL)
+    cmd["registry-tls"].add_argument("--dir", type=Path, required=True)
+    cmd["registry-tls"].add_argument("--owner", default="", help="the rendezvous' user, who alone reads the files")
+    cmd["registry-tls-watch"].add_argument("--unit", required=True)
     return out
+
+
+def tls_step(args: argparse.Namespace) -> int:
+    """The rendezvous' registry TLS (registry_tls.py): one line of what it did, or why the rendezvous must not
+    start."""
+    try:
+        if args.command == "registry-tls-watch":
+            registry_tls.watch(args.metadata_url, args.unit)
+        print(registry_tls.prepare(args.metadata_url, args.secret_manager_url, args.dir, args.owner))
+    except (registry_tls.RegistryTlsError, AttributesError) as exc:
+        print(f"registry TLS: ERROR: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        print(f"registry TLS: ERROR: cannot read this VM's attributes from {args.metadata_url}: {exc}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def store_step(args: argparse.Namespace) -> int:
@@ -132,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in ("store-check", "store-keep"):
         return store_step(args)
+    if args.command in ("registry-tls", "registry-tls-watch"):
+        return tls_step(args)
     if args.command not in ("run", "reap", "argv", "stop-budget"):
         try:
             out = boot_step(args)

@@ -22,7 +22,7 @@ REFUSED_REGISTRATION = "daemon start: register:"
 
 # Flags every release the fleet runs accepts (the contract check asks each new binary's `-h` for them) ...
 BASE_FLAGS = ["-registry", "-beacon", "-listen", "-socket", "-identity", "-log-format", "-log-level",
-              "-log-max-size", "-log-max-backups", "-endpoint", "-hostname"]
+              "-log-max-size", "-log-max-backups", "-endpoint", "-hostname", "-registry-tls", "-registry-fingerprint"]
 # ... and the optional ones, passed when the version's row lists them, with their values: the daemon's outbound
 # feeds (telemetry, message of the day, skill manifest from GitHub) are off, as thousands of daemons must not each
 # poll external hosts.
@@ -50,6 +50,8 @@ def daemon_argv(config: Config, index: int) -> list[str]:
             "-log-level", "warn",
             "-log-max-size", "1",
             "-log-max-backups", "1"]
+    if config.registry_fingerprint:  # TLS, the certificate pinned (the daemon's default trust is the pin)
+        argv += ["-registry-tls", "-registry-fingerprint", config.registry_fingerprint]
     for flag in config.daemon_flags:
         argv += [flag, *OPTIONAL_FLAGS[flag]]
     if config.registration_addresses:  # its peers reach it where it registers from

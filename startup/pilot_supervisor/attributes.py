@@ -87,6 +87,11 @@ def check(role: str, attributes: dict[str, str]) -> dict[str, Any]:
             if name in attributes:
                 raise AttributesError(f"instance attribute {name} is set: {why}")
         _install_source(out)
+        if bool(out["registry_tls_cert"]) != bool(out["registry_key_secret"]):
+            have, need = (("REGISTRY_TLS_CERT", "REGISTRY_KEY_SECRET") if out["registry_tls_cert"]
+                          else ("REGISTRY_KEY_SECRET", "REGISTRY_TLS_CERT"))
+            raise AttributesError(f"instance attribute {key(have)} is set without {key(need)}: registry TLS needs "
+                                  "the certificate and the secret version of its key (pilot-fleet:registry.tls)")
     return out
 
 

@@ -41,6 +41,8 @@ class Config:
     hostname_prefix: str = ""
     endpoint_ip: str = ""
     gogc: int = 0
+    # the registry certificate's hex SHA-256 agents pin (-registry-tls -registry-fingerprint); empty: plaintext
+    registry_fingerprint: str = ""
     # The registry's bucket per source IP holds as many tokens as its rate a minute (NewRateLimiter caps tokens at
     # the rate); 0 models it so. Tests set a burst of their own to keep starts short.
     new_registration_burst: int = 0

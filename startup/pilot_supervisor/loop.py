@@ -67,6 +67,7 @@ def tick(sup: Supervisor) -> None:
     sup.trim()
     sup.escalate(now)
     sup.mark_registered()
+    sup.recheck_pin(now)
     if sup.persist_pending:
         sup.persist()
     if not sup.stopping.is_set():

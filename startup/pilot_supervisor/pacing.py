@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import socket
+import ssl
 
 from pilot_supervisor.config import Config
+from pilot_supervisor.contract import key
 
 
 class TokenBucket:
@@ -58,6 +61,50 @@ def registry_reachable(address: str, timeout: float) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+class PinMismatchError(Exception):
+    """The registry answers, but not with the certificate this VM's agents pin: they would not register."""
+
+
+def registry_certificate(address: str, timeout: float) -> str:
+    """The hex SHA-256 of the certificate the registry (HOST:PORT) presents in a TLS handshake, as pilot-daemon's
+    pinned dial computes it (the DER bytes; no chain, name or date is checked: the pin is the trust). Raises OSError
+    when it does not answer, PinMismatchError when it answers without TLS."""
+    host, _, port = address.rpartition(":")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the pin below is the check, as the daemon's
+    try:
+        raw = socket.create_connection((host, int(port)), timeout=timeout)
+    except ValueError as exc:
+        raise OSError(str(exc)) from None
+    with raw:
+        try:  # it accepted the connection: what it does with a handshake is the registry's answer
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                der = tls.getpeercert(binary_form=True)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise PinMismatchError(f"the registry {address} does not answer TLS ({reason})") from None
+    if not der:
+        raise PinMismatchError(f"the registry {address} presents no certificate")
+    return hashlib.sha256(der).hexdigest()
+
+
+def registry_pinned(address: str, timeout: float, pin: str) -> bool:
+    """Whether the registry answers now and, with PIN, presents that certificate (PinMismatchError says what it presents
+    instead)."""
+    if not pin:
+        return registry_reachable(address, timeout)
+    try:
+        found = registry_certificate(address, timeout)
+    except OSError:
+        return False
+    if found != pin:
+        raise PinMismatchError(f"the registry {address} presents certificate {found}, the agents pin {pin} "
+                               f"({key('REGISTRY_FINGERPRINT')}): a rotation not yet served, or not this fleet's "
+                               "registry")
+    return True
 
 
 def rampup_seconds(config: Config) -> float:

@@ -43,6 +43,12 @@ def roll(sup: Supervisor, now: float) -> None:
     def registered(i: int) -> bool:
         return agent_socket(c, i).exists()
 
+    if not rollout.batch and c.registry_fingerprint and rollout.previous.registry_fingerprint != \
+            c.registry_fingerprint and not sup.probe_registry():
+        # a new pin: no batch goes down before the registry serves that certificate (the rendezvous restarts on it
+        # once `pulumi up` has given it; until then the agents on the old pin are the ones that work)
+        return
+
     step = rollout.step(now, back=lambda i: current(sup, i) and registered(i), registered=registered,
                         stale=lambda: stale(sup), size=sup.batch_size,
                         batch_seconds=lambda n: (-(-n // c.spawn_parallelism) * c.round_delay_seconds

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 # What a rollout restarts an agent for; the rest of the config applies to the next starts as it is.
-ROLLED_FIELDS = ("daemon", "version", "daemon_flags", "gogc", "registry", "beacon", "base_udp_port")
+ROLLED_FIELDS = ("daemon", "version", "daemon_flags", "gogc", "registry", "beacon", "base_udp_port",
+                 "registry_fingerprint")
 
 
 def batch_size(target_agents: int, max_unavailable: float) -> int:

@@ -45,7 +45,7 @@ from pilot_supervisor.config import Config
 from pilot_supervisor.faults import Faults
 from pilot_supervisor.handover import Change
 from pilot_supervisor.journal import log
-from pilot_supervisor.pacing import TokenBucket, registry_reachable
+from pilot_supervisor.pacing import PinMismatchError, TokenBucket, registry_pinned
 from pilot_supervisor.privilege import AgentCgroup, AgentUser, address_user
 
 
@@ -77,6 +77,7 @@ class Supervisor:
         self.next_publish = 0.0
         self.started = now
         self.registry_up: bool | None = None
+        self.next_pin_check = 0.0  # while the registry-pin fault stands: when to look again (recheck_pin)
         self.ticks = 0
         self.last_tick_seconds = 0.0
         self.next_scan = 0.0
@@ -311,11 +312,26 @@ class Supervisor:
 
     def probe_registry(self) -> bool:
         """No agent starts while the registry is unreachable: no token is spent, no backoff piles up."""
-        up = registry_reachable(self.config.registry, self.config.registry_probe_timeout_seconds)
+        c = self.config
+        try:
+            up = registry_pinned(c.registry, c.registry_probe_timeout_seconds, c.registry_fingerprint)
+        except PinMismatchError as exc:  # its agents would retry and never register: none is started, and it is a fault
+            self.faults.record("registry-pin", str(exc))
+            up = False
+        else:
+            if up:
+                self.faults.clear("registry-pin")
         if up != self.registry_up:
             log("registry-reachable" if up else "registry-unreachable", registry=self.config.registry)
             self.registry_up = up
         return up
+
+    def recheck_pin(self, now: float) -> None:
+        """A registry-pin fault is looked at again every round delay even when no agent is missing (a pin put right
+        starts nothing, so no round would probe): it clears once the registry presents the pinned certificate."""
+        if "registry-pin" in self.faults.current and now >= self.next_pin_check:
+            self.next_pin_check = now + max(self.config.round_delay_seconds, 1.0)
+            self.probe_registry()
 
     def spawn(self, index: int, now: float, fresh: bool) -> None:
         home = agent_dir(self.config, index)
