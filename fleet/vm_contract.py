@@ -272,7 +272,7 @@ RENAMED_GUEST_ATTRIBUTES: dict[str, str] = {GuestAttribute.TARGET_AGENTS: "agent
 # ones included; `degraded`: the faults it lives with now (a full disk, a failing metadata server).
 STATUS_FIELDS = ("target_agents", "running", "processes", "restarts", "stopping", "updated", "ticks", "tick_seconds",
                  "version", "rollout", "degraded", "agents_user", "agents_counted_by", "registration_addresses",
-                 "supervisor")
+                 "supervisor", "preempted")
 
 
 class MetricName:

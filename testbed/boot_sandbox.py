@@ -138,6 +138,7 @@ SECRET_MANAGER_PATH = "/secretmanager/v1"
 # Where a test changes a stand-in's instance attributes, as `pulumi up` changes a VM's metadata (not a GCE path).
 CONTROL_PATH = "/stand-in/attributes"
 PROJECT_CONTROL_PATH = "/stand-in/project"  # the same for the project's metadata (its startup-script item)
+INSTANCE_CONTROL_PATH = "/stand-in/instance"  # the same for instance values (`preempted`: Compute Engine's notice)
 
 
 @dataclass
@@ -210,6 +211,25 @@ class MetadataServer:
         """What `pulumi up` does to the project's metadata (its startup-script item): a watcher's pending
         wait_for_change on that value returns."""
         self._update(self.project, updates)
+
+    def change_instance(self, updates: dict[str, str | None]) -> None:
+        """An instance value changes (`preempted` TRUE: Compute Engine preempts this Spot VM): a watcher's pending
+        wait_for_change on it returns."""
+        self._update(self.instance, updates)
+
+    def instance_value_after(self, name: str, query: dict[str, str]) -> tuple[str, str]:
+        """One instance value and its ETag; with wait_for_change, once its ETag differs from last_etag."""
+        def value() -> str:  # every VM has `preempted`: FALSE until Compute Engine preempts it
+            return self.instance.get(name, "FALSE" if name == "preempted" else "")
+
+        def tag() -> str:
+            return hashlib.sha256(value().encode()).hexdigest()[:16]
+
+        with self.changed:
+            if query.get("wait_for_change") == "true":
+                last = query.get("last_etag", "")
+                self.changed.wait_for(lambda: tag() != last, timeout=float(query.get("timeout_sec", 60)))
+            return value(), tag()
 
     def project_value_after(self, name: str, query: dict[str, str]) -> tuple[str | None, str]:
         """One project value and its ETag (None: no such item); with wait_for_change, once its ETag differs from
@@ -290,8 +310,8 @@ class MetadataServer:
                     body = json.dumps(listings[path])
                 elif path in listings:
                     body = "".join(f"{k}\n" for k in listings[path])
-                elif path.startswith("instance/") and path[9:] in server.instance:
-                    body = server.instance[path[9:]]
+                elif path.startswith("instance/") and (path[9:] in server.instance or path[9:] == "preempted"):
+                    body, etag = server.instance_value_after(path[9:], params)
                 elif path.startswith("instance/guest-attributes/") and path[26:] in server.guest_attributes:
                     body = server.guest_attributes[path[26:]]
                 elif path.startswith("instance/attributes/") and path[20:] in server.attributes:
@@ -333,9 +353,10 @@ class MetadataServer:
                 return True
 
             def do_PUT(self) -> None:
-                if self.path in (CONTROL_PATH, PROJECT_CONTROL_PATH):
+                if self.path in (CONTROL_PATH, PROJECT_CONTROL_PATH, INSTANCE_CONTROL_PATH):
                     length = int(self.headers.get("Content-Length") or 0)
-                    change = server.change if self.path == CONTROL_PATH else server.change_project
+                    change = {CONTROL_PATH: server.change, PROJECT_CONTROL_PATH: server.change_project,
+                              INSTANCE_CONTROL_PATH: server.change_instance}[self.path]
                     change(json.loads(self.rfile.read(length)))
                     self.send_response(204)
                     self.end_headers()

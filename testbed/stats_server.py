@@ -32,6 +32,8 @@ class StatsServer:
     answers: list[Answer]
     guest_attributes: dict[str, dict[str, str]] = field(default_factory=dict)  # instance -> key -> value
     managed_instances: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # group -> (name, zone)
+    # a managed VM's (currentAction, instanceStatus) in the group's listing; default ("NONE", "RUNNING")
+    instance_states: dict[str, tuple[str, str]] = field(default_factory=dict)
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # instance -> its metadata items
     # VMs of the project labelled app=pilot-fleet (instances.aggregatedList): (name, zone) -> metadata items
     labelled: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
@@ -104,7 +106,9 @@ class StatsServer:
                     return self.reply(Answer(404, b'{"error": {"code": 404}}'))
                 manager = self.path.split("/instanceGroupManagers/")[1].split("/")[0]
                 listed = [{"instance": f"https://www.googleapis.com/compute/v1/projects/p/zones/{zone}/instances/{name}",
-                           "instanceStatus": "RUNNING"} for name, zone in server.managed_instances.get(manager, [])]
+                           "currentAction": server.instance_states.get(name, ("NONE", "RUNNING"))[0],
+                           "instanceStatus": server.instance_states.get(name, ("NONE", "RUNNING"))[1]}
+                          for name, zone in server.managed_instances.get(manager, [])]
                 return self.reply(Answer(200, json.dumps({"managedInstances": listed}).encode()))
 
             def reply(self, answer: Answer) -> None:

@@ -28,6 +28,7 @@ from fleet.facts.rendezvous_build import build_table
 from fleet.vm_contract import MetadataKey
 from testbed.boot_sandbox import (
     CONTROL_PATH,
+    INSTANCE_CONTROL_PATH,
     PROJECT_CONTROL_PATH,
     WHEEL_CACHE,
     cached_wheel,
@@ -168,11 +169,20 @@ class Host:
                               text=True, timeout=timeout, check=False)
 
     def power_loss(self) -> None:
-        """SIGKILL the container's PID 1: the kernel kills everything in it at once, nothing is shut down."""
+        """SIGKILL the container's PID 1: the kernel kills everything in it at once, nothing is shut down. Returns
+        once no process of it is left (the kernel reaps a PID namespace's processes after its init, not with it),
+        as a VM is off before it is powered on again: a boot that overlapped the last one's dying processes could
+        find their cgroups still there."""
+        namespace = ""
+        with suppress(OSError):
+            namespace = os.readlink(f"/proc/{self.leader}/ns/pid") if self.leader else ""
         with suppress(ProcessLookupError):
             os.kill(self.leader, signal.SIGKILL)
         if self.nspawn is not None:
             self.nspawn.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while namespace and time.monotonic() < deadline and _in_namespace(namespace):
+            time.sleep(0.05)
         self.nspawn, self.leader = None, 0
         if self.loop:  # the disk is detached with the VM
             subprocess.run(["losetup", "-d", self.loop], check=False, capture_output=True)
@@ -214,6 +224,31 @@ class Host:
                             and os.readlink(f"/proc/{entry.name}/ns/pid") == ns:
                         found[int(entry.name)] = argv0[len(VERSIONS_DIR):].split("/")[0]
         return found
+
+    def set_preempted(self, preempted: bool) -> None:
+        """What Compute Engine does first when it preempts a Spot VM: its `preempted` value turns TRUE (FALSE again
+        for the VM its group recreates)."""
+        result = subprocess.run(["ip", "netns", "exec", self.namespace, "curl", "-fsS", "-X", "PUT", "--data-binary",
+                                 json.dumps({"preempted": "TRUE" if preempted else "FALSE"}),
+                                 f"http://{METADATA_IP}{INSTANCE_CONTROL_PATH}"],
+                                capture_output=True, text=True, timeout=10, check=False)
+        if result.returncode != 0:
+            raise TestBedError(f"{self.name}: the metadata stand-in refused the preemption: {result.stderr}")
+
+    def acpi_power_off(self, grace: float) -> bool:
+        """The ACPI power-off a preemption sends: systemd shuts the VM down (SIGRTMIN+4 to its PID 1 is what
+        systemd takes for it); after GRACE seconds what still runs is powered off hard, as Compute Engine does.
+        True when the VM shut down by itself in time."""
+        with suppress(ProcessLookupError):
+            os.kill(self.leader, signal.SIGRTMIN + 4)
+        assert self.nspawn is not None
+        try:
+            self.nspawn.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.power_loss()
+            return False
+        self.power_loss()  # nothing left to kill: releases the loop device and the handles
+        return True
 
     def change_metadata(self, updates: dict[str, str | None], project: bool = False) -> None:
         """What `pulumi up` does to this VM's metadata (with PROJECT, to the project's, as the stand-in serves it to
@@ -268,6 +303,16 @@ class Host:
             self.metadata.kill()
             self.metadata.wait(timeout=10)
         subprocess.run(["umount", "-l", str(self.merged)], check=False, capture_output=True)
+
+
+def _in_namespace(namespace: str) -> bool:
+    """Whether any process of this machine is in the PID namespace NAMESPACE (a readlink of /proc/PID/ns/pid)."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with suppress(OSError):
+                if os.readlink(f"/proc/{entry.name}/ns/pid") == namespace:
+                    return True
+    return False
 
 
 def _descendants(pid: int) -> list[int]:

@@ -40,7 +40,7 @@ from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import REGISTRATION_LAG_SECONDS, MetadataKey
 from testbed.supervisor_harness import release_with, script_with
-from testbed.vm_fleet import Fleet, fleet_of, plan_stack, registrations, supervisor_events, wait_for
+from testbed.vm_fleet import Fleet, fleet_of, journal, plan_stack, registrations, supervisor_events, wait_for
 from testbed.vm_host import Host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="system containers need root")
@@ -370,6 +370,53 @@ def phase_after_a_power_loss_the_host_comes_back_with_its_identities(fleet: Flee
     boot_log = host.journal("google-startup-scripts.service")
     # the boot disk kept pilot-daemon and the supervisor's config
     assert "installed and checked; supervisor config unchanged" in boot_log, boot_log[-2000:]
+
+
+# A preemption: Compute Engine's notice, then the ACPI power-off, then a hard one 30 s after the notice.
+PREEMPTION_SECONDS = 30.0
+
+
+def phase_a_preempted_vm_stops_its_agents_in_the_grace_and_comes_back_as_the_same_identities(fleet: Fleet) -> None:
+    """A Spot preemption as Compute Engine does it: `preempted` turns TRUE, the VM gets its ACPI power-off, what still
+    runs 30 s after the notice is powered off hard; then the group recreates the VM on its disks (here: it boots
+    again on the same ones, `preempted` FALSE). The supervisor stops every agent within the grace, on its own
+    notice; every agent comes back as the identity it was."""
+    host = fleet.swarm[1]
+    identities = host.identities()
+    refused = fleet.refusals()
+    stats = fleet.stats()
+    assert stats is not None
+    nodes = stats["total_nodes"]
+    since = time.time()
+    notice = time.monotonic()
+    host.set_preempted(True)
+    wait_for(lambda: not host.agent_pids(), 25, "the agents were not all stopped within 25 s of the notice")
+    stopped = time.monotonic() - notice
+    # its own account follows once it has reaped them
+    wait_for(lambda: bool(supervisor_events(host, "preemption-stop", since)), 10, "no preemption-stop in the journal")
+    assert host.status().get("preempted") is True
+    (event,) = supervisor_events(host, "preempted", since)
+    (stop,) = supervisor_events(host, "preemption-stop", since)
+    assert stop["agents"] == TARGET and stop["killed_at_deadline"] == 0, stop
+    shut_down = host.acpi_power_off(PREEMPTION_SECONDS - (time.monotonic() - notice))
+    seen = [m for _, m in journal(fleet.rendezvous, "pilot-rendezvous.service", since)]
+    deregistered = sum(1 for m in seen if "deregistered node" in m)
+    errors = sum(1 for m in seen if '"level":"ERROR"' in m and "get_network_policy" not in m)
+    host.set_preempted(False)  # the recreated VM is not being preempted
+    booted = time.monotonic()
+    host.boot()
+    wait_for(lambda: host.registered_agents() == TARGET, BOOT_DEADLINE, "the host did not come back to its target")
+    back = time.monotonic() - booted
+    assert host.identities() == identities  # the same keys: re-registration, not new identities
+    assert fleet.refusals() == refused
+    stats = fleet.stats()
+    assert stats is not None and stats["total_nodes"] == nodes  # no node was added
+    new = [r for r in registrations(fleet, since) if r[1] == "new_node"]
+    assert not new, new
+    print(f"preemption of {host.name}: {event['agents']} agents stopped {stopped:.1f} s after the notice "
+          f"({stop['all_gone_seconds']} s by its own count), VM shut down by itself: {shut_down}; back at "
+          f"{TARGET} registered {back:.1f} s after its boot; 0 new identities, 0 refusals; the registry logged "
+          f"{deregistered} deregistrations and {errors} errors meanwhile")
 
 
 def phase_fleet_verify_says_ok_against_that_rendezvous(fleet: Fleet) -> None:
@@ -781,6 +828,7 @@ PHASES: list[Callable[..., None]] = [
     phase_with_no_good_generation_the_rendezvous_does_not_start_empty,
     phase_a_stop_always_stops_after_a_killed_supervisor,
     phase_after_a_power_loss_the_host_comes_back_with_its_identities,
+    phase_a_preempted_vm_stops_its_agents_in_the_grace_and_comes_back_as_the_same_identities,
     phase_fleet_verify_says_ok_against_that_rendezvous,
     phase_the_rendezvous_is_not_built_again_on_the_same_store_disk,
     phase_a_changed_target_converges_live_with_no_unit_restart,

@@ -312,3 +312,25 @@ def test_a_rotated_pin_waits_for_the_registry_then_rolls_with_the_same_identitie
     assert len(rolled) == TARGET and all(e.detail.startswith("known") for e in rolled)
     assert [len(e["agents"]) for e in log if e["event"] == "rollout-batch"][-4:] == [2, 2, 2, 2]
 
+
+
+def test_a_preemption_stops_every_agent_within_its_deadline_and_keeps_their_identities(tmp_path: Path) -> None:
+    """Compute Engine's `preempted` turns TRUE: one journal line, the status says so, every agent stopped (SIGTERMs
+    spread, a kill at the deadline for what is left), identities left on the disk, and the supervisor holds until the
+    power-off instead of exiting (systemd would restart it and start agents again)."""
+    with live_host(tmp_path, {"1.0.0": fake_wheel(tmp_path, "1.0.0")}, preempt_stop_seconds=4.0,
+                   preempt_spread_seconds=1.0) as (box, metadata):
+        agents = Path(box.config["state_dir"]) / "agents"
+        identities = {p.parent.name: p.read_text() for p in agents.glob("*/identity.json")}
+        notice = time.monotonic()
+        metadata.change_instance({"preempted": "TRUE"})
+        box.wait_for(lambda: box.status().get("preempted") is True and not alive(box), timeout=10)
+        took = time.monotonic() - notice
+        time.sleep(1.0)  # nothing starts again
+        assert not alive(box) and box.proc is not None and box.proc.poll() is None
+        log = supervisor_log(box)
+    assert took <= 4.0 + 1.0, took
+    assert [e["event"] for e in log].count("preempted") == 1
+    (stop,) = [e for e in log if e["event"] == "preemption-stop"]
+    assert stop["agents"] == TARGET and stop["killed_at_deadline"] == 0 and stop["all_gone_seconds"] <= 4.0
+    assert {p.parent.name: p.read_text() for p in agents.glob("*/identity.json")} == identities

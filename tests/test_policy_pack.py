@@ -15,10 +15,11 @@ from tests.policy_harness import PACK_DIR
 
 MANDATORY = {"no-instance-startup-scripts", "one-project-startup-script", "startup-script-guarded",
              "agents-fit-memory", "pilot-ports-open", "pools-heal-safely", "pools-keep-agent-state",
-             "rendezvous-keeps-its-registry", "rendezvous-store-snapshots", "types-the-pack-judges", "no-private-keys"}
+             "rendezvous-keeps-its-registry", "rendezvous-store-snapshots", "types-the-pack-judges", "no-private-keys",
+             "spot-keeps-identities"}
 ADVISORY = {"dashboard-not-public", "no-public-ssh-rdp", "shielded-vm", "no-default-service-account",
             "no-cloud-platform-scope", "block-project-ssh-keys", "os-login", "serial-port-off",
-            "registry-not-plaintext-over-internet",
+            "registry-not-plaintext-over-internet", "spot-has-on-demand-floor",
             # scanner parity (policies/fleet_policies/scanner_parity.py)
             "os-login-not-overridden", "no-ip-forwarding", "no-public-ip", "disk-customer-key", "no-default-network",
             "no-all-ports-open",
@@ -38,7 +39,7 @@ def test_analyzer_info_lists_every_rule_with_its_level() -> None:
 
 
 @pytest.mark.parametrize("mode", ["preview", "up"])
-@pytest.mark.parametrize("stack", ["prod", "dev", "scale"])
+@pytest.mark.parametrize("stack", ["prod", "dev", "scale", "spot"])
 def test_shipped_stacks_have_no_mandatory_violations(stack: str, mode: str, tmp_path) -> None:
     out = tmp_path / "plan.json"
     result = run_fleet("plan", "--stack", stack, "--json", str(out), *(["--up"] if mode == "up" else []))

@@ -147,6 +147,8 @@ TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
 ITEM = "gcp:compute/projectMetadataItem:ProjectMetadataItem"
 
+SPOT = {"provisioningModel": "SPOT", "preemptible": True, "automaticRestart": False, "onHostMaintenance": "TERMINATE",
+        "instanceTerminationAction": "STOP"}
 CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
     "instance startup-script key": (metadata("swarm-1", startup_script="echo ghost"),
                                     {("no-instance-startup-scripts", "swarm-1")}),
@@ -299,6 +301,16 @@ CASES: dict[str, tuple[Callable[[Resources], None], set[tuple[str, str]]]] = {
     "project ssh keys allowed": (metadata("swarm-1", block_project_ssh_keys="FALSE"),
                                  {("block-project-ssh-keys", "swarm-1")}),
     "no os login": (metadata("swarm-1", enable_oslogin=None), {("os-login", "swarm-1")}),
+    # Spot: a spot swarm VM keeps its identities on a disk that outlives it; a fleet keeps an on-demand floor
+    "a spot host with its state disk": (set_input("swarm-1", ":Instance", "scheduling", SPOT), set()),
+    "a spot host with its identities on the boot disk": (
+        both(set_input("swarm-1", ":Instance", "scheduling", SPOT), metadata("swarm-1", pilot_state_device=None)),
+        {("spot-keeps-identities", "swarm-1")}),
+    "a legacy preemptible host with its identities on the boot disk": (
+        both(set_input("swarm-2", ":Instance", "scheduling", {"preemptible": True}),
+             metadata("swarm-2", pilot_state_device="not-attached")), {("spot-keeps-identities", "swarm-2")}),
+    "every swarm VM spot": (both(*(set_input(f"swarm-{i}", ":Instance", "scheduling", SPOT) for i in (1, 2, 3))),
+                            {("spot-has-on-demand-floor", "stack")}),
     "serial port on": (metadata("swarm-1", serial_port_enable="TRUE"), {("serial-port-off", "swarm-1")}),
 }
 

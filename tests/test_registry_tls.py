@@ -40,7 +40,7 @@ def _pair(seed: str) -> tuple[str, str]:
 # -- the plan ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "scale"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "scale", "spot"])
 def test_each_shipped_stack_pins_its_own_certificate_and_keeps_the_key_in_secret_manager(planned,
                                                                                          stack: str) -> None:
     plan = planned(stack)

@@ -140,6 +140,12 @@ def _changed(scale: dict[str, Any], change: Any) -> list[dict[str, Any]]:
     return resources
 
 
+def _spot(resources: list[dict[str, Any]]) -> None:
+    next(r for r in resources if r["type"] == TEMPLATE)["inputs"]["scheduling"] = {
+        "provisioningModel": "SPOT", "preemptible": True, "automaticRestart": False,
+        "onHostMaintenance": "TERMINATE", "instanceTerminationAction": "STOP"}
+
+
 def _group(resources: list[dict[str, Any]]) -> dict[str, Any]:
     return next(r["inputs"] for r in resources if r["type"] == REGION_MIG)
 
@@ -179,6 +185,12 @@ POOL_CASES = {
         lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["metadata"].update(
             {"startup-script": "echo ghost"}),
         {("no-instance-startup-scripts", POOL)}),
+    # Spot: the group keeps each VM's agent disk, so a preempted VM comes back as its identities; a fleet that is
+    # all spot has no floor (an advisory)
+    "the pool on Spot VMs": (lambda rs: _spot(rs), {("spot-has-on-demand-floor", "stack")}),
+    "the pool on Spot VMs without its stateful disk": (
+        lambda rs: (_spot(rs), _group(rs).pop("statefulDisks")),
+        {("pools-keep-agent-state", POOL), ("spot-keeps-identities", POOL), ("spot-has-on-demand-floor", "stack")}),
     "template over its memory": (
         lambda rs: next(r for r in rs if r["type"] == TEMPLATE)["inputs"]["metadata"].update(
             {"pilot-target-agents": "5000"}),

@@ -298,6 +298,27 @@ def test_a_pool_shortfall_names_the_vm_and_its_zone(planned: Any, server: StatsS
                       f"{pool['name']}/listManagedInstances"]
 
 
+def test_a_pool_vm_its_group_recreates_is_reported_as_such_not_as_a_loss(planned: Any, server: StatsServer) -> None:
+    """A preempted Spot VM: stopped by Compute Engine, then recreated by its group on its state disk. Its shortfall
+    is the recreation in progress (converging), named as such, and no guest attribute of it is asked for."""
+    outputs = _outputs(planned, server, "scale")
+    (pool,) = outputs["pools"]
+    per_vm = pool["targetAgents"]
+    server.set(Answer.stats(**{**REAL, "active_nodes": 12 * per_vm, "total_nodes": 13 * per_vm}))
+    vms = [(f"{pool['name']}-{i:04x}", pool["zones"][i % len(pool["zones"])]) for i in range(pool["size"])]
+    server.managed_instances = {pool["name"]: vms}
+    server.guest_attributes = {name: {"target-agents": str(per_vm), "agents-running": str(per_vm)} for name, _ in vms}
+    gone = vms[3][0]
+    del server.guest_attributes[gone]
+    server.instance_states = {gone: ("RECREATING", "TERMINATED")}
+    env = {"PILOT_FLEET_COMPUTE_API": f"{server.base}/compute/v1", "PILOT_FLEET_ACCESS_TOKEN": "test-token"}
+    result = verify("--outputs", "-", stdin=json.dumps(outputs), env=env)
+    assert result.returncode == 3 and result.stdout.startswith("CONVERGING:"), result.stdout + result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith(gone))
+    assert "being recreated by its group (recreating, terminated)" in row, row
+    assert not [p for p, _ in server.requests if f"/instances/{gone}/getGuestAttributes" in p]
+
+
 def test_a_host_mid_rollout_is_reported_as_converging_not_short(planned: Any, server: StatsServer) -> None:
     """Day two: a shortfall that hosts in the middle of a change account for is `converging` (exit 3), each such
     host named with its rollout or its pending target; one that they do not account for stays `degraded`."""

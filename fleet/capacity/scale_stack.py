@@ -58,6 +58,7 @@ def stack_config(name: str, fleet: CostedFleet, a: Assumptions,
                               "failoverZone": zones[1],
                               "newRegistrationsPerMinute": a.new_registrations_per_minute},
         **budget,
+        f"{key}:registry": {"tls": True},  # README "Registry TLS"
         f"{key}:agentDefaults": defaults,
         f"{key}:memory": {"osReserveMb": a.reserve_mb, "headroomPercent": a.headroom_percent},
         f"{key}:swarmPools": pools,

@@ -36,7 +36,8 @@ def agent_vm(cfg: FleetConfig, vm: SwarmVmConfig) -> AgentVm:
         base_udp_port=vm.base_udp_port, spawn_parallelism=vm.spawn_parallelism,
         round_delay_seconds=vm.round_delay_seconds, gogc=vm.gogc, rollout_max_unavailable=vm.rollout_max_unavailable,
         peer_source_ranges=list(vm.peer_source_ranges), disk_gb=vm.disk_gb, state_disk_gb=vm.state_disk_gb,
-        registration=Registration(addresses=cfg.registration_addresses(vm), alias_prefix=cfg.alias_prefix(vm)))
+        registration=Registration(addresses=cfg.registration_addresses(vm), alias_prefix=cfg.alias_prefix(vm)),
+        spot=vm.provisioning == "spot")
 
 
 def install_source_metadata(rv: RendezvousConfig) -> dict[str, str]:

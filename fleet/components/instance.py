@@ -23,6 +23,12 @@ HARDENING_METADATA = {
 }
 
 
+# What Compute Engine requires of a Spot VM's scheduling, and what the fleet chooses where it may: STOP keeps the
+# boot disk of a stand-alone host (a group recreates its VMs either way, their state disks kept by its policy).
+SPOT_SCHEDULING = {"provisioning_model": "SPOT", "preemptible": True, "automatic_restart": False,
+                   "on_host_maintenance": "TERMINATE", "instance_termination_action": "STOP"}
+
+
 @dataclass(kw_only=True)
 class FleetVm:
     """The one way the fleet declares a VM (not a component of its own: the host, pool or rendezvous that owns it
@@ -61,6 +67,9 @@ class FleetVm:
     # its OAuth scopes: logging and monitoring; the rendezvous with registry TLS adds cloud-platform, the only scope
     # Secret Manager accepts (what it may read is its service account's IAM: one secret)
     scopes: Sequence[str] = SCOPES
+    # Spot provisioning: preemptible at any time with 30 s notice, never restarted by Compute Engine itself, stopped
+    # (not deleted) on preemption so its disks stay; a pool's group recreates it, a stand-alone host stays stopped
+    spot: bool = False
 
     def _template_key(self) -> gcp.compute.InstanceTemplateDiskDiskEncryptionKeyArgs | None:
         return gcp.compute.InstanceTemplateDiskDiskEncryptionKeyArgs(kms_key_self_link=self.kms_key) \
@@ -87,6 +96,7 @@ class FleetVm:
                 email=self.service_account_email, scopes=list(self.scopes)),
             "shielded_instance_config": getattr(gcp.compute, f"{shape}ShieldedInstanceConfigArgs")(
                 enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
+            **({"scheduling": getattr(gcp.compute, f"{shape}SchedulingArgs")(**SPOT_SCHEDULING)} if self.spot else {}),
         }
 
     def declare_template(self, parent: pulumi.Resource) -> gcp.compute.InstanceTemplate:

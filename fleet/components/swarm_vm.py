@@ -66,6 +66,7 @@ class AgentVm:
     disk_gb: int
     state_disk_gb: int
     registration: Registration = field(default_factory=lambda: Registration())
+    spot: bool = False  # Spot provisioning (FleetVm.spot)
 
     @property
     def last_udp_port(self) -> int:
@@ -109,7 +110,7 @@ def swarm_vm(fleet: SwarmVmArgs, vm: AgentVm, *, zone: str, labels: Mapping[str,
         metadata=swarm_metadata(fleet, vm),
         labels={**fleet.labels, "role": pilot.ROLE_SWARM, **(labels or {})},
         tags=[names.FLEET_TAG, names.swarm_tag(vm.name)], disk_gb=vm.disk_gb, attached_disks=list(attached_disks),
-        state_disk_gb=state_disk_gb, alias_prefix=vm.registration.alias_prefix,
+        state_disk_gb=state_disk_gb, alias_prefix=vm.registration.alias_prefix, spot=vm.spot,
     )
 
 

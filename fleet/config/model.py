@@ -170,6 +170,10 @@ class AgentSettings(Model):
                                                       "1.18.0 measured 13.1-13.4 MB RSS)")
     peer_source_ranges: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1,
                                            description="where peers reach the agents' UDP tunnel ports from")
+    provisioning: Literal["standard", "spot"] = Field("standard", description="`spot`: Spot VMs, a fraction of the "
+                                                      "on-demand price, which Compute Engine may preempt at any time "
+                                                      "(30 s notice; a pool's group recreates them on their state "
+                                                      "disks, SCALING.md \"Spot swarms\"); `standard`: on-demand")
     registration_addresses: int | None = Field(default=None, ge=1, le=MAX_REGISTRATION_ADDRESSES, strict=True,
                                                description="source addresses the VM's agents register from: its "
                                                "internal address, then an alias IP range's (needs `agentReach: "
@@ -196,6 +200,17 @@ class SwarmVmConfig(AgentSettings):
 
 class SwarmHostConfig(SwarmVmConfig):
     zone: Zone | None = Field(None, description="its zone (default: `gcp:zone`)")
+    spot_stays_stopped: bool = Field(False, strict=True, description="accept a stand-alone spot host that a "
+                                     "preemption leaves stopped: nothing starts it again (a pool's group would "
+                                     "recreate it) until someone does")
+
+    @model_validator(mode="after")
+    def _spot_comes_back(self) -> SwarmHostConfig:
+        if self.provisioning == "spot" and not self.spot_stays_stopped:
+            raise ValueError("provisioning spot on a stand-alone host: a preemption stops the VM and nothing starts "
+                             "it again, so its agents stay offline; put it in swarmPools (the group recreates it on "
+                             "its state disk), or set spotStaysStopped: true on purpose")
+        return self
 
     @property
     def total_agents(self) -> int:

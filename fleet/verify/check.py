@@ -126,7 +126,7 @@ class Progress:
             if not host.converging:
                 self.seen.pop(host.name, None)
                 continue
-            mark, last = (host.running, host.rollout), self.seen.get(host.name)
+            mark, last = (host.running, host.rollout or host.recreating), self.seen.get(host.name)
             if last is None or last[0] != mark:
                 self.seen[host.name] = (mark, now)
             elif now - last[1] >= STALL_SECONDS:

@@ -29,6 +29,8 @@ class HostReport:
     # what the fleet's metadata for this VM asks (instances.get), read only when it claims a change; None: unread
     asked_version: str | None = None
     asked_target_agents: int | None = None
+    # a pool VM its group is bringing back (a preempted Spot VM, a repair): the group's action and the VM's status
+    recreating: str | None = None
 
     @property
     def claims_rollout(self) -> bool:
@@ -46,7 +48,7 @@ class HostReport:
         """Mid-change, by its own word and the fleet's metadata: rolling agents over (or back) to the version its
         metadata asks for, or not yet at the target its metadata asks for. Its shortfall is the change in
         progress, not a fault."""
-        return self.rolling or self.retargeted
+        return self.rolling or self.retargeted or bool(self.recreating)
 
     @property
     def rolling(self) -> bool:
@@ -132,16 +134,26 @@ def shown(value: str | None) -> str | None:
     return text + (" [cut]" if len(value) > MAX_TEXT else "")
 
 
-def list_pool_instances(api: ComputeApi, manager_path: str) -> list[tuple[str, str]] | str:
-    """(name, zone) of a managed instance group's VMs (instanceGroupManagers.listManagedInstances), or why not."""
-    instances: list[tuple[str, str]] = []
+# What a group's VM is while the group brings it back: its action (listManagedInstances' currentAction), or the VM's
+# own status (a preempted Spot VM is STOPPING, then TERMINATED until the group recreates it)
+BRINGING_BACK = ("RECREATING", "CREATING", "CREATING_WITHOUT_RETRIES", "RESTARTING", "STARTING", "VERIFYING")
+NOT_UP = ("STOPPING", "STOPPED", "TERMINATED", "PROVISIONING", "STAGING", "REPAIRING", "SUSPENDING", "SUSPENDED")
+
+
+def list_pool_instances(api: ComputeApi, manager_path: str) -> list[tuple[str, str, str | None]] | str:
+    """(name, zone, what its group is doing to it or None) of a managed instance group's VMs
+    (instanceGroupManagers.listManagedInstances), or why not."""
+    instances: list[tuple[str, str, str | None]] = []
     for doc in api.pages(f"{manager_path}/listManagedInstances", method="POST"):
         if isinstance(doc, str):
             return failure("listManagedInstances", doc)
         try:
             for item in doc.get("managedInstances", []):
                 parts = str(item["instance"]).split("/")
-                instances.append((parts[parts.index("instances") + 1], parts[parts.index("zones") + 1]))
+                action, status = str(item.get("currentAction") or "NONE"), str(item.get("instanceStatus") or "")
+                back = f"{action.lower()}, {status.lower() or 'no status'}" \
+                    if action in BRINGING_BACK or status in NOT_UP else None
+                instances.append((parts[parts.index("instances") + 1], parts[parts.index("zones") + 1], back))
         except (ValueError, AttributeError, KeyError, TypeError, IndexError):
             return failure("listManagedInstances", "an unexpected document")
     return instances
@@ -163,7 +175,11 @@ def read_hosts(api: ComputeApi, project: str, hosts: list[tuple[str, str, int]],
         if isinstance(listed, str):
             reports.append(HostReport(pool, target_agents, error=listed, pool=pool))
             continue
-        for name, zone in listed:
+        for name, zone, back in listed:
+            if back:  # no guest attributes to read from a VM that is not up: what its group does says it all
+                reports.append(HostReport(name, target_agents, zone=zone, pool=pool,
+                                          planned_target_agents=target_agents, recreating=back))
+                continue
             report = read_host(api, project, zone, name, target_agents)
             reports.append(dataclasses.replace(report, pool=pool))
     return reports

@@ -20,6 +20,8 @@ def render_table(report: Report) -> str:
                 note = f"{note}; {host.restarts} restarts".lstrip("; ")
             if host.rollout:  # mid-rollout (or how the last one ended): not a shortfall of its own
                 note = f"{note}; {host.rollout}".lstrip("; ")
+            if host.recreating:  # a preempted Spot VM or a repair: its group brings it back on its state disk
+                note = f"{note}; being recreated by its group ({host.recreating})".lstrip("; ")
             if host.retargeted:
                 note = f"{note}; converging: stack target {host.planned_target_agents:,}".lstrip("; ")
             if (host.claims_rollout and not host.rolling) or (host.claims_retarget and not host.retargeted):

@@ -13,6 +13,7 @@ from .preview_unknowns import preview_unknowns
 from .reachability import pilot_ports_open
 from .rendezvous_store import rendezvous_keeps_its_registry, rendezvous_store_snapshots
 from .scanner_parity import SCANNER_POLICIES
+from .spot import spot_has_on_demand_floor, spot_keeps_identities
 from .startup_scripts import no_instance_startup_scripts, one_project_startup_script, startup_script_guarded
 
 PACK_NAME = "pilot-fleet-policies"
@@ -29,6 +30,8 @@ MANDATORY_POLICIES: list[Policy] = [
     rendezvous_store_snapshots,
     types_the_pack_judges,
     no_private_keys,
+    spot_keeps_identities,
 ]
 POLICIES: list[Policy] = [*MANDATORY_POLICIES, *ADVISORY_POLICIES, registry_not_plaintext_over_internet,
+                          spot_has_on_demand_floor,
                           *SCANNER_POLICIES, preview_unknowns]

@@ -171,7 +171,7 @@ pools_heal_safely = StackValidationPolicy(
 )
 
 
-def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> list[str]:
+def state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> list[str]:
     """Where a swarm group's agent state would not survive a recreated VM (the facts from the template's own
     metadata and disks)."""
     device = metadata_value(template.get("metadata") or {}, pilot.MetadataKey.STATE_DEVICE)
@@ -196,7 +196,7 @@ def _state_problems(group: Mapping[str, Any], template: Mapping[str, Any]) -> li
 def _keep_agent_state(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     for vms in group_vms(args.resources):  # each version's template, a canary's too, with the group's overlay
         if not vms.vm.unknown_for(KEEP_STATE) and vms.vm.role == pilot.ROLE_SWARM:
-            for problem in _state_problems(Plain.of(vms.group).props, {**vms.vm.props, "metadata": vms.vm.metadata}):
+            for problem in state_problems(Plain.of(vms.group).props, {**vms.vm.props, "metadata": vms.vm.metadata}):
                 report_violation(f"swarm instance group {vms.group.name} {problem}.", vms.group.urn)
 
 

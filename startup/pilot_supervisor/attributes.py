@@ -4,6 +4,7 @@ converges. Values are read as the startup script reads them (surrounding whitesp
 
 from __future__ import annotations
 
+import http.client
 import json
 import platform
 import re
@@ -189,6 +190,23 @@ def fetch_project_value(metadata_url: str, name: str, etag: str = "", wait_secon
             return "", ""
         raise
     return raw.decode(), tag
+
+
+def fetch_instance_value(metadata_url: str, path: str, etag: str = "", wait_seconds: int = 0) -> tuple[str, str]:
+    """One instance value (e.g. `preempted`) and its ETag, watched as the attributes are."""
+    raw, tag = _watched(f"{metadata_url.rstrip('/')}/instance/{path}", [], etag, wait_seconds)
+    return raw.decode(errors="replace").strip(), tag
+
+
+def preempted_now(metadata_url: str) -> bool:
+    """Whether Compute Engine says it is preempting this VM, asked once and quickly (a stop cannot wait)."""
+    request = urllib.request.Request(f"{metadata_url.rstrip('/')}/instance/preempted",
+                                     headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return bool(response.read(16).decode(errors="replace").strip().upper() == "TRUE")
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
 
 
 def instance_value(metadata_url: str, path: str) -> str:

@@ -63,6 +63,11 @@ class Config:
     stop_batch: int = 100
     stop_batch_delay_seconds: float = 1.0
     stop_grace_seconds: float = 30.0
+    # A Spot VM's preemption (Compute Engine's `preempted`, then the power-off 30 s after it): every agent is gone
+    # within preempt_stop_seconds of the notice, its SIGTERMs spread over preempt_spread_seconds
+    # (bench/preemption_stop.py measured why; SCALING.md "Spot swarms"), the rest killed at the deadline
+    preempt_stop_seconds: float = 20.0
+    preempt_spread_seconds: float = 10.0
     registry_probe_timeout_seconds: float = 2.0
     guest_attributes_url: str = ""
     guest_attribute_interval_seconds: float = 60.0

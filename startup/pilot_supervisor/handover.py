@@ -35,7 +35,12 @@ class Release:
     upgrade: dict[str, str]
 
 
-Change = Converge | Report | Release
+@dataclass(frozen=True)
+class Preempted:
+    """Compute Engine preempts this Spot VM: its `preempted` value turned TRUE (about 30 s before the power-off)."""
+
+
+Change = Converge | Report | Release | Preempted
 
 
 def hand_over(sup: Supervisor, change: Change) -> None:

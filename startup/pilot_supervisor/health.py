@@ -37,7 +37,9 @@ def status(sup: Supervisor) -> dict[str, Any]:
               "registration_addresses": list(sup.config.registration_addresses),
               # the supervisor program (upgrade.py): its sha256, and a newer one staged (running soon) or refused
               "supervisor": {"digest": sup.supervisor_digest,
-                             "upgrade": {k: v for k, v in sup.upgrade.items() if k != "path"}}}
+                             "upgrade": {k: v for k, v in sup.upgrade.items() if k != "path"}},
+              # Compute Engine is preempting this Spot VM: its agents were stopped for it, on purpose
+              "preempted": bool(sup.preempted_at)}
     return {name: values[name] for name in contract()["status_fields"]}
 
 

@@ -20,10 +20,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pilot_supervisor import upgrade
-from pilot_supervisor.attributes import AttributesError, fetch_attributes, fetch_project_value, settings
+from pilot_supervisor.attributes import (
+    AttributesError,
+    fetch_attributes,
+    fetch_instance_value,
+    fetch_project_value,
+    settings,
+)
 from pilot_supervisor.config import Config
 from pilot_supervisor.contract import key
-from pilot_supervisor.handover import Converge, Report, hand_over
+from pilot_supervisor.handover import Converge, Preempted, Report, hand_over
 from pilot_supervisor.install import InstallError, install_daemon
 from pilot_supervisor.journal import log
 from pilot_supervisor.rollout import ROLLED_FIELDS, Rollout
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
 # with a new ETag every time, or the same ETag with other content, would otherwise be asked in a tight loop).
 WATCH_REQUESTS_PER_SECOND = 2.0
 # The watcher threads, by the name their faults and journal events carry: what the main loop keeps alive.
-WATCHERS = ("metadata-watch", "script-watch")
+WATCHERS = ("metadata-watch", "script-watch", "preempt-watch")
 
 
 @dataclass
@@ -59,6 +65,17 @@ def watch_script(sup: Supervisor) -> None:
     name, state = key("STARTUP_SCRIPT"), upgrade.ReleaseWatch()
     watching(sup, WATCHERS[1], lambda etag, wait: fetch_project_value(sup.config.metadata_url, name, etag, wait),
              lambda script: upgrade.consider(sup, state, script))
+
+
+def watch_preempted(sup: Supervisor) -> None:
+    """The preemption watcher thread: Compute Engine's `preempted` value (TRUE once a Spot VM is being preempted,
+    about 30 s before its power-off), long-polled like the attributes; a standard VM's stays FALSE."""
+    def act(value: str) -> None:
+        if value.upper() == "TRUE":
+            hand_over(sup, Preempted())
+
+    watching(sup, WATCHERS[2], lambda etag, wait: fetch_instance_value(sup.config.metadata_url, "preempted", etag,
+                                                                      wait), act)
 
 
 def watching(sup: Supervisor, name: str, fetch: Callable[[str, int], tuple[Any, str]],
@@ -145,6 +162,8 @@ def take_changes(sup: Supervisor, now: float) -> None:
                 sup.last_change = change.change
             elif sup.last_change.get("state") == "refused":
                 sup.last_change = {}
+        elif isinstance(change, Preempted):
+            sup.preempt(now)
         else:
             sup.upgrade = change.upgrade
     if new is not None:

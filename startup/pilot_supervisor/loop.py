@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pilot_supervisor import health, live, rolling, upgrade
 from pilot_supervisor.agents import send_signal
+from pilot_supervisor.attributes import preempted_now
 from pilot_supervisor.config import Config
 from pilot_supervisor.journal import log
 from pilot_supervisor.supervisor import Supervisor
@@ -45,7 +46,8 @@ def keep_watchers(sup: Supervisor, watchers: dict[str, threading.Thread]) -> Non
 
 
 # each watcher thread by its name (live.WATCHERS), and what it runs
-WATCH_TARGETS: dict[str, Callable[[Supervisor], None]] = dict(zip(live.WATCHERS, (live.watch, live.watch_script),
+WATCH_TARGETS: dict[str, Callable[[Supervisor], None]] = dict(zip(live.WATCHERS, (live.watch, live.watch_script,
+                                                                                  live.watch_preempted),
                                                                   strict=True))
 
 
@@ -97,6 +99,11 @@ def locked(run_dir: Path) -> Iterator[None]:
 def stop_all(sup: Supervisor) -> None:
     sup.stopping.set()
     c = sup.config
+    if not sup.preempted_at and c.metadata_url and preempted_now(c.metadata_url):
+        sup.preempt(time.monotonic())  # the power-off's SIGTERM came before the watcher saw the notice
+    if sup.preempted_at:
+        preemption_stop(sup)
+        return
     sup.reap(time.monotonic())
     pids = [pid for _, pids in sorted(sup.listing().items(), reverse=True) for pid in pids]
     log("stopping", agents=len(pids), batch=c.stop_batch)
@@ -108,11 +115,15 @@ def stop_all(sup: Supervisor) -> None:
         time.sleep(c.stop_batch_delay_seconds)
         sup.reap(time.monotonic())
     deadline = time.monotonic() + c.stop_grace_seconds
-    while time.monotonic() < deadline:
+    log("stopped", killed_after_grace=finish_stop(sup, deadline))
+    health.report(sup, time.monotonic(), force=True)
+
+
+def finish_stop(sup: Supervisor, deadline: float) -> int:
+    """Wait for the agents sent SIGTERM to exit until DEADLINE, then SIGKILL what is left; how many were killed."""
+    while time.monotonic() < deadline and sup.listing():
         sup.reap(time.monotonic())
-        if not sup.listing():
-            break
-        time.sleep(0.2)
+        time.sleep(0.1)
     left = [pid for pids in sup.listing().values() for pid in pids]
     for pid in left:
         send_signal(pid, signal.SIGKILL)
@@ -121,7 +132,29 @@ def stop_all(sup: Supervisor) -> None:
     sup.children.clear()
     sup.running = {}
     sup.publish_view()
-    log("stopped", killed_after_grace=len(left))
+    return len(left)
+
+
+def preemption_stop(sup: Supervisor) -> None:
+    """Every agent gone within the preemption's deadline: SIGTERM spread evenly over preempt_spread_seconds (never
+    the whole host in one instant), then SIGKILL for whatever still runs at preempt_stop_seconds after the notice.
+    Identities stay on the state disk; the recreated VM starts them as known identities."""
+    c = sup.config
+    sup.reap(time.monotonic())
+    pids = [pid for _, pids in sorted(sup.listing().items(), reverse=True) for pid in pids]
+    began = time.monotonic()
+    steps = max(1, int(c.preempt_spread_seconds / 0.25))
+    per_step = -(-len(pids) // steps) if pids else 0
+    for step in range(steps):
+        for pid in pids[step * per_step:(step + 1) * per_step]:
+            send_signal(pid, signal.SIGTERM)
+        sup.reap(time.monotonic())
+        if (step + 1) * per_step >= len(pids):
+            break
+        time.sleep(max(0.0, began + (step + 1) * 0.25 - time.monotonic()))
+    killed = finish_stop(sup, sup.preempted_at + c.preempt_stop_seconds)
+    log("preemption-stop", agents=len(pids), sigterm_seconds=round(c.preempt_spread_seconds, 1),
+        all_gone_seconds=round(time.monotonic() - sup.preempted_at, 1), killed_at_deadline=killed)
     health.report(sup, time.monotonic(), force=True)
 
 
@@ -200,6 +233,20 @@ def run(config: Config, config_path: Path) -> int:
                     time.sleep(gap)
         signal.set_wakeup_fd(-1)
         stop_all(sup)
+        if sup.preempted_at:
+            # the power-off is seconds away: exiting now would let systemd restart the unit and start agents again;
+            # wait for the shutdown's SIGTERM (or SIGKILL), still answering /healthz and /metrics
+            wait_for_power_off(sup)
         if server:
             server.shutdown()
     return 0
+
+
+def wait_for_power_off(sup: Supervisor) -> None:
+    """After a preemption's stop: hold, agent-free, until the shutdown signals this process (the SIGTERM that set
+    `stopping` was the watcher's doing, so a new one is awaited)."""
+    arrived = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: arrived.set())
+    signal.signal(signal.SIGINT, lambda *_: arrived.set())
+    while not arrived.wait(1.0):
+        health.report(sup, time.monotonic())

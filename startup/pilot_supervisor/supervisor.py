@@ -106,6 +106,7 @@ class Supervisor:
         self.trimmed: set[int] = set()  # pids stopped because the target went down: their exit is no restart
         self.last_round = 0.0  # when the last spawn round started (a changed delay reschedules the next from it)
         self.batch_failure = ""  # why an agent of the rollout batch in flight failed (reap finds it, tick acts)
+        self.preempted_at = 0.0  # when Compute Engine said it preempts this Spot VM (0: it has not)
         # who agents run as (one user per registration address: its policy routing picks the address), and the
         # cgroup that alone holds them (privilege.py): never counted by argv alone
         self.users = [AgentUser.resolve(address_user(config.agent_user, k)) for k in range(config.address_count)]
@@ -325,6 +326,16 @@ class Supervisor:
             log("registry-reachable" if up else "registry-unreachable", registry=self.config.registry)
             self.registry_up = up
         return up
+
+    def preempt(self, now: float) -> None:
+        """Compute Engine preempts this VM: one journal line, the status says so, and the stop begins now (the
+        preemption's own, loop.stop_all) rather than when the power-off's SIGTERM reaches the unit."""
+        if self.preempted_at:
+            return
+        self.preempted_at = now
+        log("preempted", agents=sum(len(pids) for pids in self.running.values()),
+            stop_within_seconds=self.config.preempt_stop_seconds)
+        self.stopping.set()
 
     def recheck_pin(self, now: float) -> None:
         """A registry-pin fault is looked at again every round delay even when no agent is missing (a pin put right
