@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--policy-config", metavar="FILE",
                        help="policy config JSON, as for `pulumi preview --policy-pack-config`")
         p.add_argument("--json", metavar="FILE", help="also write the plan (with policy results) as JSON to FILE")
+        p.add_argument("--stack-reference", action="append", default=[], metavar="NAME=FILE",
+                       help="what a pulumi.StackReference to stack NAME reads: the outputs in FILE (`pulumi stack "
+                            "output --json`, or a plan written by --json); repeatable")
         p.add_argument("--up", action="store_true", help="judge the plan as `pulumi up` does: every value another "
                        "resource gives resolved to the mock engine's (none unknown), where the default judges it as "
                        "`pulumi preview` does")
@@ -68,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--no-per-host", action="store_true", help="skip the per-host guest attributes")
     verify.set_defaults(func=cmd_verify)
     monitoring.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
+    monitoring.add_argument("--scrape-interval", metavar="DURATION", help="how often Prometheus scrapes (default 60s)")
+    monitoring.add_argument("--alert-for", action="append", default=[], metavar="ALERT=DURATION",
+                            help="how long ALERT's condition holds before it fires (defaults: the seed's; repeat)")
     monitoring.set_defaults(func=cmd_monitoring)
 
     from fleet.capacity.sizing import Assumptions

@@ -106,15 +106,23 @@ def parse_outputs(text: str, source: str) -> StackOutputs:
         raise OutputsError(f"{source}: JSON that cannot be read ({str(exc)[:120] or type(exc).__name__})") from None
     if isinstance(raw, dict) and "outputs" in raw and "resources" in raw:
         raw = raw["outputs"]  # an offline plan written by `python -m fleet plan --json`
+    return outputs_of(raw, source)
+
+
+def outputs_of(raw: Any, source: str) -> StackOutputs:
+    """The outputs from their JSON value (`pulumi stack output --json`, or a StackReference's `outputs`), checked
+    against this schema and its version: one OutputsError naming SOURCE and the field, never a wrong reading."""
     if not isinstance(raw, dict):
         raise OutputsError(f"{source}: expected the JSON object `pulumi stack output --json` prints")
     version = raw.get("schemaVersion")
+    if isinstance(version, float) and version.is_integer():  # a StackReference reads every number as a float
+        version = int(version)
     if version == 1:
         raise OutputsError(f"{source}: schemaVersion is 1, written before pools' targetAgents meant agents per VM "
                            "and the outputs carried their ports; `pulumi up` with this version writes schema 2 "
                            "(see 'Stack outputs' in README.md)")
     if version != SCHEMA_VERSION:
-        raise OutputsError(f"{source}: schemaVersion is {version!r}; this check reads version "
+        raise OutputsError(f"{source}: schemaVersion is {version!r}; this version of pilot-fleet reads version "
                            f"{SCHEMA_VERSION} (see 'Stack outputs' in README.md)")
     try:
         return StackOutputs.model_validate(raw)

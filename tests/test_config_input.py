@@ -205,6 +205,15 @@ CASES: dict[str, tuple[Callable[[str], str], Any]] = {
     "a provider key of its own plans": (top("gcp:impersonateServiceAccount: sa@p-123456.iam.gserviceaccount.com"),
                                         PLANS),
     "an engine key plans": (top("pulumi:tags: {team: fleet}"), PLANS),
+    # Cloud Monitoring's notification channels by resource name, as its alert policies take them
+    "Cloud Monitoring with a channel plans": (top("pilot-fleet:monitoring: {cloud: true, notificationChannels: "
+                                                  "[projects/pilot-fleet-prod/notificationChannels/1234]}"), PLANS),
+    "a channel by its e-mail address": (top("pilot-fleet:monitoring: {cloud: true, notificationChannels: "
+                                            "[ops@example.com]}"),
+                                        ("pilot-fleet:monitoring.notificationChannels[0]",
+                                         "is not a notification channel's resource name")),
+    "monitoring.cloud: yes as text": (top("pilot-fleet:monitoring: {cloud: 'yes'}"),
+                                      ("pilot-fleet:monitoring.cloud", "boolean")),
     "an engine key misspelt": (top("pulumi:disable-default-provider: '[]'"),
                                ("pulumi:disable-default-provider", "did you mean pulumi:disable-default-providers?")),
     "a pulumi: key nobody reads": (top("pulumi:stackName: prod"),

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ from fleet.capacity.cold_start import Pacing, vm_cold_start
 from fleet.facts import pilot
 from fleet.facts.pilot_releases import releases
 from fleet.vm_contract import REGISTRATION_LAG_SECONDS, MetadataKey
+from testbed.prometheus import prometheus_on
 from testbed.supervisor_harness import release_with, script_with
 from testbed.vm_fleet import Fleet, fleet_of, journal, plan_stack, registrations, supervisor_events, wait_for
 from testbed.vm_host import Host
@@ -425,6 +427,69 @@ def phase_fleet_verify_says_ok_against_that_rendezvous(fleet: Fleet) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["verdict"] == "ok" and report["online"] == 2 * TARGET and report["expected"] == 2 * TARGET
+
+
+# The bed's alert timings (fleet monitoring's settings; the shipped ones are the seed's 60 s and 15 minutes)
+SCRAPE_EVERY, BELOW_TARGET_FOR = "1s", "5s"
+
+
+def phase_a_real_prometheus_scrapes_every_supervisor_and_an_alert_fires_and_resolves(fleet: Fleet) -> None:
+    """Debian's Prometheus with exactly what `fleet monitoring` wrote from the plan's outputs: every supervisor and
+    the rendezvous are up with the outputs' labels, every dashboard query reads series; a host held below its target
+    fires PilotHostBelowTarget, and the alert resolves when the host is back."""
+    base = fleet.base / "prometheus"
+    base.mkdir()
+    fleet_label = fleet.plan["outputs"]["project"]
+    with prometheus_on(fleet.rendezvous, fleet.base / "plan.json", base, "--scrape-interval", SCRAPE_EVERY,
+                       "--alert-for", f"PilotHostBelowTarget={BELOW_TARGET_FOR}") as prometheus:
+        def up() -> list[dict[str, Any]]:
+            return [t for t in prometheus.targets() if t["health"] == "up"]
+
+        wait_for(lambda: len(up()) == 3, 60, "Prometheus did not find both supervisors and the rendezvous up")
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for target in up():
+            by_job.setdefault(target["labels"]["job"], []).append(target["labels"])
+        agents = sorted(by_job["pilot-agents"], key=lambda labels: labels["pilot_host"])
+        assert [a["pilot_host"] for a in agents] == [h.name for h in fleet.swarm]
+        assert all(a["pilot_fleet"] == fleet_label and a["pilot_zone"] == "us-central1-a"
+                   and a["pilot_target_agents"] == str(TARGET) for a in agents), agents
+        (rendezvous,) = by_job["pilot-rendezvous"]
+        assert rendezvous["pilot_host"] == fleet.rendezvous.name and rendezvous["instance"].startswith("127.0.0.1:")
+        # every query of the dashboards (Grafana's, and Cloud Monitoring's: the same definitions) reads real series
+        board = json.loads((base / "monitoring" / "pilot-fleet.grafana.json").read_text())
+        queries = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+
+        unread: list[str] = []
+
+        def all_read() -> bool:
+            unread[:] = [q for q in queries if not prometheus.api("query", query=q)["result"]]
+            return not unread
+
+        try:
+            wait_for(all_read, 60, "dashboard queries read no series")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {unread}") from None
+        assert len(queries) == 12, queries
+        online = prometheus.api("query", query=f'pilot_nodes_online{{pilot_fleet="{fleet_label}"}}')["result"]
+        assert float(online[0]["value"][1]) == 2 * TARGET, online  # the registry's own count, through its /metrics
+        # held below its target: its registry pin made wrong (the supervisor starts nothing), five agents killed
+        host = fleet.swarm[0]
+        pin = host.attributes[MetadataKey.REGISTRY_FINGERPRINT]
+        host.change_metadata({MetadataKey.REGISTRY_FINGERPRINT: "0" * 64})
+        wait_for(lambda: any(f.startswith("registry-pin:") for f in host.status().get("degraded", [])), 60,
+                 "the wrong pin was not a fault")
+        for pid in host.agent_pids()[:5]:
+            os.kill(pid, signal.SIGKILL)
+
+        def firing() -> list[dict[str, Any]]:
+            return [a for a in prometheus.alerts("PilotHostBelowTarget")
+                    if a["state"] == "firing" and a["labels"]["pilot_host"] == host.name]
+
+        wait_for(lambda: bool(firing()), 60, "PilotHostBelowTarget did not fire for the host held below target")
+        assert float(firing()[0]["value"]) == TARGET - 5
+        host.change_metadata({MetadataKey.REGISTRY_FINGERPRINT: pin})
+        wait_for(lambda: host.registered_agents() == TARGET, 120, "the host did not come back to its target")
+        wait_for(lambda: not prometheus.alerts("PilotHostBelowTarget"), 60, "the alert did not resolve")
 
 
 def phase_the_rendezvous_is_not_built_again_on_the_same_store_disk(fleet: Fleet) -> None:
@@ -830,6 +895,7 @@ PHASES: list[Callable[..., None]] = [
     phase_after_a_power_loss_the_host_comes_back_with_its_identities,
     phase_a_preempted_vm_stops_its_agents_in_the_grace_and_comes_back_as_the_same_identities,
     phase_fleet_verify_says_ok_against_that_rendezvous,
+    phase_a_real_prometheus_scrapes_every_supervisor_and_an_alert_fires_and_resolves,
     phase_the_rendezvous_is_not_built_again_on_the_same_store_disk,
     phase_a_changed_target_converges_live_with_no_unit_restart,
     phase_a_new_daemon_version_rolls_over_live_keeping_every_identity,

@@ -95,7 +95,10 @@ def test_each_alert_fires_on_the_seed_fleets_incidents_and_not_when_healthy(writ
              {"eval_time": "50m", "alertname": "PilotHostBelowTarget",
               "exp_alerts": [{"exp_labels": {"severity": "warning", "pilot_fleet": "pilot-fleet-prod",
                                              "pilot_host": "swarm-2", "pilot_target_agents": "5000"},
-                              "exp_annotations": {"summary": "swarm-2 runs 3600 agents, below its target (5000)"}}]},
+                              "exp_annotations": {
+                                  "summary": "swarm-2 runs 3600 agents, below its target (5000)",
+                                  "description": "Its supervisor's status (`/status`, `journalctl -u pilot-agents`) "
+                                                 "names what holds it back."}}]},
              {"eval_time": "50m", "alertname": "PilotHostMemoryLow",
               "exp_alerts": [{"exp_labels": {"severity": "critical", "pilot_fleet": "pilot-fleet-prod",
                                              "pilot_host": "swarm-3", "pilot_target_agents": "5000"},
@@ -161,3 +164,28 @@ def test_every_scrape_port_comes_from_the_outputs(planned: Any, tmp_path: Path) 
     assert run_fleet("monitoring", "--outputs", str(path), "--out", str(tmp_path / "prod")).returncode == 0
     agents = json.loads((tmp_path / "prod" / "pilot-agents.json").read_text())
     assert agents and all(t["targets"][0].endswith(":8181") for t in agents)
+
+
+def test_alert_timings_are_settings_with_the_seeds_defaults(planned: Any, tmp_path: Path) -> None:
+    """A test bed (or an impatient operator) shortens the scrape interval and an alert's `for:`; the shipped values
+    stay the seed's, and a bad one is one line naming it."""
+    outputs = tmp_path / "prod.json"
+    outputs.write_text(json.dumps(planned("prod")["outputs"]))
+
+    def written(*args: str) -> tuple[dict[str, str], set[str]]:
+        result = run_fleet("monitoring", "--outputs", str(outputs), "--out", str(tmp_path / "m"), *args)
+        assert result.returncode == 0, result.stderr
+        rules = yaml.safe_load((tmp_path / "m/pilot-fleet.rules.yml").read_text())["groups"][0]["rules"]
+        scrape = yaml.safe_load((tmp_path / "m/prometheus-scrape.yml").read_text())
+        return {r["alert"]: r["for"] for r in rules}, {j["scrape_interval"] for j in scrape["scrape_configs"]}
+
+    assert written() == ({"PilotFleetAgentsBelowThreshold": "10m", "PilotHostBelowTarget": "15m",
+                          "PilotFleetRssGrowth": "5m", "PilotHostMemoryLow": "5m"}, {"60s"})
+    shortened, every = written("--scrape-interval", "1s", "--alert-for", "PilotHostBelowTarget=5s")
+    assert shortened["PilotHostBelowTarget"] == "5s" and shortened["PilotFleetAgentsBelowThreshold"] == "10m"
+    assert every == {"1s"}
+    for args, said in ((["--alert-for", "PilotNoSuchAlert=5s"], "no alert 'PilotNoSuchAlert'"),
+                       (["--alert-for", "PilotHostBelowTarget=soon"], "'soon' is not a Prometheus duration"),
+                       (["--scrape-interval", "1 minute"], "'1 minute' is not a Prometheus duration")):
+        result = run_fleet("monitoring", "--outputs", str(outputs), "--out", str(tmp_path / "bad"), *args)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and said in result.stderr, result

@@ -168,6 +168,9 @@ BEFORE_ROOT = json.loads((Path(__file__).with_name("data") / "resources_before_r
 REGISTRY_TLS = "pilot-fleet:fleet:RegistryTls"
 
 
+CLOUD_MONITORING = "pilot-fleet:monitoring:CloudMonitoring"
+
+
 def _ancestry(plan: dict[str, Any]) -> list[str]:
     """Every resource as "its ancestors' types/its type::its name", the root component left out."""
     by_urn = {r["urn"]: r for r in plan["resources"]}
@@ -201,6 +204,11 @@ def test_the_root_component_moves_no_resource_of_an_existing_stack(planned, stac
                    "gcp:secretmanager/secretVersion:SecretVersion", REGISTRY_TLS, "tls:index/privateKey:PrivateKey",
                    "tls:index/selfSignedCert:SelfSignedCert"], tls
     added = [a for a in added if not a.startswith(REGISTRY_TLS)]
+    # Cloud Monitoring where the stack asks for it (scale): its component, a policy per alert and the dashboard
+    monitoring = [a for a in added if a.startswith(CLOUD_MONITORING)]
+    assert monitoring == ([CLOUD_MONITORING, *[f"{CLOUD_MONITORING}/gcp:monitoring/alertPolicy:AlertPolicy"] * 4,
+                           f"{CLOUD_MONITORING}/gcp:monitoring/dashboard:Dashboard"] if stack == "scale" else [])
+    added = [a for a in added if not a.startswith(CLOUD_MONITORING)]
     assert len(added) == 3 and added[0].endswith("/gcp:compute/address:Address"), added
     assert added[1].endswith(STORE_ATTACHMENT[stack])
     assert added[2].endswith("/gcp:compute/resourcePolicy:ResourcePolicy")

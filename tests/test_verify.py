@@ -129,7 +129,7 @@ def test_overrides_win_over_the_outputs(planned: Any, server: StatsServer, tmp_p
 @pytest.mark.parametrize(("text", "message"), [
     ("not json", "stdin: not JSON (Expecting value at line 1)"),
     ('{"schemaVersion": 3}',
-     "stdin: schemaVersion is 3; this check reads version 2 (see 'Stack outputs' in README.md)"),
+     "stdin: schemaVersion is 3; this version of pilot-fleet reads version 2 (see 'Stack outputs' in README.md)"),
     ('{"schemaVersion": 1, "expectedAgents": 3}',
      "stdin: schemaVersion is 1, written before pools' targetAgents meant agents per VM and the outputs carried "
      "their ports; `pulumi up` with this version writes schema 2 (see 'Stack outputs' in README.md)"),

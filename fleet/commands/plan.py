@@ -5,8 +5,33 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from fleet.commands import EXIT_FINDINGS, EXIT_OK, fail
+
+
+class StackReferenceError(Exception):
+    pass
+
+
+def stack_reference(item: str) -> tuple[str, dict[str, Any]]:
+    """NAME=FILE: the outputs a StackReference to NAME reads in the offline plan, from FILE (`pulumi stack output
+    --json`, or a plan written by `plan --json`). Read as they are: the program that reads them checks them."""
+    name, _, file = item.partition("=")
+    if not name or not file:
+        raise StackReferenceError(f"--stack-reference {item!r}: give NAME=FILE (e.g. "
+                                  "organization/pilot-fleet/prod=plan.json)")
+    try:
+        raw = json.loads(Path(file).read_text())
+    except OSError as exc:
+        raise StackReferenceError(f"--stack-reference {name}: cannot read {file}: {exc.strerror}") from None
+    except (ValueError, RecursionError) as exc:
+        raise StackReferenceError(f"--stack-reference {name}: {file} is not JSON ({str(exc)[:120]})") from None
+    if isinstance(raw, dict) and "outputs" in raw and "resources" in raw:
+        raw = raw["outputs"]  # a plan: its outputs
+    if not isinstance(raw, dict):
+        raise StackReferenceError(f"--stack-reference {name}: {file} is not a JSON object of stack outputs")
+    return name, raw
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -30,11 +55,12 @@ def _plan_and_check(args: argparse.Namespace, *, show_plan: bool, check_policy: 
         project = load_project(Path(args.program), args.stack)
         overrides = load_overrides(Path(args.policy_config) if args.policy_config else None)
         old_plan = load_plan(Path(compare)) if compare else None
-    except (ProjectError, PolicyPackError, PlanFileError) as exc:
+        references = dict(stack_reference(item) for item in args.stack_reference)
+    except (ProjectError, PolicyPackError, PlanFileError, StackReferenceError) as exc:
         return fail(str(exc))
     try:
         plan = plan_program(project, args.stack, project.config.get("gcp:project", "mock-project"),
-                            up=getattr(args, "up", False))
+                            up=getattr(args, "up", False), stack_references=references)
     except ProgramError as exc:
         return fail(f"stack {args.stack!r} of {project.directory}: {exc}")
     document = plan.to_json()

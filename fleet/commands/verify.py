@@ -106,7 +106,8 @@ def _watch(expectation: Expectation, args: argparse.Namespace, line: Callable[[R
 
 
 def cmd_monitoring(args: argparse.Namespace) -> int:
-    from fleet.monitoring.prometheus import MonitoringError, write_monitoring
+    from fleet.monitoring.alerts import MonitoringError, Timings
+    from fleet.monitoring.files import write_monitoring
 
     try:
         outputs = _load_outputs(args)
@@ -115,7 +116,8 @@ def cmd_monitoring(args: argparse.Namespace) -> int:
     if outputs is None:
         return fail("give --outputs FILE (or pipe `pulumi stack output --json`) or --stack NAME")
     try:
-        written = write_monitoring(outputs, Path(args.out))
+        timings = Timings().changed(args.scrape_interval, args.alert_for)
+        written = write_monitoring(outputs, Path(args.out), timings)
     except MonitoringError as exc:
         return fail(str(exc))
     for path in written:

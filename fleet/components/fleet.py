@@ -8,6 +8,7 @@ import re
 
 import pulumi
 
+from fleet.components.cloud_monitoring import CloudMonitoring, CloudMonitoringArgs
 from fleet.components.network import FleetNetwork, NetworkArgs
 from fleet.components.registry_tls import RegistryTls, RegistryTlsArgs
 from fleet.components.rendezvous import Rendezvous, RendezvousArgs
@@ -19,6 +20,7 @@ from fleet.components.swarm_vm import AgentVm, Registration, SwarmVmArgs
 from fleet.config.model import FleetConfig, RendezvousConfig, SwarmVmConfig
 from fleet.facts import pilot
 from fleet.facts.rendezvous_build import build_table
+from fleet.monitoring.alerts import watched_of
 from fleet.outputs import SCHEMA_VERSION, HostOutput, PoolOutput, PortsOutput, StackOutputs
 
 
@@ -101,6 +103,10 @@ class Fleet(pulumi.ComponentResource):
         self.pools = [SwarmPool(p.name, SwarmPoolArgs(
             fleet=swarm, vm=agent_vm(cfg, p), size=p.size, max_unavailable=p.unavailable(len(cfg.zones_of(p))),
             zones=cfg.zones_of(p), region=cfg.gcp.region), child) for p in cfg.swarm_pools]
+        if cfg.monitoring.cloud:
+            CloudMonitoring("monitoring", CloudMonitoringArgs(
+                project=project, watched=watched_of(project, cfg.expected_agents, cfg.alert_threshold, None),
+                notification_channels=list(cfg.monitoring.notification_channels), labels=labels), child)
         self.outputs = self._outputs(cfg)
         self.register_outputs(self.outputs.exports())
 

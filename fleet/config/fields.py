@@ -23,6 +23,8 @@ PROJECT_ID = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 # A Cloud KMS key's resource name (what a disk's kmsKeySelfLink takes)
 KMS_KEY = re.compile(rf"projects/({PROJECT_ID.pattern})/locations/([a-z0-9-]+)/keyRings/([A-Za-z0-9_-]{{1,63}})"
                      r"/cryptoKeys/([A-Za-z0-9_-]{1,63})")
+# A Cloud Monitoring notification channel's resource name (what an alert policy's notificationChannels take)
+NOTIFICATION_CHANNEL = re.compile(rf"projects/{PROJECT_ID.pattern}/notificationChannels/[0-9]+")
 # Compute Engine labels: keys and values of lowercase letters, digits, `_` and `-`, at most 63; a key starts with a
 # letter; at most 64 labels on a resource. The fleet's own are set by the program.
 # Compute Engine labels: lowercase letters (international ones too), digits, _ and -; at most 63 characters; a key
@@ -95,6 +97,8 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
 _project = _matching(PROJECT_ID, "a project id (6-30 lowercase letters, digits and hyphens, starting with a letter)")
 _gce_name = _matching(GCE_NAME, "a valid Compute Engine name (lowercase letters, digits, hyphens; 1-63)")
 _zone = _matching(ZONE, "a zone name such as us-central1-a")
+_channel = _matching(NOTIFICATION_CHANNEL, "a notification channel's resource name "
+                     "(projects/PROJECT/notificationChannels/ID, as `gcloud beta monitoring channels list` shows)")
 _kms_key = _matching(KMS_KEY, "a Cloud KMS key name (projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY)")
 
 
@@ -136,6 +140,7 @@ class Kind:
 
 Cidr = Annotated[str, AfterValidator(_cidr), Kind("CIDR range")]
 KmsKey = Annotated[str, AfterValidator(_kms_key), Kind("Cloud KMS key name")]
+NotificationChannel = Annotated[str, AfterValidator(_channel), Kind("notification channel name")]
 GceName = Annotated[str, AfterValidator(_gce_name), Kind("Compute Engine name")]
 Zone = Annotated[str, AfterValidator(_zone), Kind("zone")]
 Port = Annotated[int, Field(ge=1, le=pilot.MAX_PORT, strict=True), Kind("port")]

@@ -22,6 +22,7 @@ from fleet.config.fields import (
     KmsKey,
     Labels,
     NoBool,
+    NotificationChannel,
     Port,
     ProjectId,
     ReleaseUrl,
@@ -157,6 +158,17 @@ class RegistryConfig(Model):
                               "in paced rounds once the rendezvous serves it)")
 
 
+class MonitoringConfig(Model):
+    """What the fleet stack declares in Cloud Monitoring (README "Monitoring")."""
+
+    cloud: bool = Field(False, strict=True, description="declare an alert policy per alert of `fleet monitoring` (the "
+                        "same PromQL and hold time) and the fleet's dashboard in Cloud Monitoring; they read the "
+                        "metrics as Managed Service for Prometheus series")
+    notification_channels: list[NotificationChannel] = Field(
+        default_factory=list, description="notification channels every alert policy notifies, by resource name "
+        "(`projects/P/notificationChannels/ID`); none: incidents open in the console only")
+
+
 class AgentSettings(Model):
     """Per-host agent settings; `agentDefaults` sets them for all swarm hosts, a host may override each."""
 
@@ -261,6 +273,8 @@ class FleetConfig(Model):
     network: NetworkConfig = Field(NetworkConfig(), description="the VPC network and subnet")
     rendezvous: RendezvousConfig = Field(RendezvousConfig(), description="the rendezvous server")
     registry: RegistryConfig = Field(RegistryConfig(), description="how agents talk to the registry")
+    monitoring: MonitoringConfig = Field(MonitoringConfig(), description="what the stack declares in Cloud "
+                                         "Monitoring")
     agent_defaults: AgentSettings = Field(AgentSettings(), description="agent settings every swarm host and pool "
                                           "starts from; each may set its own")
     memory: MemoryPolicy = Field(MemoryPolicy(), description="the memory budget every swarm VM's target is held to")

@@ -26,6 +26,7 @@ from fleet.plan import tls_standin
 from fleet.plan.stack_files import PulumiProject
 
 STACK_TYPE = "pulumi:pulumi:Stack"
+STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 # Stand-in addresses come from TEST-NET-3 (RFC 5737) so nobody mistakes them for real ones.
 MOCK_EXTERNAL_NET = "203.0.113"
 MOCK_INTERNAL_NET = "10.20.0"
@@ -113,8 +114,11 @@ def secret_version_name(secret: str) -> str:
 class FleetMocks:
     """Answers for the cloud: a stable fake ID and the computed attributes programs read back."""
 
-    def __init__(self, gcp_project: str) -> None:
+    def __init__(self, gcp_project: str, stack_references: dict[str, dict[str, Any]] | None = None) -> None:
         self.project = gcp_project
+        # name -> outputs: what a `pulumi.StackReference` to that stack reads (stand-ins of other stacks' state,
+        # which the offline plan cannot reach; `fleet plan --stack-reference NAME=FILE`)
+        self.stack_references = stack_references or {}
         self._taken: dict[str, set[int]] = {MOCK_EXTERNAL_NET: set(), MOCK_INTERNAL_NET: set()}
 
     def _address(self, net: str, owner: str) -> str:
@@ -136,6 +140,12 @@ class FleetMocks:
         name = state.get("name") or args.name
         typ = args.typ
         resource_id = f"mock-{name}"
+        if typ == STACK_REFERENCE_TYPE:
+            if name not in self.stack_references:
+                raise ValueError(f"the program reads stack {name!r} by reference: give its outputs with "
+                                 f"--stack-reference {name}=FILE (a plan written by `plan --json`, or `pulumi stack "
+                                 "output --json`)")
+            return name, {"name": name, "outputs": self.stack_references[name], "secretOutputNames": []}
         if typ == "gcp:compute/network:Network":
             resource_id = f"projects/{project}/global/networks/{name}"
         elif typ == "gcp:compute/subnetwork:Subnetwork":
@@ -179,6 +189,10 @@ class FleetMocks:
         elif typ == "gcp:secretmanager/secretVersion:SecretVersion":
             # the first version of its secret (the API numbers them; a rotation's is the next one)
             resource_id = state["name"] = secret_version_name(str(state.get("secret")))
+        elif typ == "gcp:monitoring/alertPolicy:AlertPolicy":
+            resource_id = state["name"] = f"projects/{project}/alertPolicies/mock-{args.name}"
+        elif typ == "gcp:monitoring/dashboard:Dashboard":
+            resource_id = f"projects/{project}/dashboards/mock-{args.name}"
         elif typ == "gcp:serviceaccount/account:Account":
             state["email"] = f"{state.get('accountId')}@{project}.iam.gserviceaccount.com"
         elif typ == "gcp:compute/instance:Instance":
@@ -270,7 +284,8 @@ def default_providers(project: PulumiProject) -> dict[str, dict[str, str]]:
     return providers
 
 
-def plan_program(project: PulumiProject, stack: str, gcp_project: str, *, up: bool = False) -> Plan:
+def plan_program(project: PulumiProject, stack: str, gcp_project: str, *, up: bool = False,
+                 stack_references: dict[str, dict[str, Any]] | None = None) -> Plan:
     """Run the project's program once under mocks and return what it declared: with preview semantics (a value
     another resource gives is unknown until it exists), or with UP every output resolved to the value the mock
     engine gives it (what `pulumi up` sends the policy pack once those resources exist)."""
@@ -278,7 +293,7 @@ def plan_program(project: PulumiProject, stack: str, gcp_project: str, *, up: bo
 
     plan = Plan(project=project.name, stack=stack, default_providers=default_providers(project),
                 mode="up" if up else "preview")
-    adapter, monitor = _make_monitor(FleetMocks(gcp_project), plan)
+    adapter, monitor = _make_monitor(FleetMocks(gcp_project, stack_references), plan)
     pulumi_internals.set_stack_config(project.config, project.secret_keys)
     pulumi.runtime.set_mocks(adapter, project=project.name, stack=stack, preview=not up, monitor=monitor)
     # set_mocks registers and closes a root stack of its own; replace it with one that runs the program

@@ -145,7 +145,8 @@ def _one_project_script(args: StackValidationArgs, report_violation: ReportViola
                 f"{r.name} is a gcp.compute.ProjectMetadata resource: it owns the whole project metadata and "
                 "deletes every key it does not declare (SSH keys, OS Login settings, other teams' keys). Use one "
                 "gcp.compute.ProjectMetadataItem per key.", r.urn)
-    if not items and not maybe:
+    # a stack that makes no VM (a monitoring stack reading the fleet's outputs) needs no script of its own
+    if not items and not maybe and next(effective_vms(args.resources), None) is not None:
         report_violation("No ProjectMetadataItem with key 'startup-script': the hosts would boot without the "
                          "fleet's boot path (no tuning, no supervisor).", None)
     for r, key in keyed:
