@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -44,7 +45,39 @@ ZIPAPP_MAIN = "import sys\n\nfrom pilot_supervisor.__main__ import main\n\nsys.e
 
 
 def render_contract() -> str:
-    return json.dumps(vm_contract.render(), indent=1, sort_keys=True) + "\n"
+    """One line of JSON: it travels in the script, read by the zipapp alone (compact: the script's budget)."""
+    return json.dumps(vm_contract.render(), sort_keys=True, separators=(",", ":")) + "\n"
+
+
+# Comment lines the script keeps: the shebang, the renderer's and the policy pack's markers (`# @...`), and
+# shellcheck's directives. The rest of the parts' comments stay in startup/ (the script's budget): the first part's
+# header, which says what the script does and why, is kept whole.
+KEPT_COMMENTS = ("#!", "# @", "# shellcheck")
+HEREDOC = re.compile(r"(?<!<)<<-?'?([A-Za-z0-9_]+)'?\s*$")
+
+
+def without_comments(part: str, *, keep_header: bool = False) -> str:
+    """PART without its comment lines (but KEPT_COMMENTS, and lines inside heredocs, which are content); with
+    KEEP_HEADER, its leading comment block too."""
+    out, heredoc_end, header = [], None, keep_header
+    for line in part.splitlines(keepends=True):
+        text = line.strip()
+        if heredoc_end is not None:
+            out.append(line)
+            if text == heredoc_end:
+                heredoc_end = None
+            continue
+        if header and text.startswith("#"):
+            out.append(line)
+            continue
+        header = False
+        if text.startswith("#") and not text.startswith(KEPT_COMMENTS):
+            continue
+        match = HEREDOC.search(line)
+        if match:
+            heredoc_end = match[1]
+        out.append(line)
+    return "".join(out)
 
 
 def supervisor_sources(package: Path = SUPERVISOR_PACKAGE) -> dict[str, bytes]:
@@ -73,7 +106,8 @@ def build_zipapp(package: Path = SUPERVISOR_PACKAGE) -> bytes:
 
 
 def render_startup_script() -> str:
-    parts = [(STARTUP_DIR / name).read_text() for name in SCRIPT_PARTS]
+    parts = [without_comments((STARTUP_DIR / name).read_text(), keep_header=i == 0)
+             for i, name in enumerate(SCRIPT_PARTS)]
     body = "\n".join(part if i == 0 else part.removeprefix("# shellcheck shell=bash\n")
                      for i, part in enumerate(parts))
     for marker in (CONTRACT_MARKER, ZIPAPP_MARKER):

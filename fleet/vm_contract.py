@@ -65,6 +65,10 @@ class MetadataKey:
     REGISTRY_FINGERPRINT = "pilot-registry-fingerprint"
     REGISTRY_TLS_CERT = "pilot-registry-tls-cert"
     REGISTRY_KEY_SECRET = "pilot-registry-key-secret"
+    # Google's Ops Agent (README "Monitoring"): the release to install, and the config that gives it the fleet's
+    # Prometheus receiver (fleet/monitoring/ops_agent.py); absent: the boot path leaves the Ops Agent alone
+    OPS_AGENT_VERSION = "pilot-ops-agent-version"
+    OPS_AGENT_CONFIG = "pilot-ops-agent-config"
     # Compute Engine's own keys, set for hardening and for the supervisor's status reports.
     GUEST_ATTRIBUTES = "enable-guest-attributes"
     OS_LOGIN = "enable-oslogin"
@@ -74,9 +78,10 @@ class MetadataKey:
 
 
 # A swarm VM's attributes its supervisor does not apply live: they take effect when the startup script runs, at the
-# VM's next boot (the registration addresses' users and routes need root and CAP_NET_ADMIN, which the supervisor
-# lacks). Every attribute of a rendezvous is read at boot only. `fleet plan --compare` names the VMs they change on.
-NEXT_BOOT_SWARM_KEYS = (MetadataKey.REGISTRATION_ADDRESSES,)
+# VM's next boot (the registration addresses' users and routes, and the Ops Agent's package and service, need root,
+# which the supervisor lacks). Every attribute of a rendezvous is read at boot only. `fleet plan --compare` names the
+# VMs they change on.
+NEXT_BOOT_SWARM_KEYS = (MetadataKey.REGISTRATION_ADDRESSES, MetadataKey.OPS_AGENT_VERSION, MetadataKey.OPS_AGENT_CONFIG)
 
 
 # new name -> the name it had, written beside it and read after it until the next contract version drops it
@@ -143,6 +148,18 @@ def _text(key: str, pattern: str, what: str, why: str, default: str | None = Non
 
 
 K = MetadataKey
+# Both roles: the Ops Agent, installed and configured by the boot path (root: a package and a system service), both or
+# neither (the boot path checks the pair)
+OPS_AGENT_ATTRIBUTES: dict[str, Attribute] = {
+    "ops_agent_version": _text(K.OPS_AGENT_VERSION, r"^([0-9]+\.[0-9]+\.[0-9]+)?$", "a version like 2.70.0",
+                               "the Ops Agent release the boot path installs (Google's repository script, "
+                               "--version); empty: the Ops Agent is left as it is", default=""),
+    "ops_agent_config": _text(K.OPS_AGENT_CONFIG, r"^(\{.*\})?$", "an Ops Agent config (JSON)",
+                              "written as /etc/google-cloud-ops-agent/config.yaml: the receiver that scrapes this "
+                              "VM's own metrics into Managed Service for Prometheus", default=""),
+}
+# Google's documented installer of the Ops Agent's package repository (and, with --also-install, of the agent)
+OPS_AGENT_REPO_SCRIPT = "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
 # A swarm VM's attributes, by the supervisor's setting they become (config validation bounds the same fields).
 SWARM_ATTRIBUTES: dict[str, Attribute] = {
     "target_agents": _whole(K.TARGET_AGENTS, 1, pilot.MAX_PORT - MIN_AGENT_PORT + 1, None,
@@ -187,6 +204,7 @@ SWARM_ATTRIBUTES: dict[str, Attribute] = {
     "registry_fingerprint": _text(K.REGISTRY_FINGERPRINT, FINGERPRINT_PATTERN, "a hex SHA-256",
                                   "the registry certificate agents pin (-registry-tls -registry-fingerprint); empty: "
                                   "plaintext", default=""),
+    **OPS_AGENT_ATTRIBUTES,
 }
 
 
@@ -227,6 +245,7 @@ RENDEZVOUS_ATTRIBUTES: dict[str, Attribute] = {
     "registry_key_secret": _text(K.REGISTRY_KEY_SECRET, SECRET_VERSION_PATTERN, "a Secret Manager secret version",
                                  "where the rendezvous reads the certificate's private key at every start",
                                  default=""),
+    **OPS_AGENT_ATTRIBUTES,
 }
 # Keys a rendezvous refuses to boot with, and why.
 RENDEZVOUS_FORBIDDEN: dict[str, str] = {
@@ -368,6 +387,7 @@ def render() -> dict[str, Any]:
         "registration_lag_seconds": REGISTRATION_LAG_SECONDS,
         "rendezvous_user": RENDEZVOUS_USER,
         "build_user": BUILD_USER,
+        "ops_agent_repo_script": OPS_AGENT_REPO_SCRIPT,
         "registry_generation_seconds": REGISTRY_GENERATION_SECONDS,
         "registry_generations": REGISTRY_GENERATIONS,
         "guest_attributes": {name.lower(): value for name, value in vars(GuestAttribute).items() if name.isupper()},

@@ -268,3 +268,41 @@ mount_disk() {
     die "could not mount ${device} on ${mount_point}"
   log "${what} disk mounted on ${mount_point}"
 }
+
+# Google's Ops Agent, when the stack asks for it (monitoring.opsAgentVersion; README "Monitoring"): that release
+# installed through Google's repository script (which adds Google's signed apt repository; the package is checked by
+# apt), then the fleet's receiver as its config (fleet/monitoring/ops_agent.py), the agent restarted only when the
+# config changed. Monitoring never fails the boot path, which has already started the VM's own services: a failure
+# is a warning and a guest attribute, and the next boot tries again. Without the attributes the agent is left alone.
+OPS_AGENT_CONFIG="${PILOT_ROOT}/etc/google-cloud-ops-agent/config.yaml"
+OPS_AGENT_UNIT="google-cloud-ops-agent.service"
+ops_agent_pair() {
+  local version="${attr[ops_agent_version]}" config="${attr[ops_agent_config]}"
+  if [[ -n "${version}" && -z "${config}" ]] || [[ -z "${version}" && -n "${config}" ]]; then
+    die "the Ops Agent's version and config attributes come together: set both (monitoring.opsAgentVersion) or neither"
+  fi
+}
+
+setup_ops_agent() {
+  local want="${attr[ops_agent_version]}" have installer="${RUN_DIR}/add-google-cloud-ops-agent-repo.sh"
+  [[ -n "${want}" ]] || return 0
+  have="$(dpkg-query -W -f='${Version}' google-cloud-ops-agent 2>/dev/null || true)"
+  if [[ "${have%%~*}" != "${want}" ]]; then # the package's version is VERSION~DISTRIBUTION
+    log "installing the Ops Agent ${want} (installed: ${have:-none})"
+    if ! pilot_supervisor download "$(pilot_supervisor contract ops_agent_repo_script)" "${installer}" ||
+      ! bash "${installer}" --also-install --version="${want}"; then
+      log "WARNING: the Ops Agent ${want} could not be installed (above); the next boot tries again"
+      guest_attribute ops-agent "not installed: ${want}"
+      return 0
+    fi
+  fi
+  if install_file "${OPS_AGENT_CONFIG}" "${attr[ops_agent_config]}"; then
+    if ! systemctl restart "${OPS_AGENT_UNIT}"; then
+      log "WARNING: ${OPS_AGENT_UNIT} did not restart with the fleet's receiver"
+      guest_attribute ops-agent "not restarted: ${want}"
+      return 0
+    fi
+    log "Ops Agent ${want}: the fleet's receiver written to ${OPS_AGENT_CONFIG}, agent restarted"
+  fi
+  guest_attribute ops-agent "${want}"
+}

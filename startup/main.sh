@@ -6,6 +6,7 @@ main() {
   mkdir -p "${STATE_DIR}"
   unpack_supervisor
   read_attributes
+  ops_agent_pair
   local reserved=""
   if [[ "${role}" == swarm ]]; then
     reserved="${attr[base_udp_port]}-$((attr[base_udp_port] + attr[target_agents] - 1))"
@@ -14,6 +15,7 @@ main() {
   report_script_keys
   tune_kernel "${reserved}"
   "setup_${role}"
+  setup_ops_agent
   touch "${BOOT_MARKER}"
   log "boot path done for role ${role}"
 }

@@ -373,3 +373,100 @@ def test_an_agent_state_disk_that_is_not_attached_stops_the_boot_before_any_agen
     assert result.returncode == 1
     assert f"agent state disk {sandbox.root}/dev/disk/by-id/google-pilot-agents-state is not attached" in result.stderr
     assert sandbox.agent_starts() == [] and "systemctl start pilot-agents.service" not in sandbox.calls()
+
+
+# The Ops Agent (README "Monitoring"). Stand-ins, because the real parts need Google's package repository, which a
+# test machine cannot reach: Google's repository script, served at its URL by the download mirror, records how it
+# was run and "installs" by writing the version dpkg-query then reports (a stub on PATH, reading that file).
+OPS_AGENT_VERSION = "2.70.0"
+REPO_SCRIPT_STANDIN = """#!/bin/bash
+set -euo pipefail
+echo "$*" >>"${SANDBOX}/ops-agent-installs"
+[[ ! -e "${SANDBOX}/ops-agent-repo-down" ]] || { echo "cannot reach packages.cloud.google.com" >&2; exit 1; }
+for arg in "$@"; do
+  case "${arg}" in --version=*) printf '%s~debian12' "${arg#--version=}" >"${SANDBOX}/ops-agent-version" ;; esac
+done
+mkdir -p "${PILOT_ROOT}/etc/systemd/system"
+printf '[Service]\nExecStart=sleep 3600\n' >"${PILOT_ROOT}/etc/systemd/system/google-cloud-ops-agent.service"
+"""
+DPKG_QUERY_STUB = """#!/bin/bash
+[[ "$*" == *google-cloud-ops-agent* && -s "${SANDBOX}/ops-agent-version" ]] || exit 1
+cat "${SANDBOX}/ops-agent-version"
+"""
+
+
+def _with_ops_agent(box: BootSandbox, version: str | None = OPS_AGENT_VERSION) -> str:
+    from fleet.monitoring.ops_agent import ops_agent_attribute
+    from fleet.vm_contract import OPS_AGENT_REPO_SCRIPT
+
+    script, stub = box.base / "add-google-cloud-ops-agent-repo.sh", box.base / "stubs" / "dpkg-query"
+    script.write_text(REPO_SCRIPT_STANDIN)
+    stub.write_text(DPKG_QUERY_STUB)
+    stub.chmod(0o755)
+    box.metadata.files[mirror_path(OPS_AGENT_REPO_SCRIPT)] = script
+    config = ops_agent_attribute(pilot.ROLE_SWARM, int(box.metadata.attributes["pilot-health-port"]))
+    if version is not None:
+        box.metadata.attributes[MetadataKey.OPS_AGENT_VERSION] = version
+    box.metadata.attributes[MetadataKey.OPS_AGENT_CONFIG] = config
+    return config
+
+
+def _installs(box: BootSandbox) -> list[str]:
+    log = box.base / "ops-agent-installs"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.parametrize("sandbox", [_small_swarm(2)], indirect=True)
+def test_the_ops_agent_is_installed_pinned_and_configured_once(sandbox) -> None:
+    config = _with_ops_agent(sandbox)
+    result = sandbox.run()
+    assert result.returncode == 0, result.stderr
+    assert _installs(sandbox) == [f"--also-install --version={OPS_AGENT_VERSION}"]
+    written = sandbox.root / "etc/google-cloud-ops-agent/config.yaml"
+    assert written.read_text() == config + "\n" and json.loads(written.read_text())["metrics"]["receivers"]
+    restarts = [c for c in sandbox.calls() if c == "systemctl restart google-cloud-ops-agent.service"]
+    assert len(restarts) == 1 and sandbox.metadata.guest_attributes.get("pilot/ops-agent") == OPS_AGENT_VERSION
+    # a reboot finds it installed and configured: nothing downloaded, installed or restarted
+    sandbox.boot_id = "boot-2"
+    assert sandbox.run().returncode == 0
+    assert len(_installs(sandbox)) == 1
+    assert sum(c == "systemctl restart google-cloud-ops-agent.service" for c in sandbox.calls()) == 1
+    # a new release (monitoring.opsAgentVersion) is installed at the next boot; the package restarts its agent
+    sandbox.metadata.attributes[MetadataKey.OPS_AGENT_VERSION] = "2.71.0"
+    sandbox.boot_id = "boot-3"
+    assert sandbox.run().returncode == 0
+    assert _installs(sandbox)[1:] == ["--also-install --version=2.71.0"]
+
+
+@pytest.mark.parametrize("sandbox", [_small_swarm(2)], indirect=True)
+def test_an_ops_agent_that_cannot_be_installed_never_fails_the_boot(sandbox) -> None:
+    _with_ops_agent(sandbox)
+    (sandbox.base / "ops-agent-repo-down").write_text("")
+    result = sandbox.run()
+    assert result.returncode == 0, result.stderr
+    assert f"WARNING: the Ops Agent {OPS_AGENT_VERSION} could not be installed" in result.stderr
+    assert "boot path done for role swarm" in result.stderr  # the agents' unit was started before it
+    assert not (sandbox.root / "etc/google-cloud-ops-agent/config.yaml").exists()
+    assert sandbox.metadata.guest_attributes.get("pilot/ops-agent") == f"not installed: {OPS_AGENT_VERSION}"
+    (sandbox.base / "ops-agent-repo-down").unlink()  # the next boot tries again
+    sandbox.boot_id = "boot-2"
+    assert sandbox.run().returncode == 0
+    assert (sandbox.root / "etc/google-cloud-ops-agent/config.yaml").exists() and len(_installs(sandbox)) == 2
+
+
+@pytest.mark.parametrize("sandbox", [_small_swarm(2)], indirect=True)
+def test_an_ops_agent_config_without_its_version_is_refused_before_anything_is_written(sandbox) -> None:
+    _with_ops_agent(sandbox, version=None)
+    result = sandbox.run()
+    assert result.returncode == 1
+    assert "the Ops Agent's version and config attributes come together" in result.stderr
+    assert not (sandbox.root / "etc/sysctl.d/60-pilot-fleet.conf").exists() and not _installs(sandbox)
+
+
+@pytest.mark.parametrize("sandbox", [_small_swarm(2)], indirect=True)
+def test_without_the_ops_agent_attributes_the_boot_path_leaves_it_alone(sandbox) -> None:
+    result = sandbox.run()
+    assert result.returncode == 0, result.stderr
+    assert not any("cloudagents" in path for path in sandbox.metadata.requested)
+    assert not (sandbox.root / "etc/google-cloud-ops-agent").exists()
+    assert not [c for c in sandbox.calls() if "ops-agent" in c]

@@ -472,6 +472,11 @@ def phase_a_real_prometheus_scrapes_every_supervisor_and_an_alert_fires_and_reso
         assert len(queries) == 12, queries
         online = prometheus.api("query", query=f'pilot_nodes_online{{pilot_fleet="{fleet_label}"}}')["result"]
         assert float(online[0]["value"][1]) == 2 * TARGET, online  # the registry's own count, through its /metrics
+        # what a VM sends Managed Service for Prometheus through the Ops Agent (README "Monitoring": its cost)
+        series = {r["metric"]["pilot_host"]: int(r["value"][1]) for r in prometheus.api(
+            "query", query='count by (pilot_host) ({__name__=~".+", __name__!~"scrape_.*|up"})')["result"]}
+        print(f"series scraped per VM (without Prometheus' own up and scrape_*): {series}")
+        assert all(n > 0 for n in series.values()) and len(series) == 3, series
         # held below its target: its registry pin made wrong (the supervisor starts nothing), five agents killed
         host = fleet.swarm[0]
         pin = host.attributes[MetadataKey.REGISTRY_FINGERPRINT]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from fleet.startup_render import (
     build_zipapp,
     render_contract,
     render_startup_script,
+    without_comments,
 )
 from fleet.vm_contract import MetadataKey
 from testbed.boot_sandbox import BootSandbox, MetadataServer, free_tcp_port
@@ -59,9 +61,28 @@ def test_rendered_script_fits_metadata_and_passes_shellcheck(tmp_path: Path) -> 
 def test_the_script_is_its_parts_in_order_with_the_prologue_first() -> None:
     body = render_startup_script()
     common = (STARTUP_DIR / SCRIPT_PARTS[0]).read_text()
-    assert body.startswith(common.split("# @vm-contract")[0])
-    at = [body.index((STARTUP_DIR / part).read_text().splitlines()[1]) for part in SCRIPT_PARTS[1:]]
+    # the header (what the script does and why) as it is in common.sh, then the prologue's code and markers
+    assert body.startswith(common.split("set -euo pipefail\n")[0] + "set -euo pipefail\n")
+    assert body.startswith(without_comments(common, keep_header=True).split("# @prologue end")[0])
+
+    def first_code_line(part: str) -> str:
+        return next(line for line in (STARTUP_DIR / part).read_text().splitlines()
+                    if line.strip() and not line.lstrip().startswith("#"))
+
+    at = [body.index(first_code_line(part)) for part in SCRIPT_PARTS[1:]]
     assert at == sorted(at) and body.rstrip().endswith('main "$@"')
+
+
+def test_the_script_drops_the_parts_comments_but_not_heredoc_content_or_markers() -> None:
+    """The parts' comments stay in startup/ (the budget); what a heredoc writes is content and stays whole."""
+    body = render_startup_script()
+    assert "# Write a file atomically" in (STARTUP_DIR / "common.sh").read_text()
+    assert "# Write a file atomically" not in body
+    assert body.count("# @prologue") == 2 and "# shellcheck disable=SC2034" in body
+    for part in SCRIPT_PARTS:
+        text = (STARTUP_DIR / part).read_text()
+        for heredoc in re.findall(r"cat <<EOF2\n(.*?)\nEOF2\n", text, re.S):
+            assert heredoc in body, heredoc[:80]
 
 
 def test_the_zipapp_and_contract_unpacked_from_the_script_are_the_renderers(tmp_path: Path) -> None:

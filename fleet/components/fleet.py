@@ -90,14 +90,16 @@ class Fleet(pulumi.ComponentResource):
             service_account_email=rendezvous_sa.email, labels=labels, agent_reach=cfg.agent_reach,
             interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key,
             tls_certificate=registry_tls.certificate if registry_tls else None,
-            tls_key_version=registry_tls.key_version if registry_tls else None), child)
+            tls_key_version=registry_tls.key_version if registry_tls else None,
+            ops_agent_version=cfg.monitoring.ops_agent_version), child)
         swarm = SwarmVmArgs(
             project=project, pilot_version=cfg.pilot_version, registry=self.rendezvous.endpoint(rv.ports.registry),
             beacon=self.rendezvous.endpoint(rv.ports.beacon),
             new_registrations_per_minute=rv.new_registrations_per_minute, health_threshold=cfg.alert_threshold,
             network=network.network, subnetwork=network.subnetwork, service_account_email=swarm_sa.email,
             labels=labels, interface_network=network.interface_network, disk_kms_key=cfg.disk_kms_key,
-            registry_fingerprint=registry_tls.fingerprint if registry_tls else None)
+            registry_fingerprint=registry_tls.fingerprint if registry_tls else None,
+            ops_agent_version=cfg.monitoring.ops_agent_version)
         self.hosts = [SwarmHost(h.name, SwarmHostArgs(fleet=swarm, vm=agent_vm(cfg, h), zone=cfg.zone_of(h.zone)),
                                 child) for h in cfg.swarm_hosts]
         self.pools = [SwarmPool(p.name, SwarmPoolArgs(

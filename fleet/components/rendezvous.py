@@ -11,6 +11,7 @@ import pulumi_gcp as gcp
 from fleet.components.instance import FleetVm, internal_ip
 from fleet.components.service_account import SCOPES, SECRET_READER_SCOPES
 from fleet.facts import names, pilot
+from fleet.monitoring.ops_agent import ops_agent_metadata
 from fleet.vm_contract import metadata
 
 
@@ -49,6 +50,8 @@ class RendezvousArgs:
     # registry TLS (RegistryTls): the certificate it serves (DER in base64) and the secret version of its key
     tls_certificate: pulumi.Input[str] | None = None
     tls_key_version: pulumi.Input[str] | None = None
+    # the Ops Agent release its boot path installs, with the receiver of its /metrics (fleet/monitoring/ops_agent.py)
+    ops_agent_version: str | None = None
 
 
 class Rendezvous(pulumi.ComponentResource):
@@ -147,6 +150,7 @@ class Rendezvous(pulumi.ComponentResource):
                 **({"start_fresh": "true"} if args.start_fresh else {}),
                 **({"registry_tls_cert": args.tls_certificate, "registry_key_secret": args.tls_key_version}
                    if args.tls_certificate is not None and args.tls_key_version is not None else {}),
+                **ops_agent_metadata(pilot.ROLE_RENDEZVOUS, args.dashboard_port, args.ops_agent_version),
             }),
             scopes=SECRET_READER_SCOPES if args.tls_key_version is not None else SCOPES,
             labels={**args.labels, "role": pilot.ROLE_RENDEZVOUS}, tags=[names.FLEET_TAG, names.RENDEZVOUS_TAG],

@@ -13,6 +13,7 @@ import pulumi_gcp as gcp
 from fleet.components.instance import FleetVm
 from fleet.facts import names, pilot
 from fleet.facts.pilot_releases import releases
+from fleet.monitoring.ops_agent import ops_agent_metadata
 from fleet.vm_contract import metadata
 
 
@@ -36,6 +37,8 @@ class SwarmVmArgs:
     disk_kms_key: str | None = None
     # the registry certificate's fingerprint agents pin (RegistryTls); None: plaintext
     registry_fingerprint: pulumi.Input[str] | None = None
+    # the Ops Agent release each VM's boot path installs, with the receiver of its supervisor's metrics
+    ops_agent_version: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +98,7 @@ def swarm_metadata(fleet: SwarmVmArgs, vm: AgentVm) -> dict[str, pulumi.Input[st
         # the agents' identities live on their own disk, which outlives the VM
         "state_device": pilot.STATE_DEVICE,
         **({"registry_fingerprint": fleet.registry_fingerprint} if fleet.registry_fingerprint is not None else {}),
+        **ops_agent_metadata(pilot.ROLE_SWARM, pilot.SUPERVISOR_HEALTH_PORT, fleet.ops_agent_version),
     })
 
 

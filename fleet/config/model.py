@@ -167,6 +167,11 @@ class MonitoringConfig(Model):
     notification_channels: list[NotificationChannel] = Field(
         default_factory=list, description="notification channels every alert policy notifies, by resource name "
         "(`projects/P/notificationChannels/ID`); none: incidents open in the console only")
+    ops_agent_version: str | None = Field(None, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="install "
+                                          "Google's Ops Agent of this release on every fleet VM at its next boot "
+                                          "(e.g. 2.70.0), with a receiver that scrapes the VM's own metrics into "
+                                          "Managed Service for Prometheus, where the alert policies read them; unset: "
+                                          "the boot path leaves the Ops Agent alone")
 
 
 class AgentSettings(Model):

@@ -63,6 +63,8 @@ class MetadataKey:
     REGISTRY_FINGERPRINT = 'pilot-registry-fingerprint'
     REGISTRY_TLS_CERT = 'pilot-registry-tls-cert'
     REGISTRY_KEY_SECRET = 'pilot-registry-key-secret'
+    OPS_AGENT_VERSION = 'pilot-ops-agent-version'
+    OPS_AGENT_CONFIG = 'pilot-ops-agent-config'
     GUEST_ATTRIBUTES = 'enable-guest-attributes'
     OS_LOGIN = 'enable-oslogin'
     BLOCK_PROJECT_SSH_KEYS = 'block-project-ssh-keys'

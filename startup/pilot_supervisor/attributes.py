@@ -114,8 +114,10 @@ def _install_source(out: dict[str, Any]) -> None:
 
 
 # What a swarm VM's attributes give the supervisor's Config (the rest is the boot path's).
-# registration_addresses: the boot path turns the count into addresses and routes (sources.py), at each boot.
-NOT_SETTINGS = ("daemon_release", "state_device", "max_target_agents", "registration_addresses")
+# registration_addresses: the boot path turns the count into addresses and routes (sources.py), at each boot; the Ops
+# Agent is the boot path's too (a package and a system service, as root).
+NOT_SETTINGS = ("daemon_release", "state_device", "max_target_agents", "registration_addresses", "ops_agent_version",
+                "ops_agent_config")
 
 
 def settings(attributes: dict[str, str], arch: str = platform.machine()) -> dict[str, Any]:
