@@ -109,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the registry's new-identity limit per source IP (default 10)")
     capacity.add_argument("--compare-stack", metavar="NAME", help="show the same figures for Pulumi.NAME.yaml")
     capacity.add_argument("--program", default=str(PROJECT_DIR), help="Pulumi project directory (stack files)")
+    capacity.add_argument("--spot-floor", type=_floor, default=1 / 3, metavar="SHARE",
+                          help="the share of agents the frontier's mix keeps on on-demand VMs (default 1/3, the spot "
+                               "stack's; 0: all Spot)")
     capacity.add_argument("--write-stack", metavar="NAME", help="write the recommendation as Pulumi.NAME.yaml")
+    capacity.add_argument("--spot", action="store_true", help="with --write-stack: write the frontier's mix (an "
+                          "on-demand floor pool of --spot-floor and a Spot pool) instead of all on-demand")
     capacity.add_argument("--force", action="store_true", help="with --write-stack: replace an existing file")
     capacity.set_defaults(func=cmd_capacity)
 
@@ -145,6 +150,7 @@ _seconds = _number(float, "a number of seconds", lambda v: 0 <= v <= MAX_SECONDS
 _watch_seconds = _number(float, "a number of seconds", lambda v: 0.1 <= v <= MAX_SECONDS,
                          f"must be between 0.1 and {MAX_SECONDS:.0f} seconds")
 _share = _number(float, "a number", lambda v: 0 < v <= 1, "must be a share in (0, 1]")
+_floor = _number(float, "a number", lambda v: 0 <= v < 1, "must be a share in [0, 1)")
 _minutes = _number(float, "a number of minutes", lambda v: 1 <= v <= 1440, "must be between 1 and 1440 (a day)")
 
 

@@ -229,9 +229,10 @@ def test_planner_binding_limits_and_cost() -> None:
 def test_capacity_compare_prod_prints_both_costs_per_1000() -> None:
     result = run_fleet("capacity", "--agents", "9500", "--compare-stack", "prod")
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if "per 1,000 agents a month" in line]
+    lines = [line for line in result.stdout.splitlines() if "per 1,000 agents a month" in line
+             and "on Spot" not in line]  # the seed's VMs on Spot: tests/test_spot_pricing.py
     assert len(lines) == 2 and lines[0].startswith("recommended for 9,500 agents") and lines[1].startswith("stack prod")
-    assert "  n2d-highcpu-128       1      5,000" in result.stdout
+    assert "  n2d-highcpu-128         1      5,000" in result.stdout
     # the seed's VMs (391 + 2,914 + 196 a month) and their boot and agent state disks (3 x 30 GB x $0.10)
     assert "$3,510 a month, $369.49 per 1,000 agents" in lines[1]
 

@@ -29,12 +29,14 @@ def stack_config(name: str, fleet: CostedFleet, a: Assumptions,
     region = a.region
     zones = [f"{region}-{z}" for z in ("a", "b", "c")]
     key = pilot.PROJECT_NAME
+    # a Spot line is its own pool (its group recreates a preempted VM on its state disk; README "Spot swarms")
     pools = [{
-        "name": f"{name}-{line.capacity.machine.name}",
+        "name": f"{name}-{'spot-' if line.spot else ''}{line.capacity.machine.name}",
         "machineType": line.capacity.machine.name,
         "zones": zones,
         "size": line.count,
         "targetAgents": line.target_agents,
+        **({"provisioning": "spot"} if line.spot else {}),
     } for line in fleet.lines]
     defaults: dict[str, Any] = {"agentMemoryMb": a.agent_memory_mb, "baseUdpPort": a.base_udp_port}
     budget: dict[str, Any] = {}
@@ -66,7 +68,9 @@ def stack_config(name: str, fleet: CostedFleet, a: Assumptions,
 
 
 def write_stack(program: Path, name: str, fleet: CostedFleet, a: Assumptions, force: bool = False,
-                cold_start_minutes: float | None = None) -> Path:
+                cold_start_minutes: float | None = None, spot_floor: float | None = None) -> Path:
+    """FLEET as Pulumi.NAME.yaml; SPOT_FLOOR: it is the cost frontier's mix with that on-demand share (the header
+    says how it was written)."""
     if not STACK_NAME.match(name):
         raise StackWriteError(f"stack name {name!r}: use 1-16 lowercase letters, digits and hyphens, "
                               "starting with a letter (it becomes part of resource names)")
@@ -79,9 +83,13 @@ def write_stack(program: Path, name: str, fleet: CostedFleet, a: Assumptions, fo
     except FleetConfigError as exc:
         raise StackWriteError(f"the recommendation does not make a valid stack: {'; '.join(exc.problems)}") from None
     budget = f" --cold-start-minutes {cold_start_minutes:g}" if cold_start_minutes is not None else ""
-    header = (f"# Written by `python -m fleet capacity --agents {fleet.requested}{budget} --write-stack {name}` on "
-              f"{datetime.now(UTC):%Y-%m-%d}: {fleet.agents:,} agents on {fleet.vms} VMs, "
-              f"${fleet.monthly:,.0f} a month ({a.region} on-demand, fleet/facts/data/prices.yaml).\n"
+    spot = sum(line.agents for line in fleet.lines if line.spot)
+    how = f" --spot-floor {spot_floor:g} --spot" if spot_floor is not None else ""
+    pricing = f"{a.region} on-demand and Spot" if spot else f"{a.region} on-demand"
+    header = (f"# Written by `python -m fleet capacity --agents {fleet.requested}{budget}{how} --write-stack {name}` "
+              f"on {datetime.now(UTC):%Y-%m-%d}: {fleet.agents:,} agents on {fleet.vms} VMs"
+              f"{f' ({spot:,} on Spot)' if spot else ''}, ${fleet.monthly:,.0f} a month ({pricing}, "
+              "fleet/facts/data/prices.yaml).\n"
               "# gcp:project is a placeholder: `pulumi config set gcp:project YOUR_PROJECT`. The rendezvous builds\n"
               "# from the pinned public source at its first boot (fleet/facts/data/rendezvous_build.yaml);\n"
               "# see README.md.\n")

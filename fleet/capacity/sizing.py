@@ -66,6 +66,7 @@ class Line:
     count: int
     target_agents: int
     monthly_per_vm: float
+    spot: bool = False  # Spot VMs, priced at the Spot rates
 
     @property
     def agents(self) -> int:
@@ -106,17 +107,19 @@ class PlanningError(Exception):
     pass
 
 
-def vm_monthly(machine: MachineType, disk_gb: int, region: str, prices: PriceTable) -> float | None:
-    """A swarm VM a month: its machine type and its disks (boot and agent state, pd-balanced)."""
-    machine_monthly = prices.monthly(machine, region)
+def vm_monthly(machine: MachineType, disk_gb: int, region: str, prices: PriceTable,
+               spot: bool = False) -> float | None:
+    """A swarm VM a month: its machine type (on-demand, or Spot) and its disks (boot and agent state, pd-balanced,
+    the same price for a Spot VM)."""
+    machine_monthly = prices.monthly(machine, region, spot)
     disks = prices.disk_monthly(pilot.DISK_TYPE, disk_gb, region)
     return None if machine_monthly is None or disks is None else machine_monthly + disks
 
 
-def _candidates(a: Assumptions, share_cap: int, prices: PriceTable) -> list[tuple[VmCapacity, float]]:
+def _candidates(a: Assumptions, share_cap: int, prices: PriceTable, spot: bool) -> list[tuple[VmCapacity, float]]:
     found = []
     for machine in machine_types().values():
-        monthly = vm_monthly(machine, a.disk_gb, a.region, prices)
+        monthly = vm_monthly(machine, a.disk_gb, a.region, prices, spot)
         if monthly is None:
             continue
         cap = vm_capacity(machine, a, share_cap)
@@ -125,16 +128,19 @@ def _candidates(a: Assumptions, share_cap: int, prices: PriceTable) -> list[tupl
     return found
 
 
-def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> CostedFleet:
-    """Cheapest fleet: VMs of one type, or of one type plus one smaller VM for the remainder."""
+def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None, *, spot: bool = False,
+              fleet_agents: int | None = None, title: str = "") -> CostedFleet:
+    """Cheapest fleet: VMs of one type, or of one type plus one smaller VM for the remainder; SPOT prices it at the
+    Spot rates. No VM holds more than max_share of FLEET_AGENTS (default: AGENTS; a part of a fleet, such as its
+    on-demand floor, is held to the share of the whole fleet)."""
     if agents <= 0:
         raise PlanningError("the number of agents must be positive")
     if not 0 < a.max_share <= 1:
         raise PlanningError("the failure-domain share must be in (0, 1]")
     prices = prices or price_table()
-    prices.require_region(a.region)
-    share_cap = max(1, math.floor(agents * a.max_share))
-    candidates = _candidates(a, share_cap, prices)
+    prices.require_region(a.region, spot)
+    share_cap = max(1, math.floor((fleet_agents or agents) * a.max_share))
+    candidates = _candidates(a, share_cap, prices, spot)
     if not candidates:
         raise PlanningError("no priced machine type can hold a single agent with these figures")
     best: tuple[float, int, list[tuple[VmCapacity, float, int, int]]] | None = None
@@ -152,8 +158,8 @@ def recommend(agents: int, a: Assumptions, prices: PriceTable | None = None) -> 
             if best is None or (round(cost, 6), vms) < (round(best[0], 6), best[1]):
                 best = (cost, vms, option)
     assert best is not None
-    lines = [Line(cap, count, target_agents, monthly) for cap, monthly, count, target_agents in best[2]]
-    fleet = CostedFleet(f"recommended for {agents:,} agents", lines, agents)
+    lines = [Line(cap, count, target_agents, monthly, spot) for cap, monthly, count, target_agents in best[2]]
+    fleet = CostedFleet(title or f"recommended for {agents:,} agents", lines, agents)
     return _with_notes(fleet, a)
 
 
@@ -177,34 +183,33 @@ def _with_notes(fleet: CostedFleet, a: Assumptions, one_address: bool = True) ->
 
 
 def from_stack(cfg: FleetConfig, stack: str, region: str | None = None,
-               prices: PriceTable | None = None) -> CostedFleet:
-    """The same figures for an existing stack's swarm hosts and pools, with its own memory settings."""
+               prices: PriceTable | None = None, all_spot: bool = False) -> CostedFleet:
+    """The same figures for an existing stack's swarm hosts and pools, with its own memory settings, each priced by
+    its provisioning (with ALL_SPOT: every one at the Spot rates)."""
     prices = prices or price_table()
     region = region or cfg.gcp.region
-    prices.require_region(region)
+    prices.require_region(region, all_spot)
     lines = []
-    for host in cfg.swarm_hosts:
-        lines.append(_stack_line(cfg, host.machine_type, host.agent_memory_mb, host.base_udp_port, 1,
-                                 host.target_agents, host.disk_gb + host.state_disk_gb, region, prices))
-    for pool in cfg.swarm_pools:
-        lines.append(_stack_line(cfg, pool.machine_type, pool.agent_memory_mb, pool.base_udp_port, pool.size,
-                                 pool.target_agents, pool.disk_gb + pool.state_disk_gb, region, prices))
-    fleet = CostedFleet(f"stack {stack}", lines, cfg.expected_agents)
+    for vm, count in [*((h, 1) for h in cfg.swarm_hosts), *((p, p.size) for p in cfg.swarm_pools)]:
+        lines.append(_stack_line(cfg, vm.machine_type, vm.agent_memory_mb, vm.base_udp_port, count, vm.target_agents,
+                                 vm.disk_gb + vm.state_disk_gb, region, prices, all_spot or vm.provisioning == "spot"))
+    fleet = CostedFleet(f"stack {stack}{' on Spot' if all_spot else ''}", lines, cfg.expected_agents)
     return _with_notes(fleet, Assumptions(new_registrations_per_minute=cfg.rendezvous.new_registrations_per_minute),
                        one_address=False)
 
 
 def _stack_line(cfg: FleetConfig, machine_type: str, agent_mb: float, base_port: int, count: int, target_agents: int,
-                disk_gb: int, region: str, prices: PriceTable) -> Line:
+                disk_gb: int, region: str, prices: PriceTable, spot: bool = False) -> Line:
     machine = lookup(machine_type)
     if machine is None:
         raise PlanningError(f"machine type {machine_type!r} is not in fleet/facts/data/machine_types.yaml")
-    monthly = vm_monthly(machine, disk_gb, region, prices)
+    monthly = vm_monthly(machine, disk_gb, region, prices, spot)
     if monthly is None:
-        raise PlanningError(f"no price for {machine_type} or its disks in {region} (fleet/facts/data/prices.yaml)")
+        raise PlanningError(f"no {'Spot ' if spot else ''}price for {machine_type} or its disks in {region} "
+                            "(fleet/facts/data/prices.yaml)")
     a = Assumptions(region=region, agent_memory_mb=agent_mb, headroom_percent=cfg.memory.headroom_percent,
                     os_reserve_mb=cfg.memory.os_reserve_mb, base_udp_port=base_port)
-    return Line(vm_capacity(machine, a), count, target_agents, monthly)
+    return Line(vm_capacity(machine, a), count, target_agents, monthly, spot)
 
 
 def render(fleets: list[CostedFleet], currency: str = "$") -> str:
@@ -212,11 +217,12 @@ def render(fleets: list[CostedFleet], currency: str = "$") -> str:
     for fleet in fleets:
         out.append(f"{fleet.title}: {fleet.agents:,} agents on {fleet.vms} VMs, {currency}{fleet.monthly:,.0f} a "
                    f"month, {currency}{fleet.per_thousand:,.2f} per 1,000 agents a month")
-        out.append(f"  {'machine type':<18} {'VMs':>4} {'agents/VM':>10} {'ceiling':>8} {'binding limit':<21} "
+        out.append(f"  {'machine type':<20} {'VMs':>4} {'agents/VM':>10} {'ceiling':>8} {'binding limit':<21} "
                    f"{'agents/vCPU':>11} {'$/month':>10}")
         for line in fleet.lines:
             cap = line.capacity
-            out.append(f"  {cap.machine.name:<18} {line.count:>4} {line.target_agents:>10,} {cap.agents:>8,} "
+            name = cap.machine.name + (" (spot)" if line.spot else "")
+            out.append(f"  {name:<20} {line.count:>4} {line.target_agents:>10,} {cap.agents:>8,} "
                        f"{cap.binding:<21} {line.target_agents / cap.machine.vcpus:>11,.0f} {line.monthly:>10,.0f}")
         out.extend(f"  note: {note}" for note in fleet.notes)
         out.append("")

@@ -11,6 +11,8 @@ from fleet.commands import EXIT_OK, fail
 
 def cmd_capacity(args: argparse.Namespace) -> int:
     from fleet.capacity.cold_start_plan import ColdStartPlan, for_recommendation, for_stack
+    from fleet.capacity.frontier import frontier
+    from fleet.capacity.frontier import render as render_frontier
     from fleet.capacity.scale_stack import StackWriteError, write_stack
     from fleet.capacity.sizing import Assumptions, PlanningError, from_stack, recommend, render
     from fleet.config.model import FleetConfigError
@@ -26,13 +28,17 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     stack = args.stack or args.compare_stack
     if args.stack and args.write_stack:
         return fail("--write-stack writes a recommendation: use it with --agents, not --stack")
+    if args.spot and not args.write_stack:
+        return fail("--spot says what --write-stack writes: give --write-stack NAME too")
     try:
         fleets = [recommend(args.agents, assumptions)] if args.agents else []
+        options = frontier(args.agents, assumptions, args.spot_floor) if args.agents else []
         cold: ColdStartPlan
         if stack:
             project = load_project(Path(args.program), stack)
             cfg = parse_flat_config(project.config)
             fleets.append(from_stack(cfg, stack, args.region))
+            on_spot = from_stack(cfg, stack, args.region, all_spot=True)
         if args.stack:
             cold = for_stack(cfg, args.stack, args.cold_start_minutes)
         else:
@@ -47,14 +53,22 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         return EXIT_OK
     table = price_table()
     print(render(fleets))
+    if options:
+        print(render_frontier(args.agents, options, table.spot_date))
+    if stack:
+        print(f"{on_spot.title}: {on_spot.agents:,} agents, ${on_spot.monthly:,.0f} a month, "
+              f"${on_spot.per_thousand:,.2f} per 1,000 agents a month with every swarm VM on Spot "
+              f"(rates of {table.spot_date})\n")
     print(cold.render())
-    print(f"Prices: {args.region} on-demand, {table.date} (fleet/facts/data/prices.yaml); "
+    print(f"Prices: {args.region} on-demand, {table.date}, and Spot, {table.spot_date} (fleet/facts/data/prices.yaml); "
           f"{table.hours_per_month:g} hours a month; swarm VMs with their boot and agent state disks "
           "(pd-balanced); the rendezvous is extra.")
     if args.write_stack:
+        written = options[-1].fleet if args.spot else fleets[0]
         try:
-            path = write_stack(Path(args.program), args.write_stack, fleets[0], assumptions, force=args.force,
-                               cold_start_minutes=args.cold_start_minutes)
+            path = write_stack(Path(args.program), args.write_stack, written, assumptions, force=args.force,
+                               cold_start_minutes=args.cold_start_minutes,
+                               spot_floor=args.spot_floor if args.spot else None)
         except StackWriteError as exc:
             return fail(str(exc))
         print(f"\nWrote {path}: plan it with `python -m fleet plan --stack {args.write_stack}`")
