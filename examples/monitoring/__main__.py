@@ -9,8 +9,7 @@ from typing import Any
 import pulumi
 
 from fleet.components.cloud_monitoring import CloudMonitoring, CloudMonitoringArgs
-from fleet.monitoring.alerts import Watched
-from fleet.monitoring.prometheus import watched
+from fleet.monitoring.alerts import Watched, watched_by
 from fleet.outputs import OutputsError, outputs_of
 
 config = pulumi.Config()
@@ -22,7 +21,7 @@ reference = pulumi.StackReference(fleet_stack)
 
 def read(outputs: dict[str, Any]) -> Watched:
     try:
-        return watched(outputs_of(outputs, f"the outputs of stack {fleet_stack}"))
+        return watched_by(outputs_of(outputs, f"the outputs of stack {fleet_stack}"))
     except OutputsError as error:
         raise pulumi.RunError(str(error)) from None
 

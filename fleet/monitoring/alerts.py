@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from fleet.facts import pilot
+from fleet.outputs import StackOutputs
 from fleet.vm_contract import RENAMED_METRICS, MetricName
 
 # The seed's figures: fleet RSS growing faster than this per hour while the agent count is flat is a leak.
@@ -126,6 +127,11 @@ def watched_of(fleet: str | None, expected_agents: int, alert_threshold: float,
                alert_min_online: int | None) -> Watched:
     return Watched(fleet or pilot.PROJECT_NAME, expected_agents, alert_threshold,
                    alert_min_online or pilot.min_online(expected_agents, alert_threshold))
+
+
+def watched_by(outputs: StackOutputs) -> Watched:
+    """What a stack's alerts are about, from its outputs."""
+    return watched_of(outputs.project, outputs.expected_agents, outputs.alert_threshold, outputs.alert_min_online)
 
 
 def alert_names() -> list[str]:

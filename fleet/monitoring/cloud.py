@@ -32,7 +32,6 @@ class PolicySpec:
     query: str
     duration: str  # "<seconds>s"
     evaluation_interval: str
-    alert_rule: str
     documentation: str
 
 
@@ -47,7 +46,7 @@ def policy_spec(alert: Alert, watched: Watched, timings: Timings) -> PolicySpec:
     return PolicySpec(
         name=alert.name, display_name=f"{alert.title} ({watched.fleet})", severity=alert.severity.upper(),
         query=alert.expr, duration=f"{math.ceil(seconds(alert.hold))}s",
-        evaluation_interval=evaluation_interval(timings), alert_rule=alert.name,
+        evaluation_interval=evaluation_interval(timings),
         documentation=docs + f"Prometheus rule `{alert.name}` of group `{RULE_GROUP}`, written by `python -m fleet "
                              f"monitoring` from the same definition (fleet/monitoring/alerts.py).")
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleet.monitoring.alerts import MonitoringError, Timings
+from fleet.monitoring.alerts import MonitoringError, Timings, watched_by
 from fleet.monitoring.grafana import DASHBOARD, grafana_dashboard
-from fleet.monitoring.prometheus import prometheus_files, watched
+from fleet.monitoring.prometheus import prometheus_files
 from fleet.outputs import StackOutputs
 
 
 def write_monitoring(outputs: StackOutputs, out: Path, timings: Timings | None = None) -> list[Path]:
-    files = {**prometheus_files(outputs, out, timings), DASHBOARD: grafana_dashboard(watched(outputs))}
+    files = {**prometheus_files(outputs, out, timings), DASHBOARD: grafana_dashboard(watched_by(outputs))}
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = []

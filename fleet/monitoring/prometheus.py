@@ -10,14 +10,7 @@ from typing import Any
 import yaml
 
 from fleet.facts import pilot
-from fleet.monitoring.alerts import (
-    RULE_GROUP,
-    TARGET_LABEL,
-    Timings,
-    Watched,
-    fleet_alerts,
-    watched_of,
-)
+from fleet.monitoring.alerts import RULE_GROUP, TARGET_LABEL, Timings, fleet_alerts, watched_by
 from fleet.monitoring.panels import POOL_SERIES_LABEL
 from fleet.outputs import StackOutputs
 
@@ -28,7 +21,7 @@ SCRAPE_CONFIG = "prometheus-scrape.yml"
 
 
 def service_discovery(outputs: StackOutputs) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    fleet = watched(outputs).fleet
+    fleet = watched_by(outputs).fleet
     agents = [{"targets": [f"{h.internal_ip}:{outputs.ports.health}"],
                "labels": {"pilot_fleet": fleet, "pilot_host": h.name, "pilot_zone": h.zone,
                           TARGET_LABEL: str(h.target_agents)}}
@@ -41,14 +34,9 @@ def service_discovery(outputs: StackOutputs) -> tuple[list[dict[str, Any]], list
     return agents, rendezvous
 
 
-def watched(outputs: StackOutputs) -> Watched:
-    """What the outputs' alerts are about."""
-    return watched_of(outputs.project, outputs.expected_agents, outputs.alert_threshold, outputs.alert_min_online)
-
-
 def alert_rules(outputs: StackOutputs, timings: Timings | None = None) -> dict[str, Any]:
     rules = []
-    for alert in fleet_alerts(watched(outputs), timings):
+    for alert in fleet_alerts(watched_by(outputs), timings):
         annotations = {"summary": alert.summary}
         if alert.description:
             annotations["description"] = alert.description
@@ -65,7 +53,7 @@ def scrape_config(outputs: StackOutputs, out: Path, timings: Timings | None = No
         {"job_name": "pilot-rendezvous", "scrape_interval": every,
          "file_sd_configs": [{"files": [str(out / RENDEZVOUS_SD)]}]},
     ]
-    fleet = watched(outputs).fleet
+    fleet = watched_by(outputs).fleet
     for pool in outputs.pools:
         # a managed instance group's VMs come and go: Prometheus finds them by the template's pool label
         jobs.append({
