@@ -5,7 +5,9 @@ tests/test_boot_path.py."""
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import subprocess
 import threading
 import time
@@ -24,7 +26,7 @@ from fleet.monitoring.alerts import Timings
 from fleet.monitoring.ops_agent import RECEIVER, ops_agent_config
 from fleet.vm_contract import MetadataKey
 from testbed.boot_sandbox import free_tcp_port
-from tests.conftest import REPO
+from tests.conftest import REPO, load_stack_config, run_fleet
 from tests.test_monitoring import promtool
 
 PROMETHEUS = REPO / ".cache/prometheus/usr/bin/prometheus"
@@ -141,3 +143,21 @@ def test_a_stack_that_asks_gives_every_vm_the_pinned_agent_and_its_roles_receive
         assert config == ops_agent_config(role, port)
     assert not any(MetadataKey.OPS_AGENT_VERSION in md or MetadataKey.OPS_AGENT_CONFIG in md
                    for md in vm_metadata(planned("prod")).values())
+
+
+@pytest.mark.plan
+def test_turning_the_ops_agent_on_is_named_as_a_next_boot_change_of_every_vm(program_with_stack: Any,
+                                                                            tmp_path: Path) -> None:
+    """The boot path installs it (root, a package): `plan --compare` says which VMs take it at their next boot."""
+    old = tmp_path / "old.json"
+    assert run_fleet("plan", "--stack", "prod", "--no-policy", "--json", str(old)).returncode == 0
+    config = copy.deepcopy(load_stack_config("prod"))
+    config["pilot-fleet:monitoring"] = {"opsAgentVersion": "2.70.0"}
+    program = program_with_stack(config)
+    result = run_fleet("plan", "--stack", "test", "--program", str(program), "--no-policy", "--compare", str(old))
+    assert result.returncode == 0, result.stderr
+    report = result.stdout.split("\nNext boot only")[1]
+    named = set(re.findall(r"^    ([a-z0-9-]+): .*pilot-ops-agent-version", report, re.M))
+    assert named == {"swarm-1", "swarm-2", "swarm-3", "pilot-rendezvous"}, report
+    # the receiver's config is named by its size, not printed: a line per VM stays readable
+    assert re.search(r"pilot-ops-agent-config unset -> \([0-9,]+ characters\)", report) and len(report) < 2000

@@ -53,6 +53,17 @@ def _metadata(inputs: Mapping[str, Any]) -> Mapping[str, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
+# A value longer than this (a certificate, an Ops Agent config) is named by its size, not printed
+SHOWN_CHARS = 60
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    text = str(value)
+    return text if len(text) <= SHOWN_CHARS else f"({len(text):,} characters)"
+
+
 def next_boot_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """One line per VM (or pool template) of both plans whose next-boot-only settings differ."""
     before, lines = _vms(old), []
@@ -63,7 +74,7 @@ def next_boot_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
         rendezvous = now.get(MetadataKey.ROLE) == pilot.ROLE_RENDEZVOUS
         keys = sorted(k for k in set(was) | set(now) if k.startswith("pilot-")) if rendezvous \
             else list(NEXT_BOOT_SWARM_KEYS)
-        changed = [f"{key} {was.get(key, 'unset')} -> {now.get(key, 'unset')}" for key in keys
+        changed = [f"{key} {_shown(was.get(key))} -> {_shown(now.get(key))}" for key in keys
                    if was.get(key) != now.get(key)]
         if _alias_ranges(before[name]) != _alias_ranges(inputs):
             changed.append(f"alias IP range {','.join(_alias_ranges(before[name])) or 'none'} -> "
