@@ -273,15 +273,10 @@ mount_disk() {
 # installed through Google's repository script (which adds Google's signed apt repository; the package is checked by
 # apt), then the fleet's receiver as its config (fleet/monitoring/ops_agent.py), the agent restarted only when the
 # config changed. Monitoring never fails the boot path, which has already started the VM's own services: a failure
-# is a warning and a guest attribute, and the next boot tries again. Without the attributes the agent is left alone.
+# is a warning and a guest attribute, and the next boot tries again. Without the attributes the agent is left alone;
+# one without the other is refused with every attribute, before anything is written (read_attributes).
 OPS_AGENT_CONFIG="${PILOT_ROOT}/etc/google-cloud-ops-agent/config.yaml"
 OPS_AGENT_UNIT="google-cloud-ops-agent.service"
-ops_agent_pair() {
-  local version="${attr[ops_agent_version]}" config="${attr[ops_agent_config]}"
-  if [[ -n "${version}" && -z "${config}" ]] || [[ -z "${version}" && -n "${config}" ]]; then
-    die "the Ops Agent's version and config attributes come together: set both (monitoring.opsAgentVersion) or neither"
-  fi
-}
 
 setup_ops_agent() {
   local want="${attr[ops_agent_version]}" have installer="${RUN_DIR}/add-google-cloud-ops-agent-repo.sh"

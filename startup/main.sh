@@ -6,7 +6,6 @@ main() {
   mkdir -p "${STATE_DIR}"
   unpack_supervisor
   read_attributes
-  ops_agent_pair
   local reserved=""
   if [[ "${role}" == swarm ]]; then
     reserved="${attr[base_udp_port]}-$((attr[base_udp_port] + attr[target_agents] - 1))"

@@ -88,12 +88,19 @@ def check(role: str, attributes: dict[str, str]) -> dict[str, Any]:
             if name in attributes:
                 raise AttributesError(f"instance attribute {name} is set: {why}")
         _install_source(out)
-        if bool(out["registry_tls_cert"]) != bool(out["registry_key_secret"]):
-            have, need = (("REGISTRY_TLS_CERT", "REGISTRY_KEY_SECRET") if out["registry_tls_cert"]
-                          else ("REGISTRY_KEY_SECRET", "REGISTRY_TLS_CERT"))
-            raise AttributesError(f"instance attribute {key(have)} is set without {key(need)}: registry TLS needs "
-                                  "the certificate and the secret version of its key (pilot-fleet:registry.tls)")
+        _pair(role, out, "registry_tls_cert", "registry_key_secret", "registry TLS needs the certificate and the "
+              "secret version of its key (pilot-fleet:registry.tls)")
+    _pair(role, out, "ops_agent_version", "ops_agent_config", "the Ops Agent's version and config attributes come "
+          "together: set both (pilot-fleet:monitoring.opsAgentVersion) or neither")
     return out
+
+
+def _pair(role: str, out: dict[str, Any], first: str, second: str, why: str) -> None:
+    """Two attributes of ROLE (by field name) that come together: one without the other is refused."""
+    if bool(out[first]) != bool(out[second]):
+        have, need = (first, second) if out[first] else (second, first)
+        raise AttributesError(f"instance attribute {rules(role)[have]['key']} is set without "
+                              f"{rules(role)[need]['key']}: {why}")
 
 
 def _install_source(out: dict[str, Any]) -> None:
