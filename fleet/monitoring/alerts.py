@@ -18,6 +18,8 @@ MIN_AVAILABLE_MEMORY_SHARE = 0.20
 # The Prometheus label that carries a host's configured target: the same name as its supervisor's metric.
 TARGET_LABEL = MetricName.TARGET_AGENTS
 RULE_GROUP = "pilot-fleet"
+# The scrape job of each role's metrics, in Prometheus' scrape config and in the Ops Agent's receiver
+SCRAPE_JOBS = {pilot.ROLE_SWARM: "pilot-agents", pilot.ROLE_RENDEZVOUS: "pilot-rendezvous"}
 
 
 class MonitoringError(Exception):

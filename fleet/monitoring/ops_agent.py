@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleet.facts import pilot
-from fleet.monitoring.alerts import Timings, seconds
+from fleet.monitoring.alerts import SCRAPE_JOBS, Timings, seconds
 from fleet.monitoring.panels import POOL_SERIES_LABEL
 
 RECEIVER = "pilot_fleet"
 MIN_SCRAPE_SECONDS = 10
-JOBS = {pilot.ROLE_SWARM: "pilot-agents", pilot.ROLE_RENDEZVOUS: "pilot-rendezvous"}
 
 
 def relabelling() -> list[dict[str, Any]]:
@@ -38,7 +36,7 @@ def scrape_config(role: str, port: int, timings: Timings) -> dict[str, Any]:
     """The receiver's Prometheus config: this VM's metrics on loopback."""
     interval = max(MIN_SCRAPE_SECONDS, round(seconds(timings.scrape_interval)))
     return {"scrape_configs": [{
-        "job_name": JOBS[role], "scrape_interval": f"{interval}s",
+        "job_name": SCRAPE_JOBS[role], "scrape_interval": f"{interval}s",
         "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
         "relabel_configs": relabelling(),
     }]}

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from fleet.facts import pilot
-from fleet.monitoring.alerts import RULE_GROUP, TARGET_LABEL, Timings, fleet_alerts, watched_by
+from fleet.monitoring.alerts import RULE_GROUP, SCRAPE_JOBS, TARGET_LABEL, Timings, fleet_alerts, watched_by
 from fleet.monitoring.panels import POOL_SERIES_LABEL
 from fleet.outputs import StackOutputs
 
@@ -48,9 +48,9 @@ def alert_rules(outputs: StackOutputs, timings: Timings | None = None) -> dict[s
 def scrape_config(outputs: StackOutputs, out: Path, timings: Timings | None = None) -> dict[str, Any]:
     every = (timings or Timings()).scrape_interval
     jobs: list[dict[str, Any]] = [
-        {"job_name": "pilot-agents", "scrape_interval": every,
+        {"job_name": SCRAPE_JOBS[pilot.ROLE_SWARM], "scrape_interval": every,
          "file_sd_configs": [{"files": [str(out / AGENTS_SD)]}]},
-        {"job_name": "pilot-rendezvous", "scrape_interval": every,
+        {"job_name": SCRAPE_JOBS[pilot.ROLE_RENDEZVOUS], "scrape_interval": every,
          "file_sd_configs": [{"files": [str(out / RENDEZVOUS_SD)]}]},
     ]
     fleet = watched_by(outputs).fleet
