@@ -104,9 +104,14 @@ def parse_outputs(text: str, source: str) -> StackOutputs:
         raise OutputsError(f"{source}: not JSON ({exc.msg} at line {exc.lineno})") from None
     except (ValueError, RecursionError) as exc:  # a number past Python's digit limit; nesting past its depth
         raise OutputsError(f"{source}: JSON that cannot be read ({str(exc)[:120] or type(exc).__name__})") from None
+    return outputs_of(plan_outputs(raw), source)
+
+
+def plan_outputs(raw: Any) -> Any:
+    """The outputs of an offline plan written by `python -m fleet plan --json`; any other JSON value as it is."""
     if isinstance(raw, dict) and "outputs" in raw and "resources" in raw:
-        raw = raw["outputs"]  # an offline plan written by `python -m fleet plan --json`
-    return outputs_of(raw, source)
+        return raw["outputs"]
+    return raw
 
 
 def outputs_of(raw: Any, source: str) -> StackOutputs:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.commands import EXIT_FINDINGS, EXIT_OK, fail
+from fleet.outputs import plan_outputs
 
 
 class StackReferenceError(Exception):
@@ -27,8 +28,7 @@ def stack_reference(item: str) -> tuple[str, dict[str, Any]]:
         raise StackReferenceError(f"--stack-reference {name}: cannot read {file}: {exc.strerror}") from None
     except (ValueError, RecursionError) as exc:
         raise StackReferenceError(f"--stack-reference {name}: {file} is not JSON ({str(exc)[:120]})") from None
-    if isinstance(raw, dict) and "outputs" in raw and "resources" in raw:
-        raw = raw["outputs"]  # a plan: its outputs
+    raw = plan_outputs(raw)
     if not isinstance(raw, dict):
         raise StackReferenceError(f"--stack-reference {name}: {file} is not a JSON object of stack outputs")
     return name, raw
