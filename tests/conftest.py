@@ -6,7 +6,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from fleet.facts import pilot
+from testbed.warm_cli import WarmCli
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "fleet", "startup")
@@ -34,7 +34,7 @@ LONG_FILES = ("test_fleet_boot.py", "test_registry_aware.py", "test_registry_kil
 SYSTEM_FILES = (*LONG_FILES, "test_boot_path.py", "test_supervisor.py", "test_live_reconcile.py",
                 "test_registration_addresses.py",
                 "test_daemon_contract.py")
-PLAN_FILES = ("test_plan_cli.py", "test_plan_prod.py", "test_policy_pack.py")
+PLAN_FILES = ("test_plan_cli.py", "test_plan_prod.py", "test_policy_pack.py", "test_warm_cli.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,9 +49,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: LONG_FILES.index(item.path.name) if item.path.name in LONG_FILES else len(LONG_FILES))
 
 
-def run_fleet(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fleet", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+_warm: list[WarmCli] = []  # this worker's warm CLI, started at its first command
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadfile, except that no file waits behind the whole-fleet file. xdist queues a further file on a
+    worker whose files have two tests or fewer left (a worker runs a test only once it knows the next one, or that
+    there is none), so a file waited the whole-fleet test's minutes behind it while other workers were idle. Its
+    worker is told at once that nothing follows: it runs the whole-fleet test, then stops."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class NothingBehindTheFleet(LoadFileScheduling):
+        def _reschedule(self, node: Any) -> None:
+            if any(scope.endswith(LONG_FILES[0]) for scope in self.assigned_work.get(node, {})):
+                if not node.shutting_down:
+                    node.shutdown()
+                return
+            super()._reschedule(node)
+
+    return NothingBehindTheFleet(config, log)
+
+
+def run_fleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m fleet ARGS` in the checkout, through this worker's warm CLI (testbed/warm_cli.py: a fork of a
+    process that did the imports; tests/test_warm_cli.py holds it to a cold command)."""
+    if not _warm:
+        _warm.append(WarmCli.start())
+    return _warm[0].run(list(args), REPO, timeout)
+
+
+def pytest_sessionfinish() -> None:
+    while _warm:
+        _warm.pop().close()
 
 
 @pytest.fixture(scope="session")
