@@ -47,9 +47,18 @@ def test_reaches_target_in_paced_rounds_and_never_exceeds_it(tmp_path: Path) -> 
     # when the supervisor spawned them (its own log; the stand-ins' start-up time under load would blur this)
     times = sorted(float(e["time"]) for e in _supervisor_log(out) if e["event"] == "agent-started")
     assert len(times) == target
-    # rounds: never more than spawn_parallelism starts within one round delay
-    for i, at in enumerate(times):
-        assert sum(1 for t in times[i:] if t - at < FAST["round_delay_seconds"] * 0.9) <= 3, times
+    # rounds: a round's starts are logged within a spawn or three of its beginning, and the next round begins one
+    # round delay after it; so starts less than half a delay after a round's first belong to it, and no round has
+    # more than spawn_parallelism. (Not "no more than 3 within 0.9 of a delay of any start": on a loaded machine a
+    # round's last spawn, logged late, fell within that of the next round's, which was on time.)
+    rounds: list[list[float]] = []
+    for at in times:
+        if rounds and at - rounds[-1][0] < FAST["round_delay_seconds"] / 2:
+            rounds[-1].append(at)
+        else:
+            rounds.append([at])
+    assert all(len(r) <= FAST["spawn_parallelism"] for r in rounds), rounds
+    assert len(rounds) >= -(-target // FAST["spawn_parallelism"]), rounds
     # fresh identities: a burst of 4, then 10 a second at most (the stand-in registry's allowance)
     for i, at in enumerate(times):
         assert i + 1 <= 4 + (at - times[0]) * 10 + 1
