@@ -166,6 +166,14 @@ class Fleet:
         return subprocess.run(["ip", "netns", "exec", self.bridge_namespace, *argv], capture_output=True, text=True,
                               timeout=timeout, check=False, cwd=REPO)
 
+    def registry_connections(self) -> int:
+        """Established TCP connections to the registry's port on the rendezvous VM: every running agent holds one
+        (docs/pilot-facts.md), so this counts the agents connected to this rendezvous now. (The registry's
+        `active_nodes` cannot: it counts every node heard from in the last 3 minutes, and a restored store brings
+        that time with it.)"""
+        shown = self.rendezvous.run("ss", "-Htn", "state", "established", f"( sport = :{pilot.REGISTRY_PORT} )")
+        return len(shown.stdout.splitlines())
+
     def stats(self) -> dict[str, Any] | None:
         """The rendezvous' /api/stats, or None while it does not answer."""
         result = self.in_bridge("curl", "-fsS", "--max-time", "3", self.plan["outputs"]["statsUrl"], timeout=10)
