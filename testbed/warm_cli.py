@@ -4,7 +4,7 @@ A plan costs about 4.5 s of CPU, and more than half of it is importing: the Goog
 builds some 6,000 typed classes (2.4 s). This server imports every module of the `fleet` package (and with them the
 Pulumi SDK and the provider modules the program declares resources from), then waits on a Unix socket and forks one
 child per command. The child is the command: it runs `python -m fleet`'s own `__main__` with the caller's arguments,
-working directory and environment, stdin from /dev/null, stdout and stderr into files the caller names, and its exit
+working directory and environment, stdin, stdout and stderr from and into files the caller names, and its exit
 status is the command's. Only the interpreter's start and those imports are shared: nothing a command does has run in
 the server before the fork, and each command starts from the state right after the imports.
 
@@ -64,7 +64,7 @@ def _command(request: dict[str, Any]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_TRUNC),
+    for fd, path, flags in ((0, request["stdin"], os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_TRUNC),
                             (2, request["stderr"], os.O_WRONLY | os.O_TRUNC)):
         opened = os.open(path, flags)
         os.dup2(opened, fd)
@@ -138,14 +138,17 @@ class WarmCli:
             raise RuntimeError(f"the warm fleet CLI did not start (exit {server.wait()})")
         return cls(server, path)
 
-    def run(self, argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-        """`python -m fleet ARGV` in CWD, as subprocess.run(..., capture_output=True, text=True) returns it."""
+    def run(self, argv: list[str], cwd: Path, timeout: float, stdin: str = "",
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`python -m fleet ARGV` in CWD with this process' environment and ENV over it, STDIN as its input, as
+        subprocess.run(..., input=STDIN, capture_output=True, text=True) returns it."""
         with tempfile.TemporaryDirectory(prefix="pf-cmd-") as directory:
-            out, err = Path(directory, "stdout"), Path(directory, "stderr")
+            given, out, err = Path(directory, "stdin"), Path(directory, "stdout"), Path(directory, "stderr")
+            given.write_text(stdin)
             out.touch()
             err.touch()
-            request = {"argv": argv, "cwd": str(cwd), "env": dict(os.environ), "stdout": str(out),
-                       "stderr": str(err)}
+            request = {"argv": argv, "cwd": str(cwd), "env": {**os.environ, **(env or {})}, "stdin": str(given),
+                       "stdout": str(out), "stderr": str(err)}
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.connect(self.socket_path)
                 conn.sendall(json.dumps(request).encode())

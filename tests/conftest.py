@@ -20,18 +20,20 @@ from testbed.warm_cli import WarmCli
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "fleet", "startup")
-# Files that wait on real clocks (the real registry's rate limit, a registry 60 s late, rendezvous builds), longest
-# first: with a file per worker at a time (--dist loadfile, --no-loadscope-reorder in pyproject.toml) they start at
-# once, and the suite takes about as long as the longest of them, not that one started last.
-LONG_FILES = ("test_fleet_boot.py", "test_registry_aware.py", "test_registry_kills.py", "test_supervisor_faults.py",
-              "test_script_runner.py",
-              "test_rendezvous_e2e.py")
+# Files that wait on real clocks (the real registry's rate limit, a registry 60 s late, rendezvous builds, servers
+# that answer a byte a second), longest first: with a file per worker at a time (--dist loadfile,
+# --no-loadscope-reorder in pyproject.toml) they start at once, and the suite takes about as long as the longest of
+# them, not that one started last. (test_verify.py is the longest of the fast layer: last in the alphabet, it
+# started last there and set the fast layer's time.)
+LONG_SYSTEM_FILES = ("test_fleet_boot.py", "test_registry_aware.py", "test_registry_kills.py",
+                     "test_supervisor_faults.py", "test_script_runner.py", "test_rendezvous_e2e.py")
+LONG_FILES = (*LONG_SYSTEM_FILES, "test_verify.py")
 
 
 # The layers (markers registered in pyproject.toml). `system`: real processes, real daemons, the real rendezvous,
 # network namespaces, system containers. `plan`: whole plans of the program under the mock engine, and the policy
 # pack's own process. `fast`: everything else, the unit tests of every module (`scripts/dev.sh test --fast`).
-SYSTEM_FILES = (*LONG_FILES, "test_boot_path.py", "test_supervisor.py", "test_live_reconcile.py",
+SYSTEM_FILES = (*LONG_SYSTEM_FILES, "test_boot_path.py", "test_supervisor.py", "test_live_reconcile.py",
                 "test_registration_addresses.py",
                 "test_daemon_contract.py")
 PLAN_FILES = ("test_plan_cli.py", "test_plan_prod.py", "test_policy_pack.py", "test_warm_cli.py")
@@ -72,12 +74,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return NothingBehindTheFleet(config, log)
 
 
-def run_fleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python -m fleet ARGS` in the checkout, through this worker's warm CLI (testbed/warm_cli.py: a fork of a
-    process that did the imports; tests/test_warm_cli.py holds it to a cold command)."""
+def run_fleet(*args: str, timeout: float = 120, stdin: str = "",
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m fleet ARGS` in the checkout, with STDIN and this process' environment with ENV over it, through this
+    worker's warm CLI (testbed/warm_cli.py: a fork of a process that did the imports; tests/test_warm_cli.py holds
+    it to a cold command)."""
     if not _warm:
         _warm.append(WarmCli.start())
-    return _warm[0].run(list(args), REPO, timeout)
+    return _warm[0].run(list(args), REPO, timeout, stdin, env)
 
 
 def pytest_sessionfinish() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from testbed.real_rendezvous import Rendezvous, rendezvous_on_loopback
 from testbed.supervisor_harness import FAST, supervised
-from tests.conftest import REPO
+from tests.conftest import run_fleet
 
 AGENTS = 3
 
@@ -26,8 +25,7 @@ def rendezvous(tmp_path: Path) -> Iterator[Rendezvous]:
 
 
 def _verify(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fleet", "verify", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=180, check=False)
+    return run_fleet("verify", *args, timeout=180)
 
 
 def test_real_daemons_register_and_verify_judges_the_count(rendezvous: Rendezvous, real_daemon: Path,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 
 from testbed.stats_server import Answer, StatsServer
-from tests.conftest import REPO
+from tests.conftest import run_fleet
 
 REAL = {"total_nodes": 10, "active_nodes": 10, "total_trust_links": 0, "total_requests": 5, "unique_tags": 0,
         "task_executors": 0, "networks": [], "nodes": [], "edges": [], "uptime_secs": 60}
@@ -31,9 +29,7 @@ def server() -> Iterator[StatsServer]:
 
 def verify(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fleet", "verify", *args], cwd=REPO, capture_output=True,
-                          text=True, input=stdin if stdin is not None else "", timeout=timeout, check=False,
-                          env={**os.environ, **(env or {})})
+    return run_fleet("verify", *args, stdin=stdin or "", env=env, timeout=timeout)
 
 
 def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
