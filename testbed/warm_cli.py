@@ -38,8 +38,7 @@ IDLE_CHECK_SECONDS = 1.0
 def _import_everything() -> None:
     """Every module of the fleet package, and the Google provider's modules it declares resources from: the
     provider loads a module at its first use (`gcp.compute.Instance`), so importing the fleet package is not
-    enough; they are the ones its source names as `gcp.<module>.`. Then the collector is told to leave all of it
-    alone, so that no command's collection walks (and copies) what the server holds."""
+    enough; they are the ones its source names as `gcp.<module>.`."""
     import fleet
 
     for module in pkgutil.walk_packages(fleet.__path__, "fleet."):
@@ -87,7 +86,7 @@ def serve(path: str) -> None:
     """Answer commands on the Unix socket PATH until the process that started this one is gone."""
     parent = os.getppid()
     _import_everything()
-    gc.freeze()
+    gc.freeze()  # no command's collection walks (and so copies) what the server holds
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(8)
@@ -102,17 +101,14 @@ def serve(path: str) -> None:
             conn.settimeout(None)
             request = json.loads(_read_all(conn))
             pid = os.fork()
-            if pid == 0:
+            if pid == 0:  # the command; whatever escapes it ends this child too, never back in this loop
                 listener.close()
                 conn.close()
-                code = 1
-                try:
-                    code = _command(request)
-                finally:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    # the interpreter's own exit: atexit handlers and non-daemon threads, as a cold command ends
-                    raise SystemExit(code)
+                code = _command(request)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                # the interpreter's own exit: atexit handlers and non-daemon threads, as a cold command ends
+                raise SystemExit(code)
             conn.sendall(f"{pid}\n".encode())
             _, status = os.waitpid(pid, 0)
             conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())

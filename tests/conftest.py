@@ -25,7 +25,8 @@ PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "fleet", "startup")
 # --no-loadscope-reorder in pyproject.toml) they start at once, and the suite takes about as long as the longest of
 # them, not that one started last. (test_verify.py is the longest of the fast layer: last in the alphabet, it
 # started last there and set the fast layer's time.)
-LONG_SYSTEM_FILES = ("test_fleet_boot.py", "test_registry_aware.py", "test_registry_kills.py",
+WHOLE_FLEET_FILE = "test_fleet_boot.py"
+LONG_SYSTEM_FILES = (WHOLE_FLEET_FILE, "test_registry_aware.py", "test_registry_kills.py",
                      "test_supervisor_faults.py", "test_script_runner.py", "test_rendezvous_e2e.py")
 LONG_FILES = (*LONG_SYSTEM_FILES, "test_verify.py")
 
@@ -65,7 +66,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class NothingBehindTheFleet(LoadFileScheduling):
         def _reschedule(self, node: Any) -> None:
-            if any(scope.endswith(LONG_FILES[0]) for scope in self.assigned_work.get(node, {})):
+            if any(scope.endswith(WHOLE_FLEET_FILE) for scope in self.assigned_work.get(node, {})):
                 if not node.shutting_down:
                     node.shutdown()
                 return
